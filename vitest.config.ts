@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * The fast inner loop (`npm test`): every suite that needs no server outside
+ * this process. In-process servers (aedes on a loopback port, the embedded bus,
+ * the directory registry) are fine here.
+ */
+export default defineConfig({
+  test: {
+    include: ['tests/unit/**/*.test.ts', 'tests/integration/**/*.test.ts', 'tests/e2e/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    pool: 'forks',
+  },
+});
