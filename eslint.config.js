@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['node_modules/**', 'dist/**', '.driftline/**', '.services/**', 'dashboard/public/vendor/**', 'coverage/**'],
+    ignores: ['node_modules/**', 'dist/**', '.driftline/**', '.services/**', '.venv/**', '.venv-bench/**', 'test-results/**', 'dashboard/public/vendor/**', 'coverage/**'],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

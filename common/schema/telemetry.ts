@@ -17,6 +17,7 @@ export const MAX_EXTRA_FIELDS_BYTES = 512;
  * characters. Anything else (including `<`, `>` and quotes) is allowed, so every
  * consumer must treat ids as untrusted text.
  */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what the pattern excludes
 export const MACHINE_ID_PATTERN = /^[^/+#\u0000-\u001f\u007f]{1,64}$/;
 
 export const machineIdSchema = z.string().regex(MACHINE_ID_PATTERN, 'machineId must be 1-64 characters without / + # or control characters');

@@ -1,0 +1,246 @@
+import type { IPublishPacket, MqttClient } from 'mqtt';
+import type { DeadLetterRecord, DeadLetterSink } from '../../common/deadletter.ts';
+import { TransportError, describeError } from '../../common/errors.ts';
+import { silentLogger, type Logger } from '../../common/logging/logger.ts';
+import { connectMqtt } from '../../common/mqtt/connect.ts';
+import { TOPICS, parseTopic, validateMessage, type Label, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
+import { retry } from '../../common/util/retry.ts';
+import type { EdgeMetrics } from './metrics.ts';
+
+/**
+ * The worker's MQTT side: takes telemetry and labels in, validates every
+ * message, sends rejects to the dead-letter topic, publishes predictions.
+ *
+ * Delivery: the session is persistent (`clean: false`, stable client id) and
+ * both subscriptions are QoS 1, so messages published while the worker is away
+ * are delivered when it comes back. A message is acknowledged (PUBACK) only
+ * after the worker has taken it: the telemetry handler may return a promise
+ * (the batcher's backpressure) and the intake waits for it before reading the
+ * next message. While stopping, new messages are left unacknowledged so the
+ * broker delivers them again to the next session. Delivery is at least once: a
+ * message acknowledged just before a crash may be lost from the in-memory queue
+ * (at most the queue limit), and one predicted but not acknowledged before a
+ * disconnect is predicted again after the reconnect.
+ */
+
+/** What the intake hands over. Returning a promise delays the acknowledgement and the next message. */
+export interface IngestHandlers {
+  telemetry(t: Telemetry): Promise<void> | undefined | void;
+  label(l: Label): Promise<void> | undefined | void;
+}
+
+/** The transport the worker runs on; {@link MqttIngest} in production, a fake in unit tests. */
+export interface EdgeIngest {
+  /** True while connected to the broker. */
+  readonly connected: boolean;
+  /** Connects, subscribes and starts handing messages to `handlers`. */
+  start(handlers: IngestHandlers): Promise<void>;
+  /** Stops taking messages: later ones stay unacknowledged and are redelivered to the next session. */
+  pause(): void;
+  /** Publishes one prediction (QoS 1); resolves when the broker acknowledged it. */
+  publishPrediction(p: Prediction): Promise<void>;
+  /** Publishes one dead-letter record (QoS 1). */
+  publishDeadLetter(topic: string, record: DeadLetterRecord): Promise<void>;
+  /** Waits for outstanding publishes, then disconnects. */
+  close(): Promise<void>;
+}
+
+export interface MqttIngestOptions {
+  /** Broker URL (`mqtt://`, `mqtts://`, `ws://`, `wss://`). */
+  url: string;
+  /** Stable client id: the broker keeps this session's subscriptions and queued messages. One per worker replica. */
+  clientId: string;
+  username?: string;
+  password?: string;
+  /** CA certificate (PEM) for mqtts/wss. */
+  ca?: string | Buffer;
+  /** Rejected messages go here (counted, logged, published on `driftline/dead-letter`). */
+  deadLetters: DeadLetterSink;
+  logger?: Logger;
+  metrics?: EdgeMetrics;
+  /** Delay between reconnect attempts, ms. Default 1000. */
+  reconnectPeriodMs?: number;
+  /** Attempts of the first connection before giving up; default: keep trying until closed. */
+  connectAttempts?: number;
+  /** How long close() waits for unacknowledged publishes, ms. Default 5000. */
+  closeTimeoutMs?: number;
+}
+
+/** MQTT 3.1.1 CONNACK codes 4 (bad user name or password) and 5 (not authorized) will not change on retry. */
+function isAuthRefusal(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 4 || code === 5 || /not authori[sz]ed|bad user ?name or password/i.test(describeError(err));
+}
+
+export class MqttIngest implements EdgeIngest {
+  private client: MqttClient | undefined;
+  private handlers: IngestHandlers | undefined;
+  private stopping = false;
+  private closed = false;
+  private isConnected = false;
+  private readonly outstanding = new Set<Promise<unknown>>();
+  private readonly logger: Logger;
+  private readonly abort = new AbortController();
+
+  constructor(private readonly options: MqttIngestOptions) {
+    this.logger = options.logger ?? silentLogger();
+  }
+
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  /** The underlying client (tests use it to force a disconnect). */
+  get mqttClient(): MqttClient | undefined {
+    return this.client;
+  }
+
+  async start(handlers: IngestHandlers): Promise<void> {
+    if (this.client) throw new Error('ingest already started');
+    this.handlers = handlers;
+    const { url, clientId } = this.options;
+    const client = await retry(
+      () =>
+        connectMqtt({
+          url,
+          clientId,
+          clean: false,
+          reconnectPeriodMs: this.options.reconnectPeriodMs ?? 1000,
+          ...(this.options.username !== undefined ? { username: this.options.username } : {}),
+          ...(this.options.password !== undefined ? { password: this.options.password } : {}),
+          ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
+        }).catch((err: unknown) => {
+          if (isAuthRefusal(err)) throw new TransportError(`broker ${url} refused client ${clientId}: ${describeError(err)}`, { retriable: false, cause: err });
+          throw new TransportError(`cannot connect to broker ${url}: ${describeError(err)}`, { cause: err });
+        }),
+      {
+        attempts: this.options.connectAttempts ?? Number.MAX_SAFE_INTEGER,
+        initialDelayMs: 250,
+        maxDelayMs: 5000,
+        signal: this.abort.signal,
+        onRetry: (err, attempt, delayMs) => this.logger.warn(`broker not reachable, retrying in ${delayMs} ms`, { attempt, url, err: describeError(err) }),
+      },
+    );
+    if (this.closed) {
+      await client.endAsync(true);
+      throw new TransportError('ingest closed while connecting', { retriable: false });
+    }
+    this.client = client;
+    this.isConnected = true;
+    client.on('connect', () => {
+      this.isConnected = true;
+      this.logger.info('reconnected to broker', { url, clientId, action: 'mqtt-connect' });
+    });
+    client.on('close', () => {
+      if (this.isConnected && !this.closed) this.logger.warn('disconnected from broker; reconnecting', { url, clientId, action: 'mqtt-disconnect' });
+      this.isConnected = false;
+    });
+    client.on('offline', () => (this.isConnected = false));
+    client.on('error', (err) => this.logger.warn('mqtt client error', { err: describeError(err) }));
+    client.handleMessage = (packet, callback) => this.onPacket(packet, callback);
+
+    const grants = await client.subscribeAsync({ [TOPICS.telemetryWildcard]: { qos: 1 }, [TOPICS.labelWildcard]: { qos: 1 } });
+    const refused = grants.filter((g) => g.qos === 128 || g.qos > 2);
+    if (refused.length > 0) {
+      await client.endAsync(true);
+      throw new TransportError(`broker refused the subscriptions ${refused.map((g) => g.topic).join(', ')} (check the edge account's role)`, { retriable: false });
+    }
+    this.logger.info('connected to broker and subscribed', {
+      url,
+      clientId,
+      topics: [TOPICS.telemetryWildcard, TOPICS.labelWildcard],
+      action: 'mqtt-connect',
+      outcome: 'success',
+    });
+  }
+
+  private onPacket(packet: IPublishPacket, callback: (err?: Error) => void): void {
+    if (this.stopping || !this.handlers) {
+      // Not acknowledged: the broker redelivers it to the next session.
+      callback(new Error('edge worker stopping; message left for redelivery'));
+      return;
+    }
+    const { topic } = packet;
+    const payload = packet.payload;
+    const kind = parseTopic(topic)?.kind;
+    if (kind !== 'telemetry' && kind !== 'label') {
+      this.track(this.options.deadLetters.reject(topic, payload, 'invalid_topic', `unexpected topic ${JSON.stringify(topic)}`));
+      callback();
+      return;
+    }
+    const v = validateMessage(kind, topic, payload);
+    if (!v.ok) {
+      // Never awaited here: awaiting a QoS 1 publish inside the intake would block the PUBACK it waits for.
+      this.track(this.options.deadLetters.reject(topic, payload, v.reason, v.detail));
+      callback();
+      return;
+    }
+    this.options.metrics?.messagesIn.inc({ kind });
+    let pending: Promise<void> | undefined | void;
+    try {
+      pending = kind === 'telemetry' ? this.handlers.telemetry(v.value as Telemetry) : this.handlers.label(v.value as Label);
+    } catch (err) {
+      this.logger.error('message handler failed', { topic, err: describeError(err) });
+      callback();
+      return;
+    }
+    if (pending) {
+      pending.then(
+        () => callback(),
+        (err: unknown) => {
+          this.logger.error('message handler failed', { topic, err: describeError(err) });
+          callback();
+        },
+      );
+    } else callback();
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.outstanding.add(p);
+    void p.finally(() => this.outstanding.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private publish(topic: string, body: unknown): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.reject(new TransportError('not connected'));
+    return this.track(
+      new Promise<void>((resolve, reject) => {
+        client.publish(topic, JSON.stringify(body), { qos: 1 }, (err) => (err ? reject(new TransportError(`publish to ${topic} failed: ${err.message}`, { cause: err })) : resolve()));
+      }),
+    );
+  }
+
+  publishPrediction(p: Prediction): Promise<void> {
+    return this.publish(TOPICS.prediction(p.machineId), p);
+  }
+
+  publishDeadLetter(topic: string, record: DeadLetterRecord): Promise<void> {
+    return this.publish(topic, record);
+  }
+
+  pause(): void {
+    this.stopping = true;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopping = true;
+    this.abort.abort();
+    const client = this.client;
+    if (!client) return;
+    const timeoutMs = this.options.closeTimeoutMs ?? 5000;
+    if (this.outstanding.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        Promise.allSettled([...this.outstanding]).then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) this.logger.warn('closing with unacknowledged publishes', { outstanding: this.outstanding.size, timeoutMs });
+    }
+    await client.endAsync(this.outstanding.size > 0);
+    this.isConnected = false;
+  }
+}

@@ -1,0 +1,89 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { EFFICIENCY_CLASSES, FEATURES } from '../../common/schema/features.ts';
+
+/**
+ * Every Prometheus metric of the edge worker, registered on one registry. The
+ * dead-letter counter (`driftline_dead_letters_total{reason}`) is registered by
+ * the shared DeadLetterSink on the same registry.
+ */
+export interface EdgeMetrics {
+  readonly registry: Registry;
+  /** Valid messages taken in, by kind (`telemetry`, `label`). */
+  readonly messagesIn: Counter<'kind'>;
+  /** Rows per `predict` call of the stream. */
+  readonly batchSize: Histogram;
+  /** Telemetry timestamp → prediction published, seconds. */
+  readonly latency: Histogram;
+  /** Predictions published, by efficiency class. */
+  readonly predictions: Counter<'efficiency'>;
+  /** p-value of the last window tested, per feature. */
+  readonly driftPValue: Gauge<'feature'>;
+  /** Test statistic of the last window tested, per feature. */
+  readonly driftStatistic: Gauge<'feature'>;
+  /** Drift windows tested. */
+  readonly driftWindows: Counter;
+  /** Alarms raised, by kind (`covariate`, `concept`). */
+  readonly alarms: Counter<'kind'>;
+  /** Retrain requests published on the bus. */
+  readonly retrainRequests: Counter;
+  /** 1 for the model version being served. */
+  readonly modelInfo: Gauge<'name' | 'version'>;
+  /** Models swapped in since start. */
+  readonly modelSwaps: Counter;
+  /** Model artifacts refused (corrupt or incompatible), by reason. */
+  readonly loadsRefused: Counter<'reason'>;
+  /** Label join outcomes: `hit`, `miss`, `evicted`. */
+  readonly labelJoin: Counter<'outcome'>;
+  /** Live accuracy over the accuracy window (NaN until enough labels). */
+  readonly liveAccuracy: Gauge;
+  /** Telemetry messages waiting for a batch. */
+  readonly queueDepth: Gauge;
+  /** Times the intake was paused because the queue was full. */
+  readonly backpressure: Counter;
+  /** Prediction publishes that failed. */
+  readonly publishFailures: Counter;
+  /** Batches whose processing threw. */
+  readonly batchErrors: Counter;
+}
+
+/** Registers the edge metrics on `registry`. Call once per registry. */
+export function createEdgeMetrics(registry: Registry): EdgeMetrics {
+  const registers = [registry];
+  const metrics: EdgeMetrics = {
+    registry,
+    messagesIn: new Counter({ name: 'driftline_edge_messages_in_total', help: 'Valid messages taken in, by kind', labelNames: ['kind'], registers }),
+    batchSize: new Histogram({ name: 'driftline_edge_batch_size', help: 'Rows per predict call', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers }),
+    latency: new Histogram({
+      name: 'driftline_edge_prediction_latency_seconds',
+      help: 'Telemetry timestamp to prediction published, seconds',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    predictions: new Counter({ name: 'driftline_edge_predictions_total', help: 'Predictions published, by efficiency class', labelNames: ['efficiency'], registers }),
+    driftPValue: new Gauge({ name: 'driftline_edge_drift_p_value', help: 'Drift test p-value of the last window tested, per feature', labelNames: ['feature'], registers }),
+    driftStatistic: new Gauge({ name: 'driftline_edge_drift_statistic', help: 'Drift test statistic of the last window tested, per feature', labelNames: ['feature'], registers }),
+    driftWindows: new Counter({ name: 'driftline_edge_drift_windows_total', help: 'Drift windows tested', registers }),
+    alarms: new Counter({ name: 'driftline_edge_alarms_total', help: 'Drift alarms raised, by kind', labelNames: ['kind'], registers }),
+    retrainRequests: new Counter({ name: 'driftline_edge_retrain_requests_total', help: 'Retrain requests published', registers }),
+    modelInfo: new Gauge({ name: 'driftline_edge_model_info', help: 'The model being served (value 1)', labelNames: ['name', 'version'], registers }),
+    modelSwaps: new Counter({ name: 'driftline_edge_model_swaps_total', help: 'Models swapped in', registers }),
+    loadsRefused: new Counter({ name: 'driftline_edge_model_loads_refused_total', help: 'Model artifacts refused, by reason', labelNames: ['reason'], registers }),
+    labelJoin: new Counter({ name: 'driftline_edge_label_join_total', help: 'Label join outcomes (hit, miss, evicted)', labelNames: ['outcome'], registers }),
+    liveAccuracy: new Gauge({ name: 'driftline_edge_live_accuracy', help: 'Live accuracy over the accuracy window', registers }),
+    queueDepth: new Gauge({ name: 'driftline_edge_queue_depth', help: 'Telemetry messages waiting for a batch', registers }),
+    backpressure: new Counter({ name: 'driftline_edge_backpressure_total', help: 'Times the intake paused because the queue was full', registers }),
+    publishFailures: new Counter({ name: 'driftline_edge_publish_failures_total', help: 'Prediction publishes that failed', registers }),
+    batchErrors: new Counter({ name: 'driftline_edge_batch_errors_total', help: 'Batches whose processing failed', registers }),
+  };
+  // Show every label value from the start so dashboards do not see gaps.
+  for (const kind of ['telemetry', 'label']) metrics.messagesIn.inc({ kind }, 0);
+  for (const c of EFFICIENCY_CLASSES) metrics.predictions.inc({ efficiency: c }, 0);
+  for (const kind of ['covariate', 'concept']) metrics.alarms.inc({ kind }, 0);
+  for (const outcome of ['hit', 'miss', 'evicted']) metrics.labelJoin.inc({ outcome }, 0);
+  for (const f of FEATURES) {
+    metrics.driftPValue.set({ feature: f }, Number.NaN);
+    metrics.driftStatistic.set({ feature: f }, Number.NaN);
+  }
+  metrics.liveAccuracy.set(Number.NaN);
+  return metrics;
+}

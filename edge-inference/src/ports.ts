@@ -1,0 +1,69 @@
+import type { DriftInput, DriftUpdate, FeatureDriftStatus } from '../../common/drift/feature-drift.ts';
+import type { DriftAlarm } from '../../common/drift/types.ts';
+import type { RetrainRequest } from '../../common/events/schemas.ts';
+import type { ReferenceSample } from '../../common/model/types.ts';
+import type { Efficiency } from '../../common/schema/features.ts';
+
+/**
+ * The narrow interfaces the worker needs from the shared drift, accuracy,
+ * episode and registry modules. The shared implementations satisfy them
+ * structurally (`FeatureDriftDetector`, `AccuracyMonitor`, `ModelRegistry`);
+ * unit tests pass fakes.
+ */
+
+/** The feature drift detector (`FeatureDriftDetector` in common/drift/feature-drift.ts). */
+export interface DriftPort {
+  /** Feeds one row; the result says whether a window was tested and whether it raised an alarm. */
+  update(row: DriftInput, machineId: string): DriftUpdate;
+  /** Compares from now on with `reference` (the new champion's training sample); clears windows and streaks. */
+  reset(reference: ReferenceSample): void;
+  /** Per feature, the most significant latest result over all groups (what Prometheus exports). */
+  featureSummary?(): FeatureDriftStatus[];
+}
+
+/**
+ * The live accuracy monitor (`AccuracyMonitor` in common/drift/accuracy-monitor.ts).
+ * The worker joins labels itself (it also publishes the labelled samples) and
+ * feeds the monitor joined outcomes.
+ */
+export interface AccuracyPort {
+  /** One labelled prediction; returns the concept alarm it raised, if any. */
+  recordOutcome(correct: boolean, at?: { ts?: number; sampleIndex?: number; actual?: Efficiency }): DriftAlarm | null;
+  /** A new champion: compare with its validation accuracy from now on. */
+  reset(validationAccuracy: number): void;
+  /** Correct share of the labelled window, or null when empty. */
+  readonly liveAccuracy: number | null;
+}
+
+/** Turns alarms into at most one retrain request per drift episode (`DriftEpisodeManager` in common/drift/episode.ts). */
+export interface EpisodePort {
+  /** The request to publish when the alarm opens an episode; null when it attaches to the open one. */
+  onAlarm(alarm: DriftAlarm, sampleIndex?: number): RetrainRequest | null;
+  /** A new champion is serving: the open episode is over; later alarms are against `version`. */
+  championLoaded(version: string, validationAccuracy?: number | null): void;
+}
+
+/** The champion as the registry reports it (`ModelVersion` satisfies it). */
+export interface ChampionRef {
+  name: string;
+  /** Registry-assigned version: what predictions report. */
+  version: string;
+}
+
+/** The registry as the worker uses it (`ModelRegistry` satisfies it). */
+export interface RegistryPort {
+  /** The current champion of `name`, or undefined when none is registered yet. */
+  getChampion(name: string): Promise<ChampionRef | undefined>;
+  /** A local directory holding the verified artifact of `name`@`version`; ArtifactError on a checksum mismatch. */
+  fetchArtifact(name: string, version: string): Promise<string>;
+  /** Calls `onChange` whenever the champion changes; returns a function that stops watching. */
+  watchChampion?(name: string, onChange: (champion: ChampionRef | undefined) => void, options?: { intervalMs?: number; onError?: (err: unknown) => void; emitInitial?: boolean }): () => void;
+}
+
+/** A model lifecycle event the worker reacts to. */
+export interface ModelChange {
+  type: 'model-promoted' | 'model-rolled-back';
+  modelName: string;
+  version: string;
+  correlationId?: string;
+}
