@@ -174,6 +174,25 @@ export async function loadArtifact(dir: string, tf: Tf): Promise<LoadedModel> {
   return new ArtifactModel(tf, model, metadata, reference, dir);
 }
 
+/** A champion's weights and scaler, to warm-start a retrain from (see `TrainOptions.initial`). */
+export interface WarmStart {
+  weights: tfjs.Tensor[];
+  scaler: ModelMetadata['scaler'];
+  /** Frees the weight tensors. */
+  dispose(): void;
+}
+
+/** Loads (and verifies, like {@link loadArtifact}) the artifact at `dir` and returns copies of its weights and its scaler. */
+export async function loadWarmStart(dir: string, tf: Tf): Promise<WarmStart> {
+  const loaded = (await loadArtifact(dir, tf)) as ArtifactModel;
+  try {
+    const weights = loaded.cloneWeights();
+    return { weights, scaler: loaded.metadata.scaler, dispose: () => weights.forEach((w) => w.dispose()) };
+  } finally {
+    loaded.dispose();
+  }
+}
+
 /** A {@link LoadedModel} backed by a tfjs layers model. */
 class ArtifactModel implements LoadedModel {
   private disposed = false;
@@ -189,6 +208,11 @@ class ArtifactModel implements LoadedModel {
     if (this.disposed) throw new Error(`model ${this.metadata.name}@${this.metadata.version} was disposed`);
     if (rows.length === 0) return [];
     return toClassProbabilities(predictEncoded(this.tf, this.model, encodeBatch(rows, this.metadata.scaler), rows.length));
+  }
+
+  /** Copies of the network's weights (the caller disposes them). */
+  cloneWeights(): tfjs.Tensor[] {
+    return this.model.getWeights().map((w) => w.clone());
   }
 
   dispose(): void {

@@ -64,6 +64,12 @@ export interface TrainOptions extends NetworkOptions {
   restoreBest?: boolean;
   /** Maximum rows in the drift reference sample. Default 5000. */
   referenceSize?: number;
+  /**
+   * Warm start: begin from these weights (a champion's, same architecture) and
+   * keep its scaler instead of fitting one, so a retrain adapts what the
+   * champion knows instead of learning the whole task again from a small window.
+   */
+  initial?: { weights: readonly tfjs.Tensor[]; scaler: Scaler };
   /** Checked between epochs: training stops and the promise rejects with the signal's reason. */
   signal?: AbortSignal;
   /** Called after every epoch; awaited. */
@@ -169,7 +175,7 @@ export async function trainClassifier(tf: Tf, data: readonly LabelledRow[], opti
 
   checkFinite(train, 'training');
   checkFinite(validation, 'validation');
-  const scaler = fitScaler(train.map((d) => d.row));
+  const scaler = options.initial ? { mean: [...options.initial.scaler.mean], std: [...options.initial.scaler.std] } : fitScaler(train.map((d) => d.row));
   const n = train.length;
   const x = encodeBatch(
     train.map((d) => d.row),
@@ -183,6 +189,15 @@ export async function trainClassifier(tf: Tf, data: readonly LabelledRow[], opti
   const valY = validation.map((d) => classIndex(d.label));
 
   const model = buildClassifier(tf, { hidden: o.hidden, seed: o.seed });
+  if (options.initial) {
+    const shapes = model.getWeights().map((w) => w.shape.join('x'));
+    const given = options.initial.weights.map((w) => w.shape.join('x'));
+    if (shapes.join(',') !== given.join(',')) {
+      model.dispose();
+      throw new RangeError(`warm-start weights do not fit the network: expected ${shapes.join(', ')}, got ${given.join(', ')}`);
+    }
+    model.setWeights([...options.initial.weights]);
+  }
   const optimizer = tf.train.adam(o.learningRate);
   const vars = model.trainableWeights.map((w) => w.read() as tfjs.Variable);
   const history: EpochLog[] = [];

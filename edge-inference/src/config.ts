@@ -46,6 +46,7 @@ export const edgeConfigSpec = {
   accuracyAlpha: num('ACCURACY_ALPHA', { description: 'Significance of the one-sided binomial concept-drift test', default: DEFAULT_ACCURACY_CONFIG.alpha, min: 1e-12, max: 0.5 }),
   accuracyCooldownLabels: int('ACCURACY_COOLDOWN_LABELS', { description: 'Labels after a concept alarm during which no other fires', default: DEFAULT_ACCURACY_CONFIG.cooldownLabels, min: 0 }),
   episodeTtlSamples: int('EPISODE_TTL_SAMPLES', { description: 'Samples after which an open drift episode expires, so a retrain that never produced a champion is asked for again', default: DEFAULT_EPISODE_TTL_SAMPLES, min: 1 }),
+  statusIntervalMs: int('EDGE_STATUS_INTERVAL_MS', { description: 'Publish the worker status on driftline/edge/<EDGE_CLIENT_ID>/status this often, ms (0 disables)', default: 1000, min: 0, max: 3_600_000 }),
   labelJoinMaxPending: int('LABEL_JOIN_MAX_PENDING', { description: 'Predictions kept waiting for their delayed label; the oldest is evicted beyond it', default: 50_000, min: 1, max: 10_000_000 }),
 } satisfies Record<string, Field<unknown>>;
 

@@ -41,6 +41,11 @@ export interface EdgeIngest {
   publishPrediction(p: Prediction): Promise<void>;
   /** Publishes one dead-letter record (QoS 1). */
   publishDeadLetter(topic: string, record: DeadLetterRecord): Promise<void>;
+  /**
+   * Publishes one status message for observers (`common/schema/status.ts`), not retained. Best
+   * effort: QoS 0 is dropped (rejected) while disconnected. Without it the worker publishes no status.
+   */
+  publishStatus?(topic: string, body: unknown, qos: 0 | 1): Promise<void>;
   /** Waits for outstanding publishes, then disconnects. */
   close(): Promise<void>;
 }
@@ -201,12 +206,12 @@ export class MqttIngest implements EdgeIngest {
     return p;
   }
 
-  private publish(topic: string, body: unknown): Promise<void> {
+  private publish(topic: string, body: unknown, qos: 0 | 1 = 1): Promise<void> {
     const client = this.client;
     if (!client) return Promise.reject(new TransportError('not connected'));
     return this.track(
       new Promise<void>((resolve, reject) => {
-        client.publish(topic, JSON.stringify(body), { qos: 1 }, (err) => (err ? reject(new TransportError(`publish to ${topic} failed: ${err.message}`, { cause: err })) : resolve()));
+        client.publish(topic, JSON.stringify(body), { qos, retain: false }, (err) => (err ? reject(new TransportError(`publish to ${topic} failed: ${err.message}`, { cause: err })) : resolve()));
       }),
     );
   }
@@ -217,6 +222,12 @@ export class MqttIngest implements EdgeIngest {
 
   publishDeadLetter(topic: string, record: DeadLetterRecord): Promise<void> {
     return this.publish(topic, record);
+  }
+
+  publishStatus(topic: string, body: unknown, qos: 0 | 1): Promise<void> {
+    // QoS 0 is not queued while offline (queueQoSZero: false): say so instead of relying on mqtt.js' callback.
+    if (qos === 0 && !this.isConnected) return Promise.reject(new TransportError(`not connected; status on ${topic} dropped`));
+    return this.publish(topic, body, qos);
   }
 
   pause(): void {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { InProcessBus } from '../../common/bus/in-process.ts';
+import { busConfigSpec, busOptionsFromConfig, createBus, usesKafka } from '../../common/bus/factory.ts';
 import { loadConfig, summarizeConfig } from '../../common/config/env.ts';
 import { ConfigError, describeError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logging/logger.ts';
@@ -19,17 +19,21 @@ import { createEdgeWorker } from './worker.ts';
  * telemetry and labels from the broker, publishes predictions, and asks for
  * retraining when the data drifts. SIGINT/SIGTERM drain and stop it.
  *
- * Bus: this process uses the in-process bus, so its retrain requests and
- * labelled samples reach only consumers in this process (`npm start` runs the
- * retrainer alongside); new champions are still picked up across processes by
- * watching the registry (EDGE_CHAMPION_POLL_MS).
+ * Bus: with KAFKA_BROKERS set, the Kafka bus: retrain requests and labelled
+ * samples go to the cluster, where a retrainer in another process (or on
+ * another host) consumes them, and model events come back from it. Without
+ * it, the in-process bus: they reach only consumers in this process (`npm
+ * start` runs the retrainer alongside). Either way new champions are also
+ * picked up by watching the registry (EDGE_CHAMPION_POLL_MS).
  */
+const spec = { ...edgeConfigSpec, ...busConfigSpec };
+
 runMain(async () => {
-  const config = loadConfig(edgeConfigSpec);
+  const config = loadConfig(spec);
   const driftConfig = driftConfigOf(config);
   const accuracyConfig = accuracyConfigOf(config);
   const logger = createLogger({ service: 'edge-inference', version: VERSION });
-  logger.info('starting edge inference worker', { version: VERSION, config: summarizeConfig(edgeConfigSpec, config) });
+  logger.info('starting edge inference worker', { version: VERSION, config: summarizeConfig(spec, config) });
 
   let ca: Buffer | undefined;
   if (config.mqttCaFile !== undefined) {
@@ -42,7 +46,7 @@ runMain(async () => {
   if (config.mqttPassword === undefined) logger.warn('EDGE_MQTT_PASSWORD is not set: the broker will refuse the login unless it allows this user without one');
 
   // loadTf logs the backend it picked (tensorflow, wasm or cpu).
-  const { tf } = await loadTf(logger);
+  const { tf, backend } = await loadTf(logger);
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -53,7 +57,9 @@ runMain(async () => {
     logger,
   });
   logger.info(`model registry: ${modelRegistry.kind}`, { registry: modelRegistry.kind, model: config.modelName });
-  const bus = new InProcessBus({ logger });
+  const bus = await createBus(busOptionsFromConfig(config, { clientId: `driftline-edge-${config.clientId}`, logger }));
+  logger.info(`event bus: ${bus.kind}`, { bus: bus.kind });
+  if (!usesKafka(config)) logger.info('in-process bus: retrain requests and labelled samples reach only this process (set KAFKA_BROKERS to reach a separate retrainer)');
 
   const worker = createEdgeWorker({
     bus,
@@ -79,6 +85,9 @@ runMain(async () => {
     labelJoinMaxPending: config.labelJoinMaxPending,
     http: { host: config.httpHost, port: config.httpPort, maxRows: config.predictMaxRows },
     busGroup: `edge-${config.clientId}`,
+    workerId: config.clientId,
+    backend,
+    statusIntervalMs: config.statusIntervalMs,
   });
 
   onShutdown(logger, async () => {

@@ -44,7 +44,15 @@ export interface EdgeMetrics {
   readonly publishFailures: Counter;
   /** Batches whose processing threw. */
   readonly batchErrors: Counter;
+  /** Status messages for observers published, by kind (`drift-window`, `drift-alarm`, `edge-status`). */
+  readonly statusPublished: Counter<'kind'>;
+  /** Status messages not published (invalid, transport failure, disconnected), by kind. Best effort: never retried. */
+  readonly statusPublishFailures: Counter<'kind'>;
 }
+
+/** Kinds of status messages (labels of the status counters). */
+export const STATUS_KINDS = ['drift-window', 'drift-alarm', 'edge-status'] as const;
+export type StatusKind = (typeof STATUS_KINDS)[number];
 
 /** Registers the edge metrics on `registry`. Call once per registry. */
 export function createEdgeMetrics(registry: Registry): EdgeMetrics {
@@ -74,12 +82,18 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     backpressure: new Counter({ name: 'driftline_edge_backpressure_total', help: 'Times the intake paused because the queue was full', registers }),
     publishFailures: new Counter({ name: 'driftline_edge_publish_failures_total', help: 'Prediction publishes that failed', registers }),
     batchErrors: new Counter({ name: 'driftline_edge_batch_errors_total', help: 'Batches whose processing failed', registers }),
+    statusPublished: new Counter({ name: 'driftline_edge_status_published_total', help: 'Status messages for observers published, by kind', labelNames: ['kind'], registers }),
+    statusPublishFailures: new Counter({ name: 'driftline_edge_status_publish_failures_total', help: 'Status messages for observers not published, by kind', labelNames: ['kind'], registers }),
   };
   // Show every label value from the start so dashboards do not see gaps.
   for (const kind of ['telemetry', 'label']) metrics.messagesIn.inc({ kind }, 0);
   for (const c of EFFICIENCY_CLASSES) metrics.predictions.inc({ efficiency: c }, 0);
   for (const kind of ['covariate', 'concept']) metrics.alarms.inc({ kind }, 0);
   for (const outcome of ['hit', 'miss', 'evicted']) metrics.labelJoin.inc({ outcome }, 0);
+  for (const kind of STATUS_KINDS) {
+    metrics.statusPublished.inc({ kind }, 0);
+    metrics.statusPublishFailures.inc({ kind }, 0);
+  }
   for (const f of FEATURES) {
     metrics.driftPValue.set({ feature: f }, Number.NaN);
     metrics.driftStatistic.set({ feature: f }, Number.NaN);

@@ -3,6 +3,7 @@ import type { DriftAlarm } from '../../common/drift/types.ts';
 import type { RetrainRequest } from '../../common/events/schemas.ts';
 import type { ReferenceSample } from '../../common/model/types.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
+import type { WindowShape } from './status.ts';
 
 /**
  * The narrow interfaces the worker needs from the shared drift, accuracy,
@@ -19,6 +20,8 @@ export interface DriftPort {
   reset(reference: ReferenceSample): void;
   /** Per feature, the most significant latest result over all groups (what Prometheus exports). */
   featureSummary?(): FeatureDriftStatus[];
+  /** Window size and grouping (`FeatureDriftDetector.config`): without it drift window messages carry no histograms. */
+  readonly config?: WindowShape;
 }
 
 /**
@@ -33,6 +36,8 @@ export interface AccuracyPort {
   reset(validationAccuracy: number): void;
   /** Correct share of the labelled window, or null when empty. */
   readonly liveAccuracy: number | null;
+  /** Labelled outcomes in the window (`AccuracyMonitor.snapshot()`), for the status message; 0 without it. */
+  snapshot?(): { labelled: number };
 }
 
 /** Turns alarms into at most one retrain request per drift episode (`DriftEpisodeManager` in common/drift/episode.ts). */
@@ -52,6 +57,8 @@ export interface ChampionRef {
 
 /** The registry as the worker uses it (`ModelRegistry` satisfies it). */
 export interface RegistryPort {
+  /** What the registry is (`directory <root>`, `mlflow <uri>`), reported in the worker status. */
+  readonly kind?: string;
   /** The current champion of `name`, or undefined when none is registered yet. */
   getChampion(name: string): Promise<ChampionRef | undefined>;
   /** A local directory holding the verified artifact of `name`@`version`; ArtifactError on a checksum mismatch. */

@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { BUS_TOPICS, type EventBus, type Subscription } from '../../common/bus/types.ts';
 import { DeadLetterSink } from '../../common/deadletter.ts';
 import { AccuracyMonitor, resolveAccuracyConfig, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
-import { DEFAULT_DRIFT_CONFIG, FeatureDriftDetector, resolveDriftConfig, type FeatureDriftConfig, type FeatureDriftStatus } from '../../common/drift/feature-drift.ts';
+import { DEFAULT_DRIFT_CONFIG, FeatureDriftDetector, resolveDriftConfig, type FeatureDriftConfig, type FeatureDriftStatus, type WindowReport } from '../../common/drift/feature-drift.ts';
 import { DriftEpisodeManager } from '../../common/drift/episode.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import { ArtifactError, describeError, isRetriable } from '../../common/errors.ts';
@@ -11,17 +11,28 @@ import { parseModelEvent, parseRetrainRequest, type RetrainRequest } from '../..
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import type { LoadedModel } from '../../common/model/types.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
-import { FEATURES, type Efficiency } from '../../common/schema/features.ts';
+import { FEATURES, type Efficiency, type Feature } from '../../common/schema/features.ts';
+import {
+  STATUS_TOPICS,
+  driftAlarmMessageSchema,
+  driftWindowMessageSchema,
+  edgeStatusMessageSchema,
+  type DriftAlarmMessage,
+  type DriftWindowMessage,
+  type EdgeStatusMessage,
+  type Histogram,
+} from '../../common/schema/status.ts';
 import { TOPICS, type Label, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import { MicroBatcher, type BatchInfo } from './batcher.ts';
 import { startEdgeHttp, type EdgeHttp } from './http.ts';
 import { MqttIngest, type EdgeIngest } from './ingest.ts';
 import { LabelJoin } from './label-join.ts';
-import { createEdgeMetrics, type EdgeMetrics } from './metrics.ts';
+import { createEdgeMetrics, type EdgeMetrics, type StatusKind } from './metrics.ts';
 import { ModelHolder, type ArtifactLoader } from './model-holder.ts';
 import type { AccuracyPort, ChampionRef, DriftPort, EpisodePort, ModelChange, RegistryPort } from './ports.ts';
 import { predictTelemetry } from './predict.ts';
+import { ClassMix, DEFAULT_HISTOGRAM_BINS, LatencyReservoir, MAX_HISTOGRAM_BINS, RecentWindows, checkWorkerId, finiteOrNull, sharedHistogram, windowFeatureStatus } from './status.ts';
 
 /** Default registered model name. */
 export const DEFAULT_MODEL_NAME = 'driftline-efficiency';
@@ -96,6 +107,16 @@ export interface EdgeWorkerOptions {
   sampleBatchSize?: number;
   /** Publish a partial batch of labelled samples after this long, ms. Default 250. */
   sampleBatchMaxWaitMs?: number;
+  /** This worker in the status messages and their topic `driftline/edge/<workerId>/status` (1-128 characters, no `/ + #`). Default the MQTT client id (`edge-worker` with an injected transport). */
+  workerId?: string;
+  /** tfjs backend the models run on (what `loadTf()` reported: `tensorflow`, `wasm`, `cpu`), for the status. Default `unknown`. */
+  backend?: string;
+  /** Publish the worker status (`driftline/edge/<workerId>/status`) this often, ms; 0: never. Default 1000. */
+  statusIntervalMs?: number;
+  /** At most one drift window message (`driftline/drift/window`) per drift group this often, ms. Default 250. */
+  driftWindowMinIntervalMs?: number;
+  /** Bins of the reference vs window histograms in drift window messages (1-100); 0: no histograms. Default 20. */
+  histogramBins?: number;
 }
 
 /** A running edge worker. */
@@ -138,6 +159,8 @@ export interface EdgeWorkerStats {
   liveAccuracy: number | null;
   /** Latest drift test per feature (most significant over groups). */
   drift: FeatureDriftStatus[];
+  /** Status messages for observers: published, failed (best effort, never retried), drift windows left out by the rate limit. */
+  status: { published: number; failed: number; windowsSkipped: number };
 }
 
 /**
@@ -177,6 +200,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   // Validate detector settings now (a RangeError naming the parameter), not when the first model arrives.
   const driftConfig = resolveDriftConfig(normalizeDriftConfig(options.driftConfig ?? {}));
   const accuracyConfig = resolveAccuracyConfig(options.accuracyConfig ?? {});
+  const statusIntervalMs = nonNegativeInt('statusIntervalMs', options.statusIntervalMs ?? 1000, 86_400_000);
+  const driftWindowMinIntervalMs = nonNegativeInt('driftWindowMinIntervalMs', options.driftWindowMinIntervalMs ?? 250, 86_400_000);
+  const histogramBins = nonNegativeInt('histogramBins', options.histogramBins ?? DEFAULT_HISTOGRAM_BINS, MAX_HISTOGRAM_BINS);
+  const workerId = checkWorkerId(options.workerId ?? options.mqtt?.clientId ?? 'edge-worker');
+  const backend = options.backend ?? 'unknown';
 
   const holder = new ModelHolder({ logger, metrics, ...(options.loader ? { loader: options.loader } : {}) });
   let ingest: EdgeIngest;
@@ -218,6 +246,19 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   /** Set just before an alarm reaches the episode manager: the correlation id of the request it may open. */
   let alarmCorrelationId = '';
 
+  // ── status for observers (dashboard): fed on the hot path without allocating, built when due ──
+  const status = { published: 0, failed: 0, windowsSkipped: 0, messagesIn: 0 };
+  const latencies = new LatencyReservoir();
+  /** Predicted-class mix over the accuracy window's length (the monitor's own mix is not fed: the worker joins labels itself). */
+  const predictedMix = new ClassMix(accuracyConfig.windowSize);
+  /** The latest window of each drift group, for the histograms (the detector does not expose its windows). */
+  let recentWindows: RecentWindows | undefined;
+  let recentWindowsOf: DriftPort | undefined;
+  /** Last drift window message per group (rate limit), least recently published first. */
+  const windowPublishedAt = new Map<string, number>();
+  let statusTimer: NodeJS.Timeout | undefined;
+  let lastStatus = { at: 0, messagesIn: 0, predictions: 0, batches: 0 };
+
   // ── a new champion resets the drift reference, the accuracy baseline and the episode ──
   holder.onSwap(({ model, version }) => {
     if (options.drift !== false) {
@@ -248,6 +289,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     // Pending predictions stay in the join: their labelled samples are still training data
     // (only the accuracy of the model now serving is measured, see onLabel).
     metrics.liveAccuracy.set(Number.NaN);
+    predictedMix.clear();
   });
 
   // ── alarms → retrain requests ──
@@ -255,10 +297,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     const version = holder.version ?? 'unknown';
     // One correlation id per alarm; when the alarm opens an episode it becomes the request's, and
     // follows it through training, promotion and the hot swap.
-    alarmCorrelationId = randomUUID();
+    const correlationId = randomUUID();
+    alarmCorrelationId = correlationId;
     counts.alarms[alarm.kind]++;
     metrics.alarms.inc({ kind: alarm.kind });
-    const log = logger.child({ correlationId: alarmCorrelationId });
+    const log = logger.child({ correlationId });
     log.warn(`${alarm.kind} drift alarm on model ${version} (group ${alarm.groupKey})`, {
       action: 'drift-alarm',
       kind: alarm.kind,
@@ -269,22 +312,28 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       onset: alarm.onset,
       at: alarm.at,
     });
-    if (!episodes) return;
+    const request = requestRetrain(alarm, log);
+    publishAlarm(alarm, version, request?.correlationId ?? correlationId, request?.requestId);
+  }
+
+  /** The alarm to the episode manager; publishes and returns the retrain request when the alarm opened an episode. */
+  function requestRetrain(alarm: DriftAlarm, log: Logger): RetrainRequest | undefined {
+    if (!episodes) return undefined;
     let request: RetrainRequest | null;
     try {
       request = episodes.onAlarm(alarm, sampleClock);
     } catch (err) {
       log.error('episode manager failed on an alarm', { err: describeError(err) });
-      return;
+      return undefined;
     }
     if (!request) {
       log.info('alarm joins an episode that already asked for a retrain; no new request', { action: 'retrain-request', outcome: 'skipped' });
-      return;
+      return undefined;
     }
     const checked = parseRetrainRequest(request);
     if (!checked.ok) {
       log.error(`retrain request is invalid and was not published: ${checked.reason}`, { action: 'retrain-request', outcome: 'failure' });
-      return;
+      return undefined;
     }
     const correlationId = checked.value.correlationId;
     counts.retrainRequests++;
@@ -296,6 +345,163 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         (err: unknown) => logger.error('retrain request could not be published', { action: 'retrain-request', outcome: 'failure', correlationId, err: describeError(err) }),
       ),
     );
+    return checked.value;
+  }
+
+  // ── status messages (best effort: counted and logged at debug when they fail, never thrown) ──
+  function statusFailed(kind: StatusKind, err: unknown): void {
+    status.failed++;
+    metrics.statusPublishFailures.inc({ kind });
+    logger.debug(`${kind} status message not published`, { kind, err: describeError(err) });
+  }
+
+  /** Validates `msg` with its schema (observers drop what does not match) and publishes it, not retained. */
+  function publishStatus(kind: StatusKind, topic: string, schema: { safeParse(v: unknown): { success: boolean; error?: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } } }, msg: unknown, qos: 0 | 1): void {
+    if (!ingest.publishStatus) return;
+    try {
+      const checked = schema.safeParse(msg);
+      if (!checked.success) {
+        const issue = checked.error?.issues[0];
+        throw new Error(`message does not match its schema: ${issue?.path.map(String).join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+      }
+      track(
+        ingest.publishStatus(topic, msg, qos).then(
+          () => {
+            status.published++;
+            metrics.statusPublished.inc({ kind });
+          },
+          (err: unknown) => statusFailed(kind, err),
+        ),
+      );
+    } catch (err) {
+      statusFailed(kind, err);
+    }
+  }
+
+  function publishAlarm(alarm: DriftAlarm, modelVersion: string, correlationId: string, requestId: string | undefined): void {
+    const msg: DriftAlarmMessage = {
+      workerId,
+      kind: alarm.kind,
+      groupKey: alarm.groupKey,
+      publishedAt: Date.now(),
+      modelVersion,
+      correlationId,
+      ...(requestId !== undefined ? { requestId } : {}),
+      at: alarm.at,
+      onset: alarm.onset,
+      features: alarm.features.map((f) => ({ feature: f.feature, statistic: f.statistic, pvalue: f.pvalue })),
+      liveAccuracy: finiteOrNull(alarm.liveAccuracy ?? accuracy?.liveAccuracy),
+    };
+    // QoS 1: alarms are rare and the dashboard's alarm list should not miss one.
+    publishStatus('drift-alarm', STATUS_TOPICS.alarm, driftAlarmMessageSchema, msg, 1);
+  }
+
+  /** The recent-window tap of detector `d` (created when the detector changes); undefined when histograms are off or `d` has no config. */
+  function windowTap(d: DriftPort): RecentWindows | undefined {
+    if (recentWindowsOf !== d) {
+      recentWindowsOf = d;
+      recentWindows = histogramBins > 0 && ingest.publishStatus && d.config ? new RecentWindows(d.config) : undefined;
+    }
+    return recentWindows;
+  }
+
+  /** Reference (the champion's `reference.json` sample) vs the tested window, per feature, on shared bin edges. */
+  function windowHistograms(groupKey: string): Partial<Record<Feature, Histogram>> | undefined {
+    const reference = holder.current?.reference;
+    const tap = recentWindows;
+    if (!reference || !tap || recentWindowsOf !== drift) return undefined;
+    const out: Partial<Record<Feature, Histogram>> = {};
+    let any = false;
+    for (let f = 0; f < FEATURES.length; f++) {
+      const feature = FEATURES[f] as Feature;
+      const current = tap.values(groupKey, f);
+      const ref = reference.features[feature] as ArrayLike<number> | undefined;
+      if (!current || !ref || ref.length === 0) continue;
+      out[feature] = sharedHistogram(ref, current, histogramBins);
+      any = true;
+    }
+    return any ? out : undefined;
+  }
+
+  function publishWindow(w: WindowReport): void {
+    if (!ingest.publishStatus) return;
+    const now = Date.now();
+    const last = windowPublishedAt.get(w.groupKey);
+    if (last !== undefined && now - last < driftWindowMinIntervalMs) {
+      status.windowsSkipped++;
+      return;
+    }
+    windowPublishedAt.delete(w.groupKey);
+    windowPublishedAt.set(w.groupKey, now);
+    if (windowPublishedAt.size > MAX_RATE_LIMITED_GROUPS) {
+      const oldest = windowPublishedAt.keys().next();
+      if (!oldest.done) windowPublishedAt.delete(oldest.value);
+    }
+    try {
+      const msg: DriftWindowMessage = {
+        workerId,
+        groupKey: w.groupKey,
+        windowIndex: w.windowIndex,
+        publishedAt: now,
+        modelVersion: holder.version ?? 'unknown',
+        from: w.from,
+        to: w.to,
+        features: w.features.map(windowFeatureStatus),
+        rejected: [...w.rejected],
+      };
+      const histograms = histogramBins > 0 ? windowHistograms(w.groupKey) : undefined;
+      if (histograms) msg.histograms = histograms;
+      publishStatus('drift-window', STATUS_TOPICS.driftWindow, driftWindowMessageSchema, msg, 0);
+    } catch (err) {
+      statusFailed('drift-window', err);
+    }
+  }
+
+  /** The periodic worker status; rates are over the time since the previous one. */
+  function edgeStatus(stopping: boolean): EdgeStatusMessage {
+    const now = Date.now();
+    const seconds = (now - lastStatus.at) / 1000;
+    const perSec = (n: number): number => (seconds > 0 && n > 0 ? n / seconds : 0);
+    const dPredictions = counts.predictions - lastStatus.predictions;
+    const dBatches = counts.batches - lastStatus.batches;
+    const msg: EdgeStatusMessage = {
+      workerId,
+      publishedAt: now,
+      ready: !stopping && worker.ready(),
+      modelVersion: holder.version ?? null,
+      backend,
+      validationAccuracy: validationAccuracyOf(holder.current),
+      liveAccuracy: finiteOrNull(accuracy?.liveAccuracy),
+      labelled: accuracy?.snapshot?.().labelled ?? 0,
+      predictedMix: predictedMix.shares(),
+      messagesInPerSec: perSec(status.messagesIn - lastStatus.messagesIn),
+      predictionsOutPerSec: perSec(dPredictions),
+      meanBatchSize: dBatches > 0 ? dPredictions / dBatches : 0,
+      latencyMs: latencies.drain(),
+      queueDepth: batcher.size,
+      deadLetters: deadLetters.countsByReason(),
+      bus: options.bus.kind,
+      registry: options.modelRegistry ? (options.modelRegistry.kind ?? 'unknown') : 'none',
+    };
+    lastStatus = { at: now, messagesIn: status.messagesIn, predictions: counts.predictions, batches: counts.batches };
+    return msg;
+  }
+
+  function publishEdgeStatus(stopping = false): void {
+    if (!ingest.publishStatus) return;
+    try {
+      publishStatus('edge-status', STATUS_TOPICS.edgeStatus(workerId), edgeStatusMessageSchema, edgeStatus(stopping), 0);
+    } catch (err) {
+      statusFailed('edge-status', err);
+    }
+  }
+
+  function startStatus(): void {
+    lastStatus = { at: Date.now(), messagesIn: status.messagesIn, predictions: counts.predictions, batches: counts.batches };
+    latencies.drain();
+    if (statusIntervalMs <= 0 || !ingest.publishStatus) return;
+    statusTimer = setInterval(() => publishEdgeStatus(), statusIntervalMs);
+    statusTimer.unref();
   }
 
   function exportDrift(features: readonly FeatureDriftStatus[]): void {
@@ -334,6 +540,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       counts.predictions++;
       metrics.predictions.inc({ efficiency: p.efficiency });
       metrics.latency.observe(p.latencyMs / 1000);
+      latencies.add(p.latencyMs);
+      predictedMix.add(p.efficiency);
       // Not awaited here: waiting for PUBACKs inside the batch could stall the intake that reads them.
       track(
         ingest.publishPrediction(p).catch((err: unknown) => {
@@ -355,12 +563,14 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       }
       if (drift) {
         try {
+          windowTap(drift)?.push(t, t.machineId);
           const u = drift.update(t, t.machineId);
           if (u.tested) {
             tested = true;
             metrics.driftWindows.inc();
             if (u.window.rejected.length > 0) logger.debug('drift window rejected', { groupKey: u.window.groupKey, rejected: u.window.rejected });
             if (!drift.featureSummary) exportDrift(u.window.features);
+            publishWindow(u.window);
           }
           if (u.alarm) onAlarm(u.alarm);
         } catch (err) {
@@ -398,12 +608,14 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   });
 
   function onTelemetry(t: Telemetry): Promise<void> | undefined {
+    status.messagesIn++;
     labelJoin.put(t.machineId, t.seq, { telemetry: t });
     return batcher.push(t);
   }
 
   // ── delayed labels: join, publish the labelled sample, feed the accuracy monitor ──
   function onLabel(l: Label): Promise<void> | undefined {
+    status.messagesIn++;
     const rec = labelJoin.lookup(l.machineId, l.seq);
     if (!rec) return undefined;
     rec.label = l.efficiency;
@@ -554,6 +766,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       retrainRequests: counts.retrainRequests,
       liveAccuracy: accuracy?.liveAccuracy ?? null,
       drift: drift?.featureSummary?.() ?? [],
+      status: { published: status.published, failed: status.failed, windowsSkipped: status.windowsSkipped },
     }),
 
     async start() {
@@ -597,6 +810,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         throw err;
       }
       followChampion();
+      startStatus();
       logger.info(`edge worker consuming: serving ${modelName}@${holder.version ?? '?'}`, { action: 'start', outcome: 'success', modelVersion: holder.version, bus: options.bus.kind });
     },
 
@@ -604,9 +818,14 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       stopping ??= (async () => {
         abort.abort();
         unwatch?.();
+        const statusWasRunning = statusTimer !== undefined;
+        clearInterval(statusTimer);
+        statusTimer = undefined;
         ingest.pause();
         await batcher.close();
         await sampleBatcher.close();
+        // A last status (not ready) so observers see this worker leave; awaited with the other publishes.
+        if (statusWasRunning) publishEdgeStatus(true);
         await followQueue;
         await modelEvents?.close();
         await Promise.allSettled([...pending]);
@@ -619,6 +838,20 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     },
   };
   return worker;
+}
+
+/** Drift groups whose last window message time is kept for the rate limit, at most. */
+const MAX_RATE_LIMITED_GROUPS = 4096;
+
+function nonNegativeInt(name: string, v: number, max: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new RangeError(`createEdgeWorker: ${name} must be an integer in [0, ${max}], got ${String(v)}`);
+  return v;
+}
+
+/** The champion's validation accuracy from its metadata, or null when missing or out of [0, 1]. */
+function validationAccuracyOf(model: LoadedModel | undefined): number | null {
+  const acc = model?.metadata.validation?.accuracy;
+  return typeof acc === 'number' && acc >= 0 && acc <= 1 ? acc : null;
 }
 
 /** A small window without an explicit hop gets hop = window (hop must not exceed the window, even when unused). */

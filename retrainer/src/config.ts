@@ -42,13 +42,15 @@ export const retrainerConfigSpec = {
   /** Seed of the split, the shuffles and the initialisers. */
   seed: int('RETRAIN_SEED', { description: 'seed of the data split and the training', default: 42, min: 0, max: 2 ** 31 - 1 }),
   /** Class weighting of the loss. */
+  warmStart: bool('RETRAIN_WARM_START', { description: "fine-tune from the champion's weights and scaler instead of training from scratch", default: true }),
+  warmLearningRate: num('RETRAIN_WARM_LEARNING_RATE', { description: 'initial Adam learning rate when warm-starting from the champion', default: 0.003, min: 1e-6, max: 1 }),
   classWeight: oneOf('RETRAIN_CLASS_WEIGHT', ['none', 'balanced'] as const, { description: 'class weighting of the training loss', default: 'none' }),
   /** Time limit of one training, ms; the worker is terminated beyond it. */
   timeoutMs: int('RETRAIN_TIMEOUT_MS', { description: 'time limit of one training (ms); the worker is terminated beyond it', default: 120_000, min: 100 }),
   /** Wait before asking the store again when a window has too few samples, ms. */
-  dataRetryMs: int('RETRAIN_DATA_RETRY_MS', { description: 'wait before retrying a request that had too few samples (ms)', default: 30_000, min: 10 }),
+  dataRetryMs: int('RETRAIN_DATA_RETRY_MS', { description: 'wait before retrying a request that had too few samples (ms)', default: 5_000, min: 10 }),
   /** Attempts for a request that has too few samples before it is given up. */
-  dataMaxAttempts: int('RETRAIN_DATA_MAX_ATTEMPTS', { description: 'attempts before a request with too few samples is given up', default: 10, min: 1, max: 1000 }),
+  dataMaxAttempts: int('RETRAIN_DATA_MAX_ATTEMPTS', { description: 'attempts before a request with too few samples is given up', default: 24, min: 1, max: 1000 }),
   /** Train on the service's own thread instead of a worker thread (debugging). */
   inThread: bool('RETRAIN_IN_THREAD', { description: 'train on the main thread instead of a worker thread (debugging only)', default: false }),
   /** Minimum accuracy gain over the champion for a promotion. */

@@ -1,13 +1,13 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { InProcessBus } from '../../common/bus/in-process.ts';
+import { busConfigSpec, busOptionsFromConfig, createBus, kafkaConnectionFromConfig, usesKafka } from '../../common/bus/factory.ts';
 import { loadConfig, summarizeConfig } from '../../common/config/env.ts';
-import { ConfigError } from '../../common/errors.ts';
+import { describeError } from '../../common/errors.ts';
 import { startOpsServer } from '../../common/http/ops-server.ts';
 import { createLogger } from '../../common/logging/logger.ts';
 import { runMain } from '../../common/main.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
-import { openFileSampleStore } from '../../common/samples/file-store.ts';
+import { createSampleStore } from '../../common/samples/factory.ts';
 import { onShutdown } from '../../common/util/shutdown.ts';
 import { VERSION } from '../../common/version.ts';
 import { retrainerConfigSpec } from './config.ts';
@@ -22,18 +22,22 @@ import { createRetrainer } from './retrainer.ts';
  * SIGINT/SIGTERM: stop consuming, let the running training finish or time
  * out, close.
  *
- * Bus: this build has only the in-process bus, so a standalone retrainer
- * hears only what this process publishes — `npm start` runs it next to the
- * edge worker. KAFKA_BROKERS is refused until the Kafka bus exists rather
- * than silently ignored.
+ * Bus and samples: with KAFKA_BROKERS set, the Kafka bus (retrain requests
+ * from every edge worker, consumer group `retrainer`; an offset is committed
+ * once the request is durably queued in the request ledger) and the Kafka
+ * sample store: a retrain reads its window straight from the
+ * `driftline.labelled-samples` topic, so no sample sink runs. Without it, the
+ * in-process bus and the file store fed by the sample sink — a standalone
+ * retrainer then hears only what this process publishes (`npm start` runs it
+ * next to the edge worker).
  */
+const spec = { ...retrainerConfigSpec, ...busConfigSpec };
+
 runMain(async () => {
-  const config = loadConfig(retrainerConfigSpec);
-  if (config.kafkaBrokers.length > 0) {
-    throw new ConfigError(`Invalid configuration: KAFKA_BROKERS=${JSON.stringify(config.kafkaBrokers.join(','))} is set, but this build has no Kafka bus yet; unset it to use the in-process bus`);
-  }
+  const config = loadConfig(spec);
   const logger = createLogger({ service: 'retrainer', version: VERSION });
-  logger.info('starting retrainer', { version: VERSION, config: summarizeConfig(retrainerConfigSpec, config) });
+  logger.info('starting retrainer', { version: VERSION, config: summarizeConfig(spec, config) });
+  const kafka = usesKafka(config);
 
   const { tf, backend } = await loadTf(logger);
   const promRegistry = new Registry();
@@ -46,12 +50,22 @@ runMain(async () => {
     mlflowTrackingUri: config.mlflowTrackingUri ?? '',
     logger,
   });
-  const store = await openFileSampleStore({ dir: config.samplesDir, maxSamples: config.samplesMax, logger });
-  const bus = new InProcessBus({ logger });
+  const clientId = 'driftline-retrainer';
+  const { brokers: _brokers, topicPrefix, ...connection } = kafkaConnectionFromConfig(config, { clientId });
+  const store = await createSampleStore({
+    kafkaBrokers: config.kafkaBrokers,
+    dir: config.samplesDir,
+    maxSamples: config.samplesMax,
+    logger,
+    ...connection,
+    kafka: { topicPrefix, partitions: config.kafkaTopicPartitions, retentionMs: config.kafkaRetentionMs },
+  });
+  const bus = await createBus(busOptionsFromConfig(config, { clientId, logger }));
   logger.info('retrainer wiring', { registry: registry.kind, store: store.kind, bus: bus.kind, backend, model: config.modelName });
-  logger.warn('standalone retrainer on the in-process bus: it receives only what this process publishes (run `npm start` for the whole loop)');
+  if (!kafka) logger.warn('standalone retrainer on the in-process bus: it receives only what this process publishes (set KAFKA_BROKERS, or run `npm start` for the whole loop)');
 
-  const retrainer = createRetrainer({ bus, registry, store, logger, config, tf, metrics });
+  // On Kafka the store is the labelled-samples topic itself: no sink copies it anywhere.
+  const retrainer = createRetrainer({ bus, registry, store, logger, config, tf, metrics, consumeSamples: !kafka });
   let ready = false;
   const ops = await startOpsServer({
     port: config.httpPort,
@@ -80,5 +94,10 @@ runMain(async () => {
   );
   await retrainer.start();
   ready = true;
-  logger.info('retrainer started', { model: config.modelName, stats: await store.stats() });
+  logger.info('retrainer started', { model: config.modelName });
+  // Reading the stats may scan the whole store (Kafka): log them when ready, without holding up the start.
+  store.stats().then(
+    (stats) => logger.info('labelled-sample store', { store: store.kind, stats }),
+    (err: unknown) => logger.warn('could not read the sample store stats', { store: store.kind, err: describeError(err) }),
+  );
 });

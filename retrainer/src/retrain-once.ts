@@ -206,11 +206,20 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
     let trained: TrainResult;
     const trainStart = performance.now();
     try {
+      // Warm start: fine-tune the champion (verified artifact) rather than learn the task again from a small window.
+      const warmStartDir = config.warmStart && championAtStart ? await deps.registry.fetchArtifact(name, championAtStart.version) : undefined;
       trained = await trainer.train(
         {
           train: dataset.train,
           validation: dataset.validation,
-          hyperparameters: { epochs: config.epochs, batchSize: config.batchSize, learningRate: config.learningRate, seed: config.seed, classWeight: config.classWeight },
+          hyperparameters: {
+            epochs: config.epochs,
+            batchSize: config.batchSize,
+            learningRate: warmStartDir !== undefined ? config.warmLearningRate : config.learningRate,
+            seed: config.seed,
+            classWeight: config.classWeight,
+          },
+          ...(warmStartDir !== undefined ? { warmStartDir } : {}),
           outDir: path.join(jobDir, 'artifact'),
           modelName: name,
           source: {
@@ -219,6 +228,7 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
             correlationId: request.correlationId,
             driftKind: request.kind,
             championVersion: request.championVersion,
+            warmStartFrom: config.warmStart && championAtStart ? championAtStart.version : null,
             window: { fromTs: trainedOn.from, toTs: trainedOn.to, fromSample: trainedOn.fromSample, toSample: trainedOn.toSample },
             samples: trainedOn.samples,
             oldSamples: trainedOn.oldSamples,

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { DriftlineError, TimeoutError, describeError } from '../../common/errors.ts';
-import { saveArtifact } from '../../common/model/artifact.ts';
+import { loadWarmStart, saveArtifact, type WarmStart } from '../../common/model/artifact.ts';
 import { trainClassifier, type EpochLog, type TrainedClassifier } from '../../common/model/classifier.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import type { EvalMetrics, LabelledRow } from '../../common/model/types.ts';
@@ -47,6 +47,12 @@ export interface TrainJob {
   modelName: string;
   /** Provenance stored in the artifact metadata (`training.source`). */
   source: Record<string, unknown>;
+  /**
+   * A champion artifact to warm-start from (its weights and scaler); absent:
+   * train from scratch. Fine-tuning the champion reaches the champion's quality
+   * from a much smaller window of recent data (see retrainer/README.md).
+   */
+  warmStartDir?: string;
 }
 
 /** What a finished training reports. */
@@ -105,8 +111,11 @@ export async function trainAndSave(tf: Tf, job: TrainJob, options: { signal?: Ab
   const started = performance.now();
   const h = job.hyperparameters;
   let trained: TrainedClassifier | undefined;
+  let warm: WarmStart | undefined;
   try {
+    if (job.warmStartDir !== undefined) warm = await loadWarmStart(job.warmStartDir, tf);
     trained = await trainClassifier(tf, job.train, {
+      ...(warm ? { initial: { weights: warm.weights, scaler: warm.scaler } } : {}),
       epochs: h.epochs,
       batchSize: h.batchSize,
       learningRate: h.learningRate,
@@ -128,6 +137,7 @@ export async function trainAndSave(tf: Tf, job: TrainJob, options: { signal?: Ab
     };
   } finally {
     trained?.model.dispose();
+    warm?.dispose();
   }
 }
 

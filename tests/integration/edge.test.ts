@@ -15,6 +15,7 @@ import { trainClassifier } from '../../common/model/classifier.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import { connectMqtt } from '../../common/mqtt/connect.ts';
 import { DirectoryRegistry } from '../../common/registry/directory.ts';
+import { STATUS_TOPICS, driftWindowMessageSchema, edgeStatusMessageSchema, type DriftWindowMessage, type EdgeStatusMessage } from '../../common/schema/status.ts';
 import { TOPICS, predictionSchema, type Prediction } from '../../common/schema/telemetry.ts';
 import { makeTelemetry, ruleLabel } from '../../edge-inference/src/testing/fakes.ts';
 import { createEdgeWorker, type EdgeWorker, type EdgeWorkerOptions } from '../../edge-inference/src/worker.ts';
@@ -36,6 +37,7 @@ let registry: DirectoryRegistry;
 let admin: MqttClient;
 const predictions: Prediction[] = [];
 const deadLetters: DeadLetterRecord[] = [];
+const statusMessages: { topic: string; body: unknown }[] = [];
 const workers: { worker: EdgeWorker; bus: InProcessBus }[] = [];
 
 async function waitFor(cond: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
@@ -111,9 +113,16 @@ beforeAll(async () => {
   admin.on('message', (topic, payload) => {
     const value = JSON.parse(payload.toString('utf8')) as unknown;
     if (topic === TOPICS.deadLetter) deadLetters.push(value as DeadLetterRecord);
+    else if (topic.startsWith('driftline/')) statusMessages.push({ topic, body: value });
     else predictions.push(value as Prediction);
   });
-  await admin.subscribeAsync({ [TOPICS.predictionWildcard]: { qos: 1 }, [TOPICS.deadLetter]: { qos: 1 } });
+  await admin.subscribeAsync({
+    [TOPICS.predictionWildcard]: { qos: 1 },
+    [TOPICS.deadLetter]: { qos: 1 },
+    [STATUS_TOPICS.driftWindow]: { qos: 0 },
+    [STATUS_TOPICS.alarm]: { qos: 1 },
+    [STATUS_TOPICS.edgeStatusWildcard]: { qos: 0 },
+  });
 }, 30_000);
 
 // A failed test must not leave its worker consuming the next test's telemetry.
@@ -275,6 +284,30 @@ describe('edge worker against the broker', () => {
       expect(of('watch-')[0]?.modelVersion).toBe('2');
     } finally {
       await registry.setChampion(MODEL, '1', { by: 'test', reason: 'restore' });
+    }
+  });
+
+  it('publishes drift windows and its status through the broker (the edge role may publish driftline/#)', async () => {
+    const w = await startWorker('edge-it-status', { statusIntervalMs: 100, driftConfig: { windowSize: 50 }, driftWindowMinIntervalMs: 0, backend: 'cpu' });
+    try {
+      for (let seq = 0; seq < 120; seq++) await publish(TOPICS.telemetry('status-1'), makeTelemetry('status-1', seq));
+      const windows = (): DriftWindowMessage[] => statusMessages.filter((m) => m.topic === STATUS_TOPICS.driftWindow && (m.body as DriftWindowMessage).workerId === 'edge-it-status').map((m) => m.body as DriftWindowMessage);
+      const statuses = (): EdgeStatusMessage[] => statusMessages.filter((m) => m.topic === STATUS_TOPICS.edgeStatus('edge-it-status')).map((m) => m.body as EdgeStatusMessage);
+      await waitFor(() => windows().length >= 2, 10_000, 'two drift window messages');
+      await waitFor(() => statuses().some((s) => s.predictionsOutPerSec > 0) && statuses().at(-1)?.queueDepth === 0, 10_000, 'a status with predictions');
+      for (const m of windows()) {
+        expect(driftWindowMessageSchema.safeParse(m).success).toBe(true);
+        expect(m.modelVersion).toBe('1');
+        expect(m.histograms?.temperatureC?.current.reduce((a, b) => a + b, 0)).toBe(50);
+        expect(m.histograms?.temperatureC?.reference.reduce((a, b) => a + b, 0)).toBe(500); // the artifact's reference sample
+      }
+      expect(windows().map((m) => m.windowIndex).slice(0, 2)).toEqual([1, 2]);
+      for (const s of statuses()) expect(edgeStatusMessageSchema.safeParse(s).success).toBe(true);
+      expect(statuses().at(-1)).toMatchObject({ workerId: 'edge-it-status', ready: true, modelVersion: '1', backend: 'cpu', bus: 'in-process' });
+      expect(statuses().at(-1)?.registry).toMatch(/^directory /);
+      expect(w.worker.stats().status.failed).toBe(0);
+    } finally {
+      await stopWorker(w);
     }
   });
 

@@ -140,6 +140,10 @@ async function main(): Promise<void> {
     requestAnimationFrame(frame);
   };
 
+  const resizeActive = (): void => {
+    if (active === 'drift') views.drift.resize();
+    if (active === 'pipeline') views.pipeline.resize();
+  };
   const selectTab = (tab: Tab): void => {
     active = tab;
     for (const t of TABS) {
@@ -149,6 +153,8 @@ async function main(): Promise<void> {
     }
     document.body.dataset.tab = tab;
     views[tab].invalidate();
+    // Charts of a hidden view could not follow window resizes: fit them now that it is laid out.
+    resizeActive();
     schedule();
   };
   const fromHash = (): Tab => {
@@ -161,10 +167,7 @@ async function main(): Promise<void> {
   let resizeTimer: number | undefined;
   window.addEventListener('resize', () => {
     if (resizeTimer !== undefined) clearTimeout(resizeTimer);
-    resizeTimer = window.setTimeout(() => {
-      views.drift.resize();
-      views.pipeline.resize();
-    }, 150);
+    resizeTimer = window.setTimeout(resizeActive, 150);
   });
   window.setInterval(() => {
     clockDue = true;

@@ -127,6 +127,10 @@ export class FakeIngest implements EdgeIngest {
   paused = false;
   readonly predictions: Prediction[] = [];
   readonly deadLetters: { topic: string; record: DeadLetterRecord }[] = [];
+  /** Status messages as they would cross the wire (JSON round trip), in order. */
+  readonly status: { topic: string; body: unknown; qos: 0 | 1 }[] = [];
+  /** Make every status publish fail with this error (tests of best effort). */
+  failStatus: Error | undefined;
   private handlers: IngestHandlers | undefined;
 
   async start(handlers: IngestHandlers): Promise<void> {
@@ -157,6 +161,16 @@ export class FakeIngest implements EdgeIngest {
 
   async publishDeadLetter(topic: string, record: DeadLetterRecord): Promise<void> {
     this.deadLetters.push({ topic, record });
+  }
+
+  async publishStatus(topic: string, body: unknown, qos: 0 | 1): Promise<void> {
+    if (this.failStatus) throw this.failStatus;
+    this.status.push({ topic, body: JSON.parse(JSON.stringify(body)) as unknown, qos });
+  }
+
+  /** Bodies of the status messages published on `topic`. */
+  statusOn(topic: string): unknown[] {
+    return this.status.filter((s) => s.topic === topic).map((s) => s.body);
   }
 
   async close(): Promise<void> {

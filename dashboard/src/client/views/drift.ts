@@ -125,7 +125,6 @@ export class DriftView {
   private hist: Chart | undefined;
   private ecdf: Chart | undefined;
   private group: string | null = null;
-  private groupPicked = false;
   private feature: Feature = FEATURES[0];
   private featurePicked = false;
   private groupKeys = '';
@@ -142,7 +141,6 @@ export class DriftView {
     this.featureSelect.addEventListener('change', () => this.pickFeature(this.featureSelect.value as Feature));
     this.groupSelect.addEventListener('change', () => {
       this.group = this.groupSelect.value;
-      this.groupPicked = true;
       this.redraw();
     });
     this.alarms = new KeyedRows(byId('alarm-rows'), (x) => x.alarm.key, () => new AlarmRow());

@@ -108,7 +108,7 @@ class AttentionRow {
   constructor() {
     this.el = h('tr', undefined, this.id, this.why);
   }
-  update(x: { m: MachineView; now: number; staleAfterMs: number }): void {
+  update(x: { m: MachineView; now: number }): void {
     const { m } = x;
     setText(this.id, m.id);
     setTitle(this.id, m.id);
@@ -132,7 +132,7 @@ export class FleetView {
   private filter = '';
   private attentionOnly = false;
   private readonly reasons = new KeyedRows(byId('deadletter-reasons'), (r: { reason: string; here: number; edge: number | undefined }) => r.reason, () => new ReasonRow());
-  private readonly attention = new KeyedRows(byId('attention-rows'), (x: { m: MachineView; now: number; staleAfterMs: number }) => x.m.id, () => new AttentionRow());
+  private readonly attention = new KeyedRows(byId('attention-rows'), (x: { m: MachineView; now: number }) => x.m.id, () => new AttentionRow());
   private readonly recent = new KeyedRows(byId('deadletter-recent'), (d: DeadLetterView & { k: string }) => d.k, () => new DeadLetterRow());
 
   constructor(private readonly state: ClientState) {
@@ -213,9 +213,8 @@ export class FleetView {
   }
 
   private drawAttention(now: number): void {
-    const staleAfterMs = this.state.snapshot?.staleAfterMs ?? 10_000;
-    const items: { m: MachineView; now: number; staleAfterMs: number }[] = [];
-    for (const m of this.state.machines.values()) if (m.stale || m.faults.length > 0) items.push({ m, now, staleAfterMs });
+    const items: { m: MachineView; now: number }[] = [];
+    for (const m of this.state.machines.values()) if (m.stale || m.faults.length > 0) items.push({ m, now });
     items.sort((a, b) => b.m.faults.length - a.m.faults.length || collator.compare(a.m.id, b.m.id));
     this.attention.sync(items.slice(0, 12));
     show(byId('attention-empty'), items.length === 0);

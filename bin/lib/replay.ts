@@ -1,0 +1,362 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { AccuracyMonitor, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
+import { DriftEpisodeManager } from '../../common/drift/episode.ts';
+import { FeatureDriftDetector, type FeatureDriftConfig } from '../../common/drift/feature-drift.ts';
+import type { DriftAlarm } from '../../common/drift/types.ts';
+import { isRetriable } from '../../common/errors.ts';
+import { HealingTracker, type PhaseHealing, type PhaseSpan } from '../../common/eval/healing.ts';
+import type { RetrainRequest } from '../../common/events/schemas.ts';
+import { silentLogger, type Logger } from '../../common/logging/logger.ts';
+import { loadArtifact } from '../../common/model/artifact.ts';
+import type { Tf } from '../../common/model/tf.ts';
+import type { EvalMetrics, LoadedModel } from '../../common/model/types.ts';
+import { DirectoryRegistry } from '../../common/registry/directory.ts';
+import { MemorySampleStore } from '../../common/samples/memory-store.ts';
+import type { LabelledSample } from '../../common/samples/types.ts';
+import type { Efficiency } from '../../common/schema/features.ts';
+import { retrainOnce } from '../../retrainer/src/retrain-once.ts';
+import type { RetrainerConfig } from '../../retrainer/src/config.ts';
+import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
+import { generateStream, phaseBounds, type GeneratedSample } from '../../simulator/src/generator.ts';
+import { phaseChangesAnything, type Scenario } from '../../simulator/src/scenario.ts';
+
+/**
+ * The offline replay behind `npm run evaluate`: a scenario runs through the
+ * classifier, the drift detector, the accuracy monitor and the episode manager
+ * on the sample clock (no broker, no wall clock, so it is fast and exact), and
+ * with `retrain` through the retrainer too: a retrain request becomes a
+ * challenger trained on the store's window (in-thread), judged by the
+ * promotion gate and, when promoted, swapped in `retrainLatencySamples`
+ * samples later.
+ */
+
+export interface ReplayOptions {
+  scenario: Scenario;
+  /** The first champion's artifact directory. */
+  championDir: string;
+  tf: Tf;
+  /** Close the loop: retrain, gate, promote, swap. */
+  retrain: boolean;
+  /** Labels arrive this many samples after their telemetry. Default 100. */
+  labelDelaySamples?: number;
+  /** Predict batch size (the edge's micro-batch). Default 64. */
+  batchSize?: number;
+  /** Samples between a promotion and the swap (time the live system spends training and loading). Default 2,500 (5 s at 500 msg/s). */
+  retrainLatencySamples?: number;
+  /** Samples between retries of a request whose window holds too little data. Default 500. */
+  retryEverySamples?: number;
+  driftConfig?: Partial<FeatureDriftConfig>;
+  accuracyConfig?: Partial<AccuracyMonitorConfig>;
+  retrainerConfig?: Partial<RetrainerConfig>;
+  modelName?: string;
+  logger?: Logger;
+  /** Called every 100,000 samples. */
+  onProgress?: (sampleIndex: number) => void;
+}
+
+export interface ReplayAlarm {
+  at: number;
+  kind: 'covariate' | 'concept';
+  features: string[];
+  pValues: Record<string, number>;
+  liveAccuracy: number | null;
+  /** Set when the alarm opened an episode (emitted a retrain request). */
+  requestId?: string;
+}
+
+export interface ReplayRetrain {
+  requestId: string;
+  correlationId: string;
+  kind: 'covariate' | 'concept';
+  /** Sample index of the alarm that asked for it. */
+  requestedAt: number;
+  /** Sample index at which the retrain ran (after waiting for enough data). */
+  trainedAt: number | null;
+  trainedOn: { fromSample?: number; toSample?: number; samples: number; oldSamples: number; train: number; validation: number; holdout: number } | null;
+  champion: MetricsSummary | null;
+  challenger: MetricsSummary | null;
+  promoted: boolean;
+  reason: string;
+  version?: string;
+  /** Sample index at which the promoted challenger started serving. */
+  swappedAt?: number;
+  trainingMs?: number;
+}
+
+export interface MetricsSummary {
+  samples: number;
+  accuracy: number;
+  macroF1: number;
+  logLoss: number;
+  perClassRecall: Record<Efficiency, number>;
+}
+
+export interface ReplayResult {
+  samples: number;
+  phases: { name: string; start: number; end: number; changesAnything: boolean }[];
+  alarms: ReplayAlarm[];
+  /** Per phase that changes anything: samples from its start to its first alarm, or null. */
+  detectionDelay: Record<string, number | null>;
+  /** Alarms inside phases that change nothing. */
+  falseAlarms: number;
+  accuracy: { overall: number | null; perPhase: Record<string, number | null> };
+  healing: PhaseHealing[];
+  preDriftAccuracy: number | null;
+  retrains: ReplayRetrain[];
+  championVersions: { version: string; from: number }[];
+  elapsedMs: number;
+}
+
+function summarize(m: EvalMetrics | null): MetricsSummary | null {
+  if (!m) return null;
+  return { samples: m.samples, accuracy: m.accuracy, macroF1: m.macroF1, logLoss: m.logLoss, perClassRecall: m.perClassRecall };
+}
+
+interface PendingLabel {
+  due: number;
+  sample: GeneratedSample;
+  predicted: Efficiency;
+  modelVersion: string;
+}
+
+/** Replays `options.scenario` once. */
+export async function replayScenario(options: ReplayOptions): Promise<ReplayResult> {
+  const started = performance.now();
+  const logger = options.logger ?? silentLogger();
+  const modelName = options.modelName ?? 'driftline-efficiency';
+  const labelDelay = options.labelDelaySamples ?? 100;
+  const batchSize = options.batchSize ?? 64;
+  const latency = options.retrainLatencySamples ?? 2_500;
+  const retryEvery = options.retryEverySamples ?? 500;
+  const { scenario, tf } = options;
+
+  const bounds = phaseBounds(scenario);
+  const phases = bounds.map((b, i) => ({ ...b, changesAnything: phaseChangesAnything(scenario.phases[i] as Scenario['phases'][number]) }));
+  const healing = new HealingTracker(phases as PhaseSpan[]);
+
+  const workDir = await mkdtemp(path.join(tmpdir(), 'driftline-eval-'));
+  const registry = new DirectoryRegistry({ root: path.join(workDir, 'registry') });
+  const store = new MemorySampleStore(500_000);
+  const trainer = createInThreadTrainer({ tf });
+  try {
+    const first = await registry.registerVersion(modelName, options.championDir, { correlationId: 'bootstrap', metrics: {}, source: 'bootstrap' });
+    await registry.setChampion(modelName, first.version, { by: 'evaluate', reason: 'replay start' });
+    let model: LoadedModel = await loadArtifact(options.championDir, tf);
+    let version = first.version;
+    const championVersions = [{ version, from: 0 }];
+
+    let clock = 0;
+    const detector = new FeatureDriftDetector(model.reference, options.driftConfig ?? {}, { now: () => clock });
+    const accuracy = new AccuracyMonitor(model.metadata.validation.accuracy, options.accuracyConfig ?? {}, { now: () => clock });
+    const episodes = new DriftEpisodeManager(
+      { modelName, championVersion: version, validationAccuracy: model.metadata.validation.accuracy },
+      { now: () => clock, liveAccuracy: () => accuracy.liveAccuracy },
+    );
+
+    const alarms: ReplayAlarm[] = [];
+    const retrains: ReplayRetrain[] = [];
+    let pendingRequest: { request: RetrainRequest; nextTryAt: number; attempts: number; record: ReplayRetrain } | null = null;
+    let pendingSwap: { at: number; version: string } | null = null;
+    const labels: PendingLabel[] = [];
+    let labelHead = 0;
+    let storeBuffer: LabelledSample[] = [];
+    let total = 0;
+    let correctTotal = 0;
+    let labelledTotal = 0;
+
+    const onAlarm = (alarm: DriftAlarm, index: number): void => {
+      const request = episodes.onAlarm(alarm, index);
+      const entry: ReplayAlarm = {
+        at: index,
+        kind: alarm.kind,
+        features: alarm.features.map((f) => f.feature),
+        pValues: Object.fromEntries(alarm.features.map((f) => [f.feature, f.pvalue])),
+        liveAccuracy: alarm.liveAccuracy,
+      };
+      if (request) {
+        entry.requestId = request.requestId;
+        logger.info('drift alarm: retrain requested', { action: 'retrain-requested', correlationId: request.correlationId, kind: alarm.kind, at: index });
+        if (options.retrain && pendingRequest === null && pendingSwap === null) {
+          const record: ReplayRetrain = {
+            requestId: request.requestId,
+            correlationId: request.correlationId,
+            kind: request.kind,
+            requestedAt: index,
+            trainedAt: null,
+            trainedOn: null,
+            champion: null,
+            challenger: null,
+            promoted: false,
+            reason: 'pending',
+          };
+          retrains.push(record);
+          pendingRequest = { request, nextTryAt: index, attempts: 0, record };
+        }
+      }
+      alarms.push(entry);
+    };
+
+    const deliverLabels = (upTo: number): void => {
+      while (labelHead < labels.length && (labels[labelHead] as PendingLabel).due <= upTo) {
+        const l = labels[labelHead++] as PendingLabel;
+        const { telemetry, label, index } = l.sample;
+        const outcome = accuracy.recordLabel(telemetry.machineId, telemetry.seq, label.efficiency);
+        const correct = l.predicted === label.efficiency;
+        healing.record(index, correct);
+        labelledTotal++;
+        if (correct) correctTotal++;
+        const { machineId, seq, ts, operationMode } = telemetry;
+        storeBuffer.push({
+          machineId,
+          seq,
+          ts,
+          sampleIndex: index,
+          row: {
+            operationMode,
+            temperatureC: telemetry.temperatureC,
+            vibrationHz: telemetry.vibrationHz,
+            powerKw: telemetry.powerKw,
+            networkLatencyMs: telemetry.networkLatencyMs,
+            packetLossPct: telemetry.packetLossPct,
+            defectRatePct: telemetry.defectRatePct,
+            productionSpeedUph: telemetry.productionSpeedUph,
+            maintenanceScore: telemetry.maintenanceScore,
+            errorRatePct: telemetry.errorRatePct,
+          },
+          label: label.efficiency,
+          prediction: l.predicted,
+          modelVersion: l.modelVersion,
+        });
+        if (outcome.alarm) onAlarm(outcome.alarm, index);
+      }
+      if (labelHead > 65_536) {
+        labels.splice(0, labelHead);
+        labelHead = 0;
+      }
+    };
+
+    const flushStore = async (): Promise<void> => {
+      if (storeBuffer.length === 0) return;
+      const batch = storeBuffer;
+      storeBuffer = [];
+      await store.append(batch);
+    };
+
+    const tryRetrain = async (index: number): Promise<void> => {
+      if (!pendingRequest || index < pendingRequest.nextTryAt) return;
+      const p = pendingRequest;
+      await flushStore();
+      p.attempts++;
+      try {
+        const outcome = await retrainOnce(
+          p.request,
+          { store, registry, logger, tf, trainer, workDir: path.join(workDir, 'work'), config: { stateDir: path.join(workDir, 'state'), ...(options.retrainerConfig ?? {}) } },
+          { extendToLatest: p.attempts > 1, windowBy: 'sample' },
+        );
+        const r = p.record;
+        r.trainedAt = index;
+        r.trainedOn = {
+          ...(outcome.trainedOn.fromSample !== undefined ? { fromSample: outcome.trainedOn.fromSample, toSample: outcome.trainedOn.toSample } : {}),
+          samples: outcome.trainedOn.samples,
+          oldSamples: outcome.trainedOn.oldSamples,
+          train: outcome.trainedOn.train,
+          validation: outcome.trainedOn.validation,
+          holdout: outcome.trainedOn.holdout,
+        };
+        r.champion = summarize(outcome.champion);
+        r.challenger = summarize(outcome.challenger);
+        r.promoted = outcome.promoted;
+        r.reason = outcome.reason;
+        if (outcome.version !== undefined) r.version = outcome.version;
+        if (outcome.trainingMs !== undefined) r.trainingMs = Math.round(outcome.trainingMs);
+        pendingRequest = null;
+        if (outcome.promoted && outcome.version !== undefined) pendingSwap = { at: index + latency, version: outcome.version };
+      } catch (err) {
+        if (isRetriable(err) && p.attempts < 40) {
+          p.nextTryAt = index + retryEvery;
+          return;
+        }
+        p.record.reason = `retrain failed: ${(err as Error).message}`;
+        pendingRequest = null;
+      }
+    };
+
+    const swapIfDue = async (index: number): Promise<void> => {
+      if (!pendingSwap || index < pendingSwap.at) return;
+      const dir = await registry.fetchArtifact(modelName, pendingSwap.version);
+      const next = await loadArtifact(dir, tf);
+      model.dispose();
+      model = next;
+      version = pendingSwap.version;
+      detector.reset(model.reference);
+      accuracy.reset(model.metadata.validation.accuracy);
+      episodes.championLoaded(version, model.metadata.validation.accuracy);
+      championVersions.push({ version, from: index });
+      const record = retrains.find((r) => r.version === version);
+      if (record) record.swappedAt = index;
+      logger.info(`champion v${version} serving`, { action: 'model-swapped', modelVersion: version, at: index });
+      pendingSwap = null;
+    };
+
+    const batch: GeneratedSample[] = [];
+    const runBatch = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      const firstIndex = (batch[0] as GeneratedSample).index;
+      await swapIfDue(firstIndex);
+      const predictions = model.predict(batch.map((s) => s.telemetry));
+      for (let k = 0; k < batch.length; k++) {
+        const s = batch[k] as GeneratedSample;
+        const p = predictions[k];
+        if (!p) continue;
+        clock = s.telemetry.ts;
+        deliverLabels(s.index);
+        const t = s.telemetry;
+        const update = detector.update(t, t.machineId);
+        if (update.alarm) onAlarm(update.alarm, s.index);
+        accuracy.recordPrediction(t.machineId, t.seq, p.efficiency, { ts: t.ts, sampleIndex: s.index });
+        labels.push({ due: s.index + labelDelay, sample: s, predicted: p.efficiency, modelVersion: version });
+      }
+      batch.length = 0;
+      if (storeBuffer.length >= 4096) await flushStore();
+      await tryRetrain(firstIndex);
+    };
+
+    for (const sample of generateStream(scenario)) {
+      batch.push(sample);
+      total++;
+      if (batch.length >= batchSize) await runBatch();
+      if (total % 100_000 === 0) options.onProgress?.(total);
+    }
+    await runBatch();
+    deliverLabels(Number.POSITIVE_INFINITY);
+    model.dispose();
+
+    const detectionDelay: Record<string, number | null> = {};
+    let falseAlarms = 0;
+    for (const p of phases) {
+      const inside = alarms.filter((a) => a.at >= p.start && a.at < p.end);
+      if (p.changesAnything) detectionDelay[p.name] = inside.length > 0 ? (inside[0] as ReplayAlarm).at - p.start : null;
+      else falseAlarms += inside.length;
+    }
+    for (const r of retrains) if (r.reason === 'pending') r.reason = 'not trained before the scenario ended (waiting for enough labelled data)';
+    const summary = healing.summary();
+    return {
+      samples: total,
+      phases,
+      alarms,
+      detectionDelay,
+      falseAlarms,
+      accuracy: { overall: labelledTotal > 0 ? correctTotal / labelledTotal : null, perPhase: Object.fromEntries(summary.map((s) => [s.name, s.accuracy])) },
+      healing: summary,
+      preDriftAccuracy: healing.preDriftAccuracy,
+      retrains,
+      championVersions,
+      elapsedMs: Math.round(performance.now() - started),
+    };
+  } finally {
+    await registry.close();
+    await rm(workDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# A local single-node Apache Kafka (KRaft combined mode, no ZooKeeper, no
+# Docker) for Driftline's Kafka event bus (common/bus/kafka.ts), the Kafka
+# sample store (common/samples/kafka-store.ts) and tests/external/kafka.test.ts.
+#
+# Usage: scripts/services/kafka.sh start|stop|status|restart
+#
+#   start    resolves org.apache.kafka:kafka_2.13:$KAFKA_VERSION and its runtime
+#            dependencies from Maven Central with `mvn dependency:copy-dependencies`
+#            (a generated pom under .services/kafka/, a local Maven repository
+#            under .services/cache/m2, so a second run downloads nothing), writes
+#            server.properties (broker+controller in one JVM, node.id 1) and a
+#            log4j config, formats the storage once with a random cluster id,
+#            then runs `java kafka.Kafka server.properties` in the background and
+#            waits until the broker answers a Kafka client (kafkajs from
+#            node_modules: metadata + describeCluster). Starting a running
+#            broker is a no-op.
+#   stop     TERM, wait up to 30 s (controlled shutdown), then KILL.
+#   status   prints running/stopped; exit code 0 when running, 1 otherwise.
+#
+# Environment:
+#   KAFKA_VERSION            Kafka release from Maven Central (default 4.4.0; see README.md)
+#   KAFKA_PORT               PLAINTEXT listener port on 127.0.0.1 (default 9092)
+#   KAFKA_CONTROLLER_PORT    KRaft controller listener port on 127.0.0.1 (default 9093)
+#   KAFKA_START_TIMEOUT      seconds to wait until healthy (default 90)
+#   KAFKA_HEAP_OPTS          JVM heap flags (default -Xms256m -Xmx512m)
+#   KAFKA_M2_REPO            Maven local repository (default .services/cache/m2)
+#
+# Files (all under the git-ignored .services/):
+#   .services/kafka/pom-<version>.xml   generated pom (kafka_2.13 + the slf4j→log4j binding)
+#   .services/kafka/libs-<version>/     the jars (marker .complete when the copy finished)
+#   .services/kafka/config/             server.properties, log4j config
+#   .services/kafka/data/               KRaft metadata + topic logs (formatted once)
+#   .services/kafka/kafka.pid           pid of the JVM (leader of its own process group)
+#   .services/logs/kafka.log            broker log (log4j console appender + JVM output)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+base="$root/.services/kafka"
+version="${KAFKA_VERSION:-4.4.0}"
+scala="2.13"
+m2="${KAFKA_M2_REPO:-$root/.services/cache/m2}"
+libs="$base/libs-$version"
+conf="$base/config"
+data="$base/data"
+pid_file="$base/kafka.pid"
+log_dir="$root/.services/logs"
+log="$log_dir/kafka.log"
+port="${KAFKA_PORT:-9092}"
+cport="${KAFKA_CONTROLLER_PORT:-9093}"
+timeout_s="${KAFKA_START_TIMEOUT:-90}"
+heap="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+major="${version%%.*}"
+
+log_msg() { echo "kafka.sh: $*"; }
+
+read_pid() {
+  [ -f "$pid_file" ] || return 1
+  local pid
+  pid="$(cat "$pid_file" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# A real client round trip: ApiVersions + Metadata + DescribeCluster through
+# kafkajs (the client Driftline uses). Without node/kafkajs, the log line the
+# broker writes once it serves requests is taken instead.
+client_ok() {
+  if command -v node >/dev/null 2>&1 && [ -d "$root/node_modules/kafkajs" ]; then
+    (cd "$root" && KAFKA_CHECK_BROKER="127.0.0.1:$port" timeout 20 node --input-type=module -e '
+      import { Kafka, logLevel } from "kafkajs";
+      const kafka = new Kafka({ clientId: "kafka-sh-health", brokers: [process.env.KAFKA_CHECK_BROKER], logLevel: logLevel.NOTHING, connectionTimeout: 3000, retry: { retries: 0 } });
+      const admin = kafka.admin();
+      try {
+        await admin.connect();
+        const c = await admin.describeCluster();
+        if (!c.brokers.length) throw new Error("no brokers");
+        await admin.listTopics();
+        await admin.disconnect();
+        process.exit(0);
+      } catch (e) { process.exit(1); }
+    ' >/dev/null 2>&1)
+  else
+    grep -q "Kafka Server started" "$log" 2>/dev/null
+  fi
+}
+
+healthy() {
+  port_open "$port" && client_ok
+}
+
+java_bin() {
+  if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then echo "$JAVA_HOME/bin/java"; else echo java; fi
+}
+
+ensure_tools() {
+  local missing=()
+  command -v "$(java_bin)" >/dev/null 2>&1 || missing+=("java (17+; Debian: openjdk-17-jre-headless)")
+  command -v mvn >/dev/null 2>&1 || missing+=("mvn (Debian: maven)")
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "kafka.sh: missing: ${missing[*]}" >&2
+    exit 1
+  fi
+}
+
+write_pom() {
+  # The broker logs through slf4j 1.7; the binding the Kafka distribution ships
+  # is not a dependency of kafka_2.13, so it is added here: log4j2 for Kafka 4,
+  # reload4j (log4j 1.x) for Kafka 3.
+  local binding
+  if [ "$major" -ge 4 ]; then
+    binding="<dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>${KAFKA_LOG4J_VERSION:-2.25.5}</version></dependency>"
+  else
+    binding="<dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>1.7.36</version></dependency>"
+  fi
+  cat >"$base/pom-$version.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by scripts/services/kafka.sh: the jars of a Kafka $version broker. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>driftline.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>$version</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_$scala</artifactId><version>$version</version></dependency>
+    $binding
+  </dependencies>
+</project>
+EOF
+}
+
+ensure_jars() {
+  if [ -f "$libs/.complete" ]; then return 0; fi
+  ensure_tools
+  mkdir -p "$base" "$m2"
+  write_pom
+  log_msg "resolving org.apache.kafka:kafka_$scala:$version and its runtime dependencies (Maven repo $m2)"
+  rm -rf "$libs.tmp"
+  if ! mvn -B -q -f "$base/pom-$version.xml" -Dmaven.repo.local="$m2" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.tmp" >"$base/mvn.log" 2>&1; then
+    echo "kafka.sh: maven could not resolve Kafka $version; last lines of $base/mvn.log:" >&2
+    tail -n 30 "$base/mvn.log" >&2 || true
+    exit 1
+  fi
+  rm -rf "$libs"
+  mv "$libs.tmp" "$libs"
+  touch "$libs/.complete"
+  log_msg "$(find "$libs" -name '*.jar' | wc -l) jars in $libs"
+}
+
+write_config() {
+  mkdir -p "$conf" "$data" "$log_dir"
+  cat >"$conf/server.properties" <<EOF
+# Generated by scripts/services/kafka.sh: single node, KRaft combined mode.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$data/logs
+metadata.log.dir=$data/metadata
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Tests create and delete groups quickly: rebalance without the 3 s wait.
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+delete.topic.enable=true
+log.retention.hours=168
+log.segment.bytes=67108864
+log.retention.check.interval.ms=60000
+num.network.threads=2
+num.io.threads=4
+EOF
+  # Log to the console; `start` sends stdout/stderr to .services/logs/kafka.log.
+  cat >"$conf/log4j2.properties" <<'EOF'
+status = warn
+name = driftline-kafka
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.target = SYSTEM_OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.authorizer.name = kafka.authorizer.logger
+logger.authorizer.level = WARN
+logger.appinfo.name = org.apache.kafka.common.utils.AppInfoParser
+logger.appinfo.level = WARN
+EOF
+  cat >"$conf/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.kafka.authorizer.logger=WARN
+EOF
+}
+
+java_opts() {
+  # shellcheck disable=SC2206
+  local opts=($heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true -Dkafka.logs.dir="$log_dir")
+  if [ "$major" -ge 4 ]; then
+    opts+=(-Dlog4j2.configurationFile="$conf/log4j2.properties")
+  else
+    opts+=(-Dlog4j.configuration="file:$conf/log4j.properties")
+  fi
+  printf '%s\n' "${opts[@]}"
+}
+
+format_storage() {
+  local marker="$data/.driftline-kafka-version"
+  if [ -f "$data/metadata/meta.properties" ] && [ -f "$marker" ]; then
+    local had
+    had="$(cat "$marker")"
+    # Data written by another major release is not guaranteed readable (and a
+    # 4.x log cannot be downgraded): it is local test data, start afresh.
+    if [ "${had%%.*}" = "$major" ]; then return 0; fi
+    log_msg "data in $data was formatted by Kafka $had; reformatting for $version"
+  fi
+  rm -rf "$data"
+  mkdir -p "$data"
+  local java opts cluster_id
+  java="$(java_bin)"
+  mapfile -t opts < <(java_opts)
+  cluster_id="$("$java" "${opts[@]}" -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>>"$log" | tail -n 1)"
+  if [[ ! "$cluster_id" =~ ^[A-Za-z0-9_-]{22}$ ]]; then
+    echo "kafka.sh: StorageTool random-uuid failed (got '$cluster_id'); see $log" >&2
+    exit 1
+  fi
+  log_msg "formatting $data (cluster id $cluster_id)"
+  if ! "$java" "${opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$conf/server.properties" >>"$log" 2>&1; then
+    echo "kafka.sh: formatting the storage failed; last log lines:" >&2
+    tail -n 30 "$log" >&2 || true
+    exit 1
+  fi
+  echo "$version" >"$marker"
+}
+
+do_status() {
+  local pid
+  if pid="$(read_pid)" && healthy; then
+    echo "kafka: running (pid $pid, 127.0.0.1:$port, Kafka $(cat "$data/.driftline-kafka-version" 2>/dev/null || echo '?'))"
+    return 0
+  fi
+  if healthy; then
+    echo "kafka: running (127.0.0.1:$port, not started by this script: no pid file)"
+    return 0
+  fi
+  if pid="$(read_pid)"; then
+    echo "kafka: starting or unhealthy (pid $pid, 127.0.0.1:$port does not answer)"
+    return 1
+  fi
+  echo "kafka: stopped"
+  return 1
+}
+
+do_start() {
+  if healthy; then
+    log_msg "already running at 127.0.0.1:$port"
+    return 0
+  fi
+  if read_pid >/dev/null; then
+    log_msg "a previous broker (pid $(read_pid)) is not healthy; stopping it first"
+    do_stop
+  fi
+  if port_open "$port" || port_open "$cport"; then
+    echo "kafka.sh: port $port or $cport on 127.0.0.1 is taken by another process; set KAFKA_PORT / KAFKA_CONTROLLER_PORT" >&2
+    exit 1
+  fi
+  ensure_tools
+  ensure_jars
+  write_config
+  format_storage
+  local java opts
+  java="$(java_bin)"
+  mapfile -t opts < <(java_opts)
+  log_msg "starting Kafka $version on 127.0.0.1:$port (controller 127.0.0.1:$cport, log $log)"
+  # setsid: the JVM leads its own process group, so `stop` can signal it by the pid we record.
+  (
+    cd "$base"
+    nohup setsid "$java" "${opts[@]}" -cp "$libs/*" kafka.Kafka "$conf/server.properties" >>"$log" 2>&1 </dev/null &
+    echo $! >"$pid_file"
+  )
+  local pid deadline
+  pid="$(cat "$pid_file")"
+  deadline=$(($(date +%s) + timeout_s))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    if healthy; then
+      log_msg "ready at 127.0.0.1:$port (pid $pid, Kafka $version)"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "kafka.sh: broker exited during start-up; last log lines:" >&2
+      tail -n 40 "$log" >&2 || true
+      rm -f "$pid_file"
+      exit 1
+    fi
+    sleep 1
+  done
+  echo "kafka.sh: 127.0.0.1:$port did not become healthy within ${timeout_s}s; last log lines:" >&2
+  tail -n 40 "$log" >&2 || true
+  do_stop || true
+  exit 1
+}
+
+do_stop() {
+  local pid
+  if ! pid="$(read_pid)"; then
+    rm -f "$pid_file"
+    log_msg "not running"
+    return 0
+  fi
+  log_msg "stopping pid $pid"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log_msg "still alive after 30 s; sending KILL"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pid_file"
+  log_msg "stopped"
+}
+
+case "${1:-}" in
+  start) do_start ;;
+  stop) do_stop ;;
+  status) do_status ;;
+  restart) do_stop; do_start ;;
+  *)
+    echo "usage: $0 start|stop|status|restart" >&2
+    exit 2
+    ;;
+esac
