@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help install start test test-fast lint typecheck test-deps services-up services-down services-status bench clean
+.PHONY: help install start test test-fast lint typecheck test-deps services-up services-down services-status bench clean buildtestup deploy
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,11 @@ test: test-deps ## lint, then every suite: in-process and real-server
 
 bench: install ## speed and quality figures (npm run bench)
 	npm run bench
+
+deploy: ## build the images inside Minikube and deploy with Ansible (needs minikube, kubectl, ansible, docker)
+	cd ansible && ansible-playbook deploy.yml $(if $(wildcard ansible/.vault-pass),--vault-password-file .vault-pass,)
+
+buildtestup: test deploy ## make test, then build and deploy the stack to Minikube (what Jenkins runs on main)
 
 clean: ## remove local state (models, registry, logs) but not node_modules
 	rm -rf .driftline

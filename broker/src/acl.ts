@@ -8,6 +8,7 @@
  * | `device`     | `factory/<own id>/telemetry`                 | `factory/<own id>/#` (if the policy allows) |
  * | `inspection` | `factory/+/label`                            | nothing                                    |
  * | `edge`       | `factory/+/prediction`, `driftline/#`        | `factory/+/telemetry`, `factory/+/label`   |
+ * | `bridge`     | nothing                                      | `factory/+/telemetry`, `factory/+/label`   |
  * | `dashboard`  | nothing                                      | `factory/#`, `driftline/#`                 |
  * | `retrainer`  | `driftline/#`                                | `driftline/#`                              |
  * | `admin`      | everything except `$SYS/`                    | everything                                 |
@@ -17,7 +18,7 @@
  * `factory/+/telemetry`; `factory/#` is not).
  */
 
-export const ROLES = ['device', 'inspection', 'edge', 'dashboard', 'retrainer', 'admin'] as const;
+export const ROLES = ['device', 'inspection', 'edge', 'bridge', 'dashboard', 'retrainer', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
 
 export function isRole(value: string): value is Role {
@@ -49,6 +50,8 @@ const deny = (reason: string): AclDecision => ({ allowed: false, reason });
 const STATIC_RULES: Record<Exclude<Role, 'device'>, { publish: readonly string[]; subscribe: readonly string[] }> = {
   inspection: { publish: ['factory/+/label'], subscribe: [] },
   edge: { publish: ['factory/+/prediction', 'driftline/#'], subscribe: ['factory/+/telemetry', 'factory/+/label'] },
+  // The MQTT → Kafka bridge (kafka-bridge.ts): reads what the edge reads, publishes nothing.
+  bridge: { publish: [], subscribe: ['factory/+/telemetry', 'factory/+/label'] },
   dashboard: { publish: [], subscribe: ['factory/#', 'driftline/#'] },
   retrainer: { publish: ['driftline/#'], subscribe: ['driftline/#'] },
   admin: { publish: ['#', '$#'], subscribe: ['#', '$#'] },

@@ -29,9 +29,10 @@ import { BUS_TOPICS, type BusHandler, type BusMessage, type EventBus, type Subsc
  *   the consumer moves on. A retriable error is retried with exponential
  *   backoff, `maxRedeliveries` times, then dead-lettered. When the dead-letter
  *   publish itself fails the consumer restarts from the last commit.
- * - `close()`: stops fetching, lets in-flight handlers finish (and commit),
- *   leaves the groups and disconnects. A retriable failure that is waiting for
- *   its next attempt is left uncommitted: the next member gets it.
+ * - `close()`: stops fetching, lets in-flight handlers finish (they may still
+ *   publish) and commit, leaves the groups, then disconnects the producer. A
+ *   retriable failure waiting for its next attempt is left uncommitted: the
+ *   next member of the group gets it.
  * - kafkajs's own logging goes to the winston logger (warnings and errors as
  *   `warn`, the rest as `debug`).
  */
@@ -218,12 +219,15 @@ export function resolveKafkaBusOptions(o: KafkaBusOptions): ResolvedKafkaBusOpti
  * as `warn` (kafkajs retries on its own; what finally fails reaches the caller,
  * which logs it as an error), everything else as `debug`. Per-request error
  * lines of the connection layer (`Response CreateTopics … already exists`,
- * `coordinator is loading`) are routine and go to `debug`.
+ * `coordinator is loading`) and the idempotent producer's note about bounded
+ * retries are routine and go to `debug`.
  */
 export function kafkaLogCreator(logger: Logger): () => (entry: LogEntry) => void {
   return () => (entry: LogEntry) => {
     const { message, timestamp: _t, logger: _l, ...extra } = entry.log as { message: string; timestamp: string; logger?: string; [k: string]: unknown };
-    const routine = entry.namespace === 'Connection' && /^Response /.test(message);
+    // Routine: per-request errors kafkajs retries itself, and its note that bounded retries weaken
+    // exactly-once (the bus promises at-least-once; a publish must fail rather than hang forever).
+    const routine = (entry.namespace === 'Connection' && /^Response /.test(message)) || /^Limiting retries for the idempotent producer/.test(message);
     const level = (entry.level === logLevel.ERROR || entry.level === logLevel.WARN) && !routine ? 'warn' : 'debug';
     logger.log(level, `kafkajs: ${entry.namespace ? `[${entry.namespace}] ` : ''}${message}`, { kafkajs: extra });
   };
@@ -408,6 +412,9 @@ export class KafkaBus implements EventBus {
   private connecting: Promise<void> | undefined;
   private readonly topicsReady = new Map<string, Promise<void>>();
   private readonly subscriptions = new Set<ConsumerSubscription>();
+  /** No new subscriptions (close began). */
+  private stopping = false;
+  /** No more publishing (subscriptions drained, producer going away). */
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -446,7 +453,7 @@ export class KafkaBus implements EventBus {
 
   /** Connects the admin client and the producer and creates the bus topics; idempotent. A failure is a `TransportError`. */
   connect(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('bus is closed'));
+    if (this.stopping || this.closed) return Promise.reject(new Error('bus is closed'));
     this.connecting ??= (async () => {
       try {
         await this.admin.connect();
@@ -490,7 +497,7 @@ export class KafkaBus implements EventBus {
   }
 
   async subscribe(topic: string, options: SubscribeOptions, handler: BusHandler): Promise<KafkaSubscription> {
-    if (this.closed) throw new Error('bus is closed');
+    if (this.stopping || this.closed) throw new Error('bus is closed');
     await this.connect();
     await this.ensureTopic(topic).catch((err: unknown) => {
       throw err instanceof ValidationError ? err : kafkaError(`kafka bus: topic ${topic}`, err);
@@ -527,8 +534,10 @@ export class KafkaBus implements EventBus {
 
   async close(): Promise<void> {
     this.closing ??= (async () => {
-      this.closed = true;
+      this.stopping = true;
+      // Handlers still running may publish (model events, dead letters): the producer stays up until they are done.
       await Promise.all([...this.subscriptions].map((s) => s.close().catch((err: unknown) => this.logger.warn('kafka bus: closing a consumer failed', { err: describeError(err) }))));
+      this.closed = true;
       await this.producer.disconnect().catch((err: unknown) => this.logger.warn('kafka bus: producer disconnect failed', { err: describeError(err) }));
       await this.admin.disconnect().catch(() => undefined);
     })();
@@ -646,9 +655,18 @@ class ConsumerSubscription implements KafkaSubscription {
       offset: message.offset,
       timestamp: Number(message.timestamp),
     };
+    // Long handlers and redelivery waits keep the membership alive (kafkajs heartbeats only between messages otherwise).
+    const beat = setInterval(() => void heartbeat().catch(() => undefined), o.heartbeatIntervalMs);
+    try {
+      await this.deliver(partition, message, busMessage);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  private async deliver(partition: number, message: KafkaMessage, busMessage: BusMessage): Promise<void> {
+    const o = this.bus.options;
     for (let attempt = 1; ; attempt++) {
-      // Long handlers keep the membership alive (kafkajs heartbeats only between messages otherwise).
-      const beat = setInterval(() => void heartbeat().catch(() => undefined), o.heartbeatIntervalMs);
       let failure: unknown;
       let failed = false;
       try {
@@ -656,8 +674,6 @@ class ConsumerSubscription implements KafkaSubscription {
       } catch (err) {
         failed = true;
         failure = err;
-      } finally {
-        clearInterval(beat);
       }
       if (!failed) {
         await this.commit(partition, message);

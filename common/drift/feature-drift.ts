@@ -425,6 +425,14 @@ export class FeatureDriftDetector {
     return this.testWindow(g, pos);
   }
 
+  /**
+   * Forgets one group: its window, streaks and cooldown (its machine moved to
+   * another edge worker; when it comes back it starts a fresh window). True when it existed.
+   */
+  dropGroup(key: string): boolean {
+    return this.groups.delete(key);
+  }
+
   /** Keys of the live groups (`all`, or machine ids). */
   groupKeys(): string[] {
     return [...this.groups.keys()];

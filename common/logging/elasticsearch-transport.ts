@@ -1,4 +1,4 @@
-import { Client, errors } from '@elastic/elasticsearch';
+import { Client } from '@elastic/elasticsearch';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import TransportStream from 'winston-transport';
 import { int, loadConfig, optionalStr, optionalUrl, str } from '../config/env.ts';
@@ -137,28 +137,40 @@ interface MetricSinks {
 
 const MAX_TIMER_MS = 2_147_483_647;
 
+// The client's errors are matched by name, not instanceof: the package ships
+// CommonJS and ES module builds, and an error class from one is not the class
+// of the other (the mock connection, for one, is CommonJS).
+function errorName(err: unknown): string | undefined {
+  return err instanceof Error ? err.name : undefined;
+}
+
+function statusOf(err: unknown): number | undefined {
+  const status = (err as { statusCode?: unknown; meta?: { statusCode?: unknown } } | undefined)?.statusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
 function describe(err: unknown): string {
-  if (err instanceof errors.ResponseError) {
-    const body = err.body as { error?: { type?: string; reason?: string } } | undefined;
-    const detail = body?.error?.type !== undefined ? `${body.error.type}: ${body.error.reason ?? ''}` : err.message;
-    return `HTTP ${err.statusCode ?? '?'} ${detail}`.trim();
+  if (errorName(err) === 'ResponseError') {
+    const body = (err as { body?: { error?: { type?: string; reason?: string } } }).body;
+    const detail = body?.error?.type !== undefined ? `${body.error.type}: ${body.error.reason ?? ''}` : (err as Error).message;
+    return `HTTP ${statusOf(err) ?? '?'} ${detail}`.trim();
   }
   if (err instanceof Error) return `${err.name}: ${err.message}`;
   return String(err);
 }
 
 function isProductCheckError(err: unknown): boolean {
-  return err instanceof errors.ProductNotSupportedError || (err instanceof Error && err.name === 'ProductNotSupportedError');
+  return errorName(err) === 'ProductNotSupportedError';
 }
 
 /** Connection errors, timeouts, no living node, 429 and 5xx: a later attempt may succeed. */
 export function isRetriableEsError(err: unknown): boolean {
-  if (err instanceof errors.ResponseError) {
-    const status = err.statusCode ?? 0;
+  const name = errorName(err);
+  if (name === 'ResponseError') {
+    const status = statusOf(err) ?? 0;
     return status === 429 || status >= 500;
   }
-  if (!(err instanceof Error)) return false;
-  return ['ConnectionError', 'TimeoutError', 'NoLivingConnectionsError'].includes(err.name);
+  return name === 'ConnectionError' || name === 'TimeoutError' || name === 'NoLivingConnectionsError';
 }
 
 /** Per-document bulk status: 429, 5xx and 0 (no answer) are worth another attempt. */
@@ -532,15 +544,14 @@ export class ElasticsearchTransport extends TransportStream {
         { signal: controller.signal },
       );
       this.countShipped(result.successful);
-      if (rejected > 0) {
-        this.drop('rejected_by_es', rejected);
-        this.lastError = `Elasticsearch rejected ${rejected} document(s): ${firstRejection ?? '?'}`;
-      }
+      const rejection = rejected > 0 ? `Elasticsearch rejected ${rejected} document(s): ${firstRejection ?? '?'}` : undefined;
+      if (rejected > 0) this.drop('rejected_by_es', rejected);
       if (retry.length > 0) {
         this.requeue(retry);
-        this.noteFailure(`Elasticsearch answered 429/5xx for ${retry.length} document(s)`);
+        this.noteFailure(`Elasticsearch answered 429/5xx for ${retry.length} document(s)${rejection !== undefined ? `; ${rejection}` : ''}`);
         return false;
       }
+      if (rejection !== undefined) this.lastError = rejection;
       this.noteSuccess();
       return true;
     } catch (err) {

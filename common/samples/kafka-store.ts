@@ -176,17 +176,16 @@ export class KafkaSampleStore implements LabelledSampleStore {
       }
     });
     entries.sort(compareEntries);
-    // Newest first, so a duplicate keeps its newest copy and `limit` keeps the newest samples (as the file store does).
+    // A redelivered duplicate keeps the place of its first copy; `limit` keeps the newest samples.
     const seen = new Set<string>();
     const picked: LabelledSample[] = [];
-    for (let i = entries.length - 1; i >= 0 && picked.length < limit; i--) {
-      const s = (entries[i] as Entry).sample;
-      const key = sampleKey(s);
+    for (const { sample } of entries) {
+      const key = sampleKey(sample);
       if (seen.has(key)) continue;
       seen.add(key);
-      picked.push(s);
+      picked.push(sample);
     }
-    return picked.reverse();
+    return picked.length > limit ? picked.slice(picked.length - limit) : picked;
   }
 
   async stats(): Promise<SampleStoreStats> {

@@ -22,6 +22,28 @@ export interface DriftPort {
   featureSummary?(): FeatureDriftStatus[];
   /** Window size and grouping (`FeatureDriftDetector.config`): without it drift window messages carry no histograms. */
   readonly config?: WindowShape;
+  /** Forgets one group's window, streaks and cooldown (`FeatureDriftDetector.dropGroup`); used when a machine moves to another worker. */
+  dropGroup?(key: string): boolean;
+}
+
+/**
+ * Hooks the worker passes to its ingest along with the message handlers, for
+ * an ingest that shares machines between several workers (the Kafka ingest,
+ * `kafka-ingest.ts`): it commits its input position only after `drain()`, and
+ * calls `forgetMachines` when a rebalance takes machines away.
+ */
+export interface IngestHooks {
+  /**
+   * Resolves once every message handed over so far is predicted and its
+   * prediction, dead letter and labelled sample publishes have settled.
+   */
+  drain(): Promise<void>;
+  /**
+   * This worker no longer owns these machines: forget their drift windows
+   * (`DRIFT_GROUP_BY=machine`; a machine that comes back starts a fresh window).
+   * Returns the drift groups dropped.
+   */
+  forgetMachines(machineIds: readonly string[]): number;
 }
 
 /**

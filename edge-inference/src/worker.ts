@@ -26,11 +26,11 @@ import { TOPICS, type Label, type Prediction, type Telemetry } from '../../commo
 import { sleep } from '../../common/util/sleep.ts';
 import { MicroBatcher, type BatchInfo } from './batcher.ts';
 import { startEdgeHttp, type EdgeHttp } from './http.ts';
-import { MqttIngest, type EdgeIngest } from './ingest.ts';
+import { MqttIngest, type EdgeIngest, type IngestHandlers } from './ingest.ts';
 import { LabelJoin } from './label-join.ts';
 import { createEdgeMetrics, type EdgeMetrics, type StatusKind } from './metrics.ts';
 import { ModelHolder, type ArtifactLoader } from './model-holder.ts';
-import type { AccuracyPort, ChampionRef, DriftPort, EpisodePort, ModelChange, RegistryPort } from './ports.ts';
+import type { AccuracyPort, ChampionRef, DriftPort, EpisodePort, IngestHooks, ModelChange, RegistryPort } from './ports.ts';
 import { predictTelemetry } from './predict.ts';
 import { ClassMix, DEFAULT_HISTOGRAM_BINS, LatencyReservoir, MAX_HISTOGRAM_BINS, RecentWindows, checkWorkerId, finiteOrNull, sharedHistogram, windowFeatureStatus } from './status.ts';
 
@@ -653,6 +653,29 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     return sampleBatcher.push(sample);
   }
 
+  // ── scale-out hooks (kafka-ingest.ts): commit after drain, forget machines that moved away ──
+  async function drain(): Promise<void> {
+    await batcher.flush();
+    await sampleBatcher.flush();
+    await Promise.allSettled([...pending]);
+  }
+
+  function forgetMachines(machineIds: readonly string[]): number {
+    let dropped = 0;
+    if (drift?.dropGroup && drift.config?.groupBy === 'machine') {
+      for (const id of machineIds) {
+        if (drift.dropGroup(id)) dropped++;
+        windowPublishedAt.delete(id);
+      }
+      // The histogram tap keeps its own per-machine rings: start it afresh too (display only; refills within a window).
+      if (dropped > 0) recentWindowsOf = undefined;
+    }
+    // With groupBy 'all' the one window keeps its rows; from now on it fills with this worker's current machines only.
+    // Predictions of these machines still waiting for a label stay in the bounded join until evicted: their labels now go to the new owner.
+    logger.info(`forgetting ${machineIds.length} machine(s) moved to another worker`, { action: 'forget-machines', machines: machineIds.length, driftGroupsDropped: dropped });
+    return dropped;
+  }
+
   // ── champions from the registry ──
   async function loadVersion(version: string, correlationId?: string): Promise<boolean> {
     const reg = options.modelRegistry;
@@ -804,7 +827,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       await waitForChampion();
       if (abort.signal.aborted) return;
       try {
-        await ingest.start({ telemetry: onTelemetry, label: onLabel });
+        const handlers: IngestHandlers & IngestHooks = { telemetry: onTelemetry, label: onLabel, drain, forgetMachines };
+        await ingest.start(handlers);
       } catch (err) {
         if (abort.signal.aborted) return; // stop() while connecting
         throw err;

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 action=${1:-status}
 services=()
-for s in mosquitto mlflow kafka; do
+for s in mosquitto mlflow kafka elasticsearch; do
   [ -x "scripts/services/$s.sh" ] && services+=("$s")
 done
 rc=0

@@ -147,10 +147,10 @@ public final class DriftlineEsNode {
     Path home = Path.of(System.getProperty("es.path.home")).toAbsolutePath();
     Settings base = Settings.builder().put("path.home", home.toString()).build();
     LogConfigurator.registerErrorListener();
-    LogConfigurator.setNodeName("driftline-es");
-    LogConfigurator.configureESLogging();
-    LogConfigurator.configureWithoutConfig(base);
+    LogConfigurator.configureESLogging(); // reading elasticsearch.yml already logs
     Environment env = InternalSettingsPreparer.prepareEnvironment(base, Map.of(), home.resolve("config"), () -> "driftline-es");
+    LogConfigurator.setNodeName(Node.NODE_NAME_SETTING.get(env.settings()));
+    LogConfigurator.configure(env, true); // config/log4j2.properties: console only
     var modules = PluginsLoader.loadModulesBundles(env.modulesDir(), false);
     var loader = PluginsLoader.createPluginsLoader(modules, Set.of(), Map.of());
     Node node = new Node(env, loader);
@@ -174,8 +174,9 @@ EOF
 
 ensure_dist() {
   local java_home="$1"
-  local marker="$home/.driftline-complete"
-  if [ -f "$marker" ] && [ -f "$home/launcher/DriftlineEsNode.class" ]; then
+  local marker="$home/.driftline-complete" want
+  want="$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)"
+  if [ -f "$marker" ] && [ "$(cat "$marker")" = "$want" ] && [ -f "$home/launcher/DriftlineEsNode.class" ]; then
     return 0
   fi
   if ! command -v mvn >/dev/null 2>&1; then
@@ -188,8 +189,8 @@ ensure_dist() {
   log_msg "assembling Elasticsearch $version from Maven Central into $home"
   write_pom "$build/server/pom.xml" "org.elasticsearch:elasticsearch"
   write_pom "$build/netty/pom.xml" "org.elasticsearch.plugin:transport-netty4"
-  JAVA_HOME="$java_home" mvn -q -B -f "$build/server/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$build/home/lib"
-  JAVA_HOME="$java_home" mvn -q -B -f "$build/netty/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$build/home/modules/transport-netty4"
+  mvn -q -B -f "$build/server/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$build/home/lib"
+  mvn -q -B -f "$build/netty/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$build/home/modules/transport-netty4"
   # The module's own directory holds only what the server does not already have.
   local jar
   for jar in "$build/home/modules/transport-netty4/"*.jar; do
@@ -206,7 +207,7 @@ ensure_dist() {
   "$java_home/bin/javac" -nowarn --module-path "$build/home/lib" --add-modules ALL-MODULE-PATH -d "$build/home/launcher" "$build/home/launcher/DriftlineEsNode.java"
   mv "$build/home" "$home"
   rm -rf "$build"
-  date -u +%FT%TZ > "$marker"
+  echo "$want" > "$marker"
   log_msg "assembled: $(ls "$home/lib" | wc -l) server jars, transport-netty4 module"
 }
 
@@ -224,6 +225,15 @@ transport.port: $transport_port
 # A test node: full disks must not turn indices read-only, and test clean-up may use wildcards.
 cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
+EOF
+  cat > "$home/config/log4j2.properties" <<'EOF'
+status = error
+appender.console.type = Console
+appender.console.name = console
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d{ISO8601}][%-5p][%-25c{1.}] [%node_name]%marker %m%n
+rootLogger.level = info
+rootLogger.appenderRef.console.ref = console
 EOF
 }
 

@@ -204,8 +204,19 @@ logger.request.name = kafka.request.logger
 logger.request.level = WARN
 logger.authorizer.name = kafka.authorizer.logger
 logger.authorizer.level = WARN
-logger.appinfo.name = org.apache.kafka.common.utils.AppInfoParser
-logger.appinfo.level = WARN
+# Per-partition chatter (every topic a test run creates or deletes logs dozens of lines).
+logger.partition.name = kafka.cluster.Partition
+logger.partition.level = WARN
+logger.storage.name = org.apache.kafka.storage.internals.log
+logger.storage.level = WARN
+logger.replication.name = org.apache.kafka.controller.ReplicationControlManager
+logger.replication.level = WARN
+logger.configcontrol.name = org.apache.kafka.controller.ConfigurationControlManager
+logger.configcontrol.level = WARN
+logger.dynconfig.name = kafka.server.metadata.DynamicConfigPublisher
+logger.dynconfig.level = WARN
+logger.groupmeta.name = org.apache.kafka.coordinator.group.GroupMetadataManager
+logger.groupmeta.level = WARN
 EOF
   cat >"$conf/log4j.properties" <<'EOF'
 log4j.rootLogger=INFO, stdout
@@ -215,6 +226,14 @@ log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.state.change.logger=WARN
 log4j.logger.kafka.request.logger=WARN
 log4j.logger.kafka.authorizer.logger=WARN
+log4j.logger.kafka.cluster.Partition=WARN
+log4j.logger.kafka.log=WARN
+log4j.logger.org.apache.kafka.storage.internals.log=WARN
+log4j.logger.org.apache.kafka.controller.ReplicationControlManager=WARN
+log4j.logger.org.apache.kafka.controller.ConfigurationControlManager=WARN
+log4j.logger.kafka.server.metadata.DynamicConfigPublisher=WARN
+log4j.logger.kafka.coordinator.group.GroupMetadataManager=WARN
+log4j.logger.org.apache.kafka.coordinator.group.GroupMetadataManager=WARN
 EOF
 }
 
@@ -222,7 +241,9 @@ java_opts() {
   # shellcheck disable=SC2206
   local opts=($heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true -Dkafka.logs.dir="$log_dir")
   if [ "$major" -ge 4 ]; then
-    opts+=(-Dlog4j2.configurationFile="$conf/log4j2.properties")
+    # No log4j shutdown hook: the console appender flushes every line, and the
+    # hook only warns when Kafka's own shutdown hook logs after it ran.
+    opts+=(-Dlog4j2.configurationFile="$conf/log4j2.properties" -Dlog4j2.shutdownHookEnabled=false)
   else
     opts+=(-Dlog4j.configuration="file:$conf/log4j.properties")
   fi
@@ -296,6 +317,8 @@ do_start() {
   local java opts
   java="$(java_bin)"
   mapfile -t opts < <(java_opts)
+  # Keep one previous log once the current one passes 20 MB.
+  if [ -f "$log" ] && [ "$(wc -c <"$log")" -gt 20971520 ]; then mv -f "$log" "$log.1"; fi
   log_msg "starting Kafka $version on 127.0.0.1:$port (controller 127.0.0.1:$cport, log $log)"
   # setsid: the JVM leads its own process group, so `stop` can signal it by the pid we record.
   (
@@ -317,7 +340,7 @@ do_start() {
       rm -f "$pid_file"
       exit 1
     fi
-    sleep 1
+    sleep 0.5
   done
   echo "kafka.sh: 127.0.0.1:$port did not become healthy within ${timeout_s}s; last log lines:" >&2
   tail -n 40 "$log" >&2 || true

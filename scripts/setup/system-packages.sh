@@ -4,7 +4,7 @@
 set -euo pipefail
 want=("$@")
 if [ ${#want[@]} -eq 0 ]; then
-  want=(mosquitto mosquitto-clients chromium)
+  want=(mosquitto mosquitto-clients chromium ansible)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -14,6 +14,16 @@ export function backendName(b: string | undefined): string {
   return b;
 }
 
+/**
+ * A registered version's accuracy or macro-F1. The bootstrap records `accuracy`
+ * and `macroF1`; the retrainer records `holdout_accuracy` / `holdout_macro_f1`
+ * (the champion-vs-challenger holdout its decision used) and `validation_*`.
+ */
+export function versionMetric(metrics: Readonly<Record<string, number>>, name: 'accuracy' | 'macroF1'): number | undefined {
+  const snake = name === 'accuracy' ? 'accuracy' : 'macro_f1';
+  return metrics[name] ?? metrics[`holdout_${snake}`] ?? metrics[`validation_${snake}`];
+}
+
 function metrics(v: string | null, m: ModelMetrics | null): string {
   if (m === null) return v === null ? DASH : `v${v}`;
   return `${v === null ? '' : `v${v} · `}acc ${m.accuracy.toFixed(3)} · F1 ${m.macroF1.toFixed(3)}`;
@@ -69,8 +79,8 @@ class VersionRow {
     setClassName(this.status, `badge ${m.status === 'champion' ? 'badge-ok' : m.status === 'rejected' ? 'badge-bad' : 'badge-plain'}`);
     setTitle(this.status, m.rejectedReason ?? '');
     this.created.set(dateTime(m.createdAt));
-    this.acc.set(num(m.metrics.accuracy, 3));
-    this.f1.set(num(m.metrics.macroF1, 3));
+    this.acc.set(num(versionMetric(m.metrics, 'accuracy'), 3));
+    this.f1.set(num(versionMetric(m.metrics, 'macroF1'), 3));
     const src = m.tags['driftline.source'] ?? DASH;
     setText(this.source, src);
     setTitle(this.source, Object.entries(m.tags).map(([k, v]) => `${k}: ${v}`).join('\n'));
@@ -206,7 +216,7 @@ export class ModelView {
     setText(byId('model-backend'), backendName(w?.backend));
     setText(byId('model-backend-meta'), w === undefined ? 'reported by the edge worker status' : `${w.workerId} · bus ${w.bus} · registry ${w.registry}`);
     const live = w?.liveAccuracy ?? s.pipeline.observedAccuracy.accuracy;
-    const validation = w?.validationAccuracy ?? c?.metrics.accuracy ?? null;
+    const validation = w?.validationAccuracy ?? c?.metrics.accuracy ?? c?.metrics.validation_accuracy ?? null;
     setText(byId('acc-live'), pct(live));
     setText(byId('acc-val'), pct(validation));
     setWidthPct(byId('acc-live-bar'), live ?? 0);

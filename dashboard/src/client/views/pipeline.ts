@@ -125,7 +125,11 @@ export class PipelineView {
       }
       return v;
     };
-    setText(byId('pipe-latency'), none ? DASH : `${num(worst('p50'), 1)} · ${num(worst('p95'), 1)} · ${num(worst('p99'), 1)}`);
+    // Whole milliseconds from 10 ms up, so three real latencies (e.g. 74 · 227 · 272) fit the KPI card; the title keeps a decimal.
+    const ms = (v: number | null): string => num(v, v !== null && v >= 10 ? 0 : 1);
+    const latency = byId('pipe-latency');
+    setText(latency, none ? DASH : `${ms(worst('p50'))} · ${ms(worst('p95'))} · ${ms(worst('p99'))}`);
+    setTitle(latency, none ? '' : `p50 ${num(worst('p50'), 1)} ms · p95 ${num(worst('p95'), 1)} ms · p99 ${num(worst('p99'), 1)} ms (slowest worker)`);
     setText(byId('pipe-queue'), none ? DASH : count(sum((w) => w.queueDepth)));
     setText(byId('pipe-dl'), none ? DASH : count(sum((w) => Object.values(w.deadLetters).reduce((a, b) => a + b, 0))));
     this.workers.sync(ws);
