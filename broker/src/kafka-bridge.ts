@@ -21,7 +21,7 @@ import { sleep } from '../../common/util/sleep.ts';
  * labels on the worker that predicted its telemetry.
  *
  * Delivery: a QoS 1 message is acknowledged (PUBACK) only after Kafka acked
- * the record (idempotent producer, `acks=all`, `customHandleAcks`). When Kafka
+ * the record (idempotent producer, `acks=all`; see `handleMessage` in start()). When Kafka
  * is unreachable the bridge retries with backoff and does not read further
  * messages: they wait in its broker session. A bridge that dies before the
  * PUBACK gets the message again on its next session: at least once (the
@@ -172,24 +172,36 @@ export class KafkaBridge {
       protocolVersion: 4,
       reconnectPeriod: m.reconnectPeriodMs ?? 1000,
       connectTimeout: 10_000,
-      // Set before connecting: messages queued in the session arrive right after CONNACK.
-      customHandleAcks: (topic: string, payload: Buffer, packet: IPublishPacket, done: (result: Error | number) => void) => {
-        this.onMessage(topic, payload, packet).then(
-          (ack) => {
-            // 0: PUBACK; an error leaves the message unacknowledged (the broker redelivers it to the next session).
-            done(ack ? 0 : new Error('bridge closing; message left for redelivery'));
-          },
-          (err: unknown) => done(err instanceof Error ? err : new Error(describeError(err))),
-        );
-      },
     };
     if (m.username !== undefined) opts.username = m.username;
     if (m.password !== undefined) opts.password = m.password;
     if (m.ca !== undefined) opts.ca = m.ca;
-    let client: MqttClient;
+    const client = mqtt.connect(m.url, opts);
+    // Installed before the first packet can arrive (messages queued in the session come right after CONNACK).
+    // mqtt.js sends the PUBACK of a QoS 1 message when this callback is called without an error, and reads the
+    // next message only then. (`customHandleAcks` would do the same but mqtt.js honours it only for MQTT 5,
+    // which aedes does not speak.)
+    client.handleMessage = (packet: IPublishPacket, callback: (err?: Error) => void) => {
+      this.onMessage(packet).then(
+        (ack) => callback(ack ? undefined : new Error('bridge closing; message left for redelivery')),
+        (err: unknown) => callback(err instanceof Error ? err : new Error(describeError(err))),
+      );
+    };
     try {
-      client = await mqtt.connectAsync(m.url, opts);
+      await new Promise<void>((resolve, reject) => {
+        const onConnect = (): void => {
+          client.off('error', onError);
+          resolve();
+        };
+        const onError = (err: Error): void => {
+          client.off('connect', onConnect);
+          reject(err);
+        };
+        client.once('connect', onConnect);
+        client.once('error', onError);
+      });
     } catch (err) {
+      client.end(true);
       await this.producer.disconnect().catch(() => undefined);
       await this.admin.disconnect().catch(() => undefined);
       throw new TransportError(`kafka bridge: cannot connect to broker ${m.url}: ${describeError(err)}`, { cause: err });
@@ -211,8 +223,8 @@ export class KafkaBridge {
   }
 
   /** Forwards one message; resolves true when it may be acknowledged, false when closing left it for redelivery. */
-  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): Promise<boolean> {
-    const p = this.forward(topic, payload, packet);
+  private onMessage(packet: IPublishPacket): Promise<boolean> {
+    const p = this.forward(packet.topic, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : Buffer.from(packet.payload), packet);
     this.inFlight = p.then(
       () => undefined,
       () => undefined,

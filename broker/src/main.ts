@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { loadConfig, summarizeConfig } from '../../common/config/env.ts';
 import { describeError } from '../../common/errors.ts';
-import { createLogger } from '../../common/logging/logger.ts';
+import { createServiceLogger as createLogger } from '../../common/logging/service-logger.ts';
 import { runMain } from '../../common/main.ts';
 import { onShutdown } from '../../common/util/shutdown.ts';
 import { VERSION } from '../../common/version.ts';

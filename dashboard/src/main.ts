@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { InProcessBus } from '../../common/bus/in-process.ts';
 import { loadConfig, summarizeConfig } from '../../common/config/env.ts';
 import { ConfigError } from '../../common/errors.ts';
-import { createLogger } from '../../common/logging/logger.ts';
+import { createServiceLogger as createLogger } from '../../common/logging/service-logger.ts';
 import { runMain } from '../../common/main.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
 import { onShutdown } from '../../common/util/shutdown.ts';

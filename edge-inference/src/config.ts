@@ -22,6 +22,11 @@ export const edgeConfigSpec = {
     pattern: /^[A-Za-z0-9_.:-]{1,64}$/,
     allowed: '1-64 letters, digits, _ . : -',
   }),
+  ingest: oneOf('EDGE_INGEST', ['mqtt', 'kafka'] as const, {
+    description: 'Where telemetry comes from: mqtt (subscribe on the broker; one worker) or kafka (driftline.telemetry from npm run bridge, one consumer group: several workers share the machines; needs KAFKA_BROKERS)',
+    default: 'mqtt',
+  }),
+  kafkaGroup: str('EDGE_KAFKA_GROUP', { description: 'Consumer group of the edge workers with EDGE_INGEST=kafka (the same for every replica; KAFKA_TOPIC_PREFIX is prepended)', default: 'driftline-edge', pattern: /^[A-Za-z0-9._-]{1,200}$/, allowed: "letters, digits, '.', '_' and '-'" }),
   batchSize: int('EDGE_BATCH_SIZE', { description: 'Flush a prediction batch at this many messages', default: 64, min: 1, max: 4096 }),
   batchMaxWaitMs: int('EDGE_BATCH_MAX_WAIT_MS', { description: 'Flush a batch this long after its first message, ms', default: 20, min: 0, max: 10_000 }),
   maxQueue: int('EDGE_MAX_QUEUE', { description: 'Queued messages at which the intake pauses (backpressure onto the broker); 0 = 16 x EDGE_BATCH_SIZE', default: 0, min: 0, max: 1_000_000 }),

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { busConfigSpec, busOptionsFromConfig, createBus, usesKafka } from '../../common/bus/factory.ts';
+import { busConfigSpec, busOptionsFromConfig, createBus, kafkaConnectionFromConfig, usesKafka } from '../../common/bus/factory.ts';
 import { loadConfig, summarizeConfig } from '../../common/config/env.ts';
 import { ConfigError, describeError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logging/logger.ts';
@@ -11,6 +11,7 @@ import { createRegistry } from '../../common/registry/factory.ts';
 import { onShutdown } from '../../common/util/shutdown.ts';
 import { VERSION } from '../../common/version.ts';
 import { accuracyConfigOf, driftConfigOf, edgeConfigSpec } from './config.ts';
+import { KafkaIngest } from './kafka-ingest.ts';
 import { createEdgeWorker } from './worker.ts';
 
 /**
@@ -32,6 +33,7 @@ runMain(async () => {
   const config = loadConfig(spec);
   const driftConfig = driftConfigOf(config);
   const accuracyConfig = accuracyConfigOf(config);
+  if (config.ingest === 'kafka' && !usesKafka(config)) throw new ConfigError('Invalid configuration: EDGE_INGEST=kafka needs KAFKA_BROKERS (host:port,…)');
   const logger = createLogger({ service: 'edge-inference', version: VERSION });
   logger.info('starting edge inference worker', { version: VERSION, config: summarizeConfig(spec, config) });
 
@@ -57,9 +59,23 @@ runMain(async () => {
     logger,
   });
   logger.info(`model registry: ${modelRegistry.kind}`, { registry: modelRegistry.kind, model: config.modelName });
-  const bus = await createBus(busOptionsFromConfig(config, { clientId: `driftline-edge-${config.clientId}`, logger }));
+  const bus = await createBus(busOptionsFromConfig(config, { clientId: config.clientId, logger }));
   logger.info(`event bus: ${bus.kind}`, { bus: bus.kind });
   if (!usesKafka(config)) logger.info('in-process bus: retrain requests and labelled samples reach only this process (set KAFKA_BROKERS to reach a separate retrainer)');
+
+  const mqtt = {
+    url: config.mqttUrl,
+    clientId: config.clientId,
+    username: config.mqttUsername,
+    ...(config.mqttPassword !== undefined ? { password: config.mqttPassword } : {}),
+    ...(ca !== undefined ? { ca } : {}),
+  };
+  // EDGE_INGEST=kafka: telemetry from driftline.telemetry (npm run bridge) in the shared consumer group; predictions still go out over MQTT.
+  const ingest =
+    config.ingest === 'kafka'
+      ? new KafkaIngest({ kafka: kafkaConnectionFromConfig(config, { clientId: `driftline-edge-${config.clientId}`, logger }), group: config.kafkaGroup, mqtt, logger })
+      : undefined;
+  logger.info(`ingest: ${config.ingest}`, { ingest: config.ingest, ...(ingest ? { topic: ingest.topic, groupId: ingest.groupId } : {}) });
 
   const worker = createEdgeWorker({
     bus,
@@ -68,13 +84,8 @@ runMain(async () => {
     modelRegistry,
     modelName: config.modelName,
     loader: (dir) => loadArtifact(dir, tf),
-    mqtt: {
-      url: config.mqttUrl,
-      clientId: config.clientId,
-      username: config.mqttUsername,
-      ...(config.mqttPassword !== undefined ? { password: config.mqttPassword } : {}),
-      ...(ca !== undefined ? { ca } : {}),
-    },
+    mqtt,
+    ...(ingest ? { ingest } : {}),
     batchSize: config.batchSize,
     batchMaxWaitMs: config.batchMaxWaitMs,
     ...(config.maxQueue > 0 ? { maxQueue: Math.max(config.maxQueue, config.batchSize) } : {}),

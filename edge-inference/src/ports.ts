@@ -1,8 +1,10 @@
+import type { DeadLetterSink } from '../../common/deadletter.ts';
 import type { DriftInput, DriftUpdate, FeatureDriftStatus } from '../../common/drift/feature-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import type { RetrainRequest } from '../../common/events/schemas.ts';
 import type { ReferenceSample } from '../../common/model/types.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
+import type { EdgeMetrics } from './metrics.ts';
 import type { WindowShape } from './status.ts';
 
 /**
@@ -44,6 +46,10 @@ export interface IngestHooks {
    * Returns the drift groups dropped.
    */
   forgetMachines(machineIds: readonly string[]): number;
+  /** The worker's dead-letter sink: an ingest built outside the worker rejects invalid messages into it. */
+  deadLetters: DeadLetterSink;
+  /** The worker's metrics (`messagesIn` is counted by the ingest). */
+  metrics: EdgeMetrics;
 }
 
 /**

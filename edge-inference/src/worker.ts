@@ -827,7 +827,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       await waitForChampion();
       if (abort.signal.aborted) return;
       try {
-        const handlers: IngestHandlers & IngestHooks = { telemetry: onTelemetry, label: onLabel, drain, forgetMachines };
+        const handlers: IngestHandlers & IngestHooks = { telemetry: onTelemetry, label: onLabel, drain, forgetMachines, deadLetters, metrics };
         await ingest.start(handlers);
       } catch (err) {
         if (abort.signal.aborted) return; // stop() while connecting

@@ -3,7 +3,7 @@ import { busConfigSpec, busOptionsFromConfig, createBus, kafkaConnectionFromConf
 import { loadConfig, summarizeConfig } from '../../common/config/env.ts';
 import { describeError } from '../../common/errors.ts';
 import { startOpsServer } from '../../common/http/ops-server.ts';
-import { createLogger } from '../../common/logging/logger.ts';
+import { createServiceLogger as createLogger } from '../../common/logging/service-logger.ts';
 import { runMain } from '../../common/main.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import { createRegistry } from '../../common/registry/factory.ts';

@@ -303,6 +303,11 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
       requestId: request.requestId,
       source: 'retrainer',
       metrics: {
+        // The registry contract's names (what the bootstrap records too): quality on the recent holdout.
+        accuracy: challengerMetrics.accuracy,
+        macroF1: challengerMetrics.macroF1,
+        samples: challengerMetrics.samples,
+        logLoss: challengerMetrics.logLoss,
         holdout_accuracy: challengerMetrics.accuracy,
         holdout_macro_f1: challengerMetrics.macroF1,
         holdout_log_loss: challengerMetrics.logLoss,

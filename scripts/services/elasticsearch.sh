@@ -189,8 +189,15 @@ ensure_dist() {
   log_msg "assembling Elasticsearch $version from Maven Central into $home"
   write_pom "$build/server/pom.xml" "org.elasticsearch:elasticsearch"
   write_pom "$build/netty/pom.xml" "org.elasticsearch.plugin:transport-netty4"
-  mvn -q -B -f "$build/server/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$build/home/lib"
-  mvn -q -B -f "$build/netty/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$build/home/modules/transport-netty4"
+  local what
+  for what in server:lib netty:modules/transport-netty4; do
+    if ! mvn -B -Dstyle.color=never -f "$build/${what%%:*}/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$build/home/${what#*:}" >"$build/mvn-${what%%:*}.log" 2>&1; then
+      echo "elasticsearch.sh: mvn could not fetch the ${what%%:*} artifacts of Elasticsearch $version from Maven Central:" >&2
+      grep -E 'ERROR|BUILD' "$build/mvn-${what%%:*}.log" | head -20 >&2 || true
+      exit 1
+    fi
+  done
   # The module's own directory holds only what the server does not already have.
   local jar
   for jar in "$build/home/modules/transport-netty4/"*.jar; do

@@ -25,6 +25,7 @@
 #   KAFKA_START_TIMEOUT      seconds to wait until healthy (default 90)
 #   KAFKA_HEAP_OPTS          JVM heap flags (default -Xms256m -Xmx512m)
 #   KAFKA_M2_REPO            Maven local repository (default .services/cache/m2)
+#   KAFKA_LOG4J_VERSION      log4j2 slf4j binding added for Kafka 4.x (default 2.25.5, as Kafka 4.4.0)
 #
 # Files (all under the git-ignored .services/):
 #   .services/kafka/pom-<version>.xml   generated pom (kafka_2.13 + the slf4j→log4j binding)

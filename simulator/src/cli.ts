@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfig, summarizeConfig, type Field } from '../../common/config/env.ts';
 import { ConfigError, ValidationError } from '../../common/errors.ts';
-import { createLogger } from '../../common/logging/logger.ts';
+import { createServiceLogger as createLogger } from '../../common/logging/service-logger.ts';
 import { runMain } from '../../common/main.ts';
 import { onShutdown } from '../../common/util/shutdown.ts';
 import { VERSION } from '../../common/version.ts';

@@ -61,6 +61,7 @@ function fleetRow(id: string): Locator {
 }
 
 beforeAll(async () => {
+  await rm(SHOTS, { recursive: true, force: true });
   await mkdir(SHOTS, { recursive: true });
   stateRoot = await mkdtemp(path.join(tmpdir(), 'driftline-live-'));
   logStream = createWriteStream(path.join(SHOTS, 'system.log'));
@@ -197,7 +198,9 @@ describe('dashboard in Chromium on the real pipeline', () => {
     await expect.poll(() => text(page.locator('#conn-rows')), T).toContain('connected');
     // Real latencies (tens to hundreds of ms here) fit their KPI card instead of ending in an ellipsis.
     await expect.poll(() => text(page.locator('#pipe-latency')), T).toMatch(/^[\d.]+ · [\d.]+ · [\d.]+$/);
-    expect(await page.locator('#pipe-latency').evaluate((el) => el.scrollWidth <= el.clientWidth)).toBe(true);
+    const fit = await page.locator('#pipe-latency').evaluate((el) => ({ text: el.textContent, scroll: el.scrollWidth, client: el.clientWidth }));
+    logStream.write(`---- latency KPI ${JSON.stringify(fit)}\n`);
+    expect(fit.scroll, `latency KPI "${fit.text ?? ''}" overflows its card`).toBeLessThanOrEqual(fit.client);
     await shot('06-pipeline');
 
     await tab('drift');

@@ -9,7 +9,7 @@
  * Needs the broker: `scripts/services/kafka.sh start` (KAFKA_BROKERS, default
  * 127.0.0.1:9092). Fails, never skips, when it is not reachable. Every test
  * uses its own topic/group prefix (run id + test name), so reruns against the
- * same broker do not collide; the run's topics are deleted at the end.
+ * same broker do not collide; the run's topics and groups are deleted at the end.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -80,6 +80,8 @@ afterAll(async () => {
   if (!(await kafkaUp().then(() => true, () => false))) return;
   const mine = (await admin.listTopics().catch(() => [] as string[])).filter((t) => t.startsWith(`${RUN}.`));
   if (mine.length > 0) await admin.deleteTopics({ topics: mine }).catch(() => undefined);
+  const groups = (await admin.listGroups().catch(() => ({ groups: [] as { groupId: string }[] }))).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${RUN}.`));
+  if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
   await admin.disconnect();
 });
 

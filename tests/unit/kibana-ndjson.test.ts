@@ -36,23 +36,56 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
+/** Members of string-literal unions declared as `prop: 'a' | 'b'` (or `prop?:`) in `texts`. */
+function unionMembers(texts: string[], prop: string): string[] {
+  const out: string[] = [];
+  const re = new RegExp(`\\b${prop}\\??:\\s*((?:'[^'\\n]*'\\s*\\|\\s*)+'[^'\\n]*')`, 'g');
+  for (const text of texts) {
+    for (const m of text.matchAll(re)) for (const lit of (m[1] ?? '').matchAll(/'([^']*)'/g)) out.push(lit[1] ?? '');
+  }
+  return out;
+}
+
 /**
- * The `event.action` values the services log: `action: '…'` / `action: "…"`
- * literals, and template literals (`registry.${action}`) as patterns.
+ * The `event.action` values the services log, read from the source:
+ * - literals: `action: 'drift-alarm'`;
+ * - expressions: `action: change.type` → the members of a `type: 'a' | 'b'`
+ *   union declared in the same service or in common/;
+ * - template literals: `action: \`registry.${action}\`` → expanded with the
+ *   union of the interpolated name (`action: 'promote' | 'rollback'`), or kept
+ *   as a pattern when there is none.
  */
 function loggedActions(): { literals: Set<string>; patterns: RegExp[] } {
   const literals = new Set<string>();
   const patterns: RegExp[] = [];
-  for (const dir of SOURCE_DIRS) {
-    for (const file of sourceFiles(path.join(ROOT, dir))) {
-      const text = readFileSync(file, 'utf8');
-      for (const m of text.matchAll(/\baction:\s*(['"`])((?:(?!\1)[^\n])*)\1/g)) {
+  const texts = new Map(SOURCE_DIRS.map((dir) => [dir, sourceFiles(path.join(ROOT, dir)).map((f) => readFileSync(f, 'utf8'))]));
+  const scope = (dir: string): string[] => [...(texts.get(dir) ?? []), ...(dir === 'common' ? [] : (texts.get('common') ?? []))];
+  const escape = (x: string): string => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  for (const [dir, files] of texts) {
+    for (const text of files) {
+      for (const m of text.matchAll(/\baction:\s*(?:(['"`])((?:(?!\1)[^\n])*)\1|([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*[,}])/g)) {
+        if (m[3] !== undefined) {
+          // an expression: resolve its last property through a declared union
+          const prop = m[3].split('.').at(-1) ?? '';
+          for (const member of unionMembers(scope(dir), prop)) literals.add(member);
+          continue;
+        }
         const value = m[2] ?? '';
-        if (m[1] === '`' && value.includes('${')) {
-          const parts = value.split(/\$\{[^}]*\}/).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-          patterns.push(new RegExp(`^${parts.join('[A-Za-z0-9_.-]+')}$`));
-        } else {
+        if (m[1] !== '`' || !value.includes('${')) {
           literals.add(value);
+          continue;
+        }
+        const holes = [...value.matchAll(/\$\{([^}]*)\}/g)].map((h) => (h[1] ?? '').trim().split('.').at(-1) ?? '');
+        const fixed = value.split(/\$\{[^}]*\}/);
+        const choices = holes.map((h) => unionMembers(scope(dir), h));
+        if (choices.every((c) => c.length > 0)) {
+          let expanded = [fixed[0] ?? ''];
+          choices.forEach((members, i) => {
+            expanded = expanded.flatMap((prefix) => members.map((member) => `${prefix}${member}${fixed[i + 1] ?? ''}`));
+          });
+          for (const e of expanded) literals.add(e);
+        } else {
+          patterns.push(new RegExp(`^${fixed.map(escape).join('[A-Za-z0-9_.-]+')}$`));
         }
       }
     }
@@ -153,9 +186,10 @@ describe('k8s/kibana/driftline-kibana.ndjson', () => {
 
   it('queries only event.action values that some service really logs', () => {
     const logged = loggedActions();
-    // sanity: the scan finds the well-known ones
-    expect(logged.literals.has('drift-alarm')).toBe(true);
-    expect(logged.literals.has('dead-letter')).toBe(true);
+    // sanity: the scan finds the well-known ones, direct and indirect
+    for (const known of ['drift-alarm', 'dead-letter', 'promoted', 'model-promoted', 'registry.promote', 'registry.rollback']) {
+      expect(logged.literals.has(known), known).toBe(true);
+    }
     for (const o of objects.filter((x) => x.type === 'search' || x.type === 'lens')) {
       const actions = actionsInQuery(queryOf(o));
       expect(actions.length, `${o.id} names no event.action`).toBeGreaterThan(0);
