@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { brokerConfigSpec } from '../broker/src/config.ts';
+import { bridgeConfigSpec } from '../broker/src/kafka-bridge.ts';
 import { busConfigSpec } from '../common/bus/factory.ts';
 import type { Field } from '../common/config/env.ts';
 import { dashboardConfigSpec } from '../dashboard/src/config.ts';
@@ -26,6 +27,7 @@ const EXTRA: { env: string; description: string; defaultText?: string }[] = [
 
 export const SECTIONS: [string, Record<string, Field<unknown>>][] = [
   ['Broker (npm run broker; embedded in npm start)', brokerConfigSpec],
+  ['MQTT → Kafka bridge for scale-out (npm run bridge)', bridgeConfigSpec as Record<string, Field<unknown>>],
   ['Simulator (npm run simulate)', simulatorConfigSpec],
   ['Edge inference worker (npm run edge)', edgeConfigSpec],
   ['Retrainer (npm run retrainer)', retrainerConfigSpec],

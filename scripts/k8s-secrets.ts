@@ -27,6 +27,7 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
   const dashboard = need(env, 'DASHBOARD_MQTT_PASSWORD');
   const inspection = need(env, 'INSPECTION_MQTT_PASSWORD');
   const retrainer = need(env, 'RETRAINER_MQTT_PASSWORD');
+  const bridge = need(env, 'BRIDGE_MQTT_PASSWORD');
   const devicePrefix = need(env, 'DEVICE_PASSWORD_PREFIX');
   const operator = need(env, 'DASHBOARD_OPERATOR_PASSWORD');
   const dir = await mkdtemp(path.join(tmpdir(), 'driftline-secrets-'));
@@ -42,6 +43,7 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
     await store.add({ username: 'dashboard', role: 'dashboard', password: dashboard });
     await store.add({ username: 'inspection', role: 'inspection', password: inspection });
     await store.add({ username: 'retrainer', role: 'retrainer', password: retrainer });
+    await store.add({ username: 'bridge', role: 'bridge', password: bridge });
     await store.save();
     const users = [await hashDashboardPassword('operator', 'operator', operator)];
     return {
@@ -50,6 +52,7 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
       'simulator-credentials.json': JSON.stringify({ devices, inspection: { username: 'inspection', password: inspection } }),
       EDGE_MQTT_PASSWORD: edge,
       DASHBOARD_MQTT_PASSWORD: dashboard,
+      BRIDGE_MQTT_PASSWORD: bridge,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });

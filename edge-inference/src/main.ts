@@ -3,7 +3,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { busConfigSpec, busOptionsFromConfig, createBus, kafkaConnectionFromConfig, usesKafka } from '../../common/bus/factory.ts';
 import { loadConfig, summarizeConfig } from '../../common/config/env.ts';
 import { ConfigError, describeError } from '../../common/errors.ts';
-import { createLogger } from '../../common/logging/logger.ts';
+import { createServiceLogger as createLogger } from '../../common/logging/service-logger.ts';
 import { runMain } from '../../common/main.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
 import { loadTf } from '../../common/model/tf.ts';

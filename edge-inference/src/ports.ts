@@ -74,6 +74,8 @@ export interface EpisodePort {
   onAlarm(alarm: DriftAlarm, sampleIndex?: number): RetrainRequest | null;
   /** A new champion is serving: the open episode is over; later alarms are against `version`. */
   championLoaded(version: string, validationAccuracy?: number | null): void;
+  /** The open episode, if any (an attached alarm is published with its correlation id, so observers link it to the retrain). */
+  episode?(sampleIndex?: number): { requestId: string; correlationId: string } | null;
 }
 
 /** The champion as the registry reports it (`ModelVersion` satisfies it). */

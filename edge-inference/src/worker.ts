@@ -313,7 +313,9 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       at: alarm.at,
     });
     const request = requestRetrain(alarm, log);
-    publishAlarm(alarm, version, request?.correlationId ?? correlationId, request?.requestId);
+    // An alarm that attached to an open episode carries that episode's correlation id (no requestId: it asked for nothing).
+    const open = request ? null : (episodes?.episode?.(sampleClock) ?? null);
+    publishAlarm(alarm, version, request?.correlationId ?? open?.correlationId ?? correlationId, request?.requestId);
   }
 
   /** The alarm to the episode manager; publishes and returns the retrain request when the alarm opened an episode. */
@@ -599,7 +601,14 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     maxQueue: Math.max(options.sampleBatchSize ?? 100, 10_000),
     process: async (samples) => {
       try {
-        await options.bus.publish(BUS_TOPICS.labelledSamples, busGroup, { samples });
+        // Keyed by machineId (one message per machine in the batch), so a Kafka partition holds a machine's samples in order.
+        const byMachine = new Map<string, LabelledSample[]>();
+        for (const s of samples) {
+          const list = byMachine.get(s.machineId);
+          if (list) list.push(s);
+          else byMachine.set(s.machineId, [s]);
+        }
+        for (const [machineId, list] of byMachine) await options.bus.publish(BUS_TOPICS.labelledSamples, machineId, { samples: list });
       } catch (err) {
         logger.error('labelled samples could not be published', { samples: samples.length, err: describeError(err) });
       }

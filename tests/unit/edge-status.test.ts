@@ -172,7 +172,7 @@ describe('edge worker status messages', () => {
     expect(worker.stats().status.windowsSkipped).toBe(3);
   });
 
-  it('publishes covariate alarms: correlationId and requestId for the one that opened the episode, no requestId for attached ones', async () => {
+  it('publishes covariate alarms: correlationId and requestId for the one that opened the episode; attached ones carry the episode correlationId and no requestId', async () => {
     const bus = new InProcessBus();
     const ingest = new FakeIngest();
     const worker = make({
@@ -209,7 +209,8 @@ describe('edge worker status messages', () => {
     for (const a of attached) {
       expect(a.requestId).toBeUndefined();
       expect('requestId' in a).toBe(false);
-      expect(a.correlationId).not.toBe(first.correlationId);
+      // An attached alarm carries the open episode's correlation id, so observers link it to the retrain it joined.
+      expect(a.correlationId).toBe(first.correlationId);
     }
     // every window was tested and published, the alarming ones before their alarm
     const order = ingest.status.map((s) => s.topic).filter((t) => t !== STATUS_TOPICS.edgeStatus('edge-t1'));
