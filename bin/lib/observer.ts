@@ -61,13 +61,13 @@ export class LiveObserver {
     await this.client.subscribeAsync([TOPICS.predictionWildcard, TOPICS.labelWildcard], { qos: 1 });
     const group = `observer-${process.pid}`;
     this.subs.push(
-      await this.options.bus.subscribe(BUS_TOPICS.retrainRequests, { group, fromBeginning: false }, async (m) => {
+      await this.options.bus.subscribe(BUS_TOPICS.retrainRequests, { group: `${group}-requests`, fromBeginning: false }, async (m) => {
         const r = parseRetrainRequest(m.value);
         if (!r.ok) return;
         if (this.retrains.some((x) => x.requestId === r.value.requestId)) return;
         this.retrains.push({ correlationId: r.value.correlationId, requestId: r.value.requestId, kind: r.value.kind, requestedAt: new Date(r.value.requestedAt).toISOString(), requestedAtSec: this.seconds() });
       }),
-      await this.options.bus.subscribe(BUS_TOPICS.modelEvents, { group, fromBeginning: false }, async (m) => {
+      await this.options.bus.subscribe(BUS_TOPICS.modelEvents, { group: `${group}-model-events`, fromBeginning: false }, async (m) => {
         const e = parseModelEvent(m.value);
         if (!e.ok || e.value.type === 'model-rolled-back') return;
         const ev = e.value;

@@ -1,18 +1,21 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { modelEventSchema, type ModelEvent, type ModelMetrics, type RetrainRequest } from '../../common/events/schemas.ts';
-import { describeError } from '../../common/errors.ts';
+import { describeError, isRetriable } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
+import type { EpochLog } from '../../common/model/classifier.ts';
 import { evaluate, formatMetrics } from '../../common/model/metrics.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import type { EvalMetrics, LabelledRow, LoadedModel } from '../../common/model/types.ts';
+import { MlflowRegistry } from '../../common/mlflow/registry.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
 import type { LabelledSampleStore } from '../../common/samples/types.ts';
 import { resolveRetrainerConfig, type RetrainerConfig } from './config.ts';
 import { buildDataset, type Dataset, type SampleWindow } from './dataset.ts';
 import { decidePromotion, type GateDecision } from './gate.ts';
 import type { RetrainerMetrics } from './metrics.ts';
+import { createMlflowTracking, driftReportJson } from './mlflow-tracking.ts';
 import { createInThreadTrainer, createWorkerTrainer, TrainingTimeoutError, type Trainer, type TrainResult } from './trainer.ts';
 
 /**
@@ -25,7 +28,53 @@ import { createInThreadTrainer, createWorkerTrainer, TrainingTimeoutError, type 
  * `champion` alias moves, so a crash or failure between the two leaves the old
  * champion serving; a rejected challenger stays registered, marked rejected
  * with the reason.
+ *
+ * Experiment tracking (optional, {@link RetrainOnceDeps.tracking}; automatic
+ * with an `MlflowRegistry`): each retrain is a run with the hyper-parameters,
+ * window and sample counts as params, the per-epoch curves, the holdout
+ * metrics of champion and challenger, the request's correlation id and drift
+ * report as tags; the challenger is registered from that run. Tracking is
+ * best effort: a failed tracking call is logged and never fails the retrain.
+ *
+ * Retriable infrastructure errors (the registry unreachable while the champion
+ * is scored or the alias moves) are thrown, not turned into a `failed`
+ * outcome, so the service retries the request later; the champion stays.
  */
+
+/** Status a tracked run ends with. */
+export type TrackedRunStatus = 'FINISHED' | 'FAILED' | 'KILLED';
+
+/** What a tracked retrain records when it starts. */
+export interface TrackedRunStart {
+  /** Run name (`retrain-<request id prefix>`). */
+  runName: string;
+  /** Hyper-parameters, window bounds, sample counts, warm-start version… (immutable). */
+  params: Record<string, string | number | boolean>;
+  /** Correlation id, request id, drift kind, drift report (JSON)… */
+  tags: Record<string, string>;
+}
+
+/** One tracked retrain (an MLflow run). Calls other than `startRun` may fail; the retrain logs and goes on. */
+export interface TrackedRun {
+  /** The run id; the challenger is registered from this run. */
+  readonly runId: string;
+  /** One finished epoch (fire and forget: the tracker queues the write). */
+  logEpoch(log: EpochLog): void;
+  /** Metrics at step 0 (holdout scores); waits for queued epoch writes first. */
+  logMetrics(metrics: Record<string, number>): Promise<void>;
+  /** Adds or overwrites tags (outcome, registered version). */
+  setTags(tags: Record<string, string>): Promise<void>;
+  /** Ends the run. */
+  finish(status: TrackedRunStatus): Promise<void>;
+}
+
+/** Experiment tracking of retrains (see the module comment). */
+export interface RetrainTracking {
+  /** For logs: `mlflow http://…`. */
+  readonly kind: string;
+  /** Starts the run of one retrain. */
+  startRun(start: TrackedRunStart): Promise<TrackedRun>;
+}
 
 /** What {@link retrainOnce} needs. */
 export interface RetrainOnceDeps {
@@ -47,6 +96,19 @@ export interface RetrainOnceDeps {
   workDir?: string;
   /** Counters and histograms to update. Default none. */
   metrics?: RetrainerMetrics;
+  /**
+   * Experiment tracking of each retrain. Default: an MLflow run (experiment
+   * `driftline`) when `registry` is an `MlflowRegistry`, none otherwise;
+   * `false` turns it off.
+   */
+  tracking?: RetrainTracking | false;
+}
+
+/** The tracking a retrain uses: the given one, MLflow runs for an `MlflowRegistry`, or none. */
+export function resolveTracking(deps: Pick<RetrainOnceDeps, 'tracking' | 'registry' | 'logger'>): RetrainTracking | undefined {
+  if (deps.tracking === false) return undefined;
+  if (deps.tracking) return deps.tracking;
+  return deps.registry instanceof MlflowRegistry ? createMlflowTracking(deps.registry, deps.logger ? { logger: deps.logger } : {}) : undefined;
 }
 
 /** Per-call options of {@link retrainOnce}. */
@@ -189,6 +251,52 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
   await fs.mkdir(workDir, { recursive: true });
   const jobDir = await fs.mkdtemp(path.join(workDir, 'job-'));
   const loaded: LoadedModel[] = [];
+  const warmStartVersion = config.warmStart && championAtStart ? championAtStart.version : undefined;
+  const hyperparameters = {
+    epochs: config.epochs,
+    batchSize: config.batchSize,
+    learningRate: warmStartVersion !== undefined ? config.warmLearningRate : config.learningRate,
+    seed: config.seed,
+    classWeight: config.classWeight,
+  };
+
+  // ---- tracking (best effort) -------------------------------------------------
+  const tracking = resolveTracking(deps);
+  let run: TrackedRun | undefined;
+  const tracked = async (what: string, call: (r: TrackedRun) => Promise<void>): Promise<void> => {
+    if (!run) return;
+    try {
+      await call(run);
+    } catch (err) {
+      log.warn(`experiment tracking: ${what} failed`, { runId: run.runId, err: describeError(err) });
+    }
+  };
+  if (tracking) {
+    try {
+      run = await tracking.startRun({
+        runName: `retrain-${request.requestId.slice(0, 12)}`,
+        params: retrainParams(hyperparameters, trainedOn, { trainer: trainer.kind, warmStartVersion, championVersion: championAtStart?.version, config }),
+        tags: retrainRunTags(request, championAtStart?.version),
+      });
+      log.info('experiment run started', { action: 'tracking-started', tracking: tracking.kind, runId: run.runId });
+    } catch (err) {
+      log.warn('experiment tracking: cannot start the run; the retrain goes on untracked', { tracking: tracking.kind, err: describeError(err) });
+    }
+  }
+  let runStatus: TrackedRunStatus = 'FAILED';
+  const endTags: Record<string, string> = {};
+  const outcomeTags = (outcome: RetrainOutcome): RetrainOutcome => {
+    runStatus = outcome.status === 'promoted' || outcome.status === 'rejected' ? 'FINISHED' : 'FAILED';
+    Object.assign(endTags, {
+      'driftline.outcome': outcome.status,
+      'driftline.promoted': String(outcome.promoted),
+      'driftline.reason': outcome.reason.slice(0, 5000),
+      ...(outcome.version !== undefined ? { 'driftline.model_version': outcome.version } : {}),
+      ...(outcome.status === 'rejected' ? { 'driftline.rejected': outcome.reason.slice(0, 5000) } : {}),
+    });
+    return outcome;
+  };
+
   try {
     // ---- train ---------------------------------------------------------------
     log.info('training started', {
@@ -201,24 +309,28 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
       window: { fromTs: trainedOn.from, toTs: trainedOn.to, fromSample: trainedOn.fromSample, toSample: trainedOn.toSample },
       kind: request.kind,
       timeoutMs: config.timeoutMs,
+      ...(run ? { runId: run.runId } : {}),
     });
     metrics?.inProgress.inc();
     let trained: TrainResult;
     const trainStart = performance.now();
+    const epochs: EpochLog[] = [];
     try {
       // Warm start: fine-tune the champion (verified artifact) rather than learn the task again from a small window.
-      const warmStartDir = config.warmStart && championAtStart ? await deps.registry.fetchArtifact(name, championAtStart.version) : undefined;
+      const warmStartDir = warmStartVersion !== undefined ? await deps.registry.fetchArtifact(name, warmStartVersion) : undefined;
+      const onEpoch = (epoch: EpochLog): void => {
+        epochs.push(epoch);
+        try {
+          run?.logEpoch(epoch);
+        } catch (err) {
+          log.warn('experiment tracking: logging an epoch failed', { epoch: epoch.epoch, err: describeError(err) });
+        }
+      };
       trained = await trainer.train(
         {
           train: dataset.train,
           validation: dataset.validation,
-          hyperparameters: {
-            epochs: config.epochs,
-            batchSize: config.batchSize,
-            learningRate: warmStartDir !== undefined ? config.warmLearningRate : config.learningRate,
-            seed: config.seed,
-            classWeight: config.classWeight,
-          },
+          hyperparameters,
           ...(warmStartDir !== undefined ? { warmStartDir } : {}),
           outDir: path.join(jobDir, 'artifact'),
           modelName: name,
@@ -228,13 +340,14 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
             correlationId: request.correlationId,
             driftKind: request.kind,
             championVersion: request.championVersion,
-            warmStartFrom: config.warmStart && championAtStart ? championAtStart.version : null,
+            warmStartFrom: warmStartVersion ?? null,
             window: { fromTs: trainedOn.from, toTs: trainedOn.to, fromSample: trainedOn.fromSample, toSample: trainedOn.toSample },
             samples: trainedOn.samples,
             oldSamples: trainedOn.oldSamples,
+            ...(run ? { runId: run.runId } : {}),
           },
         },
-        { timeoutMs: config.timeoutMs, signal: options.signal },
+        { timeoutMs: config.timeoutMs, signal: options.signal, onEpoch },
       );
     } catch (err) {
       const trainingMs = performance.now() - trainStart;
@@ -242,7 +355,8 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
       const reason = timedOut ? `training timed out after ${config.timeoutMs} ms` : `training failed: ${describeError(err).replace(/^\w*Error: (training failed: )?/, '')}`;
       metrics?.trainingDuration.observe({ outcome: timedOut ? 'timed-out' : 'failed' }, trainingMs / 1000);
       log.error(timedOut ? 'training timed out' : 'training failed', { action: 'training-finished', outcome: 'failure', reason, durationMs: Math.round(trainingMs) });
-      return finish({ status: timedOut ? 'timed-out' : 'failed', champion: null, challenger: null, promoted: false, reason, trainingMs });
+      await tracked('logging the training time', (r) => r.logMetrics({ training_ms: Math.round(trainingMs), epochs_run: epochs.length }));
+      return outcomeTags(finish({ status: timedOut ? 'timed-out' : 'failed', champion: null, challenger: null, promoted: false, reason, trainingMs }));
     } finally {
       metrics?.inProgress.dec();
     }
@@ -268,10 +382,12 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
         loaded.push(model);
         championMetrics = scoreModel(model, dataset.holdout);
       } catch (err) {
+        // The registry is unreachable for now: the request is retried later (the champion stays meanwhile).
+        if (isRetriable(err)) throw err;
         // Fail safe: without the champion's score there is no fair comparison, and the champion stays.
         const reason = `cannot evaluate champion ${championAtStart.version}: ${describeError(err)}`;
         log.error('evaluation failed', { action: 'evaluation', outcome: 'failure', reason });
-        return finish({ status: 'failed', champion: null, challenger: null, promoted: false, reason, trainingMs });
+        return outcomeTags(finish({ status: 'failed', champion: null, challenger: null, promoted: false, reason, trainingMs }));
       }
     }
     const challengerModel = await loadModel(trained.dir);
@@ -297,28 +413,47 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
       promote: decision.promote,
     });
 
+    // The registry contract's names (what the bootstrap records too): quality on the recent holdout.
+    const versionMetrics: Record<string, number> = {
+      accuracy: challengerMetrics.accuracy,
+      macroF1: challengerMetrics.macroF1,
+      samples: challengerMetrics.samples,
+      logLoss: challengerMetrics.logLoss,
+      holdout_accuracy: challengerMetrics.accuracy,
+      holdout_macro_f1: challengerMetrics.macroF1,
+      holdout_log_loss: challengerMetrics.logLoss,
+      holdout_samples: challengerMetrics.samples,
+      validation_accuracy: trained.validation.accuracy,
+      validation_macro_f1: trained.validation.macroF1,
+      train_samples: trained.samples,
+      old_samples: trainedOn.oldSamples,
+      training_ms: Math.round(trainingMs),
+      ...(championMetrics ? { champion_holdout_accuracy: championMetrics.accuracy, champion_holdout_macro_f1: championMetrics.macroF1 } : {}),
+    };
+    await tracked('logging the holdout metrics', (r) =>
+      r.logMetrics({
+        ...versionMetrics,
+        epochs_run: trained.epochs,
+        best_epoch: trained.bestEpoch,
+        ...(championMetrics
+          ? {
+              champion_holdout_log_loss: championMetrics.logLoss,
+              champion_holdout_samples: championMetrics.samples,
+              holdout_accuracy_gain: challengerMetrics.accuracy - championMetrics.accuracy,
+              holdout_macro_f1_gain: challengerMetrics.macroF1 - championMetrics.macroF1,
+            }
+          : {}),
+        promote: decision.promote ? 1 : 0,
+      }),
+    );
+
     // ---- register before any alias move ---------------------------------------
     const registered = await deps.registry.registerVersion(name, trained.dir, {
       correlationId: request.correlationId,
       requestId: request.requestId,
       source: 'retrainer',
-      metrics: {
-        // The registry contract's names (what the bootstrap records too): quality on the recent holdout.
-        accuracy: challengerMetrics.accuracy,
-        macroF1: challengerMetrics.macroF1,
-        samples: challengerMetrics.samples,
-        logLoss: challengerMetrics.logLoss,
-        holdout_accuracy: challengerMetrics.accuracy,
-        holdout_macro_f1: challengerMetrics.macroF1,
-        holdout_log_loss: challengerMetrics.logLoss,
-        holdout_samples: challengerMetrics.samples,
-        validation_accuracy: trained.validation.accuracy,
-        validation_macro_f1: trained.validation.macroF1,
-        train_samples: trained.samples,
-        old_samples: trainedOn.oldSamples,
-        training_ms: Math.round(trainingMs),
-        ...(championMetrics ? { champion_holdout_accuracy: championMetrics.accuracy, champion_holdout_macro_f1: championMetrics.macroF1 } : {}),
-      },
+      ...(run ? { runId: run.runId } : {}),
+      metrics: versionMetrics,
       tags: {
         'retrain.kind': request.kind,
         'retrain.champion_version': championAtStart?.version ?? 'none',
@@ -328,6 +463,7 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
       },
     });
     const version = registered.version;
+    endTags['driftline.model_version'] = version;
     const evaluated = { champion: championMetrics, challenger: challengerMetrics, decision, trainingMs, version };
 
     if (!decision.promote) {
@@ -337,7 +473,7 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
         log.warn('could not mark the challenger rejected in the registry', { version, err: describeError(err) });
       }
       log.info('rejected', { action: 'rejected', outcome: 'rejected', version, championVersion: championAtStart?.version, reason: decision.reason });
-      return finish({ ...evaluated, status: 'rejected', promoted: false, reason: decision.reason });
+      return outcomeTags(finish({ ...evaluated, status: 'rejected', promoted: false, reason: decision.reason }));
     }
 
     // ---- promote ---------------------------------------------------------------
@@ -347,18 +483,79 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
       // The alias may have moved before the error (e.g. the history append failed): ask the registry.
       const now = await deps.registry.getChampion(name).catch(() => undefined);
       if (now?.version !== version) {
+        if (isRetriable(err)) {
+          // The registry is unreachable for now: the old champion keeps serving and the request is retried
+          // later; the registered challenger stays a candidate.
+          log.error('promotion failed for now; the champion stays and the request will be retried', { action: 'promoted', outcome: 'failure', version, championVersion: now?.version, err: describeError(err) });
+          throw err;
+        }
         const reason = `promotion failed: ${describeError(err)}`;
         log.error('promotion failed; the champion stays', { action: 'promoted', outcome: 'failure', version, championVersion: now?.version, reason });
-        return finish({ ...evaluated, status: 'failed', promoted: false, reason });
+        return outcomeTags(finish({ ...evaluated, status: 'failed', promoted: false, reason }));
       }
       log.warn('setChampion reported an error but the alias moved', { version, err: describeError(err) });
     }
     log.info('promoted', { action: 'promoted', outcome: 'success', version, previousVersion: championAtStart?.version, reason: decision.reason });
-    return finish({ ...evaluated, status: 'promoted', promoted: true, reason: decision.reason });
+    return outcomeTags(finish({ ...evaluated, status: 'promoted', promoted: true, reason: decision.reason }));
+  } catch (err) {
+    runStatus = 'FAILED';
+    endTags['driftline.outcome'] = 'error';
+    endTags['driftline.error'] = describeError(err).slice(0, 5000);
+    throw err;
   } finally {
     for (const m of loaded) m.dispose();
     await fs.rm(jobDir, { recursive: true, force: true }).catch(() => undefined);
+    if (run) {
+      await tracked('tagging the outcome', (r) => r.setTags(endTags));
+      await tracked('finishing the run', (r) => r.finish(runStatus));
+    }
   }
+}
+
+/** The params of a retrain's tracked run: hyper-parameters, window bounds, sample counts, warm start, gate settings. */
+export function retrainParams(
+  hyperparameters: { epochs: number; batchSize: number; learningRate: number; seed: number; classWeight: string },
+  trainedOn: RetrainOutcome['trainedOn'],
+  context: { trainer: string; warmStartVersion?: string; championVersion?: string; config: Pick<RetrainerConfig, 'minGain' | 'maxMacroF1Drop' | 'minAccuracy' | 'timeoutMs'> },
+): Record<string, string | number | boolean> {
+  return {
+    epochs: hyperparameters.epochs,
+    batch_size: hyperparameters.batchSize,
+    learning_rate: hyperparameters.learningRate,
+    seed: hyperparameters.seed,
+    class_weight: hyperparameters.classWeight,
+    trainer: context.trainer,
+    warm_start: context.warmStartVersion !== undefined,
+    warm_start_version: context.warmStartVersion ?? 'none',
+    champion_version: context.championVersion ?? 'none',
+    window_from_ts: trainedOn.from,
+    window_to_ts: trainedOn.to,
+    ...(trainedOn.fromSample !== undefined ? { window_from_sample: trainedOn.fromSample } : {}),
+    ...(trainedOn.toSample !== undefined ? { window_to_sample: trainedOn.toSample } : {}),
+    samples: trainedOn.samples,
+    old_samples: trainedOn.oldSamples,
+    train_samples: trainedOn.train,
+    validation_samples: trainedOn.validation,
+    holdout_samples: trainedOn.holdout,
+    min_gain: context.config.minGain,
+    max_macro_f1_drop: context.config.maxMacroF1Drop,
+    min_accuracy: context.config.minAccuracy,
+    timeout_ms: context.config.timeoutMs,
+  };
+}
+
+/** The tags a retrain's tracked run starts with: correlation and request ids, drift kind and report. */
+export function retrainRunTags(request: RetrainRequest, championVersion: string | undefined): Record<string, string> {
+  return {
+    'driftline.correlation_id': request.correlationId,
+    'driftline.request_id': request.requestId,
+    'driftline.model_name': request.modelName,
+    'driftline.drift_kind': request.kind,
+    'driftline.drift_report': driftReportJson(request),
+    'driftline.group_key': request.groupKey,
+    'driftline.champion_version': championVersion ?? 'none',
+    'driftline.source': 'retrainer',
+  };
 }
 
 /** Metrics for a model event (the schema's subset of EvalMetrics). */

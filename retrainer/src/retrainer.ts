@@ -36,10 +36,23 @@ export { retrainOnce, type RetrainOnceDeps, type RetrainOnceOptions, type Retrai
  * - Not enough data: the request waits `dataRetryMs` and tries again, reading
  *   everything since the window's start, up to `dataMaxAttempts` attempts; then
  *   it ends as `insufficient-data` (reported as `model-rejected`). Retriable
- *   infrastructure errors (store, registry lock) are retried the same way.
+ *   infrastructure errors (store, registry lock, the MLflow registry
+ *   unreachable while the champion is scored or promoted — the old champion
+ *   keeps serving) are retried the same way, within the same attempt budget,
+ *   with an exponential backoff from `dataRetryMs` (capped at
+ *   {@link MAX_INFRA_RETRY_DELAY_MS} or `dataRetryMs`, whichever is larger).
  * - Shutdown (`close`): stops consuming, wakes waiting requests (they stay
  *   queued for the next start), lets a running training finish or time out.
  */
+
+/** Longest wait between retries of a request that failed on a retriable infrastructure error, ms. */
+export const MAX_INFRA_RETRY_DELAY_MS = 60_000;
+
+/** The wait before retrying after the `failures`-th consecutive retriable infrastructure error (1-based). */
+export function infraRetryDelayMs(baseMs: number, failures: number): number {
+  const cap = Math.max(baseMs, MAX_INFRA_RETRY_DELAY_MS);
+  return Math.min(cap, baseMs * 2 ** Math.min(Math.max(failures - 1, 0), 20));
+}
 
 /** Consumer group of retrain requests. */
 export const RETRAINER_GROUP = 'retrainer';
@@ -159,6 +172,7 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
   async function runJob(l: Lane, job: Job): Promise<void> {
     const r = job.request;
     const log = logger.child({ correlationId: r.correlationId, requestId: r.requestId, modelName: r.modelName });
+    let infraFailures = 0;
     for (;;) {
       job.attempts++;
       l.status = 'running';
@@ -175,9 +189,12 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
           }
           l.status = 'waiting-for-data';
           await requireLedger().update(r.requestId, { status: 'waiting-for-data', reason: describeError(err) });
-          const message = err instanceof NotEnoughDataError ? 'not enough data yet; waiting for more' : 'retrain failed for now; retrying';
-          log.info(message, { reason: describeError(err), attempt: job.attempts, maxAttempts: config.dataMaxAttempts, retryInMs: config.dataRetryMs });
-          await sleep(config.dataRetryMs, stopping.signal);
+          const noData = err instanceof NotEnoughDataError;
+          if (!noData) infraFailures++;
+          const retryInMs = noData ? config.dataRetryMs : infraRetryDelayMs(config.dataRetryMs, infraFailures);
+          const message = noData ? 'not enough data yet; waiting for more' : 'retrain failed for now (retriable); retrying later';
+          log.info(message, { reason: describeError(err), attempt: job.attempts, maxAttempts: config.dataMaxAttempts, retryInMs });
+          await sleep(retryInMs, stopping.signal);
           if (closing) {
             // Resumed on the next start.
             await requireLedger().update(r.requestId, { status: 'queued' });
