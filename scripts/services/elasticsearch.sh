@@ -70,19 +70,13 @@ heap="${ELASTICSEARCH_HEAP:-512m}"
 timeout_s="${ELASTICSEARCH_START_TIMEOUT:-180}"
 
 log_msg() { echo "elasticsearch.sh: $*"; }
+# shellcheck source=lib.sh
+. "$root/scripts/services/lib.sh"
 
 healthy() {
   curl -fsS -m 5 "$url/_cluster/health?wait_for_status=yellow&timeout=3s" 2>/dev/null | grep -Eq '"status":"(green|yellow)"'
 }
 
-read_pid() {
-  [ -f "$pid_file" ] || return 1
-  local pid
-  pid="$(cat "$pid_file" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  echo "$pid"
-}
 
 java_major() {
   # `java -version` prints e.g.: openjdk version "25.0.1" 2025-10-21 / "1.8.0_402"
@@ -315,26 +309,7 @@ do_start() {
   exit 1
 }
 
-do_stop() {
-  local pid
-  if ! pid="$(read_pid)"; then
-    rm -f "$pid_file"
-    log_msg "not running"
-    return 0
-  fi
-  log_msg "stopping pid $pid"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log_msg "still alive after 30 s; sending KILL"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pid_file"
-  log_msg "stopped"
-}
+do_stop() { stop_service 30; }
 
 case "${1:-}" in
   start) do_start ;;

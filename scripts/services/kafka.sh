@@ -54,15 +54,9 @@ heap="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 major="${version%%.*}"
 
 log_msg() { echo "kafka.sh: $*"; }
+# shellcheck source=lib.sh
+. "$root/scripts/services/lib.sh"
 
-read_pid() {
-  [ -f "$pid_file" ] || return 1
-  local pid
-  pid="$(cat "$pid_file" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  echo "$pid"
-}
 
 port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -349,26 +343,7 @@ do_start() {
   exit 1
 }
 
-do_stop() {
-  local pid
-  if ! pid="$(read_pid)"; then
-    rm -f "$pid_file"
-    log_msg "not running"
-    return 0
-  fi
-  log_msg "stopping pid $pid"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log_msg "still alive after 30 s; sending KILL"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pid_file"
-  log_msg "stopped"
-}
+do_stop() { stop_service 30; }
 
 case "${1:-}" in
   start) do_start ;;

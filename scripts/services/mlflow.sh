@@ -55,6 +55,8 @@ timeout_s="${MLFLOW_START_TIMEOUT:-120}"
 workers="${MLFLOW_WORKERS:-1}"
 
 log_msg() { echo "mlflow.sh: $*"; }
+# shellcheck source=lib.sh
+. "$root/scripts/services/lib.sh"
 
 hash_of() {
   if command -v sha256sum >/dev/null 2>&1; then
@@ -75,14 +77,6 @@ EOF
   fi
 }
 
-read_pid() {
-  [ -f "$pid_file" ] || return 1
-  local pid
-  pid="$(cat "$pid_file" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  echo "$pid"
-}
 
 ensure_venv() {
   if ! command -v "$python" >/dev/null 2>&1; then
@@ -188,28 +182,7 @@ do_start() {
   exit 1
 }
 
-do_stop() {
-  local pid
-  if ! pid="$(read_pid)"; then
-    rm -f "$pid_file"
-    log_msg "not running"
-    return 0
-  fi
-  log_msg "stopping pid $pid"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 40); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log_msg "still alive after 20 s; sending KILL"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  fi
-  # Workers left in the group (the leader may exit first) are cleaned up too.
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$pid_file"
-  log_msg "stopped"
-}
+do_stop() { stop_service 20; }
 
 case "${1:-}" in
   start) do_start ;;

@@ -47,15 +47,9 @@ devices="${MOSQUITTO_DEVICES:-32}"
 timeout_s="${MOSQUITTO_START_TIMEOUT:-15}"
 
 log_msg() { echo "mosquitto.sh: $*"; }
+# shellcheck source=lib.sh
+. "$root/scripts/services/lib.sh"
 
-read_pid() {
-  [ -f "$pid_file" ] || return 1
-  local pid
-  pid="$(cat "$pid_file" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  echo "$pid"
-}
 
 port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
@@ -192,26 +186,7 @@ do_start() {
   exit 1
 }
 
-do_stop() {
-  local pid
-  if ! pid="$(read_pid)"; then
-    rm -f "$pid_file"
-    log_msg "not running"
-    return 0
-  fi
-  log_msg "stopping pid $pid"
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log_msg "pid $pid did not exit; killing"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pid_file"
-  log_msg "stopped"
-}
+do_stop() { stop_service 10; }
 
 case "${1:-status}" in
   start) do_start ;;
