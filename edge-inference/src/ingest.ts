@@ -6,6 +6,7 @@ import { connectMqtt } from '../../common/mqtt/connect.ts';
 import { TOPICS, parseTopic, validateMessage, type Label, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
 import { retry } from '../../common/util/retry.ts';
 import type { EdgeMetrics } from './metrics.ts';
+import { publishJson } from './mqtt-publish.ts';
 
 /**
  * The worker's MQTT side: takes telemetry and labels in, validates every
@@ -207,13 +208,7 @@ export class MqttIngest implements EdgeIngest {
   }
 
   private publish(topic: string, body: unknown, qos: 0 | 1 = 1): Promise<void> {
-    const client = this.client;
-    if (!client) return Promise.reject(new TransportError('not connected'));
-    return this.track(
-      new Promise<void>((resolve, reject) => {
-        client.publish(topic, JSON.stringify(body), { qos, retain: false }, (err) => (err ? reject(new TransportError(`publish to ${topic} failed: ${err.message}`, { cause: err })) : resolve()));
-      }),
-    );
+    return this.track(publishJson(this.client, topic, body, qos));
   }
 
   publishPrediction(p: Prediction): Promise<void> {

@@ -10,6 +10,7 @@ import { retry } from '../../common/util/retry.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import type { EdgeIngest, IngestHandlers } from './ingest.ts';
 import type { IngestHooks } from './ports.ts';
+import { publishJson } from './mqtt-publish.ts';
 
 /**
  * The edge worker's ingest for the scale-out path (README "Scale-out"): reads
@@ -366,13 +367,7 @@ export class KafkaIngest implements EdgeIngest {
   }
 
   private publish(topic: string, body: unknown, qos: 0 | 1 = 1): Promise<void> {
-    const client = this.client;
-    if (!client) return Promise.reject(new TransportError('not connected'));
-    return this.trackOut(
-      new Promise<void>((resolve, reject) => {
-        client.publish(topic, JSON.stringify(body), { qos, retain: false }, (err) => (err ? reject(new TransportError(`publish to ${topic} failed: ${err.message}`, { cause: err })) : resolve()));
-      }),
-    );
+    return this.trackOut(publishJson(this.client, topic, body, qos));
   }
 
   publishPrediction(p: Prediction): Promise<void> {
