@@ -1,7 +1,12 @@
 import type { Browser, Page } from 'playwright-core';
 import { ScriptedPipeline } from '../dashboard/src/testing/feed.ts';
 import { login } from '../dashboard/src/testing/http-client.ts';
-import { DASHBOARD_LOGINS, startDashboardStack, TEST_MODEL, type DashboardStack } from '../dashboard/src/testing/stack.ts';
+import {
+  DASHBOARD_LOGINS,
+  startDashboardStack,
+  TEST_MODEL,
+  type DashboardStack,
+} from '../dashboard/src/testing/stack.ts';
 import { launchChromium } from '../tests/external/helpers/dashboard-browser.ts';
 
 /**
@@ -53,7 +58,13 @@ function pct(xs: number[], p: number): number {
 const r1 = (x: number): number => Math.round(x * 10) / 10;
 const r3 = (x: number): number => Math.round(x * 1000) / 1000;
 
-async function loadOnce(browser: Browser, stack: DashboardStack, cookie: string, hash: string, expectRows: number): Promise<{ firstRenderMs: number; fcpMs: number | null }> {
+async function loadOnce(
+  browser: Browser,
+  stack: DashboardStack,
+  cookie: string,
+  hash: string,
+  expectRows: number,
+): Promise<{ firstRenderMs: number; fcpMs: number | null }> {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
   const [name, value] = cookie.split('=') as [string, string];
   await context.addCookies([{ name, value, url: stack.dashboard.url }]);
@@ -65,8 +76,12 @@ async function loadOnce(browser: Browser, stack: DashboardStack, cookie: string,
       const rows = await page.locator('#fleet-rows tr').count();
       if (rows < expectRows) throw new Error(`first render showed ${rows} machines, expected ${expectRows}`);
     }
-    const stats = (await page.evaluate(() => (window as unknown as { __driftline: PageStats }).__driftline)) as PageStats;
-    const fcp = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null);
+    const stats = (await page.evaluate(
+      () => (window as unknown as { __driftline: PageStats }).__driftline,
+    )) as PageStats;
+    const fcp = await page.evaluate(
+      () => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null,
+    );
     return { firstRenderMs: stats.firstRenderMs ?? Number.NaN, fcpMs: fcp };
   } finally {
     await context.close();
@@ -79,7 +94,9 @@ async function liveLoad(page: Page, pipeline: ScriptedPipeline): Promise<Record<
     d.renderMs.length = 0;
     d.frames = 0;
     d.updates = 0;
-    const p = (window as unknown as { __perf: { since: number; cls: number; longTasks: number; longTaskMs: number } }).__perf;
+    const p = (
+      window as unknown as { __perf: { since: number; cls: number; longTasks: number; longTaskMs: number } }
+    ).__perf;
     p.since = performance.now();
     p.cls = 0;
     p.longTasks = 0;
@@ -96,13 +113,19 @@ async function liveLoad(page: Page, pipeline: ScriptedPipeline): Promise<Record<
   }
   const seconds = (Date.now() - started) / 1000;
   await new Promise((r) => setTimeout(r, 300));
-  const stats = (await page.evaluate(() => (window as unknown as { __driftline: PageStats }).__driftline)) as PageStats;
-  const perf = (await page.evaluate(() => (window as unknown as { __perf: { cls: number; longTasks: number; longTaskMs: number } }).__perf)) as {
+  const stats = (await page.evaluate(
+    () => (window as unknown as { __driftline: PageStats }).__driftline,
+  )) as PageStats;
+  const perf = (await page.evaluate(
+    () => (window as unknown as { __perf: { cls: number; longTasks: number; longTaskMs: number } }).__perf,
+  )) as {
     cls: number;
     longTasks: number;
     longTaskMs: number;
   };
-  const frames = (await page.evaluate(() => (window as unknown as { __frames: number[] }).__frames)) as number[];
+  const frames = (await page.evaluate(
+    () => (window as unknown as { __frames: number[] }).__frames,
+  )) as number[];
   return {
     seconds: r1(seconds),
     frameIntervalMsP50: r1(pct(frames, 50)),
@@ -129,7 +152,14 @@ export async function run(): Promise<Record<string, unknown>> {
     await stack.dashboard.ready;
     const client = await stack.publisher();
     const ids = Array.from({ length: MACHINES }, (_, i) => `m-${String(i).padStart(3, '0')}`);
-    const pipeline = new ScriptedPipeline({ client, bus: stack.bus, machineIds: ids, modelName: TEST_MODEL, championVersion: '1', windowSize: 250 });
+    const pipeline = new ScriptedPipeline({
+      client,
+      bus: stack.bus,
+      machineIds: ids,
+      modelName: TEST_MODEL,
+      championVersion: '1',
+      windowSize: 250,
+    });
     await pipeline.publishSamples(MACHINES * 20); // 4 drift windows with histograms, every machine seen
     await pipeline.publishStatus();
     await new Promise((r) => setTimeout(r, 500));
@@ -138,7 +168,10 @@ export async function run(): Promise<Record<string, unknown>> {
     // One warm-up load (Chromium's own start-up, the server's first asset read), then measured loads.
     await loadOnce(browser, stack, cookie, '#fleet', MACHINES);
     const views: Record<string, unknown> = {};
-    for (const [view, rows] of [['drift', 0], ['fleet', MACHINES]] as const) {
+    for (const [view, rows] of [
+      ['drift', 0],
+      ['fleet', MACHINES],
+    ] as const) {
       const first: number[] = [];
       const fcp: number[] = [];
       for (let i = 0; i < LOADS; i++) {
@@ -146,7 +179,12 @@ export async function run(): Promise<Record<string, unknown>> {
         first.push(r.firstRenderMs);
         if (r.fcpMs !== null) fcp.push(r.fcpMs);
       }
-      views[view] = { firstRenderMsMedian: r1(pct(first, 50)), firstRenderMsMax: r1(Math.max(...first)), firstContentfulPaintMsMedian: r1(pct(fcp, 50)), loads: LOADS };
+      views[view] = {
+        firstRenderMsMedian: r1(pct(first, 50)),
+        firstRenderMsMax: r1(Math.max(...first)),
+        firstContentfulPaintMsMedian: r1(pct(fcp, 50)),
+        loads: LOADS,
+      };
     }
     const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
     const [name, value] = cookie.split('=') as [string, string];

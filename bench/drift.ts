@@ -18,7 +18,11 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { DEFAULT_DRIFT_CONFIG, FeatureDriftDetector, latticeStatistic } from '../common/drift/feature-drift.ts';
+import {
+  DEFAULT_DRIFT_CONFIG,
+  FeatureDriftDetector,
+  latticeStatistic,
+} from '../common/drift/feature-drift.ts';
 import { SeedStream, seedReference, seedSd, type MutableRow } from '../common/drift/synthetic.ts';
 import type { ReferenceSample } from '../common/model/types.ts';
 import { FEATURES, type Feature } from '../common/schema/features.ts';
@@ -67,7 +71,9 @@ function draw(stream: SeedStream, n: number): Float32Array {
 
 function referenceFrom(matrix: Float32Array, n: number): ReferenceSample {
   const ref = seedReference(REFERENCE_SEED, 1); // for classShares
-  const features = Object.fromEntries(FEATURES.map((f, k) => [f, Array.from({ length: n }, (_, i) => matrix[i * NF + k] as number)])) as Record<Feature, number[]>;
+  const features = Object.fromEntries(
+    FEATURES.map((f, k) => [f, Array.from({ length: n }, (_, i) => matrix[i * NF + k] as number)]),
+  ) as Record<Feature, number[]>;
   return { size: n, features, classShares: ref.classShares };
 }
 
@@ -93,14 +99,22 @@ function feed(reference: ReferenceSample, matrix: Float32Array, n: number): Run 
   }
   const ns = Number(process.hrtime.bigint() - started);
   const used = process.cpuUsage(cpu);
-  return { alarms, nsPerSample: ns / n, cpuNsPerSample: ((used.user + used.system) * 1_000) / n, windowsTested: detector.stats.windowsTested, cacheHits: detector.stats.pvalueCacheHits };
+  return {
+    alarms,
+    nsPerSample: ns / n,
+    cpuNsPerSample: ((used.user + used.system) * 1_000) / n,
+    windowsTested: detector.stats.windowsTested,
+    cacheHits: detector.stats.pvalueCacheHits,
+  };
 }
 
 function ksCost(reference: ReferenceSample): Record<string, number> {
   const ref = new SortedSample(reference.features.temperatureC);
   const w = DEFAULT_DRIFT_CONFIG.windowSize;
   const rng = new Rng(77);
-  const windows = Array.from({ length: 200 }, () => Float64Array.from({ length: w }, () => rng.uniform(30, 90)));
+  const windows = Array.from({ length: 200 }, () =>
+    Float64Array.from({ length: w }, () => rng.uniform(30, 90)),
+  );
   // CPU microseconds per call (user + system), steadier than wall time on a shared machine.
   const time = (fn: (x: Float64Array) => void, reps: number): number => {
     for (let r = 0; r < 10; r++) fn(windows[r] as Float64Array);
@@ -139,7 +153,10 @@ export async function run(): Promise<Record<string, unknown>> {
   for (const [k, feature] of FEATURES.entries()) {
     const n = ONSET + AFTER_ONSET;
     const delta = 0.5 * seedSd(feature);
-    const matrix = draw(new SeedStream({ seed: SHIFT_SEED_BASE + k, float32: true, shift: { feature, delta, onset: ONSET } }), n);
+    const matrix = draw(
+      new SeedStream({ seed: SHIFT_SEED_BASE + k, float32: true, shift: { feature, delta, onset: ONSET } }),
+      n,
+    );
     const file = `shift-${feature}.f32`;
     await writeStream(file, matrix);
     const r = feed(reference, matrix, n);
@@ -172,7 +189,9 @@ export async function run(): Promise<Record<string, unknown>> {
       expectedFalseAlarms: 'about 4.6e-4 per 1e6 samples (see common/drift/feature-drift.ts)',
     },
     shift: shifts,
-    maxDelay: Math.max(...shifts.map((s) => (typeof s.delay === 'number' ? s.delay : Number.POSITIVE_INFINITY))),
+    maxDelay: Math.max(
+      ...shifts.map((s) => (typeof s.delay === 'number' ? s.delay : Number.POSITIVE_INFINITY)),
+    ),
     ksTestCostUs: Object.fromEntries(Object.entries(ks).map(([key, v]) => [key, Number(v.toFixed(2))])),
     streams: STREAMS_DIR,
   };
@@ -184,7 +203,12 @@ export async function run(): Promise<Record<string, unknown>> {
     reference: { file: 'reference.f32', samples: REFERENCE_SIZE, seed: REFERENCE_SEED },
     stationary: { file: 'stationary.f32', samples: STATIONARY_SAMPLES, seed: STATIONARY_SEED },
     shifts: shifts.map((s, k) => ({ ...s, seed: SHIFT_SEED_BASE + k })),
-    ours: { config: DEFAULT_DRIFT_CONFIG, stationaryAlarms: quiet.alarms.length, stationaryUsPerSample: result.stationary.usPerSample, stationaryCpuUsPerSample: result.stationary.cpuUsPerSample },
+    ours: {
+      config: DEFAULT_DRIFT_CONFIG,
+      stationaryAlarms: quiet.alarms.length,
+      stationaryUsPerSample: result.stationary.usPerSample,
+      stationaryCpuUsPerSample: result.stationary.cpuUsPerSample,
+    },
   };
   await writeFile(path.join(STREAMS_DIR, 'manifest.json'), JSON.stringify(manifest, null, 2));
   return result;

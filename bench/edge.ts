@@ -43,14 +43,21 @@ function streamOf(n: number, seed: number): { telemetry: Telemetry[]; labelled: 
 
 function percentiles(values: number[]): { p50: number; p95: number; p99: number; max: number } {
   const sorted = [...values].sort((a, b) => a - b);
-  const at = (q: number): number => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN, 2);
+  const at = (q: number): number =>
+    round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN, 2);
   return { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: round(sorted.at(-1) ?? Number.NaN, 2) };
 }
 
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /** Pushes `rows` through a batcher + model; returns messages/s and latency percentiles (ms). */
-async function throughBatcher(model: LoadedModel, rows: readonly Telemetry[], batchSize: number, maxWaitMs: number, ratePerSecond?: number): Promise<Record<string, unknown>> {
+async function throughBatcher(
+  model: LoadedModel,
+  rows: readonly Telemetry[],
+  batchSize: number,
+  maxWaitMs: number,
+  ratePerSecond?: number,
+): Promise<Record<string, unknown>> {
   const enqueuedAt = new Float64Array(rows.length);
   const latencies: number[] = [];
   let batches = 0;
@@ -80,14 +87,33 @@ async function throughBatcher(model: LoadedModel, rows: readonly Telemetry[], ba
   }
   await batcher.close();
   const seconds = (performance.now() - started) / 1000;
-  return { messages: rows.length, messagesPerSecond: Math.round(rows.length / seconds), batches, meanBatch: round(rows.length / batches), latencyMs: percentiles(latencies) };
+  return {
+    messages: rows.length,
+    messagesPerSecond: Math.round(rows.length / seconds),
+    batches,
+    meanBatch: round(rows.length / batches),
+    latencyMs: percentiles(latencies),
+  };
 }
 
 /** The whole worker on an in-memory transport: batcher, model, drift detector, label join, accuracy monitor. */
-async function throughWorker(model: LoadedModel, rows: readonly Telemetry[], labels: readonly LabelledRow[]): Promise<Record<string, unknown>> {
+async function throughWorker(
+  model: LoadedModel,
+  rows: readonly Telemetry[],
+  labels: readonly LabelledRow[],
+): Promise<Record<string, unknown>> {
   const ingest = new FakeIngest();
   const bus = new InProcessBus();
-  const worker = createEdgeWorker({ bus, ingest, initialModel: model, initialModelVersion: 'bench', http: false, championPollMs: 0, batchSize: 64, batchMaxWaitMs: 20 });
+  const worker = createEdgeWorker({
+    bus,
+    ingest,
+    initialModel: model,
+    initialModelVersion: 'bench',
+    http: false,
+    championPollMs: 0,
+    batchSize: 64,
+    batchMaxWaitMs: 20,
+  });
   await worker.start();
   const started = performance.now();
   for (let i = 0; i < rows.length; i++) {
@@ -135,7 +161,14 @@ export async function run(): Promise<Record<string, unknown>> {
     const saturated: Record<string, unknown> = {};
     for (const b of BATCH_SIZES) saturated[`batch${b}`] = await throughBatcher(model, telemetry, b, 20);
     const paced: Record<string, unknown> = {};
-    for (const rate of PACED_RATES) paced[`${rate}PerSecond`] = await throughBatcher(model, telemetry.slice(0, rate * PACED_SECONDS), 64, 20, rate);
+    for (const rate of PACED_RATES)
+      paced[`${rate}PerSecond`] = await throughBatcher(
+        model,
+        telemetry.slice(0, rate * PACED_SECONDS),
+        64,
+        20,
+        rate,
+      );
     const worker = await throughWorker(model, telemetry, labelled);
     return {
       backend,

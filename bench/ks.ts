@@ -64,7 +64,11 @@ export async function run(): Promise<Record<string, unknown>> {
       auto: timePerCall(test(windows, { method: 'auto' }), 50, 300),
       asymp: timePerCall(test(windows, { method: 'asymp' }), 50, 300),
       exactDrifted: timePerCall(test(drifted, { method: 'exact' }), 20, 300),
-      greaterExactFallsBackToAsymp: timePerCall(test(windows, { method: 'exact', alternative: 'greater' }), 20, 300),
+      greaterExactFallsBackToAsymp: timePerCall(
+        test(windows, { method: 'exact', alternative: 'greater' }),
+        20,
+        300,
+      ),
     };
     await Promise.resolve();
   }
@@ -72,22 +76,46 @@ export async function run(): Promise<Record<string, unknown>> {
   const big1 = normals(rng, 20000);
   const big2 = Array.from({ length: 4 }, () => normals(rng, 20000));
   const bigRef = new SortedSample(big1);
-  const big = timePerCall((i) => ks2sampSorted(bigRef, big2[i % big2.length] as Float64Array, { method: 'asymp' }).pvalue, 20, 500);
+  const big = timePerCall(
+    (i) => ks2sampSorted(bigRef, big2[i % big2.length] as Float64Array, { method: 'asymp' }).pvalue,
+    20,
+    500,
+  );
 
   // Pre-sorted reference against sorting the reference in every test.
   const w500 = Array.from({ length: WINDOWS_PER_SIZE }, () => normals(rng, 500));
   const presorted = {
     ref5000_window500_asymp: {
-      presorted: timePerCall((i) => ks2sampSorted(reference, w500[i % w500.length] as Float64Array, { method: 'asymp' }).pvalue, 100, 300),
-      sortEachTime: timePerCall((i) => ks2samp(refValues, w500[i % w500.length] as Float64Array, { method: 'asymp' }).pvalue, 100, 300),
+      presorted: timePerCall(
+        (i) => ks2sampSorted(reference, w500[i % w500.length] as Float64Array, { method: 'asymp' }).pvalue,
+        100,
+        300,
+      ),
+      sortEachTime: timePerCall(
+        (i) => ks2samp(refValues, w500[i % w500.length] as Float64Array, { method: 'asymp' }).pvalue,
+        100,
+        300,
+      ),
     },
     ref5000_window500_exact: {
-      presorted: timePerCall((i) => ks2sampSorted(reference, w500[i % w500.length] as Float64Array, { method: 'exact' }).pvalue, 100, 300),
-      sortEachTime: timePerCall((i) => ks2samp(refValues, w500[i % w500.length] as Float64Array, { method: 'exact' }).pvalue, 100, 300),
+      presorted: timePerCall(
+        (i) => ks2sampSorted(reference, w500[i % w500.length] as Float64Array, { method: 'exact' }).pvalue,
+        100,
+        300,
+      ),
+      sortEachTime: timePerCall(
+        (i) => ks2samp(refValues, w500[i % w500.length] as Float64Array, { method: 'exact' }).pvalue,
+        100,
+        300,
+      ),
     },
     ref20000_window20000_asymp: {
       presorted: big,
-      sortEachTime: timePerCall((i) => ks2samp(big1, big2[i % big2.length] as Float64Array, { method: 'asymp' }).pvalue, 20, 500),
+      sortEachTime: timePerCall(
+        (i) => ks2samp(big1, big2[i % big2.length] as Float64Array, { method: 'asymp' }).pvalue,
+        20,
+        500,
+      ),
     },
   };
 

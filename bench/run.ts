@@ -14,7 +14,9 @@ const results: Record<string, unknown> = {};
 for (const file of files) {
   const name = file.replace(/\.ts$/, '');
   if (only.length > 0 && !only.includes(name)) continue;
-  const mod = (await import(pathToFileURL(path.join(here, file)).href)) as { run?: () => Promise<Record<string, unknown>> };
+  const mod = (await import(pathToFileURL(path.join(here, file)).href)) as {
+    run?: () => Promise<Record<string, unknown>>;
+  };
   if (typeof mod.run !== 'function') continue;
   const started = performance.now();
   process.stderr.write(`bench ${name}…\n`);
@@ -26,5 +28,9 @@ for (const file of files) {
   }
   process.stderr.write(`bench ${name} done in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
 }
-results.machine = { node: process.version, platform: `${process.platform}/${process.arch}`, at: new Date().toISOString() };
+results.machine = {
+  node: process.version,
+  platform: `${process.platform}/${process.arch}`,
+  at: new Date().toISOString(),
+};
 console.log(JSON.stringify(results, null, 2));

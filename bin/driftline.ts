@@ -24,7 +24,8 @@ const USAGE = `usage: npm start -- [--scenario-file F] [--rate MSGS_PER_SEC|max]
 function positive(name: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`--${name}=${JSON.stringify(raw)} is invalid: expected a positive number`);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new ConfigError(`--${name}=${JSON.stringify(raw)} is invalid: expected a positive number`);
   return n;
 }
 
@@ -50,11 +51,15 @@ runMain(async () => {
     return;
   }
   const exitAfterPhases = values['exit-after-phases'];
-  if (exitAfterPhases && !values['scenario-file']) throw new ConfigError('--exit-after-phases needs --scenario-file (the default profile has no last phase)');
+  if (exitAfterPhases && !values['scenario-file'])
+    throw new ConfigError(
+      '--exit-after-phases needs --scenario-file (the default profile has no last phase)',
+    );
   const rate = values.rate === 'max' ? 'max' : positive('rate', values.rate);
   const machines = positive('machines', values.machines);
   const labelDelayMs = values['label-delay-ms'] === undefined ? undefined : Number(values['label-delay-ms']);
-  if (labelDelayMs !== undefined && !(Number.isInteger(labelDelayMs) && labelDelayMs >= 0)) throw new ConfigError(`--label-delay-ms must be a whole number >= 0`);
+  if (labelDelayMs !== undefined && !(Number.isInteger(labelDelayMs) && labelDelayMs >= 0))
+    throw new ConfigError(`--label-delay-ms must be a whole number >= 0`);
 
   await applyVaultEnv();
   // With --exit-after-phases stdout carries only the summary line.
@@ -70,7 +75,11 @@ runMain(async () => {
     return l;
   };
   const log = loggerFor('driftline');
-  log.info(`Driftline ${VERSION} starting`, { version: VERSION, scenario: values['scenario-file'] ?? null, rate: rate ?? null });
+  log.info(`Driftline ${VERSION} starting`, {
+    version: VERSION,
+    scenario: values['scenario-file'] ?? null,
+    rate: rate ?? null,
+  });
 
   const system = await startSystem({
     ...(values['scenario-file'] ? { scenarioFile: values['scenario-file'] } : {}),
@@ -82,7 +91,9 @@ runMain(async () => {
     ...(labelDelayMs !== undefined ? { labelDelayMs } : {}),
     loggerFor,
   });
-  log.info(`running: MQTT ${system.mqttUrl}${system.dashboardUrl ? `, dashboard ${system.dashboardUrl}` : ''} — Ctrl+C stops everything cleanly`);
+  log.info(
+    `running: MQTT ${system.mqttUrl}${system.dashboardUrl ? `, dashboard ${system.dashboardUrl}` : ''} — Ctrl+C stops everything cleanly`,
+  );
 
   const shutdown = async (): Promise<void> => {
     await system.stop();

@@ -23,7 +23,8 @@ const USAGE = `usage: npm run evaluate -- --scenario-file F [--json] [--retrain]
 
 function intArg(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(`--${name}=${JSON.stringify(raw)} is invalid: expected a non-negative integer`);
+  if (!/^\d+$/.test(raw))
+    throw new ConfigError(`--${name}=${JSON.stringify(raw)} is invalid: expected a non-negative integer`);
   return Number(raw);
 }
 
@@ -88,16 +89,32 @@ runMain(async () => {
     detectionDelay: main.detectionDelay,
     falseAlarms: main.falseAlarms,
     accuracy: main.accuracy,
-    settings: { labelDelaySamples, retrainLatencySamples, drift: common.driftConfig, accuracy: common.accuracyConfig },
+    settings: {
+      labelDelaySamples,
+      retrainLatencySamples,
+      drift: common.driftConfig,
+      accuracy: common.accuracyConfig,
+    },
   };
   if (loop) {
     out.retrains = loop.retrains;
     out.championVersions = loop.championVersions;
     out.preDriftAccuracy = loop.preDriftAccuracy;
-    out.samplesToHeal = Object.fromEntries(loop.healing.filter((h) => h.changesAnything).map((h) => [h.name, h.samplesToHeal]));
-    out.samplesToHealWithoutRetraining = Object.fromEntries(base.healing.filter((h) => h.changesAnything).map((h) => [h.name, h.samplesToHeal]));
+    out.samplesToHeal = Object.fromEntries(
+      loop.healing.filter((h) => h.changesAnything).map((h) => [h.name, h.samplesToHeal]),
+    );
+    out.samplesToHealWithoutRetraining = Object.fromEntries(
+      base.healing.filter((h) => h.changesAnything).map((h) => [h.name, h.samplesToHeal]),
+    );
     out.accuracyPerPhase = Object.fromEntries(
-      loop.healing.map((h, i) => [h.name, { withRetraining: h.accuracy, withoutRetraining: base.healing[i]?.accuracy ?? null, minRollingWithRetraining: h.minRollingAccuracy }]),
+      loop.healing.map((h, i) => [
+        h.name,
+        {
+          withRetraining: h.accuracy,
+          withoutRetraining: base.healing[i]?.accuracy ?? null,
+          minRollingWithRetraining: h.minRollingAccuracy,
+        },
+      ]),
     );
     out.falseAlarmsWithoutRetraining = base.falseAlarms;
   }
@@ -106,7 +123,9 @@ runMain(async () => {
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return;
   }
-  const lines = [`${file}: ${main.samples} samples, ${main.alarms.length} alarm(s), ${main.falseAlarms} false alarm(s), accuracy ${main.accuracy.overall?.toFixed(4) ?? 'n/a'}`];
+  const lines = [
+    `${file}: ${main.samples} samples, ${main.alarms.length} alarm(s), ${main.falseAlarms} false alarm(s), accuracy ${main.accuracy.overall?.toFixed(4) ?? 'n/a'}`,
+  ];
   for (const p of main.phases) {
     const h = main.healing.find((x) => x.name === p.name);
     lines.push(
@@ -114,7 +133,9 @@ runMain(async () => {
     );
   }
   for (const r of loop?.retrains ?? []) {
-    lines.push(`  retrain at ${r.requestedAt} (${r.kind}): ${r.promoted ? `promoted v${r.version}` : 'not promoted'} — ${r.reason}`);
+    lines.push(
+      `  retrain at ${r.requestedAt} (${r.kind}): ${r.promoted ? `promoted v${r.version}` : 'not promoted'} — ${r.reason}`,
+    );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 });

@@ -48,13 +48,26 @@ export class DeadLetterSink {
 
   constructor(private readonly options: DeadLetterSinkOptions) {
     this.counter = options.registry
-      ? new Counter({ name: 'driftline_dead_letters_total', help: 'Messages rejected and dead-lettered, by reason', labelNames: ['reason'], registers: [options.registry] })
+      ? new Counter({
+          name: 'driftline_dead_letters_total',
+          help: 'Messages rejected and dead-lettered, by reason',
+          labelNames: ['reason'],
+          registers: [options.registry],
+        })
       : undefined;
   }
 
   /** Records one rejection. Never throws. */
-  async reject(topic: string, payload: Uint8Array | string, reason: string, detail: string): Promise<DeadLetterRecord> {
-    const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  async reject(
+    topic: string,
+    payload: Uint8Array | string,
+    reason: string,
+    detail: string,
+  ): Promise<DeadLetterRecord> {
+    const bytes =
+      typeof payload === 'string'
+        ? Buffer.from(payload)
+        : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     const record: DeadLetterRecord = {
       source: this.options.source,
       topic,
@@ -72,7 +85,11 @@ export class DeadLetterSink {
         await this.options.publish(this.options.topic ?? TOPICS.deadLetter, record);
       } catch (err) {
         this.publishFailures++;
-        this.options.logger.error('dead-letter publish failed; record kept in the log only', { reason, topic, err });
+        this.options.logger.error('dead-letter publish failed; record kept in the log only', {
+          reason,
+          topic,
+          err,
+        });
       }
     }
     return record;

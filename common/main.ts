@@ -11,7 +11,8 @@ export function runMain(main: () => Promise<void>): void {
       process.exit(2);
     }
     process.stderr.write(`fatal: ${describeError(err)}\n`);
-    if (err instanceof Error && err.stack && process.env.LOG_LEVEL === 'debug') process.stderr.write(`${err.stack}\n`);
+    if (err instanceof Error && err.stack && process.env.LOG_LEVEL === 'debug')
+      process.stderr.write(`${err.stack}\n`);
     process.exit(1);
   });
 }

@@ -19,10 +19,24 @@ import { simulatorConfigSpec } from '../simulator/src/config.ts';
 /** Variables read outside the specs (logging, tfjs backend, secrets). */
 const EXTRA: { env: string; description: string; defaultText?: string }[] = [
   { env: 'LOG_LEVEL', description: 'error, warn, info or debug', defaultText: 'info' },
-  { env: 'LOG_FORMAT', description: 'json (ECS), pretty, or auto: pretty on a TTY, JSON otherwise', defaultText: 'auto' },
-  { env: 'TF_BACKEND', description: 'auto (tfjs-node when it loads, else WASM), tensorflow, wasm or cpu', defaultText: 'auto' },
-  { env: 'DRIFTLINE_VAULT_FILE', description: 'Ansible-Vault-encrypted dotenv file whose variables fill in unset ones' },
-  { env: 'DRIFTLINE_VAULT_PASSWORD_FILE', description: 'file holding the vault password (or DRIFTLINE_VAULT_PASSWORD)' },
+  {
+    env: 'LOG_FORMAT',
+    description: 'json (ECS), pretty, or auto: pretty on a TTY, JSON otherwise',
+    defaultText: 'auto',
+  },
+  {
+    env: 'TF_BACKEND',
+    description: 'auto (tfjs-node when it loads, else WASM), tensorflow, wasm or cpu',
+    defaultText: 'auto',
+  },
+  {
+    env: 'DRIFTLINE_VAULT_FILE',
+    description: 'Ansible-Vault-encrypted dotenv file whose variables fill in unset ones',
+  },
+  {
+    env: 'DRIFTLINE_VAULT_PASSWORD_FILE',
+    description: 'file holding the vault password (or DRIFTLINE_VAULT_PASSWORD)',
+  },
 ];
 
 export const SECTIONS: [string, Record<string, Field<unknown>>][] = [
@@ -38,8 +52,14 @@ export const SECTIONS: [string, Record<string, Field<unknown>>][] = [
 export async function loadSections(): Promise<[string, Record<string, Field<unknown>>][]> {
   const sections = [...SECTIONS];
   try {
-    const es = (await import('../common/logging/elasticsearch-transport.ts')) as { elasticsearchConfigSpec?: Record<string, Field<unknown>> };
-    if (es.elasticsearchConfigSpec) sections.push(['Elasticsearch log shipping: unset ELASTICSEARCH_URL logs to the console only', es.elasticsearchConfigSpec]);
+    const es = (await import('../common/logging/elasticsearch-transport.ts')) as {
+      elasticsearchConfigSpec?: Record<string, Field<unknown>>;
+    };
+    if (es.elasticsearchConfigSpec)
+      sections.push([
+        'Elasticsearch log shipping: unset ELASTICSEARCH_URL logs to the console only',
+        es.elasticsearchConfigSpec,
+      ]);
   } catch {
     // shipper not present in this build
   }

@@ -49,7 +49,10 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
     return {
       'credentials.json': await readFile(file, 'utf8'),
       'dashboard-users.json': JSON.stringify(users),
-      'simulator-credentials.json': JSON.stringify({ devices, inspection: { username: 'inspection', password: inspection } }),
+      'simulator-credentials.json': JSON.stringify({
+        devices,
+        inspection: { username: 'inspection', password: inspection },
+      }),
       EDGE_MQTT_PASSWORD: edge,
       DASHBOARD_MQTT_PASSWORD: dashboard,
       BRIDGE_MQTT_PASSWORD: bridge,
@@ -60,16 +63,33 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
 }
 
 function isMain(): boolean {
-  return process.argv[1] !== undefined && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname);
+  return (
+    process.argv[1] !== undefined &&
+    path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)
+  );
 }
 
 if (isMain()) {
   runMain(async () => {
-    const { values } = parseArgs({ options: { namespace: { type: 'string', default: 'driftline' }, machines: { type: 'string', default: '8' } } });
+    const { values } = parseArgs({
+      options: {
+        namespace: { type: 'string', default: 'driftline' },
+        machines: { type: 'string', default: '8' },
+      },
+    });
     const machines = Number(values.machines);
-    if (!Number.isInteger(machines) || machines < 1) throw new ConfigError('--machines must be a positive integer');
+    if (!Number.isInteger(machines) || machines < 1)
+      throw new ConfigError('--machines must be a positive integer');
     const data = await secretData(process.env, machines);
-    const lines = ['apiVersion: v1', 'kind: Secret', 'metadata:', '  name: driftline-secrets', `  namespace: ${values.namespace}`, 'type: Opaque', 'stringData:'];
+    const lines = [
+      'apiVersion: v1',
+      'kind: Secret',
+      'metadata:',
+      '  name: driftline-secrets',
+      `  namespace: ${values.namespace}`,
+      'type: Opaque',
+      'stringData:',
+    ];
     for (const [k, v] of Object.entries(data)) lines.push(`  ${k}: ${JSON.stringify(v)}`);
     process.stdout.write(`${lines.join('\n')}\n`);
   });

@@ -23,32 +23,64 @@ export async function ensureBootstrapArtifact(dir: string, logger: Logger): Prom
       logger.warn('cached bootstrap model is invalid; training a new one', { dir: out, err });
     }
   }
-  logger.info('no champion yet: training the bootstrap model from the stationary scenario', { action: 'bootstrap-training', dir: out });
+  logger.info('no champion yet: training the bootstrap model from the stationary scenario', {
+    action: 'bootstrap-training',
+    dir: out,
+  });
   const r = await runBootstrapTraining(
-    { out, scenarioFile: DEFAULT_SCENARIO_FILE, samples: 40_000, epochs: 30, seed: 1, holdout: 20_000, force: true },
+    {
+      out,
+      scenarioFile: DEFAULT_SCENARIO_FILE,
+      samples: 40_000,
+      epochs: 30,
+      seed: 1,
+      holdout: 20_000,
+      force: true,
+    },
     logger,
   );
-  logger.info(`bootstrap model trained: held-out accuracy ${r.holdout.accuracy.toFixed(4)}, macro-F1 ${r.holdout.macroF1.toFixed(4)} (${(r.trainMs / 1000).toFixed(1)} s on ${r.backend})`, {
-    action: 'bootstrap-trained',
-    accuracy: r.holdout.accuracy,
-    macroF1: r.holdout.macroF1,
-  });
+  logger.info(
+    `bootstrap model trained: held-out accuracy ${r.holdout.accuracy.toFixed(4)}, macro-F1 ${r.holdout.macroF1.toFixed(4)} (${(r.trainMs / 1000).toFixed(1)} s on ${r.backend})`,
+    {
+      action: 'bootstrap-trained',
+      accuracy: r.holdout.accuracy,
+      macroF1: r.holdout.macroF1,
+    },
+  );
   return out;
 }
 
 /** Registers and promotes the bootstrap artifact when the registry has no champion; returns the champion. */
-export async function ensureChampion(registry: ModelRegistry, modelName: string, bootstrapDir: string, logger: Logger): Promise<ModelVersion> {
+export async function ensureChampion(
+  registry: ModelRegistry,
+  modelName: string,
+  bootstrapDir: string,
+  logger: Logger,
+): Promise<ModelVersion> {
   const existing = await registry.getChampion(modelName);
   if (existing) return existing;
   const dir = await ensureBootstrapArtifact(bootstrapDir, logger);
   const meta = await verifyArtifact(dir);
   const version = await registry.registerVersion(modelName, dir, {
     correlationId: 'bootstrap',
-    metrics: { accuracy: meta.validation.accuracy, macroF1: meta.validation.macroF1, samples: meta.validation.samples, logLoss: meta.validation.logLoss },
+    metrics: {
+      accuracy: meta.validation.accuracy,
+      macroF1: meta.validation.macroF1,
+      samples: meta.validation.samples,
+      logLoss: meta.validation.logLoss,
+    },
     tags: { source: 'bootstrap' },
     source: 'bootstrap',
   });
-  await registry.setChampion(modelName, version.version, { by: 'bootstrap', reason: 'first champion, trained from the stationary scenario', correlationId: 'bootstrap' });
-  logger.info(`bootstrap model registered as ${modelName} v${version.version} and promoted to champion`, { action: 'model-promoted', modelVersion: version.version, correlationId: 'bootstrap' });
+  await registry.setChampion(modelName, version.version, {
+    by: 'bootstrap',
+    reason: 'first champion, trained from the stationary scenario',
+    correlationId: 'bootstrap',
+  });
+  logger.info(`bootstrap model registered as ${modelName} v${version.version} and promoted to champion`, {
+    action: 'model-promoted',
+    modelVersion: version.version,
+    correlationId: 'bootstrap',
+  });
   return (await registry.getChampion(modelName)) ?? version;
 }

@@ -1,5 +1,8 @@
 import type Transport from 'winston-transport';
-import { elasticsearchTransportFromEnv, type ElasticsearchTransport } from '../../common/logging/elasticsearch-transport.ts';
+import {
+  elasticsearchTransportFromEnv,
+  type ElasticsearchTransport,
+} from '../../common/logging/elasticsearch-transport.ts';
 import { VERSION } from '../../common/version.ts';
 
 /**

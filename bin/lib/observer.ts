@@ -56,31 +56,50 @@ export class LiveObserver {
   }
 
   async start(): Promise<void> {
-    this.client = await connectMqtt({ url: this.options.mqttUrl, clientId: `driftline-observer-${process.pid}`, username: this.options.username, ...(this.options.password ? { password: this.options.password } : {}) });
+    this.client = await connectMqtt({
+      url: this.options.mqttUrl,
+      clientId: `driftline-observer-${process.pid}`,
+      username: this.options.username,
+      ...(this.options.password ? { password: this.options.password } : {}),
+    });
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
     await this.client.subscribeAsync([TOPICS.predictionWildcard, TOPICS.labelWildcard], { qos: 1 });
     const group = `observer-${process.pid}`;
     this.subs.push(
-      await this.options.bus.subscribe(BUS_TOPICS.retrainRequests, { group: `${group}-requests`, fromBeginning: false }, async (m) => {
-        const r = parseRetrainRequest(m.value);
-        if (!r.ok) return;
-        if (this.retrains.some((x) => x.requestId === r.value.requestId)) return;
-        this.retrains.push({ correlationId: r.value.correlationId, requestId: r.value.requestId, kind: r.value.kind, requestedAt: new Date(r.value.requestedAt).toISOString(), requestedAtSec: this.seconds() });
-      }),
-      await this.options.bus.subscribe(BUS_TOPICS.modelEvents, { group: `${group}-model-events`, fromBeginning: false }, async (m) => {
-        const e = parseModelEvent(m.value);
-        if (!e.ok || e.value.type === 'model-rolled-back') return;
-        const ev = e.value;
-        const entry = this.retrains.find((x) => x.correlationId === ev.correlationId);
-        if (!entry) return;
-        entry.outcome = ev.type;
-        entry.version = ev.version;
-        entry.reason = ev.reason;
-        entry.decidedAtSec = this.seconds();
-        entry.challenger = { accuracy: ev.metrics.accuracy, macroF1: ev.metrics.macroF1 };
-        const champion = ev.type === 'model-promoted' ? ev.previousMetrics : ev.championMetrics;
-        if (champion) entry.champion = { accuracy: champion.accuracy, macroF1: champion.macroF1 };
-      }),
+      await this.options.bus.subscribe(
+        BUS_TOPICS.retrainRequests,
+        { group: `${group}-requests`, fromBeginning: false },
+        async (m) => {
+          const r = parseRetrainRequest(m.value);
+          if (!r.ok) return;
+          if (this.retrains.some((x) => x.requestId === r.value.requestId)) return;
+          this.retrains.push({
+            correlationId: r.value.correlationId,
+            requestId: r.value.requestId,
+            kind: r.value.kind,
+            requestedAt: new Date(r.value.requestedAt).toISOString(),
+            requestedAtSec: this.seconds(),
+          });
+        },
+      ),
+      await this.options.bus.subscribe(
+        BUS_TOPICS.modelEvents,
+        { group: `${group}-model-events`, fromBeginning: false },
+        async (m) => {
+          const e = parseModelEvent(m.value);
+          if (!e.ok || e.value.type === 'model-rolled-back') return;
+          const ev = e.value;
+          const entry = this.retrains.find((x) => x.correlationId === ev.correlationId);
+          if (!entry) return;
+          entry.outcome = ev.type;
+          entry.version = ev.version;
+          entry.reason = ev.reason;
+          entry.decidedAtSec = this.seconds();
+          entry.challenger = { accuracy: ev.metrics.accuracy, macroF1: ev.metrics.macroF1 };
+          const champion = ev.type === 'model-promoted' ? ev.previousMetrics : ev.championMetrics;
+          if (champion) entry.champion = { accuracy: champion.accuracy, macroF1: champion.macroF1 };
+        },
+      ),
     );
   }
 
@@ -95,7 +114,8 @@ export class LiveObserver {
     if (t.kind === 'prediction') {
       try {
         const p = JSON.parse(text) as { machineId?: unknown; seq?: unknown; efficiency?: unknown };
-        if (typeof p.machineId === 'string' && typeof p.seq === 'number' && typeof p.efficiency === 'string') this.predictions.set(`${p.machineId}\u0000${p.seq}`, p.efficiency as Efficiency);
+        if (typeof p.machineId === 'string' && typeof p.seq === 'number' && typeof p.efficiency === 'string')
+          this.predictions.set(`${p.machineId}\u0000${p.seq}`, p.efficiency as Efficiency);
       } catch {
         // not ours to judge: the edge validated it
       }
@@ -122,7 +142,13 @@ export class LiveObserver {
     this.healing.markPhaseStart(index, Date.now());
   }
 
-  summary(): { labelled: number; accuracy: number | null; phases: PhaseHealing[]; preDriftAccuracy: number | null; retrains: LiveRetrain[] } {
+  summary(): {
+    labelled: number;
+    accuracy: number | null;
+    phases: PhaseHealing[];
+    preDriftAccuracy: number | null;
+    retrains: LiveRetrain[];
+  } {
     return {
       labelled: this.labelled,
       accuracy: this.labelled > 0 ? this.correct / this.labelled : null,

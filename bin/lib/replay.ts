@@ -74,7 +74,15 @@ export interface ReplayRetrain {
   requestedAt: number;
   /** Sample index at which the retrain ran (after waiting for enough data). */
   trainedAt: number | null;
-  trainedOn: { fromSample?: number; toSample?: number; samples: number; oldSamples: number; train: number; validation: number; holdout: number } | null;
+  trainedOn: {
+    fromSample?: number;
+    toSample?: number;
+    samples: number;
+    oldSamples: number;
+    train: number;
+    validation: number;
+    holdout: number;
+  } | null;
   champion: MetricsSummary | null;
   challenger: MetricsSummary | null;
   promoted: boolean;
@@ -111,7 +119,13 @@ export interface ReplayResult {
 
 function summarize(m: EvalMetrics | null): MetricsSummary | null {
   if (!m) return null;
-  return { samples: m.samples, accuracy: m.accuracy, macroF1: m.macroF1, logLoss: m.logLoss, perClassRecall: m.perClassRecall };
+  return {
+    samples: m.samples,
+    accuracy: m.accuracy,
+    macroF1: m.macroF1,
+    logLoss: m.logLoss,
+    perClassRecall: m.perClassRecall,
+  };
 }
 
 interface PendingLabel {
@@ -133,7 +147,10 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
   const { scenario, tf } = options;
 
   const bounds = phaseBounds(scenario);
-  const phases = bounds.map((b, i) => ({ ...b, changesAnything: phaseChangesAnything(scenario.phases[i] as Scenario['phases'][number]) }));
+  const phases = bounds.map((b, i) => ({
+    ...b,
+    changesAnything: phaseChangesAnything(scenario.phases[i] as Scenario['phases'][number]),
+  }));
   const healing = new HealingTracker(phases as PhaseSpan[]);
 
   const workDir = await mkdtemp(path.join(tmpdir(), 'driftline-eval-'));
@@ -141,15 +158,23 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
   const store = new MemorySampleStore(500_000);
   const trainer = createInThreadTrainer({ tf });
   try {
-    const first = await registry.registerVersion(modelName, options.championDir, { correlationId: 'bootstrap', metrics: {}, source: 'bootstrap' });
+    const first = await registry.registerVersion(modelName, options.championDir, {
+      correlationId: 'bootstrap',
+      metrics: {},
+      source: 'bootstrap',
+    });
     await registry.setChampion(modelName, first.version, { by: 'evaluate', reason: 'replay start' });
     let model: LoadedModel = await loadArtifact(options.championDir, tf);
     let version = first.version;
     const championVersions = [{ version, from: 0 }];
 
     let clock = 0;
-    const detector = new FeatureDriftDetector(model.reference, options.driftConfig ?? {}, { now: () => clock });
-    const accuracy = new AccuracyMonitor(model.metadata.validation.accuracy, options.accuracyConfig ?? {}, { now: () => clock });
+    const detector = new FeatureDriftDetector(model.reference, options.driftConfig ?? {}, {
+      now: () => clock,
+    });
+    const accuracy = new AccuracyMonitor(model.metadata.validation.accuracy, options.accuracyConfig ?? {}, {
+      now: () => clock,
+    });
     const episodes = new DriftEpisodeManager(
       { modelName, championVersion: version, validationAccuracy: model.metadata.validation.accuracy },
       { now: () => clock, liveAccuracy: () => accuracy.liveAccuracy },
@@ -157,7 +182,12 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
 
     const alarms: ReplayAlarm[] = [];
     const retrains: ReplayRetrain[] = [];
-    let pendingRequest: { request: RetrainRequest; nextTryAt: number; attempts: number; record: ReplayRetrain } | null = null;
+    let pendingRequest: {
+      request: RetrainRequest;
+      nextTryAt: number;
+      attempts: number;
+      record: ReplayRetrain;
+    } | null = null;
     let pendingSwap: { at: number; version: string } | null = null;
     const labels: PendingLabel[] = [];
     let labelHead = 0;
@@ -177,7 +207,12 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       };
       if (request) {
         entry.requestId = request.requestId;
-        logger.info('drift alarm: retrain requested', { action: 'retrain-requested', correlationId: request.correlationId, kind: alarm.kind, at: index });
+        logger.info('drift alarm: retrain requested', {
+          action: 'retrain-requested',
+          correlationId: request.correlationId,
+          kind: alarm.kind,
+          at: index,
+        });
         if (options.retrain && pendingRequest === null && pendingSwap === null) {
           const record: ReplayRetrain = {
             requestId: request.requestId,
@@ -252,13 +287,23 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       try {
         const outcome = await retrainOnce(
           p.request,
-          { store, registry, logger, tf, trainer, workDir: path.join(workDir, 'work'), config: { stateDir: path.join(workDir, 'state'), ...(options.retrainerConfig ?? {}) } },
+          {
+            store,
+            registry,
+            logger,
+            tf,
+            trainer,
+            workDir: path.join(workDir, 'work'),
+            config: { stateDir: path.join(workDir, 'state'), ...(options.retrainerConfig ?? {}) },
+          },
           { extendToLatest: p.attempts > 1, windowBy: 'sample' },
         );
         const r = p.record;
         r.trainedAt = index;
         r.trainedOn = {
-          ...(outcome.trainedOn.fromSample !== undefined ? { fromSample: outcome.trainedOn.fromSample, toSample: outcome.trainedOn.toSample } : {}),
+          ...(outcome.trainedOn.fromSample !== undefined
+            ? { fromSample: outcome.trainedOn.fromSample, toSample: outcome.trainedOn.toSample }
+            : {}),
           samples: outcome.trainedOn.samples,
           oldSamples: outcome.trainedOn.oldSamples,
           train: outcome.trainedOn.train,
@@ -272,7 +317,8 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
         if (outcome.version !== undefined) r.version = outcome.version;
         if (outcome.trainingMs !== undefined) r.trainingMs = Math.round(outcome.trainingMs);
         pendingRequest = null;
-        if (outcome.promoted && outcome.version !== undefined) pendingSwap = { at: index + latency, version: outcome.version };
+        if (outcome.promoted && outcome.version !== undefined)
+          pendingSwap = { at: index + latency, version: outcome.version };
       } catch (err) {
         if (isRetriable(err) && p.attempts < 40) {
           p.nextTryAt = index + retryEvery;
@@ -296,7 +342,11 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       championVersions.push({ version, from: index });
       const record = retrains.find((r) => r.version === version);
       if (record) record.swappedAt = index;
-      logger.info(`champion v${version} serving`, { action: 'model-swapped', modelVersion: version, at: index });
+      logger.info(`champion v${version} serving`, {
+        action: 'model-swapped',
+        modelVersion: version,
+        at: index,
+      });
       pendingSwap = null;
     };
 
@@ -337,10 +387,13 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
     let falseAlarms = 0;
     for (const p of phases) {
       const inside = alarms.filter((a) => a.at >= p.start && a.at < p.end);
-      if (p.changesAnything) detectionDelay[p.name] = inside.length > 0 ? (inside[0] as ReplayAlarm).at - p.start : null;
+      if (p.changesAnything)
+        detectionDelay[p.name] = inside.length > 0 ? (inside[0] as ReplayAlarm).at - p.start : null;
       else falseAlarms += inside.length;
     }
-    for (const r of retrains) if (r.reason === 'pending') r.reason = 'not trained before the scenario ended (waiting for enough labelled data)';
+    for (const r of retrains)
+      if (r.reason === 'pending')
+        r.reason = 'not trained before the scenario ended (waiting for enough labelled data)';
     const summary = healing.summary();
     return {
       samples: total,
@@ -348,7 +401,10 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       alarms,
       detectionDelay,
       falseAlarms,
-      accuracy: { overall: labelledTotal > 0 ? correctTotal / labelledTotal : null, perPhase: Object.fromEntries(summary.map((s) => [s.name, s.accuracy])) },
+      accuracy: {
+        overall: labelledTotal > 0 ? correctTotal / labelledTotal : null,
+        perPhase: Object.fromEntries(summary.map((s) => [s.name, s.accuracy])),
+      },
       healing: summary,
       preDriftAccuracy: healing.preDriftAccuracy,
       retrains,

@@ -26,8 +26,18 @@ import { RetrainerMetrics } from '../../retrainer/src/metrics.ts';
 import { createRetrainer, type Retrainer } from '../../retrainer/src/retrainer.ts';
 import { simulatorConfigSpec } from '../../simulator/src/config.ts';
 import { phaseBounds } from '../../simulator/src/generator.ts';
-import { startSimulator, type RunningSimulator, type SimulatorCredentials } from '../../simulator/src/publisher.ts';
-import { defaultScenario, loadScenarioFile, machineIdsOf, phaseChangesAnything, type Scenario } from '../../simulator/src/scenario.ts';
+import {
+  startSimulator,
+  type RunningSimulator,
+  type SimulatorCredentials,
+} from '../../simulator/src/publisher.ts';
+import {
+  defaultScenario,
+  loadScenarioFile,
+  machineIdsOf,
+  phaseChangesAnything,
+  type Scenario,
+} from '../../simulator/src/scenario.ts';
 import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from './bootstrap.ts';
 import { LiveObserver } from './observer.ts';
 
@@ -81,28 +91,48 @@ async function provisionEmbedded(store: CredentialStore, machineIds: readonly st
   const devices: Record<string, string> = {};
   for (const id of machineIds) {
     devices[id] = generatePassword();
-    await store.add({ username: id, role: 'device', machineId: id, password: devices[id] }, { persist: false });
+    await store.add(
+      { username: id, role: 'device', machineId: id, password: devices[id] },
+      { persist: false },
+    );
   }
   const inspection = { username: 'inspection', password: generatePassword() };
   const edge = { username: 'edge', password: generatePassword() };
   const dashboard = { username: 'dashboard', password: generatePassword() };
-  await store.add({ username: inspection.username, role: 'inspection', password: inspection.password }, { persist: false });
+  await store.add(
+    { username: inspection.username, role: 'inspection', password: inspection.password },
+    { persist: false },
+  );
   await store.add({ username: edge.username, role: 'edge', password: edge.password }, { persist: false });
-  await store.add({ username: dashboard.username, role: 'dashboard', password: dashboard.password }, { persist: false });
+  await store.add(
+    { username: dashboard.username, role: 'dashboard', password: dashboard.password },
+    { persist: false },
+  );
   return { devices, inspection, edge, dashboard };
 }
 
-async function externalAccounts(credentialsFile: string | undefined, edge: Accounts['edge'], dashboard: Accounts['dashboard']): Promise<Accounts> {
+async function externalAccounts(
+  credentialsFile: string | undefined,
+  edge: Accounts['edge'],
+  dashboard: Accounts['dashboard'],
+): Promise<Accounts> {
   if (credentialsFile === undefined) {
-    throw new ConfigError('Invalid configuration: MQTT_URL points at an external broker, so SIMULATOR_CREDENTIALS_FILE must give the device and inspection passwords');
+    throw new ConfigError(
+      'Invalid configuration: MQTT_URL points at an external broker, so SIMULATOR_CREDENTIALS_FILE must give the device and inspection passwords',
+    );
   }
   let parsed: { devices?: Record<string, string>; inspection?: { username: string; password: string } };
   try {
     parsed = JSON.parse(await readFile(credentialsFile, 'utf8')) as typeof parsed;
   } catch (err) {
-    throw new ConfigError(`SIMULATOR_CREDENTIALS_FILE=${JSON.stringify(credentialsFile)} cannot be read: ${describeError(err)}`);
+    throw new ConfigError(
+      `SIMULATOR_CREDENTIALS_FILE=${JSON.stringify(credentialsFile)} cannot be read: ${describeError(err)}`,
+    );
   }
-  if (!parsed.devices || !parsed.inspection) throw new ConfigError(`SIMULATOR_CREDENTIALS_FILE=${JSON.stringify(credentialsFile)} needs "devices" and "inspection"`);
+  if (!parsed.devices || !parsed.inspection)
+    throw new ConfigError(
+      `SIMULATOR_CREDENTIALS_FILE=${JSON.stringify(credentialsFile)} needs "devices" and "inspection"`,
+    );
   return { devices: parsed.devices, inspection: parsed.inspection, edge, dashboard };
 }
 
@@ -120,7 +150,12 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
   const externalMqtt = env.MQTT_URL !== undefined && env.MQTT_URL !== '';
 
   // A scenario run gets its own state, so every run starts from the bootstrap champion.
-  const stateDir = path.resolve(options.stateDir ?? (options.scenarioFile ? path.join('.driftline', 'runs', new Date().toISOString().replace(/[:.]/g, '-')) : '.driftline'));
+  const stateDir = path.resolve(
+    options.stateDir ??
+      (options.scenarioFile
+        ? path.join('.driftline', 'runs', new Date().toISOString().replace(/[:.]/g, '-'))
+        : '.driftline'),
+  );
   await mkdir(stateDir, { recursive: true });
   const registryDir = env.REGISTRY_DIR ? edgeCfg.registryDir : path.join(stateDir, 'registry');
 
@@ -132,11 +167,16 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       throw new ConfigError(`--scenario-file ${options.scenarioFile}: ${(err as Error).message}`);
     }
   } else {
-    scenario = defaultScenario({ machines: options.machines ?? simCfg.machines, profile: simCfg.profile, seed: simCfg.seed });
+    scenario = defaultScenario({
+      machines: options.machines ?? simCfg.machines,
+      profile: simCfg.profile,
+      seed: simCfg.seed,
+    });
   }
   const machineIds = machineIdsOf(scenario);
   let ratePerMachine: number | 'max' = simCfg.rateHz;
-  if (options.totalRate !== undefined) ratePerMachine = options.totalRate === 'max' ? 'max' : options.totalRate / machineIds.length;
+  if (options.totalRate !== undefined)
+    ratePerMachine = options.totalRate === 'max' ? 'max' : options.totalRate / machineIds.length;
 
   const closers: { name: string; close: () => Promise<unknown> }[] = [];
   const stop = async (): Promise<void> => {
@@ -152,43 +192,77 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
 
   try {
     const { tf, backend } = await loadTf(options.loggerFor('edge-inference'));
-    const modelRegistry: ModelRegistry = createRegistry({ registryDir, mlflowTrackingUri: edgeCfg.mlflowTrackingUri ?? '', logger: options.loggerFor('registry') });
+    const modelRegistry: ModelRegistry = createRegistry({
+      registryDir,
+      mlflowTrackingUri: edgeCfg.mlflowTrackingUri ?? '',
+      logger: options.loggerFor('registry'),
+    });
     closers.push({ name: 'registry', close: () => modelRegistry.close() });
-    const champion = await ensureChampion(modelRegistry, edgeCfg.modelName, DEFAULT_BOOTSTRAP_DIR, options.loggerFor('retrainer'));
-    log.info(`champion: ${edgeCfg.modelName} v${champion.version} (${modelRegistry.kind})`, { modelVersion: champion.version });
+    const champion = await ensureChampion(
+      modelRegistry,
+      edgeCfg.modelName,
+      DEFAULT_BOOTSTRAP_DIR,
+      options.loggerFor('retrainer'),
+    );
+    log.info(`champion: ${edgeCfg.modelName} v${champion.version} (${modelRegistry.kind})`, {
+      modelVersion: champion.version,
+    });
 
     // ---- broker --------------------------------------------------------------
     let broker: RunningBroker | undefined;
     let mqttUrl = edgeCfg.mqttUrl;
     let accounts: Accounts;
     if (externalMqtt) {
-      accounts = await externalAccounts(simCfg.credentialsFile, { username: edgeCfg.mqttUsername, ...(edgeCfg.mqttPassword ? { password: edgeCfg.mqttPassword } : {}) }, {
-        username: dashboardCfg.mqttUsername,
-        ...(dashboardCfg.mqttPassword ? { password: dashboardCfg.mqttPassword } : {}),
-      });
+      accounts = await externalAccounts(
+        simCfg.credentialsFile,
+        {
+          username: edgeCfg.mqttUsername,
+          ...(edgeCfg.mqttPassword ? { password: edgeCfg.mqttPassword } : {}),
+        },
+        {
+          username: dashboardCfg.mqttUsername,
+          ...(dashboardCfg.mqttPassword ? { password: dashboardCfg.mqttPassword } : {}),
+        },
+      );
       log.info(`using the external broker at ${mqttUrl}`);
     } else {
       const credentials = CredentialStore.inMemory({ scryptCost: EMBEDDED_SCRYPT_COST });
       accounts = await provisionEmbedded(credentials, machineIds);
       const brokerLogger = options.loggerFor('broker');
       const start = (port: number, wsPort: number | null, httpPort: number | null): Promise<RunningBroker> =>
-        startBroker({ host: brokerCfg.host, port, wsPort, httpPort, credentials, logger: brokerLogger, registry: new Registry() });
+        startBroker({
+          host: brokerCfg.host,
+          port,
+          wsPort,
+          httpPort,
+          credentials,
+          logger: brokerLogger,
+          registry: new Registry(),
+        });
       try {
         broker = await start(brokerCfg.port, brokerCfg.wsPort, brokerCfg.httpPort);
       } catch (err) {
-        log.warn(`broker ports ${brokerCfg.port}/${brokerCfg.wsPort ?? '-'}/${brokerCfg.httpPort ?? '-'} unavailable (${describeError(err)}); using free ports`);
+        log.warn(
+          `broker ports ${brokerCfg.port}/${brokerCfg.wsPort ?? '-'}/${brokerCfg.httpPort ?? '-'} unavailable (${describeError(err)}); using free ports`,
+        );
         broker = await start(0, brokerCfg.wsPort === null ? null : 0, brokerCfg.httpPort === null ? null : 0);
       }
       const b = broker;
       closers.push({ name: 'broker', close: () => b.close() });
       mqttUrl = broker.mqttUrl;
-      log.info(`embedded MQTT broker on ${broker.mqttUrl}${broker.wsUrl ? ` and ${broker.wsUrl}` : ''}; ${machineIds.length} device accounts provisioned in memory`);
+      log.info(
+        `embedded MQTT broker on ${broker.mqttUrl}${broker.wsUrl ? ` and ${broker.wsUrl}` : ''}; ${machineIds.length} device accounts provisioned in memory`,
+      );
     }
 
     // ---- bus, sample store ----------------------------------------------------
     const bus: EventBus = await createBusFromEnv(env, options.loggerFor('bus'));
     closers.push({ name: 'bus', close: () => bus.close() });
-    const store: LabelledSampleStore = await openFileSampleStore({ dir: path.join(stateDir, 'samples'), maxSamples: retrainerCfg.samplesMax, logger: options.loggerFor('retrainer') });
+    const store: LabelledSampleStore = await openFileSampleStore({
+      dir: path.join(stateDir, 'samples'),
+      maxSamples: retrainerCfg.samplesMax,
+      logger: options.loggerFor('retrainer'),
+    });
     closers.push({ name: 'sample store', close: () => store.close() });
     log.info(`event bus: ${bus.kind}; sample store: ${store.kind}; model registry: ${modelRegistry.kind}`);
 
@@ -200,7 +274,12 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       tf,
       logger: options.loggerFor('retrainer'),
       metrics: new RetrainerMetrics(new Registry()),
-      config: { ...retrainerCfg, registryDir, samplesDir: path.join(stateDir, 'samples'), stateDir: path.join(stateDir, 'retrainer') },
+      config: {
+        ...retrainerCfg,
+        registryDir,
+        samplesDir: path.join(stateDir, 'samples'),
+        stateDir: path.join(stateDir, 'retrainer'),
+      },
     });
     await retrainer.start();
     closers.push({ name: 'retrainer', close: () => retrainer.close() });
@@ -213,7 +292,12 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       modelRegistry,
       modelName: edgeCfg.modelName,
       loader: (dir) => loadArtifact(dir, tf),
-      mqtt: { url: mqttUrl, clientId: edgeCfg.clientId, username: accounts.edge.username, ...(accounts.edge.password ? { password: accounts.edge.password } : {}) },
+      mqtt: {
+        url: mqttUrl,
+        clientId: edgeCfg.clientId,
+        username: accounts.edge.username,
+        ...(accounts.edge.password ? { password: accounts.edge.password } : {}),
+      },
       batchSize: edgeCfg.batchSize,
       batchMaxWaitMs: edgeCfg.batchMaxWaitMs,
       championPollMs: edgeCfg.championPollMs,
@@ -230,10 +314,14 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       await edge.start();
     } catch (err) {
       if (!/EADDRINUSE|cannot bind|listen/i.test(describeError(err))) throw err;
-      throw new ConfigError(`edge HTTP port ${edgeCfg.httpPort} is in use: set EDGE_HTTP_PORT (0 picks a free port)`);
+      throw new ConfigError(
+        `edge HTTP port ${edgeCfg.httpPort} is in use: set EDGE_HTTP_PORT (0 picks a free port)`,
+      );
     }
     closers.push({ name: 'edge worker', close: () => edge.stop() });
-    log.info(`edge worker serving ${edgeCfg.modelName} v${edge.stats().modelVersion ?? '?'} on ${backend}; POST /predict, /metrics on http://${edgeCfg.httpHost}:${edge.httpPort ?? '?'}`);
+    log.info(
+      `edge worker serving ${edgeCfg.modelName} v${edge.stats().modelVersion ?? '?'} on ${backend}; POST /predict, /metrics on http://${edgeCfg.httpHost}:${edge.httpPort ?? '?'}`,
+    );
 
     // ---- dashboard ---------------------------------------------------------------
     let dashboard: RunningDashboard | undefined;
@@ -267,28 +355,46 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       try {
         dashboard = await startDash(dashboardCfg.port);
       } catch (err) {
-        log.warn(`dashboard port ${dashboardCfg.port} unavailable (${describeError(err)}); using a free port`);
+        log.warn(
+          `dashboard port ${dashboardCfg.port} unavailable (${describeError(err)}); using a free port`,
+        );
         dashboard = await startDash(0);
       }
       const d = dashboard;
       closers.push({ name: 'dashboard', close: () => d.close() });
-      log.info(`dashboard: ${dashboard.url}${generated ? `  (user "operator", password "${generated}" — generated for this run; set DASHBOARD_USERS_FILE to choose your own)` : ''}`, {
-        action: 'dashboard-started',
-        url: dashboard.url,
-      });
+      log.info(
+        `dashboard: ${dashboard.url}${generated ? `  (user "operator", password "${generated}" — generated for this run; set DASHBOARD_USERS_FILE to choose your own)` : ''}`,
+        {
+          action: 'dashboard-started',
+          url: dashboard.url,
+        },
+      );
     }
 
     // ---- observer (summary), simulator ---------------------------------------------------
     const bounds = phaseBounds(scenario);
-    const phases: PhaseSpan[] = bounds.map((b, i) => ({ ...b, changesAnything: phaseChangesAnything(scenario.phases[i] as Scenario['phases'][number]) }));
+    const phases: PhaseSpan[] = bounds.map((b, i) => ({
+      ...b,
+      changesAnything: phaseChangesAnything(scenario.phases[i] as Scenario['phases'][number]),
+    }));
     let observer: LiveObserver | undefined;
     if (options.exitAfterPhases) {
-      observer = new LiveObserver({ mqttUrl, username: accounts.dashboard.username, ...(accounts.dashboard.password ? { password: accounts.dashboard.password } : {}), bus, phases, machineIds });
+      observer = new LiveObserver({
+        mqttUrl,
+        username: accounts.dashboard.username,
+        ...(accounts.dashboard.password ? { password: accounts.dashboard.password } : {}),
+        bus,
+        phases,
+        machineIds,
+      });
       await observer.start();
       const o = observer;
       closers.push({ name: 'observer', close: () => o.close() });
     }
-    const simCredentials: SimulatorCredentials = { devices: accounts.devices, inspection: accounts.inspection };
+    const simCredentials: SimulatorCredentials = {
+      devices: accounts.devices,
+      inspection: accounts.inspection,
+    };
     const runStarted = Date.now();
     const simulator: RunningSimulator = await startSimulator({
       mqttUrl,
@@ -299,7 +405,10 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       logger: options.loggerFor('simulator'),
       onPhase: (p) => {
         observer?.phaseStarted(p.index);
-        log.info(`phase ${p.index + 1}/${phases.length} "${p.name}" started${p.changesAnything ? ' (the data changes now)' : ''}`, { action: 'phase-started', phase: p.name });
+        log.info(
+          `phase ${p.index + 1}/${phases.length} "${p.name}" started${p.changesAnything ? ' (the data changes now)' : ''}`,
+          { action: 'phase-started', phase: p.name },
+        );
       },
     });
     closers.push({ name: 'simulator', close: () => simulator.stop() });
@@ -324,20 +433,35 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
         await simulator.done;
         // The last labels are already published (done waits for them); let the edge judge them and the retrainer finish.
         await new Promise((r) => setTimeout(r, 1500));
-        for (let i = 0; i < 120 && Object.values(retrainer.status().lanes).some((l) => l.current !== undefined); i++) await new Promise((r) => setTimeout(r, 500));
+        for (
+          let i = 0;
+          i < 120 && Object.values(retrainer.status().lanes).some((l) => l.current !== undefined);
+          i++
+        )
+          await new Promise((r) => setTimeout(r, 500));
         const s = o.summary();
         return {
           scenario: options.scenarioFile ?? null,
           machines: machineIds.length,
-          messagesPerSecond: ratePerMachine === 'max' ? 'max' : (ratePerMachine as number) * machineIds.length,
+          messagesPerSecond:
+            ratePerMachine === 'max' ? 'max' : (ratePerMachine as number) * machineIds.length,
           wallSeconds: Math.round((Date.now() - runStarted) / 100) / 10,
           backend,
           labelled: s.labelled,
           accuracy: s.accuracy,
           preDriftAccuracy: s.preDriftAccuracy,
-          phases: s.phases.map((p) => ({ name: p.name, accuracy: p.accuracy, labelled: p.labelled, changesAnything: p.changesAnything })),
-          samplesToHeal: Object.fromEntries(s.phases.filter((p) => p.changesAnything).map((p) => [p.name, p.samplesToHeal])),
-          secondsToHeal: Object.fromEntries(s.phases.filter((p) => p.changesAnything).map((p) => [p.name, p.secondsToHeal ?? null])),
+          phases: s.phases.map((p) => ({
+            name: p.name,
+            accuracy: p.accuracy,
+            labelled: p.labelled,
+            changesAnything: p.changesAnything,
+          })),
+          samplesToHeal: Object.fromEntries(
+            s.phases.filter((p) => p.changesAnything).map((p) => [p.name, p.samplesToHeal]),
+          ),
+          secondsToHeal: Object.fromEntries(
+            s.phases.filter((p) => p.changesAnything).map((p) => [p.name, p.secondsToHeal ?? null]),
+          ),
           retrains: s.retrains,
           edge: edge.stats().alarms,
           finalChampion: edge.stats().modelVersion,

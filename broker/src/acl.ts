@@ -47,9 +47,15 @@ const ALLOW: AclDecision = { allowed: true };
 const deny = (reason: string): AclDecision => ({ allowed: false, reason });
 
 /** Role-wide rules; device rules depend on the machine id and are built in {@link rulesFor}. */
-const STATIC_RULES: Record<Exclude<Role, 'device'>, { publish: readonly string[]; subscribe: readonly string[] }> = {
+const STATIC_RULES: Record<
+  Exclude<Role, 'device'>,
+  { publish: readonly string[]; subscribe: readonly string[] }
+> = {
   inspection: { publish: ['factory/+/label'], subscribe: [] },
-  edge: { publish: ['factory/+/prediction', 'driftline/#'], subscribe: ['factory/+/telemetry', 'factory/+/label'] },
+  edge: {
+    publish: ['factory/+/prediction', 'driftline/#'],
+    subscribe: ['factory/+/telemetry', 'factory/+/label'],
+  },
   // The MQTT → Kafka bridge (kafka-bridge.ts): reads what the edge reads, publishes nothing.
   bridge: { publish: [], subscribe: ['factory/+/telemetry', 'factory/+/label'] },
   dashboard: { publish: [], subscribe: ['factory/#', 'driftline/#'] },
@@ -58,7 +64,10 @@ const STATIC_RULES: Record<Exclude<Role, 'device'>, { publish: readonly string[]
 };
 
 /** The filters a principal may publish to and subscribe to. `$#` stands for "any topic starting with `$`". */
-export function rulesFor(principal: Principal, policy: AclPolicy = DEFAULT_ACL_POLICY): { publish: readonly string[]; subscribe: readonly string[] } {
+export function rulesFor(
+  principal: Principal,
+  policy: AclPolicy = DEFAULT_ACL_POLICY,
+): { publish: readonly string[]; subscribe: readonly string[] } {
   if (principal.role !== 'device') return STATIC_RULES[principal.role];
   const id = principal.machineId;
   if (id === undefined || !isLiteralLevel(id)) return { publish: [], subscribe: [] };
@@ -74,16 +83,25 @@ export function isSysTopic(topic: string): boolean {
 }
 
 /** May `principal` publish a message on `topic` (a concrete topic name, no wildcards)? */
-export function canPublish(principal: Principal, topic: string, policy: AclPolicy = DEFAULT_ACL_POLICY): AclDecision {
+export function canPublish(
+  principal: Principal,
+  topic: string,
+  policy: AclPolicy = DEFAULT_ACL_POLICY,
+): AclDecision {
   if (isSysTopic(topic)) return deny('$SYS topics are reserved for the broker');
-  if (topic.length === 0 || topic.includes('+') || topic.includes('#')) return deny('topic name must be non-empty and free of wildcards');
+  if (topic.length === 0 || topic.includes('+') || topic.includes('#'))
+    return deny('topic name must be non-empty and free of wildcards');
   const rules = rulesFor(principal, policy).publish;
   if (rules.some((filter) => filterCovers(filter, topic))) return ALLOW;
   return deny(`role ${principal.role} may not publish to this topic`);
 }
 
 /** May `principal` subscribe to `filter` (wildcards allowed)? */
-export function canSubscribe(principal: Principal, filter: string, policy: AclPolicy = DEFAULT_ACL_POLICY): AclDecision {
+export function canSubscribe(
+  principal: Principal,
+  filter: string,
+  policy: AclPolicy = DEFAULT_ACL_POLICY,
+): AclDecision {
   if (!isValidFilter(filter)) return deny('malformed topic filter');
   const rules = rulesFor(principal, policy).subscribe;
   if (rules.some((allowed) => filterCovers(allowed, filter))) return ALLOW;

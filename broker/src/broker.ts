@@ -68,11 +68,18 @@ export function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-async function bind(name: string, host: string, port: number, start: () => Promise<Listener>): Promise<Listener> {
+async function bind(
+  name: string,
+  host: string,
+  port: number,
+  start: () => Promise<Listener>,
+): Promise<Listener> {
   try {
     return await start();
   } catch (err) {
-    throw new Error(`${name} listener cannot bind ${urlHost(host)}:${port}: ${describeError(err)}`, { cause: err });
+    throw new Error(`${name} listener cannot bind ${urlHost(host)}:${port}: ${describeError(err)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -87,7 +94,12 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   const { logger } = options;
   const current: { aedes?: Aedes } = {};
   const metrics = createBrokerMetrics(options.registry, () => current.aedes?.connectedClients ?? 0);
-  const hooks = createAuthHooks({ credentials: options.credentials, logger, metrics, policy: options.acl ?? DEFAULT_ACL_POLICY });
+  const hooks = createAuthHooks({
+    credentials: options.credentials,
+    logger,
+    metrics,
+    policy: options.acl ?? DEFAULT_ACL_POLICY,
+  });
 
   const aedes = await Aedes.createBroker({
     authenticate: hooks.authenticate,
@@ -104,13 +116,23 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   });
   aedes.on('clientReady', (client) => {
     const p = hooks.principalOf(client);
-    logger.info('client connected', { clientId: client.id, username: p?.username, role: p?.role, clean: client.clean });
+    logger.info('client connected', {
+      clientId: client.id,
+      username: p?.username,
+      role: p?.role,
+      clean: client.clean,
+    });
   });
   aedes.on('clientDisconnect', (client) => {
     hooks.released(client);
-    logger.info('client disconnected', { clientId: client.id, username: hooks.principalOf(client)?.username });
+    logger.info('client disconnected', {
+      clientId: client.id,
+      username: hooks.principalOf(client)?.username,
+    });
   });
-  aedes.on('clientError', (client, err) => logger.debug('client error', { clientId: client.id, err: err.message }));
+  aedes.on('clientError', (client, err) =>
+    logger.debug('client error', { clientId: client.id, err: err.message }),
+  );
   aedes.on('connectionError', (_client, err) => logger.debug('connection error', { err: err.message }));
   // aedes emits 'error' for persistence failures; without a listener the process would crash.
   (aedes as EventEmitter).on('error', (err: Error) => logger.error('broker error', { err: err.message }));
@@ -138,7 +160,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     let tls: Listener | undefined;
     if (options.tls) {
       const t = options.tls;
-      tls = await bind('MQTT TLS', host, t.port, () => listenTls(handle, host, t.port, { key: t.key, cert: t.cert }));
+      tls = await bind('MQTT TLS', host, t.port, () =>
+        listenTls(handle, host, t.port, { key: t.key, cert: t.cert }),
+      );
       listeners.push(tls);
     }
     if (options.httpPort !== undefined && options.httpPort !== null) {
@@ -150,7 +174,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
         health: () => ({ service: 'broker', connectedClients: aedes.connectedClients }),
         ready: () => ({ ready: !aedes.closed, detail: { connectedClients: aedes.connectedClients } }),
       }).catch((err: unknown) => {
-        throw new Error(`ops HTTP server cannot bind ${urlHost(host)}:${httpPort}: ${describeError(err)}`, { cause: err });
+        throw new Error(`ops HTTP server cannot bind ${urlHost(host)}:${httpPort}: ${describeError(err)}`, {
+          cause: err,
+        });
       });
     }
 
@@ -172,7 +198,12 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
         return closing;
       },
     };
-    logger.info('broker listening', { mqttUrl: running.mqttUrl, wsUrl: running.wsUrl, mqttsUrl: running.mqttsUrl, httpPort: running.httpPort });
+    logger.info('broker listening', {
+      mqttUrl: running.mqttUrl,
+      wsUrl: running.wsUrl,
+      mqttsUrl: running.mqttsUrl,
+      httpPort: running.httpPort,
+    });
     return running;
   } catch (err) {
     await closeAll().catch(() => undefined);

@@ -15,25 +15,72 @@ export function portOrOff(env: string, opts: { description: string; default: num
       const v = raw.trim().toLowerCase();
       if (v === 'off' || v === 'none' || v === 'disabled') return { ok: true, value: null };
       if (/^\d+$/.test(v) && Number(v) <= 65535) return { ok: true, value: Number(v) };
-      return { ok: false, error: `${env}=${JSON.stringify(raw)} is invalid: expected a port from 0 to 65535 or off` };
+      return {
+        ok: false,
+        error: `${env}=${JSON.stringify(raw)} is invalid: expected a port from 0 to 65535 or off`,
+      };
     },
   };
 }
 
 /** Settings of `npm run broker` (and the broker part of `npm start`). */
 export const brokerConfigSpec = {
-  host: str('BROKER_HOST', { description: 'Interface the MQTT, WebSocket, TLS and ops listeners bind to (0.0.0.0 for all)', default: '127.0.0.1' }),
-  port: int('BROKER_PORT', { description: 'MQTT over TCP port (0 picks a free port)', default: 1883, min: 0, max: 65535 }),
-  wsPort: portOrOff('BROKER_WS_PORT', { description: 'MQTT over WebSocket port for the dashboard', default: 8083 }),
-  httpPort: portOrOff('BROKER_HTTP_PORT', { description: 'Port of /healthz, /readyz and Prometheus /metrics', default: 9101 }),
-  credentialsFile: str('BROKER_CREDENTIALS_FILE', { description: 'JSON file of users and salted scrypt hashes (npm run credentials)', default: '.driftline/credentials.json' }),
-  tlsKeyFile: optionalStr('BROKER_TLS_KEY_FILE', { description: 'PEM private key; with BROKER_TLS_CERT_FILE enables the mqtts listener' }),
-  tlsCertFile: optionalStr('BROKER_TLS_CERT_FILE', { description: 'PEM certificate chain; with BROKER_TLS_KEY_FILE enables the mqtts listener' }),
-  tlsPort: int('BROKER_TLS_PORT', { description: 'MQTT over TLS port, used when TLS is enabled', default: 8883, min: 0, max: 65535 }),
-  credentialsReloadMs: int('BROKER_CREDENTIALS_RELOAD_MS', { description: 'How often the credentials file is checked for changes and reloaded, ms (0 disables)', default: 2000, min: 0, max: 3_600_000 }),
-  scryptCost: int('BROKER_SCRYPT_COST', { description: 'scrypt cost of new password hashes as log2(N): 15 = 32 MiB and ~50-100 ms per check', default: 15, min: 10, max: 20 }),
-  authCacheTtlMs: int('BROKER_AUTH_CACHE_TTL_MS', { description: 'How long a successful login is cached to absorb reconnect storms, ms (0 disables)', default: 60_000, min: 0, max: 3_600_000 }),
-  deviceSubscribeOwn: bool('BROKER_DEVICE_SUBSCRIBE_OWN', { description: 'Devices may subscribe to their own factory/<id>/#', default: true }),
+  host: str('BROKER_HOST', {
+    description: 'Interface the MQTT, WebSocket, TLS and ops listeners bind to (0.0.0.0 for all)',
+    default: '127.0.0.1',
+  }),
+  port: int('BROKER_PORT', {
+    description: 'MQTT over TCP port (0 picks a free port)',
+    default: 1883,
+    min: 0,
+    max: 65535,
+  }),
+  wsPort: portOrOff('BROKER_WS_PORT', {
+    description: 'MQTT over WebSocket port for the dashboard',
+    default: 8083,
+  }),
+  httpPort: portOrOff('BROKER_HTTP_PORT', {
+    description: 'Port of /healthz, /readyz and Prometheus /metrics',
+    default: 9101,
+  }),
+  credentialsFile: str('BROKER_CREDENTIALS_FILE', {
+    description: 'JSON file of users and salted scrypt hashes (npm run credentials)',
+    default: '.driftline/credentials.json',
+  }),
+  tlsKeyFile: optionalStr('BROKER_TLS_KEY_FILE', {
+    description: 'PEM private key; with BROKER_TLS_CERT_FILE enables the mqtts listener',
+  }),
+  tlsCertFile: optionalStr('BROKER_TLS_CERT_FILE', {
+    description: 'PEM certificate chain; with BROKER_TLS_KEY_FILE enables the mqtts listener',
+  }),
+  tlsPort: int('BROKER_TLS_PORT', {
+    description: 'MQTT over TLS port, used when TLS is enabled',
+    default: 8883,
+    min: 0,
+    max: 65535,
+  }),
+  credentialsReloadMs: int('BROKER_CREDENTIALS_RELOAD_MS', {
+    description: 'How often the credentials file is checked for changes and reloaded, ms (0 disables)',
+    default: 2000,
+    min: 0,
+    max: 3_600_000,
+  }),
+  scryptCost: int('BROKER_SCRYPT_COST', {
+    description: 'scrypt cost of new password hashes as log2(N): 15 = 32 MiB and ~50-100 ms per check',
+    default: 15,
+    min: 10,
+    max: 20,
+  }),
+  authCacheTtlMs: int('BROKER_AUTH_CACHE_TTL_MS', {
+    description: 'How long a successful login is cached to absorb reconnect storms, ms (0 disables)',
+    default: 60_000,
+    min: 0,
+    max: 3_600_000,
+  }),
+  deviceSubscribeOwn: bool('BROKER_DEVICE_SUBSCRIBE_OWN', {
+    description: 'Devices may subscribe to their own factory/<id>/#',
+    default: true,
+  }),
 } satisfies Record<string, Field<unknown>>;
 
 export type BrokerConfig = ConfigOf<typeof brokerConfigSpec>;
@@ -42,18 +89,28 @@ export type BrokerConfig = ConfigOf<typeof brokerConfigSpec>;
  * Reads the TLS key and certificate named by the config. Undefined when TLS is
  * off; a {@link ConfigError} when only one file is set or a file cannot be read.
  */
-export async function loadTls(config: Pick<BrokerConfig, 'tlsKeyFile' | 'tlsCertFile' | 'tlsPort'>): Promise<BrokerTlsOptions | undefined> {
+export async function loadTls(
+  config: Pick<BrokerConfig, 'tlsKeyFile' | 'tlsCertFile' | 'tlsPort'>,
+): Promise<BrokerTlsOptions | undefined> {
   const { tlsKeyFile, tlsCertFile } = config;
   if (tlsKeyFile === undefined && tlsCertFile === undefined) return undefined;
   if (tlsKeyFile === undefined || tlsCertFile === undefined) {
-    throw new ConfigError('Invalid configuration: BROKER_TLS_KEY_FILE and BROKER_TLS_CERT_FILE must be set together');
+    throw new ConfigError(
+      'Invalid configuration: BROKER_TLS_KEY_FILE and BROKER_TLS_CERT_FILE must be set together',
+    );
   }
   const read = async (env: string, file: string): Promise<Buffer> => {
     try {
       return await readFile(file);
     } catch (err) {
-      throw new ConfigError(`Invalid configuration: ${env}=${JSON.stringify(file)} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new ConfigError(
+        `Invalid configuration: ${env}=${JSON.stringify(file)} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
   };
-  return { port: config.tlsPort, key: await read('BROKER_TLS_KEY_FILE', tlsKeyFile), cert: await read('BROKER_TLS_CERT_FILE', tlsCertFile) };
+  return {
+    port: config.tlsPort,
+    key: await read('BROKER_TLS_KEY_FILE', tlsKeyFile),
+    cert: await read('BROKER_TLS_CERT_FILE', tlsCertFile),
+  };
 }

@@ -85,21 +85,37 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
   if (command === undefined) throw new UsageError('no command given');
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
 
-  const config = loadConfig({ credentialsFile: brokerConfigSpec.credentialsFile, scryptCost: brokerConfigSpec.scryptCost }, io.env);
-  const store = await CredentialStore.open(values.file ?? config.credentialsFile, { scryptCost: config.scryptCost, cacheTtlMs: 0 });
+  const config = loadConfig(
+    { credentialsFile: brokerConfigSpec.credentialsFile, scryptCost: brokerConfigSpec.scryptCost },
+    io.env,
+  );
+  const store = await CredentialStore.open(values.file ?? config.credentialsFile, {
+    scryptCost: config.scryptCost,
+    cacheTtlMs: 0,
+  });
 
   switch (command) {
     case 'list': {
       if (username !== undefined) throw new UsageError('list takes no username');
       const users = store.list();
       if (values.json === true) {
-        io.stdout(`${JSON.stringify(users.map(({ persisted: _p, ...u }) => u), null, 2)}\n`);
+        io.stdout(
+          `${JSON.stringify(
+            users.map(({ persisted: _p, ...u }) => u),
+            null,
+            2,
+          )}\n`,
+        );
       } else if (users.length === 0) {
         io.stderr(`no users in ${store.file}\n`);
       } else {
-        const rows = [['USERNAME', 'ROLE', 'MACHINE', 'CREATED'], ...users.map((u) => [u.username, u.role, u.machineId ?? '-', u.createdAt])];
+        const rows = [
+          ['USERNAME', 'ROLE', 'MACHINE', 'CREATED'],
+          ...users.map((u) => [u.username, u.role, u.machineId ?? '-', u.createdAt]),
+        ];
         const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => (r[i] as string).length)));
-        for (const r of rows) io.stdout(`${r.map((cell, i) => (i < 3 ? cell.padEnd(widths[i] as number) : cell)).join('  ')}\n`);
+        for (const r of rows)
+          io.stdout(`${r.map((cell, i) => (i < 3 ? cell.padEnd(widths[i] as number) : cell)).join('  ')}\n`);
       }
       return 0;
     }
@@ -117,20 +133,28 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
       if (username === undefined) throw new UsageError('add needs a username');
       if (values.role === undefined) throw new UsageError('add needs --role');
       if (!isRole(values.role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
-      if (values.password !== undefined && values['password-stdin'] === true) throw new UsageError('give --password or --password-stdin, not both');
+      if (values.password !== undefined && values['password-stdin'] === true)
+        throw new UsageError('give --password or --password-stdin, not both');
       let password = values.password;
       if (values['password-stdin'] === true) password = (await io.readStdin()).replace(/\r?\n$/, '');
       if (password !== undefined && password.length === 0) throw new UsageError('the password is empty');
       const generated = password === undefined;
       const secret = password ?? generatePassword();
       const summary = await store.add(
-        { username, role: values.role, ...(values.machine === undefined ? {} : { machineId: values.machine }), password: secret },
+        {
+          username,
+          role: values.role,
+          ...(values.machine === undefined ? {} : { machineId: values.machine }),
+          password: secret,
+        },
         { replace: values.replace === true },
       );
       await store.save();
       const who = `${summary.role} ${JSON.stringify(summary.username)}${summary.machineId === undefined ? '' : ` (machine ${summary.machineId})`}`;
       if (generated) {
-        io.stderr(`added ${who} to ${store.file}; its generated password follows and is shown only this once:\n`);
+        io.stderr(
+          `added ${who} to ${store.file}; its generated password follows and is shown only this once:\n`,
+        );
         io.stdout(`${secret}\n`);
       } else {
         io.stderr(`added ${who} to ${store.file}\n`);

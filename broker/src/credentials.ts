@@ -1,4 +1,11 @@
-import { createHash, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import {
+  createHash,
+  createHmac,
+  randomBytes,
+  scrypt as scryptCb,
+  timingSafeEqual,
+  type ScryptOptions,
+} from 'node:crypto';
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -84,7 +91,12 @@ const FILE_VERSION = 1;
 
 // Bounds on stored params: a tampered file must not make one login allocate gigabytes.
 const paramsSchema = z.object({
-  N: z.number().int().min(2 ** 10).max(2 ** 20).refine((n) => (n & (n - 1)) === 0, 'N must be a power of two'),
+  N: z
+    .number()
+    .int()
+    .min(2 ** 10)
+    .max(2 ** 20)
+    .refine((n) => (n & (n - 1)) === 0, 'N must be a power of two'),
   r: z.number().int().min(1).max(32),
   p: z.number().int().min(1).max(16),
   keyLength: z.number().int().min(16).max(128),
@@ -98,14 +110,24 @@ const fileSchema = z.object({
       role: z.enum(ROLES),
       machineId: z.string().regex(MACHINE_ID_PATTERN).optional(),
       createdAt: z.string(),
-      password: z.object({ algorithm: z.literal('scrypt'), params: paramsSchema, salt: base64, hash: base64 }),
+      password: z.object({
+        algorithm: z.literal('scrypt'),
+        params: paramsSchema,
+        salt: base64,
+        hash: base64,
+      }),
     }),
   ),
 });
 type CredentialsFile = z.infer<typeof fileSchema>;
 
 function scrypt(password: Buffer, salt: Buffer, params: ScryptParams): Promise<Buffer> {
-  const options: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + 1024 * 1024 };
+  const options: ScryptOptions = {
+    N: params.N,
+    r: params.r,
+    p: params.p,
+    maxmem: 256 * params.N * params.r + 1024 * 1024,
+  };
   return new Promise((resolve, reject) => {
     scryptCb(password, salt, params.keyLength, options, (err, key) => (err ? reject(err) : resolve(key)));
   });
@@ -113,7 +135,8 @@ function scrypt(password: Buffer, salt: Buffer, params: ScryptParams): Promise<B
 
 /** scrypt params for a cost exponent (log2 N), r 8, p 1. */
 export function scryptParamsForCost(cost: number): ScryptParams {
-  if (!Number.isInteger(cost) || cost < 10 || cost > 20) throw new ConfigError(`scrypt cost must be an integer from 10 to 20, got ${cost}`);
+  if (!Number.isInteger(cost) || cost < 10 || cost > 20)
+    throw new ConfigError(`scrypt cost must be an integer from 10 to 20, got ${cost}`);
   return { N: 2 ** cost, r: 8, p: 1, keyLength: KEY_LENGTH };
 }
 
@@ -136,18 +159,36 @@ export function generatePassword(): string {
   return randomBytes(18).toString('base64url');
 }
 
-export function validateUser(input: { username: string; role: string; machineId?: string | undefined }): void {
+export function validateUser(input: {
+  username: string;
+  role: string;
+  machineId?: string | undefined;
+}): void {
   if (!USERNAME_PATTERN.test(input.username)) {
-    throw new ValidationError('invalid_username', `username ${JSON.stringify(input.username)} must be 1-64 characters without control characters or surrounding spaces`);
+    throw new ValidationError(
+      'invalid_username',
+      `username ${JSON.stringify(input.username)} must be 1-64 characters without control characters or surrounding spaces`,
+    );
   }
-  if (!(ROLES as readonly string[]).includes(input.role)) throw new ValidationError('invalid_role', `role ${JSON.stringify(input.role)} is not one of ${ROLES.join(', ')}`);
+  if (!(ROLES as readonly string[]).includes(input.role))
+    throw new ValidationError(
+      'invalid_role',
+      `role ${JSON.stringify(input.role)} is not one of ${ROLES.join(', ')}`,
+    );
   if (input.role === 'device') {
-    if (input.machineId === undefined) throw new ValidationError('missing_machine', 'a device needs --machine <machineId>');
+    if (input.machineId === undefined)
+      throw new ValidationError('missing_machine', 'a device needs --machine <machineId>');
     if (!MACHINE_ID_PATTERN.test(input.machineId)) {
-      throw new ValidationError('invalid_machine', `machine id ${JSON.stringify(input.machineId)} must be 1-64 characters without / + # or control characters`);
+      throw new ValidationError(
+        'invalid_machine',
+        `machine id ${JSON.stringify(input.machineId)} must be 1-64 characters without / + # or control characters`,
+      );
     }
   } else if (input.machineId !== undefined) {
-    throw new ValidationError('unexpected_machine', `only devices are bound to a machine; role ${input.role} takes no machine id`);
+    throw new ValidationError(
+      'unexpected_machine',
+      `only devices are bound to a machine; role ${input.role} takes no machine id`,
+    );
   }
 }
 
@@ -211,7 +252,11 @@ export class CredentialStore {
     for (const [name, entry] of this.users) if (entry.persisted) this.users.delete(name);
     for (const u of data?.users ?? []) {
       const { machineId, ...rest } = u;
-      this.users.set(u.username, { ...rest, ...(machineId === undefined ? {} : { machineId }), persisted: true });
+      this.users.set(u.username, {
+        ...rest,
+        ...(machineId === undefined ? {} : { machineId }),
+        persisted: true,
+      });
     }
     this.cache.clear();
   }
@@ -221,11 +266,18 @@ export class CredentialStore {
    * `replace`. `persist: false` keeps the user in memory only: `save()` skips it.
    * Nothing is written until {@link save}.
    */
-  async add(input: AddUserInput, options: { replace?: boolean; persist?: boolean } = {}): Promise<CredentialSummary> {
+  async add(
+    input: AddUserInput,
+    options: { replace?: boolean; persist?: boolean } = {},
+  ): Promise<CredentialSummary> {
     validateUser(input);
-    if (input.password.length === 0) throw new ValidationError('empty_password', 'password must not be empty');
+    if (input.password.length === 0)
+      throw new ValidationError('empty_password', 'password must not be empty');
     if (this.users.has(input.username) && options.replace !== true) {
-      throw new ValidationError('user_exists', `user ${JSON.stringify(input.username)} already exists (remove it first or replace it)`);
+      throw new ValidationError(
+        'user_exists',
+        `user ${JSON.stringify(input.username)} already exists (remove it first or replace it)`,
+      );
     }
     const password = await hashPassword(input.password, this.params);
     const entry: Entry = {
@@ -317,7 +369,11 @@ export class CredentialStore {
     if (!(await verifyPassword(password, entry.password))) return undefined;
     // The user may have been removed or replaced while scrypt ran.
     if (this.users.get(username) !== entry) return undefined;
-    return { username: entry.username, role: entry.role, ...(entry.machineId === undefined ? {} : { machineId: entry.machineId }) };
+    return {
+      username: entry.username,
+      role: entry.role,
+      ...(entry.machineId === undefined ? {} : { machineId: entry.machineId }),
+    };
   }
 
   private cacheKey(username: string, password: string | Buffer): string {
@@ -378,7 +434,9 @@ async function readCredentialsFile(file: string): Promise<CredentialsFile | unde
   const parsed = fileSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new ConfigError(`credentials file ${file} is invalid at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
+    throw new ConfigError(
+      `credentials file ${file} is invalid at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   for (const u of parsed.data.users) {
     try {

@@ -1,7 +1,13 @@
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { Partitioners, type Admin, type Producer } from 'kafkajs';
 import { busConfigSpec, kafkaConnectionFromConfig } from '../../common/bus/factory.ts';
-import { createKafkaClient, ensureTopics, kafkaError, messageHeaders, type KafkaConnectionOptions } from '../../common/bus/kafka.ts';
+import {
+  createKafkaClient,
+  ensureTopics,
+  kafkaError,
+  messageHeaders,
+  type KafkaConnectionOptions,
+} from '../../common/bus/kafka.ts';
 import { int, optionalStr, str, type ConfigOf, type Field } from '../../common/config/env.ts';
 import { TransportError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
@@ -51,25 +57,57 @@ export interface BridgedMessage {
 }
 
 /** The Kafka key (machine id) and value of one MQTT message; undefined for a topic that is not `factory/<id>/telemetry|label`. */
-export function bridgeRecord(topic: string, payload: Buffer | string, now = Date.now()): { key: string; value: BridgedMessage } | undefined {
+export function bridgeRecord(
+  topic: string,
+  payload: Buffer | string,
+  now = Date.now(),
+): { key: string; value: BridgedMessage } | undefined {
   const t = parseTopic(topic);
   if (!t || (t.kind !== 'telemetry' && t.kind !== 'label')) return undefined;
-  return { key: t.machineId, value: { kind: t.kind, topic, payload: typeof payload === 'string' ? payload : payload.toString('utf8'), receivedAt: now } };
+  return {
+    key: t.machineId,
+    value: {
+      kind: t.kind,
+      topic,
+      payload: typeof payload === 'string' ? payload : payload.toString('utf8'),
+      receivedAt: now,
+    },
+  };
 }
 
 /** Environment of `npm run bridge` (plus the KAFKA_* fields of the bus). */
 export const bridgeConfigSpec = {
-  mqttUrl: str('MQTT_URL', { description: 'Broker URL (mqtt://, mqtts://, ws://, wss://)', default: 'mqtt://127.0.0.1:1883', pattern: /^(mqtts?|wss?):\/\/\S+$/, allowed: 'a URL starting with mqtt://, mqtts://, ws:// or wss://' }),
-  mqttUsername: str('BRIDGE_MQTT_USERNAME', { description: 'Broker user of the bridge service account (role bridge)', default: 'bridge' }),
-  mqttPassword: optionalStr('BRIDGE_MQTT_PASSWORD', { description: 'Password of the bridge service account', secret: true }),
-  mqttCaFile: optionalStr('BRIDGE_MQTT_CA_FILE', { description: 'PEM CA certificate to trust for mqtts:// or wss://' }),
+  mqttUrl: str('MQTT_URL', {
+    description: 'Broker URL (mqtt://, mqtts://, ws://, wss://)',
+    default: 'mqtt://127.0.0.1:1883',
+    pattern: /^(mqtts?|wss?):\/\/\S+$/,
+    allowed: 'a URL starting with mqtt://, mqtts://, ws:// or wss://',
+  }),
+  mqttUsername: str('BRIDGE_MQTT_USERNAME', {
+    description: 'Broker user of the bridge service account (role bridge)',
+    default: 'bridge',
+  }),
+  mqttPassword: optionalStr('BRIDGE_MQTT_PASSWORD', {
+    description: 'Password of the bridge service account',
+    secret: true,
+  }),
+  mqttCaFile: optionalStr('BRIDGE_MQTT_CA_FILE', {
+    description: 'PEM CA certificate to trust for mqtts:// or wss://',
+  }),
   clientId: str('BRIDGE_CLIENT_ID', {
-    description: 'Stable MQTT client id of the bridge (persistent session: messages queued while it is away are forwarded on reconnect); one bridge per id',
+    description:
+      'Stable MQTT client id of the bridge (persistent session: messages queued while it is away are forwarded on reconnect); one bridge per id',
     default: 'driftline-kafka-bridge',
     pattern: /^[A-Za-z0-9_.:-]{1,64}$/,
     allowed: '1-64 letters, digits, _ . : -',
   }),
-  topicPartitions: int('BRIDGE_TOPIC_PARTITIONS', { description: 'Partitions of driftline.telemetry when the bridge creates it: the most edge workers that can share the load', default: 12, min: 1, max: 10_000 }),
+  topicPartitions: int('BRIDGE_TOPIC_PARTITIONS', {
+    description:
+      'Partitions of driftline.telemetry when the bridge creates it: the most edge workers that can share the load',
+    default: 12,
+    min: 1,
+    max: 10_000,
+  }),
   ...busConfigSpec,
 } satisfies Record<string, Field<unknown>>;
 
@@ -107,7 +145,10 @@ export interface KafkaBridgeStats {
 }
 
 /** Options of {@link bridgeOptionsFromConfig} besides the config. */
-export function bridgeOptionsFromConfig(config: BridgeConfig, extra: { logger?: Logger; ca?: Buffer } = {}): KafkaBridgeOptions {
+export function bridgeOptionsFromConfig(
+  config: BridgeConfig,
+  extra: { logger?: Logger; ca?: Buffer } = {},
+): KafkaBridgeOptions {
   return {
     mqtt: {
       url: config.mqttUrl,
@@ -116,7 +157,10 @@ export function bridgeOptionsFromConfig(config: BridgeConfig, extra: { logger?: 
       ...(config.mqttPassword !== undefined ? { password: config.mqttPassword } : {}),
       ...(extra.ca !== undefined ? { ca: extra.ca } : {}),
     },
-    kafka: kafkaConnectionFromConfig(config, { clientId: `driftline-bridge-${config.clientId}`, ...(extra.logger ? { logger: extra.logger } : {}) }),
+    kafka: kafkaConnectionFromConfig(config, {
+      clientId: `driftline-bridge-${config.clientId}`,
+      ...(extra.logger ? { logger: extra.logger } : {}),
+    }),
     partitions: config.topicPartitions,
     retentionMs: config.kafkaRetentionMs,
     ...(extra.logger ? { logger: extra.logger } : {}),
@@ -134,18 +178,31 @@ export class KafkaBridge {
   private closed: Promise<void> | undefined;
   private readonly abort = new AbortController();
   private inFlight: Promise<void> | undefined;
-  private readonly counts: KafkaBridgeStats = { forwarded: { telemetry: 0, label: 0 }, ignored: 0, retries: 0 };
+  private readonly counts: KafkaBridgeStats = {
+    forwarded: { telemetry: 0, label: 0 },
+    ignored: 0,
+    retries: 0,
+  };
 
   constructor(private readonly options: KafkaBridgeOptions) {
     this.logger = options.logger ?? silentLogger();
     this.topic = `${options.kafka.topicPrefix ?? ''}${BRIDGE_TOPIC}`;
     const kafka = createKafkaClient({ ...options.kafka, logger: this.logger });
     this.admin = kafka.admin();
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+    this.producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
   }
 
   stats(): KafkaBridgeStats {
-    return { forwarded: { ...this.counts.forwarded }, ignored: this.counts.ignored, retries: this.counts.retries };
+    return {
+      forwarded: { ...this.counts.forwarded },
+      ignored: this.counts.ignored,
+      retries: this.counts.retries,
+    };
   }
 
   /** True while the MQTT side is connected. */
@@ -159,7 +216,17 @@ export class KafkaBridge {
     try {
       await this.admin.connect();
       await this.producer.connect();
-      await ensureTopics(this.admin, [{ topic: this.topic, partitions: this.options.partitions ?? 12, retentionMs: this.options.retentionMs ?? 7 * 24 * 3600 * 1000 }], this.logger);
+      await ensureTopics(
+        this.admin,
+        [
+          {
+            topic: this.topic,
+            partitions: this.options.partitions ?? 12,
+            retentionMs: this.options.retentionMs ?? 7 * 24 * 3600 * 1000,
+          },
+        ],
+        this.logger,
+      );
     } catch (err) {
       await this.producer.disconnect().catch(() => undefined);
       await this.admin.disconnect().catch(() => undefined);
@@ -204,7 +271,9 @@ export class KafkaBridge {
       client.end(true);
       await this.producer.disconnect().catch(() => undefined);
       await this.admin.disconnect().catch(() => undefined);
-      throw new TransportError(`kafka bridge: cannot connect to broker ${m.url}: ${describeError(err)}`, { cause: err });
+      throw new TransportError(`kafka bridge: cannot connect to broker ${m.url}: ${describeError(err)}`, {
+        cause: err,
+      });
     }
     this.client = client;
     client.on('error', (err) => {
@@ -213,18 +282,34 @@ export class KafkaBridge {
     client.on('close', () => {
       if (!this.closing) this.logger.warn('bridge disconnected from broker; reconnecting', { url: m.url });
     });
-    const grants = await client.subscribeAsync({ [TOPICS.telemetryWildcard]: { qos: 1 }, [TOPICS.labelWildcard]: { qos: 1 } });
+    const grants = await client.subscribeAsync({
+      [TOPICS.telemetryWildcard]: { qos: 1 },
+      [TOPICS.labelWildcard]: { qos: 1 },
+    });
     const refused = grants.filter((g) => g.qos === 128 || g.qos > 2);
     if (refused.length > 0) {
       await this.close();
-      throw new TransportError(`broker refused the subscriptions ${refused.map((g) => g.topic).join(', ')} (check the bridge account's role)`, { retriable: false });
+      throw new TransportError(
+        `broker refused the subscriptions ${refused.map((g) => g.topic).join(', ')} (check the bridge account's role)`,
+        { retriable: false },
+      );
     }
-    this.logger.info('kafka bridge forwarding', { url: m.url, clientId: m.clientId, topic: this.topic, action: 'start', outcome: 'success' });
+    this.logger.info('kafka bridge forwarding', {
+      url: m.url,
+      clientId: m.clientId,
+      topic: this.topic,
+      action: 'start',
+      outcome: 'success',
+    });
   }
 
   /** Forwards one message; resolves true when it may be acknowledged, false when closing left it for redelivery. */
   private onMessage(packet: IPublishPacket): Promise<boolean> {
-    const p = this.forward(packet.topic, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : Buffer.from(packet.payload), packet);
+    const p = this.forward(
+      packet.topic,
+      typeof packet.payload === 'string' ? Buffer.from(packet.payload) : Buffer.from(packet.payload),
+      packet,
+    );
     this.inFlight = p.then(
       () => undefined,
       () => undefined,
@@ -253,7 +338,13 @@ export class KafkaBridge {
       } catch (err) {
         if (this.closing) return false;
         this.counts.retries++;
-        this.logger.warn('kafka send failed; retrying (the broker keeps later messages in the session)', { topic, messageId: packet.messageId, attempt, delayMs: delay, err: describeError(err) });
+        this.logger.warn('kafka send failed; retrying (the broker keeps later messages in the session)', {
+          topic,
+          messageId: packet.messageId,
+          attempt,
+          delayMs: delay,
+          err: describeError(err),
+        });
         await sleep(delay, this.abort.signal);
         if (this.closing) return false;
         delay = Math.min(delay * 2, this.options.maxRetryDelayMs ?? 5000);

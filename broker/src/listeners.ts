@@ -25,17 +25,38 @@ export interface Listener {
 const WS_MAX_PAYLOAD = 1024 * 1024;
 
 export function listenTcp(handle: ConnectionHandler, host: string, port: number): Promise<Listener> {
-  return serve(net.createServer((socket) => handle(socket)), host, port);
+  return serve(
+    net.createServer((socket) => handle(socket)),
+    host,
+    port,
+  );
 }
 
 /** TLS-wrapped MQTT (mqtts). `key`/`cert` are PEM contents, not paths. */
-export function listenTls(handle: ConnectionHandler, host: string, port: number, options: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer }): Promise<Listener> {
-  const server = tls.createServer({ key: options.key, cert: options.cert, ...(options.ca === undefined ? {} : { ca: options.ca }), minVersion: 'TLSv1.2' }, (socket) => handle(socket));
+export function listenTls(
+  handle: ConnectionHandler,
+  host: string,
+  port: number,
+  options: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer },
+): Promise<Listener> {
+  const server = tls.createServer(
+    {
+      key: options.key,
+      cert: options.cert,
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      minVersion: 'TLSv1.2',
+    },
+    (socket) => handle(socket),
+  );
   return serve(server, host, port);
 }
 
 /** MQTT over WebSocket on any path (clients conventionally use `/mqtt`). Plain HTTP requests get 426. */
-export async function listenWebSocket(handle: ConnectionHandler, host: string, port: number): Promise<Listener> {
+export async function listenWebSocket(
+  handle: ConnectionHandler,
+  host: string,
+  port: number,
+): Promise<Listener> {
   const server = http.createServer((_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
     res.end('MQTT over WebSocket: connect with a WebSocket client (subprotocol mqtt)\n');

@@ -17,13 +17,25 @@ runMain(async () => {
   logger.info('starting broker', { version: VERSION, config: summarizeConfig(brokerConfigSpec, config) });
 
   const tls = await loadTls(config);
-  const credentials = await CredentialStore.open(config.credentialsFile, { scryptCost: config.scryptCost, cacheTtlMs: config.authCacheTtlMs });
+  const credentials = await CredentialStore.open(config.credentialsFile, {
+    scryptCost: config.scryptCost,
+    cacheTtlMs: config.authCacheTtlMs,
+  });
   if (credentials.size === 0) {
-    logger.warn('no users: every login will be refused; add some with `npm run credentials -- add <username> --role <role>`', { file: credentials.file });
+    logger.warn(
+      'no users: every login will be refused; add some with `npm run credentials -- add <username> --role <role>`',
+      { file: credentials.file },
+    );
   } else {
-    const mode = await stat(config.credentialsFile).then((s) => s.mode & 0o777, () => undefined);
+    const mode = await stat(config.credentialsFile).then(
+      (s) => s.mode & 0o777,
+      () => undefined,
+    );
     if (mode !== undefined && (mode & 0o077) !== 0) {
-      logger.warn('credentials file is readable by other users; run chmod 600 on it', { file: credentials.file, mode: mode.toString(8) });
+      logger.warn('credentials file is readable by other users; run chmod 600 on it', {
+        file: credentials.file,
+        mode: mode.toString(8),
+      });
     }
   }
 
@@ -40,12 +52,19 @@ runMain(async () => {
     httpPort: config.httpPort,
     acl: { devicesMaySubscribeOwn: config.deviceSubscribeOwn },
   });
-  logger.info('broker ready', { users: credentials.size, mqttUrl: broker.mqttUrl, wsUrl: broker.wsUrl, mqttsUrl: broker.mqttsUrl, httpPort: broker.httpPort });
+  logger.info('broker ready', {
+    users: credentials.size,
+    mqttUrl: broker.mqttUrl,
+    wsUrl: broker.wsUrl,
+    mqttsUrl: broker.mqttsUrl,
+    httpPort: broker.httpPort,
+  });
 
   const unwatch = watchCredentials(credentials, {
     intervalMs: config.credentialsReloadMs,
     onReload: () => logger.info('credentials reloaded', { users: credentials.size }),
-    onError: (err) => logger.error('credentials reload failed; keeping the previous users', { err: describeError(err) }),
+    onError: (err) =>
+      logger.error('credentials reload failed; keeping the previous users', { err: describeError(err) }),
   });
   onShutdown(logger, async () => {
     unwatch();

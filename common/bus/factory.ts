@@ -16,23 +16,50 @@ import type { EventBus } from './types.ts';
 /** Environment fields of the bus; spread into a service's config spec. */
 export const busConfigSpec = {
   /** Kafka bootstrap brokers; empty selects the in-process bus. */
-  kafkaBrokers: list('KAFKA_BROKERS', { description: 'Kafka brokers host:port,…; unset uses the embedded in-process bus', pattern: /^[^\s,]+:\d+$/, allowed: 'host:port,host:port' }),
+  kafkaBrokers: list('KAFKA_BROKERS', {
+    description: 'Kafka brokers host:port,…; unset uses the embedded in-process bus',
+    pattern: /^[^\s,]+:\d+$/,
+    allowed: 'host:port,host:port',
+  }),
   /** Kafka client id; unset: a per-service default. */
-  kafkaClientId: optionalStr('KAFKA_CLIENT_ID', { description: 'Kafka client id (default: driftline-<service>)' }),
+  kafkaClientId: optionalStr('KAFKA_CLIENT_ID', {
+    description: 'Kafka client id (default: driftline-<service>)',
+  }),
   /** Partitions of each bus topic the service creates. */
-  kafkaTopicPartitions: int('KAFKA_TOPIC_PARTITIONS', { description: 'partitions of each Driftline topic created at start-up', default: 3, min: 1, max: 10_000 }),
+  kafkaTopicPartitions: int('KAFKA_TOPIC_PARTITIONS', {
+    description: 'partitions of each Driftline topic created at start-up',
+    default: 3,
+    min: 1,
+    max: 10_000,
+  }),
   /** retention.ms of each bus topic the service creates. */
-  kafkaRetentionMs: int('KAFKA_RETENTION_MS', { description: 'retention.ms of each Driftline topic created at start-up (-1: forever)', default: 7 * 24 * 3600 * 1000, min: -1 }),
+  kafkaRetentionMs: int('KAFKA_RETENTION_MS', {
+    description: 'retention.ms of each Driftline topic created at start-up (-1: forever)',
+    default: 7 * 24 * 3600 * 1000,
+    min: -1,
+  }),
   /** Prefix of every topic and consumer group (shared clusters, isolated environments). */
-  kafkaTopicPrefix: str('KAFKA_TOPIC_PREFIX', { description: 'prefix of every Driftline topic and consumer group', default: '', pattern: /^[A-Za-z0-9._-]{0,100}$/, allowed: "letters, digits, '.', '_' and '-'" }),
+  kafkaTopicPrefix: str('KAFKA_TOPIC_PREFIX', {
+    description: 'prefix of every Driftline topic and consumer group',
+    default: '',
+    pattern: /^[A-Za-z0-9._-]{0,100}$/,
+    allowed: "letters, digits, '.', '_' and '-'",
+  }),
   /** TLS to the brokers. */
   kafkaSsl: bool('KAFKA_SSL', { description: 'connect to the Kafka brokers over TLS', default: false }),
   /** SASL mechanism; `none` disables SASL. */
-  kafkaSaslMechanism: oneOf('KAFKA_SASL_MECHANISM', ['none', 'plain', 'scram-sha-256', 'scram-sha-512'] as const, { description: 'SASL mechanism for Kafka', default: 'none' }),
+  kafkaSaslMechanism: oneOf(
+    'KAFKA_SASL_MECHANISM',
+    ['none', 'plain', 'scram-sha-256', 'scram-sha-512'] as const,
+    { description: 'SASL mechanism for Kafka', default: 'none' },
+  ),
   /** SASL user. */
   kafkaSaslUsername: optionalStr('KAFKA_SASL_USERNAME', { description: 'SASL user name for Kafka' }),
   /** SASL password. */
-  kafkaSaslPassword: optionalStr('KAFKA_SASL_PASSWORD', { description: 'SASL password for Kafka', secret: true }),
+  kafkaSaslPassword: optionalStr('KAFKA_SASL_PASSWORD', {
+    description: 'SASL password for Kafka',
+    secret: true,
+  }),
 };
 
 /** The bus settings a service read from the environment. */
@@ -52,13 +79,22 @@ export interface CreateBusOptions extends Omit<KafkaBusOptions, 'brokers' | 'log
 function saslOf(config: BusConfig): KafkaConnectionOptions['sasl'] {
   if (config.kafkaSaslMechanism === 'none') return undefined;
   if (config.kafkaSaslUsername === undefined || config.kafkaSaslPassword === undefined) {
-    throw new ConfigError(`Invalid configuration: KAFKA_SASL_MECHANISM=${config.kafkaSaslMechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`);
+    throw new ConfigError(
+      `Invalid configuration: KAFKA_SASL_MECHANISM=${config.kafkaSaslMechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`,
+    );
   }
-  return { mechanism: config.kafkaSaslMechanism, username: config.kafkaSaslUsername, password: config.kafkaSaslPassword };
+  return {
+    mechanism: config.kafkaSaslMechanism,
+    username: config.kafkaSaslUsername,
+    password: config.kafkaSaslPassword,
+  };
 }
 
 /** Connection settings (for the bus and the Kafka sample store) from a bus config. */
-export function kafkaConnectionFromConfig(config: BusConfig, defaults: { clientId: string; logger?: Logger }): KafkaConnectionOptions & { topicPrefix: string } {
+export function kafkaConnectionFromConfig(
+  config: BusConfig,
+  defaults: { clientId: string; logger?: Logger },
+): KafkaConnectionOptions & { topicPrefix: string } {
   const sasl = saslOf(config);
   return {
     brokers: config.kafkaBrokers,
@@ -71,9 +107,17 @@ export function kafkaConnectionFromConfig(config: BusConfig, defaults: { clientI
 }
 
 /** {@link createBus} options from a bus config; `clientId` is the default when KAFKA_CLIENT_ID is unset. */
-export function busOptionsFromConfig(config: BusConfig, defaults: { clientId: string; logger?: Logger }): CreateBusOptions {
+export function busOptionsFromConfig(
+  config: BusConfig,
+  defaults: { clientId: string; logger?: Logger },
+): CreateBusOptions {
   const { brokers, ...connection } = kafkaConnectionFromConfig(config, defaults);
-  return { ...connection, kafkaBrokers: brokers, partitions: config.kafkaTopicPartitions, retentionMs: config.kafkaRetentionMs };
+  return {
+    ...connection,
+    kafkaBrokers: brokers,
+    partitions: config.kafkaTopicPartitions,
+    retentionMs: config.kafkaRetentionMs,
+  };
 }
 
 /** True when `options` select the Kafka bus. */
@@ -88,7 +132,8 @@ export function usesKafka(options: { kafkaBrokers?: readonly string[] }): boolea
  */
 export async function createBus(options: CreateBusOptions = {}): Promise<EventBus> {
   const { kafkaBrokers, inProcess, logger, ...kafka } = options;
-  if (!kafkaBrokers || kafkaBrokers.length === 0) return new InProcessBus({ ...(inProcess ?? {}), ...(logger ? { logger } : {}) });
+  if (!kafkaBrokers || kafkaBrokers.length === 0)
+    return new InProcessBus({ ...(inProcess ?? {}), ...(logger ? { logger } : {}) });
   const bus = new KafkaBus({ ...kafka, brokers: kafkaBrokers, ...(logger ? { logger } : {}) });
   await bus.connect();
   return bus;

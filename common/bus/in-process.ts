@@ -1,7 +1,14 @@
 import { describeError, isRetriable } from '../errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
-import { BUS_TOPICS, type BusHandler, type BusMessage, type EventBus, type SubscribeOptions, type Subscription } from './types.ts';
+import {
+  BUS_TOPICS,
+  type BusHandler,
+  type BusMessage,
+  type EventBus,
+  type SubscribeOptions,
+  type Subscription,
+} from './types.ts';
 
 export interface InProcessBusOptions {
   logger?: Logger;
@@ -78,7 +85,14 @@ export class InProcessBus implements EventBus {
     const t = this.topic(topic);
     let g = t.groups.get(options.group);
     if (!g) {
-      g = { name: options.group, next: options.fromBeginning === false ? t.base + t.log.length : t.base, handlers: [], rr: 0, running: false, inFlight: null };
+      g = {
+        name: options.group,
+        next: options.fromBeginning === false ? t.base + t.log.length : t.base,
+        handlers: [],
+        rr: 0,
+        running: false,
+        inFlight: null,
+      };
       t.groups.set(options.group, g);
     }
     g.handlers.push(handler);
@@ -120,13 +134,28 @@ export class InProcessBus implements EventBus {
         return;
       } catch (err) {
         if (isRetriable(err) && attempt < this.maxRedeliveries) {
-          this.logger.warn('bus handler failed; redelivering', { topic: msg.topic, group: g.name, attempt: attempt + 1, err: describeError(err) });
+          this.logger.warn('bus handler failed; redelivering', {
+            topic: msg.topic,
+            group: g.name,
+            attempt: attempt + 1,
+            err: describeError(err),
+          });
           await new Promise((r) => setTimeout(r, this.redeliveryDelayMs * (attempt + 1)));
           continue;
         }
-        this.logger.error('bus handler failed; message dead-lettered', { topic: msg.topic, group: g.name, reason: describeError(err) });
+        this.logger.error('bus handler failed; message dead-lettered', {
+          topic: msg.topic,
+          group: g.name,
+          reason: describeError(err),
+        });
         if (msg.topic !== BUS_TOPICS.deadLetter) {
-          await this.publish(BUS_TOPICS.deadLetter, msg.key, { topic: msg.topic, offset: msg.offset, group: g.name, reason: describeError(err), value: msg.value });
+          await this.publish(BUS_TOPICS.deadLetter, msg.key, {
+            topic: msg.topic,
+            offset: msg.offset,
+            group: g.name,
+            reason: describeError(err),
+            value: msg.value,
+          });
         }
         return;
       }
@@ -141,7 +170,11 @@ export class InProcessBus implements EventBus {
   /** Resolves when every group has caught up with every topic. */
   async idle(): Promise<void> {
     for (;;) {
-      const pending = [...this.topics.values()].flatMap((t) => [...t.groups.values()].filter((g) => g.running || (g.handlers.length > 0 && g.next < t.base + t.log.length)));
+      const pending = [...this.topics.values()].flatMap((t) =>
+        [...t.groups.values()].filter(
+          (g) => g.running || (g.handlers.length > 0 && g.next < t.base + t.log.length),
+        ),
+      );
       if (pending.length === 0) return;
       await Promise.all(pending.map((g) => g.inFlight));
       await new Promise((r) => setImmediate(r));

@@ -1,10 +1,28 @@
 import { randomUUID } from 'node:crypto';
-import { Kafka, Partitioners, logLevel, type Admin, type Consumer, type IHeaders, type KafkaMessage, type LogEntry, type Producer, type SASLOptions } from 'kafkajs';
+import {
+  Kafka,
+  Partitioners,
+  logLevel,
+  type Admin,
+  type Consumer,
+  type IHeaders,
+  type KafkaMessage,
+  type LogEntry,
+  type Producer,
+  type SASLOptions,
+} from 'kafkajs';
 import { ConfigError, TransportError, ValidationError, describeError, isRetriable } from '../errors.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { retry } from '../util/retry.ts';
 import { sleep } from '../util/sleep.ts';
-import { BUS_TOPICS, type BusHandler, type BusMessage, type EventBus, type SubscribeOptions, type Subscription } from './types.ts';
+import {
+  BUS_TOPICS,
+  type BusHandler,
+  type BusMessage,
+  type EventBus,
+  type SubscribeOptions,
+  type Subscription,
+} from './types.ts';
 
 /**
  * The event bus on Apache Kafka (kafkajs), a drop-in for the in-process bus
@@ -140,25 +158,43 @@ const PREFIX_RE = /^[A-Za-z0-9._-]{0,100}$/;
 const CONTENT_TYPE = 'application/json';
 
 /** Validated settings of the bus. */
-export type ResolvedKafkaBusOptions = Required<Omit<KafkaBusOptions, 'logger' | 'sasl' | 'topicPartitions' | 'topicRetentionMs'>> &
-  Pick<KafkaBusOptions, 'sasl'> & { topicPartitions: Record<string, number>; topicRetentionMs: Record<string, number> };
+export type ResolvedKafkaBusOptions = Required<
+  Omit<KafkaBusOptions, 'logger' | 'sasl' | 'topicPartitions' | 'topicRetentionMs'>
+> &
+  Pick<KafkaBusOptions, 'sasl'> & {
+    topicPartitions: Record<string, number>;
+    topicRetentionMs: Record<string, number>;
+  };
 
-function checkInt(problems: string[], name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
-  if (!Number.isInteger(value) || value < min || value > max) problems.push(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+function checkInt(
+  problems: string[],
+  name: string,
+  value: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): void {
+  if (!Number.isInteger(value) || value < min || value > max)
+    problems.push(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
 }
 
 /** Validates the connection part; returns problems as readable strings. */
 function connectionProblems(o: KafkaConnectionOptions): string[] {
   const problems: string[] = [];
-  if (!Array.isArray(o.brokers) || o.brokers.length === 0) problems.push('brokers must list at least one host:port');
+  if (!Array.isArray(o.brokers) || o.brokers.length === 0)
+    problems.push('brokers must list at least one host:port');
   for (const b of o.brokers ?? []) {
     const m = BROKER_RE.exec(b);
     const port = m ? Number(m[2]) : 0;
     if (!m || port < 1 || port > 65_535) problems.push(`broker ${JSON.stringify(b)} is not host:port`);
   }
-  if (o.clientId !== undefined && !/^[A-Za-z0-9._:-]{1,200}$/.test(o.clientId)) problems.push(`clientId ${JSON.stringify(o.clientId)} may hold only letters, digits, '.', '_', ':' and '-'`);
-  if (o.sasl && (!o.sasl.username || !o.sasl.password)) problems.push(`sasl ${o.sasl.mechanism} needs a username and a password`);
-  if (o.connectionTimeoutMs !== undefined) checkInt(problems, 'connectionTimeoutMs', o.connectionTimeoutMs, 100);
+  if (o.clientId !== undefined && !/^[A-Za-z0-9._:-]{1,200}$/.test(o.clientId))
+    problems.push(
+      `clientId ${JSON.stringify(o.clientId)} may hold only letters, digits, '.', '_', ':' and '-'`,
+    );
+  if (o.sasl && (!o.sasl.username || !o.sasl.password))
+    problems.push(`sasl ${o.sasl.mechanism} needs a username and a password`);
+  if (o.connectionTimeoutMs !== undefined)
+    checkInt(problems, 'connectionTimeoutMs', o.connectionTimeoutMs, 100);
   if (o.requestTimeoutMs !== undefined) checkInt(problems, 'requestTimeoutMs', o.requestTimeoutMs, 100);
   if (o.retries !== undefined) checkInt(problems, 'retries', o.retries, 0, 100);
   return problems;
@@ -195,19 +231,28 @@ export function resolveKafkaBusOptions(o: KafkaBusOptions): ResolvedKafkaBusOpti
     maxWaitTimeMs: o.maxWaitTimeMs ?? DEFAULTS.maxWaitTimeMs,
     deadLetterMaxBytes: o.deadLetterMaxBytes ?? DEFAULTS.deadLetterMaxBytes,
   };
-  if (!PREFIX_RE.test(r.topicPrefix)) problems.push(`topicPrefix ${JSON.stringify(r.topicPrefix)} may hold only letters, digits, '.', '_' and '-' (at most 100)`);
+  if (!PREFIX_RE.test(r.topicPrefix))
+    problems.push(
+      `topicPrefix ${JSON.stringify(r.topicPrefix)} may hold only letters, digits, '.', '_' and '-' (at most 100)`,
+    );
   checkInt(problems, 'partitions', r.partitions, 1, 10_000);
-  for (const [t, n] of Object.entries(r.topicPartitions)) checkInt(problems, `partitions of ${t}`, n, 1, 10_000);
+  for (const [t, n] of Object.entries(r.topicPartitions))
+    checkInt(problems, `partitions of ${t}`, n, 1, 10_000);
   // -1 is Kafka's "keep forever"; below a minute is a typo, not a plan.
   const retentionOk = (ms: number): boolean => ms === -1 || (Number.isInteger(ms) && ms >= 60_000);
-  if (!retentionOk(r.retentionMs)) problems.push(`retentionMs must be -1 (forever) or an integer of at least 60000, got ${r.retentionMs}`);
-  for (const [t, ms] of Object.entries(r.topicRetentionMs)) if (!retentionOk(ms)) problems.push(`retentionMs of ${t} must be -1 or at least 60000, got ${ms}`);
+  if (!retentionOk(r.retentionMs))
+    problems.push(`retentionMs must be -1 (forever) or an integer of at least 60000, got ${r.retentionMs}`);
+  for (const [t, ms] of Object.entries(r.topicRetentionMs))
+    if (!retentionOk(ms)) problems.push(`retentionMs of ${t} must be -1 or at least 60000, got ${ms}`);
   checkInt(problems, 'maxRedeliveries', r.maxRedeliveries, 0, 1000);
   checkInt(problems, 'redeliveryDelayMs', r.redeliveryDelayMs, 0);
   checkInt(problems, 'maxRedeliveryDelayMs', r.maxRedeliveryDelayMs, 0);
   checkInt(problems, 'sessionTimeoutMs', r.sessionTimeoutMs, 6000, 1_800_000);
   checkInt(problems, 'heartbeatIntervalMs', r.heartbeatIntervalMs, 100);
-  if (Number.isInteger(r.heartbeatIntervalMs) && r.heartbeatIntervalMs * 3 > r.sessionTimeoutMs) problems.push(`heartbeatIntervalMs (${r.heartbeatIntervalMs}) must be at most a third of sessionTimeoutMs (${r.sessionTimeoutMs})`);
+  if (Number.isInteger(r.heartbeatIntervalMs) && r.heartbeatIntervalMs * 3 > r.sessionTimeoutMs)
+    problems.push(
+      `heartbeatIntervalMs (${r.heartbeatIntervalMs}) must be at most a third of sessionTimeoutMs (${r.sessionTimeoutMs})`,
+    );
   checkInt(problems, 'maxWaitTimeMs', r.maxWaitTimeMs, 0, 60_000);
   checkInt(problems, 'deadLetterMaxBytes', r.deadLetterMaxBytes, 0, 900 * 1024);
   if (problems.length > 0) throw new ConfigError(`Invalid Kafka bus configuration: ${problems.join('; ')}`);
@@ -224,16 +269,32 @@ export function resolveKafkaBusOptions(o: KafkaBusOptions): ResolvedKafkaBusOpti
  */
 export function kafkaLogCreator(logger: Logger): () => (entry: LogEntry) => void {
   return () => (entry: LogEntry) => {
-    const { message, timestamp: _t, logger: _l, ...extra } = entry.log as { message: string; timestamp: string; logger?: string; [k: string]: unknown };
+    const {
+      message,
+      timestamp: _t,
+      logger: _l,
+      ...extra
+    } = entry.log as { message: string; timestamp: string; logger?: string; [k: string]: unknown };
     // Routine: per-request errors kafkajs retries itself, and its note that bounded retries weaken
     // exactly-once (the bus promises at-least-once; a publish must fail rather than hang forever).
-    const routine = (entry.namespace === 'Connection' && /^Response /.test(message)) || /^Limiting retries for the idempotent producer/.test(message);
-    const level = (entry.level === logLevel.ERROR || entry.level === logLevel.WARN) && !routine ? 'warn' : 'debug';
-    logger.log(level, `kafkajs: ${entry.namespace ? `[${entry.namespace}] ` : ''}${message}`, { kafkajs: extra });
+    const routine =
+      (entry.namespace === 'Connection' && /^Response /.test(message)) ||
+      /^Limiting retries for the idempotent producer/.test(message);
+    const level =
+      (entry.level === logLevel.ERROR || entry.level === logLevel.WARN) && !routine ? 'warn' : 'debug';
+    logger.log(level, `kafkajs: ${entry.namespace ? `[${entry.namespace}] ` : ''}${message}`, {
+      kafkajs: extra,
+    });
   };
 }
 
-const KAFKA_LOG_LEVELS = { nothing: logLevel.NOTHING, error: logLevel.ERROR, warn: logLevel.WARN, info: logLevel.INFO, debug: logLevel.DEBUG } as const;
+const KAFKA_LOG_LEVELS = {
+  nothing: logLevel.NOTHING,
+  error: logLevel.ERROR,
+  warn: logLevel.WARN,
+  info: logLevel.INFO,
+  debug: logLevel.DEBUG,
+} as const;
 
 /** A kafkajs client for the given (validated) connection settings. */
 export function createKafkaClient(o: KafkaConnectionOptions): Kafka {
@@ -243,7 +304,15 @@ export function createKafkaClient(o: KafkaConnectionOptions): Kafka {
     clientId: o.clientId ?? DEFAULTS.clientId,
     brokers: [...o.brokers],
     ssl: o.ssl ?? false,
-    ...(o.sasl ? { sasl: { mechanism: o.sasl.mechanism, username: o.sasl.username, password: o.sasl.password } as SASLOptions } : {}),
+    ...(o.sasl
+      ? {
+          sasl: {
+            mechanism: o.sasl.mechanism,
+            username: o.sasl.username,
+            password: o.sasl.password,
+          } as SASLOptions,
+        }
+      : {}),
     connectionTimeout: o.connectionTimeoutMs ?? DEFAULTS.connectionTimeoutMs,
     requestTimeout: o.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
     retry: { retries: o.retries ?? DEFAULTS.retries, initialRetryTime: 300, maxRetryTime: 10_000 },
@@ -265,7 +334,9 @@ function kafkaRetriable(err: unknown): boolean {
   const e = err as { retriable?: unknown; name?: unknown } | null;
   if (e && typeof e.retriable === 'boolean') return e.retriable;
   // Connection-level failures (refused, closed, timeouts) are worth another try.
-  return typeof e?.name === 'string' && /Connection|Timeout|NumberOfRetriesExceeded|NoBrokerAvailable/.test(e.name);
+  return (
+    typeof e?.name === 'string' && /Connection|Timeout|NumberOfRetriesExceeded|NoBrokerAvailable/.test(e.name)
+  );
 }
 
 /** Wraps a kafkajs failure as a {@link TransportError}, keeping its retriability. */
@@ -280,7 +351,11 @@ export function kafkaError(what: string, err: unknown): TransportError {
  * each. An existing topic with fewer partitions than asked is logged, not
  * changed: adding partitions would move keys and break per-key order.
  */
-export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], logger: Logger): Promise<Map<string, number>> {
+export async function ensureTopics(
+  admin: Admin,
+  specs: readonly TopicSpec[],
+  logger: Logger,
+): Promise<Map<string, number>> {
   const existing = new Set(await admin.listTopics());
   const missing = specs.filter((s) => !existing.has(s.topic));
   if (missing.length > 0) {
@@ -301,14 +376,20 @@ export async function ensureTopics(admin: Admin, specs: readonly TopicSpec[], lo
       const now = new Set(await admin.listTopics());
       if (!missing.every((s) => now.has(s.topic))) throw err;
     }
-    logger.info('kafka topics created', { topics: missing.map((s) => `${s.topic} (${s.partitions} partitions, retention ${s.retentionMs} ms)`) });
+    logger.info('kafka topics created', {
+      topics: missing.map((s) => `${s.topic} (${s.partitions} partitions, retention ${s.retentionMs} ms)`),
+    });
   }
   const metadata = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.topic) });
   const counts = new Map<string, number>();
   for (const t of metadata.topics) counts.set(t.name, t.partitions.length);
   for (const s of specs) {
     const n = counts.get(s.topic) ?? 0;
-    if (n < s.partitions) logger.warn('kafka topic has fewer partitions than configured; left as is (adding partitions would reorder keys)', { topic: s.topic, partitions: n, configured: s.partitions });
+    if (n < s.partitions)
+      logger.warn(
+        'kafka topic has fewer partitions than configured; left as is (adding partitions would reorder keys)',
+        { topic: s.topic, partitions: n, configured: s.partitions },
+      );
   }
   return counts;
 }
@@ -321,13 +402,17 @@ export function encodeValue(value: unknown): string {
   } catch (err) {
     throw new ValidationError('unserialisable', `bus value cannot be encoded as JSON: ${describeError(err)}`);
   }
-  if (text === undefined) throw new ValidationError('unserialisable', `bus value cannot be encoded as JSON (${typeof value})`);
+  if (text === undefined)
+    throw new ValidationError('unserialisable', `bus value cannot be encoded as JSON (${typeof value})`);
   return text;
 }
 
 /** Decodes a message value; a missing or non-JSON value gives the reason instead. */
-export function decodeValue(raw: Buffer | null | undefined): { ok: true; value: unknown } | { ok: false; reason: string } {
-  if (raw === null || raw === undefined) return { ok: false, reason: 'malformed message: no value (tombstone)' };
+export function decodeValue(
+  raw: Buffer | null | undefined,
+): { ok: true; value: unknown } | { ok: false; reason: string } {
+  if (raw === null || raw === undefined)
+    return { ok: false, reason: 'malformed message: no value (tombstone)' };
   const text = raw.toString('utf8');
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
@@ -380,13 +465,20 @@ export function deadLetterRecord(args: {
   if (message.value) {
     const text = bytes.toString('utf8');
     // Valid UTF-8 round-trips; anything else is kept byte for byte as base64.
-    record.raw = Buffer.from(text, 'utf8').equals(bytes) ? { encoding: 'utf8', data: text } : { encoding: 'base64', data: bytes.toString('base64') };
+    record.raw = Buffer.from(text, 'utf8').equals(bytes)
+      ? { encoding: 'utf8', data: text }
+      : { encoding: 'base64', data: bytes.toString('base64') };
   }
   return record;
 }
 
 /** Delay before redelivery `attempt` (1-based): exponential, capped, with jitter in [½, 1]. */
-export function redeliveryDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+export function redeliveryDelay(
+  attempt: number,
+  initialMs: number,
+  maxMs: number,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(maxMs, initialMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
@@ -459,9 +551,17 @@ export class KafkaBus implements EventBus {
         await this.admin.connect();
         await this.producer.connect();
         const logical = Object.values(BUS_TOPICS);
-        const counts = await ensureTopics(this.admin, logical.map((t) => this.topicSpec(t)), this.logger);
+        const counts = await ensureTopics(
+          this.admin,
+          logical.map((t) => this.topicSpec(t)),
+          this.logger,
+        );
         for (const t of logical) this.topicsReady.set(t, Promise.resolve());
-        this.logger.info('kafka bus connected', { brokers: this.options.brokers, clientId: this.options.clientId, topics: Object.fromEntries(counts) });
+        this.logger.info('kafka bus connected', {
+          brokers: this.options.brokers,
+          clientId: this.options.clientId,
+          topics: Object.fromEntries(counts),
+        });
       } catch (err) {
         this.connecting = undefined;
         await this.producer.disconnect().catch(() => undefined);
@@ -475,7 +575,13 @@ export class KafkaBus implements EventBus {
   private ensureTopic(logical: string): Promise<void> {
     let ready = this.topicsReady.get(logical);
     if (!ready) {
-      if (!TOPIC_RE.test(this.topicName(logical))) return Promise.reject(new ValidationError('invalid_topic', `invalid Kafka topic name ${JSON.stringify(this.topicName(logical))}`));
+      if (!TOPIC_RE.test(this.topicName(logical)))
+        return Promise.reject(
+          new ValidationError(
+            'invalid_topic',
+            `invalid Kafka topic name ${JSON.stringify(this.topicName(logical))}`,
+          ),
+        );
       ready = ensureTopics(this.admin, [this.topicSpec(logical)], this.logger).then(() => undefined);
       ready.catch(() => this.topicsReady.delete(logical));
       this.topicsReady.set(logical, ready);
@@ -489,7 +595,11 @@ export class KafkaBus implements EventBus {
     await this.connect();
     try {
       await this.ensureTopic(topic);
-      await this.producer.send({ topic: this.topicName(topic), acks: -1, messages: [{ key, value: text, headers: messageHeaders() }] });
+      await this.producer.send({
+        topic: this.topicName(topic),
+        acks: -1,
+        messages: [{ key, value: text, headers: messageHeaders() }],
+      });
     } catch (err) {
       if (err instanceof ValidationError) throw err;
       throw kafkaError(`kafka bus: publish to ${topic} failed`, err);
@@ -518,11 +628,21 @@ export class KafkaBus implements EventBus {
   async publishDeadLetter(record: BusDeadLetter): Promise<void> {
     const text = encodeValue(record);
     await this.ensureTopic(BUS_TOPICS.deadLetter);
-    await retry(() => this.producer.send({ topic: this.topicName(BUS_TOPICS.deadLetter), acks: -1, messages: [{ key: record.key, value: text, headers: messageHeaders() }] }).then(() => undefined), {
-      attempts: 4,
-      initialDelayMs: 200,
-      shouldRetry: kafkaRetriable,
-    }).catch((err: unknown) => {
+    await retry(
+      () =>
+        this.producer
+          .send({
+            topic: this.topicName(BUS_TOPICS.deadLetter),
+            acks: -1,
+            messages: [{ key: record.key, value: text, headers: messageHeaders() }],
+          })
+          .then(() => undefined),
+      {
+        attempts: 4,
+        initialDelayMs: 200,
+        shouldRetry: kafkaRetriable,
+      },
+    ).catch((err: unknown) => {
       throw kafkaError(`kafka bus: dead-letter publish failed`, err);
     });
   }
@@ -536,9 +656,21 @@ export class KafkaBus implements EventBus {
     this.closing ??= (async () => {
       this.stopping = true;
       // Handlers still running may publish (model events, dead letters): the producer stays up until they are done.
-      await Promise.all([...this.subscriptions].map((s) => s.close().catch((err: unknown) => this.logger.warn('kafka bus: closing a consumer failed', { err: describeError(err) }))));
+      await Promise.all(
+        [...this.subscriptions].map((s) =>
+          s
+            .close()
+            .catch((err: unknown) =>
+              this.logger.warn('kafka bus: closing a consumer failed', { err: describeError(err) }),
+            ),
+        ),
+      );
       this.closed = true;
-      await this.producer.disconnect().catch((err: unknown) => this.logger.warn('kafka bus: producer disconnect failed', { err: describeError(err) }));
+      await this.producer
+        .disconnect()
+        .catch((err: unknown) =>
+          this.logger.warn('kafka bus: producer disconnect failed', { err: describeError(err) }),
+        );
       await this.admin.disconnect().catch(() => undefined);
     })();
     return this.closing;
@@ -589,20 +721,34 @@ class ConsumerSubscription implements KafkaSubscription {
     this.removeListeners.push(
       this.consumer.on(GROUP_JOIN, (e) => {
         this.assigned = [...(e.payload.memberAssignment[this.topic] ?? [])].sort((a, b) => a - b);
-        this.logger.debug('kafka bus: partitions assigned', { topic: this.logicalTopic, group: this.options.group, partitions: this.assigned });
+        this.logger.debug('kafka bus: partitions assigned', {
+          topic: this.logicalTopic,
+          group: this.options.group,
+          partitions: this.assigned,
+        });
       }),
       this.consumer.on(CRASH, (e) => {
         if (this.closing) return;
-        const log = e.payload.restart ? this.logger.warn.bind(this.logger) : this.logger.error.bind(this.logger);
-        log(e.payload.restart ? 'kafka bus: consumer failed; restarting from the last commit' : 'kafka bus: consumer stopped after a non-retriable error', {
-          topic: this.logicalTopic,
-          group: this.options.group,
-          err: describeError(e.payload.error),
-        });
+        const log = e.payload.restart
+          ? this.logger.warn.bind(this.logger)
+          : this.logger.error.bind(this.logger);
+        log(
+          e.payload.restart
+            ? 'kafka bus: consumer failed; restarting from the last commit'
+            : 'kafka bus: consumer stopped after a non-retriable error',
+          {
+            topic: this.logicalTopic,
+            group: this.options.group,
+            err: describeError(e.payload.error),
+          },
+        );
       }),
     );
     await this.consumer.connect();
-    await this.consumer.subscribe({ topics: [this.topic], fromBeginning: this.options.fromBeginning ?? true });
+    await this.consumer.subscribe({
+      topics: [this.topic],
+      fromBeginning: this.options.fromBeginning ?? true,
+    });
     // Resolves once the member joined the group and has its partitions.
     await this.consumer.run({
       autoCommit: false,
@@ -625,22 +771,55 @@ class ConsumerSubscription implements KafkaSubscription {
   }
 
   private async commit(partition: number, message: KafkaMessage): Promise<void> {
-    await this.consumer.commitOffsets([{ topic: this.topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+    await this.consumer.commitOffsets([
+      { topic: this.topic, partition, offset: (BigInt(message.offset) + 1n).toString() },
+    ]);
   }
 
-  private async deadLetter(partition: number, message: KafkaMessage, cause: BusDeadLetter['cause'], reason: string, attempts: number): Promise<void> {
-    const record = deadLetterRecord({ topic: this.logicalTopic, partition, message, group: this.options.group, cause, reason, attempts, maxBytes: this.bus.options.deadLetterMaxBytes });
-    this.logger.error('bus message dead-lettered', { topic: this.logicalTopic, group: this.options.group, partition, offset: message.offset, cause, reason });
+  private async deadLetter(
+    partition: number,
+    message: KafkaMessage,
+    cause: BusDeadLetter['cause'],
+    reason: string,
+    attempts: number,
+  ): Promise<void> {
+    const record = deadLetterRecord({
+      topic: this.logicalTopic,
+      partition,
+      message,
+      group: this.options.group,
+      cause,
+      reason,
+      attempts,
+      maxBytes: this.bus.options.deadLetterMaxBytes,
+    });
+    this.logger.error('bus message dead-lettered', {
+      topic: this.logicalTopic,
+      group: this.options.group,
+      partition,
+      offset: message.offset,
+      cause,
+      reason,
+    });
     if (this.logicalTopic === BUS_TOPICS.deadLetter) return; // never loop a dead letter back onto its own topic
     try {
       await this.bus.publishDeadLetter(record);
     } catch (err) {
       if (isRetriable(err)) throw err; // the consumer restarts from the last commit and tries again
-      this.logger.error('kafka bus: dead-letter record could not be written; message skipped', { topic: this.logicalTopic, partition, offset: message.offset, err: describeError(err) });
+      this.logger.error('kafka bus: dead-letter record could not be written; message skipped', {
+        topic: this.logicalTopic,
+        partition,
+        offset: message.offset,
+        err: describeError(err),
+      });
     }
   }
 
-  private async process(partition: number, message: KafkaMessage, heartbeat: () => Promise<void>): Promise<void> {
+  private async process(
+    partition: number,
+    message: KafkaMessage,
+    heartbeat: () => Promise<void>,
+  ): Promise<void> {
     const o = this.bus.options;
     const decoded = decodeValue(message.value);
     if (!decoded.ok) {
@@ -681,20 +860,45 @@ class ConsumerSubscription implements KafkaSubscription {
       }
       const retriable = isRetriable(failure);
       if (retriable && this.closing) {
-        this.logger.warn('bus handler failed while closing; left uncommitted for redelivery', { topic: this.logicalTopic, group: this.options.group, partition, offset: message.offset, err: describeError(failure) });
+        this.logger.warn('bus handler failed while closing; left uncommitted for redelivery', {
+          topic: this.logicalTopic,
+          group: this.options.group,
+          partition,
+          offset: message.offset,
+          err: describeError(failure),
+        });
         return;
       }
       if (retriable && attempt <= o.maxRedeliveries) {
         const delay = redeliveryDelay(attempt, o.redeliveryDelayMs, o.maxRedeliveryDelayMs);
-        this.logger.warn('bus handler failed; redelivering', { topic: this.logicalTopic, group: this.options.group, partition, offset: message.offset, attempt, delayMs: delay, err: describeError(failure) });
+        this.logger.warn('bus handler failed; redelivering', {
+          topic: this.logicalTopic,
+          group: this.options.group,
+          partition,
+          offset: message.offset,
+          attempt,
+          delayMs: delay,
+          err: describeError(failure),
+        });
         await sleep(delay, this.backoff.signal);
         if (this.closing) {
-          this.logger.info('bus closing during a redelivery wait; message left uncommitted for redelivery', { topic: this.logicalTopic, group: this.options.group, partition, offset: message.offset });
+          this.logger.info('bus closing during a redelivery wait; message left uncommitted for redelivery', {
+            topic: this.logicalTopic,
+            group: this.options.group,
+            partition,
+            offset: message.offset,
+          });
           return;
         }
         continue;
       }
-      await this.deadLetter(partition, message, retriable ? 'retries-exhausted' : 'rejected', describeError(failure), attempt);
+      await this.deadLetter(
+        partition,
+        message,
+        retriable ? 'retries-exhausted' : 'rejected',
+        describeError(failure),
+        attempt,
+      );
       await this.commit(partition, message);
       return;
     }

@@ -47,7 +47,11 @@ function field<T>(
         return { ok: false, error: `${env} is required (${allowed})` };
       }
       const value = convert(raw.trim());
-      if (value === undefined) return { ok: false, error: `${env}=${JSON.stringify(opts.secret ? '***' : raw)} is invalid: expected ${allowed}` };
+      if (value === undefined)
+        return {
+          ok: false,
+          error: `${env}=${JSON.stringify(opts.secret ? '***' : raw)} is invalid: expected ${allowed}`,
+        };
       return { ok: true, value };
     },
   };
@@ -85,14 +89,20 @@ export function bool(env: string, opts: FieldOptions<boolean>): Field<boolean> {
 }
 
 /** Free text, optionally matched against a pattern. */
-export function str(env: string, opts: FieldOptions<string> & { pattern?: RegExp; allowed?: string }): Field<string> {
+export function str(
+  env: string,
+  opts: FieldOptions<string> & { pattern?: RegExp; allowed?: string },
+): Field<string> {
   return field(env, opts, opts.allowed ?? (opts.pattern ? `text matching ${opts.pattern}` : 'text'), (raw) =>
     opts.pattern && !opts.pattern.test(raw) ? undefined : raw,
   );
 }
 
 /** Optional free text: unset gives undefined. */
-export function optionalStr(env: string, opts: { description: string; secret?: boolean }): Field<string | undefined> {
+export function optionalStr(
+  env: string,
+  opts: { description: string; secret?: boolean },
+): Field<string | undefined> {
   return {
     env,
     description: opts.description,
@@ -103,7 +113,10 @@ export function optionalStr(env: string, opts: { description: string; secret?: b
 }
 
 /** Optional URL with one of the given protocols: unset gives undefined (the embedded default is used). */
-export function optionalUrl(env: string, opts: { description: string; protocols: readonly string[] }): Field<string | undefined> {
+export function optionalUrl(
+  env: string,
+  opts: { description: string; protocols: readonly string[] },
+): Field<string | undefined> {
   const allowed = `a URL starting with ${opts.protocols.map((p) => `${p}//`).join(' or ')}`;
   return {
     env,
@@ -124,12 +137,21 @@ export function optionalUrl(env: string, opts: { description: string; protocols:
 }
 
 /** One of a fixed set of words. */
-export function oneOf<const T extends string>(env: string, values: readonly T[], opts: FieldOptions<T>): Field<T> {
-  return field(env, opts, `one of ${values.join(', ')}`, (raw) => (values as readonly string[]).includes(raw) ? (raw as T) : undefined);
+export function oneOf<const T extends string>(
+  env: string,
+  values: readonly T[],
+  opts: FieldOptions<T>,
+): Field<T> {
+  return field(env, opts, `one of ${values.join(', ')}`, (raw) =>
+    (values as readonly string[]).includes(raw) ? (raw as T) : undefined,
+  );
 }
 
 /** A comma-separated list of non-empty items (e.g. `KAFKA_BROKERS=host1:9092,host2:9092`); unset gives []. */
-export function list(env: string, opts: { description: string; pattern?: RegExp; allowed?: string }): Field<string[]> {
+export function list(
+  env: string,
+  opts: { description: string; pattern?: RegExp; allowed?: string },
+): Field<string[]> {
   return {
     env,
     description: opts.description,
@@ -139,7 +161,11 @@ export function list(env: string, opts: { description: string; pattern?: RegExp;
       if (raw === undefined || raw.trim() === '') return { ok: true, value: [] };
       const items = raw.split(',').map((s) => s.trim());
       const bad = items.find((s) => s === '' || (opts.pattern !== undefined && !opts.pattern.test(s)));
-      if (bad !== undefined) return { ok: false, error: `${env}=${JSON.stringify(raw)} is invalid: expected ${opts.allowed ?? 'a comma-separated list'}` };
+      if (bad !== undefined)
+        return {
+          ok: false,
+          error: `${env}=${JSON.stringify(raw)} is invalid: expected ${opts.allowed ?? 'a comma-separated list'}`,
+        };
       return { ok: true, value: items };
     },
   };

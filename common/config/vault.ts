@@ -22,7 +22,11 @@ export function parseDotenv(text: string): Record<string, string> {
     const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
     if (!m) throw new ConfigError(`vault secrets line ${i + 1} is not KEY=value`);
     let value = m[2] ?? '';
-    if (value.length >= 2 && ((value.startsWith('"') && value.endsWith('"')) || (value.startsWith("'") && value.endsWith("'")))) value = value.slice(1, -1);
+    if (
+      value.length >= 2 &&
+      ((value.startsWith('"') && value.endsWith('"')) || (value.startsWith("'") && value.endsWith("'")))
+    )
+      value = value.slice(1, -1);
     out[m[1] as string] = value;
   }
   return out;
@@ -35,7 +39,9 @@ export async function decryptVault(vaultText: string, password: string): Promise
     if (text === undefined) throw new Error('vault id did not match');
     return text;
   } catch (err) {
-    throw new ConfigError(`cannot decrypt the vault: ${(err as Error).message} (wrong password or not an Ansible Vault file)`);
+    throw new ConfigError(
+      `cannot decrypt the vault: ${(err as Error).message} (wrong password or not an Ansible Vault file)`,
+    );
   }
 }
 
@@ -58,15 +64,22 @@ export async function applyVaultEnv(env: NodeJS.ProcessEnv = process.env): Promi
     try {
       password = (await readFile(env.DRIFTLINE_VAULT_PASSWORD_FILE, 'utf8')).trim();
     } catch (err) {
-      throw new ConfigError(`DRIFTLINE_VAULT_PASSWORD_FILE=${JSON.stringify(env.DRIFTLINE_VAULT_PASSWORD_FILE)} cannot be read: ${(err as Error).message}`);
+      throw new ConfigError(
+        `DRIFTLINE_VAULT_PASSWORD_FILE=${JSON.stringify(env.DRIFTLINE_VAULT_PASSWORD_FILE)} cannot be read: ${(err as Error).message}`,
+      );
     }
   }
-  if (!password) throw new ConfigError('DRIFTLINE_VAULT_FILE is set but neither DRIFTLINE_VAULT_PASSWORD_FILE nor DRIFTLINE_VAULT_PASSWORD is');
+  if (!password)
+    throw new ConfigError(
+      'DRIFTLINE_VAULT_FILE is set but neither DRIFTLINE_VAULT_PASSWORD_FILE nor DRIFTLINE_VAULT_PASSWORD is',
+    );
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`DRIFTLINE_VAULT_FILE=${JSON.stringify(file)} cannot be read: ${(err as Error).message}`);
+    throw new ConfigError(
+      `DRIFTLINE_VAULT_FILE=${JSON.stringify(file)} cannot be read: ${(err as Error).message}`,
+    );
   }
   const vars = parseDotenv(await decryptVault(text, password));
   const applied: string[] = [];

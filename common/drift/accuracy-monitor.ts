@@ -68,7 +68,9 @@ function checkInt(name: string, v: unknown, min: number, max: number): void {
 }
 
 /** Merges onto the defaults and validates; throws a RangeError naming the bad parameter. */
-export function resolveAccuracyConfig(overrides: Partial<AccuracyMonitorConfig> = {}): Readonly<AccuracyMonitorConfig> {
+export function resolveAccuracyConfig(
+  overrides: Partial<AccuracyMonitorConfig> = {},
+): Readonly<AccuracyMonitorConfig> {
   const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
   for (const key of Object.keys(defined)) {
     if (!(key in DEFAULT_ACCURACY_CONFIG)) throw new RangeError(`unknown accuracy monitor parameter ${key}`);
@@ -76,15 +78,18 @@ export function resolveAccuracyConfig(overrides: Partial<AccuracyMonitorConfig> 
   const c = { ...DEFAULT_ACCURACY_CONFIG, ...defined } as AccuracyMonitorConfig;
   checkInt('windowSize', c.windowSize, 10, 1_000_000);
   checkInt('minLabels', c.minLabels, 1, c.windowSize);
-  if (typeof c.maxDrop !== 'number' || !(c.maxDrop >= 0 && c.maxDrop < 1)) throw new RangeError(`maxDrop must be in [0, 1), got ${String(c.maxDrop)}`);
-  if (typeof c.alpha !== 'number' || !(c.alpha > 0 && c.alpha < 1)) throw new RangeError(`alpha must be in (0, 1), got ${String(c.alpha)}`);
+  if (typeof c.maxDrop !== 'number' || !(c.maxDrop >= 0 && c.maxDrop < 1))
+    throw new RangeError(`maxDrop must be in [0, 1), got ${String(c.maxDrop)}`);
+  if (typeof c.alpha !== 'number' || !(c.alpha > 0 && c.alpha < 1))
+    throw new RangeError(`alpha must be in (0, 1), got ${String(c.alpha)}`);
   checkInt('maxPending', c.maxPending, 1, 10_000_000);
   checkInt('cooldownLabels', c.cooldownLabels, 0, Number.MAX_SAFE_INTEGER);
   return Object.freeze(c);
 }
 
 function checkAccuracy(v: unknown): number {
-  if (typeof v !== 'number' || !(v > 0 && v <= 1)) throw new RangeError(`validationAccuracy must be in (0, 1], got ${String(v)}`);
+  if (typeof v !== 'number' || !(v > 0 && v <= 1))
+    throw new RangeError(`validationAccuracy must be in (0, 1], got ${String(v)}`);
   return v;
 }
 
@@ -170,7 +175,9 @@ export interface AccuracySnapshot {
 }
 
 const NC = EFFICIENCY_CLASSES.length;
-const CLASS_INDEX: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(EFFICIENCY_CLASSES.map((c, i) => [c, i])));
+const CLASS_INDEX: Readonly<Record<string, number>> = Object.freeze(
+  Object.fromEntries(EFFICIENCY_CLASSES.map((c, i) => [c, i])),
+);
 
 function classIndex(c: Efficiency): number {
   const i = CLASS_INDEX[c];
@@ -216,7 +223,11 @@ export class AccuracyMonitor {
   private lastAlarm: DriftAlarm | null = null;
   private readonly now: () => number;
 
-  constructor(validationAccuracy: number, config: Partial<AccuracyMonitorConfig> = {}, options: { now?: () => number } = {}) {
+  constructor(
+    validationAccuracy: number,
+    config: Partial<AccuracyMonitorConfig> = {},
+    options: { now?: () => number } = {},
+  ) {
     this.config = resolveAccuracyConfig(config);
     const w = this.config.windowSize;
     this.correctRing = new Uint8Array(w);
@@ -269,7 +280,12 @@ export class AccuracyMonitor {
    * Records a prediction awaiting its label. `at.sampleIndex` is the worker's
    * sample clock (the feature detector's), `at.ts` the telemetry ts.
    */
-  recordPrediction(machineId: string, seq: number, predicted: Efficiency, at: { ts?: number; sampleIndex?: number } = {}): void {
+  recordPrediction(
+    machineId: string,
+    seq: number,
+    predicted: Efficiency,
+    at: { ts?: number; sampleIndex?: number } = {},
+  ): void {
     const cls = classIndex(predicted);
     const key = joinKey(machineId, seq);
     if (this.pending.delete(key)) this.duplicates++;
@@ -280,7 +296,11 @@ export class AccuracyMonitor {
         this.evicted++;
       }
     }
-    this.pending.set(key, { predicted: cls, ts: at.ts ?? this.now(), sampleIndex: at.sampleIndex ?? Number.NaN });
+    this.pending.set(key, {
+      predicted: cls,
+      ts: at.ts ?? this.now(),
+      sampleIndex: at.sampleIndex ?? Number.NaN,
+    });
     // Predicted-class mix over the last windowSize predictions.
     const w = this.config.windowSize;
     if (this.predCount === w) {
@@ -315,15 +335,25 @@ export class AccuracyMonitor {
    * Feeds an already-joined outcome (offline evaluation, tests). Returns the
    * alarm it raised, if any.
    */
-  recordOutcome(correct: boolean, at: { ts?: number; sampleIndex?: number; actual?: Efficiency } = {}): DriftAlarm | null {
+  recordOutcome(
+    correct: boolean,
+    at: { ts?: number; sampleIndex?: number; actual?: Efficiency } = {},
+  ): DriftAlarm | null {
     this.lastAlarm = null;
-    return this.push(correct, at.actual === undefined ? -1 : classIndex(at.actual), at.ts ?? this.now(), at.sampleIndex ?? Number.NaN);
+    return this.push(
+      correct,
+      at.actual === undefined ? -1 : classIndex(at.actual),
+      at.ts ?? this.now(),
+      at.sampleIndex ?? Number.NaN,
+    );
   }
 
   snapshot(): AccuracySnapshot {
     const n = this.count;
     const mix = (counts: Int32Array, total: number): Record<Efficiency, number> =>
-      Object.fromEntries(EFFICIENCY_CLASSES.map((c, i) => [c, total === 0 ? 0 : (counts[i] as number) / total])) as Record<Efficiency, number>;
+      Object.fromEntries(
+        EFFICIENCY_CLASSES.map((c, i) => [c, total === 0 ? 0 : (counts[i] as number) / total]),
+      ) as Record<Efficiency, number>;
     let labelledWithClass = 0;
     for (let i = 0; i < NC; i++) labelledWithClass += this.actualCounts[i] as number;
     return {
@@ -332,7 +362,8 @@ export class AccuracyMonitor {
       liveAccuracy: this.liveAccuracy,
       labelled: n,
       criticalCorrect: n >= this.config.minLabels ? (this.critical[n] as number) : -1,
-      pvalue: n >= this.config.minLabels && this.floor > 0 ? binomialCdf(this.correctCount, n, this.floor) : null,
+      pvalue:
+        n >= this.config.minLabels && this.floor > 0 ? binomialCdf(this.correctCount, n, this.floor) : null,
       predictedMix: mix(this.predictedCounts, this.predCount),
       labelMix: mix(this.actualCounts, labelledWithClass),
       pending: this.pending.size,
@@ -350,7 +381,8 @@ export class AccuracyMonitor {
     const w = this.config.windowSize;
     const t = new Int32Array(w + 1).fill(-1);
     if (this.floor <= 0) return t; // validation accuracy at or below maxDrop: nothing to detect
-    for (let n = this.config.minLabels; n <= w; n++) t[n] = binomialCriticalCount(n, this.floor, this.config.alpha);
+    for (let n = this.config.minLabels; n <= w; n++)
+      t[n] = binomialCriticalCount(n, this.floor, this.config.alpha);
     return t;
   }
 
@@ -391,8 +423,19 @@ export class AccuracyMonitor {
     const oldest = n === w ? this.head : 0;
     const labelClock = this.labels - 1;
     const at = pointOf(this.sampleRing[newest] as number, labelClock, this.tsRing[newest] as number);
-    const onset = pointOf(this.sampleRing[oldest] as number, labelClock - (n - 1), this.tsRing[oldest] as number);
-    const alarm: DriftAlarm = { kind: 'concept', groupKey: 'all', at, onset, features: [], liveAccuracy: this.correctCount / n };
+    const onset = pointOf(
+      this.sampleRing[oldest] as number,
+      labelClock - (n - 1),
+      this.tsRing[oldest] as number,
+    );
+    const alarm: DriftAlarm = {
+      kind: 'concept',
+      groupKey: 'all',
+      at,
+      onset,
+      features: [],
+      liveAccuracy: this.correctCount / n,
+    };
     this.alarms++;
     this.lastAlarm = alarm;
     this.cooldownLeft = this.config.cooldownLabels;

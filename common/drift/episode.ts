@@ -1,6 +1,11 @@
 import { createHash } from 'node:crypto';
 import { ValidationError } from '../errors.ts';
-import { retrainRequestSchema, type DataWindow, type DriftKind, type RetrainRequest } from '../events/schemas.ts';
+import {
+  retrainRequestSchema,
+  type DataWindow,
+  type DriftKind,
+  type RetrainRequest,
+} from '../events/schemas.ts';
 import type { DriftAlarm, SamplePoint } from './types.ts';
 
 /**
@@ -75,20 +80,26 @@ const MAX_GROUPS_LISTED = 32;
  * JSON-encoded as an array so no two different inputs share an encoding. The
  * same episode always yields the same key; the retrainer drops repeats.
  */
-export function retrainRequestId(modelName: string, championVersion: string, episodeStart: SamplePoint): string {
+export function retrainRequestId(
+  modelName: string,
+  championVersion: string,
+  episodeStart: SamplePoint,
+): string {
   return createHash('sha256')
     .update(JSON.stringify([modelName, championVersion, episodeStart.sampleIndex, episodeStart.ts]))
     .digest('hex');
 }
 
 function checkName(name: string, v: unknown): string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > 128) throw new RangeError(`${name} must be a non-empty string of at most 128 characters, got ${String(v)}`);
+  if (typeof v !== 'string' || v.length === 0 || v.length > 128)
+    throw new RangeError(`${name} must be a non-empty string of at most 128 characters, got ${String(v)}`);
   return v;
 }
 
 function checkAccuracy(v: unknown): number | null {
   if (v === null) return null;
-  if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new RangeError(`validationAccuracy must be null or in [0, 1], got ${String(v)}`);
+  if (typeof v !== 'number' || !(v >= 0 && v <= 1))
+    throw new RangeError(`validationAccuracy must be null or in [0, 1], got ${String(v)}`);
   return v;
 }
 
@@ -101,14 +112,24 @@ export class DriftEpisodeManager {
   private readonly now: () => number;
   private readonly liveAccuracy: () => number | null;
   private readonly makeCorrelationId: (requestId: string) => string;
-  private readonly counters: EpisodeStats = { episodes: 0, requests: 0, attachedAlarms: 0, expired: 0, closedByChampion: 0 };
+  private readonly counters: EpisodeStats = {
+    episodes: 0,
+    requests: 0,
+    attachedAlarms: 0,
+    expired: 0,
+    closedByChampion: 0,
+  };
 
-  constructor(config: Partial<EpisodeConfig> & Pick<EpisodeConfig, 'modelName' | 'championVersion'>, options: EpisodeOptions = {}) {
+  constructor(
+    config: Partial<EpisodeConfig> & Pick<EpisodeConfig, 'modelName' | 'championVersion'>,
+    options: EpisodeOptions = {},
+  ) {
     this.modelName = checkName('modelName', config.modelName);
     this.champion = checkName('championVersion', config.championVersion);
     this.validationAccuracy = checkAccuracy(config.validationAccuracy ?? null);
     const ttl = config.episodeTtlSamples ?? DEFAULT_EPISODE_TTL_SAMPLES;
-    if (!Number.isInteger(ttl) || ttl < 1) throw new RangeError(`episodeTtlSamples must be a positive integer, got ${String(ttl)}`);
+    if (!Number.isInteger(ttl) || ttl < 1)
+      throw new RangeError(`episodeTtlSamples must be a positive integer, got ${String(ttl)}`);
     this.episodeTtlSamples = ttl;
     this.now = options.now ?? Date.now;
     this.liveAccuracy = options.liveAccuracy ?? (() => null);
@@ -141,7 +162,8 @@ export class DriftEpisodeManager {
       open.attachedAlarms++;
       this.counters.attachedAlarms++;
       if (!open.kinds.includes(alarm.kind)) open.kinds.push(alarm.kind);
-      if (open.groups.length < MAX_GROUPS_LISTED && !open.groups.includes(alarm.groupKey)) open.groups.push(alarm.groupKey);
+      if (open.groups.length < MAX_GROUPS_LISTED && !open.groups.includes(alarm.groupKey))
+        open.groups.push(alarm.groupKey);
       return null;
     }
     const requestId = retrainRequestId(this.modelName, this.champion, alarm.onset);
@@ -188,7 +210,12 @@ export class DriftEpisodeManager {
       sampleTo: Math.max(alarm.onset.sampleIndex, alarm.at.sampleIndex),
     };
     // Seqs are per machine: meaningful only when the evidence came from one machine's group.
-    if (alarm.groupKey !== 'all' && alarm.onset.seq !== undefined && alarm.at.seq !== undefined && alarm.onset.seq <= alarm.at.seq) {
+    if (
+      alarm.groupKey !== 'all' &&
+      alarm.onset.seq !== undefined &&
+      alarm.at.seq !== undefined &&
+      alarm.onset.seq <= alarm.at.seq
+    ) {
       window.fromSeq = alarm.onset.seq;
       window.toSeq = alarm.at.seq;
     }
@@ -210,7 +237,10 @@ export class DriftEpisodeManager {
     const checked = retrainRequestSchema.safeParse(candidate);
     if (!checked.success) {
       const issue = checked.error.issues[0];
-      throw new ValidationError('invalid_retrain_request', `retrain request does not match its schema: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+      throw new ValidationError(
+        'invalid_retrain_request',
+        `retrain request does not match its schema: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+      );
     }
     return checked.data;
   }

@@ -148,11 +148,16 @@ function checkEnum<T extends string>(name: string, v: unknown, allowed: readonly
  * Merges `overrides` onto the defaults and validates every parameter; throws a
  * RangeError naming the first bad one. The edge worker maps env vars through it.
  */
-export function resolveDriftConfig(overrides: Partial<FeatureDriftConfig> = {}): Readonly<FeatureDriftConfig> {
+export function resolveDriftConfig(
+  overrides: Partial<FeatureDriftConfig> = {},
+): Readonly<FeatureDriftConfig> {
   const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
-  const c = { ...DEFAULT_DRIFT_CONFIG, ...defined } as { -readonly [K in keyof FeatureDriftConfig]: FeatureDriftConfig[K] };
+  const c = { ...DEFAULT_DRIFT_CONFIG, ...defined } as {
+    -readonly [K in keyof FeatureDriftConfig]: FeatureDriftConfig[K];
+  };
   // Unset hop: half a window (the default's 250 for 500), so a smaller window alone stays valid.
-  if (defined.hop === undefined && typeof c.windowSize === 'number') c.hop = Math.max(1, Math.floor(c.windowSize / 2));
+  if (defined.hop === undefined && typeof c.windowSize === 'number')
+    c.hop = Math.max(1, Math.floor(c.windowSize / 2));
   for (const key of Object.keys(defined)) {
     if (!(key in DEFAULT_DRIFT_CONFIG)) throw new RangeError(`unknown drift parameter ${key}`);
   }
@@ -161,7 +166,8 @@ export function resolveDriftConfig(overrides: Partial<FeatureDriftConfig> = {}):
   checkInt('windowSize', c.windowSize, MIN_WINDOW_SIZE, MAX_WINDOW_SIZE);
   // hop is only read in hopping mode, where it cannot exceed the window.
   checkInt('hop', c.hop, 1, c.windowMode === 'hopping' ? c.windowSize : MAX_WINDOW_SIZE);
-  if (typeof c.alpha !== 'number' || !(c.alpha > 0 && c.alpha < 1)) throw new RangeError(`alpha must be in (0, 1), got ${String(c.alpha)}`);
+  if (typeof c.alpha !== 'number' || !(c.alpha > 0 && c.alpha < 1))
+    throw new RangeError(`alpha must be in (0, 1), got ${String(c.alpha)}`);
   checkEnum('correction', c.correction, CORRECTIONS);
   checkInt('consecutive', c.consecutive, 1, 1_000);
   checkEnum('persistence', c.persistence, PERSISTENCES);
@@ -222,8 +228,19 @@ export interface FeatureDriftStats {
 
 const NF = FEATURES.length;
 /** update() reads the features by name in this order; it must be FEATURES' order. */
-const NAMED_ORDER = ['temperatureC', 'vibrationHz', 'powerKw', 'networkLatencyMs', 'packetLossPct', 'defectRatePct', 'productionSpeedUph', 'maintenanceScore', 'errorRatePct'];
-if (NAMED_ORDER.join() !== FEATURES.join()) throw new Error('feature-drift: FEATURES changed; update FeatureDriftDetector.update()');
+const NAMED_ORDER = [
+  'temperatureC',
+  'vibrationHz',
+  'powerKw',
+  'networkLatencyMs',
+  'packetLossPct',
+  'defectRatePct',
+  'productionSpeedUph',
+  'maintenanceScore',
+  'errorRatePct',
+];
+if (NAMED_ORDER.join() !== FEATURES.join())
+  throw new Error('feature-drift: FEATURES changed; update FeatureDriftDetector.update()');
 
 /** Per-group state; every array is allocated once when the group is created. */
 class Group {
@@ -276,17 +293,24 @@ export function asymptoticCriticalStatistic(p: number, n: number, m: number): nu
  * Throws ArtifactError when a feature is missing, empty or not finite.
  */
 export function sortReference(reference: ReferenceSample): SortedSample[] {
-  if (typeof reference !== 'object' || reference === null || typeof reference.features !== 'object' || reference.features === null) {
+  if (
+    typeof reference !== 'object' ||
+    reference === null ||
+    typeof reference.features !== 'object' ||
+    reference.features === null
+  ) {
     throw new ArtifactError('reference sample has no features');
   }
   return FEATURES.map((f) => {
     const values = (reference.features as Partial<Record<Feature, unknown>>)[f];
-    if (!Array.isArray(values) && !ArrayBuffer.isView(values)) throw new ArtifactError(`reference sample has no values for ${f}`);
+    if (!Array.isArray(values) && !ArrayBuffer.isView(values))
+      throw new ArtifactError(`reference sample has no values for ${f}`);
     const arr = values as ArrayLike<unknown>;
     if (arr.length < 1) throw new ArtifactError(`reference sample for ${f} is empty`);
     for (let i = 0; i < arr.length; i++) {
       const v = arr[i];
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new ArtifactError(`reference sample for ${f} has a non-finite value at ${i}`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new ArtifactError(`reference sample for ${f} has a non-finite value at ${i}`);
     }
     return new SortedSample(arr as ArrayLike<number>);
   });
@@ -317,7 +341,11 @@ export class FeatureDriftDetector {
   private readonly scratch: Float64Array;
   private cacheHits = 0;
 
-  constructor(reference: ReferenceSample, config: Partial<FeatureDriftConfig> = {}, options: { now?: () => number } = {}) {
+  constructor(
+    reference: ReferenceSample,
+    config: Partial<FeatureDriftConfig> = {},
+    options: { now?: () => number } = {},
+  ) {
     this.config = resolveDriftConfig(config);
     this.refs = sortReference(reference);
     this.refSizes = this.refs.map((r) => r.size);
@@ -386,9 +414,15 @@ export class FeatureDriftDetector {
     const x7 = row.maintenanceScore;
     const x8 = row.errorRatePct;
     if (
-      !Number.isFinite(x0) || !Number.isFinite(x1) || !Number.isFinite(x2) ||
-      !Number.isFinite(x3) || !Number.isFinite(x4) || !Number.isFinite(x5) ||
-      !Number.isFinite(x6) || !Number.isFinite(x7) || !Number.isFinite(x8)
+      !Number.isFinite(x0) ||
+      !Number.isFinite(x1) ||
+      !Number.isFinite(x2) ||
+      !Number.isFinite(x3) ||
+      !Number.isFinite(x4) ||
+      !Number.isFinite(x5) ||
+      !Number.isFinite(x6) ||
+      !Number.isFinite(x7) ||
+      !Number.isFinite(x8)
     ) {
       this.skipped++;
       return NOT_TESTED;
@@ -440,7 +474,10 @@ export class FeatureDriftDetector {
 
   /** Latest per-feature results of one group (default: `all`, or the only group); empty before its first sample. */
   features(groupKey?: string): FeatureDriftStatus[] {
-    const g = groupKey === undefined ? (this.groups.get('all') ?? (this.groups.size === 1 ? [...this.groups.values()][0] : undefined)) : this.groups.get(groupKey);
+    const g =
+      groupKey === undefined
+        ? (this.groups.get('all') ?? (this.groups.size === 1 ? [...this.groups.values()][0] : undefined))
+        : this.groups.get(groupKey);
     return g ? this.statusOf(g) : [];
   }
 
@@ -457,7 +494,11 @@ export class FeatureDriftDetector {
       let streak = 0;
       for (const g of this.groups.values()) {
         const p = g.pvalue[f] as number;
-        if (!Number.isNaN(p) && (best === undefined || Number.isNaN(best.pvalue[f] as number) || p < (best.pvalue[f] as number))) best = g;
+        if (
+          !Number.isNaN(p) &&
+          (best === undefined || Number.isNaN(best.pvalue[f] as number) || p < (best.pvalue[f] as number))
+        )
+          best = g;
         if (g.rejected[f] === 1) drifted = true;
         streak = Math.max(streak, g.streak[f] as number);
       }
@@ -499,7 +540,8 @@ export class FeatureDriftDetector {
     if (found) return found;
     if (this.groups.size >= this.config.maxGroups) {
       let oldest: Group | undefined;
-      for (const g of this.groups.values()) if (oldest === undefined || g.lastSeen < oldest.lastSeen) oldest = g;
+      for (const g of this.groups.values())
+        if (oldest === undefined || g.lastSeen < oldest.lastSeen) oldest = g;
       if (oldest) {
         this.groups.delete(oldest.key);
         this.groupsEvicted++;
@@ -529,7 +571,11 @@ export class FeatureDriftDetector {
     const gcdN = gcd(n1, n2);
     const lcm = (n1 / gcdN) * n2;
     // 'asymp' asks for the asymptotic p-value: the exact cache does not apply. ('auto' is exact up to 10,000.)
-    if (lcm <= MAX_EXACT_LATTICE && this.config.method !== 'asymp' && (this.config.method === 'exact' || Math.max(n1, n2) <= 10_000)) {
+    if (
+      lcm <= MAX_EXACT_LATTICE &&
+      this.config.method !== 'asymp' &&
+      (this.config.method === 'exact' || Math.max(n1, n2) <= 10_000)
+    ) {
       const h = latticeStatistic(ref.values, sorted, lcm / n1, lcm / n2);
       const cache = exactPvalueCache(n1, n2);
       const p = cache.get(h);
@@ -543,7 +589,8 @@ export class FeatureDriftDetector {
       g.statistic[f] = r.statistic;
       g.pvalue[f] = r.pvalue;
       // Cache only exact p-values: those are a function of h alone (asymptotic ones of the unrounded D).
-      if (r.method === 'exact' && Math.round(r.statistic * lcm) === h && cache.size < MAX_CACHED_PVALUES) cache.set(h, r.pvalue);
+      if (r.method === 'exact' && Math.round(r.statistic * lcm) === h && cache.size < MAX_CACHED_PVALUES)
+        cache.set(h, r.pvalue);
       return;
     }
     const r = ks2sampSorted(ref, sorted, { method: this.config.method });
@@ -561,7 +608,10 @@ export class FeatureDriftDetector {
       sorted.sort();
       this.ksTest(f, sorted, g);
     }
-    const threshold = this.config.correction === 'bonferroni' ? bonferroni(g.pvalue, this.config.alpha, g.rejected) : benjaminiHochberg(g.pvalue, this.config.alpha, g.rejected);
+    const threshold =
+      this.config.correction === 'bonferroni'
+        ? bonferroni(g.pvalue, this.config.alpha, g.rejected)
+        : benjaminiHochberg(g.pvalue, this.config.alpha, g.rejected);
     g.threshold.fill(threshold);
     g.windowsTested++;
     this.windowsTested++;
@@ -614,8 +664,15 @@ export class FeatureDriftDetector {
         if (g.anyStreak >= k) onset = point(g.anyFromSample, g.anyFromTs, g.anyFromSeq);
       } else {
         for (let f = 0; f < NF; f++) {
-          if ((g.streak[f] as number) >= k && (onset === null || (g.streakFromSample[f] as number) < onset.sampleIndex)) {
-            onset = point(g.streakFromSample[f] as number, g.streakFromTs[f] as number, g.streakFromSeq[f] as number);
+          if (
+            (g.streak[f] as number) >= k &&
+            (onset === null || (g.streakFromSample[f] as number) < onset.sampleIndex)
+          ) {
+            onset = point(
+              g.streakFromSample[f] as number,
+              g.streakFromTs[f] as number,
+              g.streakFromSeq[f] as number,
+            );
           }
         }
       }
@@ -677,7 +734,8 @@ export function latticeStatistic(x: Float64Array, y: Float64Array, a: number, b:
   let j = 0;
   let h = 0;
   while (i < n1 || j < n2) {
-    const v = j >= n2 || (i < n1 && (x[i] as number) <= (y[j] as number)) ? (x[i] as number) : (y[j] as number);
+    const v =
+      j >= n2 || (i < n1 && (x[i] as number) <= (y[j] as number)) ? (x[i] as number) : (y[j] as number);
     while (i < n1 && (x[i] as number) <= v) i++;
     while (j < n2 && (y[j] as number) <= v) j++;
     const d = i * a - j * b;

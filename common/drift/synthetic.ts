@@ -1,5 +1,12 @@
 import type { ReferenceSample } from '../model/types.ts';
-import { FEATURES, OPERATION_MODES, SEED_RANGES, type Efficiency, type Feature, type OperationMode } from '../schema/features.ts';
+import {
+  FEATURES,
+  OPERATION_MODES,
+  SEED_RANGES,
+  type Efficiency,
+  type Feature,
+  type OperationMode,
+} from '../schema/features.ts';
 import { Rng } from '../util/rng.ts';
 
 /**
@@ -44,7 +51,10 @@ export class SeedStream {
     this.delta = options.shift?.delta ?? 0;
     this.onset = options.shift?.onset ?? Number.POSITIVE_INFINITY;
     this.round = options.float32 ?? false;
-    this.row = Object.fromEntries([['operationMode', 'Active'], ...FEATURES.map((f) => [f, 0])]) as MutableRow;
+    this.row = Object.fromEntries([
+      ['operationMode', 'Active'],
+      ...FEATURES.map((f) => [f, 0]),
+    ]) as MutableRow;
   }
 
   /** Index of the next sample. */
@@ -83,7 +93,10 @@ export const SEED_CLASS_SHARES: Readonly<Record<Efficiency, number>> = Object.fr
 /** A reference sample of `size` seed-profile rows, as a champion artifact would carry. */
 export function seedReference(seed: number, size = 5_000, float32 = false): ReferenceSample {
   const stream = new SeedStream({ seed, float32 });
-  const features = Object.fromEntries(FEATURES.map((f) => [f, new Array<number>(size)])) as Record<Feature, number[]>;
+  const features = Object.fromEntries(FEATURES.map((f) => [f, new Array<number>(size)])) as Record<
+    Feature,
+    number[]
+  >;
   for (let i = 0; i < size; i++) {
     const row = stream.next();
     for (const f of FEATURES) features[f][i] = row[f];

@@ -71,8 +71,10 @@ export class HealingTracker {
   ) {
     this.window = options.window ?? 1_000;
     this.tolerance = options.tolerance ?? 0.02;
-    if (!Number.isInteger(this.window) || this.window < 1) throw new RangeError(`window must be a positive integer, got ${this.window}`);
-    if (!(this.tolerance >= 0 && this.tolerance < 1)) throw new RangeError(`tolerance must be in [0, 1), got ${this.tolerance}`);
+    if (!Number.isInteger(this.window) || this.window < 1)
+      throw new RangeError(`window must be a positive integer, got ${this.window}`);
+    if (!(this.tolerance >= 0 && this.tolerance < 1))
+      throw new RangeError(`tolerance must be in [0, 1), got ${this.tolerance}`);
     this.ring = new Uint8Array(this.window);
     this.labelled = phases.map(() => 0);
     this.correct = phases.map(() => 0);
@@ -93,7 +95,8 @@ export class HealingTracker {
 
   /** Records the wall-clock time at which a phase's first sample was published. */
   markPhaseStart(phaseIndex: number, timeMs: number): void {
-    if (phaseIndex >= 0 && phaseIndex < this.phases.length && this.phaseStartTime[phaseIndex] === null) this.phaseStartTime[phaseIndex] = timeMs;
+    if (phaseIndex >= 0 && phaseIndex < this.phases.length && this.phaseStartTime[phaseIndex] === null)
+      this.phaseStartTime[phaseIndex] = timeMs;
   }
 
   /** One labelled outcome of sample `sampleIndex` (labels must arrive in sample order per phase; small reordering is harmless). */
@@ -114,7 +117,12 @@ export class HealingTracker {
       const min = this.minRolling[p];
       if (min === null || min === undefined || rolling < min) this.minRolling[p] = rolling;
       const phase = this.phases[p] as PhaseSpan;
-      if (phase.changesAnything && this.healedAt[p] === null && this.preDrift !== null && rolling >= this.preDrift - this.tolerance) {
+      if (
+        phase.changesAnything &&
+        this.healedAt[p] === null &&
+        this.preDrift !== null &&
+        rolling >= this.preDrift - this.tolerance
+      ) {
         this.healedAt[p] = n;
         if (timeMs !== undefined) this.healedTime[p] = timeMs;
       }
@@ -156,7 +164,8 @@ export class HealingTracker {
       const started = this.phaseStartTime[i];
       if (phase.changesAnything && started !== null && started !== undefined) {
         const healed = this.healedTime[i];
-        out.secondsToHeal = healed === null || healed === undefined ? null : Math.max(0, (healed - started) / 1000);
+        out.secondsToHeal =
+          healed === null || healed === undefined ? null : Math.max(0, (healed - started) / 1000);
       }
       return out;
     });

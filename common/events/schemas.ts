@@ -22,13 +22,16 @@ const probability = z.number().min(0).max(1);
 /** Names, versions and ids: printable text without control characters. */
 // eslint-disable-next-line no-control-regex -- the pattern exists to exclude control characters
 const NO_CONTROL = /^[^\u0000-\u001f\u007f]+$/;
-const label = (max: number): z.ZodString => z.string().min(1).max(max).regex(NO_CONTROL, 'must not contain control characters');
+const label = (max: number): z.ZodString =>
+  z.string().min(1).max(max).regex(NO_CONTROL, 'must not contain control characters');
 
 export const modelNameSchema = label(128);
 export const modelVersionSchema = label(128);
 export const correlationIdSchema = label(128);
 /** Idempotency key of a retrain request: lowercase hex digest (see `retrainRequestId` in `common/drift/episode.ts`). */
-export const requestIdSchema = z.string().regex(/^[0-9a-f]{16,128}$/, 'requestId must be 16-128 lowercase hex digits');
+export const requestIdSchema = z
+  .string()
+  .regex(/^[0-9a-f]{16,128}$/, 'requestId must be 16-128 lowercase hex digits');
 
 export const DRIFT_KINDS = ['covariate', 'concept'] as const;
 export type DriftKind = (typeof DRIFT_KINDS)[number];
@@ -57,7 +60,10 @@ export const dataWindowSchema = z
     sampleFrom: sampleIndex.optional(),
     sampleTo: sampleIndex.optional(),
   })
-  .refine((w) => w.fromTs <= w.toTs, { message: 'window.fromTs must not be after window.toTs', path: ['fromTs'] })
+  .refine((w) => w.fromTs <= w.toTs, {
+    message: 'window.fromTs must not be after window.toTs',
+    path: ['fromTs'],
+  })
   .refine((w) => w.sampleFrom === undefined || w.sampleTo === undefined || w.sampleFrom <= w.sampleTo, {
     message: 'window.sampleFrom must not be after window.sampleTo',
     path: ['sampleFrom'],
@@ -92,8 +98,14 @@ export const retrainRequestSchema = z
     /** Detector group the alarm came from: `all` or a machine id. */
     groupKey: label(128),
   })
-  .refine((r) => r.kind === 'concept' || r.features.length > 0, { message: 'a covariate retrain request names at least one feature', path: ['features'] })
-  .refine((r) => new Set(r.features.map((f) => f.feature)).size === r.features.length, { message: 'features must not repeat', path: ['features'] });
+  .refine((r) => r.kind === 'concept' || r.features.length > 0, {
+    message: 'a covariate retrain request names at least one feature',
+    path: ['features'],
+  })
+  .refine((r) => new Set(r.features.map((f) => f.feature)).size === r.features.length, {
+    message: 'features must not repeat',
+    path: ['features'],
+  });
 export type RetrainRequest = z.infer<typeof retrainRequestSchema>;
 
 /** Evaluation summary carried by model events (a subset of `EvalMetrics`). */
@@ -150,7 +162,11 @@ export const modelRolledBackSchema = z.object({
   metrics: modelMetricsSchema.optional(),
 });
 
-export const modelEventSchema = z.discriminatedUnion('type', [modelPromotedSchema, modelRejectedSchema, modelRolledBackSchema]);
+export const modelEventSchema = z.discriminatedUnion('type', [
+  modelPromotedSchema,
+  modelRejectedSchema,
+  modelRolledBackSchema,
+]);
 export type ModelPromoted = z.infer<typeof modelPromotedSchema>;
 export type ModelRejected = z.infer<typeof modelRejectedSchema>;
 export type ModelRolledBack = z.infer<typeof modelRolledBackSchema>;
@@ -206,12 +222,17 @@ export function parseModelEvent(value: unknown): ParsedEvent<ModelEvent> {
  */
 export function parseEvent(value: unknown): ParsedEvent<DriftlineEvent> {
   try {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'event must be a JSON object' };
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      return { ok: false, reason: 'event must be a JSON object' };
   } catch (err) {
     return { ok: false, reason: `unreadable event: ${err instanceof Error ? err.message : String(err)}` };
   }
   const type = typeOf(value);
   if (type === 'retrain-request') return parseRetrainRequest(value);
-  if (typeof type === 'string' && (MODEL_EVENT_TYPES as readonly string[]).includes(type)) return parseModelEvent(value);
-  return { ok: false, reason: `unknown event type ${typeof type === 'string' ? JSON.stringify(type.slice(0, 64)) : typeof type}` };
+  if (typeof type === 'string' && (MODEL_EVENT_TYPES as readonly string[]).includes(type))
+    return parseModelEvent(value);
+  return {
+    ok: false,
+    reason: `unknown event type ${typeof type === 'string' ? JSON.stringify(type.slice(0, 64)) : typeof type}`,
+  };
 }

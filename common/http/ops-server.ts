@@ -3,7 +3,11 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
 /** A route handler; returns true when it answered the request. */
-export type Route = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => boolean | Promise<boolean>;
+export type Route = (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+) => boolean | Promise<boolean>;
 
 export interface OpsServerOptions {
   /** Port; 0 picks a free one. */
@@ -28,7 +32,11 @@ export interface OpsServer {
 
 export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
   res.end(text);
 }
 
@@ -61,7 +69,8 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   });
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (req.method === 'GET' && url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok', ...(options.health?.() ?? {}) });
+    if (req.method === 'GET' && url.pathname === '/healthz')
+      return sendJson(res, 200, { status: 'ok', ...(options.health?.() ?? {}) });
     if (req.method === 'GET' && url.pathname === '/readyz') {
       const r = options.ready?.() ?? { ready: true };
       return sendJson(res, r.ready ? 200 : 503, { ready: r.ready, ...(r.detail ?? {}) });

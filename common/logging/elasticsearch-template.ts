@@ -24,7 +24,11 @@ export function dailyIndexName(prefix: string, time: Date): string {
  * The daily index of an ECS document: the UTC date of its `@timestamp`, or of
  * `fallback` (now) when the timestamp is missing or unparsable.
  */
-export function indexForDocument(prefix: string, doc: Record<string, unknown>, fallback: Date = new Date()): string {
+export function indexForDocument(
+  prefix: string,
+  doc: Record<string, unknown>,
+  fallback: Date = new Date(),
+): string {
   const ts = doc['@timestamp'];
   const parsed = typeof ts === 'string' || typeof ts === 'number' ? new Date(ts) : undefined;
   return dailyIndexName(prefix, parsed !== undefined && !Number.isNaN(parsed.getTime()) ? parsed : fallback);
@@ -54,7 +58,10 @@ const keyword: estypes.MappingKeywordProperty = { type: 'keyword', ignore_above:
  *   can never make documents fail with a mapping conflict, and the index cannot
  *   grow thousands of fields.
  */
-export function indexTemplateBody(prefix: string, options: TemplateOptions = {}): estypes.IndicesPutIndexTemplateRequest {
+export function indexTemplateBody(
+  prefix: string,
+  options: TemplateOptions = {},
+): estypes.IndicesPutIndexTemplateRequest {
   return {
     name: prefix,
     index_patterns: [`${prefix}-*`],
@@ -62,7 +69,10 @@ export function indexTemplateBody(prefix: string, options: TemplateOptions = {})
     // if a pattern ever overlaps; equal priorities on overlapping patterns are an error.
     priority: 200,
     version: TEMPLATE_VERSION,
-    _meta: { managed_by: 'driftline', description: 'Driftline service logs in ECS (common/logging/elasticsearch-transport.ts)' },
+    _meta: {
+      managed_by: 'driftline',
+      description: 'Driftline service logs in ECS (common/logging/elasticsearch-transport.ts)',
+    },
     template: {
       settings: {
         number_of_shards: options.shards ?? 1,

@@ -3,7 +3,12 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import TransportStream from 'winston-transport';
 import { int, loadConfig, optionalStr, optionalUrl, str } from '../config/env.ts';
 import { ConfigError } from '../errors.ts';
-import { DEFAULT_INDEX_PREFIX, indexForDocument, indexTemplateBody, type TemplateOptions } from './elasticsearch-template.ts';
+import {
+  DEFAULT_INDEX_PREFIX,
+  indexForDocument,
+  indexTemplateBody,
+  type TemplateOptions,
+} from './elasticsearch-template.ts';
 import { createLogger, toEcs } from './logger.ts';
 
 /**
@@ -40,9 +45,16 @@ import { createLogger, toEcs } from './logger.ts';
 export type EsClientOptions = ConstructorParameters<typeof Client>[0];
 
 /** Why documents were not shipped. */
-export type DropReason = 'buffer_full' | 'rejected_by_es' | 'retries_exhausted' | 'product_check_failed' | 'closed';
+export type DropReason =
+  'buffer_full' | 'rejected_by_es' | 'retries_exhausted' | 'product_check_failed' | 'closed';
 
-export const DROP_REASONS: readonly DropReason[] = ['buffer_full', 'rejected_by_es', 'retries_exhausted', 'product_check_failed', 'closed'];
+export const DROP_REASONS: readonly DropReason[] = [
+  'buffer_full',
+  'rejected_by_es',
+  'retries_exhausted',
+  'product_check_failed',
+  'closed',
+];
 
 /** What {@link ElasticsearchTransport.stats} reports. */
 export interface ShipperStats {
@@ -152,7 +164,10 @@ function statusOf(err: unknown): number | undefined {
 function describe(err: unknown): string {
   if (errorName(err) === 'ResponseError') {
     const body = (err as { body?: { error?: { type?: string; reason?: string } } }).body;
-    const detail = body?.error?.type !== undefined ? `${body.error.type}: ${body.error.reason ?? ''}` : (err as Error).message;
+    const detail =
+      body?.error?.type !== undefined
+        ? `${body.error.type}: ${body.error.reason ?? ''}`
+        : (err as Error).message;
     return `HTTP ${statusOf(err) ?? '?'} ${detail}`.trim();
   }
   if (err instanceof Error) return `${err.name}: ${err.message}`;
@@ -240,7 +255,13 @@ export class ElasticsearchTransport extends TransportStream {
   private seq = 0;
 
   private shipped = 0;
-  private readonly dropped: Record<DropReason, number> = { buffer_full: 0, rejected_by_es: 0, retries_exhausted: 0, product_check_failed: 0, closed: 0 };
+  private readonly dropped: Record<DropReason, number> = {
+    buffer_full: 0,
+    rejected_by_es: 0,
+    retries_exhausted: 0,
+    product_check_failed: 0,
+    closed: 0,
+  };
   private failedBatches = 0;
   private retried = 0;
   private lastError: string | undefined;
@@ -261,13 +282,22 @@ export class ElasticsearchTransport extends TransportStream {
     this.closeTimeoutMs = Math.max(0, options.closeTimeoutMs ?? 5000);
     this.installTemplate = options.installTemplate ?? true;
     this.templateOptions = options.template ?? {};
-    this.reporter = options.reporter ?? createLogger({ service: this.service.name, ...(this.service.version ? { version: this.service.version } : {}) });
+    this.reporter =
+      options.reporter ??
+      createLogger({
+        service: this.service.name,
+        ...(this.service.version ? { version: this.service.version } : {}),
+      });
 
     if (options.client) {
       this.client = options.client;
       this.ownsClient = false;
     } else {
-      if (options.node === undefined && options.clientOptions?.node === undefined && options.clientOptions?.nodes === undefined) {
+      if (
+        options.node === undefined &&
+        options.clientOptions?.node === undefined &&
+        options.clientOptions?.nodes === undefined
+      ) {
         throw new ConfigError('ElasticsearchTransport needs `node` (the Elasticsearch URL) or a `client`');
       }
       this.client = new Client({
@@ -282,7 +312,9 @@ export class ElasticsearchTransport extends TransportStream {
       this.ownsClient = true;
     }
     const nodes = options.node ?? options.clientOptions?.node ?? '(client)';
-    this.nodeText = (Array.isArray(nodes) ? nodes : [nodes]).map((n) => (typeof n === 'string' ? n.replace(/\/\/[^@/]*@/, '//***@') : '(node)')).join(',');
+    this.nodeText = (Array.isArray(nodes) ? nodes : [nodes])
+      .map((n) => (typeof n === 'string' ? n.replace(/\/\/[^@/]*@/, '//***@') : '(node)'))
+      .join(',');
 
     if (options.registry) this.registerMetrics(options.registry);
     const reportMs = options.reportIntervalMs ?? 60_000;
@@ -333,13 +365,26 @@ export class ElasticsearchTransport extends TransportStream {
     const sinks: MetricSinks = {
       shipped:
         existing<Counter>('driftline_log_shipper_shipped_total') ??
-        new Counter({ name: 'driftline_log_shipper_shipped_total', help: 'Log documents Elasticsearch accepted', registers: [registry] }),
+        new Counter({
+          name: 'driftline_log_shipper_shipped_total',
+          help: 'Log documents Elasticsearch accepted',
+          registers: [registry],
+        }),
       dropped:
         existing<Counter<'reason'>>('driftline_log_shipper_dropped_total') ??
-        new Counter({ name: 'driftline_log_shipper_dropped_total', help: 'Log documents given up, by reason', labelNames: ['reason'], registers: [registry] }),
+        new Counter({
+          name: 'driftline_log_shipper_dropped_total',
+          help: 'Log documents given up, by reason',
+          labelNames: ['reason'],
+          registers: [registry],
+        }),
       failedBatches:
         existing<Counter>('driftline_log_shipper_failed_batches_total') ??
-        new Counter({ name: 'driftline_log_shipper_failed_batches_total', help: 'Bulk requests to Elasticsearch that failed as a whole', registers: [registry] }),
+        new Counter({
+          name: 'driftline_log_shipper_failed_batches_total',
+          help: 'Bulk requests to Elasticsearch that failed as a whole',
+          registers: [registry],
+        }),
     };
     if (existing('driftline_log_shipper_buffered') === undefined) {
       const buffered = (): number => this.buffer.length + this.inFlight;
@@ -386,7 +431,12 @@ export class ElasticsearchTransport extends TransportStream {
       return;
     }
     const doc = toEcs(info, this.service);
-    this.buffer.push({ id: `${this.idPrefix}-${(this.seq++).toString(36)}`, index: indexForDocument(this.indexPrefix, doc), body: safeStringify(doc), attempts: 0 });
+    this.buffer.push({
+      id: `${this.idPrefix}-${(this.seq++).toString(36)}`,
+      index: indexForDocument(this.indexPrefix, doc),
+      body: safeStringify(doc),
+      attempts: 0,
+    });
     this.enforceCap();
     if (this.state !== 'closing') this.schedule(this.buffer.length >= this.flushDocs ? 0 : this.flushMs);
   }
@@ -429,11 +479,14 @@ export class ElasticsearchTransport extends TransportStream {
     if (this.timer !== undefined && this.timerDue <= due) return;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timerDue = due;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.timerDue = Number.POSITIVE_INFINITY;
-      void this.runFlush(false);
-    }, Math.min(due - now, MAX_TIMER_MS));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerDue = Number.POSITIVE_INFINITY;
+        void this.runFlush(false);
+      },
+      Math.min(due - now, MAX_TIMER_MS),
+    );
     this.timer.unref();
   }
 
@@ -451,7 +504,8 @@ export class ElasticsearchTransport extends TransportStream {
       })
       .finally(() => {
         this.flushing = undefined;
-        if (this.buffer.length > 0 && this.state !== 'closing') this.schedule(this.buffer.length >= this.flushDocs ? 0 : this.flushMs);
+        if (this.buffer.length > 0 && this.state !== 'closing')
+          this.schedule(this.buffer.length >= this.flushDocs ? 0 : this.flushMs);
       });
     return this.flushing;
   }
@@ -502,10 +556,13 @@ export class ElasticsearchTransport extends TransportStream {
       // manage templates): ship anyway, with dynamic mappings.
       this.templateDone = true;
       this.lastError = `index template ${this.indexPrefix} not installed: ${describe(err)}`;
-      this.reporter.warn(`elasticsearch log shipping: could not install index template ${this.indexPrefix} (${describe(err)}); shipping with dynamic mappings`, {
-        action: 'log-shipping-degraded',
-        node: this.nodeText,
-      });
+      this.reporter.warn(
+        `elasticsearch log shipping: could not install index template ${this.indexPrefix} (${describe(err)}); shipping with dynamic mappings`,
+        {
+          action: 'log-shipping-degraded',
+          node: this.nodeText,
+        },
+      );
       return true;
     }
   }
@@ -544,11 +601,14 @@ export class ElasticsearchTransport extends TransportStream {
         { signal: controller.signal },
       );
       this.countShipped(result.successful);
-      const rejection = rejected > 0 ? `Elasticsearch rejected ${rejected} document(s): ${firstRejection ?? '?'}` : undefined;
+      const rejection =
+        rejected > 0 ? `Elasticsearch rejected ${rejected} document(s): ${firstRejection ?? '?'}` : undefined;
       if (rejected > 0) this.drop('rejected_by_es', rejected);
       if (retry.length > 0) {
         this.requeue(retry);
-        this.noteFailure(`Elasticsearch answered 429/5xx for ${retry.length} document(s)${rejection !== undefined ? `; ${rejection}` : ''}`);
+        this.noteFailure(
+          `Elasticsearch answered 429/5xx for ${retry.length} document(s)${rejection !== undefined ? `; ${rejection}` : ''}`,
+        );
         return false;
       }
       if (rejection !== undefined) this.lastError = rejection;
@@ -596,7 +656,10 @@ export class ElasticsearchTransport extends TransportStream {
 
   private noteFailure(err: unknown): void {
     this.consecutiveFailures++;
-    const ceiling = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** Math.min(this.consecutiveFailures - 1, 30));
+    const ceiling = Math.min(
+      this.backoffMaxMs,
+      this.backoffBaseMs * 2 ** Math.min(this.consecutiveFailures - 1, 30),
+    );
     const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
     this.backoffUntil = Date.now() + delay;
     this.lastError = typeof err === 'string' ? err : describe(err);
@@ -694,21 +757,37 @@ export class ElasticsearchTransport extends TransportStream {
  */
 export const elasticsearchConfigSpec = {
   url: optionalUrl('ELASTICSEARCH_URL', {
-    description: 'Elasticsearch to ship ECS logs to, e.g. http://127.0.0.1:9200 (unset: logs go to the console only; put credentials in the variables below, not in the URL)',
+    description:
+      'Elasticsearch to ship ECS logs to, e.g. http://127.0.0.1:9200 (unset: logs go to the console only; put credentials in the variables below, not in the URL)',
     protocols: ['http:', 'https:'],
   }),
-  apiKey: optionalStr('ELASTICSEARCH_API_KEY', { description: 'Elasticsearch API key (the base64 "encoded" value) for the log shipper', secret: true }),
-  username: optionalStr('ELASTICSEARCH_USERNAME', { description: 'Elasticsearch user for the log shipper (with ELASTICSEARCH_PASSWORD)', secret: true }),
-  password: optionalStr('ELASTICSEARCH_PASSWORD', { description: 'password of ELASTICSEARCH_USERNAME', secret: true }),
+  apiKey: optionalStr('ELASTICSEARCH_API_KEY', {
+    description: 'Elasticsearch API key (the base64 "encoded" value) for the log shipper',
+    secret: true,
+  }),
+  username: optionalStr('ELASTICSEARCH_USERNAME', {
+    description: 'Elasticsearch user for the log shipper (with ELASTICSEARCH_PASSWORD)',
+    secret: true,
+  }),
+  password: optionalStr('ELASTICSEARCH_PASSWORD', {
+    description: 'password of ELASTICSEARCH_USERNAME',
+    secret: true,
+  }),
   indexPrefix: str('ELASTICSEARCH_INDEX_PREFIX', {
     description: 'daily log indices are <prefix>-YYYY.MM.DD (UTC); the index template covers <prefix>-*',
     default: DEFAULT_INDEX_PREFIX,
     pattern: /^[a-z0-9][a-z0-9._-]{0,200}$/,
     allowed: 'lower-case letters, digits, ".", "_" or "-", starting with a letter or digit',
   }),
-  flushMs: int('ELASTICSEARCH_FLUSH_MS', { description: 'ship buffered log documents at least this often (ms)', default: 1000, min: 10, max: 600_000 }),
+  flushMs: int('ELASTICSEARCH_FLUSH_MS', {
+    description: 'ship buffered log documents at least this often (ms)',
+    default: 1000,
+    min: 10,
+    max: 600_000,
+  }),
   maxBuffer: int('ELASTICSEARCH_MAX_BUFFER', {
-    description: 'log documents kept while Elasticsearch is slow or down; beyond it the oldest are dropped and counted',
+    description:
+      'log documents kept while Elasticsearch is slow or down; beyond it the oldest are dropped and counted',
     default: 10_000,
     min: 1,
     max: 10_000_000,
@@ -728,10 +807,14 @@ export function elasticsearchTransportFromEnv(
   const config = loadConfig(elasticsearchConfigSpec, env);
   if (config.url === undefined) return undefined;
   if ((config.username === undefined) !== (config.password === undefined)) {
-    throw new ConfigError('Invalid configuration: ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD must be set together');
+    throw new ConfigError(
+      'Invalid configuration: ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD must be set together',
+    );
   }
   if (config.apiKey !== undefined && config.username !== undefined) {
-    throw new ConfigError('Invalid configuration: set ELASTICSEARCH_API_KEY or ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD, not both');
+    throw new ConfigError(
+      'Invalid configuration: set ELASTICSEARCH_API_KEY or ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD, not both',
+    );
   }
   const auth =
     config.apiKey !== undefined

@@ -47,8 +47,13 @@ function setPath(target: Record<string, unknown>, dotted: string, value: unknown
 }
 
 /** Turns a winston info object into an ECS document. Exported for the Elasticsearch transport and tests. */
-export function toEcs(info: Record<string, unknown>, service: { name: string; version?: string }): Record<string, unknown> {
-  const { level, message, timestamp, stack, err, ...rest } = info as Record<string, unknown> & { level: string };
+export function toEcs(
+  info: Record<string, unknown>,
+  service: { name: string; version?: string },
+): Record<string, unknown> {
+  const { level, message, timestamp, stack, err, ...rest } = info as Record<string, unknown> & {
+    level: string;
+  };
   const doc: Record<string, unknown> = {
     '@timestamp': typeof timestamp === 'string' ? timestamp : new Date().toISOString(),
     'log.level': level,
@@ -89,7 +94,13 @@ export function createLogger(options: LoggerOptions): Logger {
     return info;
   });
   const prettyFormat = winston.format.printf((info) => {
-    const { level, message, timestamp, service: _s, ...rest } = info as Record<string, unknown> & { level: string };
+    const {
+      level,
+      message,
+      timestamp,
+      service: _s,
+      ...rest
+    } = info as Record<string, unknown> & { level: string };
     const extras = Object.entries(rest)
       .filter(([k]) => typeof k === 'string')
       .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
@@ -101,11 +112,18 @@ export function createLogger(options: LoggerOptions): Logger {
   const transports: Transport[] = [
     new winston.transports.Stream({
       stream,
-      format: pretty ? winston.format.combine(winston.format.timestamp(), prettyFormat) : winston.format.combine(winston.format.timestamp(), ecsFormat()),
+      format: pretty
+        ? winston.format.combine(winston.format.timestamp(), prettyFormat)
+        : winston.format.combine(winston.format.timestamp(), ecsFormat()),
     }),
   ];
   if (options.file) {
-    transports.push(new winston.transports.File({ filename: options.file, format: winston.format.combine(winston.format.timestamp(), ecsFormat()) }));
+    transports.push(
+      new winston.transports.File({
+        filename: options.file,
+        format: winston.format.combine(winston.format.timestamp(), ecsFormat()),
+      }),
+    );
   }
   if (options.transports) transports.push(...options.transports);
 
@@ -119,5 +137,8 @@ export function createLogger(options: LoggerOptions): Logger {
 
 /** A logger that writes nothing; for tests and library defaults. */
 export function silentLogger(): Logger {
-  return winston.createLogger({ silent: true, transports: [new winston.transports.Console({ silent: true })] });
+  return winston.createLogger({
+    silent: true,
+    transports: [new winston.transports.Console({ silent: true })],
+  });
 }

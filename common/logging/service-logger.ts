@@ -6,6 +6,9 @@ import { createLogger, type Logger, type LoggerOptions } from './logger.ts';
  * `ELASTICSEARCH_URL` is set, the Elasticsearch shipper — no code change to switch.
  */
 export function createServiceLogger(options: LoggerOptions, env: NodeJS.ProcessEnv = process.env): Logger {
-  const es = elasticsearchTransportFromEnv(env, { name: options.service, ...(options.version ? { version: options.version } : {}) });
+  const es = elasticsearchTransportFromEnv(env, {
+    name: options.service,
+    ...(options.version ? { version: options.version } : {}),
+  });
   return createLogger({ ...options, transports: [...(options.transports ?? []), ...(es ? [es] : [])] });
 }

@@ -1,7 +1,13 @@
 import { ArtifactError, ConfigError, isRetriable } from '../errors.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { retry, type RetryOptions } from '../util/retry.ts';
-import { errorFromFetchFailure, errorFromResponse, MlflowAlreadyExistsError, MlflowNotFoundError, safeToResend } from './errors.ts';
+import {
+  errorFromFetchFailure,
+  errorFromResponse,
+  MlflowAlreadyExistsError,
+  MlflowNotFoundError,
+  safeToResend,
+} from './errors.ts';
 import type {
   MlflowExperiment,
   MlflowListArtifactsResponse,
@@ -83,7 +89,8 @@ export function encodeArtifactPath(relPath: string): string {
     .split('/')
     .filter((segment) => segment !== '')
     .map((segment) => {
-      if (segment === '.' || segment === '..') throw new ArtifactError(`artifact path ${JSON.stringify(relPath)} must not contain '.' or '..'`);
+      if (segment === '.' || segment === '..')
+        throw new ArtifactError(`artifact path ${JSON.stringify(relPath)} must not contain '.' or '..'`);
       return encodeURIComponent(segment);
     })
     .join('/');
@@ -129,15 +136,22 @@ export class MlflowClient {
   constructor(options: MlflowClientOptions = {}) {
     const env = options.env ?? process.env;
     const uri = options.trackingUri ?? env.MLFLOW_TRACKING_URI;
-    if (!uri) throw new ConfigError('MLflow tracking URI is not set: pass trackingUri or set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5055)');
+    if (!uri)
+      throw new ConfigError(
+        'MLflow tracking URI is not set: pass trackingUri or set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5055)',
+      );
     let parsed: URL;
     try {
       parsed = new URL(uri);
     } catch {
-      throw new ConfigError(`MLFLOW_TRACKING_URI=${JSON.stringify(uri)} is not a URL (expected http(s)://host:port)`);
+      throw new ConfigError(
+        `MLFLOW_TRACKING_URI=${JSON.stringify(uri)} is not a URL (expected http(s)://host:port)`,
+      );
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-      throw new ConfigError(`MLFLOW_TRACKING_URI=${JSON.stringify(uri)}: only http(s) tracking servers are supported (not file stores or databricks)`);
+      throw new ConfigError(
+        `MLFLOW_TRACKING_URI=${JSON.stringify(uri)}: only http(s) tracking servers are supported (not file stores or databricks)`,
+      );
     }
     this.baseUrl = uri.replace(/\/+$/, '');
     this.fetchFn = options.fetch ?? globalThis.fetch;
@@ -145,7 +159,8 @@ export class MlflowClient {
     const username = options.username ?? env.MLFLOW_TRACKING_USERNAME;
     const password = options.password ?? env.MLFLOW_TRACKING_PASSWORD;
     if (token) this.authorization = `Bearer ${token}`;
-    else if (username) this.authorization = `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}`;
+    else if (username)
+      this.authorization = `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}`;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.artifactTimeoutMs = options.artifactTimeoutMs ?? 120_000;
     this.retryOptions = { attempts: 5, initialDelayMs: 200, maxDelayMs: 5000, ...options.retry };
@@ -193,7 +208,8 @@ export class MlflowClient {
     } catch (err) {
       throw errorFromFetchFailure(err, endpoint, this.baseUrl, timeoutMs);
     }
-    if (!response.ok) throw errorFromResponse(response.status, Buffer.from(payload).toString('utf8'), endpoint);
+    if (!response.ok)
+      throw errorFromResponse(response.status, Buffer.from(payload).toString('utf8'), endpoint);
     return payload;
   }
 
@@ -204,7 +220,12 @@ export class MlflowClient {
       ...this.retryOptions,
       shouldRetry: idempotent ? isRetriable : safeToResend,
       onRetry: (err, attempt, delayMs) =>
-        this.logger.warn('MLflow request failed; retrying', { endpoint: `${spec.method} ${spec.path}`, attempt, delayMs, err: String(err) }),
+        this.logger.warn('MLflow request failed; retrying', {
+          endpoint: `${spec.method} ${spec.path}`,
+          attempt,
+          delayMs,
+          err: String(err),
+        }),
     });
   }
 
@@ -225,7 +246,11 @@ export class MlflowClient {
   /** `GET /api/2.0/mlflow/experiments/get-by-name`; undefined when it does not exist. */
   async getExperimentByName(name: string): Promise<MlflowExperiment | undefined> {
     try {
-      const res = await this.request<{ experiment: MlflowExperiment }>({ method: 'GET', path: `${API}/experiments/get-by-name`, query: { experiment_name: name } });
+      const res = await this.request<{ experiment: MlflowExperiment }>({
+        method: 'GET',
+        path: `${API}/experiments/get-by-name`,
+        query: { experiment_name: name },
+      });
       return res.experiment;
     } catch (err) {
       if (err instanceof MlflowNotFoundError) return undefined;
@@ -234,7 +259,10 @@ export class MlflowClient {
   }
 
   /** `POST /api/2.0/mlflow/experiments/create`; returns the new experiment id. Throws `MlflowAlreadyExistsError` when taken. */
-  async createExperiment(name: string, options: { artifactLocation?: string; tags?: Record<string, string> } = {}): Promise<string> {
+  async createExperiment(
+    name: string,
+    options: { artifactLocation?: string; tags?: Record<string, string> } = {},
+  ): Promise<string> {
     const res = await this.request<{ experiment_id: string }>({
       method: 'POST',
       path: `${API}/experiments/create`,
@@ -260,22 +288,42 @@ export class MlflowClient {
   // ---- runs --------------------------------------------------------------
 
   /** `POST /api/2.0/mlflow/runs/create`. */
-  async createRun(options: { experimentId: string; runName?: string; startTime?: number; tags?: Record<string, string> }): Promise<MlflowRun> {
+  async createRun(options: {
+    experimentId: string;
+    runName?: string;
+    startTime?: number;
+    tags?: Record<string, string>;
+  }): Promise<MlflowRun> {
     const res = await this.request<{ run: MlflowRun }>({
       method: 'POST',
       path: `${API}/runs/create`,
-      json: { experiment_id: options.experimentId, run_name: options.runName, start_time: options.startTime ?? Date.now(), tags: toTags(options.tags) },
+      json: {
+        experiment_id: options.experimentId,
+        run_name: options.runName,
+        start_time: options.startTime ?? Date.now(),
+        tags: toTags(options.tags),
+      },
       idempotent: false,
     });
     return res.run;
   }
 
   /** `POST /api/2.0/mlflow/runs/update`: status (terminate with FINISHED/FAILED/KILLED), end time, name. */
-  async updateRun(options: { runId: string; status?: MlflowRunStatus; endTime?: number; runName?: string }): Promise<MlflowRunInfo> {
+  async updateRun(options: {
+    runId: string;
+    status?: MlflowRunStatus;
+    endTime?: number;
+    runName?: string;
+  }): Promise<MlflowRunInfo> {
     const res = await this.request<{ run_info: MlflowRunInfo }>({
       method: 'POST',
       path: `${API}/runs/update`,
-      json: { run_id: options.runId, status: options.status, end_time: options.endTime, run_name: options.runName },
+      json: {
+        run_id: options.runId,
+        status: options.status,
+        end_time: options.endTime,
+        run_name: options.runName,
+      },
     });
     return res.run_info;
   }
@@ -284,8 +332,20 @@ export class MlflowClient {
    * `POST /api/2.0/mlflow/runs/log-batch`. Server limits per call: 1000 metrics,
    * 100 params, 100 tags (see `MlflowRegistry.logMetrics`, which chunks).
    */
-  async logBatch(runId: string, batch: { metrics?: MlflowMetric[]; params?: MlflowParam[]; tags?: MlflowTag[] }): Promise<void> {
-    await this.request({ method: 'POST', path: `${API}/runs/log-batch`, json: { run_id: runId, metrics: batch.metrics ?? [], params: batch.params ?? [], tags: batch.tags ?? [] } });
+  async logBatch(
+    runId: string,
+    batch: { metrics?: MlflowMetric[]; params?: MlflowParam[]; tags?: MlflowTag[] },
+  ): Promise<void> {
+    await this.request({
+      method: 'POST',
+      path: `${API}/runs/log-batch`,
+      json: {
+        run_id: runId,
+        metrics: batch.metrics ?? [],
+        params: batch.params ?? [],
+        tags: batch.tags ?? [],
+      },
+    });
   }
 
   /** `POST /api/2.0/mlflow/runs/set-tag`. */
@@ -295,7 +355,11 @@ export class MlflowClient {
 
   /** `GET /api/2.0/mlflow/runs/get`. Throws `MlflowNotFoundError` for an unknown run. */
   async getRun(runId: string): Promise<MlflowRun> {
-    const res = await this.request<{ run: MlflowRun }>({ method: 'GET', path: `${API}/runs/get`, query: { run_id: runId } });
+    const res = await this.request<{ run: MlflowRun }>({
+      method: 'GET',
+      path: `${API}/runs/get`,
+      query: { run_id: runId },
+    });
     return res.run;
   }
 
@@ -318,29 +382,53 @@ export class MlflowClient {
   // ---- artifacts ---------------------------------------------------------
 
   /** `GET /api/2.0/mlflow/artifacts/list`: a run's artifacts below `path` (paths relative to the run root). */
-  async listArtifacts(runId: string, path?: string, pageToken?: string): Promise<MlflowListArtifactsResponse> {
-    return this.request<MlflowListArtifactsResponse>({ method: 'GET', path: `${API}/artifacts/list`, query: { run_id: runId, path, page_token: pageToken } });
+  async listArtifacts(
+    runId: string,
+    path?: string,
+    pageToken?: string,
+  ): Promise<MlflowListArtifactsResponse> {
+    return this.request<MlflowListArtifactsResponse>({
+      method: 'GET',
+      path: `${API}/artifacts/list`,
+      query: { run_id: runId, path, page_token: pageToken },
+    });
   }
 
   /** `PUT /api/2.0/mlflow-artifacts/artifacts/<proxyPath>`: uploads one file through the artifact proxy. */
   async uploadArtifact(proxyPath: string, bytes: Uint8Array): Promise<void> {
-    await this.send({ method: 'PUT', path: `${ARTIFACT_PROXY_PREFIX}/${encodeArtifactPath(proxyPath)}`, bytes, timeoutMs: this.artifactTimeoutMs });
+    await this.send({
+      method: 'PUT',
+      path: `${ARTIFACT_PROXY_PREFIX}/${encodeArtifactPath(proxyPath)}`,
+      bytes,
+      timeoutMs: this.artifactTimeoutMs,
+    });
   }
 
   /** `GET /api/2.0/mlflow-artifacts/artifacts/<proxyPath>`: downloads one file through the artifact proxy. */
   async downloadArtifact(proxyPath: string): Promise<Uint8Array> {
-    return this.send({ method: 'GET', path: `${ARTIFACT_PROXY_PREFIX}/${encodeArtifactPath(proxyPath)}`, timeoutMs: this.artifactTimeoutMs });
+    return this.send({
+      method: 'GET',
+      path: `${ARTIFACT_PROXY_PREFIX}/${encodeArtifactPath(proxyPath)}`,
+      timeoutMs: this.artifactTimeoutMs,
+    });
   }
 
   /** `GET /api/2.0/mlflow-artifacts/artifacts?path=<proxyPath>`: lists one directory of the proxy (base names). */
   async listProxiedArtifacts(proxyPath: string): Promise<MlflowListArtifactsResponse> {
-    return this.request<MlflowListArtifactsResponse>({ method: 'GET', path: ARTIFACT_PROXY_PREFIX, query: { path: proxyPath } });
+    return this.request<MlflowListArtifactsResponse>({
+      method: 'GET',
+      path: ARTIFACT_PROXY_PREFIX,
+      query: { path: proxyPath },
+    });
   }
 
   // ---- registered models -------------------------------------------------
 
   /** `POST /api/2.0/mlflow/registered-models/create`. Throws `MlflowAlreadyExistsError` when taken. */
-  async createRegisteredModel(name: string, options: { tags?: Record<string, string>; description?: string } = {}): Promise<MlflowRegisteredModel> {
+  async createRegisteredModel(
+    name: string,
+    options: { tags?: Record<string, string>; description?: string } = {},
+  ): Promise<MlflowRegisteredModel> {
     const res = await this.request<{ registered_model: MlflowRegisteredModel }>({
       method: 'POST',
       path: `${API}/registered-models/create`,
@@ -351,28 +439,52 @@ export class MlflowClient {
 
   /** `GET /api/2.0/mlflow/registered-models/get` (with its tags and aliases). Throws `MlflowNotFoundError`. */
   async getRegisteredModel(name: string): Promise<MlflowRegisteredModel> {
-    const res = await this.request<{ registered_model: MlflowRegisteredModel }>({ method: 'GET', path: `${API}/registered-models/get`, query: { name } });
+    const res = await this.request<{ registered_model: MlflowRegisteredModel }>({
+      method: 'GET',
+      path: `${API}/registered-models/get`,
+      query: { name },
+    });
     return res.registered_model;
   }
 
   /** `POST /api/2.0/mlflow/registered-models/set-tag`. */
   async setRegisteredModelTag(name: string, key: string, value: string): Promise<void> {
-    await this.request({ method: 'POST', path: `${API}/registered-models/set-tag`, json: { name, key, value } });
+    await this.request({
+      method: 'POST',
+      path: `${API}/registered-models/set-tag`,
+      json: { name, key, value },
+    });
   }
 
   /** `DELETE /api/2.0/mlflow/registered-models/delete-tag`. */
   async deleteRegisteredModelTag(name: string, key: string): Promise<void> {
-    await this.request({ method: 'DELETE', path: `${API}/registered-models/delete-tag`, json: { name, key } });
+    await this.request({
+      method: 'DELETE',
+      path: `${API}/registered-models/delete-tag`,
+      json: { name, key },
+    });
   }
 
   // ---- model versions ----------------------------------------------------
 
   /** `POST /api/2.0/mlflow/model-versions/create`: `source` is `runs:/<run_id>/<path>` or an `mlflow-artifacts:` URI. */
-  async createModelVersion(options: { name: string; source: string; runId?: string; tags?: Record<string, string>; description?: string }): Promise<MlflowModelVersion> {
+  async createModelVersion(options: {
+    name: string;
+    source: string;
+    runId?: string;
+    tags?: Record<string, string>;
+    description?: string;
+  }): Promise<MlflowModelVersion> {
     const res = await this.request<{ model_version: MlflowModelVersion }>({
       method: 'POST',
       path: `${API}/model-versions/create`,
-      json: { name: options.name, source: options.source, run_id: options.runId, tags: toTags(options.tags), description: options.description },
+      json: {
+        name: options.name,
+        source: options.source,
+        run_id: options.runId,
+        tags: toTags(options.tags),
+        description: options.description,
+      },
       idempotent: false,
     });
     return res.model_version;
@@ -380,16 +492,27 @@ export class MlflowClient {
 
   /** `GET /api/2.0/mlflow/model-versions/get`. Throws `MlflowNotFoundError`. */
   async getModelVersion(name: string, version: string): Promise<MlflowModelVersion> {
-    const res = await this.request<{ model_version: MlflowModelVersion }>({ method: 'GET', path: `${API}/model-versions/get`, query: { name, version } });
+    const res = await this.request<{ model_version: MlflowModelVersion }>({
+      method: 'GET',
+      path: `${API}/model-versions/get`,
+      query: { name, version },
+    });
     return res.model_version;
   }
 
   /** `GET /api/2.0/mlflow/model-versions/search`: one page. `filter` e.g. `name='driftline-efficiency'`. */
-  async searchModelVersions(options: { filter?: string; maxResults?: number; orderBy?: string[]; pageToken?: string } = {}): Promise<MlflowSearchModelVersionsResponse> {
+  async searchModelVersions(
+    options: { filter?: string; maxResults?: number; orderBy?: string[]; pageToken?: string } = {},
+  ): Promise<MlflowSearchModelVersionsResponse> {
     return this.request<MlflowSearchModelVersionsResponse>({
       method: 'GET',
       path: `${API}/model-versions/search`,
-      query: { filter: options.filter, max_results: options.maxResults, order_by: options.orderBy, page_token: options.pageToken },
+      query: {
+        filter: options.filter,
+        max_results: options.maxResults,
+        order_by: options.orderBy,
+        page_token: options.pageToken,
+      },
     });
   }
 
@@ -398,7 +521,11 @@ export class MlflowClient {
     const out: MlflowModelVersion[] = [];
     let pageToken: string | undefined;
     do {
-      const page = await this.searchModelVersions({ filter, maxResults: 1000, ...(pageToken ? { pageToken } : {}) });
+      const page = await this.searchModelVersions({
+        filter,
+        maxResults: 1000,
+        ...(pageToken ? { pageToken } : {}),
+      });
       out.push(...(page.model_versions ?? []));
       pageToken = page.next_page_token || undefined;
     } while (pageToken);
@@ -407,19 +534,31 @@ export class MlflowClient {
 
   /** `POST /api/2.0/mlflow/model-versions/set-tag`. */
   async setModelVersionTag(name: string, version: string, key: string, value: string): Promise<void> {
-    await this.request({ method: 'POST', path: `${API}/model-versions/set-tag`, json: { name, version, key, value } });
+    await this.request({
+      method: 'POST',
+      path: `${API}/model-versions/set-tag`,
+      json: { name, version, key, value },
+    });
   }
 
   /** `DELETE /api/2.0/mlflow/model-versions/delete-tag`. */
   async deleteModelVersionTag(name: string, version: string, key: string): Promise<void> {
-    await this.request({ method: 'DELETE', path: `${API}/model-versions/delete-tag`, json: { name, version, key } });
+    await this.request({
+      method: 'DELETE',
+      path: `${API}/model-versions/delete-tag`,
+      json: { name, version, key },
+    });
   }
 
   // ---- aliases -----------------------------------------------------------
 
   /** `POST /api/2.0/mlflow/registered-models/alias`: points `alias` at `version` (moves it if set). */
   async setAlias(name: string, alias: string, version: string): Promise<void> {
-    await this.request({ method: 'POST', path: `${API}/registered-models/alias`, json: { name, alias, version } });
+    await this.request({
+      method: 'POST',
+      path: `${API}/registered-models/alias`,
+      json: { name, alias, version },
+    });
   }
 
   /** `DELETE /api/2.0/mlflow/registered-models/alias`. */
@@ -434,11 +573,21 @@ export class MlflowClient {
    */
   async getModelVersionByAlias(name: string, alias: string): Promise<MlflowModelVersion | undefined> {
     try {
-      const res = await this.request<{ model_version: MlflowModelVersion }>({ method: 'GET', path: `${API}/registered-models/alias`, query: { name, alias } });
+      const res = await this.request<{ model_version: MlflowModelVersion }>({
+        method: 'GET',
+        path: `${API}/registered-models/alias`,
+        query: { name, alias },
+      });
       return res.model_version;
     } catch (err) {
       if (err instanceof MlflowNotFoundError) return undefined;
-      if (err instanceof Error && 'errorCode' in err && err.errorCode === 'INVALID_PARAMETER_VALUE' && /alias .* not found/i.test(err.message)) return undefined;
+      if (
+        err instanceof Error &&
+        'errorCode' in err &&
+        err.errorCode === 'INVALID_PARAMETER_VALUE' &&
+        /alias .* not found/i.test(err.message)
+      )
+        return undefined;
       throw err;
     }
   }

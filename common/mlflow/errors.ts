@@ -59,7 +59,10 @@ export class MlflowTransportError extends TransportError {
   /** True when the connection was never established, so the server cannot have acted on the request. */
   readonly notSent: boolean;
 
-  constructor(message: string, details: { status?: number; errorCode?: string; endpoint: string; notSent?: boolean; cause?: unknown }) {
+  constructor(
+    message: string,
+    details: { status?: number; errorCode?: string; endpoint: string; notSent?: boolean; cause?: unknown },
+  ) {
     super(message, { retriable: true, cause: details.cause });
     this.status = details.status;
     this.errorCode = details.errorCode;
@@ -85,34 +88,55 @@ export function errorFromResponse(status: number, bodyText: string, endpoint: st
   const errorCode = body.error_code ?? `HTTP_${status}`;
   const detail = body.message ?? bodyText.slice(0, 300).trim();
   const message = `MLflow ${endpoint} → ${status} ${errorCode}${detail ? `: ${detail}` : ''}`;
-  if (status >= 500 || status === 429) return new MlflowTransportError(message, { status, errorCode, endpoint });
+  if (status >= 500 || status === 429)
+    return new MlflowTransportError(message, { status, errorCode, endpoint });
   const details = { errorCode, status, endpoint };
   if (errorCode === 'RESOURCE_ALREADY_EXISTS') return new MlflowAlreadyExistsError(message, details);
-  if (errorCode === 'RESOURCE_DOES_NOT_EXIST' || status === 404) return new MlflowNotFoundError(message, details);
+  if (errorCode === 'RESOURCE_DOES_NOT_EXIST' || status === 404)
+    return new MlflowNotFoundError(message, details);
   if (errorCode === 'INVALID_PARAMETER_VALUE') return new MlflowInvalidParameterError(message, details);
   return new MlflowApiError(message, details);
 }
 
 /** True for the abort a request deadline (`AbortSignal.timeout`) causes. */
 function isTimeout(err: unknown): boolean {
-  return err instanceof Error && (err.name === 'TimeoutError' || (err.name === 'AbortError' && String(err.message).includes('timeout')));
+  return (
+    err instanceof Error &&
+    (err.name === 'TimeoutError' || (err.name === 'AbortError' && String(err.message).includes('timeout')))
+  );
 }
 
 /** Network-level causes for which the request surely never reached the server: safe to retry even a create. */
-const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+const NOT_SENT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
 
 /** The typed error for a `fetch` that threw (no HTTP answer). */
-export function errorFromFetchFailure(err: unknown, endpoint: string, baseUrl: string, timeoutMs: number): DriftlineError {
+export function errorFromFetchFailure(
+  err: unknown,
+  endpoint: string,
+  baseUrl: string,
+  timeoutMs: number,
+): DriftlineError {
   if (err instanceof DriftlineError) return err;
-  if (isTimeout(err)) return new TimeoutError(`MLflow ${endpoint} did not answer within ${timeoutMs} ms (${baseUrl})`);
+  if (isTimeout(err))
+    return new TimeoutError(`MLflow ${endpoint} did not answer within ${timeoutMs} ms (${baseUrl})`);
   const cause = (err as { cause?: { code?: string } } | undefined)?.cause;
   const code = cause?.code;
   const hint = code === 'ECONNREFUSED' ? ' — is the server running? (scripts/services/mlflow.sh start)' : '';
-  return new MlflowTransportError(`MLflow ${endpoint} failed: cannot reach ${baseUrl} (${code ?? describeError(err)})${hint}`, {
-    endpoint,
-    notSent: code !== undefined && NOT_SENT_CODES.has(code),
-    cause: err,
-  });
+  return new MlflowTransportError(
+    `MLflow ${endpoint} failed: cannot reach ${baseUrl} (${code ?? describeError(err)})${hint}`,
+    {
+      endpoint,
+      notSent: code !== undefined && NOT_SENT_CODES.has(code),
+      cause: err,
+    },
+  );
 }
 
 /**

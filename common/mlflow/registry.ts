@@ -3,16 +3,36 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:f
 import path from 'node:path';
 import { ArtifactError, TransportError, describeError } from '../errors.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
-import { METADATA_FILE, parseListedFiles, sha256Bytes, verifyArtifactFiles, type VerifiedArtifact } from '../registry/artifact-files.ts';
+import {
+  METADATA_FILE,
+  parseListedFiles,
+  sha256Bytes,
+  verifyArtifactFiles,
+  type VerifiedArtifact,
+} from '../registry/artifact-files.ts';
 import { assertModelName, assertVersion, RegistryError } from '../registry/errors.ts';
 import { compareVersions, deriveStatus, rollbackTarget } from '../registry/history.ts';
 import { finiteMetrics, registrationTags, RESERVED_PREFIX, TAG } from '../registry/tags.ts';
-import type { AliasAudit, AliasChange, ModelRegistry, ModelVersion, RegisterInfo, Unwatch, WatchOptions } from '../registry/types.ts';
+import type {
+  AliasAudit,
+  AliasChange,
+  ModelRegistry,
+  ModelVersion,
+  RegisterInfo,
+  Unwatch,
+  WatchOptions,
+} from '../registry/types.ts';
 import { pollChampion, type ChampionSource } from '../registry/watch.ts';
 import { sleep } from '../util/sleep.ts';
 import { MlflowClient, proxyPathFromUri, type MlflowClientOptions } from './client.ts';
 import { MlflowAlreadyExistsError, MlflowNotFoundError } from './errors.ts';
-import type { MlflowMetric, MlflowModelVersion, MlflowRegisteredModel, MlflowRunStatus, MlflowTag } from './types.ts';
+import type {
+  MlflowMetric,
+  MlflowModelVersion,
+  MlflowRegisteredModel,
+  MlflowRunStatus,
+  MlflowTag,
+} from './types.ts';
 
 /**
  * The model registry on an MLflow tracking server (`MLFLOW_TRACKING_URI`).
@@ -96,7 +116,9 @@ function championOf(model: MlflowRegisteredModel): string | undefined {
 }
 
 function historyOf(model: MlflowRegisteredModel): AliasChange[] {
-  const entries = (model.tags ?? []).filter((t) => t.key.startsWith(RM.historyPrefix)).sort((a, b) => a.key.localeCompare(b.key));
+  const entries = (model.tags ?? [])
+    .filter((t) => t.key.startsWith(RM.historyPrefix))
+    .sort((a, b) => a.key.localeCompare(b.key));
   const out: AliasChange[] = [];
   for (const entry of entries) {
     try {
@@ -141,30 +163,61 @@ export class MlflowRegistry implements ModelRegistry {
   // ---- run helpers for the retrainer ---------------------------------------
 
   /** Creates (or finds) the experiment and starts a run with its params and tags. */
-  async startRun(options: { experiment?: string; runName?: string; params?: Record<string, string | number | boolean>; tags?: Record<string, string> } = {}): Promise<{ runId: string; experimentId: string; artifactUri: string }> {
+  async startRun(
+    options: {
+      experiment?: string;
+      runName?: string;
+      params?: Record<string, string | number | boolean>;
+      tags?: Record<string, string>;
+    } = {},
+  ): Promise<{ runId: string; experimentId: string; artifactUri: string }> {
     const experimentId = await this.client.getOrCreateExperiment(options.experiment ?? this.experiment);
-    const run = await this.client.createRun({ experimentId, ...(options.runName ? { runName: options.runName } : {}), ...(options.tags ? { tags: options.tags } : {}) });
-    const params = Object.entries(options.params ?? {}).map(([key, value]) => ({ key, value: String(value) }));
-    for (let i = 0; i < params.length; i += 100) await this.client.logBatch(run.info.run_id, { params: params.slice(i, i + 100) });
-    this.logger.info('MLflow run started', { action: 'mlflow.run.start', runId: run.info.run_id, experimentId });
+    const run = await this.client.createRun({
+      experimentId,
+      ...(options.runName ? { runName: options.runName } : {}),
+      ...(options.tags ? { tags: options.tags } : {}),
+    });
+    const params = Object.entries(options.params ?? {}).map(([key, value]) => ({
+      key,
+      value: String(value),
+    }));
+    for (let i = 0; i < params.length; i += 100)
+      await this.client.logBatch(run.info.run_id, { params: params.slice(i, i + 100) });
+    this.logger.info('MLflow run started', {
+      action: 'mlflow.run.start',
+      runId: run.info.run_id,
+      experimentId,
+    });
     return { runId: run.info.run_id, experimentId, artifactUri: run.info.artifact_uri };
   }
 
   /** Logs metrics at one step (default 0), in batches of the server's 1000-metric limit. */
   async logMetrics(runId: string, metrics: Record<string, number>, step = 0): Promise<void> {
     const timestamp = Date.now();
-    const list: MlflowMetric[] = Object.entries(finiteMetrics(metrics)).map(([key, value]) => ({ key, value, timestamp, step }));
-    for (let i = 0; i < list.length; i += 1000) await this.client.logBatch(runId, { metrics: list.slice(i, i + 1000) });
+    const list: MlflowMetric[] = Object.entries(finiteMetrics(metrics)).map(([key, value]) => ({
+      key,
+      value,
+      timestamp,
+      step,
+    }));
+    for (let i = 0; i < list.length; i += 1000)
+      await this.client.logBatch(runId, { metrics: list.slice(i, i + 1000) });
   }
 
   /** Logs per-epoch metrics (`epochs[i]` at step i, or at `firstStep + i`): loss/accuracy curves in the MLflow UI. */
-  async logEpochMetrics(runId: string, epochs: ReadonlyArray<Record<string, number>>, firstStep = 0): Promise<void> {
+  async logEpochMetrics(
+    runId: string,
+    epochs: ReadonlyArray<Record<string, number>>,
+    firstStep = 0,
+  ): Promise<void> {
     const timestamp = Date.now();
     const list: MlflowMetric[] = [];
     epochs.forEach((metrics, i) => {
-      for (const [key, value] of Object.entries(finiteMetrics(metrics))) list.push({ key, value, timestamp, step: firstStep + i });
+      for (const [key, value] of Object.entries(finiteMetrics(metrics)))
+        list.push({ key, value, timestamp, step: firstStep + i });
     });
-    for (let i = 0; i < list.length; i += 1000) await this.client.logBatch(runId, { metrics: list.slice(i, i + 1000) });
+    for (let i = 0; i < list.length; i += 1000)
+      await this.client.logBatch(runId, { metrics: list.slice(i, i + 1000) });
   }
 
   /** Uploads every file under `dir` (recursively) to the run's `<artifactPath>/…`; returns the relative paths uploaded. */
@@ -172,8 +225,14 @@ export class MlflowRegistry implements ModelRegistry {
     const run = await this.client.getRun(runId);
     const base = `${proxyPathFromUri(run.info.artifact_uri)}/${artifactPath.replace(/^\/+|\/+$/g, '')}`;
     const files = await listFilesRecursive(dir);
-    for (const rel of files) await this.client.uploadArtifact(`${base}/${rel}`, await readFile(path.join(dir, rel)));
-    this.logger.info('uploaded artifact directory', { action: 'mlflow.artifacts.upload', runId, artifactPath, files: files.length });
+    for (const rel of files)
+      await this.client.uploadArtifact(`${base}/${rel}`, await readFile(path.join(dir, rel)));
+    this.logger.info('uploaded artifact directory', {
+      action: 'mlflow.artifacts.upload',
+      runId,
+      artifactPath,
+      files: files.length,
+    });
     return files;
   }
 
@@ -206,7 +265,10 @@ export class MlflowRegistry implements ModelRegistry {
   }
 
   /** Terminates a run (`FINISHED`, `FAILED` or `KILLED`). */
-  async finishRun(runId: string, status: Exclude<MlflowRunStatus, 'RUNNING' | 'SCHEDULED'> = 'FINISHED'): Promise<void> {
+  async finishRun(
+    runId: string,
+    status: Exclude<MlflowRunStatus, 'RUNNING' | 'SCHEDULED'> = 'FINISHED',
+  ): Promise<void> {
     await this.client.updateRun({ runId, status, endTime: Date.now() });
     this.logger.info('MLflow run finished', { action: 'mlflow.run.finish', runId, status });
   }
@@ -244,10 +306,15 @@ export class MlflowRegistry implements ModelRegistry {
       metrics = {};
     }
     const visible: Record<string, string> = {};
-    for (const [key, value] of Object.entries(tags)) if (!key.startsWith(RESERVED_PREFIX) || VISIBLE_RESERVED.has(key)) visible[key] = value;
+    for (const [key, value] of Object.entries(tags))
+      if (!key.startsWith(RESERVED_PREFIX) || VISIBLE_RESERVED.has(key)) visible[key] = value;
     const rejectedReason = tags[MV.rejected];
     // "retired" = promoted once (a promotion tag) and not champion now.
-    const status = deriveStatus(mv.version, { champion, rejected: rejectedReason !== undefined, everChampion: tags[MV.promotedAt] !== undefined });
+    const status = deriveStatus(mv.version, {
+      champion,
+      rejected: rejectedReason !== undefined,
+      everChampion: tags[MV.promotedAt] !== undefined,
+    });
     return {
       name: mv.name,
       version: mv.version,
@@ -273,7 +340,9 @@ export class MlflowRegistry implements ModelRegistry {
     if (!model) return [];
     const champion = championOf(model);
     const versions = await this.client.searchAllModelVersions(`name='${name}'`);
-    return versions.map((mv) => this.toModelVersion(mv, champion)).sort((a, b) => compareVersions(a.version, b.version));
+    return versions
+      .map((mv) => this.toModelVersion(mv, champion))
+      .sort((a, b) => compareVersions(a.version, b.version));
   }
 
   async getChampion(name: string): Promise<ModelVersion | undefined> {
@@ -292,7 +361,11 @@ export class MlflowRegistry implements ModelRegistry {
   // ---- registration -----------------------------------------------------------
 
   /** Makes sure the run's `<artifactPath>/` holds exactly this artifact (skips the upload when it already does). */
-  private async ensureRunHasArtifact(runId: string, artifactDir: string, verified: VerifiedArtifact): Promise<void> {
+  private async ensureRunHasArtifact(
+    runId: string,
+    artifactDir: string,
+    verified: VerifiedArtifact,
+  ): Promise<void> {
     const run = await this.client.getRun(runId);
     const base = `${proxyPathFromUri(run.info.artifact_uri)}/${this.artifactPath}`;
     const listing = await this.client.listArtifacts(runId, this.artifactPath);
@@ -303,12 +376,15 @@ export class MlflowRegistry implements ModelRegistry {
       present = sha256Bytes(remoteMetadata) === verified.checksum;
     }
     if (present) return;
-    for (const file of verified.allFiles) await this.client.uploadArtifact(`${base}/${file}`, await readFile(path.join(artifactDir, file)));
+    for (const file of verified.allFiles)
+      await this.client.uploadArtifact(`${base}/${file}`, await readFile(path.join(artifactDir, file)));
   }
 
   private async ensureRegisteredModel(name: string): Promise<void> {
     try {
-      await this.client.createRegisteredModel(name, { description: 'Driftline machine-efficiency classifier (TensorFlow.js); champion = alias "champion".' });
+      await this.client.createRegisteredModel(name, {
+        description: 'Driftline machine-efficiency classifier (TensorFlow.js); champion = alias "champion".',
+      });
       this.logger.info('created MLflow registered model', { action: 'mlflow.model.create', name });
     } catch (err) {
       if (!(err instanceof MlflowAlreadyExistsError)) throw err;
@@ -336,30 +412,57 @@ export class MlflowRegistry implements ModelRegistry {
       }
     }
 
-    const artifactVersion = typeof verified.metadata.version === 'string' ? verified.metadata.version : undefined;
+    const artifactVersion =
+      typeof verified.metadata.version === 'string' ? verified.metadata.version : undefined;
     const tags: Record<string, string> = {
       ...registrationTags(info),
       [MV.checksum]: verified.checksum,
-      [MV.files]: JSON.stringify(Object.fromEntries(verified.files.map((f) => [f.name, { sha256: f.sha256, bytes: f.bytes }]))),
+      [MV.files]: JSON.stringify(
+        Object.fromEntries(verified.files.map((f) => [f.name, { sha256: f.sha256, bytes: f.bytes }])),
+      ),
       [MV.metrics]: JSON.stringify(finiteMetrics(info.metrics)),
       ...(artifactVersion !== undefined ? { [MV.artifactVersion]: artifactVersion } : {}),
     };
-    let mv = await this.client.createModelVersion({ name, source: `runs:/${runId}/${this.artifactPath}`, runId, tags });
+    let mv = await this.client.createModelVersion({
+      name,
+      source: `runs:/${runId}/${this.artifactPath}`,
+      runId,
+      tags,
+    });
     const deadline = Date.now() + this.readyTimeoutMs;
     while (mv.status === 'PENDING_REGISTRATION' && Date.now() < deadline) {
       await sleep(500);
       mv = await this.client.getModelVersion(name, mv.version);
     }
-    if (mv.status === 'FAILED_REGISTRATION') throw new TransportError(`MLflow failed to register ${name} version ${mv.version}: ${mv.status_message ?? ''}`, { retriable: false });
-    if (mv.status === 'PENDING_REGISTRATION') throw new TransportError(`MLflow ${name} version ${mv.version} still pending after ${this.readyTimeoutMs} ms`);
-    this.logger.info('registered model version', { action: 'registry.register', name, modelVersion: mv.version, runId, checksum: verified.checksum, correlationId: info.correlationId });
+    if (mv.status === 'FAILED_REGISTRATION')
+      throw new TransportError(
+        `MLflow failed to register ${name} version ${mv.version}: ${mv.status_message ?? ''}`,
+        { retriable: false },
+      );
+    if (mv.status === 'PENDING_REGISTRATION')
+      throw new TransportError(
+        `MLflow ${name} version ${mv.version} still pending after ${this.readyTimeoutMs} ms`,
+      );
+    this.logger.info('registered model version', {
+      action: 'registry.register',
+      name,
+      modelVersion: mv.version,
+      runId,
+      checksum: verified.checksum,
+      correlationId: info.correlationId,
+    });
     const model = await this.registeredModel(name);
     return this.toModelVersion(mv, model ? championOf(model) : undefined);
   }
 
-  private async uploadArtifactDirFiles(artifactUri: string, verified: VerifiedArtifact, dir: string): Promise<void> {
+  private async uploadArtifactDirFiles(
+    artifactUri: string,
+    verified: VerifiedArtifact,
+    dir: string,
+  ): Promise<void> {
     const base = `${proxyPathFromUri(artifactUri)}/${this.artifactPath}`;
-    for (const file of verified.allFiles) await this.client.uploadArtifact(`${base}/${file}`, await readFile(path.join(dir, file)));
+    for (const file of verified.allFiles)
+      await this.client.uploadArtifact(`${base}/${file}`, await readFile(path.join(dir, file)));
   }
 
   // ---- artifacts ------------------------------------------------------------------
@@ -378,9 +481,16 @@ export class MlflowRegistry implements ModelRegistry {
 
   async fetchArtifact(name: string, version: string): Promise<string> {
     const mv = await this.modelVersion(name, version);
-    if (!mv) throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${version} does not exist in ${this.kind}`);
+    if (!mv)
+      throw new RegistryError(
+        'REGISTRY_NOT_FOUND',
+        `${name} version ${version} does not exist in ${this.kind}`,
+      );
     const checksum = tagMap(mv.tags)[MV.checksum];
-    if (!checksum) throw new ArtifactError(`${name} version ${version} has no ${MV.checksum} tag: it was not registered by Driftline, refusing to load it unverified`);
+    if (!checksum)
+      throw new ArtifactError(
+        `${name} version ${version} has no ${MV.checksum} tag: it was not registered by Driftline, refusing to load it unverified`,
+      );
     const target = path.join(this.cacheDir, name, version);
 
     try {
@@ -388,7 +498,11 @@ export class MlflowRegistry implements ModelRegistry {
       return target;
     } catch (err) {
       if ((err as { cause?: { code?: string } }).cause?.code !== 'ENOENT') {
-        this.logger.warn('cached artifact failed verification; downloading again', { name, modelVersion: version, err: describeError(err) });
+        this.logger.warn('cached artifact failed verification; downloading again', {
+          name,
+          modelVersion: version,
+          err: describeError(err),
+        });
       }
       await rm(target, { recursive: true, force: true });
     }
@@ -399,10 +513,17 @@ export class MlflowRegistry implements ModelRegistry {
     try {
       const metadataBytes = await this.client.downloadArtifact(`${proxyPath}/${METADATA_FILE}`);
       const actual = sha256Bytes(metadataBytes);
-      if (actual !== checksum) throw new ArtifactError(`${name} version ${version}: downloaded ${METADATA_FILE} sha256 ${actual} does not match the registered checksum ${checksum}`);
+      if (actual !== checksum)
+        throw new ArtifactError(
+          `${name} version ${version}: downloaded ${METADATA_FILE} sha256 ${actual} does not match the registered checksum ${checksum}`,
+        );
       const { files } = parseListedFiles(metadataBytes, `${name} version ${version}`);
       await writeFile(path.join(tmp, METADATA_FILE), metadataBytes);
-      for (const file of files) await writeFile(path.join(tmp, file.name), await this.client.downloadArtifact(`${proxyPath}/${file.name}`));
+      for (const file of files)
+        await writeFile(
+          path.join(tmp, file.name),
+          await this.client.downloadArtifact(`${proxyPath}/${file.name}`),
+        );
       await verifyArtifactFiles(tmp, checksum);
       try {
         await rename(tmp, target);
@@ -417,7 +538,12 @@ export class MlflowRegistry implements ModelRegistry {
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }
-    this.logger.info('fetched model artifact', { action: 'registry.fetch', name, modelVersion: version, dir: target });
+    this.logger.info('fetched model artifact', {
+      action: 'registry.fetch',
+      name,
+      modelVersion: version,
+      dir: target,
+    });
     return target;
   }
 
@@ -426,15 +552,30 @@ export class MlflowRegistry implements ModelRegistry {
   /** Refuses unknown, rejected or unready versions and verifies the files (download + checksums). */
   private async assertPromotable(name: string, version: string): Promise<MlflowModelVersion> {
     const mv = await this.modelVersion(name, version);
-    if (!mv) throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${version} does not exist in ${this.kind}`);
+    if (!mv)
+      throw new RegistryError(
+        'REGISTRY_NOT_FOUND',
+        `${name} version ${version} does not exist in ${this.kind}`,
+      );
     const tags = tagMap(mv.tags);
-    if (tags[MV.rejected] !== undefined) throw new RegistryError('REGISTRY_STATE', `${name} version ${version} was rejected (${tags[MV.rejected]}); it cannot become champion`);
-    if (mv.status !== undefined && mv.status !== 'READY') throw new RegistryError('REGISTRY_STATE', `${name} version ${version} is ${mv.status}, not READY`);
+    if (tags[MV.rejected] !== undefined)
+      throw new RegistryError(
+        'REGISTRY_STATE',
+        `${name} version ${version} was rejected (${tags[MV.rejected]}); it cannot become champion`,
+      );
+    if (mv.status !== undefined && mv.status !== 'READY')
+      throw new RegistryError('REGISTRY_STATE', `${name} version ${version} is ${mv.status}, not READY`);
     await this.fetchArtifact(name, version);
     return mv;
   }
 
-  private async moveAlias(name: string, from: string | undefined, to: string, audit: AliasAudit, action: AliasChange['action']): Promise<AliasChange> {
+  private async moveAlias(
+    name: string,
+    from: string | undefined,
+    to: string,
+    audit: AliasAudit,
+    action: AliasChange['action'],
+  ): Promise<AliasChange> {
     const change: AliasChange = {
       at: new Date().toISOString(),
       name,
@@ -480,32 +621,59 @@ export class MlflowRegistry implements ModelRegistry {
   async rollback(name: string, audit: AliasAudit): Promise<ModelVersion> {
     const model = await this.registeredModel(name);
     const current = model ? championOf(model) : undefined;
-    if (!model || current === undefined) throw new RegistryError('REGISTRY_NO_PREVIOUS', `${name} has no champion to roll back from`);
+    if (!model || current === undefined)
+      throw new RegistryError('REGISTRY_NO_PREVIOUS', `${name} has no champion to roll back from`);
     const versions = await this.client.searchAllModelVersions(`name='${name}'`);
-    const rejected = new Set(versions.filter((mv) => tagMap(mv.tags)[MV.rejected] !== undefined).map((mv) => mv.version));
+    const rejected = new Set(
+      versions.filter((mv) => tagMap(mv.tags)[MV.rejected] !== undefined).map((mv) => mv.version),
+    );
     const target = rollbackTarget(historyOf(model), current, (v) => rejected.has(v));
-    if (target === undefined) throw new RegistryError('REGISTRY_NO_PREVIOUS', `${name}: no previous champion before version ${current} to roll back to`);
+    if (target === undefined)
+      throw new RegistryError(
+        'REGISTRY_NO_PREVIOUS',
+        `${name}: no previous champion before version ${current} to roll back to`,
+      );
     await this.assertPromotable(name, target);
     await this.moveAlias(name, current, target, audit, 'rollback');
     const version = await this.getVersion(name, target);
-    if (!version) throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${target} vanished after rollback`);
+    if (!version)
+      throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${target} vanished after rollback`);
     return version;
   }
 
   async markRejected(name: string, version: string, reason: string, correlationId?: string): Promise<void> {
     const mv = await this.modelVersion(name, version);
-    if (!mv) throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${version} does not exist in ${this.kind}`);
+    if (!mv)
+      throw new RegistryError(
+        'REGISTRY_NOT_FOUND',
+        `${name} version ${version} does not exist in ${this.kind}`,
+      );
     const model = await this.registeredModel(name);
-    if (model && championOf(model) === version) throw new RegistryError('REGISTRY_STATE', `${name} version ${version} is the champion; roll back before rejecting it`);
+    if (model && championOf(model) === version)
+      throw new RegistryError(
+        'REGISTRY_STATE',
+        `${name} version ${version} is the champion; roll back before rejecting it`,
+      );
     await this.client.setModelVersionTag(name, version, MV.rejected, reason);
     await this.client.setModelVersionTag(name, version, MV.rejectedAt, new Date().toISOString());
-    if (correlationId !== undefined) await this.client.setModelVersionTag(name, version, MV.rejectedCorrelationId, correlationId);
-    this.logger.info('model version rejected', { action: 'registry.reject', name, modelVersion: version, reason, correlationId });
+    if (correlationId !== undefined)
+      await this.client.setModelVersionTag(name, version, MV.rejectedCorrelationId, correlationId);
+    this.logger.info('model version rejected', {
+      action: 'registry.reject',
+      name,
+      modelVersion: version,
+      reason,
+      correlationId,
+    });
   }
 
   // ---- watching ---------------------------------------------------------------------
 
-  watchChampion(name: string, onChange: (champion: ModelVersion | undefined) => void, options: WatchOptions = {}): Unwatch {
+  watchChampion(
+    name: string,
+    onChange: (champion: ModelVersion | undefined) => void,
+    options: WatchOptions = {},
+  ): Unwatch {
     assertModelName(name);
     const source: ChampionSource = {
       readChampion: async () => {
@@ -514,7 +682,12 @@ export class MlflowRegistry implements ModelRegistry {
       },
       loadVersion: (version) => this.getVersion(name, version),
     };
-    const stop = pollChampion(source, onChange, { ...options, intervalMs: options.intervalMs ?? this.watchIntervalMs, logger: this.logger, name });
+    const stop = pollChampion(source, onChange, {
+      ...options,
+      intervalMs: options.intervalMs ?? this.watchIntervalMs,
+      logger: this.logger,
+      name,
+    });
     const unwatch: Unwatch = () => {
       stop();
       this.watchers.delete(unwatch);

@@ -78,8 +78,14 @@ export interface SaveOptions {
  * into place; on any failure the temporary directory is removed and nothing
  * appears under `dir`. Returns the metadata written.
  */
-export async function saveArtifact(dir: string, trained: TrainedClassifier, meta: ArtifactMeta, options: SaveOptions = {}): Promise<ModelMetadata> {
-  if (typeof meta.version !== 'string' || meta.version.trim() === '') throw new ArtifactError('an artifact needs a non-empty version');
+export async function saveArtifact(
+  dir: string,
+  trained: TrainedClassifier,
+  meta: ArtifactMeta,
+  options: SaveOptions = {},
+): Promise<ModelMetadata> {
+  if (typeof meta.version !== 'string' || meta.version.trim() === '')
+    throw new ArtifactError('an artifact needs a non-empty version');
   const { tf, model } = trained;
   const { modelJson, weights } = await serialiseModel(tf, model);
   const reference = JSON.stringify(trained.reference);
@@ -101,18 +107,29 @@ export async function saveArtifact(dir: string, trained: TrainedClassifier, meta
     classes: [...EFFICIENCY_CLASSES],
     scaler: { mean: [...trained.scaler.mean], std: [...trained.scaler.std] },
     validation: trained.validation,
-    training: { samples: trained.samples, epochs: trained.epochs, seed: trained.seed, source: meta.source ?? {} },
+    training: {
+      samples: trained.samples,
+      epochs: trained.epochs,
+      seed: trained.seed,
+      source: meta.source ?? {},
+    },
     files,
   };
   await writeDirectoryAtomically(
     dir,
-    [...CHECKSUMMED_FILES.map((name) => ({ name, data: contents[name] })), { name: METADATA_FILE, data: Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`) }],
+    [
+      ...CHECKSUMMED_FILES.map((name) => ({ name, data: contents[name] })),
+      { name: METADATA_FILE, data: Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`) },
+    ],
     options,
   );
   return metadata;
 }
 
-async function serialiseModel(tf: Tf, model: TfModel): Promise<{ modelJson: Record<string, unknown>; weights: Uint8Array }> {
+async function serialiseModel(
+  tf: Tf,
+  model: TfModel,
+): Promise<{ modelJson: Record<string, unknown>; weights: Uint8Array }> {
   let captured: tfjs.io.ModelArtifacts | undefined;
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
@@ -144,11 +161,21 @@ export async function loadArtifact(dir: string, tf: Tf): Promise<LoadedModel> {
   const reference = parseReference(contents[REFERENCE_FILE], dir);
   const modelJson = parseJson(contents[MODEL_FILE], dir, MODEL_FILE) as Record<string, unknown>;
   const manifest = modelJson.weightsManifest;
-  if (!Array.isArray(manifest) || manifest.length !== 1 || JSON.stringify((manifest[0] as { paths?: unknown })?.paths) !== JSON.stringify([WEIGHTS_FILE])) {
-    throw new ArtifactError(`artifact ${dir}: ${MODEL_FILE} must have one weights group stored in ${WEIGHTS_FILE}`);
+  if (
+    !Array.isArray(manifest) ||
+    manifest.length !== 1 ||
+    JSON.stringify((manifest[0] as { paths?: unknown })?.paths) !== JSON.stringify([WEIGHTS_FILE])
+  ) {
+    throw new ArtifactError(
+      `artifact ${dir}: ${MODEL_FILE} must have one weights group stored in ${WEIGHTS_FILE}`,
+    );
   }
   const weightSpecs = (manifest[0] as { weights?: unknown }).weights;
-  if (!Array.isArray(weightSpecs) || typeof modelJson.modelTopology !== 'object' || modelJson.modelTopology === null) {
+  if (
+    !Array.isArray(weightSpecs) ||
+    typeof modelJson.modelTopology !== 'object' ||
+    modelJson.modelTopology === null
+  ) {
     throw new ArtifactError(`artifact ${dir}: ${MODEL_FILE} lacks modelTopology or weight specs`);
   }
   const w = contents[WEIGHTS_FILE];
@@ -163,13 +190,22 @@ export async function loadArtifact(dir: string, tf: Tf): Promise<LoadedModel> {
       }),
     );
   } catch (err) {
-    throw new ArtifactError(`artifact ${dir}: tfjs cannot build the model: ${describeError(err)}`, { cause: err });
+    throw new ArtifactError(`artifact ${dir}: tfjs cannot build the model: ${describeError(err)}`, {
+      cause: err,
+    });
   }
   const inShape = JSON.stringify(model.inputs[0]?.shape);
   const outShape = JSON.stringify(model.outputs[0]?.shape);
-  if (model.inputs.length !== 1 || model.outputs.length !== 1 || inShape !== JSON.stringify([null, INPUT_SIZE]) || outShape !== JSON.stringify([null, NUM_CLASSES])) {
+  if (
+    model.inputs.length !== 1 ||
+    model.outputs.length !== 1 ||
+    inShape !== JSON.stringify([null, INPUT_SIZE]) ||
+    outShape !== JSON.stringify([null, NUM_CLASSES])
+  ) {
     model.dispose();
-    throw new ArtifactError(`artifact ${dir} is incompatible: the network maps ${inShape} to ${outShape}, this worker needs [null,${INPUT_SIZE}] to [null,${NUM_CLASSES}]`);
+    throw new ArtifactError(
+      `artifact ${dir} is incompatible: the network maps ${inShape} to ${outShape}, this worker needs [null,${INPUT_SIZE}] to [null,${NUM_CLASSES}]`,
+    );
   }
   return new ArtifactModel(tf, model, metadata, reference, dir);
 }
@@ -207,7 +243,9 @@ class ArtifactModel implements LoadedModel {
   predict(rows: readonly FeatureRow[]): ClassProbabilities[] {
     if (this.disposed) throw new Error(`model ${this.metadata.name}@${this.metadata.version} was disposed`);
     if (rows.length === 0) return [];
-    return toClassProbabilities(predictEncoded(this.tf, this.model, encodeBatch(rows, this.metadata.scaler), rows.length));
+    return toClassProbabilities(
+      predictEncoded(this.tf, this.model, encodeBatch(rows, this.metadata.scaler), rows.length),
+    );
   }
 
   /** Copies of the network's weights (the caller disposes them). */
@@ -228,7 +266,10 @@ class ArtifactModel implements LoadedModel {
  * also the feature, mode and class lists and the scaler. Returns the metadata;
  * throws an {@link ArtifactError} on any problem.
  */
-export async function verifyArtifact(dir: string, options: { compatibility?: boolean } = {}): Promise<ModelMetadata> {
+export async function verifyArtifact(
+  dir: string,
+  options: { compatibility?: boolean } = {},
+): Promise<ModelMetadata> {
   const { metadata } = await readVerified(dir, options.compatibility ?? true);
   return metadata;
 }
@@ -238,7 +279,10 @@ export async function readMetadata(dir: string): Promise<ModelMetadata> {
   return parseMetadata(await readArtifactFile(dir, METADATA_FILE), dir);
 }
 
-async function readVerified(dir: string, compatibility: boolean): Promise<{ metadata: ModelMetadata; contents: Record<(typeof CHECKSUMMED_FILES)[number], Buffer> }> {
+async function readVerified(
+  dir: string,
+  compatibility: boolean,
+): Promise<{ metadata: ModelMetadata; contents: Record<(typeof CHECKSUMMED_FILES)[number], Buffer> }> {
   const metadata = await readMetadata(dir);
   if (compatibility) checkCompatibility(metadata, dir);
   const contents = {} as Record<(typeof CHECKSUMMED_FILES)[number], Buffer>;
@@ -246,11 +290,15 @@ async function readVerified(dir: string, compatibility: boolean): Promise<{ meta
     const expected = metadata.files[name] as FileDigest;
     const data = await readArtifactFile(dir, name);
     if (data.byteLength !== expected.bytes) {
-      throw new ArtifactError(`artifact ${dir}: ${name} is ${data.byteLength} bytes, metadata.json says ${expected.bytes} (truncated or replaced)`);
+      throw new ArtifactError(
+        `artifact ${dir}: ${name} is ${data.byteLength} bytes, metadata.json says ${expected.bytes} (truncated or replaced)`,
+      );
     }
     const actual = sha256(data);
     if (actual !== expected.sha256) {
-      throw new ArtifactError(`artifact ${dir}: checksum mismatch for ${name}: sha256 ${actual}, metadata.json says ${expected.sha256} (corrupted)`);
+      throw new ArtifactError(
+        `artifact ${dir}: checksum mismatch for ${name}: sha256 ${actual}, metadata.json says ${expected.sha256} (corrupted)`,
+      );
     }
     contents[name] = data;
   }
@@ -271,7 +319,9 @@ function parseJson(data: Buffer, dir: string, name: string): unknown {
   try {
     return JSON.parse(data.toString('utf8'));
   } catch (err) {
-    throw new ArtifactError(`artifact ${dir}: ${name} is not valid JSON: ${describeError(err)}`, { cause: err });
+    throw new ArtifactError(`artifact ${dir}: ${name} is not valid JSON: ${describeError(err)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -279,24 +329,39 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 function parseMetadata(data: Buffer, dir: string): ModelMetadata {
   const m = parseJson(data, dir, METADATA_FILE) as Partial<ModelMetadata> | null;
-  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} is not a JSON object`);
+  if (typeof m !== 'object' || m === null || Array.isArray(m))
+    throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} is not a JSON object`);
   if (m.format !== ARTIFACT_FORMAT) {
-    throw new ArtifactError(`artifact ${dir} has format ${JSON.stringify(m.format)}, this worker reads ${ARTIFACT_FORMAT}`);
+    throw new ArtifactError(
+      `artifact ${dir} has format ${JSON.stringify(m.format)}, this worker reads ${ARTIFACT_FORMAT}`,
+    );
   }
   for (const key of ['name', 'version', 'createdAt', 'trainedWith'] as const) {
-    if (typeof m[key] !== 'string') throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} field ${key} must be a string`);
+    if (typeof m[key] !== 'string')
+      throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} field ${key} must be a string`);
   }
   for (const key of ['features', 'modes', 'classes'] as const) {
     const v = m[key];
-    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} field ${key} must be a list of names`);
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))
+      throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} field ${key} must be a list of names`);
   }
-  if (typeof m.scaler !== 'object' || m.scaler === null) throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} lacks the scaler`);
-  if (typeof m.validation !== 'object' || m.validation === null) throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} lacks validation metrics`);
-  if (typeof m.training !== 'object' || m.training === null) throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} lacks training details`);
-  if (typeof m.files !== 'object' || m.files === null) throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} lacks the files list`);
+  if (typeof m.scaler !== 'object' || m.scaler === null)
+    throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} lacks the scaler`);
+  if (typeof m.validation !== 'object' || m.validation === null)
+    throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} lacks validation metrics`);
+  if (typeof m.training !== 'object' || m.training === null)
+    throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} lacks training details`);
+  if (typeof m.files !== 'object' || m.files === null)
+    throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} lacks the files list`);
   for (const name of CHECKSUMMED_FILES) {
     const f = (m.files as Record<string, Partial<FileDigest> | undefined>)[name];
-    if (!f || typeof f.sha256 !== 'string' || !SHA256_HEX.test(f.sha256) || !Number.isInteger(f.bytes) || (f.bytes as number) < 0) {
+    if (
+      !f ||
+      typeof f.sha256 !== 'string' ||
+      !SHA256_HEX.test(f.sha256) ||
+      !Number.isInteger(f.bytes) ||
+      (f.bytes as number) < 0
+    ) {
       throw new ArtifactError(`artifact ${dir}: ${METADATA_FILE} has no valid sha256 and size for ${name}`);
     }
   }
@@ -318,7 +383,9 @@ export function checkCompatibility(metadata: ModelMetadata, dir = metadata.name)
     if (missing.length > 0) parts.push(`missing ${missing.join(', ')}`);
     if (extra.length > 0) parts.push(`unknown ${extra.join(', ')}`);
     if (parts.length === 0) parts.push('different order');
-    problems.push(`${what} [${theirs.join(', ')}] differ from this worker's [${ours.join(', ')}] (${parts.join('; ')})`);
+    problems.push(
+      `${what} [${theirs.join(', ')}] differ from this worker's [${ours.join(', ')}] (${parts.join('; ')})`,
+    );
   };
   compare('features', metadata.features, FEATURES);
   compare('operation modes', metadata.modes, OPERATION_MODES);
@@ -338,12 +405,24 @@ function parseReference(data: Buffer, dir: string): ReferenceSample {
   const bad = (why: string): never => {
     throw new ArtifactError(`artifact ${dir}: ${REFERENCE_FILE} ${why}`);
   };
-  if (typeof r !== 'object' || r === null || typeof r.size !== 'number' || typeof r.features !== 'object' || r.features === null) return bad('is not a reference sample');
+  if (
+    typeof r !== 'object' ||
+    r === null ||
+    typeof r.size !== 'number' ||
+    typeof r.features !== 'object' ||
+    r.features === null
+  )
+    return bad('is not a reference sample');
   for (const f of FEATURES) {
     const values = (r.features as Record<string, unknown>)[f];
-    if (!Array.isArray(values) || values.length !== r.size || !values.every((v) => typeof v === 'number')) bad(`has no ${r.size} numbers for ${f}`);
+    if (!Array.isArray(values) || values.length !== r.size || !values.every((v) => typeof v === 'number'))
+      bad(`has no ${r.size} numbers for ${f}`);
   }
-  if (typeof r.classShares !== 'object' || r.classShares === null || !EFFICIENCY_CLASSES.every((c) => typeof (r.classShares as Record<string, unknown>)[c] === 'number')) {
+  if (
+    typeof r.classShares !== 'object' ||
+    r.classShares === null ||
+    !EFFICIENCY_CLASSES.every((c) => typeof (r.classShares as Record<string, unknown>)[c] === 'number')
+  ) {
     bad('lacks class shares');
   }
   return r as ReferenceSample;
@@ -379,7 +458,9 @@ export async function hashDirectory(dir: string): Promise<Record<string, FileDig
  * absolute paths and sizes. Throws an {@link ArtifactError} when one is missing
  * or not a regular file.
  */
-export async function artifactFiles(dir: string): Promise<Array<{ name: string; path: string; bytes: number }>> {
+export async function artifactFiles(
+  dir: string,
+): Promise<Array<{ name: string; path: string; bytes: number }>> {
   const out: Array<{ name: string; path: string; bytes: number }> = [];
   for (const name of ARTIFACT_FILES) {
     const p = path.resolve(dir, name);
@@ -400,14 +481,20 @@ export async function artifactFiles(dir: string): Promise<Array<{ name: string; 
  * writes atomically like {@link saveArtifact}, and returns the metadata.
  * Compatibility is not checked (a registry may hold other formats' features).
  */
-export async function copyArtifact(src: string, dest: string, options: SaveOptions = {}): Promise<ModelMetadata> {
+export async function copyArtifact(
+  src: string,
+  dest: string,
+  options: SaveOptions = {},
+): Promise<ModelMetadata> {
   const metadata = await verifyArtifact(src, { compatibility: false });
   const files: Array<{ name: string; data: Uint8Array }> = [];
-  for (const f of await artifactFiles(src)) files.push({ name: f.name, data: await readArtifactFile(src, f.name) });
+  for (const f of await artifactFiles(src))
+    files.push({ name: f.name, data: await readArtifactFile(src, f.name) });
   // The checksummed files were verified above; re-check what was just read (it could have changed since).
   for (const f of files) {
     const expected = metadata.files[f.name];
-    if (expected && sha256(f.data) !== expected.sha256) throw new ArtifactError(`artifact ${src}: ${f.name} changed while being copied`);
+    if (expected && sha256(f.data) !== expected.sha256)
+      throw new ArtifactError(`artifact ${src}: ${f.name} changed while being copied`);
   }
   await writeDirectoryAtomically(dest, files, options);
   return metadata;
@@ -419,21 +506,31 @@ export async function copyArtifact(src: string, dest: string, options: SaveOptio
  * fsynced, and the directory is renamed to `dir`. On failure the temporary
  * directory is removed and `dir` is untouched.
  */
-export async function writeDirectoryAtomically(dir: string, files: ReadonlyArray<{ name: string; data: Uint8Array }>, options: SaveOptions = {}): Promise<void> {
+export async function writeDirectoryAtomically(
+  dir: string,
+  files: ReadonlyArray<{ name: string; data: Uint8Array }>,
+  options: SaveOptions = {},
+): Promise<void> {
   const target = path.resolve(dir);
   const parent = path.dirname(target);
   const base = path.basename(target);
   for (const f of files) {
-    if (f.name !== path.basename(f.name) || f.name === '.' || f.name === '..') throw new ArtifactError(`invalid artifact file name ${JSON.stringify(f.name)}`);
+    if (f.name !== path.basename(f.name) || f.name === '.' || f.name === '..')
+      throw new ArtifactError(`invalid artifact file name ${JSON.stringify(f.name)}`);
   }
-  if (!options.overwrite && (await exists(target))) throw new ArtifactError(`artifact directory ${target} already exists`);
+  if (!options.overwrite && (await exists(target)))
+    throw new ArtifactError(`artifact directory ${target} already exists`);
   await mkdir(parent, { recursive: true });
   const tmp = path.join(parent, `.${base}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp);
   let old: string | undefined;
   try {
     for (const f of files) {
-      const fh = await open(path.join(tmp, f.name), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
+      const fh = await open(
+        path.join(tmp, f.name),
+        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
+        0o644,
+      );
       try {
         await fh.writeFile(f.data);
         await fh.sync();
@@ -458,7 +555,9 @@ export async function writeDirectoryAtomically(dir: string, files: ReadonlyArray
     await fsyncDir(parent);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-    throw err instanceof ArtifactError ? err : new ArtifactError(`cannot write artifact ${target}: ${describeError(err)}`, { cause: err });
+    throw err instanceof ArtifactError
+      ? err
+      : new ArtifactError(`cannot write artifact ${target}: ${describeError(err)}`, { cause: err });
   }
   if (old) await rm(old, { recursive: true, force: true }).catch(() => undefined);
 }

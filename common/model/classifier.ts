@@ -1,10 +1,25 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import { EFFICIENCY_CLASSES, FEATURES, type Efficiency, type Feature } from '../schema/features.ts';
 import { Rng } from '../util/rng.ts';
-import { INPUT_SIZE, NUM_CLASSES, checkScaler, classIndex, encodeBatch, encodeRow, fitScaler } from './encode.ts';
+import {
+  INPUT_SIZE,
+  NUM_CLASSES,
+  checkScaler,
+  classIndex,
+  encodeBatch,
+  encodeRow,
+  fitScaler,
+} from './encode.ts';
 import { evaluate, LOG_LOSS_EPS } from './metrics.ts';
 import type { Tf } from './tf.ts';
-import type { ClassProbabilities, EvalMetrics, FeatureRow, LabelledRow, ReferenceSample, Scaler } from './types.ts';
+import type {
+  ClassProbabilities,
+  EvalMetrics,
+  FeatureRow,
+  LabelledRow,
+  ReferenceSample,
+  Scaler,
+} from './types.ts';
 
 /**
  * The efficiency classifier: a small dense network (12 → 32 relu → 16 relu →
@@ -116,7 +131,8 @@ export const DEFAULT_TRAIN_OPTIONS = {
 export function buildClassifier(tf: Tf, options: NetworkOptions = {}): TfModel {
   const hidden = options.hidden ?? DEFAULT_TRAIN_OPTIONS.hidden;
   const seed = options.seed ?? DEFAULT_TRAIN_OPTIONS.seed;
-  if (hidden.length === 0 || hidden.some((h) => !Number.isInteger(h) || h < 1)) throw new RangeError(`hidden layer widths must be positive integers, got ${JSON.stringify(hidden)}`);
+  if (hidden.length === 0 || hidden.some((h) => !Number.isInteger(h) || h < 1))
+    throw new RangeError(`hidden layer widths must be positive integers, got ${JSON.stringify(hidden)}`);
   const model = tf.sequential({ name: 'driftline_efficiency' });
   hidden.forEach((units, i) => {
     model.add(
@@ -149,10 +165,16 @@ export function buildClassifier(tf: Tf, options: NetworkOptions = {}): TfModel {
  * metrics, the scaler, the history and the drift reference sample.
  * Deterministic for a given seed, data and backend.
  */
-export async function trainClassifier(tf: Tf, data: readonly LabelledRow[], options: TrainOptions = {}): Promise<TrainedClassifier> {
+export async function trainClassifier(
+  tf: Tf,
+  data: readonly LabelledRow[],
+  options: TrainOptions = {},
+): Promise<TrainedClassifier> {
   const o = { ...DEFAULT_TRAIN_OPTIONS, ...stripUndefined(options) };
-  if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new RangeError(`epochs must be a positive integer, got ${o.epochs}`);
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${o.batchSize}`);
+  if (!Number.isInteger(o.epochs) || o.epochs < 1)
+    throw new RangeError(`epochs must be a positive integer, got ${o.epochs}`);
+  if (!Number.isInteger(o.batchSize) || o.batchSize < 1)
+    throw new RangeError(`batchSize must be a positive integer, got ${o.batchSize}`);
   if (!(o.learningRate > 0)) throw new RangeError(`learningRate must be positive, got ${o.learningRate}`);
   options.signal?.throwIfAborted();
   const started = performance.now();
@@ -164,7 +186,8 @@ export async function trainClassifier(tf: Tf, data: readonly LabelledRow[], opti
     train = data;
     validation = options.validation;
   } else {
-    if (!(o.validationSplit > 0 && o.validationSplit < 1)) throw new RangeError(`validationSplit must be in (0, 1), got ${o.validationSplit}`);
+    if (!(o.validationSplit > 0 && o.validationSplit < 1))
+      throw new RangeError(`validationSplit must be in (0, 1), got ${o.validationSplit}`);
     const shuffled = rng.shuffle([...data]);
     const nVal = Math.max(1, Math.round(shuffled.length * o.validationSplit));
     validation = shuffled.slice(shuffled.length - nVal);
@@ -175,7 +198,9 @@ export async function trainClassifier(tf: Tf, data: readonly LabelledRow[], opti
 
   checkFinite(train, 'training');
   checkFinite(validation, 'validation');
-  const scaler = options.initial ? { mean: [...options.initial.scaler.mean], std: [...options.initial.scaler.std] } : fitScaler(train.map((d) => d.row));
+  const scaler = options.initial
+    ? { mean: [...options.initial.scaler.mean], std: [...options.initial.scaler.std] }
+    : fitScaler(train.map((d) => d.row));
   const n = train.length;
   const x = encodeBatch(
     train.map((d) => d.row),
@@ -194,7 +219,9 @@ export async function trainClassifier(tf: Tf, data: readonly LabelledRow[], opti
     const given = options.initial.weights.map((w) => w.shape.join('x'));
     if (shapes.join(',') !== given.join(',')) {
       model.dispose();
-      throw new RangeError(`warm-start weights do not fit the network: expected ${shapes.join(', ')}, got ${given.join(', ')}`);
+      throw new RangeError(
+        `warm-start weights do not fit the network: expected ${shapes.join(', ')}, got ${given.join(', ')}`,
+      );
     }
     model.setWeights([...options.initial.weights]);
   }
@@ -215,7 +242,10 @@ export async function trainClassifier(tf: Tf, data: readonly LabelledRow[], opti
     for (let epoch = 1; epoch <= o.epochs; epoch++) {
       const epochStart = performance.now();
       const progress = o.epochs === 1 ? 1 : (epoch - 1) / (o.epochs - 1);
-      const lr = o.learningRate * (o.finalLearningRateFraction + (1 - o.finalLearningRateFraction) * 0.5 * (1 + Math.cos(Math.PI * progress)));
+      const lr =
+        o.learningRate *
+        (o.finalLearningRateFraction +
+          (1 - o.finalLearningRateFraction) * 0.5 * (1 + Math.cos(Math.PI * progress)));
       // The Adam optimiser reads its learning rate at every step.
       (optimizer as unknown as { learningRate: number }).learningRate = lr;
       shuffleInt32(order, rng);
@@ -236,7 +266,9 @@ export async function trainClassifier(tf: Tf, data: readonly LabelledRow[], opti
           return optimizer.minimize(
             () => {
               const p = model.apply(xb, { training: true }) as tfjs.Tensor;
-              const ce = tf.neg(tf.sum(tf.mul(yb, tf.log(tf.clipByValue(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS))), 1));
+              const ce = tf.neg(
+                tf.sum(tf.mul(yb, tf.log(tf.clipByValue(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS))), 1),
+              );
               return tf.mean(tf.mul(ce, wb)) as tfjs.Scalar;
             },
             true,
@@ -266,7 +298,11 @@ export async function trainClassifier(tf: Tf, data: readonly LabelledRow[], opti
         durationMs: performance.now() - epochStart,
       };
       history.push(log);
-      if (!best || metrics.macroF1 > best.metrics.macroF1 || (metrics.macroF1 === best.metrics.macroF1 && metrics.logLoss < best.metrics.logLoss)) {
+      if (
+        !best ||
+        metrics.macroF1 > best.metrics.macroF1 ||
+        (metrics.macroF1 === best.metrics.macroF1 && metrics.logLoss < best.metrics.logLoss)
+      ) {
         if (o.restoreBest) {
           for (const t of best?.weights ?? []) t.dispose();
           best = { epoch, metrics, weights: vars.map((v) => tf.clone(v)) };
@@ -319,7 +355,8 @@ function checkFinite(data: readonly LabelledRow[], what: string): void {
   for (let i = 0; i < data.length; i++) {
     const row = (data[i] as LabelledRow).row;
     for (const f of FEATURES) {
-      if (typeof row[f] !== 'number' || !Number.isFinite(row[f])) throw new RangeError(`${what} row ${i} has a non-finite ${f}: ${String(row[f])}`);
+      if (typeof row[f] !== 'number' || !Number.isFinite(row[f]))
+        throw new RangeError(`${what} row ${i} has a non-finite ${f}: ${String(row[f])}`);
     }
   }
 }
@@ -356,7 +393,12 @@ export function predictEncoded(tf: Tf, model: TfModel, encoded: Float32Array, ro
 }
 
 /** Predicts class probabilities for `rows` in one tensor op; order preserved. */
-export function predictRows(tf: Tf, model: TfModel, scaler: Scaler, rows: readonly FeatureRow[]): ClassProbabilities[] {
+export function predictRows(
+  tf: Tf,
+  model: TfModel,
+  scaler: Scaler,
+  rows: readonly FeatureRow[],
+): ClassProbabilities[] {
   return toClassProbabilities(predictEncoded(tf, model, encodeBatch(rows, scaler), rows.length));
 }
 
@@ -366,7 +408,12 @@ export function predictRow(tf: Tf, model: TfModel, scaler: Scaler, row: FeatureR
 }
 
 /** Scores `model` on labelled rows. */
-export function evaluateModel(tf: Tf, model: TfModel, scaler: Scaler, data: readonly LabelledRow[]): EvalMetrics {
+export function evaluateModel(
+  tf: Tf,
+  model: TfModel,
+  scaler: Scaler,
+  data: readonly LabelledRow[],
+): EvalMetrics {
   checkScaler(scaler);
   const p = predictEncoded(
     tf,
@@ -415,10 +462,15 @@ export function buildReference(data: readonly LabelledRow[], size: number, seed:
     }
     picked = idx.slice(0, size).map((i) => data[i] as LabelledRow);
   }
-  const features = Object.fromEntries(FEATURES.map((f) => [f, picked.map((d) => d.row[f])])) as Record<Feature, number[]>;
+  const features = Object.fromEntries(FEATURES.map((f) => [f, picked.map((d) => d.row[f])])) as Record<
+    Feature,
+    number[]
+  >;
   const counts: Record<Efficiency, number> = { Low: 0, Medium: 0, High: 0 };
   for (const d of data) counts[d.label]++;
-  const classShares = Object.fromEntries(EFFICIENCY_CLASSES.map((c) => [c, data.length > 0 ? counts[c] / data.length : 0])) as Record<Efficiency, number>;
+  const classShares = Object.fromEntries(
+    EFFICIENCY_CLASSES.map((c) => [c, data.length > 0 ? counts[c] / data.length : 0]),
+  ) as Record<Efficiency, number>;
   return { size: picked.length, features, classShares };
 }
 

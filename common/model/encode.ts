@@ -42,14 +42,21 @@ export function fitScaler(rows: readonly FeatureRow[]): Scaler {
 
 /** Throws a RangeError unless `scaler` has one finite mean and one positive finite std per feature. */
 export function checkScaler(scaler: Scaler): void {
-  if (!Array.isArray(scaler.mean) || !Array.isArray(scaler.std) || scaler.mean.length !== FEATURES.length || scaler.std.length !== FEATURES.length) {
+  if (
+    !Array.isArray(scaler.mean) ||
+    !Array.isArray(scaler.std) ||
+    scaler.mean.length !== FEATURES.length ||
+    scaler.std.length !== FEATURES.length
+  ) {
     throw new RangeError(`scaler must have ${FEATURES.length} means and stds`);
   }
   for (let i = 0; i < FEATURES.length; i++) {
     const m = scaler.mean[i];
     const s = scaler.std[i];
-    if (typeof m !== 'number' || !Number.isFinite(m)) throw new RangeError(`scaler mean of ${FEATURES[i]} is not a finite number`);
-    if (typeof s !== 'number' || !Number.isFinite(s) || s <= 0) throw new RangeError(`scaler std of ${FEATURES[i]} must be a positive finite number`);
+    if (typeof m !== 'number' || !Number.isFinite(m))
+      throw new RangeError(`scaler mean of ${FEATURES[i]} is not a finite number`);
+    if (typeof s !== 'number' || !Number.isFinite(s) || s <= 0)
+      throw new RangeError(`scaler std of ${FEATURES[i]} must be a positive finite number`);
   }
 }
 
@@ -57,13 +64,20 @@ export function checkScaler(scaler: Scaler): void {
  * Encodes one row into `out` at `offset` (default: a new Float32Array of
  * {@link INPUT_SIZE}). An unknown operation mode encodes as all-zero one-hot.
  */
-export function encodeRow(row: FeatureRow, scaler: Scaler, out: Float32Array = new Float32Array(INPUT_SIZE), offset = 0): Float32Array {
+export function encodeRow(
+  row: FeatureRow,
+  scaler: Scaler,
+  out: Float32Array = new Float32Array(INPUT_SIZE),
+  offset = 0,
+): Float32Array {
   const { mean, std } = scaler;
   for (let i = 0; i < FEATURES.length; i++) {
-    out[offset + i] = (row[FEATURES[i] as (typeof FEATURES)[number]] - (mean[i] as number)) / (std[i] as number);
+    out[offset + i] =
+      (row[FEATURES[i] as (typeof FEATURES)[number]] - (mean[i] as number)) / (std[i] as number);
   }
   const base = offset + FEATURES.length;
-  for (let j = 0; j < OPERATION_MODES.length; j++) out[base + j] = row.operationMode === OPERATION_MODES[j] ? 1 : 0;
+  for (let j = 0; j < OPERATION_MODES.length; j++)
+    out[base + j] = row.operationMode === OPERATION_MODES[j] ? 1 : 0;
   return out;
 }
 

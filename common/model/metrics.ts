@@ -24,7 +24,10 @@ const K = EFFICIENCY_CLASSES.length;
  *   The predicted class is the arg-max (first on ties).
  * @param labels true classes, as names or indices.
  */
-export function evaluate(probabilities: ArrayLike<number> | readonly ArrayLike<number>[], labels: readonly (Efficiency | number)[]): EvalMetrics {
+export function evaluate(
+  probabilities: ArrayLike<number> | readonly ArrayLike<number>[],
+  labels: readonly (Efficiency | number)[],
+): EvalMetrics {
   const n = labels.length;
   const rowOf = rowAccessor(probabilities, n);
   const confusion = Array.from({ length: K }, () => new Array<number>(K).fill(0));
@@ -76,11 +79,15 @@ export function evaluate(probabilities: ArrayLike<number> | readonly ArrayLike<n
 
 function labelIndex(label: Efficiency | number): number {
   const i = typeof label === 'number' ? label : EFFICIENCY_CLASSES.indexOf(label);
-  if (!Number.isInteger(i) || i < 0 || i >= K) throw new RangeError(`unknown efficiency class ${JSON.stringify(label)}`);
+  if (!Number.isInteger(i) || i < 0 || i >= K)
+    throw new RangeError(`unknown efficiency class ${JSON.stringify(label)}`);
   return i;
 }
 
-function rowAccessor(probabilities: ArrayLike<number> | readonly ArrayLike<number>[], n: number): (i: number) => ArrayLike<number> {
+function rowAccessor(
+  probabilities: ArrayLike<number> | readonly ArrayLike<number>[],
+  n: number,
+): (i: number) => ArrayLike<number> {
   const first = (probabilities as ArrayLike<unknown>)[0];
   if (probabilities.length > 0 && typeof first === 'object' && first !== null) {
     const rows = probabilities as readonly ArrayLike<number>[];
@@ -92,7 +99,8 @@ function rowAccessor(probabilities: ArrayLike<number> | readonly ArrayLike<numbe
     };
   }
   const flat = probabilities as ArrayLike<number>;
-  if (flat.length !== n * K) throw new RangeError(`got ${flat.length} probabilities for ${n} labels × ${K} classes`);
+  if (flat.length !== n * K)
+    throw new RangeError(`got ${flat.length} probabilities for ${n} labels × ${K} classes`);
   const row = new Array<number>(K);
   return (i) => {
     for (let k = 0; k < K; k++) row[k] = flat[i * K + k] as number;

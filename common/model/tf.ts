@@ -58,12 +58,17 @@ let loadedChoice: TfBackendChoice | undefined;
  * instance; asking later for a different forced backend than the one running
  * is an error.
  */
-export async function loadTf(logger: Logger = silentLogger(), options: LoadTfOptions = {}): Promise<LoadedTf> {
+export async function loadTf(
+  logger: Logger = silentLogger(),
+  options: LoadTfOptions = {},
+): Promise<LoadedTf> {
   const choice = parseChoice(options.backend ?? process.env.TF_BACKEND);
   if (loading) {
     const loaded = await loading;
     if (choice !== 'auto' && choice !== loaded.backend) {
-      throw new TfBackendError(`tfjs is already running on backend ${loaded.backend} (requested ${loadedChoice ?? 'auto'} first); cannot switch to ${choice} in the same process`);
+      throw new TfBackendError(
+        `tfjs is already running on backend ${loaded.backend} (requested ${loadedChoice ?? 'auto'} first); cannot switch to ${choice} in the same process`,
+      );
     }
     return loaded;
   }
@@ -81,7 +86,9 @@ export async function loadTf(logger: Logger = silentLogger(), options: LoadTfOpt
 function parseChoice(raw: string | undefined): TfBackendChoice {
   const value = (raw ?? '').trim().toLowerCase() || 'auto';
   if ((TF_BACKEND_CHOICES as readonly string[]).includes(value)) return value as TfBackendChoice;
-  throw new ConfigError(`Invalid configuration: TF_BACKEND=${JSON.stringify(raw)} is invalid: expected one of ${TF_BACKEND_CHOICES.join(', ')}`);
+  throw new ConfigError(
+    `Invalid configuration: TF_BACKEND=${JSON.stringify(raw)} is invalid: expected one of ${TF_BACKEND_CHOICES.join(', ')}`,
+  );
 }
 
 async function initialise(choice: TfBackendChoice, logger: Logger): Promise<LoadedTf> {
@@ -90,18 +97,26 @@ async function initialise(choice: TfBackendChoice, logger: Logger): Promise<Load
   for (const backend of order) {
     try {
       const tf = await TRIES[backend]();
-      logger.info(`tf backend: ${backend}`, { backend, ...(failures.length > 0 ? { skipped: failures } : {}) });
+      logger.info(`tf backend: ${backend}`, {
+        backend,
+        ...(failures.length > 0 ? { skipped: failures } : {}),
+      });
       return { tf, backend };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException | undefined)?.code;
-      const why = backend === 'tensorflow' && code === 'ERR_MODULE_NOT_FOUND' ? `${TFJS_NODE} is not installed` : describeError(err);
-      if (choice !== 'auto') throw new TfBackendError(`TF_BACKEND=${choice} failed to initialise: ${why}`, err);
+      const why =
+        backend === 'tensorflow' && code === 'ERR_MODULE_NOT_FOUND'
+          ? `${TFJS_NODE} is not installed`
+          : describeError(err);
+      if (choice !== 'auto')
+        throw new TfBackendError(`TF_BACKEND=${choice} failed to initialise: ${why}`, err);
       failures.push(`${backend}: ${why}`);
       if (backend === 'tensorflow') {
         // Absent is normal (optional dependency); installed but broken deserves a warning.
         if (code === 'ERR_MODULE_NOT_FOUND') logger.debug(`tfjs-node unavailable, trying wasm: ${why}`);
         else logger.warn(`tfjs-node is installed but failed to load, trying wasm: ${why}`, { reason: why });
-      } else if (backend === 'wasm') logger.warn(`tf wasm backend failed, falling back to the slow cpu backend: ${why}`, { reason: why });
+      } else if (backend === 'wasm')
+        logger.warn(`tf wasm backend failed, falling back to the slow cpu backend: ${why}`, { reason: why });
     }
   }
   throw new TfBackendError(`no tfjs backend could be initialised: ${failures.join('; ')}`);
@@ -111,7 +126,8 @@ const TRIES: Record<TfBackend, () => Promise<Tf>> = {
   async tensorflow() {
     const mod = (await import(TFJS_NODE)) as Tf & { default?: Tf };
     const tf = typeof mod.setBackend === 'function' ? mod : mod.default;
-    if (!tf || typeof tf.setBackend !== 'function') throw new Error(`${TFJS_NODE} did not export the tfjs API`);
+    if (!tf || typeof tf.setBackend !== 'function')
+      throw new Error(`${TFJS_NODE} did not export the tfjs API`);
     if (!(await tf.setBackend('tensorflow'))) throw new Error('tf.setBackend("tensorflow") returned false');
     await tf.ready();
     return tf;

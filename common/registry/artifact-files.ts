@@ -56,33 +56,61 @@ export function sha256Bytes(bytes: Uint8Array): string {
 
 /** A listed file name must be a plain file name: no separators, no `..`, not metadata.json itself. */
 function isSafeFileName(name: string): boolean {
-  return name.length > 0 && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\\') && name !== METADATA_FILE;
+  return (
+    name.length > 0 &&
+    name !== '.' &&
+    name !== '..' &&
+    !name.includes('/') &&
+    !name.includes('\\') &&
+    name !== METADATA_FILE
+  );
 }
 
 /**
  * Parses `metadata.json` bytes and returns its listed files. Throws
  * `ArtifactError` when the JSON or the `files` table is malformed.
  */
-export function parseListedFiles(metadataBytes: Uint8Array, where: string): { metadata: Record<string, unknown>; files: ListedFile[] } {
+export function parseListedFiles(
+  metadataBytes: Uint8Array,
+  where: string,
+): { metadata: Record<string, unknown>; files: ListedFile[] } {
   let metadata: unknown;
   try {
     metadata = JSON.parse(Buffer.from(metadataBytes).toString('utf8'));
   } catch (err) {
-    throw new ArtifactError(`${where}: ${METADATA_FILE} is not valid JSON (${describeError(err)})`, { cause: err });
+    throw new ArtifactError(`${where}: ${METADATA_FILE} is not valid JSON (${describeError(err)})`, {
+      cause: err,
+    });
   }
   if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
     throw new ArtifactError(`${where}: ${METADATA_FILE} is not a JSON object`);
   }
   const table = (metadata as Record<string, unknown>).files;
-  if (typeof table !== 'object' || table === null || Array.isArray(table) || Object.keys(table).length === 0) {
+  if (
+    typeof table !== 'object' ||
+    table === null ||
+    Array.isArray(table) ||
+    Object.keys(table).length === 0
+  ) {
     throw new ArtifactError(`${where}: ${METADATA_FILE} has no "files" table of sha256+bytes`);
   }
   const files: ListedFile[] = [];
   for (const [name, entry] of Object.entries(table as Record<string, unknown>)) {
     const e = entry as { sha256?: unknown; bytes?: unknown } | null;
-    if (!isSafeFileName(name)) throw new ArtifactError(`${where}: ${METADATA_FILE} lists an unsafe file name ${JSON.stringify(name)}`);
-    if (typeof e !== 'object' || e === null || typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256) || typeof e.bytes !== 'number' || !Number.isInteger(e.bytes) || e.bytes < 0) {
-      throw new ArtifactError(`${where}: ${METADATA_FILE} entry for ${name} needs a hex sha256 and an integer bytes`);
+    if (!isSafeFileName(name))
+      throw new ArtifactError(`${where}: ${METADATA_FILE} lists an unsafe file name ${JSON.stringify(name)}`);
+    if (
+      typeof e !== 'object' ||
+      e === null ||
+      typeof e.sha256 !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(e.sha256) ||
+      typeof e.bytes !== 'number' ||
+      !Number.isInteger(e.bytes) ||
+      e.bytes < 0
+    ) {
+      throw new ArtifactError(
+        `${where}: ${METADATA_FILE} entry for ${name} needs a hex sha256 and an integer bytes`,
+      );
     }
     files.push({ name, sha256: e.sha256, bytes: e.bytes });
   }
@@ -105,7 +133,9 @@ export async function verifyArtifactFiles(dir: string, expectedChecksum?: string
   }
   const checksum = sha256Bytes(metadataBytes);
   if (expectedChecksum !== undefined && checksum !== expectedChecksum) {
-    throw new ArtifactError(`${dir}: ${METADATA_FILE} sha256 ${checksum} does not match the registered checksum ${expectedChecksum}`);
+    throw new ArtifactError(
+      `${dir}: ${METADATA_FILE} sha256 ${checksum} does not match the registered checksum ${expectedChecksum}`,
+    );
   }
   const { metadata, files } = parseListedFiles(metadataBytes, dir);
   for (const file of files) {
@@ -119,8 +149,12 @@ export async function verifyArtifactFiles(dir: string, expectedChecksum?: string
     } catch (err) {
       throw new ArtifactError(`${dir}: cannot read ${file.name} (${describeError(err)})`, { cause: err });
     }
-    if (size !== file.bytes) throw new ArtifactError(`${dir}: ${file.name} has ${size} bytes, ${METADATA_FILE} says ${file.bytes}`);
-    if (actual !== file.sha256) throw new ArtifactError(`${dir}: ${file.name} sha256 ${actual} does not match ${METADATA_FILE} (${file.sha256})`);
+    if (size !== file.bytes)
+      throw new ArtifactError(`${dir}: ${file.name} has ${size} bytes, ${METADATA_FILE} says ${file.bytes}`);
+    if (actual !== file.sha256)
+      throw new ArtifactError(
+        `${dir}: ${file.name} sha256 ${actual} does not match ${METADATA_FILE} (${file.sha256})`,
+      );
   }
   return { checksum, files, allFiles: [METADATA_FILE, ...files.map((f) => f.name)], metadata };
 }

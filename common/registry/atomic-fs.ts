@@ -11,7 +11,10 @@ import path from 'node:path';
 
 /** A unique temp name next to `file` (same directory, so rename stays atomic). */
 export function tempSibling(file: string): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  return path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`,
+  );
 }
 
 /** fsyncs a directory so a rename inside it survives a power loss. Best effort where unsupported. */
@@ -55,7 +58,11 @@ export async function copyAndSync(from: string, to: string): Promise<void> {
  * test hook to simulate a crash at the worst moment); if it throws, the temp
  * file is removed and `file` is untouched.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, beforeRename?: (tmpFile: string) => void | Promise<void>): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  beforeRename?: (tmpFile: string) => void | Promise<void>,
+): Promise<void> {
   const tmp = tempSibling(file);
   try {
     await writeAndSync(tmp, data, 'wx');

@@ -3,13 +3,28 @@ import path from 'node:path';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { describeError } from '../errors.ts';
 import { verifyArtifactFiles, type ListedFile } from './artifact-files.ts';
-import { appendLineSync, copyAndSync, fsyncDir, readJsonIfExists, writeAndSync, writeFileAtomic } from './atomic-fs.ts';
+import {
+  appendLineSync,
+  copyAndSync,
+  fsyncDir,
+  readJsonIfExists,
+  writeAndSync,
+  writeFileAtomic,
+} from './atomic-fs.ts';
 import { assertModelName, assertVersion, RegistryError } from './errors.ts';
 import { compareVersions, deriveStatus, rollbackTarget } from './history.ts';
 import { withDirLock } from './lock.ts';
 import { pollChampion, type ChampionSource } from './watch.ts';
 import { finiteMetrics, registrationTags } from './tags.ts';
-import type { AliasAudit, AliasChange, ModelRegistry, ModelVersion, RegisterInfo, Unwatch, WatchOptions } from './types.ts';
+import type {
+  AliasAudit,
+  AliasChange,
+  ModelRegistry,
+  ModelVersion,
+  RegisterInfo,
+  Unwatch,
+  WatchOptions,
+} from './types.ts';
 
 /**
  * The embedded model registry: a plain directory that the edge worker and the
@@ -163,7 +178,9 @@ export class DirectoryRegistry implements ModelRegistry {
   }
 
   private async readAliases(name: string): Promise<AliasFile> {
-    return (await readJsonIfExists<AliasFile>(this.aliasFile(name))) ?? { format: 'driftline-registry-aliases/1' };
+    return (
+      (await readJsonIfExists<AliasFile>(this.aliasFile(name))) ?? { format: 'driftline-registry-aliases/1' }
+    );
   }
 
   /** History lines as written (a torn last line from a crash is skipped). */
@@ -198,8 +215,17 @@ export class DirectoryRegistry implements ModelRegistry {
     return entries.filter(isNumericVersion).sort(compareVersions);
   }
 
-  private toModelVersion(record: VersionRecord, rejection: RejectionRecord | undefined, champion: string | undefined, history: readonly AliasChange[]): ModelVersion {
-    const status = deriveStatus(record.version, { champion, rejected: rejection !== undefined, everChampion: history.some((change) => change.to === record.version) });
+  private toModelVersion(
+    record: VersionRecord,
+    rejection: RejectionRecord | undefined,
+    champion: string | undefined,
+    history: readonly AliasChange[],
+  ): ModelVersion {
+    const status = deriveStatus(record.version, {
+      champion,
+      rejected: rejection !== undefined,
+      everChampion: history.some((change) => change.to === record.version),
+    });
     return {
       name: record.name,
       version: record.version,
@@ -223,7 +249,11 @@ export class DirectoryRegistry implements ModelRegistry {
   async getVersion(name: string, version: string): Promise<ModelVersion | undefined> {
     const record = await this.readRecord(name, version);
     if (!record) return undefined;
-    const [rejection, aliases, history] = await Promise.all([this.readRejection(name, version), this.readAliases(name), this.history(name)]);
+    const [rejection, aliases, history] = await Promise.all([
+      this.readRejection(name, version),
+      this.readAliases(name),
+      this.history(name),
+    ]);
     return this.toModelVersion(record, rejection, aliases.champion, history);
   }
 
@@ -234,7 +264,9 @@ export class DirectoryRegistry implements ModelRegistry {
     for (const version of versions) {
       const record = await this.readRecord(name, version);
       if (!record) continue;
-      out.push(this.toModelVersion(record, await this.readRejection(name, version), aliases.champion, history));
+      out.push(
+        this.toModelVersion(record, await this.readRejection(name, version), aliases.champion, history),
+      );
     }
     return out;
   }
@@ -246,7 +278,11 @@ export class DirectoryRegistry implements ModelRegistry {
 
   async fetchArtifact(name: string, version: string): Promise<string> {
     const record = await this.readRecord(name, version);
-    if (!record) throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${version} does not exist in ${this.kind}`);
+    if (!record)
+      throw new RegistryError(
+        'REGISTRY_NOT_FOUND',
+        `${name} version ${version} does not exist in ${this.kind}`,
+      );
     const dir = this.artifactDir(name, version);
     await verifyArtifactFiles(dir, record.checksum);
     return dir;
@@ -266,7 +302,8 @@ export class DirectoryRegistry implements ModelRegistry {
     try {
       const tmpArtifact = path.join(tmp, 'artifact');
       await mkdir(tmpArtifact);
-      for (const file of source.allFiles) await copyAndSync(path.join(artifactDir, file), path.join(tmpArtifact, file));
+      for (const file of source.allFiles)
+        await copyAndSync(path.join(artifactDir, file), path.join(tmpArtifact, file));
       await fsyncDir(tmpArtifact);
       // The copy must match what was verified (the source could change under us).
       const copy = await verifyArtifactFiles(tmpArtifact, source.checksum);
@@ -308,9 +345,17 @@ export class DirectoryRegistry implements ModelRegistry {
           correlationId: info.correlationId,
           artifactVersion,
         });
-        return this.toModelVersion(record, undefined, (await this.readAliases(name)).champion, await this.history(name));
+        return this.toModelVersion(
+          record,
+          undefined,
+          (await this.readAliases(name)).champion,
+          await this.history(name),
+        );
       }
-      throw new RegistryError('REGISTRY_LOCKED', `could not allocate a version number for ${name} after 1000 attempts`);
+      throw new RegistryError(
+        'REGISTRY_LOCKED',
+        `could not allocate a version number for ${name} after 1000 attempts`,
+      );
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw err;
@@ -323,7 +368,8 @@ export class DirectoryRegistry implements ModelRegistry {
       for (const entry of await readdir(tmpRoot)) {
         const full = path.join(tmpRoot, entry);
         const info = await stat(full).catch(() => undefined);
-        if (info && Date.now() - info.mtimeMs > this.tmpMaxAgeMs) await rm(full, { recursive: true, force: true });
+        if (info && Date.now() - info.mtimeMs > this.tmpMaxAgeMs)
+          await rm(full, { recursive: true, force: true });
       }
     } catch (err) {
       this.logger.debug('registry: tmp sweep failed', { err: describeError(err) });
@@ -331,7 +377,12 @@ export class DirectoryRegistry implements ModelRegistry {
   }
 
   /** Moves the alias (caller holds the lock and has verified `to`); returns the change recorded. */
-  private async moveAlias(name: string, to: string, audit: AliasAudit, action: AliasChange['action']): Promise<AliasChange> {
+  private async moveAlias(
+    name: string,
+    to: string,
+    audit: AliasAudit,
+    action: AliasChange['action'],
+  ): Promise<AliasChange> {
     const aliases = await this.readAliases(name);
     const history = await this.readHistoryFile(name);
     // Repair: a crash after the previous alias rename may have lost its history line.
@@ -350,7 +401,11 @@ export class DirectoryRegistry implements ModelRegistry {
       action,
     };
     const next: AliasFile = { format: 'driftline-registry-aliases/1', champion: to, lastChange: change };
-    await writeFileAtomic(this.aliasFile(name), `${JSON.stringify(next, null, 2)}\n`, this.faults.beforeAliasRename);
+    await writeFileAtomic(
+      this.aliasFile(name),
+      `${JSON.stringify(next, null, 2)}\n`,
+      this.faults.beforeAliasRename,
+    );
     await this.appendHistory(name, change);
     this.logger.info(action === 'rollback' ? 'champion rolled back' : 'champion promoted', {
       action: `registry.${action}`,
@@ -380,9 +435,17 @@ export class DirectoryRegistry implements ModelRegistry {
   /** Verifies a stored version before the alias may point at it. */
   private async assertPromotable(name: string, version: string): Promise<void> {
     const record = await this.readRecord(name, version);
-    if (!record) throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${version} does not exist in ${this.kind}`);
+    if (!record)
+      throw new RegistryError(
+        'REGISTRY_NOT_FOUND',
+        `${name} version ${version} does not exist in ${this.kind}`,
+      );
     const rejection = await this.readRejection(name, version);
-    if (rejection) throw new RegistryError('REGISTRY_STATE', `${name} version ${version} was rejected (${rejection.reason}); it cannot become champion`);
+    if (rejection)
+      throw new RegistryError(
+        'REGISTRY_STATE',
+        `${name} version ${version} was rejected (${rejection.reason}); it cannot become champion`,
+      );
     await verifyArtifactFiles(this.artifactDir(name, version), record.checksum);
   }
 
@@ -395,7 +458,10 @@ export class DirectoryRegistry implements ModelRegistry {
         await this.assertPromotable(name, version);
         const { champion } = await this.readAliases(name);
         if (champion === version) {
-          this.logger.info('champion unchanged: already points at this version', { name, modelVersion: version });
+          this.logger.info('champion unchanged: already points at this version', {
+            name,
+            modelVersion: version,
+          });
           return;
         }
         await this.moveAlias(name, version, audit, 'promote');
@@ -410,12 +476,18 @@ export class DirectoryRegistry implements ModelRegistry {
       this.lockDir(name),
       async () => {
         const { champion } = await this.readAliases(name);
-        if (champion === undefined) throw new RegistryError('REGISTRY_NO_PREVIOUS', `${name} has no champion to roll back from`);
+        if (champion === undefined)
+          throw new RegistryError('REGISTRY_NO_PREVIOUS', `${name} has no champion to roll back from`);
         const history = await this.history(name);
         const rejected = new Set<string>();
-        for (const v of await this.existingVersions(name)) if (await this.readRejection(name, v)) rejected.add(v);
+        for (const v of await this.existingVersions(name))
+          if (await this.readRejection(name, v)) rejected.add(v);
         const to = rollbackTarget(history, champion, (v) => rejected.has(v));
-        if (to === undefined) throw new RegistryError('REGISTRY_NO_PREVIOUS', `${name}: no previous champion before version ${champion} to roll back to`);
+        if (to === undefined)
+          throw new RegistryError(
+            'REGISTRY_NO_PREVIOUS',
+            `${name}: no previous champion before version ${champion} to roll back to`,
+          );
         await this.assertPromotable(name, to);
         await this.moveAlias(name, to, audit, 'rollback');
         return to;
@@ -423,7 +495,8 @@ export class DirectoryRegistry implements ModelRegistry {
       { timeoutMs: this.lockTimeoutMs },
     );
     const version = await this.getVersion(name, target);
-    if (!version) throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${target} vanished after rollback`);
+    if (!version)
+      throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${target} vanished after rollback`);
     return version;
   }
 
@@ -433,12 +506,33 @@ export class DirectoryRegistry implements ModelRegistry {
     await withDirLock(
       this.lockDir(name),
       async () => {
-        if (!(await this.readRecord(name, version))) throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${version} does not exist in ${this.kind}`);
+        if (!(await this.readRecord(name, version)))
+          throw new RegistryError(
+            'REGISTRY_NOT_FOUND',
+            `${name} version ${version} does not exist in ${this.kind}`,
+          );
         const { champion } = await this.readAliases(name);
-        if (champion === version) throw new RegistryError('REGISTRY_STATE', `${name} version ${version} is the champion; roll back before rejecting it`);
-        const record: RejectionRecord = { reason, at: new Date().toISOString(), ...(correlationId !== undefined ? { correlationId } : {}) };
-        await writeFileAtomic(path.join(this.versionDir(name, version), 'rejected.json'), `${JSON.stringify(record, null, 2)}\n`);
-        this.logger.info('model version rejected', { action: 'registry.reject', name, modelVersion: version, reason, correlationId });
+        if (champion === version)
+          throw new RegistryError(
+            'REGISTRY_STATE',
+            `${name} version ${version} is the champion; roll back before rejecting it`,
+          );
+        const record: RejectionRecord = {
+          reason,
+          at: new Date().toISOString(),
+          ...(correlationId !== undefined ? { correlationId } : {}),
+        };
+        await writeFileAtomic(
+          path.join(this.versionDir(name, version), 'rejected.json'),
+          `${JSON.stringify(record, null, 2)}\n`,
+        );
+        this.logger.info('model version rejected', {
+          action: 'registry.reject',
+          name,
+          modelVersion: version,
+          reason,
+          correlationId,
+        });
       },
       { timeoutMs: this.lockTimeoutMs },
     );
@@ -446,13 +540,22 @@ export class DirectoryRegistry implements ModelRegistry {
 
   // ---- watching ----------------------------------------------------------
 
-  watchChampion(name: string, onChange: (champion: ModelVersion | undefined) => void, options: WatchOptions = {}): Unwatch {
+  watchChampion(
+    name: string,
+    onChange: (champion: ModelVersion | undefined) => void,
+    options: WatchOptions = {},
+  ): Unwatch {
     assertModelName(name);
     const source: ChampionSource = {
       readChampion: async () => (await this.readAliases(name)).champion,
       loadVersion: (version) => this.getVersion(name, version),
     };
-    const stop = pollChampion(source, onChange, { ...options, intervalMs: options.intervalMs ?? this.watchIntervalMs, logger: this.logger, name });
+    const stop = pollChampion(source, onChange, {
+      ...options,
+      intervalMs: options.intervalMs ?? this.watchIntervalMs,
+      logger: this.logger,
+      name,
+    });
     const unwatch: Unwatch = () => {
       stop();
       this.watchers.delete(unwatch);

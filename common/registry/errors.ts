@@ -28,13 +28,19 @@ const VERSION_RE = /^[1-9][0-9]{0,8}$/;
 /** Throws `REGISTRY_INVALID` unless `name` is a safe model name (it becomes a directory name). */
 export function assertModelName(name: string): void {
   if (!NAME_RE.test(name) || name.includes('..')) {
-    throw new RegistryError('REGISTRY_INVALID', `invalid model name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-'`);
+    throw new RegistryError(
+      'REGISTRY_INVALID',
+      `invalid model name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-'`,
+    );
   }
 }
 
 /** Throws `REGISTRY_INVALID` unless `version` is the string of a positive integer. */
 export function assertVersion(version: string): void {
   if (!VERSION_RE.test(version)) {
-    throw new RegistryError('REGISTRY_INVALID', `invalid version ${JSON.stringify(version)}: expected a positive integer such as "3"`);
+    throw new RegistryError(
+      'REGISTRY_INVALID',
+      `invalid version ${JSON.stringify(version)}: expected a positive integer such as "3"`,
+    );
   }
 }

@@ -37,5 +37,8 @@ export function createRegistry(options: CreateRegistryOptions = {}): ModelRegist
       ...(options.logger ? { logger: options.logger } : {}),
     });
   }
-  return new DirectoryRegistry({ root: options.registryDir ?? DEFAULT_REGISTRY_DIR, ...(options.logger ? { logger: options.logger } : {}) });
+  return new DirectoryRegistry({
+    root: options.registryDir ?? DEFAULT_REGISTRY_DIR,
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
 }

@@ -28,7 +28,11 @@ export function championStack(history: readonly AliasChange[]): string[] {
  * `current` on the stack that is neither `current` itself nor rejected; undefined
  * when there is none.
  */
-export function rollbackTarget(history: readonly AliasChange[], current: string, isRejected: (version: string) => boolean): string | undefined {
+export function rollbackTarget(
+  history: readonly AliasChange[],
+  current: string,
+  isRejected: (version: string) => boolean,
+): string | undefined {
   const stack = championStack(history);
   const top = stack.lastIndexOf(current);
   const below = top === -1 ? stack : stack.slice(0, top);
@@ -40,7 +44,10 @@ export function rollbackTarget(history: readonly AliasChange[], current: string,
 }
 
 /** Status of `version`: champion (alias points here) > rejected > retired (was champion once) > candidate. */
-export function deriveStatus(version: string, facts: { champion: string | undefined; rejected: boolean; everChampion: boolean }): VersionStatus {
+export function deriveStatus(
+  version: string,
+  facts: { champion: string | undefined; rejected: boolean; everChampion: boolean },
+): VersionStatus {
   if (facts.champion === version) return 'champion';
   if (facts.rejected) return 'rejected';
   if (facts.everChampion) return 'retired';

@@ -47,7 +47,11 @@ async function isStale(lockDir: string, staleMs: number): Promise<boolean> {
 }
 
 /** Runs `fn` while holding the lock directory `lockDir`; always releases it. */
-export async function withDirLock<T>(lockDir: string, fn: () => Promise<T>, options: DirLockOptions = {}): Promise<T> {
+export async function withDirLock<T>(
+  lockDir: string,
+  fn: () => Promise<T>,
+  options: DirLockOptions = {},
+): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const staleMs = options.staleMs ?? 60_000;
   const deadline = Date.now() + timeoutMs;
@@ -63,7 +67,11 @@ export async function withDirLock<T>(lockDir: string, fn: () => Promise<T>, opti
       await rm(lockDir, { recursive: true, force: true });
       continue;
     }
-    if (Date.now() > deadline) throw new RegistryError('REGISTRY_LOCKED', `${lockDir} is held by another process for more than ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new RegistryError(
+        'REGISTRY_LOCKED',
+        `${lockDir} is held by another process for more than ${timeoutMs} ms`,
+      );
     await sleep(delay);
     delay = Math.min(delay * 2, 100);
   }

@@ -162,7 +162,11 @@ export interface ModelRegistry {
    * Calls `onChange` whenever the champion changes (including a rollback done
    * from another process). Returns a function that stops watching.
    */
-  watchChampion(name: string, onChange: (champion: ModelVersion | undefined) => void, options?: WatchOptions): Unwatch;
+  watchChampion(
+    name: string,
+    onChange: (champion: ModelVersion | undefined) => void,
+    options?: WatchOptions,
+  ): Unwatch;
 
   /** Releases timers and connections. */
   close(): Promise<void>;

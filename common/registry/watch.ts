@@ -45,7 +45,8 @@ export function pollChampion(
       if (!stopped) onChange(version);
     } catch (err) {
       if (options.onError) options.onError(err);
-      else options.logger.warn('champion watcher: poll failed', { name: options.name, err: describeError(err) });
+      else
+        options.logger.warn('champion watcher: poll failed', { name: options.name, err: describeError(err) });
     } finally {
       busy = false;
     }

@@ -51,7 +51,8 @@ export interface SampleBusSink {
 /** Splits a message value into its candidate samples. */
 export function samplesOf(value: unknown): unknown[] {
   if (Array.isArray(value)) return value;
-  if (typeof value === 'object' && value !== null && Array.isArray((value as { samples?: unknown }).samples)) return (value as { samples: unknown[] }).samples;
+  if (typeof value === 'object' && value !== null && Array.isArray((value as { samples?: unknown }).samples))
+    return (value as { samples: unknown[] }).samples;
   return [value];
 }
 
@@ -76,15 +77,28 @@ export async function startSampleBusSink(options: SampleBusSinkOptions): Promise
     const invalid = candidates.length - valid.length;
     if (invalid > 0) {
       counters.invalid += invalid;
-      logger.warn('labelled samples rejected', { topic, offset: message.offset, invalid, reason: firstProblem });
+      logger.warn('labelled samples rejected', {
+        topic,
+        offset: message.offset,
+        invalid,
+        reason: firstProblem,
+      });
     }
-    if (valid.length === 0) throw new ValidationError('invalid_sample', `no valid labelled sample in message ${message.offset}: ${firstProblem ?? 'empty batch'}`);
+    if (valid.length === 0)
+      throw new ValidationError(
+        'invalid_sample',
+        `no valid labelled sample in message ${message.offset}: ${firstProblem ?? 'empty batch'}`,
+      );
     await options.store.append(valid);
     counters.appended += valid.length;
     options.onAppend?.(valid.length, invalid);
   };
 
-  const subscription: Subscription = await options.bus.subscribe(topic, { group: options.group ?? SAMPLE_SINK_GROUP, fromBeginning: options.fromBeginning ?? true }, handler);
+  const subscription: Subscription = await options.bus.subscribe(
+    topic,
+    { group: options.group ?? SAMPLE_SINK_GROUP, fromBeginning: options.fromBeginning ?? true },
+    handler,
+  );
   return {
     get appended() {
       return counters.appended;

@@ -28,7 +28,17 @@ export interface CreateSampleStoreOptions extends Omit<KafkaConnectionOptions, '
 export async function createSampleStore(options: CreateSampleStoreOptions): Promise<LabelledSampleStore> {
   const { kafkaBrokers, dir, maxSamples, logger, file, kafka, ...connection } = options;
   if (kafkaBrokers && kafkaBrokers.length > 0) {
-    return openKafkaSampleStore({ ...connection, ...(kafka ?? {}), brokers: kafkaBrokers, ...(logger ? { logger } : {}) });
+    return openKafkaSampleStore({
+      ...connection,
+      ...(kafka ?? {}),
+      brokers: kafkaBrokers,
+      ...(logger ? { logger } : {}),
+    });
   }
-  return openFileSampleStore({ ...(file ?? {}), dir, ...(maxSamples !== undefined ? { maxSamples } : {}), ...(logger ? { logger } : {}) });
+  return openFileSampleStore({
+    ...(file ?? {}),
+    dir,
+    ...(maxSamples !== undefined ? { maxSamples } : {}),
+    ...(logger ? { logger } : {}),
+  });
 }

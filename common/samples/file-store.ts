@@ -92,7 +92,8 @@ export class SampleStoreError extends DriftlineError {
 }
 
 function positiveInt(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new RangeError(`${name} must be a positive integer, got ${value}`);
   return value;
 }
 
@@ -100,8 +101,10 @@ function widen(info: SegmentInfo, s: LabelledSample): void {
   info.minTs = info.minTs === undefined ? s.ts : Math.min(info.minTs, s.ts);
   info.maxTs = info.maxTs === undefined ? s.ts : Math.max(info.maxTs, s.ts);
   if (s.sampleIndex !== undefined) {
-    info.minSampleIndex = info.minSampleIndex === undefined ? s.sampleIndex : Math.min(info.minSampleIndex, s.sampleIndex);
-    info.maxSampleIndex = info.maxSampleIndex === undefined ? s.sampleIndex : Math.max(info.maxSampleIndex, s.sampleIndex);
+    info.minSampleIndex =
+      info.minSampleIndex === undefined ? s.sampleIndex : Math.min(info.minSampleIndex, s.sampleIndex);
+    info.maxSampleIndex =
+      info.maxSampleIndex === undefined ? s.sampleIndex : Math.max(info.maxSampleIndex, s.sampleIndex);
   }
 }
 
@@ -179,10 +182,14 @@ export class FileSampleStore implements LabelledSampleStore {
   constructor(options: FileSampleStoreOptions = {}) {
     this.dir = path.resolve(options.dir ?? DEFAULT_SAMPLES_DIR);
     this.maxSamples = positiveInt('maxSamples', options.maxSamples ?? 500_000);
-    this.segmentRecords = Math.min(positiveInt('segmentRecords', options.segmentRecords ?? 10_000), this.maxSamples);
+    this.segmentRecords = Math.min(
+      positiveInt('segmentRecords', options.segmentRecords ?? 10_000),
+      this.maxSamples,
+    );
     this.maxBytes = positiveInt('maxBytes', options.maxBytes ?? 512 * 1024 * 1024);
     this.fsyncIntervalMs = options.fsyncIntervalMs ?? 1000;
-    if (!Number.isInteger(this.fsyncIntervalMs) || this.fsyncIntervalMs < 0) throw new RangeError(`fsyncIntervalMs must be a non-negative integer, got ${this.fsyncIntervalMs}`);
+    if (!Number.isInteger(this.fsyncIntervalMs) || this.fsyncIntervalMs < 0)
+      throw new RangeError(`fsyncIntervalMs must be a non-negative integer, got ${this.fsyncIntervalMs}`);
     this.readOnly = options.readOnly ?? false;
     this.logger = options.logger ?? silentLogger();
     this.kind = `file ${this.dir}${this.readOnly ? ' (read-only)' : ''}`;
@@ -192,7 +199,10 @@ export class FileSampleStore implements LabelledSampleStore {
   async open(): Promise<void> {
     if (this.readOnly) {
       await fs.access(this.dir).catch((err: unknown) => {
-        throw new SampleStoreError(`sample store ${this.dir} cannot be read: ${describeError(err)}`, { retriable: true, cause: err });
+        throw new SampleStoreError(`sample store ${this.dir} cannot be read: ${describeError(err)}`, {
+          retriable: true,
+          cause: err,
+        });
       });
       return;
     }
@@ -219,7 +229,8 @@ export class FileSampleStore implements LabelledSampleStore {
       }
       const lastInfo = infos[infos.length - 1];
       // Empty directory, or the last segment was sealed just before a stop: start a new active segment.
-      if (!lastInfo || lastInfo.sealed) infos.push({ id: (lastInfo?.id ?? 0) + 1, count: 0, bytes: 0, sealed: false });
+      if (!lastInfo || lastInfo.sealed)
+        infos.push({ id: (lastInfo?.id ?? 0) + 1, count: 0, bytes: 0, sealed: false });
       this.segments = infos;
       this.handle = await fs.open(path.join(this.dir, segmentFile(this.active.id)), 'a');
       await this.enforceRetention();
@@ -240,7 +251,10 @@ export class FileSampleStore implements LabelledSampleStore {
 
   private async acquireLock(): Promise<void> {
     const file = path.join(this.dir, LOCK_FILE);
-    if (openWriters.has(this.dir)) throw new SampleStoreError(`sample store ${this.dir} is already open for writing in this process`, { retriable: false });
+    if (openWriters.has(this.dir))
+      throw new SampleStoreError(`sample store ${this.dir} is already open for writing in this process`, {
+        retriable: false,
+      });
     const body = JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() });
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
@@ -258,7 +272,10 @@ export class FileSampleStore implements LabelledSampleStore {
         holder = undefined;
       }
       if (typeof holder === 'number' && holder !== process.pid && isPidAlive(holder)) {
-        throw new SampleStoreError(`sample store ${this.dir} is being written by process ${holder} (${file}); open it with readOnly to read`, { retriable: false });
+        throw new SampleStoreError(
+          `sample store ${this.dir} is being written by process ${holder} (${file}); open it with readOnly to read`,
+          { retriable: false },
+        );
       }
       // A stale lock (its process is gone): take it over.
       this.logger.warn('sample store: removing stale writer lock', { dir: this.dir, pid: holder });
@@ -292,7 +309,12 @@ export class FileSampleStore implements LabelledSampleStore {
   private async readMeta(id: number): Promise<Omit<SegmentInfo, 'id' | 'sealed'> | undefined> {
     try {
       const meta = JSON.parse(await fs.readFile(path.join(this.dir, metaFile(id)), 'utf8')) as SegmentMeta;
-      if (meta.format !== 'driftline-samples-segment/1' || !Number.isInteger(meta.count) || !Number.isInteger(meta.bytes)) return undefined;
+      if (
+        meta.format !== 'driftline-samples-segment/1' ||
+        !Number.isInteger(meta.count) ||
+        !Number.isInteger(meta.bytes)
+      )
+        return undefined;
       const { format: _format, ...rest } = meta;
       return rest;
     } catch {
@@ -330,7 +352,10 @@ export class FileSampleStore implements LabelledSampleStore {
     }
     info.bytes = Buffer.byteLength(text) - Buffer.byteLength(torn);
     if (torn.length > 0 && repair) {
-      this.logger.warn('sample store: dropping a torn last record', { segment: segmentFile(id), bytes: Buffer.byteLength(torn) });
+      this.logger.warn('sample store: dropping a torn last record', {
+        segment: segmentFile(id),
+        bytes: Buffer.byteLength(torn),
+      });
       await fs.truncate(file, info.bytes);
       this.skipped++;
     }
@@ -338,7 +363,8 @@ export class FileSampleStore implements LabelledSampleStore {
   }
 
   async append(samples: readonly LabelledSample[]): Promise<void> {
-    if (this.readOnly) throw new SampleStoreError(`sample store ${this.dir} is open read-only`, { retriable: false });
+    if (this.readOnly)
+      throw new SampleStoreError(`sample store ${this.dir} is open read-only`, { retriable: false });
     if (this.closed) throw new SampleStoreError(`sample store ${this.dir} is closed`, { retriable: false });
     if (samples.length === 0) return;
     const valid: LabelledSample[] = new Array(samples.length);
@@ -346,7 +372,10 @@ export class FileSampleStore implements LabelledSampleStore {
       const parsed = labelledSampleSchema.safeParse(samples[i]);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        throw new ValidationError('invalid_sample', `labelled sample ${i}: ${issue?.path.join('.') || 'sample'}: ${issue?.message ?? 'invalid'}`);
+        throw new ValidationError(
+          'invalid_sample',
+          `labelled sample ${i}: ${issue?.path.join('.') || 'sample'}: ${issue?.message ?? 'invalid'}`,
+        );
       }
       valid[i] = parsed.data;
     }
@@ -372,7 +401,9 @@ export class FileSampleStore implements LabelledSampleStore {
         await this.enforceRetention();
       } catch (err) {
         if (err instanceof DriftlineError) throw err;
-        throw new SampleStoreError(`sample store ${this.dir}: append failed: ${describeError(err)}`, { cause: err });
+        throw new SampleStoreError(`sample store ${this.dir}: append failed: ${describeError(err)}`, {
+          cause: err,
+        });
       }
     });
   }
@@ -413,7 +444,11 @@ export class FileSampleStore implements LabelledSampleStore {
       // Sidecar first: a segment without a sidecar is rescanned, never mistaken for an empty one.
       await fs.rm(path.join(this.dir, metaFile(oldest.id)), { force: true });
       await fs.rm(path.join(this.dir, segmentFile(oldest.id)), { force: true });
-      this.logger.debug('sample store: deleted oldest segment', { segment: segmentFile(oldest.id), samples: oldest.count, bytes: oldest.bytes });
+      this.logger.debug('sample store: deleted oldest segment', {
+        segment: segmentFile(oldest.id),
+        samples: oldest.count,
+        bytes: oldest.bytes,
+      });
     }
   }
 
@@ -456,13 +491,18 @@ export class FileSampleStore implements LabelledSampleStore {
   }
 
   /** Lines of a segment; undefined when it vanished (deleted by retention meanwhile). */
-  private async readSegment(id: number): Promise<{ lines: string[]; torn: string; bytes: number } | undefined> {
+  private async readSegment(
+    id: number,
+  ): Promise<{ lines: string[]; torn: string; bytes: number } | undefined> {
     let text: string;
     try {
       text = await fs.readFile(path.join(this.dir, segmentFile(id)), 'utf8');
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return undefined;
-      throw new SampleStoreError(`sample store ${this.dir}: cannot read ${segmentFile(id)}: ${describeError(err)}`, { cause: err });
+      throw new SampleStoreError(
+        `sample store ${this.dir}: cannot read ${segmentFile(id)}: ${describeError(err)}`,
+        { cause: err },
+      );
     }
     return { ...splitLines(text), bytes: Buffer.byteLength(text) };
   }
@@ -525,14 +565,21 @@ export class FileSampleStore implements LabelledSampleStore {
         info.bytes = content.bytes;
       }
     }
-    const out: SampleStoreStats = { samples: 0, segments: segments.length, bytes: 0, skippedLines: this.skipped };
+    const out: SampleStoreStats = {
+      samples: 0,
+      segments: segments.length,
+      bytes: 0,
+      skippedLines: this.skipped,
+    };
     for (const s of segments) {
       out.samples += s.count;
       out.bytes += s.bytes;
       if (s.minTs !== undefined) out.oldestTs = Math.min(out.oldestTs ?? s.minTs, s.minTs);
       if (s.maxTs !== undefined) out.newestTs = Math.max(out.newestTs ?? s.maxTs, s.maxTs);
-      if (s.minSampleIndex !== undefined) out.minSampleIndex = Math.min(out.minSampleIndex ?? s.minSampleIndex, s.minSampleIndex);
-      if (s.maxSampleIndex !== undefined) out.maxSampleIndex = Math.max(out.maxSampleIndex ?? s.maxSampleIndex, s.maxSampleIndex);
+      if (s.minSampleIndex !== undefined)
+        out.minSampleIndex = Math.min(out.minSampleIndex ?? s.minSampleIndex, s.minSampleIndex);
+      if (s.maxSampleIndex !== undefined)
+        out.maxSampleIndex = Math.max(out.maxSampleIndex ?? s.maxSampleIndex, s.maxSampleIndex);
     }
     return out;
   }

@@ -1,11 +1,28 @@
 import { Partitioners, type Admin, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import { BUS_TOPICS } from '../bus/types.ts';
-import { createKafkaClient, encodeValue, ensureTopics, ephemeralGroupId, kafkaError, messageHeaders, resolveKafkaBusOptions, type KafkaConnectionOptions } from '../bus/kafka.ts';
+import {
+  createKafkaClient,
+  encodeValue,
+  ensureTopics,
+  ephemeralGroupId,
+  kafkaError,
+  messageHeaders,
+  resolveKafkaBusOptions,
+  type KafkaConnectionOptions,
+} from '../bus/kafka.ts';
 import { ValidationError, describeError } from '../errors.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { samplesOf } from './bus-sink.ts';
 import { SampleStoreError } from './file-store.ts';
-import { labelledSampleSchema, matchesWindow, sampleKey, type LabelledSample, type LabelledSampleStore, type SampleStoreStats, type SampleWindowQuery } from './types.ts';
+import {
+  labelledSampleSchema,
+  matchesWindow,
+  sampleKey,
+  type LabelledSample,
+  type LabelledSampleStore,
+  type SampleStoreStats,
+  type SampleWindowQuery,
+} from './types.ts';
 
 /**
  * The labelled-sample store on Kafka: the topic `driftline.labelled-samples`
@@ -110,10 +127,18 @@ export class KafkaSampleStore implements LabelledSampleStore {
     this.topic = `${resolved.topicPrefix}${options.topic ?? BUS_TOPICS.labelledSamples}`;
     this.seekSlackMs = nonNegative('seekSlackMs', options.seekSlackMs ?? 60_000);
     this.readTimeoutMs = nonNegative('readTimeoutMs', options.readTimeoutMs ?? 60_000);
-    this.samplesPerMessage = Math.max(1, Math.floor(nonNegative('samplesPerMessage', options.samplesPerMessage ?? 500)));
+    this.samplesPerMessage = Math.max(
+      1,
+      Math.floor(nonNegative('samplesPerMessage', options.samplesPerMessage ?? 500)),
+    );
     this.kafka = createKafkaClient({ ...options, logger: this.logger });
     this.admin = this.kafka.admin();
-    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+    this.producer = this.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
     this.kind = `kafka ${resolved.brokers.join(',')} ${this.topic}`;
   }
 
@@ -123,7 +148,11 @@ export class KafkaSampleStore implements LabelledSampleStore {
     try {
       await this.admin.connect();
       await this.producer.connect();
-      await ensureTopics(this.admin, [{ topic: this.topic, partitions: this.partitions, retentionMs: this.retentionMs }], this.logger);
+      await ensureTopics(
+        this.admin,
+        [{ topic: this.topic, partitions: this.partitions, retentionMs: this.retentionMs }],
+        this.logger,
+      );
       this.opened = true;
     } catch (err) {
       await this.producer.disconnect().catch(() => undefined);
@@ -140,7 +169,10 @@ export class KafkaSampleStore implements LabelledSampleStore {
       const parsed = labelledSampleSchema.safeParse(samples[i]);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        throw new ValidationError('invalid_sample', `labelled sample ${i}: ${issue?.path.join('.') || 'sample'}: ${issue?.message ?? 'invalid'}`);
+        throw new ValidationError(
+          'invalid_sample',
+          `labelled sample ${i}: ${issue?.path.join('.') || 'sample'}: ${issue?.message ?? 'invalid'}`,
+        );
       }
       const s = parsed.data as LabelledSample;
       const list = byMachine.get(s.machineId);
@@ -150,7 +182,11 @@ export class KafkaSampleStore implements LabelledSampleStore {
     const messages: { key: string; value: string; headers: ReturnType<typeof messageHeaders> }[] = [];
     for (const [machineId, list] of byMachine) {
       for (let i = 0; i < list.length; i += this.samplesPerMessage) {
-        messages.push({ key: machineId, value: encodeValue({ samples: list.slice(i, i + this.samplesPerMessage) }), headers: messageHeaders() });
+        messages.push({
+          key: machineId,
+          value: encodeValue({ samples: list.slice(i, i + this.samplesPerMessage) }),
+          headers: messageHeaders(),
+        });
       }
     }
     try {
@@ -171,7 +207,8 @@ export class KafkaSampleStore implements LabelledSampleStore {
       const ts = Number(message.timestamp);
       let index = 0;
       for (const s of this.samplesIn(message)) {
-        if (matchesWindow(s, query, machines)) entries.push({ ts, partition, offset: BigInt(message.offset), index, sample: s });
+        if (matchesWindow(s, query, machines))
+          entries.push({ ts, partition, offset: BigInt(message.offset), index, sample: s });
         index++;
       }
     });
@@ -211,7 +248,11 @@ export class KafkaSampleStore implements LabelledSampleStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.producer.disconnect().catch((err: unknown) => this.logger.warn('kafka sample store: producer disconnect failed', { err: describeError(err) }));
+    await this.producer
+      .disconnect()
+      .catch((err: unknown) =>
+        this.logger.warn('kafka sample store: producer disconnect failed', { err: describeError(err) }),
+      );
     await this.admin.disconnect().catch(() => undefined);
   }
 
@@ -241,7 +282,10 @@ export class KafkaSampleStore implements LabelledSampleStore {
    * Reads every partition from the offset of `fromTs` (or the earliest
    * retained offset) to the end offset as of now; returns the partition count.
    */
-  private async scan(fromTs: number | undefined, onMessage: (partition: number, message: KafkaMessage) => void): Promise<number> {
+  private async scan(
+    fromTs: number | undefined,
+    onMessage: (partition: number, message: KafkaMessage) => void,
+  ): Promise<number> {
     if (this.closed) throw new SampleStoreError(`sample store ${this.topic} is closed`, { retriable: false });
     const started = performance.now();
     let ends: Map<number, bigint>;
@@ -253,7 +297,9 @@ export class KafkaSampleStore implements LabelledSampleStore {
       starts = lows;
       if (fromTs !== undefined) {
         const byTs = await this.admin.fetchTopicOffsetsByTimestamp(this.topic, fromTs);
-        starts = new Map(byTs.map((o) => [o.partition, maxBig(BigInt(o.offset), lows.get(o.partition) ?? 0n)]));
+        starts = new Map(
+          byTs.map((o) => [o.partition, maxBig(BigInt(o.offset), lows.get(o.partition) ?? 0n)]),
+        );
       }
     } catch (err) {
       const e = kafkaError(`kafka sample store: offsets of ${this.topic}`, err);
@@ -266,11 +312,17 @@ export class KafkaSampleStore implements LabelledSampleStore {
       ranges[p] = [start.toString(), end.toString()];
       if (start < end) next.set(p, start);
     }
-    const info: KafkaReadInfo = { ...(fromTs !== undefined ? { seekFromTs: fromTs } : {}), messages: 0, ranges, durationMs: 0 };
-    if (next.size > 0) await this.readRanges(next, ends, (partition, message) => {
-      info.messages++;
-      onMessage(partition, message);
-    });
+    const info: KafkaReadInfo = {
+      ...(fromTs !== undefined ? { seekFromTs: fromTs } : {}),
+      messages: 0,
+      ranges,
+      durationMs: 0,
+    };
+    if (next.size > 0)
+      await this.readRanges(next, ends, (partition, message) => {
+        info.messages++;
+        onMessage(partition, message);
+      });
     info.durationMs = Math.round(performance.now() - started);
     this.lastRead = info;
     this.logger.debug('kafka sample store: read', { topic: this.topic, ...info });
@@ -278,10 +330,19 @@ export class KafkaSampleStore implements LabelledSampleStore {
   }
 
   /** A throw-away consumer reads [next, end) of every partition in `next`. */
-  private async readRanges(next: Map<number, bigint>, ends: Map<number, bigint>, onMessage: (partition: number, message: KafkaMessage) => void): Promise<void> {
+  private async readRanges(
+    next: Map<number, bigint>,
+    ends: Map<number, bigint>,
+    onMessage: (partition: number, message: KafkaMessage) => void,
+  ): Promise<void> {
     const starts = new Map(next);
     const groupId = ephemeralGroupId(this.clientId, 'sample-reader');
-    const consumer = this.kafka.consumer({ groupId, maxWaitTimeInMs: 250, allowAutoTopicCreation: false, retry: { retries: 3, restartOnFailure: async () => false } });
+    const consumer = this.kafka.consumer({
+      groupId,
+      maxWaitTimeInMs: 250,
+      allowAutoTopicCreation: false,
+      retry: { retries: 3, restartOnFailure: async () => false },
+    });
     let finish!: () => void;
     let fail!: (err: unknown) => void;
     const done = new Promise<void>((resolve, reject) => {
@@ -294,7 +355,16 @@ export class KafkaSampleStore implements LabelledSampleStore {
       remaining.delete(partition);
       if (remaining.size === 0) finish();
     };
-    const timer = setTimeout(() => fail(new SampleStoreError(`kafka sample store: reading ${this.topic} took longer than ${this.readTimeoutMs} ms`, { retriable: true })), this.readTimeoutMs);
+    const timer = setTimeout(
+      () =>
+        fail(
+          new SampleStoreError(
+            `kafka sample store: reading ${this.topic} took longer than ${this.readTimeoutMs} ms`,
+            { retriable: true },
+          ),
+        ),
+      this.readTimeoutMs,
+    );
     const offCrash = consumer.on(consumer.events.CRASH, (e) => fail(e.payload.error));
     try {
       await consumer.connect();
@@ -324,7 +394,8 @@ export class KafkaSampleStore implements LabelledSampleStore {
         },
       });
       // Joined with every partition assigned (a fresh group of one): jump to the start offsets.
-      for (const [partition, offset] of starts) consumer.seek({ topic: this.topic, partition, offset: offset.toString() });
+      for (const [partition, offset] of starts)
+        consumer.seek({ topic: this.topic, partition, offset: offset.toString() });
       await done;
     } catch (err) {
       if (err instanceof SampleStoreError) throw err;
@@ -352,6 +423,7 @@ function maxBig(a: bigint, b: bigint): bigint {
 }
 
 function nonNegative(name: string, value: number): number {
-  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a non-negative number, got ${value}`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new RangeError(`${name} must be a non-negative number, got ${value}`);
   return value;
 }

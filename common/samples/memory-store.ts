@@ -1,5 +1,13 @@
 import { ValidationError } from '../errors.ts';
-import { labelledSampleSchema, matchesWindow, sampleKey, type LabelledSample, type LabelledSampleStore, type SampleStoreStats, type SampleWindowQuery } from './types.ts';
+import {
+  labelledSampleSchema,
+  matchesWindow,
+  sampleKey,
+  type LabelledSample,
+  type LabelledSampleStore,
+  type SampleStoreStats,
+  type SampleWindowQuery,
+} from './types.ts';
 
 /**
  * A bounded in-memory {@link LabelledSampleStore}: the offline evaluator's store
@@ -13,7 +21,8 @@ export class MemorySampleStore implements LabelledSampleStore {
 
   /** @param maxSamples the oldest samples are dropped beyond this many. */
   constructor(private readonly maxSamples = 200_000) {
-    if (!Number.isInteger(maxSamples) || maxSamples < 1) throw new RangeError(`maxSamples must be a positive integer, got ${maxSamples}`);
+    if (!Number.isInteger(maxSamples) || maxSamples < 1)
+      throw new RangeError(`maxSamples must be a positive integer, got ${maxSamples}`);
   }
 
   async append(samples: readonly LabelledSample[]): Promise<void> {
@@ -21,11 +30,16 @@ export class MemorySampleStore implements LabelledSampleStore {
     const parsed: LabelledSample[] = [];
     for (const s of samples) {
       const r = labelledSampleSchema.safeParse(s);
-      if (!r.success) throw new ValidationError('invalid_sample', `invalid labelled sample: ${r.error.issues[0]?.path.join('.') ?? ''} ${r.error.issues[0]?.message ?? ''}`);
+      if (!r.success)
+        throw new ValidationError(
+          'invalid_sample',
+          `invalid labelled sample: ${r.error.issues[0]?.path.join('.') ?? ''} ${r.error.issues[0]?.message ?? ''}`,
+        );
       parsed.push(r.data as LabelledSample);
     }
     this.samples.push(...parsed);
-    if (this.samples.length > this.maxSamples) this.samples = this.samples.slice(this.samples.length - this.maxSamples);
+    if (this.samples.length > this.maxSamples)
+      this.samples = this.samples.slice(this.samples.length - this.maxSamples);
   }
 
   async readWindow(query: SampleWindowQuery = {}): Promise<LabelledSample[]> {

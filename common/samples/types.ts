@@ -1,5 +1,12 @@
 import { z } from 'zod';
-import { EFFICIENCY_CLASSES, FEATURES, OPERATION_MODES, VALID_LIMITS, type Efficiency, type Feature } from '../schema/features.ts';
+import {
+  EFFICIENCY_CLASSES,
+  FEATURES,
+  OPERATION_MODES,
+  VALID_LIMITS,
+  type Efficiency,
+  type Feature,
+} from '../schema/features.ts';
 import { machineIdSchema } from '../schema/telemetry.ts';
 import type { FeatureRow } from '../model/types.ts';
 
@@ -118,7 +125,11 @@ export interface LabelledSampleStore {
 }
 
 /** True when `s` falls inside `q` (ignoring `limit`). */
-export function matchesWindow(s: LabelledSample, q: SampleWindowQuery, machines?: ReadonlySet<string>): boolean {
+export function matchesWindow(
+  s: LabelledSample,
+  q: SampleWindowQuery,
+  machines?: ReadonlySet<string>,
+): boolean {
   if (q.fromTs !== undefined && s.ts < q.fromTs) return false;
   if (q.toTs !== undefined && s.ts > q.toTs) return false;
   if (q.fromSample !== undefined || q.toSample !== undefined) {

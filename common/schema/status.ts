@@ -17,7 +17,11 @@ export const STATUS_TOPICS = {
 } as const;
 
 const featureName = z.enum(FEATURES);
-const classMix = z.object({ Low: z.number().min(0).max(1), Medium: z.number().min(0).max(1), High: z.number().min(0).max(1) });
+const classMix = z.object({
+  Low: z.number().min(0).max(1),
+  Medium: z.number().min(0).max(1),
+  High: z.number().min(0).max(1),
+});
 const nullableNumber = z.number().nullable();
 const samplePoint = z.object({ sampleIndex: z.number(), ts: z.number(), seq: z.number().optional() });
 

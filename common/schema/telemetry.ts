@@ -20,7 +20,9 @@ export const MAX_EXTRA_FIELDS_BYTES = 512;
 // eslint-disable-next-line no-control-regex -- control characters are exactly what the pattern excludes
 export const MACHINE_ID_PATTERN = /^[^/+#\u0000-\u001f\u007f]{1,64}$/;
 
-export const machineIdSchema = z.string().regex(MACHINE_ID_PATTERN, 'machineId must be 1-64 characters without / + # or control characters');
+export const machineIdSchema = z
+  .string()
+  .regex(MACHINE_ID_PATTERN, 'machineId must be 1-64 characters without / + # or control characters');
 
 export const TOPICS = {
   telemetry: (machineId: string): string => `factory/${machineId}/telemetry`,
@@ -101,7 +103,10 @@ export function parseTopic(topic: string): { machineId: string; kind: string } |
  * JSON cannot carry NaN or Infinity, but objects from other sources can, so they
  * are rejected as `non_finite`.
  */
-export function validateObject<K extends Kind>(kind: K, input: unknown): Validated<z.infer<(typeof SCHEMAS)[K]>> {
+export function validateObject<K extends Kind>(
+  kind: K,
+  input: unknown,
+): Validated<z.infer<(typeof SCHEMAS)[K]>> {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     return { ok: false, reason: 'not_object', detail: `${kind} payload must be a JSON object` };
   }
@@ -113,13 +118,18 @@ export function validateObject<K extends Kind>(kind: K, input: unknown): Validat
   for (const key of known) {
     if (!(key in obj)) return { ok: false, reason: 'missing_field', detail: `missing field ${key}` };
     const v = obj[key];
-    if (typeof v === 'number' && !Number.isFinite(v)) return { ok: false, reason: 'non_finite', detail: `${key} must be a finite number, got ${v}` };
+    if (typeof v === 'number' && !Number.isFinite(v))
+      return { ok: false, reason: 'non_finite', detail: `${key} must be a finite number, got ${v}` };
   }
   const extraKeys = Object.keys(extras);
   if (extraKeys.length > 0) {
     const size = Buffer.byteLength(JSON.stringify(extras));
     if (size > MAX_EXTRA_FIELDS_BYTES) {
-      return { ok: false, reason: 'unknown_fields', detail: `unknown fields ${extraKeys.slice(0, 5).join(', ')} take ${size} bytes (limit ${MAX_EXTRA_FIELDS_BYTES})` };
+      return {
+        ok: false,
+        reason: 'unknown_fields',
+        detail: `unknown fields ${extraKeys.slice(0, 5).join(', ')} take ${size} bytes (limit ${MAX_EXTRA_FIELDS_BYTES})`,
+      };
     }
   }
   const known_ = Object.fromEntries(known.map((k) => [k, obj[k]]));
@@ -128,7 +138,11 @@ export function validateObject<K extends Kind>(kind: K, input: unknown): Validat
   const issue = parsed.error.issues[0];
   const path = issue?.path.join('.') || kind;
   const reason: RejectReason =
-    issue?.code === 'invalid_type' ? 'invalid_type' : issue?.code === 'too_small' || issue?.code === 'too_big' ? 'out_of_range' : 'invalid_value';
+    issue?.code === 'invalid_type'
+      ? 'invalid_type'
+      : issue?.code === 'too_small' || issue?.code === 'too_big'
+        ? 'out_of_range'
+        : 'invalid_value';
   return { ok: false, reason, detail: `${path}: ${issue?.message ?? 'invalid'}` };
 }
 
@@ -136,11 +150,25 @@ export function validateObject<K extends Kind>(kind: K, input: unknown): Validat
  * Validates one MQTT message of `kind` arriving on `topic`: size, JSON, schema,
  * and that the payload's `machineId` matches the topic's. Never throws.
  */
-export function validateMessage<K extends Kind>(kind: K, topic: string, payload: Uint8Array | string): Validated<z.infer<(typeof SCHEMAS)[K]>> {
+export function validateMessage<K extends Kind>(
+  kind: K,
+  topic: string,
+  payload: Uint8Array | string,
+): Validated<z.infer<(typeof SCHEMAS)[K]>> {
   const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
-  if (size > MAX_PAYLOAD_BYTES) return { ok: false, reason: 'payload_too_large', detail: `payload is ${size} bytes (limit ${MAX_PAYLOAD_BYTES})` };
+  if (size > MAX_PAYLOAD_BYTES)
+    return {
+      ok: false,
+      reason: 'payload_too_large',
+      detail: `payload is ${size} bytes (limit ${MAX_PAYLOAD_BYTES})`,
+    };
   const t = parseTopic(topic);
-  if (!t || t.kind !== kind) return { ok: false, reason: 'invalid_topic', detail: `topic ${JSON.stringify(topic)} is not factory/<machineId>/${kind}` };
+  if (!t || t.kind !== kind)
+    return {
+      ok: false,
+      reason: 'invalid_topic',
+      detail: `topic ${JSON.stringify(topic)} is not factory/<machineId>/${kind}`,
+    };
   let data: unknown;
   try {
     data = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8'));
@@ -149,7 +177,11 @@ export function validateMessage<K extends Kind>(kind: K, topic: string, payload:
   }
   const result = validateObject(kind, data);
   if (result.ok && result.value.machineId !== t.machineId) {
-    return { ok: false, reason: 'machine_id_mismatch', detail: `payload machineId ${JSON.stringify(result.value.machineId)} does not match topic machine ${JSON.stringify(t.machineId)}` };
+    return {
+      ok: false,
+      reason: 'machine_id_mismatch',
+      detail: `payload machineId ${JSON.stringify(result.value.machineId)} does not match topic machine ${JSON.stringify(t.machineId)}`,
+    };
   }
   return result;
 }

@@ -111,7 +111,11 @@ export function ks2samp(x: ArrayLike<number>, y: ArrayLike<number>, options?: Ks
  * only `y` is sorted (unless it is already a {@link SortedSample}), and the
  * statistic is computed by merging the two sorted arrays in O(n1 + n2).
  */
-export function ks2sampSorted(reference: SortedSample, y: ArrayLike<number> | SortedSample, options?: KsOptions): KsResult {
+export function ks2sampSorted(
+  reference: SortedSample,
+  y: ArrayLike<number> | SortedSample,
+  options?: KsOptions,
+): KsResult {
   const window = y instanceof SortedSample ? y : new SortedSample(y, 'y');
   return ksSorted(reference, window, options);
 }
@@ -126,7 +130,9 @@ function ksSorted(s1: SortedSample, s2: SortedSample, options?: KsOptions): KsRe
     throw new TypeError(`ks2samp: invalid method ${String(mode)}; expected 'auto', 'exact' or 'asymp'`);
   }
   if (alternative !== 'two-sided' && alternative !== 'less' && alternative !== 'greater') {
-    throw new TypeError(`ks2samp: invalid alternative ${String(alternative)}; expected 'two-sided', 'less' or 'greater'`);
+    throw new TypeError(
+      `ks2samp: invalid alternative ${String(alternative)}; expected 'two-sided', 'less' or 'greater'`,
+    );
   }
   const n1 = s1.size;
   const n2 = s2.size;
@@ -275,7 +281,13 @@ interface ExactAttempt {
 }
 
 /** Port of `_attempt_exact_2kssamp(n1, n2, g, d, alternative)`. */
-function attemptExact2kssamp(n1: number, n2: number, g: number, d: number, alternative: KsAlternative): ExactAttempt {
+function attemptExact2kssamp(
+  n1: number,
+  n2: number,
+  g: number,
+  d: number,
+  alternative: KsAlternative,
+): ExactAttempt {
   const lcm = (n1 / g) * n2;
   const h = roundHalfEven(d * lcm);
   d = (h * 1.0) / lcm;
@@ -291,7 +303,8 @@ function attemptExact2kssamp(n1: number, n2: number, g: number, d: number, alter
     const numPaths = countPathsOutsideMethod(n1, n2, g, h);
     const bin = binom(n1 + n2, n1);
     // scipy raises (errstate over/invalid='raise') or sees inf/NaN: treat as failure
-    if (!Number.isFinite(numPaths) || numPaths > bin || !Number.isFinite(bin)) return { success: false, d, prob: NaN };
+    if (!Number.isFinite(numPaths) || numPaths > bin || !Number.isFinite(bin))
+      return { success: false, d, prob: NaN };
     prob = numPaths / bin;
   }
   if (Number.isNaN(prob) || !Number.isFinite(prob)) return { success: false, d, prob: NaN };
@@ -418,7 +431,7 @@ const GAMMA_P = [
   0.20744822764843598, 0.4942148268014971, 1.0,
 ];
 const GAMMA_Q = [
-  -2.3158187332412014e-05, 0.0005396055804933034, -0.004456419138517973, 0.011813978522206043,
+  -2.3158187332412014e-5, 0.0005396055804933034, -0.004456419138517973, 0.011813978522206043,
   0.035823639860549865, -0.23459179571824335, 0.0714304917030273, 1.0,
 ];
 const GAMMA_STIR = [
@@ -430,12 +443,12 @@ const GAMMA_A = [
   0.08333333333333319,
 ];
 const GAMMA_B = [
-  -1378.2515256912086, -38801.631513463784, -331612.9927388712, -1162370.974927623,
-  -1721737.0082083966, -853555.6642457654,
+  -1378.2515256912086, -38801.631513463784, -331612.9927388712, -1162370.974927623, -1721737.0082083966,
+  -853555.6642457654,
 ];
 const GAMMA_C = [
-  -351.81570143652345, -17064.210665188115, -220528.59055385445, -1139334.4436798252,
-  -2532523.0717758294, -2018891.4143353277,
+  -351.81570143652345, -17064.210665188115, -220528.59055385445, -1139334.4436798252, -2532523.0717758294,
+  -2018891.4143353277,
 ];
 
 /** cephes polevl: coef[0]*x^N + ... + coef[N]. */
@@ -939,10 +952,10 @@ function kolmognPelzGood(n: number, x: number): number {
     K2 = K2 * qpower + (k2a + k2b * msquared + k2c * mfour);
     K3 = K3 * qpower + (k3a + k3b * msquared + k3c * mfour + k3d * msix);
   }
-  K0 = ((K0 * q) * SQRT2PI_NP) / z;
-  K1 = ((K1 * q) * SQRT2PI_NP) / (6 * zfour);
-  K2 = ((K2 * q) * SQRT2PI_NP) / (72 * z ** 7);
-  K3 = ((K3 * q) * SQRT2PI_NP) / (6480 * z ** 10);
+  K0 = (K0 * q * SQRT2PI_NP) / z;
+  K1 = (K1 * q * SQRT2PI_NP) / (6 * zfour);
+  K2 = (K2 * q * SQRT2PI_NP) / (72 * z ** 7);
+  K3 = (K3 * q * SQRT2PI_NP) / (6480 * z ** 10);
 
   // The other sum over all integers k
   q = Math.exp(-PI_SQUARED / 2 / zsquared);

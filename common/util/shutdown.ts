@@ -4,7 +4,11 @@ import type { Logger } from '../logging/logger.ts';
  * Runs `stop` once on SIGINT or SIGTERM (drain, commit, close), then exits.
  * A second signal, or `stop` taking longer than `timeoutMs`, exits at once.
  */
-export function onShutdown(logger: Logger, stop: (signal: string) => Promise<void>, timeoutMs = 15_000): void {
+export function onShutdown(
+  logger: Logger,
+  stop: (signal: string) => Promise<void>,
+  timeoutMs = 15_000,
+): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals): void => {
     if (stopping) {

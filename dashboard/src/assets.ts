@@ -26,7 +26,11 @@ const clientDir = path.resolve(here, 'client');
 
 function asset(body: Buffer | string, contentType: string): Asset {
   const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-  return { body: buf, contentType, etag: `"${createHash('sha256').update(buf).digest('base64url').slice(0, 27)}"` };
+  return {
+    body: buf,
+    contentType,
+    etag: `"${createHash('sha256').update(buf).digest('base64url').slice(0, 27)}"`,
+  };
 }
 
 /** Directory of the installed uPlot package's built files. */
@@ -50,7 +54,11 @@ async function buildClient(): Promise<Map<string, Asset>> {
     legalComments: 'none',
   });
   const out = new Map<string, Asset>();
-  for (const file of result.outputFiles) out.set(`/assets/${path.basename(file.path)}`, asset(Buffer.from(file.contents), 'text/javascript; charset=utf-8'));
+  for (const file of result.outputFiles)
+    out.set(
+      `/assets/${path.basename(file.path)}`,
+      asset(Buffer.from(file.contents), 'text/javascript; charset=utf-8'),
+    );
   return out;
 }
 
@@ -62,8 +70,14 @@ async function loadAll(): Promise<Map<string, Asset>> {
   assets.set('/assets/app.css', asset(await file('app.css'), 'text/css; charset=utf-8'));
   assets.set('/assets/favicon.svg', asset(await file('favicon.svg'), 'image/svg+xml'));
   const uplot = uplotDistDir();
-  assets.set('/vendor/uPlot.iife.min.js', asset(await readFile(path.join(uplot, 'uPlot.iife.min.js')), 'text/javascript; charset=utf-8'));
-  assets.set('/vendor/uPlot.min.css', asset(await readFile(path.join(uplot, 'uPlot.min.css')), 'text/css; charset=utf-8'));
+  assets.set(
+    '/vendor/uPlot.iife.min.js',
+    asset(await readFile(path.join(uplot, 'uPlot.iife.min.js')), 'text/javascript; charset=utf-8'),
+  );
+  assets.set(
+    '/vendor/uPlot.min.css',
+    asset(await readFile(path.join(uplot, 'uPlot.min.css')), 'text/css; charset=utf-8'),
+  );
   return assets;
 }
 

@@ -1,4 +1,10 @@
-import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import {
+  createHash,
+  randomBytes,
+  scrypt as scryptCb,
+  timingSafeEqual,
+  type ScryptOptions,
+} from 'node:crypto';
 import { z } from 'zod';
 import { ConfigError } from '../../common/errors.ts';
 import type { DashboardRole } from './shared/view.ts';
@@ -30,14 +36,23 @@ export interface DashboardUser {
 
 const base64 = z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, 'must be base64');
 export const dashboardUserSchema = z.strictObject({
-  // eslint-disable-next-line no-control-regex -- the pattern exists to exclude control characters
-  username: z.string().min(1).max(64).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters'),
+  username: z
+    .string()
+    .min(1)
+    .max(64)
+    // eslint-disable-next-line no-control-regex -- the pattern exists to exclude control characters
+    .regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters'),
   role: z.enum(DASHBOARD_ROLES),
   salt: base64.min(16),
   hash: base64.min(16),
   scrypt: z
     .strictObject({
-      N: z.number().int().min(1024).max(2 ** 20).refine((n) => (n & (n - 1)) === 0, 'N must be a power of two'),
+      N: z
+        .number()
+        .int()
+        .min(1024)
+        .max(2 ** 20)
+        .refine((n) => (n & (n - 1)) === 0, 'N must be a power of two'),
       r: z.number().int().min(1).max(32),
       p: z.number().int().min(1).max(16),
     })
@@ -55,29 +70,51 @@ export function parseUsers(text: string, where: string): DashboardUser[] {
   } catch (err) {
     throw new ConfigError(`${where} is not valid JSON: ${(err as Error).message}`);
   }
-  const list: unknown = Array.isArray(json) ? json : typeof json === 'object' && json !== null ? (json as { users?: unknown }).users : undefined;
-  if (!Array.isArray(list)) throw new ConfigError(`${where} must be a JSON array of users or {"users": [...]} (see npm run dashboard -- hash-password)`);
+  const list: unknown = Array.isArray(json)
+    ? json
+    : typeof json === 'object' && json !== null
+      ? (json as { users?: unknown }).users
+      : undefined;
+  if (!Array.isArray(list))
+    throw new ConfigError(
+      `${where} must be a JSON array of users or {"users": [...]} (see npm run dashboard -- hash-password)`,
+    );
   const users: DashboardUser[] = [];
   list.forEach((entry, i) => {
     const r = dashboardUserSchema.safeParse(entry);
     if (!r.success) {
       const issue = r.error.issues[0];
       const at = [i, ...(issue?.path ?? [])].join('.');
-      throw new ConfigError(`${where} is invalid at ${at}: ${issue?.message ?? 'unexpected shape'} (expected {"username","role":"viewer"|"operator","salt","hash"}, see npm run dashboard -- hash-password)`);
+      throw new ConfigError(
+        `${where} is invalid at ${at}: ${issue?.message ?? 'unexpected shape'} (expected {"username","role":"viewer"|"operator","salt","hash"}, see npm run dashboard -- hash-password)`,
+      );
     }
     users.push(r.data);
   });
   const seen = new Set<string>();
   for (const u of users) {
-    if (seen.has(u.username)) throw new ConfigError(`${where} lists user ${JSON.stringify(u.username)} twice`);
+    if (seen.has(u.username))
+      throw new ConfigError(`${where} lists user ${JSON.stringify(u.username)} twice`);
     seen.add(u.username);
   }
   return users;
 }
 
-function scrypt(password: Buffer, salt: Buffer, keyLength: number, params: { N: number; r: number; p: number }): Promise<Buffer> {
-  const options: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + 1024 * 1024 };
-  return new Promise((resolve, reject) => scryptCb(password, salt, keyLength, options, (err, key) => (err ? reject(err) : resolve(key))));
+function scrypt(
+  password: Buffer,
+  salt: Buffer,
+  keyLength: number,
+  params: { N: number; r: number; p: number },
+): Promise<Buffer> {
+  const options: ScryptOptions = {
+    N: params.N,
+    r: params.r,
+    p: params.p,
+    maxmem: 256 * params.N * params.r + 1024 * 1024,
+  };
+  return new Promise((resolve, reject) =>
+    scryptCb(password, salt, keyLength, options, (err, key) => (err ? reject(err) : resolve(key))),
+  );
 }
 
 /** Hashes a password for a users file entry (fresh random salt). */
@@ -91,7 +128,8 @@ export async function hashDashboardPassword(
   const salt = randomBytes(SALT_BYTES);
   const key = await scrypt(Buffer.from(password, 'utf8'), salt, KEY_LENGTH, params);
   const user: DashboardUser = { username, role, salt: salt.toString('base64'), hash: key.toString('base64') };
-  if (params.N !== DEFAULT_SCRYPT.N || params.r !== DEFAULT_SCRYPT.r || params.p !== DEFAULT_SCRYPT.p) user.scrypt = { ...params };
+  if (params.N !== DEFAULT_SCRYPT.N || params.r !== DEFAULT_SCRYPT.r || params.p !== DEFAULT_SCRYPT.p)
+    user.scrypt = { ...params };
   return dashboardUserSchema.parse(user);
 }
 
@@ -114,9 +152,15 @@ export class UserDirectory {
     // Unknown users cost a hash too, so timing does not tell which usernames exist.
     // The dummy uses the cost of the configured users, so both paths take the same time.
     const params = this.users.values().next().value?.scrypt ?? DEFAULT_SCRYPT;
-    const stored = user ?? (await (this.dummy ??= hashDashboardPassword('dummy', 'viewer', 'dummy-password', params)));
+    const stored =
+      user ?? (await (this.dummy ??= hashDashboardPassword('dummy', 'viewer', 'dummy-password', params)));
     const expected = Buffer.from(stored.hash, 'base64');
-    const actual = await scrypt(Buffer.from(password, 'utf8'), Buffer.from(stored.salt, 'base64'), expected.length, stored.scrypt ?? DEFAULT_SCRYPT);
+    const actual = await scrypt(
+      Buffer.from(password, 'utf8'),
+      Buffer.from(stored.salt, 'base64'),
+      expected.length,
+      stored.scrypt ?? DEFAULT_SCRYPT,
+    );
     const ok = actual.length === expected.length && timingSafeEqual(actual, expected);
     return ok && user !== undefined ? user : undefined;
   }
@@ -180,7 +224,14 @@ export class SessionStore {
     const token = randomBytes(32).toString('base64url');
     const t = this.now();
     const id = digest(token);
-    const session: Session = { username: user.username, role: user.role, csrfToken: randomBytes(32).toString('base64url'), createdAt: t, lastSeen: t, id };
+    const session: Session = {
+      username: user.username,
+      role: user.role,
+      csrfToken: randomBytes(32).toString('base64url'),
+      createdAt: t,
+      lastSeen: t,
+      id,
+    };
     this.sessions.set(id, session);
     return { token, session };
   }
@@ -282,8 +333,10 @@ export class LoginLimiter {
     const pair = this.recent(`u\u0000${address}\u0000${username}`, t);
     const addr = this.recent(`a\u0000${address}`, t);
     let until = 0;
-    if (pair.length >= this.maxFailures) until = Math.max(until, (pair[pair.length - this.maxFailures] as number) + this.windowMs);
-    if (addr.length >= this.maxPerAddress) until = Math.max(until, (addr[addr.length - this.maxPerAddress] as number) + this.windowMs);
+    if (pair.length >= this.maxFailures)
+      until = Math.max(until, (pair[pair.length - this.maxFailures] as number) + this.windowMs);
+    if (addr.length >= this.maxPerAddress)
+      until = Math.max(until, (addr[addr.length - this.maxPerAddress] as number) + this.windowMs);
     return until === 0 ? 0 : Math.max(1, Math.ceil((until - t) / 1000));
   }
 

@@ -30,23 +30,31 @@ export async function startBusSource(options: BusSourceOptions): Promise<BusSour
   const subs: Subscription[] = [];
   try {
     subs.push(
-      await bus.subscribe(BUS_TOPICS.retrainRequests, { group: DASHBOARD_BUS_GROUP, fromBeginning: true }, async (m) => {
-        const r = parseRetrainRequest(m.value);
-        if (r.ok) store.onRetrainRequest(r.value);
-        else store.onInvalid('bus', 'invalid_retrain_request');
-      }),
+      await bus.subscribe(
+        BUS_TOPICS.retrainRequests,
+        { group: DASHBOARD_BUS_GROUP, fromBeginning: true },
+        async (m) => {
+          const r = parseRetrainRequest(m.value);
+          if (r.ok) store.onRetrainRequest(r.value);
+          else store.onInvalid('bus', 'invalid_retrain_request');
+        },
+      ),
     );
     subs.push(
-      await bus.subscribe(BUS_TOPICS.modelEvents, { group: DASHBOARD_BUS_GROUP, fromBeginning: true }, async (m) => {
-        const r = parseModelEvent(m.value);
-        if (!r.ok) return store.onInvalid('bus', 'invalid_model_event');
-        store.onModelEvent(r.value);
-        try {
-          options.onModelEvent?.(r.value);
-        } catch (err) {
-          logger.warn('model event hook failed', { err: describeError(err) });
-        }
-      }),
+      await bus.subscribe(
+        BUS_TOPICS.modelEvents,
+        { group: DASHBOARD_BUS_GROUP, fromBeginning: true },
+        async (m) => {
+          const r = parseModelEvent(m.value);
+          if (!r.ok) return store.onInvalid('bus', 'invalid_model_event');
+          store.onModelEvent(r.value);
+          try {
+            options.onModelEvent?.(r.value);
+          } catch (err) {
+            logger.warn('model event hook failed', { err: describeError(err) });
+          }
+        },
+      ),
     );
     store.setConnection('bus', 'connected', '');
   } catch (err) {

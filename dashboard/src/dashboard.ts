@@ -3,11 +3,22 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BUS_TOPICS, type EventBus } from '../../common/bus/types.ts';
 import { describeError } from '../../common/errors.ts';
-import { modelRolledBackSchema, type ModelMetrics, type ModelRolledBack } from '../../common/events/schemas.ts';
+import {
+  modelRolledBackSchema,
+  type ModelMetrics,
+  type ModelRolledBack,
+} from '../../common/events/schemas.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
 import { loadAssets } from './assets.ts';
-import { LoginLimiter, SessionStore, UserDirectory, type DashboardUser, type LoginLimiterOptions, type Session } from './auth.ts';
+import {
+  LoginLimiter,
+  SessionStore,
+  UserDirectory,
+  type DashboardUser,
+  type LoginLimiterOptions,
+  type Session,
+} from './auth.ts';
 import { startBusSource, type BusSource } from './bus-source.ts';
 import { createRequestHandler, HttpError, type RollbackResult } from './http.ts';
 import { startMqttSource } from './mqtt-source.ts';
@@ -77,8 +88,20 @@ export interface RunningDashboard {
 
 function eventMetrics(v: ModelVersion): ModelMetrics | undefined {
   const { accuracy, macroF1, samples, logLoss } = v.metrics;
-  if (accuracy === undefined || macroF1 === undefined || accuracy < 0 || accuracy > 1 || macroF1 < 0 || macroF1 > 1) return undefined;
-  const m: ModelMetrics = { samples: samples !== undefined && Number.isInteger(samples) && samples >= 0 ? samples : 0, accuracy, macroF1 };
+  if (
+    accuracy === undefined ||
+    macroF1 === undefined ||
+    accuracy < 0 ||
+    accuracy > 1 ||
+    macroF1 < 0 ||
+    macroF1 > 1
+  )
+    return undefined;
+  const m: ModelMetrics = {
+    samples: samples !== undefined && Number.isInteger(samples) && samples >= 0 ? samples : 0,
+    accuracy,
+    macroF1,
+  };
   if (logLoss !== undefined && logLoss >= 0) m.logLoss = logLoss;
   return m;
 }
@@ -91,7 +114,8 @@ function eventMetrics(v: ModelVersion): ModelMetrics | undefined {
  * shown on the page.
  */
 export async function startDashboard(options: DashboardOptions): Promise<RunningDashboard> {
-  if (options.users.length === 0) throw new Error('startDashboard: no users: nobody could log in (see npm run dashboard -- hash-password)');
+  if (options.users.length === 0)
+    throw new Error('startDashboard: no users: nobody could log in (see npm run dashboard -- hash-password)');
   const logger = options.logger ?? silentLogger();
   const modelName = options.modelName ?? DEFAULT_MODEL_NAME;
   const { bus, registry } = options;
@@ -107,22 +131,38 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
     registryKind: registry.kind,
   });
   const hub = new EventStreamHub();
-  const sessions = new SessionStore(options.sessionIdleTtlMs !== undefined ? { idleTtlMs: options.sessionIdleTtlMs } : {});
+  const sessions = new SessionStore(
+    options.sessionIdleTtlMs !== undefined ? { idleTtlMs: options.sessionIdleTtlMs } : {},
+  );
   const limiter = new LoginLimiter(options.loginLimit ?? {});
   const users = new UserDirectory(options.users);
 
-  const registrySource = startRegistrySource({ registry, modelName, store, logger, intervalMs: options.registryPollMs ?? 5000 });
+  const registrySource = startRegistrySource({
+    registry,
+    modelName,
+    store,
+    logger,
+    intervalMs: options.registryPollMs ?? 5000,
+  });
 
   let closed = false;
   let busSource: BusSource | undefined;
   let busRetry: NodeJS.Timeout | undefined;
   const connectBus = async (): Promise<void> => {
     try {
-      const source = await startBusSource({ bus, store, logger, onModelEvent: () => void registrySource.refresh() });
+      const source = await startBusSource({
+        bus,
+        store,
+        logger,
+        onModelEvent: () => void registrySource.refresh(),
+      });
       if (closed) await source.close();
       else busSource = source;
     } catch (err) {
-      logger.warn('dashboard cannot subscribe to the bus; retrying in 5 s', { err: describeError(err), bus: bus.kind });
+      logger.warn('dashboard cannot subscribe to the bus; retrying in 5 s', {
+        err: describeError(err),
+        bus: bus.kind,
+      });
       if (!closed) busRetry = setTimeout(() => void connectBus(), 5000);
     }
   };
@@ -135,7 +175,9 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
     ca: options.mqttCa,
     store,
     logger,
-    ...(options.mqttReconnectPeriodMs !== undefined ? { reconnectPeriodMs: options.mqttReconnectPeriodMs } : {}),
+    ...(options.mqttReconnectPeriodMs !== undefined
+      ? { reconnectPeriodMs: options.mqttReconnectPeriodMs }
+      : {}),
   });
 
   let rollbackChain: Promise<unknown> = Promise.resolve();
@@ -144,12 +186,25 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
       const before = await registry.getChampion(modelName);
       if (before === undefined) throw new HttpError(409, `model ${modelName} has no champion to roll back`);
       if (expectedVersion !== undefined && expectedVersion !== before.version) {
-        throw new HttpError(409, `the champion is v${before.version} now, not v${expectedVersion}: reload the model view and confirm again`);
+        throw new HttpError(
+          409,
+          `the champion is v${before.version} now, not v${expectedVersion}: reload the model view and confirm again`,
+        );
       }
       const correlationId = `dashboard-rollback-${randomUUID()}`;
       const log = logger.child({ correlationId });
-      const after = await registry.rollback(modelName, { by: `dashboard:${session.username}`, reason, correlationId });
-      log.warn('champion rolled back from the dashboard', { action: 'rollback', user: session.username, from: before.version, to: after.version, reason });
+      const after = await registry.rollback(modelName, {
+        by: `dashboard:${session.username}`,
+        reason,
+        correlationId,
+      });
+      log.warn('champion rolled back from the dashboard', {
+        action: 'rollback',
+        user: session.username,
+        from: before.version,
+        to: after.version,
+        reason,
+      });
       const metrics = eventMetrics(after);
       const event: ModelRolledBack = modelRolledBackSchema.parse({
         type: 'model-rolled-back',
@@ -167,7 +222,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
         await bus.publish(BUS_TOPICS.modelEvents, modelName, event);
       } catch (err) {
         eventPublished = false;
-        log.error('rollback done but model-rolled-back could not be published; edge workers follow on their next registry poll', { err: describeError(err) });
+        log.error(
+          'rollback done but model-rolled-back could not be published; edge workers follow on their next registry poll',
+          { err: describeError(err) },
+        );
       }
       void registrySource.refresh();
       return { from: before.version, to: after.version, eventPublished };
@@ -229,12 +287,28 @@ export async function startDashboard(options: DashboardOptions): Promise<Running
     });
   } catch (err) {
     await shutdown();
-    throw new Error(`dashboard cannot listen on ${host}:${options.port}: ${describeError(err)}`, { cause: err });
+    throw new Error(`dashboard cannot listen on ${host}:${options.port}: ${describeError(err)}`, {
+      cause: err,
+    });
   }
   const port = (server.address() as AddressInfo).port;
-  const urlHost = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+  const urlHost =
+    host === '0.0.0.0' || host === ''
+      ? '127.0.0.1'
+      : host === '::'
+        ? '[::1]'
+        : host.includes(':')
+          ? `[${host}]`
+          : host;
   const url = `http://${urlHost}:${port}`;
-  logger.info(`dashboard listening on ${url}`, { url, model: modelName, users: users.size, mqtt: options.mqttUrl, bus: bus.kind, registry: registry.kind });
+  logger.info(`dashboard listening on ${url}`, {
+    url,
+    model: modelName,
+    users: users.size,
+    mqtt: options.mqttUrl,
+    bus: bus.kind,
+    registry: registry.kind,
+  });
 
   let closing: Promise<void> | undefined;
   return {

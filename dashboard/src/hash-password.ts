@@ -75,11 +75,21 @@ async function addToFile(file: string, entry: DashboardUser): Promise<'added' | 
 
 /** `npm run dashboard -- hash-password …`; returns the exit code. */
 export async function runHashPasswordCli(argv: readonly string[], io: HashPasswordIo): Promise<number> {
-  let values: { username?: string | undefined; role?: string | undefined; file?: string | undefined; help?: boolean | undefined };
+  let values: {
+    username?: string | undefined;
+    role?: string | undefined;
+    file?: string | undefined;
+    help?: boolean | undefined;
+  };
   try {
     ({ values } = parseArgs({
       args: [...argv],
-      options: { username: { type: 'string' }, role: { type: 'string' }, file: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        username: { type: 'string' },
+        role: { type: 'string' },
+        file: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
       allowPositionals: false,
     }));
   } catch (err) {
@@ -92,7 +102,12 @@ export async function runHashPasswordCli(argv: readonly string[], io: HashPasswo
   }
   const username = values.username;
   const role = values.role ?? 'viewer';
-  if (username === undefined || username.trim() !== username || username.length === 0 || username.length > 64) {
+  if (
+    username === undefined ||
+    username.trim() !== username ||
+    username.length === 0 ||
+    username.length > 64
+  ) {
     io.err(`--username NAME is required (1-64 characters, no surrounding spaces)\n${HASH_PASSWORD_USAGE}`);
     return 2;
   }

@@ -115,14 +115,17 @@ async function readJson(req: http.IncomingMessage, limit: number): Promise<Recor
   } catch {
     throw new HttpError(400, 'request body is not JSON');
   }
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new HttpError(400, 'request body must be a JSON object');
+  if (typeof data !== 'object' || data === null || Array.isArray(data))
+    throw new HttpError(400, 'request body must be a JSON object');
   return data as Record<string, unknown>;
 }
 
 /** Builds the request handler of the dashboard server. */
 export function createRequestHandler(deps: DashboardHttpDeps): http.RequestListener {
   const { sessions, logger } = deps;
-  const sessionOf = (req: http.IncomingMessage): { token: string | undefined; session: Session | undefined } => {
+  const sessionOf = (
+    req: http.IncomingMessage,
+  ): { token: string | undefined; session: Session | undefined } => {
     const token = readCookie(req.headers.cookie, SESSION_COOKIE);
     return { token, session: sessions.get(token) };
   };
@@ -148,13 +151,24 @@ export function createRequestHandler(deps: DashboardHttpDeps): http.RequestListe
     const body = await readJson(req, 4096);
     const username = body.username;
     const password = body.password;
-    if (typeof username !== 'string' || typeof password !== 'string' || username.length === 0 || username.length > 64 || password.length > 1024) {
+    if (
+      typeof username !== 'string' ||
+      typeof password !== 'string' ||
+      username.length === 0 ||
+      username.length > 64 ||
+      password.length > 1024
+    ) {
       throw new HttpError(400, 'expected {"username": string, "password": string}');
     }
     const address = req.socket.remoteAddress ?? 'unknown';
     const wait = deps.limiter.retryAfter(address, username);
     if (wait > 0) {
-      logger.warn('dashboard login refused: too many failed attempts', { action: 'login', outcome: 'failure', reason: 'rate_limited', address });
+      logger.warn('dashboard login refused: too many failed attempts', {
+        action: 'login',
+        outcome: 'failure',
+        reason: 'rate_limited',
+        address,
+      });
       res.setHeader('retry-after', String(wait));
       return sendJson(res, 429, { error: `too many failed logins; try again in ${wait} s` });
     }
@@ -166,26 +180,50 @@ export function createRequestHandler(deps: DashboardHttpDeps): http.RequestListe
     }
     deps.limiter.succeed(address, username);
     const { token, session } = sessions.create(user);
-    logger.info('dashboard login', { action: 'login', outcome: 'success', user: user.username, role: user.role });
-    res.setHeader('set-cookie', sessionCookie(token, Math.floor(sessions.idleTtl / 1000), deps.secureCookies));
-    const info: SessionInfo = { username: session.username, role: session.role, csrfToken: session.csrfToken, modelName: deps.modelName };
+    logger.info('dashboard login', {
+      action: 'login',
+      outcome: 'success',
+      user: user.username,
+      role: user.role,
+    });
+    res.setHeader(
+      'set-cookie',
+      sessionCookie(token, Math.floor(sessions.idleTtl / 1000), deps.secureCookies),
+    );
+    const info: SessionInfo = {
+      username: session.username,
+      role: session.role,
+      csrfToken: session.csrfToken,
+      modelName: deps.modelName,
+    };
     sendJson(res, 200, info);
   }
 
   function requireCsrf(req: http.IncomingMessage, session: Session): void {
     if (!isSameOrigin(req)) throw new HttpError(403, 'cross-origin request refused');
     const header = req.headers['x-csrf-token'];
-    if (typeof header !== 'string' || !safeEqual(header, session.csrfToken)) throw new HttpError(403, 'missing or invalid CSRF token');
+    if (typeof header !== 'string' || !safeEqual(header, session.csrfToken))
+      throw new HttpError(403, 'missing or invalid CSRF token');
   }
 
-  async function rollback(req: http.IncomingMessage, res: http.ServerResponse, session: Session): Promise<void> {
+  async function rollback(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    session: Session,
+  ): Promise<void> {
     if (session.role !== 'operator') throw new HttpError(403, 'rollback requires the operator role');
     requireCsrf(req, session);
     const body = await readJson(req, 8192);
-    const reason = typeof body.reason === 'string' ? body.reason.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim() : ''; // eslint-disable-line no-control-regex
-    if (reason.length === 0 || reason.length > 500) throw new HttpError(400, 'a reason of 1-500 characters is required');
+    const reason =
+      typeof body.reason === 'string' ? body.reason.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim() : ''; // eslint-disable-line no-control-regex
+    if (reason.length === 0 || reason.length > 500)
+      throw new HttpError(400, 'a reason of 1-500 characters is required');
     const expected = body.expectedVersion;
-    if (expected !== undefined && (typeof expected !== 'string' || expected.length === 0 || expected.length > 128)) throw new HttpError(400, 'expectedVersion must be a version string');
+    if (
+      expected !== undefined &&
+      (typeof expected !== 'string' || expected.length === 0 || expected.length > 128)
+    )
+      throw new HttpError(400, 'expectedVersion must be a version string');
     const result = await deps.rollback(session, reason, expected);
     sendJson(res, 200, result);
   }
@@ -231,7 +269,12 @@ export function createRequestHandler(deps: DashboardHttpDeps): http.RequestListe
       switch (p) {
         case '/api/session': {
           if (!get) throw new HttpError(405, 'method not allowed');
-          const info: SessionInfo = { username: session.username, role: session.role, csrfToken: session.csrfToken, modelName: deps.modelName };
+          const info: SessionInfo = {
+            username: session.username,
+            role: session.role,
+            csrfToken: session.csrfToken,
+            modelName: deps.modelName,
+          };
           return sendJson(res, 200, info);
         }
         case '/api/logout': {
@@ -267,10 +310,20 @@ export function createRequestHandler(deps: DashboardHttpDeps): http.RequestListe
         status = err.status;
         message = err.message;
       } else if (err instanceof DriftlineError) {
-        status = err.code === 'REGISTRY_NO_PREVIOUS' || err.code === 'REGISTRY_STATE' ? 409 : err.code === 'REGISTRY_NOT_FOUND' ? 404 : 502;
+        status =
+          err.code === 'REGISTRY_NO_PREVIOUS' || err.code === 'REGISTRY_STATE'
+            ? 409
+            : err.code === 'REGISTRY_NOT_FOUND'
+              ? 404
+              : 502;
         message = err.message;
       }
-      if (status >= 500) logger.error('dashboard request failed', { method: req.method, path: req.url, err: describeError(err) });
+      if (status >= 500)
+        logger.error('dashboard request failed', {
+          method: req.method,
+          path: req.url,
+          err: describeError(err),
+        });
       if (res.headersSent) {
         res.end();
         return;

@@ -28,7 +28,9 @@ if (process.argv[2] === 'hash-password') {
     readPassword: () => readPasswordFromStdin(),
   });
 } else if (process.argv.length > 2) {
-  process.stderr.write(`unknown argument ${JSON.stringify(process.argv[2])}: npm run dashboard [-- hash-password --username NAME --role viewer|operator [--file users.json]]\n`);
+  process.stderr.write(
+    `unknown argument ${JSON.stringify(process.argv[2])}: npm run dashboard [-- hash-password --username NAME --role viewer|operator [--file users.json]]\n`,
+  );
   process.exitCode = 2;
 } else {
   runMain(async () => {
@@ -39,12 +41,18 @@ if (process.argv[2] === 'hash-password') {
       try {
         mqttCa = await readFile(config.mqttCaFile);
       } catch (err) {
-        throw new ConfigError(`DASHBOARD_MQTT_CA_FILE=${JSON.stringify(config.mqttCaFile)} cannot be read: ${(err as Error).message}`);
+        throw new ConfigError(
+          `DASHBOARD_MQTT_CA_FILE=${JSON.stringify(config.mqttCaFile)} cannot be read: ${(err as Error).message}`,
+        );
       }
     }
     const logger = createLogger({ service: 'dashboard', version: VERSION });
     logger.info('dashboard starting', { config: summarizeConfig(dashboardConfigSpec, config) });
-    const registry = createRegistry({ registryDir: config.registryDir, mlflowTrackingUri: config.mlflowTrackingUri ?? '', logger });
+    const registry = createRegistry({
+      registryDir: config.registryDir,
+      mlflowTrackingUri: config.mlflowTrackingUri ?? '',
+      logger,
+    });
     const bus = new InProcessBus({ logger });
     const dashboard = await startDashboard({
       host: config.host,

@@ -4,8 +4,19 @@ import { z } from 'zod';
 import type { DeadLetterRecord } from '../../common/deadletter.ts';
 import { describeError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logging/logger.ts';
-import { driftAlarmMessageSchema, driftWindowMessageSchema, edgeStatusMessageSchema, STATUS_TOPICS } from '../../common/schema/status.ts';
-import { MAX_PAYLOAD_BYTES, parseTopic, predictionSchema, TOPICS, validateMessage } from '../../common/schema/telemetry.ts';
+import {
+  driftAlarmMessageSchema,
+  driftWindowMessageSchema,
+  edgeStatusMessageSchema,
+  STATUS_TOPICS,
+} from '../../common/schema/status.ts';
+import {
+  MAX_PAYLOAD_BYTES,
+  parseTopic,
+  predictionSchema,
+  TOPICS,
+  validateMessage,
+} from '../../common/schema/telemetry.ts';
 import type { DashboardStore } from './state.ts';
 
 /**
@@ -37,7 +48,11 @@ export const deadLetterRecordSchema = z.object({
 type Parsed<T> = { ok: true; value: T } | { ok: false; reason: string };
 
 /** Size check, JSON, schema. Never throws. */
-export function parseJsonMessage<T>(schema: z.ZodType<T>, payload: Uint8Array | string, maxBytes: number): Parsed<T> {
+export function parseJsonMessage<T>(
+  schema: z.ZodType<T>,
+  payload: Uint8Array | string,
+  maxBytes: number,
+): Parsed<T> {
   const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
   if (size > maxBytes) return { ok: false, reason: 'payload_too_large' };
   let data: unknown;
@@ -46,7 +61,8 @@ export function parseJsonMessage<T>(schema: z.ZodType<T>, payload: Uint8Array | 
   } catch {
     return { ok: false, reason: 'not_json' };
   }
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) return { ok: false, reason: 'not_object' };
+  if (typeof data !== 'object' || data === null || Array.isArray(data))
+    return { ok: false, reason: 'not_object' };
   const r = schema.safeParse(data);
   return r.success ? { ok: true, value: r.data } : { ok: false, reason: 'invalid_schema' };
 }
@@ -96,7 +112,8 @@ export function handleMqttMessage(store: DashboardStore, topic: string, payload:
     if (EDGE_STATUS_RE.test(topic)) {
       const r = parseJsonMessage(edgeStatusMessageSchema, payload, MAX_STATUS_BYTES);
       if (!r.ok) return store.onInvalid('edge-status', r.reason);
-      if (topic !== STATUS_TOPICS.edgeStatus(r.value.workerId)) return store.onInvalid('edge-status', 'worker_id_mismatch');
+      if (topic !== STATUS_TOPICS.edgeStatus(r.value.workerId))
+        return store.onInvalid('edge-status', 'worker_id_mismatch');
       return store.onEdgeStatus(r.value);
     }
     store.onIgnored();
@@ -155,7 +172,11 @@ export function startMqttSource(options: MqttSourceOptions): MqttSource {
       }
       const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
       if (refused.length > 0) {
-        store.setConnection('mqtt', 'error', `subscription refused for ${refused.join(', ')} (is the account's role "dashboard"?)`);
+        store.setConnection(
+          'mqtt',
+          'error',
+          `subscription refused for ${refused.join(', ')} (is the account's role "dashboard"?)`,
+        );
         logger.error('dashboard MQTT subscription refused by the broker ACL', { refused });
         return;
       }

@@ -33,13 +33,21 @@ export function startRegistrySource(options: RegistrySourceOptions): RegistrySou
 
   const readOnce = async (): Promise<void> => {
     try {
-      const [champion, versions, history] = await Promise.all([registry.getChampion(modelName), registry.listVersions(modelName), registry.history(modelName)]);
+      const [champion, versions, history] = await Promise.all([
+        registry.getChampion(modelName),
+        registry.listVersions(modelName),
+        registry.history(modelName),
+      ]);
       if (closed) return;
       store.setRegistry(champion, versions, history);
       lastError = '';
     } catch (err) {
       const text = describeError(err);
-      if (text !== lastError) logger.warn('dashboard cannot read the model registry; retrying', { err: text, registry: registry.kind });
+      if (text !== lastError)
+        logger.warn('dashboard cannot read the model registry; retrying', {
+          err: text,
+          registry: registry.kind,
+        });
       lastError = text;
       store.setConnection('registry', 'error', text);
     }

@@ -3,7 +3,13 @@ import type { ModelEvent, RetrainRequest } from '../../common/events/schemas.ts'
 import type { AliasChange, ModelVersion } from '../../common/registry/types.ts';
 import { EFFICIENCY_CLASSES, FEATURES, type Efficiency, type Feature } from '../../common/schema/features.ts';
 import type { DriftAlarmMessage, DriftWindowMessage, EdgeStatusMessage } from '../../common/schema/status.ts';
-import { MACHINE_ID_PATTERN, parseTopic, type Label, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
+import {
+  MACHINE_ID_PATTERN,
+  parseTopic,
+  type Label,
+  type Prediction,
+  type Telemetry,
+} from '../../common/schema/telemetry.ts';
 import type {
   AlarmView,
   ConnectionState,
@@ -128,7 +134,15 @@ interface GroupState {
   touched: number;
 }
 
-type Section = 'connections' | 'deadLetters' | 'invalid' | 'alarms' | 'retrains' | 'model' | 'workers' | 'observedAccuracy';
+type Section =
+  | 'connections'
+  | 'deadLetters'
+  | 'invalid'
+  | 'alarms'
+  | 'retrains'
+  | 'model'
+  | 'workers'
+  | 'observedAccuracy';
 
 function round(n: number, digits: number): number {
   const f = 10 ** digits;
@@ -145,14 +159,38 @@ function push<T>(arr: T[], value: T, max: number): void {
 }
 
 function modelEventView(e: ModelEvent): ModelEventView {
-  const base = { reason: e.reason, at: e.at, correlationId: e.correlationId, requestId: e.requestId, version: e.version };
+  const base = {
+    reason: e.reason,
+    at: e.at,
+    correlationId: e.correlationId,
+    requestId: e.requestId,
+    version: e.version,
+  };
   switch (e.type) {
     case 'model-promoted':
-      return { ...base, type: e.type, otherVersion: e.previousVersion, metrics: e.metrics, otherMetrics: e.previousMetrics ?? null };
+      return {
+        ...base,
+        type: e.type,
+        otherVersion: e.previousVersion,
+        metrics: e.metrics,
+        otherMetrics: e.previousMetrics ?? null,
+      };
     case 'model-rejected':
-      return { ...base, type: e.type, otherVersion: e.championVersion, metrics: e.metrics, otherMetrics: e.championMetrics ?? null };
+      return {
+        ...base,
+        type: e.type,
+        otherVersion: e.championVersion,
+        metrics: e.metrics,
+        otherMetrics: e.championMetrics ?? null,
+      };
     case 'model-rolled-back':
-      return { ...base, type: e.type, otherVersion: e.fromVersion, metrics: e.metrics ?? null, otherMetrics: null };
+      return {
+        ...base,
+        type: e.type,
+        otherVersion: e.fromVersion,
+        metrics: e.metrics ?? null,
+        otherMetrics: null,
+      };
   }
 }
 
@@ -212,7 +250,13 @@ export class DashboardStore {
     this.connections = {
       mqtt: { state: 'connecting', target: options.mqttUrl ?? '', detail: '', since: t },
       bus: { state: 'connecting', target: options.busKind ?? '', detail: '', since: t },
-      registry: { state: 'connecting', target: options.registryKind ?? '', detail: '', since: t, lastRefresh: null },
+      registry: {
+        state: 'connecting',
+        target: options.registryKind ?? '',
+        detail: '',
+        since: t,
+        lastRefresh: null,
+      },
     };
   }
 
@@ -224,7 +268,21 @@ export class DashboardStore {
     if (this.machines.size >= this.maxMachines) return undefined;
     const t = this.now();
     m = {
-      view: { id, firstSeen: t, lastSeen: t, seq: null, ts: null, mode: null, features: null, prediction: null, label: null, ratePerSec: 0, stale: false, faults: [], rejected: 0 },
+      view: {
+        id,
+        firstSeen: t,
+        lastSeen: t,
+        seq: null,
+        ts: null,
+        mode: null,
+        features: null,
+        prediction: null,
+        label: null,
+        ratePerSec: 0,
+        stale: false,
+        faults: [],
+        rejected: 0,
+      },
       rate: new RateMeter(),
       lastValues: new Float64Array(FEATURES.length).fill(Number.NaN),
       runs: new Uint32Array(FEATURES.length),
@@ -341,7 +399,8 @@ export class DashboardStore {
       payloadPreview: record.payload.slice(0, 160),
     };
     this.deadLetters.recent.unshift(view);
-    if (this.deadLetters.recent.length > MAX_RECENT_DEAD_LETTERS) this.deadLetters.recent.length = MAX_RECENT_DEAD_LETTERS;
+    if (this.deadLetters.recent.length > MAX_RECENT_DEAD_LETTERS)
+      this.deadLetters.recent.length = MAX_RECENT_DEAD_LETTERS;
     this.dirty.add('deadLetters');
     if (machineId !== null) {
       const m = this.machine(machineId, true);
@@ -400,7 +459,8 @@ export class DashboardStore {
     if (m.view.features !== null) {
       for (let i = 0; i < FEATURES.length; i++) {
         const run = m.runs[i] ?? 0;
-        if (run >= this.stuckAfter) faults.push(`${FEATURES[i]} stuck at ${m.lastValues[i]} for ${run} messages`);
+        if (run >= this.stuckAfter)
+          faults.push(`${FEATURES[i]} stuck at ${m.lastValues[i]} for ${run} messages`);
       }
     }
     const cutoff = t - this.faultWindowMs;
@@ -410,7 +470,9 @@ export class DashboardStore {
     if (recent.length > 0) {
       const reasons = [...new Set(recent.map((r) => r.reason))].slice(0, 3).join(', ');
       const secs = Math.round(this.faultWindowMs / 1000);
-      faults.push(`${recent.length} rejected message${recent.length === 1 ? '' : 's'} in the last ${secs} s (${reasons})`);
+      faults.push(
+        `${recent.length} rejected message${recent.length === 1 ? '' : 's'} in the last ${secs} s (${reasons})`,
+      );
     }
     if (faults.join('\n') !== m.view.faults.join('\n')) {
       m.view.faults = faults;
@@ -427,7 +489,8 @@ export class DashboardStore {
     if (g === undefined) {
       if (this.groups.size >= this.maxGroups) {
         let oldest: [string, GroupState] | undefined;
-        for (const entry of this.groups) if (oldest === undefined || entry[1].touched < oldest[1].touched) oldest = entry;
+        for (const entry of this.groups)
+          if (oldest === undefined || entry[1].touched < oldest[1].touched) oldest = entry;
         if (oldest !== undefined) this.groups.delete(oldest[0]);
       }
       g = {
@@ -473,7 +536,10 @@ export class DashboardStore {
     }
     if (msg.histograms !== undefined) {
       const histograms: DriftGroupView['histograms'] = {};
-      for (const [feature, h] of Object.entries(msg.histograms) as [Feature, NonNullable<(typeof msg.histograms)[Feature]>][]) {
+      for (const [feature, h] of Object.entries(msg.histograms) as [
+        Feature,
+        NonNullable<(typeof msg.histograms)[Feature]>,
+      ][]) {
         const bins = h.edges.length - 1;
         const ascending = h.edges.every((e, i) => i === 0 || e >= (h.edges[i - 1] as number));
         if (h.reference.length !== bins || h.current.length !== bins || !ascending) {
@@ -491,7 +557,13 @@ export class DashboardStore {
   /** A drift alarm (covariate or concept). */
   onAlarm(msg: DriftAlarmMessage): void {
     const t = this.now();
-    const dup = this.alarms.some((a) => a.workerId === msg.workerId && a.publishedAt === msg.publishedAt && a.kind === msg.kind && a.groupKey === msg.groupKey);
+    const dup = this.alarms.some(
+      (a) =>
+        a.workerId === msg.workerId &&
+        a.publishedAt === msg.publishedAt &&
+        a.kind === msg.kind &&
+        a.groupKey === msg.groupKey,
+    );
     if (dup) return;
     this.alarms.push({
       key: `a${++this.alarmSeq}`,
@@ -514,10 +586,12 @@ export class DashboardStore {
 
   /** A periodic edge worker status. */
   onEdgeStatus(msg: EdgeStatusMessage): void {
-    if (!this.workers.has(msg.workerId) && this.workers.size >= MAX_WORKERS) return this.onInvalid('edge-status', 'worker_limit');
+    if (!this.workers.has(msg.workerId) && this.workers.size >= MAX_WORKERS)
+      return this.onInvalid('edge-status', 'worker_limit');
     this.workers.set(msg.workerId, { ...msg, receivedAt: this.now() });
     const edge: Record<string, number> = {};
-    for (const w of this.workers.values()) for (const [reason, n] of Object.entries(w.deadLetters)) edge[reason] = (edge[reason] ?? 0) + n;
+    for (const w of this.workers.values())
+      for (const [reason, n] of Object.entries(w.deadLetters)) edge[reason] = (edge[reason] ?? 0) + n;
     this.deadLetters.edgeByReason = edge;
     this.dirty.add('workers');
     this.dirty.add('deadLetters');
@@ -580,14 +654,22 @@ export class DashboardStore {
   onModelEvent(e: ModelEvent): void {
     if (e.modelName !== this.modelName) return;
     const view = modelEventView(e);
-    const dup = this.model.events.some((x) => x.type === view.type && x.version === view.version && x.correlationId === view.correlationId && x.at === view.at);
+    const dup = this.model.events.some(
+      (x) =>
+        x.type === view.type &&
+        x.version === view.version &&
+        x.correlationId === view.correlationId &&
+        x.at === view.at,
+    );
     if (dup) return;
     this.model.events.unshift(view);
     if (this.model.events.length > MAX_MODEL_EVENTS) this.model.events.length = MAX_MODEL_EVENTS;
     this.dirty.add('model');
     if (e.type === 'model-rolled-back') return;
     // A decision on a retrain: join it by request id, else by correlation id, else keep it on its own.
-    let r = (e.requestId !== null ? this.retrains.get(e.requestId) : undefined) ?? (e.requestId === null ? this.retrainByCorrelation(e.correlationId) : undefined);
+    let r =
+      (e.requestId !== null ? this.retrains.get(e.requestId) : undefined) ??
+      (e.requestId === null ? this.retrainByCorrelation(e.correlationId) : undefined);
     if (r === undefined) {
       if (e.requestId === null) return; // bootstrap or operator promotion: not a retrain
       r = {
@@ -623,7 +705,11 @@ export class DashboardStore {
   // ---------------------------------------------------------------- registry
 
   /** The result of a registry poll. */
-  setRegistry(champion: ModelVersion | undefined, versions: readonly ModelVersion[], history: readonly AliasChange[]): void {
+  setRegistry(
+    champion: ModelVersion | undefined,
+    versions: readonly ModelVersion[],
+    history: readonly AliasChange[],
+  ): void {
     const next = {
       champion: champion ?? null,
       versions: [...versions].reverse().slice(0, MAX_VERSIONS),
@@ -712,7 +798,11 @@ export class DashboardStore {
       alarms: [...this.alarms],
       retrains: [...this.retrains.values()].map((r) => ({ ...r })),
       model: structuredClone(this.model),
-      pipeline: { workers: [...this.workers.values()], throughput: [...this.throughput], observedAccuracy: this.observedAccuracy() },
+      pipeline: {
+        workers: [...this.workers.values()],
+        throughput: [...this.throughput],
+        observedAccuracy: this.observedAccuracy(),
+      },
     };
   }
 

@@ -61,7 +61,8 @@ export class MicroBatcher<T> {
   private readonly logger: Logger;
 
   constructor(private readonly options: BatcherOptions<T>) {
-    if (!Number.isInteger(options.maxBatchSize) || options.maxBatchSize < 1) throw new RangeError('maxBatchSize must be an integer ≥ 1');
+    if (!Number.isInteger(options.maxBatchSize) || options.maxBatchSize < 1)
+      throw new RangeError('maxBatchSize must be an integer ≥ 1');
     if (!(options.maxWaitMs >= 0)) throw new RangeError('maxWaitMs must be ≥ 0');
     if (!(options.maxQueue >= options.maxBatchSize)) throw new RangeError('maxQueue must be ≥ maxBatchSize');
     this.logger = options.logger ?? silentLogger();
@@ -95,7 +96,11 @@ export class MicroBatcher<T> {
     if (this.size < this.options.maxQueue) return undefined;
     if (this.spaceWaiters.length === 0) {
       this.options.onBackpressure?.(this.size);
-      this.logger.warn('batch queue full: pausing intake until the worker catches up', { queued: this.size, maxQueue: this.options.maxQueue, action: 'backpressure' });
+      this.logger.warn('batch queue full: pausing intake until the worker catches up', {
+        queued: this.size,
+        maxQueue: this.options.maxQueue,
+        action: 'backpressure',
+      });
     }
     return new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
   }
@@ -175,7 +180,11 @@ export class MicroBatcher<T> {
     try {
       await this.options.process(batch, info);
     } catch (err) {
-      this.logger.error('batch processing failed', { batchId: info.id, size: batch.length, err: describeError(err) });
+      this.logger.error('batch processing failed', {
+        batchId: info.id,
+        size: batch.length,
+        err: describeError(err),
+      });
       try {
         this.options.onError?.(err, batch);
       } catch {

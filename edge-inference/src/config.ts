@@ -1,6 +1,20 @@
 import os from 'node:os';
-import { int, num, oneOf, optionalStr, optionalUrl, str, type ConfigOf, type Field } from '../../common/config/env.ts';
-import { DEFAULT_DRIFT_CONFIG, MAX_WINDOW_SIZE, MIN_WINDOW_SIZE, type FeatureDriftConfig } from '../../common/drift/feature-drift.ts';
+import {
+  int,
+  num,
+  oneOf,
+  optionalStr,
+  optionalUrl,
+  str,
+  type ConfigOf,
+  type Field,
+} from '../../common/config/env.ts';
+import {
+  DEFAULT_DRIFT_CONFIG,
+  MAX_WINDOW_SIZE,
+  MIN_WINDOW_SIZE,
+  type FeatureDriftConfig,
+} from '../../common/drift/feature-drift.ts';
 import { ConfigError } from '../../common/errors.ts';
 import { DEFAULT_ACCURACY_CONFIG, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
 import { DEFAULT_EPISODE_TTL_SAMPLES } from '../../common/drift/episode.ts';
@@ -8,51 +22,196 @@ import { CORRECTIONS } from '../../common/drift/multiple-testing.ts';
 import { DEFAULT_REGISTRY_DIR } from '../../common/registry/directory.ts';
 
 /** Default stable MQTT client id: one per host (a pod name in Kubernetes), so the broker keeps this worker's session. */
-export const DEFAULT_EDGE_CLIENT_ID = `driftline-edge-${os.hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 40) || 'local'}`;
+export const DEFAULT_EDGE_CLIENT_ID = `driftline-edge-${
+  os
+    .hostname()
+    .replace(/[^A-Za-z0-9_.-]/g, '-')
+    .slice(0, 40) || 'local'
+}`;
 
 /** Settings of `npm run edge` (and the edge part of `npm start`). Drift defaults are the detector's own. */
 export const edgeConfigSpec = {
-  mqttUrl: str('MQTT_URL', { description: 'Broker URL (mqtt://, mqtts://, ws://, wss://)', default: 'mqtt://127.0.0.1:1883', pattern: /^(mqtts?|wss?):\/\/\S+$/, allowed: 'a URL starting with mqtt://, mqtts://, ws:// or wss://' }),
-  mqttUsername: str('EDGE_MQTT_USERNAME', { description: 'Broker user of the edge service account (role edge)', default: 'edge' }),
-  mqttPassword: optionalStr('EDGE_MQTT_PASSWORD', { description: 'Password of the edge service account', secret: true }),
-  mqttCaFile: optionalStr('EDGE_MQTT_CA_FILE', { description: 'PEM CA certificate to trust for mqtts:// or wss://' }),
+  mqttUrl: str('MQTT_URL', {
+    description: 'Broker URL (mqtt://, mqtts://, ws://, wss://)',
+    default: 'mqtt://127.0.0.1:1883',
+    pattern: /^(mqtts?|wss?):\/\/\S+$/,
+    allowed: 'a URL starting with mqtt://, mqtts://, ws:// or wss://',
+  }),
+  mqttUsername: str('EDGE_MQTT_USERNAME', {
+    description: 'Broker user of the edge service account (role edge)',
+    default: 'edge',
+  }),
+  mqttPassword: optionalStr('EDGE_MQTT_PASSWORD', {
+    description: 'Password of the edge service account',
+    secret: true,
+  }),
+  mqttCaFile: optionalStr('EDGE_MQTT_CA_FILE', {
+    description: 'PEM CA certificate to trust for mqtts:// or wss://',
+  }),
   clientId: str('EDGE_CLIENT_ID', {
-    description: 'Stable MQTT client id (persistent session: QoS 1 messages queued while away are delivered on reconnect); unique per replica',
+    description:
+      'Stable MQTT client id (persistent session: QoS 1 messages queued while away are delivered on reconnect); unique per replica',
     default: DEFAULT_EDGE_CLIENT_ID,
     pattern: /^[A-Za-z0-9_.:-]{1,64}$/,
     allowed: '1-64 letters, digits, _ . : -',
   }),
   ingest: oneOf('EDGE_INGEST', ['mqtt', 'kafka'] as const, {
-    description: 'Where telemetry comes from: mqtt (subscribe on the broker; one worker) or kafka (driftline.telemetry from npm run bridge, one consumer group: several workers share the machines; needs KAFKA_BROKERS)',
+    description:
+      'Where telemetry comes from: mqtt (subscribe on the broker; one worker) or kafka (driftline.telemetry from npm run bridge, one consumer group: several workers share the machines; needs KAFKA_BROKERS)',
     default: 'mqtt',
   }),
-  kafkaGroup: str('EDGE_KAFKA_GROUP', { description: 'Consumer group of the edge workers with EDGE_INGEST=kafka (the same for every replica; KAFKA_TOPIC_PREFIX is prepended)', default: 'driftline-edge', pattern: /^[A-Za-z0-9._-]{1,200}$/, allowed: "letters, digits, '.', '_' and '-'" }),
-  batchSize: int('EDGE_BATCH_SIZE', { description: 'Flush a prediction batch at this many messages', default: 64, min: 1, max: 4096 }),
-  batchMaxWaitMs: int('EDGE_BATCH_MAX_WAIT_MS', { description: 'Flush a batch this long after its first message, ms', default: 20, min: 0, max: 10_000 }),
-  maxQueue: int('EDGE_MAX_QUEUE', { description: 'Queued messages at which the intake pauses (backpressure onto the broker); 0 = 16 x EDGE_BATCH_SIZE', default: 0, min: 0, max: 1_000_000 }),
-  httpHost: str('EDGE_HTTP_HOST', { description: 'Interface of /predict, /healthz, /readyz, /metrics', default: '127.0.0.1' }),
-  httpPort: int('EDGE_HTTP_PORT', { description: 'Port of /predict, /healthz, /readyz, /metrics (0 picks a free port)', default: 9102, min: 0, max: 65535 }),
-  predictMaxRows: int('EDGE_PREDICT_MAX_ROWS', { description: 'Rows per POST /predict request, at most', default: 1000, min: 1, max: 100_000 }),
-  modelName: str('MODEL_NAME', { description: 'Registered model to serve', default: 'driftline-efficiency', pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, allowed: 'a model name (letters, digits, _ . -)' }),
-  registryDir: str('REGISTRY_DIR', { description: 'Directory registry root (used when MLFLOW_TRACKING_URI is unset)', default: DEFAULT_REGISTRY_DIR }),
-  mlflowTrackingUri: optionalUrl('MLFLOW_TRACKING_URI', { description: 'MLflow tracking server; when set the registry is MLflow', protocols: ['http:', 'https:'] }),
-  championPollMs: int('EDGE_CHAMPION_POLL_MS', { description: 'Check the registry for a new champion this often, ms (covers missed bus events; 0 disables)', default: 10_000, min: 0, max: 3_600_000 }),
-  driftGroupBy: oneOf('DRIFT_GROUP_BY', ['all', 'machine'] as const, { description: 'One drift window for all machines, or one per machine', default: DEFAULT_DRIFT_CONFIG.groupBy }),
-  driftWindowSize: int('DRIFT_WINDOW_SIZE', { description: 'Samples per drift window', default: DEFAULT_DRIFT_CONFIG.windowSize, min: MIN_WINDOW_SIZE, max: MAX_WINDOW_SIZE }),
-  driftWindowMode: oneOf('DRIFT_WINDOW_MODE', ['tumbling', 'hopping'] as const, { description: 'tumbling: disjoint windows; hopping: the last window, tested every DRIFT_HOP samples', default: DEFAULT_DRIFT_CONFIG.windowMode }),
-  driftHop: int('DRIFT_HOP', { description: 'Samples between tests in hopping mode (at most DRIFT_WINDOW_SIZE)', default: DEFAULT_DRIFT_CONFIG.hop, min: 1, max: MAX_WINDOW_SIZE }),
-  driftAlpha: num('DRIFT_ALPHA', { description: 'Family-wise significance of one window (all features together)', default: DEFAULT_DRIFT_CONFIG.alpha, min: 1e-12, max: 0.5 }),
-  driftCorrection: oneOf('DRIFT_CORRECTION', CORRECTIONS, { description: 'How the per-feature p-values share alpha', default: DEFAULT_DRIFT_CONFIG.correction }),
-  driftConsecutive: int('DRIFT_CONSECUTIVE', { description: 'Rejecting windows in a row needed for an alarm', default: DEFAULT_DRIFT_CONFIG.consecutive, min: 1, max: 1000 }),
-  driftCooldownSamples: int('DRIFT_COOLDOWN_SAMPLES', { description: 'Samples after an alarm during which the group raises no other alarm', default: DEFAULT_DRIFT_CONFIG.cooldownSamples, min: 0 }),
-  accuracyWindow: int('ACCURACY_WINDOW', { description: 'Labelled predictions in the live-accuracy window', default: DEFAULT_ACCURACY_CONFIG.windowSize, min: 10, max: 1_000_000 }),
-  accuracyMinLabels: int('ACCURACY_MIN_LABELS', { description: 'Labels in the window before the concept-drift test runs (at most ACCURACY_WINDOW)', default: DEFAULT_ACCURACY_CONFIG.minLabels, min: 1, max: 1_000_000 }),
-  accuracyMaxDrop: num('ACCURACY_MAX_DROP', { description: 'Tolerated drop of live accuracy below the champion\'s validation accuracy', default: DEFAULT_ACCURACY_CONFIG.maxDrop, min: 0, max: 0.99 }),
-  accuracyAlpha: num('ACCURACY_ALPHA', { description: 'Significance of the one-sided binomial concept-drift test', default: DEFAULT_ACCURACY_CONFIG.alpha, min: 1e-12, max: 0.5 }),
-  accuracyCooldownLabels: int('ACCURACY_COOLDOWN_LABELS', { description: 'Labels after a concept alarm during which no other fires', default: DEFAULT_ACCURACY_CONFIG.cooldownLabels, min: 0 }),
-  episodeTtlSamples: int('EPISODE_TTL_SAMPLES', { description: 'Samples after which an open drift episode expires, so a retrain that never produced a champion is asked for again', default: DEFAULT_EPISODE_TTL_SAMPLES, min: 1 }),
-  statusIntervalMs: int('EDGE_STATUS_INTERVAL_MS', { description: 'Publish the worker status on driftline/edge/<EDGE_CLIENT_ID>/status this often, ms (0 disables)', default: 1000, min: 0, max: 3_600_000 }),
-  labelJoinMaxPending: int('LABEL_JOIN_MAX_PENDING', { description: 'Predictions kept waiting for their delayed label; the oldest is evicted beyond it', default: 50_000, min: 1, max: 10_000_000 }),
+  kafkaGroup: str('EDGE_KAFKA_GROUP', {
+    description:
+      'Consumer group of the edge workers with EDGE_INGEST=kafka (the same for every replica; KAFKA_TOPIC_PREFIX is prepended)',
+    default: 'driftline-edge',
+    pattern: /^[A-Za-z0-9._-]{1,200}$/,
+    allowed: "letters, digits, '.', '_' and '-'",
+  }),
+  batchSize: int('EDGE_BATCH_SIZE', {
+    description: 'Flush a prediction batch at this many messages',
+    default: 64,
+    min: 1,
+    max: 4096,
+  }),
+  batchMaxWaitMs: int('EDGE_BATCH_MAX_WAIT_MS', {
+    description: 'Flush a batch this long after its first message, ms',
+    default: 20,
+    min: 0,
+    max: 10_000,
+  }),
+  maxQueue: int('EDGE_MAX_QUEUE', {
+    description:
+      'Queued messages at which the intake pauses (backpressure onto the broker); 0 = 16 x EDGE_BATCH_SIZE',
+    default: 0,
+    min: 0,
+    max: 1_000_000,
+  }),
+  httpHost: str('EDGE_HTTP_HOST', {
+    description: 'Interface of /predict, /healthz, /readyz, /metrics',
+    default: '127.0.0.1',
+  }),
+  httpPort: int('EDGE_HTTP_PORT', {
+    description: 'Port of /predict, /healthz, /readyz, /metrics (0 picks a free port)',
+    default: 9102,
+    min: 0,
+    max: 65535,
+  }),
+  predictMaxRows: int('EDGE_PREDICT_MAX_ROWS', {
+    description: 'Rows per POST /predict request, at most',
+    default: 1000,
+    min: 1,
+    max: 100_000,
+  }),
+  modelName: str('MODEL_NAME', {
+    description: 'Registered model to serve',
+    default: 'driftline-efficiency',
+    pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/,
+    allowed: 'a model name (letters, digits, _ . -)',
+  }),
+  registryDir: str('REGISTRY_DIR', {
+    description: 'Directory registry root (used when MLFLOW_TRACKING_URI is unset)',
+    default: DEFAULT_REGISTRY_DIR,
+  }),
+  mlflowTrackingUri: optionalUrl('MLFLOW_TRACKING_URI', {
+    description: 'MLflow tracking server; when set the registry is MLflow',
+    protocols: ['http:', 'https:'],
+  }),
+  championPollMs: int('EDGE_CHAMPION_POLL_MS', {
+    description:
+      'Check the registry for a new champion this often, ms (covers missed bus events; 0 disables)',
+    default: 10_000,
+    min: 0,
+    max: 3_600_000,
+  }),
+  driftGroupBy: oneOf('DRIFT_GROUP_BY', ['all', 'machine'] as const, {
+    description: 'One drift window for all machines, or one per machine',
+    default: DEFAULT_DRIFT_CONFIG.groupBy,
+  }),
+  driftWindowSize: int('DRIFT_WINDOW_SIZE', {
+    description: 'Samples per drift window',
+    default: DEFAULT_DRIFT_CONFIG.windowSize,
+    min: MIN_WINDOW_SIZE,
+    max: MAX_WINDOW_SIZE,
+  }),
+  driftWindowMode: oneOf('DRIFT_WINDOW_MODE', ['tumbling', 'hopping'] as const, {
+    description: 'tumbling: disjoint windows; hopping: the last window, tested every DRIFT_HOP samples',
+    default: DEFAULT_DRIFT_CONFIG.windowMode,
+  }),
+  driftHop: int('DRIFT_HOP', {
+    description: 'Samples between tests in hopping mode (at most DRIFT_WINDOW_SIZE)',
+    default: DEFAULT_DRIFT_CONFIG.hop,
+    min: 1,
+    max: MAX_WINDOW_SIZE,
+  }),
+  driftAlpha: num('DRIFT_ALPHA', {
+    description: 'Family-wise significance of one window (all features together)',
+    default: DEFAULT_DRIFT_CONFIG.alpha,
+    min: 1e-12,
+    max: 0.5,
+  }),
+  driftCorrection: oneOf('DRIFT_CORRECTION', CORRECTIONS, {
+    description: 'How the per-feature p-values share alpha',
+    default: DEFAULT_DRIFT_CONFIG.correction,
+  }),
+  driftConsecutive: int('DRIFT_CONSECUTIVE', {
+    description: 'Rejecting windows in a row needed for an alarm',
+    default: DEFAULT_DRIFT_CONFIG.consecutive,
+    min: 1,
+    max: 1000,
+  }),
+  driftCooldownSamples: int('DRIFT_COOLDOWN_SAMPLES', {
+    description: 'Samples after an alarm during which the group raises no other alarm',
+    default: DEFAULT_DRIFT_CONFIG.cooldownSamples,
+    min: 0,
+  }),
+  accuracyWindow: int('ACCURACY_WINDOW', {
+    description: 'Labelled predictions in the live-accuracy window',
+    default: DEFAULT_ACCURACY_CONFIG.windowSize,
+    min: 10,
+    max: 1_000_000,
+  }),
+  accuracyMinLabels: int('ACCURACY_MIN_LABELS', {
+    description: 'Labels in the window before the concept-drift test runs (at most ACCURACY_WINDOW)',
+    default: DEFAULT_ACCURACY_CONFIG.minLabels,
+    min: 1,
+    max: 1_000_000,
+  }),
+  accuracyMaxDrop: num('ACCURACY_MAX_DROP', {
+    description: "Tolerated drop of live accuracy below the champion's validation accuracy",
+    default: DEFAULT_ACCURACY_CONFIG.maxDrop,
+    min: 0,
+    max: 0.99,
+  }),
+  accuracyAlpha: num('ACCURACY_ALPHA', {
+    description: 'Significance of the one-sided binomial concept-drift test',
+    default: DEFAULT_ACCURACY_CONFIG.alpha,
+    min: 1e-12,
+    max: 0.5,
+  }),
+  accuracyCooldownLabels: int('ACCURACY_COOLDOWN_LABELS', {
+    description: 'Labels after a concept alarm during which no other fires',
+    default: DEFAULT_ACCURACY_CONFIG.cooldownLabels,
+    min: 0,
+  }),
+  episodeTtlSamples: int('EPISODE_TTL_SAMPLES', {
+    description:
+      'Samples after which an open drift episode expires, so a retrain that never produced a champion is asked for again',
+    default: DEFAULT_EPISODE_TTL_SAMPLES,
+    min: 1,
+  }),
+  statusIntervalMs: int('EDGE_STATUS_INTERVAL_MS', {
+    description:
+      'Publish the worker status on driftline/edge/<EDGE_CLIENT_ID>/status this often, ms (0 disables)',
+    default: 1000,
+    min: 0,
+    max: 3_600_000,
+  }),
+  labelJoinMaxPending: int('LABEL_JOIN_MAX_PENDING', {
+    description: 'Predictions kept waiting for their delayed label; the oldest is evicted beyond it',
+    default: 50_000,
+    min: 1,
+    max: 10_000_000,
+  }),
 } satisfies Record<string, Field<unknown>>;
 
 export type EdgeConfig = ConfigOf<typeof edgeConfigSpec>;
@@ -60,7 +219,9 @@ export type EdgeConfig = ConfigOf<typeof edgeConfigSpec>;
 /** The detector parameters the config sets (the rest keep the detector's defaults). */
 export function driftConfigOf(config: EdgeConfig): Partial<FeatureDriftConfig> {
   if (config.driftWindowMode === 'hopping' && config.driftHop > config.driftWindowSize) {
-    throw new ConfigError(`Invalid configuration: DRIFT_HOP=${config.driftHop} must be at most DRIFT_WINDOW_SIZE=${config.driftWindowSize} in hopping mode`);
+    throw new ConfigError(
+      `Invalid configuration: DRIFT_HOP=${config.driftHop} must be at most DRIFT_WINDOW_SIZE=${config.driftWindowSize} in hopping mode`,
+    );
   }
   return {
     groupBy: config.driftGroupBy,
@@ -78,7 +239,9 @@ export function driftConfigOf(config: EdgeConfig): Partial<FeatureDriftConfig> {
 /** The accuracy monitor parameters the config sets. */
 export function accuracyConfigOf(config: EdgeConfig): Partial<AccuracyMonitorConfig> {
   if (config.accuracyMinLabels > config.accuracyWindow) {
-    throw new ConfigError(`Invalid configuration: ACCURACY_MIN_LABELS=${config.accuracyMinLabels} must be at most ACCURACY_WINDOW=${config.accuracyWindow}`);
+    throw new ConfigError(
+      `Invalid configuration: ACCURACY_MIN_LABELS=${config.accuracyMinLabels} must be at most ACCURACY_WINDOW=${config.accuracyWindow}`,
+    );
   }
   return {
     windowSize: config.accuracyWindow,

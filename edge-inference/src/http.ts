@@ -2,7 +2,13 @@ import type http from 'node:http';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { describeError } from '../../common/errors.ts';
-import { startOpsServer, readBody, sendJson, type OpsServer, type Route } from '../../common/http/ops-server.ts';
+import {
+  startOpsServer,
+  readBody,
+  sendJson,
+  type OpsServer,
+  type Route,
+} from '../../common/http/ops-server.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import type { FeatureRow } from '../../common/model/types.ts';
 import { FEATURES, OPERATION_MODES, VALID_LIMITS, type Feature } from '../../common/schema/features.ts';
@@ -35,7 +41,9 @@ const rowSchema = z.object({
   seq: z.number().int().min(0).optional(),
   ts: z.number().int().min(0).optional(),
   operationMode: z.enum(OPERATION_MODES),
-  ...(Object.fromEntries(FEATURES.map((f) => [f, z.number().min(VALID_LIMITS[f][0]).max(VALID_LIMITS[f][1])])) as Record<Feature, z.ZodNumber>),
+  ...(Object.fromEntries(
+    FEATURES.map((f) => [f, z.number().min(VALID_LIMITS[f][0]).max(VALID_LIMITS[f][1])]),
+  ) as Record<Feature, z.ZodNumber>),
 });
 
 /** One row accepted by `/predict`. */
@@ -50,25 +58,52 @@ export interface RowError {
 }
 
 /** Validates one `/predict` row; never throws. */
-export function validatePredictRow(input: unknown): { ok: true; row: PredictRow } | { ok: false; error: RowError } {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) return { ok: false, error: { reason: 'not_object', detail: 'a row must be a JSON object' } };
+export function validatePredictRow(
+  input: unknown,
+): { ok: true; row: PredictRow } | { ok: false; error: RowError } {
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    return { ok: false, error: { reason: 'not_object', detail: 'a row must be a JSON object' } };
   const obj = input as Record<string, unknown>;
   for (const key of REQUIRED_FIELDS) {
-    if (!(key in obj)) return { ok: false, error: { reason: 'missing_field', field: key, detail: `missing field ${key}` } };
+    if (!(key in obj))
+      return { ok: false, error: { reason: 'missing_field', field: key, detail: `missing field ${key}` } };
   }
   const unknown = Object.keys(obj).find((k) => !ALLOWED.has(k));
   if (unknown !== undefined) {
-    return { ok: false, error: { reason: 'unknown_fields', field: unknown, detail: `unknown field ${JSON.stringify(unknown)}; allowed: ${[...REQUIRED_FIELDS, ...OPTIONAL_FIELDS].join(', ')}` } };
+    return {
+      ok: false,
+      error: {
+        reason: 'unknown_fields',
+        field: unknown,
+        detail: `unknown field ${JSON.stringify(unknown)}; allowed: ${[...REQUIRED_FIELDS, ...OPTIONAL_FIELDS].join(', ')}`,
+      },
+    };
   }
   for (const [key, v] of Object.entries(obj)) {
-    if (typeof v === 'number' && !Number.isFinite(v)) return { ok: false, error: { reason: 'non_finite', field: key, detail: `${key} must be a finite number` } };
+    if (typeof v === 'number' && !Number.isFinite(v))
+      return {
+        ok: false,
+        error: { reason: 'non_finite', field: key, detail: `${key} must be a finite number` },
+      };
   }
   const parsed = rowSchema.safeParse(obj);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const field = issue?.path.join('.') || undefined;
-    const reason: RejectReason = issue?.code === 'invalid_type' ? 'invalid_type' : issue?.code === 'too_small' || issue?.code === 'too_big' ? 'out_of_range' : 'invalid_value';
-    return { ok: false, error: { reason, ...(field ? { field } : {}), detail: `${field ?? 'row'}: ${issue?.message ?? 'invalid'}` } };
+    const reason: RejectReason =
+      issue?.code === 'invalid_type'
+        ? 'invalid_type'
+        : issue?.code === 'too_small' || issue?.code === 'too_big'
+          ? 'out_of_range'
+          : 'invalid_value';
+    return {
+      ok: false,
+      error: {
+        reason,
+        ...(field ? { field } : {}),
+        detail: `${field ?? 'row'}: ${issue?.message ?? 'invalid'}`,
+      },
+    };
   }
   const { seq: _seq, ts: _ts, ...row } = parsed.data;
   return { ok: true, row: row as PredictRow };
@@ -106,7 +141,10 @@ export function predictRoute(options: PredictRouteOptions): Route {
       body = await readBody(req, maxBody);
     } catch (err) {
       const status = (err as { status?: number }).status ?? 400;
-      sendJson(res, status, { error: (err as Error).message, reason: status === 413 ? 'payload_too_large' : 'bad_request' });
+      sendJson(res, status, {
+        error: (err as Error).message,
+        reason: status === 413 ? 'payload_too_large' : 'bad_request',
+      });
       return true;
     }
     let data: unknown;
@@ -123,14 +161,22 @@ export function predictRoute(options: PredictRouteOptions): Route {
       return true;
     }
     if (inputs.length > maxRows) {
-      sendJson(res, 413, { error: `${inputs.length} rows in one request (limit ${maxRows})`, reason: 'too_many_rows' });
+      sendJson(res, 413, {
+        error: `${inputs.length} rows in one request (limit ${maxRows})`,
+        reason: 'too_many_rows',
+      });
       return true;
     }
     const rows: PredictRow[] = [];
     for (let i = 0; i < inputs.length; i++) {
       const v = validatePredictRow(inputs[i]);
       if (!v.ok) {
-        sendJson(res, 400, { error: `invalid row${many ? ` ${i}` : ''}: ${v.error.detail}`, reason: v.error.reason, field: v.error.field ?? null, ...(many ? { index: i } : {}) });
+        sendJson(res, 400, {
+          error: `invalid row${many ? ` ${i}` : ''}: ${v.error.detail}`,
+          reason: v.error.reason,
+          field: v.error.field ?? null,
+          ...(many ? { index: i } : {}),
+        });
         return true;
       }
       rows.push(v.row);
@@ -157,7 +203,11 @@ export function predictRoute(options: PredictRouteOptions): Route {
       efficiency: r.efficiency,
       probabilities: r.probabilities,
     }));
-    sendJson(res, 200, many ? { modelVersion, count: out.length, predictions: out } : { modelVersion, ...out[0] });
+    sendJson(
+      res,
+      200,
+      many ? { modelVersion, count: out.length, predictions: out } : { modelVersion, ...out[0] },
+    );
     return true;
   };
 }

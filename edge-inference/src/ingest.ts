@@ -3,7 +3,14 @@ import type { DeadLetterRecord, DeadLetterSink } from '../../common/deadletter.t
 import { TransportError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { connectMqtt } from '../../common/mqtt/connect.ts';
-import { TOPICS, parseTopic, validateMessage, type Label, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
+import {
+  TOPICS,
+  parseTopic,
+  validateMessage,
+  type Label,
+  type Prediction,
+  type Telemetry,
+} from '../../common/schema/telemetry.ts';
 import { retry } from '../../common/util/retry.ts';
 import type { EdgeMetrics } from './metrics.ts';
 import { publishJson } from './mqtt-publish.ts';
@@ -116,7 +123,11 @@ export class MqttIngest implements EdgeIngest {
           ...(this.options.password !== undefined ? { password: this.options.password } : {}),
           ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
         }).catch((err: unknown) => {
-          if (isAuthRefusal(err)) throw new TransportError(`broker ${url} refused client ${clientId}: ${describeError(err)}`, { retriable: false, cause: err });
+          if (isAuthRefusal(err))
+            throw new TransportError(`broker ${url} refused client ${clientId}: ${describeError(err)}`, {
+              retriable: false,
+              cause: err,
+            });
           throw new TransportError(`cannot connect to broker ${url}: ${describeError(err)}`, { cause: err });
         }),
       {
@@ -124,7 +135,12 @@ export class MqttIngest implements EdgeIngest {
         initialDelayMs: 250,
         maxDelayMs: 5000,
         signal: this.abort.signal,
-        onRetry: (err, attempt, delayMs) => this.logger.warn(`broker not reachable, retrying in ${delayMs} ms`, { attempt, url, err: describeError(err) }),
+        onRetry: (err, attempt, delayMs) =>
+          this.logger.warn(`broker not reachable, retrying in ${delayMs} ms`, {
+            attempt,
+            url,
+            err: describeError(err),
+          }),
       },
     );
     if (this.closed) {
@@ -138,18 +154,29 @@ export class MqttIngest implements EdgeIngest {
       this.logger.info('reconnected to broker', { url, clientId, action: 'mqtt-connect' });
     });
     client.on('close', () => {
-      if (this.isConnected && !this.closed) this.logger.warn('disconnected from broker; reconnecting', { url, clientId, action: 'mqtt-disconnect' });
+      if (this.isConnected && !this.closed)
+        this.logger.warn('disconnected from broker; reconnecting', {
+          url,
+          clientId,
+          action: 'mqtt-disconnect',
+        });
       this.isConnected = false;
     });
     client.on('offline', () => (this.isConnected = false));
     client.on('error', (err) => this.logger.warn('mqtt client error', { err: describeError(err) }));
     client.handleMessage = (packet, callback) => this.onPacket(packet, callback);
 
-    const grants = await client.subscribeAsync({ [TOPICS.telemetryWildcard]: { qos: 1 }, [TOPICS.labelWildcard]: { qos: 1 } });
+    const grants = await client.subscribeAsync({
+      [TOPICS.telemetryWildcard]: { qos: 1 },
+      [TOPICS.labelWildcard]: { qos: 1 },
+    });
     const refused = grants.filter((g) => g.qos === 128 || g.qos > 2);
     if (refused.length > 0) {
       await client.endAsync(true);
-      throw new TransportError(`broker refused the subscriptions ${refused.map((g) => g.topic).join(', ')} (check the edge account's role)`, { retriable: false });
+      throw new TransportError(
+        `broker refused the subscriptions ${refused.map((g) => g.topic).join(', ')} (check the edge account's role)`,
+        { retriable: false },
+      );
     }
     this.logger.info('connected to broker and subscribed', {
       url,
@@ -170,7 +197,14 @@ export class MqttIngest implements EdgeIngest {
     const payload = packet.payload;
     const kind = parseTopic(topic)?.kind;
     if (kind !== 'telemetry' && kind !== 'label') {
-      this.track(this.options.deadLetters.reject(topic, payload, 'invalid_topic', `unexpected topic ${JSON.stringify(topic)}`));
+      this.track(
+        this.options.deadLetters.reject(
+          topic,
+          payload,
+          'invalid_topic',
+          `unexpected topic ${JSON.stringify(topic)}`,
+        ),
+      );
       callback();
       return;
     }
@@ -184,7 +218,10 @@ export class MqttIngest implements EdgeIngest {
     this.options.metrics?.messagesIn.inc({ kind });
     let pending: Promise<void> | undefined | void;
     try {
-      pending = kind === 'telemetry' ? this.handlers.telemetry(v.value as Telemetry) : this.handlers.label(v.value as Label);
+      pending =
+        kind === 'telemetry'
+          ? this.handlers.telemetry(v.value as Telemetry)
+          : this.handlers.label(v.value as Label);
     } catch (err) {
       this.logger.error('message handler failed', { topic, err: describeError(err) });
       callback();
@@ -221,7 +258,8 @@ export class MqttIngest implements EdgeIngest {
 
   publishStatus(topic: string, body: unknown, qos: 0 | 1): Promise<void> {
     // QoS 0 is not queued while offline (queueQoSZero: false): say so instead of relying on mqtt.js' callback.
-    if (qos === 0 && !this.isConnected) return Promise.reject(new TransportError(`not connected; status on ${topic} dropped`));
+    if (qos === 0 && !this.isConnected)
+      return Promise.reject(new TransportError(`not connected; status on ${topic} dropped`));
     return this.publish(topic, body, qos);
   }
 
@@ -244,7 +282,11 @@ export class MqttIngest implements EdgeIngest {
         new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
       ]);
       clearTimeout(timer);
-      if (timedOut) this.logger.warn('closing with unacknowledged publishes', { outstanding: this.outstanding.size, timeoutMs });
+      if (timedOut)
+        this.logger.warn('closing with unacknowledged publishes', {
+          outstanding: this.outstanding.size,
+          timeoutMs,
+        });
     }
     await client.endAsync(this.outstanding.size > 0);
     this.isConnected = false;

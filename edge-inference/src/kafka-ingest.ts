@@ -5,7 +5,13 @@ import type { DeadLetterRecord } from '../../common/deadletter.ts';
 import { TransportError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { connectMqtt } from '../../common/mqtt/connect.ts';
-import { TOPICS, validateMessage, type Label, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
+import {
+  TOPICS,
+  validateMessage,
+  type Label,
+  type Prediction,
+  type Telemetry,
+} from '../../common/schema/telemetry.ts';
 import { retry } from '../../common/util/retry.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import type { EdgeIngest, IngestHandlers } from './ingest.ts';
@@ -56,7 +62,9 @@ export interface BridgedRecord {
 }
 
 /** Decodes a bridge record value; the reason when it is not one. */
-export function decodeBridgedRecord(value: Buffer | null | undefined): { ok: true; record: BridgedRecord } | { ok: false; reason: string } {
+export function decodeBridgedRecord(
+  value: Buffer | null | undefined,
+): { ok: true; record: BridgedRecord } | { ok: false; reason: string } {
   if (!value) return { ok: false, reason: 'no value' };
   let v: unknown;
   try {
@@ -65,10 +73,24 @@ export function decodeBridgedRecord(value: Buffer | null | undefined): { ok: tru
     return { ok: false, reason: `not JSON: ${describeError(err)}` };
   }
   const r = v as Partial<BridgedRecord> | null;
-  if (typeof r !== 'object' || r === null || (r.kind !== 'telemetry' && r.kind !== 'label') || typeof r.topic !== 'string' || typeof r.payload !== 'string') {
+  if (
+    typeof r !== 'object' ||
+    r === null ||
+    (r.kind !== 'telemetry' && r.kind !== 'label') ||
+    typeof r.topic !== 'string' ||
+    typeof r.payload !== 'string'
+  ) {
     return { ok: false, reason: 'not a bridge record {kind, topic, payload, receivedAt}' };
   }
-  return { ok: true, record: { kind: r.kind, topic: r.topic, payload: r.payload, receivedAt: typeof r.receivedAt === 'number' ? r.receivedAt : 0 } };
+  return {
+    ok: true,
+    record: {
+      kind: r.kind,
+      topic: r.topic,
+      payload: r.payload,
+      receivedAt: typeof r.receivedAt === 'number' ? r.receivedAt : 0,
+    },
+  };
 }
 
 export interface KafkaIngestOptions {
@@ -116,7 +138,11 @@ export interface KafkaIngestStats {
 
 function isRebalancing(err: unknown): boolean {
   const e = err as { type?: unknown; name?: unknown } | null;
-  return e?.type === 'REBALANCE_IN_PROGRESS' || e?.type === 'NOT_COORDINATOR_FOR_GROUP' || e?.name === 'KafkaJSRebalanceInProgress';
+  return (
+    e?.type === 'REBALANCE_IN_PROGRESS' ||
+    e?.type === 'NOT_COORDINATOR_FOR_GROUP' ||
+    e?.name === 'KafkaJSRebalanceInProgress'
+  );
 }
 
 export class KafkaIngest implements EdgeIngest {
@@ -138,7 +164,12 @@ export class KafkaIngest implements EdgeIngest {
   private inFlight: Promise<void> | undefined;
   private readonly outstanding = new Set<Promise<unknown>>();
   private readonly abort = new AbortController();
-  private readonly counts: KafkaIngestStats = { handedOver: 0, commits: 0, rebalances: 0, machinesForgotten: 0 };
+  private readonly counts: KafkaIngestStats = {
+    handedOver: 0,
+    commits: 0,
+    rebalances: 0,
+    machinesForgotten: 0,
+  };
   private readonly assignmentWaiters: (() => void)[] = [];
   private readonly heartbeatIntervalMs: number;
 
@@ -185,7 +216,10 @@ export class KafkaIngest implements EdgeIngest {
   async start(handlers: IngestHandlers): Promise<void> {
     if (this.handlers) throw new Error('ingest already started');
     this.handlers = handlers as IngestHandlers & Partial<IngestHooks>;
-    if (!this.handlers.drain) this.logger.warn('kafka ingest: the worker has no drain hook; offsets are committed once messages are handed over (predictions in flight may be lost on a crash)');
+    if (!this.handlers.drain)
+      this.logger.warn(
+        'kafka ingest: the worker has no drain hook; offsets are committed once messages are handed over (predictions in flight may be lost on a crash)',
+      );
     const m = this.options.mqtt;
     const client = await retry(
       () =>
@@ -198,9 +232,16 @@ export class KafkaIngest implements EdgeIngest {
           ...(m.password !== undefined ? { password: m.password } : {}),
           ...(m.ca !== undefined ? { ca: m.ca } : {}),
         }).catch((err: unknown) => {
-          throw new TransportError(`cannot connect to broker ${m.url}: ${describeError(err)}`, { cause: err });
+          throw new TransportError(`cannot connect to broker ${m.url}: ${describeError(err)}`, {
+            cause: err,
+          });
         }),
-      { attempts: m.connectAttempts ?? Number.MAX_SAFE_INTEGER, initialDelayMs: 250, maxDelayMs: 5000, signal: this.abort.signal },
+      {
+        attempts: m.connectAttempts ?? Number.MAX_SAFE_INTEGER,
+        initialDelayMs: 250,
+        maxDelayMs: 5000,
+        signal: this.abort.signal,
+      },
     );
     this.client = client;
     client.on('error', (err) => this.logger.warn('mqtt client error', { err: describeError(err) }));
@@ -213,7 +254,11 @@ export class KafkaIngest implements EdgeIngest {
     this.consumer.on(GROUP_JOIN, (e) => this.onJoin(e.payload.memberAssignment[this.topic] ?? []));
     this.consumer.on(CRASH, (e) => {
       this.joined = false;
-      this.logger.error('kafka consumer crashed', { err: describeError(e.payload.error), restart: e.payload.restart, groupId: this.groupId });
+      this.logger.error('kafka consumer crashed', {
+        err: describeError(e.payload.error),
+        restart: e.payload.restart,
+        groupId: this.groupId,
+      });
     });
     this.consumer.on(STOP, () => (this.joined = false));
     try {
@@ -228,9 +273,18 @@ export class KafkaIngest implements EdgeIngest {
     } catch (err) {
       await this.consumer.disconnect().catch(() => undefined);
       await client.endAsync(true);
-      throw new TransportError(`kafka ingest: cannot consume ${this.topic} as ${this.groupId}: ${describeError(err)}`, { cause: err });
+      throw new TransportError(
+        `kafka ingest: cannot consume ${this.topic} as ${this.groupId}: ${describeError(err)}`,
+        { cause: err },
+      );
     }
-    this.logger.info('consuming telemetry from kafka', { topic: this.topic, groupId: this.groupId, mqtt: m.url, action: 'kafka-ingest-start', outcome: 'success' });
+    this.logger.info('consuming telemetry from kafka', {
+      topic: this.topic,
+      groupId: this.groupId,
+      mqtt: m.url,
+      action: 'kafka-ingest-start',
+      outcome: 'success',
+    });
   }
 
   private track(p: Promise<void>): Promise<void> {
@@ -252,7 +306,13 @@ export class KafkaIngest implements EdgeIngest {
     this.generation++;
     this.assigned = now;
     this.joined = true;
-    this.logger.info('joined the edge consumer group', { groupId: this.groupId, partitions: this.assignedPartitions(), lost, machinesMoved: gone.length, action: 'kafka-rebalance' });
+    this.logger.info('joined the edge consumer group', {
+      groupId: this.groupId,
+      partitions: this.assignedPartitions(),
+      lost,
+      machinesMoved: gone.length,
+      action: 'kafka-rebalance',
+    });
     if (gone.length > 0) {
       this.counts.machinesForgotten += gone.length;
       try {
@@ -269,17 +329,30 @@ export class KafkaIngest implements EdgeIngest {
    * interval. A heartbeat that reports a rebalance is remembered (not thrown):
    * the caller finishes, commits, then rethrows it so the member rejoins.
    */
-  private async withHeartbeat<T>(p: Promise<T>, state: { heartbeat: () => Promise<void>; rebalance?: unknown; lastBeat: number }): Promise<T> {
+  private async withHeartbeat<T>(
+    p: Promise<T>,
+    state: { heartbeat: () => Promise<void>; rebalance?: unknown; lastBeat: number },
+  ): Promise<T> {
     let settled = false;
     const result = p.finally(() => (settled = true));
     while (!settled) {
-      await Promise.race([result.then(() => undefined, () => undefined), sleep(this.heartbeatIntervalMs)]);
+      await Promise.race([
+        result.then(
+          () => undefined,
+          () => undefined,
+        ),
+        sleep(this.heartbeatIntervalMs),
+      ]);
       if (!settled) await this.beat(state);
     }
     return result;
   }
 
-  private async beat(state: { heartbeat: () => Promise<void>; rebalance?: unknown; lastBeat: number }): Promise<void> {
+  private async beat(state: {
+    heartbeat: () => Promise<void>;
+    rebalance?: unknown;
+    lastBeat: number;
+  }): Promise<void> {
     if (state.rebalance !== undefined || Date.now() - state.lastBeat < this.heartbeatIntervalMs) return;
     state.lastBeat = Date.now();
     try {
@@ -299,10 +372,20 @@ export class KafkaIngest implements EdgeIngest {
   }): Promise<void> {
     const { batch, resolveOffset, isRunning, isStale } = payload;
     const { partition } = batch;
-    const state: { heartbeat: () => Promise<void>; rebalance?: unknown; lastBeat: number } = { heartbeat: payload.heartbeat, lastBeat: Date.now() };
+    const state: { heartbeat: () => Promise<void>; rebalance?: unknown; lastBeat: number } = {
+      heartbeat: payload.heartbeat,
+      lastBeat: Date.now(),
+    };
     let last: string | undefined;
     for (const message of batch.messages) {
-      if (this.stopping || state.rebalance !== undefined || !isRunning() || isStale() || !this.assigned.has(partition)) break;
+      if (
+        this.stopping ||
+        state.rebalance !== undefined ||
+        !isRunning() ||
+        isStale() ||
+        !this.assigned.has(partition)
+      )
+        break;
       const pending = this.handOver(partition, message);
       if (pending) await this.withHeartbeat(pending, state);
       resolveOffset(message.offset);
@@ -312,11 +395,17 @@ export class KafkaIngest implements EdgeIngest {
     if (last !== undefined) {
       if (this.handlers?.drain) await this.withHeartbeat(this.handlers.drain(), state);
       try {
-        await this.consumer.commitOffsets([{ topic: batch.topic, partition, offset: (BigInt(last) + 1n).toString() }]);
+        await this.consumer.commitOffsets([
+          { topic: batch.topic, partition, offset: (BigInt(last) + 1n).toString() },
+        ]);
         this.counts.commits++;
       } catch (err) {
         // The next owner starts from the previous commit: what was predicted since is predicted again (at least once).
-        this.logger.warn('offset commit failed; messages since the last commit will be redelivered', { partition, offset: last, err: describeError(err) });
+        this.logger.warn('offset commit failed; messages since the last commit will be redelivered', {
+          partition,
+          offset: last,
+          err: describeError(err),
+        });
       }
     }
     if (state.rebalance !== undefined) throw state.rebalance;
@@ -331,7 +420,12 @@ export class KafkaIngest implements EdgeIngest {
     if (key) this.machinePartition.set(key, partition);
     const decoded = decodeBridgedRecord(message.value);
     if (!decoded.ok) {
-      void this.reject(`${this.topic}[${partition}]@${message.offset}`, message.value ?? '', 'invalid_record', `kafka record is ${decoded.reason}`);
+      void this.reject(
+        `${this.topic}[${partition}]@${message.offset}`,
+        message.value ?? '',
+        'invalid_record',
+        `kafka record is ${decoded.reason}`,
+      );
       return undefined;
     }
     const { kind, topic, payload } = decoded.record;
@@ -342,7 +436,8 @@ export class KafkaIngest implements EdgeIngest {
     }
     handlers.metrics?.messagesIn.inc({ kind });
     try {
-      const p = kind === 'telemetry' ? handlers.telemetry(v.value as Telemetry) : handlers.label(v.value as Label);
+      const p =
+        kind === 'telemetry' ? handlers.telemetry(v.value as Telemetry) : handlers.label(v.value as Label);
       return p
         ? p.catch((err: unknown) => {
             this.logger.error('message handler failed', { topic, err: describeError(err) });
@@ -354,7 +449,12 @@ export class KafkaIngest implements EdgeIngest {
     }
   }
 
-  private async reject(topic: string, payload: Uint8Array | string, reason: string, detail: string): Promise<void> {
+  private async reject(
+    topic: string,
+    payload: Uint8Array | string,
+    reason: string,
+    detail: string,
+  ): Promise<void> {
     const sink = this.handlers?.deadLetters;
     if (sink) await this.trackOut(sink.reject(topic, payload, reason, detail));
     else this.logger.warn('rejected message (no dead-letter sink)', { topic, reason, detail });
@@ -379,7 +479,8 @@ export class KafkaIngest implements EdgeIngest {
   }
 
   publishStatus(topic: string, body: unknown, qos: 0 | 1): Promise<void> {
-    if (qos === 0 && !(this.client?.connected ?? false)) return Promise.reject(new TransportError(`not connected; status on ${topic} dropped`));
+    if (qos === 0 && !(this.client?.connected ?? false))
+      return Promise.reject(new TransportError(`not connected; status on ${topic} dropped`));
     return this.publish(topic, body, qos);
   }
 
@@ -402,13 +503,20 @@ export class KafkaIngest implements EdgeIngest {
         await p;
         if (this.inFlight === p) break;
       }
-      await this.consumer.disconnect().catch((err: unknown) => this.logger.warn('kafka consumer disconnect failed', { err: describeError(err) }));
+      await this.consumer
+        .disconnect()
+        .catch((err: unknown) =>
+          this.logger.warn('kafka consumer disconnect failed', { err: describeError(err) }),
+        );
       this.joined = false;
       const client = this.client;
       if (!client) return;
       if (this.outstanding.size > 0) {
         let timer: NodeJS.Timeout | undefined;
-        await Promise.race([Promise.allSettled([...this.outstanding]), new Promise((r) => (timer = setTimeout(r, this.options.closeTimeoutMs ?? 5000)))]);
+        await Promise.race([
+          Promise.allSettled([...this.outstanding]),
+          new Promise((r) => (timer = setTimeout(r, this.options.closeTimeoutMs ?? 5000))),
+        ]);
         clearTimeout(timer);
       }
       await client.endAsync(this.outstanding.size > 0);

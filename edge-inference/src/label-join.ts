@@ -25,7 +25,8 @@ export class LabelJoin<V> {
   private evictions = 0;
 
   constructor(private readonly options: LabelJoinOptions) {
-    if (!Number.isInteger(options.maxPending) || options.maxPending < 1) throw new RangeError('maxPending must be an integer ≥ 1');
+    if (!Number.isInteger(options.maxPending) || options.maxPending < 1)
+      throw new RangeError('maxPending must be an integer ≥ 1');
   }
 
   /** Machine ids cannot contain control characters, so NUL separates the parts unambiguously. */

@@ -1,6 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { busConfigSpec, busOptionsFromConfig, createBus, kafkaConnectionFromConfig, usesKafka } from '../../common/bus/factory.ts';
+import {
+  busConfigSpec,
+  busOptionsFromConfig,
+  createBus,
+  kafkaConnectionFromConfig,
+  usesKafka,
+} from '../../common/bus/factory.ts';
 import { loadConfig, summarizeConfig } from '../../common/config/env.ts';
 import { ConfigError, describeError } from '../../common/errors.ts';
 import { createServiceLogger as createLogger } from '../../common/logging/service-logger.ts';
@@ -33,7 +39,8 @@ runMain(async () => {
   const config = loadConfig(spec);
   const driftConfig = driftConfigOf(config);
   const accuracyConfig = accuracyConfigOf(config);
-  if (config.ingest === 'kafka' && !usesKafka(config)) throw new ConfigError('Invalid configuration: EDGE_INGEST=kafka needs KAFKA_BROKERS (host:port,…)');
+  if (config.ingest === 'kafka' && !usesKafka(config))
+    throw new ConfigError('Invalid configuration: EDGE_INGEST=kafka needs KAFKA_BROKERS (host:port,…)');
   const logger = createLogger({ service: 'edge-inference', version: VERSION });
   logger.info('starting edge inference worker', { version: VERSION, config: summarizeConfig(spec, config) });
 
@@ -42,10 +49,15 @@ runMain(async () => {
     try {
       ca = await readFile(config.mqttCaFile);
     } catch (err) {
-      throw new ConfigError(`Invalid configuration: EDGE_MQTT_CA_FILE=${JSON.stringify(config.mqttCaFile)} cannot be read: ${describeError(err)}`);
+      throw new ConfigError(
+        `Invalid configuration: EDGE_MQTT_CA_FILE=${JSON.stringify(config.mqttCaFile)} cannot be read: ${describeError(err)}`,
+      );
     }
   }
-  if (config.mqttPassword === undefined) logger.warn('EDGE_MQTT_PASSWORD is not set: the broker will refuse the login unless it allows this user without one');
+  if (config.mqttPassword === undefined)
+    logger.warn(
+      'EDGE_MQTT_PASSWORD is not set: the broker will refuse the login unless it allows this user without one',
+    );
 
   // loadTf logs the backend it picked (tensorflow, wasm or cpu).
   const { tf, backend } = await loadTf(logger);
@@ -58,10 +70,16 @@ runMain(async () => {
     mlflowTrackingUri: config.mlflowTrackingUri ?? '',
     logger,
   });
-  logger.info(`model registry: ${modelRegistry.kind}`, { registry: modelRegistry.kind, model: config.modelName });
+  logger.info(`model registry: ${modelRegistry.kind}`, {
+    registry: modelRegistry.kind,
+    model: config.modelName,
+  });
   const bus = await createBus(busOptionsFromConfig(config, { clientId: config.clientId, logger }));
   logger.info(`event bus: ${bus.kind}`, { bus: bus.kind });
-  if (!usesKafka(config)) logger.info('in-process bus: retrain requests and labelled samples reach only this process (set KAFKA_BROKERS to reach a separate retrainer)');
+  if (!usesKafka(config))
+    logger.info(
+      'in-process bus: retrain requests and labelled samples reach only this process (set KAFKA_BROKERS to reach a separate retrainer)',
+    );
 
   const mqtt = {
     url: config.mqttUrl,
@@ -73,9 +91,17 @@ runMain(async () => {
   // EDGE_INGEST=kafka: telemetry from driftline.telemetry (npm run bridge) in the shared consumer group; predictions still go out over MQTT.
   const ingest =
     config.ingest === 'kafka'
-      ? new KafkaIngest({ kafka: kafkaConnectionFromConfig(config, { clientId: `driftline-edge-${config.clientId}`, logger }), group: config.kafkaGroup, mqtt, logger })
+      ? new KafkaIngest({
+          kafka: kafkaConnectionFromConfig(config, { clientId: `driftline-edge-${config.clientId}`, logger }),
+          group: config.kafkaGroup,
+          mqtt,
+          logger,
+        })
       : undefined;
-  logger.info(`ingest: ${config.ingest}`, { ingest: config.ingest, ...(ingest ? { topic: ingest.topic, groupId: ingest.groupId } : {}) });
+  logger.info(`ingest: ${config.ingest}`, {
+    ingest: config.ingest,
+    ...(ingest ? { topic: ingest.topic, groupId: ingest.groupId } : {}),
+  });
 
   const worker = createEdgeWorker({
     bus,

@@ -53,12 +53,20 @@ export interface SwapEvent {
 /** Throws an {@link ArtifactError} unless the model speaks this worker's feature and class vocabulary. */
 export function checkCompatible(model: LoadedModel): void {
   const m = model.metadata;
-  if (!m || typeof m.version !== 'string' || m.version.length === 0) throw new ArtifactError('model metadata has no version');
+  if (!m || typeof m.version !== 'string' || m.version.length === 0)
+    throw new ArtifactError('model metadata has no version');
   if (m.features && (m.features.length !== FEATURES.length || m.features.some((f, i) => f !== FEATURES[i]))) {
-    throw new ArtifactError(`model features [${m.features.join(', ')}] do not match this worker's [${FEATURES.join(', ')}]`);
+    throw new ArtifactError(
+      `model features [${m.features.join(', ')}] do not match this worker's [${FEATURES.join(', ')}]`,
+    );
   }
-  if (m.classes && (m.classes.length !== EFFICIENCY_CLASSES.length || m.classes.some((c, i) => c !== EFFICIENCY_CLASSES[i]))) {
-    throw new ArtifactError(`model classes [${m.classes.join(', ')}] do not match this worker's [${EFFICIENCY_CLASSES.join(', ')}]`);
+  if (
+    m.classes &&
+    (m.classes.length !== EFFICIENCY_CLASSES.length || m.classes.some((c, i) => c !== EFFICIENCY_CLASSES[i]))
+  ) {
+    throw new ArtifactError(
+      `model classes [${m.classes.join(', ')}] do not match this worker's [${EFFICIENCY_CLASSES.join(', ')}]`,
+    );
   }
 }
 
@@ -159,7 +167,8 @@ export class ModelHolder {
     this.retired.delete(model);
     const { metrics } = this.options;
     if (metrics) {
-      if (previous && previousVersion !== undefined) metrics.modelInfo.remove({ name: previous.metadata.name, version: previousVersion });
+      if (previous && previousVersion !== undefined)
+        metrics.modelInfo.remove({ name: previous.metadata.name, version: previousVersion });
       metrics.modelInfo.set({ name: model.metadata.name, version }, 1);
       metrics.modelSwaps.inc();
     }
@@ -167,12 +176,15 @@ export class ModelHolder {
       this.retired.add(previous);
       if (!this.leases.has(previous)) this.disposeRetired(previous);
     }
-    this.logger.info(previous ? `model swapped: ${previousVersion} → ${version}` : `model loaded: ${version}`, {
-      action: 'model-swap',
-      modelVersion: version,
-      ...(previousVersion !== undefined ? { previousVersion } : {}),
-      dir: model.dir,
-    });
+    this.logger.info(
+      previous ? `model swapped: ${previousVersion} → ${version}` : `model loaded: ${version}`,
+      {
+        action: 'model-swap',
+        modelVersion: version,
+        ...(previousVersion !== undefined ? { previousVersion } : {}),
+        dir: model.dir,
+      },
+    );
     for (const w of this.waiters.splice(0)) w(model);
     for (const l of this.listeners) {
       try {
@@ -222,17 +234,24 @@ export class ModelHolder {
     if (this.closed || seq !== this.loadSeq) {
       this.safeDispose(model);
       const reason = this.closed ? 'closed' : 'superseded';
-      this.logger.info(`model ${version} loaded but not used: ${reason}`, { action: 'model-load', reason, ...(meta.correlationId !== undefined ? { correlationId: meta.correlationId } : {}) });
+      this.logger.info(`model ${version} loaded but not used: ${reason}`, {
+        action: 'model-load',
+        reason,
+        ...(meta.correlationId !== undefined ? { correlationId: meta.correlationId } : {}),
+      });
       return { ok: false, reason, error: reason };
     }
     this.swap(model, version);
-    this.logger.info(`model ${version} verified and loaded in ${Math.round(performance.now() - started)} ms`, {
-      action: 'model-load',
-      outcome: 'success',
-      modelVersion: version,
-      ...(meta.correlationId !== undefined ? { correlationId: meta.correlationId } : {}),
-      durationMs: Math.round(performance.now() - started),
-    });
+    this.logger.info(
+      `model ${version} verified and loaded in ${Math.round(performance.now() - started)} ms`,
+      {
+        action: 'model-load',
+        outcome: 'success',
+        modelVersion: version,
+        ...(meta.correlationId !== undefined ? { correlationId: meta.correlationId } : {}),
+        durationMs: Math.round(performance.now() - started),
+      },
+    );
     return { ok: true, model };
   }
 
@@ -243,7 +262,11 @@ export class ModelHolder {
     for (const m of this.retired) this.safeDispose(m);
     this.retired.clear();
     if (this.model) {
-      if (this.servedVersion !== undefined) this.options.metrics?.modelInfo.remove({ name: this.model.metadata.name, version: this.servedVersion });
+      if (this.servedVersion !== undefined)
+        this.options.metrics?.modelInfo.remove({
+          name: this.model.metadata.name,
+          version: this.servedVersion,
+        });
       this.safeDispose(this.model);
       this.model = undefined;
       this.servedVersion = undefined;
@@ -268,7 +291,10 @@ export class ModelHolder {
       model.dispose();
       this.logger.debug(`model ${model.metadata.version} disposed`, { modelVersion: model.metadata.version });
     } catch (err) {
-      this.logger.warn('model dispose failed', { modelVersion: model.metadata.version, err: describeError(err) });
+      this.logger.warn('model dispose failed', {
+        modelVersion: model.metadata.version,
+        err: describeError(err),
+      });
     }
   }
 }

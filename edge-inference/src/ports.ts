@@ -59,7 +59,10 @@ export interface IngestHooks {
  */
 export interface AccuracyPort {
   /** One labelled prediction; returns the concept alarm it raised, if any. */
-  recordOutcome(correct: boolean, at?: { ts?: number; sampleIndex?: number; actual?: Efficiency }): DriftAlarm | null;
+  recordOutcome(
+    correct: boolean,
+    at?: { ts?: number; sampleIndex?: number; actual?: Efficiency },
+  ): DriftAlarm | null;
   /** A new champion: compare with its validation accuracy from now on. */
   reset(validationAccuracy: number): void;
   /** Correct share of the labelled window, or null when empty. */
@@ -94,7 +97,11 @@ export interface RegistryPort {
   /** A local directory holding the verified artifact of `name`@`version`; ArtifactError on a checksum mismatch. */
   fetchArtifact(name: string, version: string): Promise<string>;
   /** Calls `onChange` whenever the champion changes; returns a function that stops watching. */
-  watchChampion?(name: string, onChange: (champion: ChampionRef | undefined) => void, options?: { intervalMs?: number; onError?: (err: unknown) => void; emitInitial?: boolean }): () => void;
+  watchChampion?(
+    name: string,
+    onChange: (champion: ChampionRef | undefined) => void,
+    options?: { intervalMs?: number; onError?: (err: unknown) => void; emitInitial?: boolean },
+  ): () => void;
 }
 
 /** A model lifecycle event the worker reacts to. */

@@ -7,14 +7,23 @@ import type { Prediction, Telemetry } from '../../common/schema/telemetry.ts';
  */
 
 /** The prediction message for one telemetry record. Latency is clamped at 0 when the device clock runs ahead. */
-export function toPrediction(t: Telemetry, result: ClassProbabilities, modelVersion: string, predictedAt: number): Prediction {
+export function toPrediction(
+  t: Telemetry,
+  result: ClassProbabilities,
+  modelVersion: string,
+  predictedAt: number,
+): Prediction {
   return {
     machineId: t.machineId,
     seq: t.seq,
     ts: t.ts,
     predictedAt,
     efficiency: result.efficiency,
-    probabilities: { Low: clamp01(result.probabilities.Low), Medium: clamp01(result.probabilities.Medium), High: clamp01(result.probabilities.High) },
+    probabilities: {
+      Low: clamp01(result.probabilities.Low),
+      Medium: clamp01(result.probabilities.Medium),
+      High: clamp01(result.probabilities.High),
+    },
     modelVersion,
     latencyMs: Math.max(0, predictedAt - t.ts),
   };
@@ -25,9 +34,15 @@ export function toPrediction(t: Telemetry, result: ClassProbabilities, modelVers
  * prediction messages, in order. `version` is reported with each prediction
  * (the registry's version number; default the artifact's own).
  */
-export function predictTelemetry(model: LoadedModel, batch: readonly Telemetry[], version: string = model.metadata.version, predictedAt?: number): Prediction[] {
+export function predictTelemetry(
+  model: LoadedModel,
+  batch: readonly Telemetry[],
+  version: string = model.metadata.version,
+  predictedAt?: number,
+): Prediction[] {
   const results = model.predict(batch);
-  if (results.length !== batch.length) throw new Error(`model ${version} returned ${results.length} predictions for ${batch.length} rows`);
+  if (results.length !== batch.length)
+    throw new Error(`model ${version} returned ${results.length} predictions for ${batch.length} rows`);
   predictedAt ??= Date.now();
   const at = predictedAt;
   return batch.map((t, i) => toPrediction(t, results[i] as ClassProbabilities, version, at));

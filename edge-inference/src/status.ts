@@ -23,8 +23,13 @@ const NF = FEATURES.length;
  * widened by 0.5 on either side). Each value falls in exactly one bin (the last
  * bin is closed), so the counts sum to the sample sizes; non-finite values are skipped.
  */
-export function sharedHistogram(reference: ArrayLike<number>, current: ArrayLike<number>, bins = DEFAULT_HISTOGRAM_BINS): Histogram {
-  if (!Number.isInteger(bins) || bins < 1 || bins > MAX_HISTOGRAM_BINS) throw new RangeError(`bins must be an integer in [1, ${MAX_HISTOGRAM_BINS}], got ${String(bins)}`);
+export function sharedHistogram(
+  reference: ArrayLike<number>,
+  current: ArrayLike<number>,
+  bins = DEFAULT_HISTOGRAM_BINS,
+): Histogram {
+  if (!Number.isInteger(bins) || bins < 1 || bins > MAX_HISTOGRAM_BINS)
+    throw new RangeError(`bins must be an integer in [1, ${MAX_HISTOGRAM_BINS}], got ${String(bins)}`);
   let lo = Number.POSITIVE_INFINITY;
   let hi = Number.NEGATIVE_INFINITY;
   for (const xs of [reference, current]) {
@@ -98,7 +103,8 @@ export class RecentWindows {
   private clock = 0;
 
   constructor(shape: WindowShape) {
-    if (!Number.isInteger(shape.windowSize) || shape.windowSize < 1) throw new RangeError(`windowSize must be a positive integer, got ${String(shape.windowSize)}`);
+    if (!Number.isInteger(shape.windowSize) || shape.windowSize < 1)
+      throw new RangeError(`windowSize must be a positive integer, got ${String(shape.windowSize)}`);
     this.windowSize = shape.windowSize;
     this.groupBy = shape.groupBy;
     this.maxGroups = Math.max(1, shape.maxGroups ?? 256);
@@ -117,11 +123,21 @@ export class RecentWindows {
     const x7 = row.maintenanceScore;
     const x8 = row.errorRatePct;
     if (
-      !Number.isFinite(x0) || !Number.isFinite(x1) || !Number.isFinite(x2) ||
-      !Number.isFinite(x3) || !Number.isFinite(x4) || !Number.isFinite(x5) ||
-      !Number.isFinite(x6) || !Number.isFinite(x7) || !Number.isFinite(x8)
-    ) return;
-    const r = this.groupBy === 'all' ? (this.all ??= this.ring('all')) : (this.rings.get(machineId) ?? this.ring(machineId));
+      !Number.isFinite(x0) ||
+      !Number.isFinite(x1) ||
+      !Number.isFinite(x2) ||
+      !Number.isFinite(x3) ||
+      !Number.isFinite(x4) ||
+      !Number.isFinite(x5) ||
+      !Number.isFinite(x6) ||
+      !Number.isFinite(x7) ||
+      !Number.isFinite(x8)
+    )
+      return;
+    const r =
+      this.groupBy === 'all'
+        ? (this.all ??= this.ring('all'))
+        : (this.rings.get(machineId) ?? this.ring(machineId));
     const w = this.windowSize;
     const pos = r.pos;
     const v = r.values;
@@ -192,7 +208,8 @@ export class LatencyReservoir {
     readonly capacity = 4096,
     private readonly random: () => number = Math.random,
   ) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer, got ${String(capacity)}`);
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError(`capacity must be a positive integer, got ${String(capacity)}`);
     this.sample = new Float64Array(capacity);
   }
 
@@ -230,7 +247,8 @@ export class ClassMix {
   private filled = 0;
 
   constructor(readonly size = 1000) {
-    if (!Number.isInteger(size) || size < 1) throw new RangeError(`size must be a positive integer, got ${String(size)}`);
+    if (!Number.isInteger(size) || size < 1)
+      throw new RangeError(`size must be a positive integer, got ${String(size)}`);
     this.ring = new Uint8Array(size);
   }
 
@@ -256,7 +274,9 @@ export class ClassMix {
   /** Shares (0 each when empty). */
   shares(): Record<Efficiency, number> {
     const n = this.filled;
-    return Object.fromEntries(EFFICIENCY_CLASSES.map((c, i) => [c, n === 0 ? 0 : (this.counts[i] as number) / n])) as Record<Efficiency, number>;
+    return Object.fromEntries(
+      EFFICIENCY_CLASSES.map((c, i) => [c, n === 0 ? 0 : (this.counts[i] as number) / n]),
+    ) as Record<Efficiency, number>;
   }
 }
 
@@ -266,7 +286,14 @@ export function finiteOrNull(v: number | null | undefined): number | null {
 }
 
 /** The per-feature part of a drift window message. */
-export function windowFeatureStatus(s: FeatureDriftStatus): { feature: FeatureDriftStatus['feature']; statistic: number | null; pvalue: number | null; threshold: number; criticalStatistic: number | null; drifted: boolean } {
+export function windowFeatureStatus(s: FeatureDriftStatus): {
+  feature: FeatureDriftStatus['feature'];
+  statistic: number | null;
+  pvalue: number | null;
+  threshold: number;
+  criticalStatistic: number | null;
+  drifted: boolean;
+} {
   return {
     feature: s.feature,
     statistic: finiteOrNull(s.statistic),
@@ -279,8 +306,16 @@ export function windowFeatureStatus(s: FeatureDriftStatus): { feature: FeatureDr
 
 /** Topic levels may not contain `/`, `+`, `#` or NUL; the schema caps the id at 128 characters. */
 export function checkWorkerId(id: string): string {
-  if (typeof id !== 'string' || id.length === 0 || id.length > 128 || /[/+#]/.test(id) || id.includes('\u0000')) {
-    throw new RangeError(`workerId must be 1-128 characters without / + # or NUL (it is a topic level), got ${JSON.stringify(id)}`);
+  if (
+    typeof id !== 'string' ||
+    id.length === 0 ||
+    id.length > 128 ||
+    /[/+#]/.test(id) ||
+    id.includes('\u0000')
+  ) {
+    throw new RangeError(
+      `workerId must be 1-128 characters without / + # or NUL (it is a topic level), got ${JSON.stringify(id)}`,
+    );
   }
   return id;
 }

@@ -22,7 +22,9 @@ import { defaultScenario, loadScenarioFile, type Scenario } from '../../simulato
  */
 
 /** The scenario used when `--scenario-file` is not given (relative to the repository root). */
-export const DEFAULT_SCENARIO_FILE = fileURLToPath(new URL('../../scenarios/stationary.json', import.meta.url));
+export const DEFAULT_SCENARIO_FILE = fileURLToPath(
+  new URL('../../scenarios/stationary.json', import.meta.url),
+);
 
 /** `--help` text. */
 export const TRAIN_USAGE = `usage: npm run train -- --out DIR [options]
@@ -97,7 +99,8 @@ export function parseTrainArgs(argv: readonly string[]): TrainCliOptions | undef
   };
   const options: TrainCliOptions = {
     out: typeof values.out === 'string' ? values.out : '',
-    scenarioFile: typeof values['scenario-file'] === 'string' ? values['scenario-file'] : DEFAULT_SCENARIO_FILE,
+    scenarioFile:
+      typeof values['scenario-file'] === 'string' ? values['scenario-file'] : DEFAULT_SCENARIO_FILE,
     samples: int('samples', 40_000, 100, 5_000_000),
     epochs: int('epochs', DEFAULT_TRAIN_OPTIONS.epochs, 1, 10_000),
     seed: int('seed', 1, 0, 2 ** 32 - 1),
@@ -131,7 +134,10 @@ export function holdoutSeedFor(seed: number): number {
  * Trains the bootstrap champion as the CLI does and writes its artifact.
  * Exported so the all-in-one `start` command can call it in-process.
  */
-export async function runBootstrapTraining(options: TrainCliOptions, logger: Logger = silentLogger()): Promise<BootstrapResult> {
+export async function runBootstrapTraining(
+  options: TrainCliOptions,
+  logger: Logger = silentLogger(),
+): Promise<BootstrapResult> {
   let scenario: Scenario;
   try {
     scenario = await loadScenarioFile(options.scenarioFile);
@@ -142,24 +148,44 @@ export async function runBootstrapTraining(options: TrainCliOptions, logger: Log
   }
   const out = path.resolve(options.out);
   // Fail before spending the training time.
-  if (!options.force && existsSync(out)) throw new ConfigError(`${out} already exists (pass --force to replace it)`);
+  if (!options.force && existsSync(out))
+    throw new ConfigError(`${out} already exists (pass --force to replace it)`);
   const { tf, backend } = await loadTf(logger);
   const first = scenario.phases[0];
   let started = performance.now();
   const data = firstPhaseRows(scenario, options.samples);
-  if (first && data.length < options.samples) logger.warn(`the first phase (${first.name}) has only ${data.length} samples; training on those`, { requested: options.samples });
+  if (first && data.length < options.samples)
+    logger.warn(`the first phase (${first.name}) has only ${data.length} samples; training on those`, {
+      requested: options.samples,
+    });
   const holdoutSeed = holdoutSeedFor(scenario.seed);
-  const holdoutScenario = defaultScenario({ machines: scenario.machines, profile: scenario.profile, seed: holdoutSeed });
+  const holdoutScenario = defaultScenario({
+    machines: scenario.machines,
+    profile: scenario.profile,
+    seed: holdoutSeed,
+  });
   const holdoutRows = firstPhaseRows(holdoutScenario, options.holdout);
   const generateMs = performance.now() - started;
-  logger.info('training bootstrap model', { scenario: options.scenarioFile, phase: first?.name, samples: data.length, epochs: options.epochs, seed: options.seed, backend });
+  logger.info('training bootstrap model', {
+    scenario: options.scenarioFile,
+    phase: first?.name,
+    samples: data.length,
+    epochs: options.epochs,
+    seed: options.seed,
+    backend,
+  });
 
   started = performance.now();
   const trained = await trainClassifier(tf, data, {
     epochs: options.epochs,
     seed: options.seed,
     onEpoch: (epoch, log) => {
-      logger.debug(`epoch ${epoch}/${options.epochs}`, { epoch, loss: log.loss, valAccuracy: log.valAccuracy, valMacroF1: log.valMacroF1 });
+      logger.debug(`epoch ${epoch}/${options.epochs}`, {
+        epoch,
+        loss: log.loss,
+        valAccuracy: log.valAccuracy,
+        valMacroF1: log.valMacroF1,
+      });
     },
   });
   const trainMs = performance.now() - started;
@@ -177,7 +203,12 @@ export async function runBootstrapTraining(options: TrainCliOptions, logger: Log
           profile: scenario.profile,
           phase: first?.name,
           samples: data.length,
-          holdout: { seed: holdoutSeed, samples: holdoutRows.length, accuracy: holdout.accuracy, macroF1: holdout.macroF1 },
+          holdout: {
+            seed: holdoutSeed,
+            samples: holdoutRows.length,
+            accuracy: holdout.accuracy,
+            macroF1: holdout.macroF1,
+          },
           trainMs: Math.round(trainMs),
           driftlineVersion: VERSION,
         },
@@ -210,7 +241,14 @@ async function main(): Promise<void> {
     trainMs: Math.round(r.trainMs),
     generateMs: Math.round(r.generateMs),
     validation: { accuracy: r.metadata.validation.accuracy, macroF1: r.metadata.validation.macroF1 },
-    holdout: { seed: r.holdoutSeed, samples: r.holdout.samples, accuracy: r.holdout.accuracy, macroF1: r.holdout.macroF1, perClassF1: r.holdout.perClassF1, logLoss: r.holdout.logLoss },
+    holdout: {
+      seed: r.holdoutSeed,
+      samples: r.holdout.samples,
+      accuracy: r.holdout.accuracy,
+      macroF1: r.holdout.macroF1,
+      perClassF1: r.holdout.perClassF1,
+      logLoss: r.holdout.logLoss,
+    },
   };
   process.stdout.write(`${JSON.stringify(line)}\n`);
   process.stdout.write(

@@ -2,8 +2,19 @@ import { randomUUID } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { BUS_TOPICS, type EventBus, type Subscription } from '../../common/bus/types.ts';
 import { DeadLetterSink } from '../../common/deadletter.ts';
-import { AccuracyMonitor, resolveAccuracyConfig, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
-import { DEFAULT_DRIFT_CONFIG, FeatureDriftDetector, resolveDriftConfig, type FeatureDriftConfig, type FeatureDriftStatus, type WindowReport } from '../../common/drift/feature-drift.ts';
+import {
+  AccuracyMonitor,
+  resolveAccuracyConfig,
+  type AccuracyMonitorConfig,
+} from '../../common/drift/accuracy-monitor.ts';
+import {
+  DEFAULT_DRIFT_CONFIG,
+  FeatureDriftDetector,
+  resolveDriftConfig,
+  type FeatureDriftConfig,
+  type FeatureDriftStatus,
+  type WindowReport,
+} from '../../common/drift/feature-drift.ts';
 import { DriftEpisodeManager } from '../../common/drift/episode.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import { ArtifactError, describeError, isRetriable } from '../../common/errors.ts';
@@ -30,9 +41,27 @@ import { MqttIngest, type EdgeIngest, type IngestHandlers } from './ingest.ts';
 import { LabelJoin } from './label-join.ts';
 import { createEdgeMetrics, type EdgeMetrics, type StatusKind } from './metrics.ts';
 import { ModelHolder, type ArtifactLoader } from './model-holder.ts';
-import type { AccuracyPort, ChampionRef, DriftPort, EpisodePort, IngestHooks, ModelChange, RegistryPort } from './ports.ts';
+import type {
+  AccuracyPort,
+  ChampionRef,
+  DriftPort,
+  EpisodePort,
+  IngestHooks,
+  ModelChange,
+  RegistryPort,
+} from './ports.ts';
 import { predictTelemetry } from './predict.ts';
-import { ClassMix, DEFAULT_HISTOGRAM_BINS, LatencyReservoir, MAX_HISTOGRAM_BINS, RecentWindows, checkWorkerId, finiteOrNull, sharedHistogram, windowFeatureStatus } from './status.ts';
+import {
+  ClassMix,
+  DEFAULT_HISTOGRAM_BINS,
+  LatencyReservoir,
+  MAX_HISTOGRAM_BINS,
+  RecentWindows,
+  checkWorkerId,
+  finiteOrNull,
+  sharedHistogram,
+  windowFeatureStatus,
+} from './status.ts';
 
 /** Default registered model name. */
 export const DEFAULT_MODEL_NAME = 'driftline-efficiency';
@@ -184,7 +213,9 @@ export function toModelChange(value: unknown): { change?: ModelChange; problem?:
   if (!parsed.ok) return { problem: parsed.reason };
   const e = parsed.value;
   if (e.type !== 'model-promoted' && e.type !== 'model-rolled-back') return {};
-  return { change: { type: e.type, modelName: e.modelName, version: e.version, correlationId: e.correlationId } };
+  return {
+    change: { type: e.type, modelName: e.modelName, version: e.version, correlationId: e.correlationId },
+  };
 }
 
 /** Wires model holder, batcher, drift detector, accuracy monitor and episode manager into one worker. Call `start()`. */
@@ -196,19 +227,33 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   const batchSize = options.batchSize ?? 64;
   const championPollMs = options.championPollMs ?? 10_000;
   const abort = new AbortController();
-  if (options.modelRegistry && !options.loader) throw new Error('createEdgeWorker: `loader` is required with `modelRegistry`');
+  if (options.modelRegistry && !options.loader)
+    throw new Error('createEdgeWorker: `loader` is required with `modelRegistry`');
   // Validate detector settings now (a RangeError naming the parameter), not when the first model arrives.
   const driftConfig = resolveDriftConfig(normalizeDriftConfig(options.driftConfig ?? {}));
   const accuracyConfig = resolveAccuracyConfig(options.accuracyConfig ?? {});
   const statusIntervalMs = nonNegativeInt('statusIntervalMs', options.statusIntervalMs ?? 1000, 86_400_000);
-  const driftWindowMinIntervalMs = nonNegativeInt('driftWindowMinIntervalMs', options.driftWindowMinIntervalMs ?? 250, 86_400_000);
-  const histogramBins = nonNegativeInt('histogramBins', options.histogramBins ?? DEFAULT_HISTOGRAM_BINS, MAX_HISTOGRAM_BINS);
+  const driftWindowMinIntervalMs = nonNegativeInt(
+    'driftWindowMinIntervalMs',
+    options.driftWindowMinIntervalMs ?? 250,
+    86_400_000,
+  );
+  const histogramBins = nonNegativeInt(
+    'histogramBins',
+    options.histogramBins ?? DEFAULT_HISTOGRAM_BINS,
+    MAX_HISTOGRAM_BINS,
+  );
   const workerId = checkWorkerId(options.workerId ?? options.mqtt?.clientId ?? 'edge-worker');
   const backend = options.backend ?? 'unknown';
 
   const holder = new ModelHolder({ logger, metrics, ...(options.loader ? { loader: options.loader } : {}) });
   let ingest: EdgeIngest;
-  const deadLetters = new DeadLetterSink({ source: 'edge-inference', logger, registry, publish: (topic, record) => ingest.publishDeadLetter(topic, record) });
+  const deadLetters = new DeadLetterSink({
+    source: 'edge-inference',
+    logger,
+    registry,
+    publish: (topic, record) => ingest.publishDeadLetter(topic, record),
+  });
   if (options.ingest) ingest = options.ingest;
   else if (options.mqtt) {
     const m = options.mqtt;
@@ -227,7 +272,10 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   } else throw new Error('createEdgeWorker needs `mqtt` or `ingest`');
   const busGroup = options.busGroup ?? `edge-${options.mqtt?.clientId ?? 'worker'}`;
 
-  const labelJoin = new LabelJoin<JoinRecord>({ maxPending: options.labelJoinMaxPending ?? 50_000, onOutcome: (outcome) => metrics.labelJoin.inc({ outcome }) });
+  const labelJoin = new LabelJoin<JoinRecord>({
+    maxPending: options.labelJoinMaxPending ?? 50_000,
+    onOutcome: (outcome) => metrics.labelJoin.inc({ outcome }),
+  });
   const pending = new Set<Promise<unknown>>();
   const track = (p: Promise<unknown>): void => {
     pending.add(p);
@@ -236,7 +284,13 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       () => pending.delete(p),
     );
   };
-  const counts = { predictions: 0, batches: 0, refusedFetches: 0, alarms: { covariate: 0, concept: 0 }, retrainRequests: 0 };
+  const counts = {
+    predictions: 0,
+    batches: 0,
+    refusedFetches: 0,
+    alarms: { covariate: 0, concept: 0 },
+    retrainRequests: 0,
+  };
   /** Rows seen by the worker: the sample clock of drift windows, retrain requests and labelled samples. */
   let sampleClock = 0;
   const refusedVersions = new Set<string>();
@@ -266,7 +320,9 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         if (drift) drift.reset(model.reference);
         else drift = new FeatureDriftDetector(model.reference, driftConfig);
       } catch (err) {
-        logger.error(`drift detection off for model ${version}: ${describeError(err)}`, { modelVersion: version });
+        logger.error(`drift detection off for model ${version}: ${describeError(err)}`, {
+          modelVersion: version,
+        });
         if (!options.drift) drift = undefined;
       }
     }
@@ -274,7 +330,9 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     const validationAccuracy = typeof acc === 'number' && acc > 0 && acc <= 1 ? acc : null;
     if (options.accuracy !== false) {
       if (validationAccuracy === null) {
-        logger.warn(`model ${version} has no usable validation accuracy; concept drift monitoring paused`, { modelVersion: version });
+        logger.warn(`model ${version} has no usable validation accuracy; concept drift monitoring paused`, {
+          modelVersion: version,
+        });
         if (!options.accuracy) accuracy = undefined;
       } else if (accuracy) accuracy.reset(validationAccuracy);
       else accuracy = new AccuracyMonitor(validationAccuracy, accuracyConfig);
@@ -282,7 +340,14 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     if (episodes) episodes.championLoaded(version, validationAccuracy);
     else {
       episodes = new DriftEpisodeManager(
-        { modelName, championVersion: version, validationAccuracy, ...(options.episodeTtlSamples !== undefined ? { episodeTtlSamples: options.episodeTtlSamples } : {}) },
+        {
+          modelName,
+          championVersion: version,
+          validationAccuracy,
+          ...(options.episodeTtlSamples !== undefined
+            ? { episodeTtlSamples: options.episodeTtlSamples }
+            : {}),
+        },
         { liveAccuracy: () => accuracy?.liveAccuracy ?? null, correlationId: () => alarmCorrelationId },
       );
     }
@@ -315,7 +380,12 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     const request = requestRetrain(alarm, log);
     // An alarm that attached to an open episode carries that episode's correlation id (no requestId: it asked for nothing).
     const open = request ? null : (episodes?.episode?.(sampleClock) ?? null);
-    publishAlarm(alarm, version, request?.correlationId ?? open?.correlationId ?? correlationId, request?.requestId);
+    publishAlarm(
+      alarm,
+      version,
+      request?.correlationId ?? open?.correlationId ?? correlationId,
+      request?.requestId,
+    );
   }
 
   /** The alarm to the episode manager; publishes and returns the retrain request when the alarm opened an episode. */
@@ -329,22 +399,44 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       return undefined;
     }
     if (!request) {
-      log.info('alarm joins an episode that already asked for a retrain; no new request', { action: 'retrain-request', outcome: 'skipped' });
+      log.info('alarm joins an episode that already asked for a retrain; no new request', {
+        action: 'retrain-request',
+        outcome: 'skipped',
+      });
       return undefined;
     }
     const checked = parseRetrainRequest(request);
     if (!checked.ok) {
-      log.error(`retrain request is invalid and was not published: ${checked.reason}`, { action: 'retrain-request', outcome: 'failure' });
+      log.error(`retrain request is invalid and was not published: ${checked.reason}`, {
+        action: 'retrain-request',
+        outcome: 'failure',
+      });
       return undefined;
     }
     const correlationId = checked.value.correlationId;
     counts.retrainRequests++;
     metrics.retrainRequests.inc();
-    log.info(`publishing retrain request ${checked.value.requestId}`, { action: 'retrain-request', requestId: checked.value.requestId, kind: alarm.kind });
+    log.info(`publishing retrain request ${checked.value.requestId}`, {
+      action: 'retrain-request',
+      requestId: checked.value.requestId,
+      kind: alarm.kind,
+    });
     track(
       options.bus.publish(BUS_TOPICS.retrainRequests, modelName, checked.value).then(
-        () => logger.info('retrain request published', { action: 'retrain-request', outcome: 'success', correlationId, requestId: checked.value.requestId }),
-        (err: unknown) => logger.error('retrain request could not be published', { action: 'retrain-request', outcome: 'failure', correlationId, err: describeError(err) }),
+        () =>
+          logger.info('retrain request published', {
+            action: 'retrain-request',
+            outcome: 'success',
+            correlationId,
+            requestId: checked.value.requestId,
+          }),
+        (err: unknown) =>
+          logger.error('retrain request could not be published', {
+            action: 'retrain-request',
+            outcome: 'failure',
+            correlationId,
+            err: describeError(err),
+          }),
       ),
     );
     return checked.value;
@@ -358,13 +450,26 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   }
 
   /** Validates `msg` with its schema (observers drop what does not match) and publishes it, not retained. */
-  function publishStatus(kind: StatusKind, topic: string, schema: { safeParse(v: unknown): { success: boolean; error?: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } } }, msg: unknown, qos: 0 | 1): void {
+  function publishStatus(
+    kind: StatusKind,
+    topic: string,
+    schema: {
+      safeParse(v: unknown): {
+        success: boolean;
+        error?: { issues: readonly { path: readonly PropertyKey[]; message: string }[] };
+      };
+    },
+    msg: unknown,
+    qos: 0 | 1,
+  ): void {
     if (!ingest.publishStatus) return;
     try {
       const checked = schema.safeParse(msg);
       if (!checked.success) {
         const issue = checked.error?.issues[0];
-        throw new Error(`message does not match its schema: ${issue?.path.map(String).join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+        throw new Error(
+          `message does not match its schema: ${issue?.path.map(String).join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+        );
       }
       track(
         ingest.publishStatus(topic, msg, qos).then(
@@ -380,7 +485,12 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     }
   }
 
-  function publishAlarm(alarm: DriftAlarm, modelVersion: string, correlationId: string, requestId: string | undefined): void {
+  function publishAlarm(
+    alarm: DriftAlarm,
+    modelVersion: string,
+    correlationId: string,
+    requestId: string | undefined,
+  ): void {
     const msg: DriftAlarmMessage = {
       workerId,
       kind: alarm.kind,
@@ -402,7 +512,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   function windowTap(d: DriftPort): RecentWindows | undefined {
     if (recentWindowsOf !== d) {
       recentWindowsOf = d;
-      recentWindows = histogramBins > 0 && ingest.publishStatus && d.config ? new RecentWindows(d.config) : undefined;
+      recentWindows =
+        histogramBins > 0 && ingest.publishStatus && d.config ? new RecentWindows(d.config) : undefined;
     }
     return recentWindows;
   }
@@ -485,21 +596,37 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       bus: options.bus.kind,
       registry: options.modelRegistry ? (options.modelRegistry.kind ?? 'unknown') : 'none',
     };
-    lastStatus = { at: now, messagesIn: status.messagesIn, predictions: counts.predictions, batches: counts.batches };
+    lastStatus = {
+      at: now,
+      messagesIn: status.messagesIn,
+      predictions: counts.predictions,
+      batches: counts.batches,
+    };
     return msg;
   }
 
   function publishEdgeStatus(stopping = false): void {
     if (!ingest.publishStatus) return;
     try {
-      publishStatus('edge-status', STATUS_TOPICS.edgeStatus(workerId), edgeStatusMessageSchema, edgeStatus(stopping), 0);
+      publishStatus(
+        'edge-status',
+        STATUS_TOPICS.edgeStatus(workerId),
+        edgeStatusMessageSchema,
+        edgeStatus(stopping),
+        0,
+      );
     } catch (err) {
       statusFailed('edge-status', err);
     }
   }
 
   function startStatus(): void {
-    lastStatus = { at: Date.now(), messagesIn: status.messagesIn, predictions: counts.predictions, batches: counts.batches };
+    lastStatus = {
+      at: Date.now(),
+      messagesIn: status.messagesIn,
+      predictions: counts.predictions,
+      batches: counts.batches,
+    };
     latencies.drain();
     if (statusIntervalMs <= 0 || !ingest.publishStatus) return;
     statusTimer = setInterval(() => publishEdgeStatus(), statusIntervalMs);
@@ -527,8 +654,20 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     } catch (err) {
       // The messages were acknowledged already: keep them in the dead-letter topic rather than lose them.
       metrics.batchErrors.inc();
-      logger.error(`predict failed on a batch of ${batch.length}; dead-lettering it`, { batchId: info.id, modelVersion: lease.version, err: describeError(err) });
-      for (const t of batch) track(deadLetters.reject(TOPICS.telemetry(t.machineId), JSON.stringify(t), 'predict_failed', `model ${lease.version}: ${describeError(err)}`));
+      logger.error(`predict failed on a batch of ${batch.length}; dead-lettering it`, {
+        batchId: info.id,
+        modelVersion: lease.version,
+        err: describeError(err),
+      });
+      for (const t of batch)
+        track(
+          deadLetters.reject(
+            TOPICS.telemetry(t.machineId),
+            JSON.stringify(t),
+            'predict_failed',
+            `model ${lease.version}: ${describeError(err)}`,
+          ),
+        );
       return;
     } finally {
       lease.release();
@@ -548,7 +687,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       track(
         ingest.publishPrediction(p).catch((err: unknown) => {
           metrics.publishFailures.inc();
-          logger.error('prediction publish failed', { machineId: p.machineId, seq: p.seq, err: describeError(err) });
+          logger.error('prediction publish failed', {
+            machineId: p.machineId,
+            seq: p.seq,
+            err: describeError(err),
+          });
         }),
       );
       const sampleIndex = sampleClock++;
@@ -570,7 +713,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
           if (u.tested) {
             tested = true;
             metrics.driftWindows.inc();
-            if (u.window.rejected.length > 0) logger.debug('drift window rejected', { groupKey: u.window.groupKey, rejected: u.window.rejected });
+            if (u.window.rejected.length > 0)
+              logger.debug('drift window rejected', {
+                groupKey: u.window.groupKey,
+                rejected: u.window.rejected,
+              });
             if (!drift.featureSummary) exportDrift(u.window.features);
             publishWindow(u.window);
           }
@@ -608,9 +755,13 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
           if (list) list.push(s);
           else byMachine.set(s.machineId, [s]);
         }
-        for (const [machineId, list] of byMachine) await options.bus.publish(BUS_TOPICS.labelledSamples, machineId, { samples: list });
+        for (const [machineId, list] of byMachine)
+          await options.bus.publish(BUS_TOPICS.labelledSamples, machineId, { samples: list });
       } catch (err) {
-        logger.error('labelled samples could not be published', { samples: samples.length, err: describeError(err) });
+        logger.error('labelled samples could not be published', {
+          samples: samples.length,
+          err: describeError(err),
+        });
       }
     },
     logger,
@@ -637,7 +788,10 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   /** A predicted reading with its label: publish the labelled sample, score the prediction. */
   function completeSample(rec: Required<JoinRecord>): Promise<void> | undefined {
     const t = rec.telemetry;
-    const row = { operationMode: t.operationMode, ...(Object.fromEntries(FEATURES.map((f) => [f, t[f]])) as Record<(typeof FEATURES)[number], number>) };
+    const row = {
+      operationMode: t.operationMode,
+      ...(Object.fromEntries(FEATURES.map((f) => [f, t[f]])) as Record<(typeof FEATURES)[number], number>),
+    };
     const sample: LabelledSample = {
       machineId: t.machineId,
       seq: t.seq,
@@ -651,7 +805,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     // Only predictions of the model now serving count towards its live accuracy.
     if (accuracy && rec.modelVersion === holder.version) {
       try {
-        const alarm = accuracy.recordOutcome(rec.predicted === rec.label, { ts: t.ts, sampleIndex: rec.sampleIndex, actual: rec.label });
+        const alarm = accuracy.recordOutcome(rec.predicted === rec.label, {
+          ts: t.ts,
+          sampleIndex: rec.sampleIndex,
+          actual: rec.label,
+        });
         const live = accuracy.liveAccuracy;
         metrics.liveAccuracy.set(live ?? Number.NaN);
         if (alarm) onAlarm(alarm);
@@ -681,7 +839,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     }
     // With groupBy 'all' the one window keeps its rows; from now on it fills with this worker's current machines only.
     // Predictions of these machines still waiting for a label stay in the bounded join until evicted: their labels now go to the new owner.
-    logger.info(`forgetting ${machineIds.length} machine(s) moved to another worker`, { action: 'forget-machines', machines: machineIds.length, driftGroupsDropped: dropped });
+    logger.info(`forgetting ${machineIds.length} machine(s) moved to another worker`, {
+      action: 'forget-machines',
+      machines: machineIds.length,
+      driftGroupsDropped: dropped,
+    });
     return dropped;
   }
 
@@ -700,7 +862,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         refusedVersions.add(version);
         counts.refusedFetches++;
         metrics.loadsRefused.inc({ reason: 'artifact_invalid' });
-        log.error(`model load refused (${describeError(err)}); keeping ${holder.version ?? 'no model'}`, { action: 'model-load', outcome: 'failure', modelVersion: version });
+        log.error(`model load refused (${describeError(err)}); keeping ${holder.version ?? 'no model'}`, {
+          action: 'model-load',
+          outcome: 'failure',
+          modelVersion: version,
+        });
         return false;
       }
       throw err;
@@ -712,7 +878,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
 
   async function onModelChange(change: ModelChange): Promise<void> {
     if (change.modelName !== modelName) return;
-    logger.info(`${change.type}: ${change.modelName}@${change.version}`, { action: change.type, modelVersion: change.version, correlationId: change.correlationId });
+    logger.info(`${change.type}: ${change.modelName}@${change.version}`, {
+      action: change.type,
+      modelVersion: change.version,
+      correlationId: change.correlationId,
+    });
     // An explicit event retries a version refused earlier (its artifact may have been repaired).
     refusedVersions.delete(change.version);
     await loadVersion(change.version, change.correlationId);
@@ -721,8 +891,12 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   async function waitForChampion(): Promise<void> {
     const reg = options.modelRegistry;
     if (!reg) {
-      if (!holder.current) logger.warn('no model registry and no initial model: waiting for a model (not ready)');
-      await Promise.race([holder.waitForModel(), new Promise((r) => abort.signal.addEventListener('abort', r, { once: true }))]);
+      if (!holder.current)
+        logger.warn('no model registry and no initial model: waiting for a model (not ready)');
+      await Promise.race([
+        holder.waitForModel(),
+        new Promise((r) => abort.signal.addEventListener('abort', r, { once: true })),
+      ]);
       return;
     }
     let announced: string | undefined;
@@ -731,7 +905,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       try {
         const champion = await reg.getChampion(modelName);
         if (!champion) note = `no champion for ${modelName} yet; waiting (not ready)`;
-        else if (refusedVersions.has(champion.version)) note = `champion ${modelName}@${champion.version} was refused; waiting for another (not ready)`;
+        else if (refusedVersions.has(champion.version))
+          note = `champion ${modelName}@${champion.version} was refused; waiting for another (not ready)`;
         else if (await loadVersion(champion.version)) break;
       } catch (err) {
         note = `registry not available (${describeError(err)}); retrying (not ready)`;
@@ -748,25 +923,44 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   let unwatch: (() => void) | undefined;
   let followQueue: Promise<unknown> = Promise.resolve();
   function onChampionSeen(champion: ChampionRef | undefined): void {
-    if (!champion || abort.signal.aborted || champion.version === holder.version || refusedVersions.has(champion.version)) return;
+    if (
+      !champion ||
+      abort.signal.aborted ||
+      champion.version === holder.version ||
+      refusedVersions.has(champion.version)
+    )
+      return;
     followQueue = followQueue
       .then(async () => {
         if (abort.signal.aborted || champion.version === holder.version) return;
-        logger.info(`registry champion is ${champion.version}, serving ${holder.version ?? 'none'}: loading`, { action: 'model-follow' });
+        logger.info(
+          `registry champion is ${champion.version}, serving ${holder.version ?? 'none'}: loading`,
+          { action: 'model-follow' },
+        );
         await loadVersion(champion.version);
       })
-      .catch((err: unknown) => logger.warn('following the registry champion failed; will retry', { err: describeError(err) }));
+      .catch((err: unknown) =>
+        logger.warn('following the registry champion failed; will retry', { err: describeError(err) }),
+      );
   }
   function followChampion(): void {
     const reg = options.modelRegistry;
     if (!reg || championPollMs <= 0) return;
     if (reg.watchChampion) {
       // emitInitial: a champion that changed between the start-up load and the first poll is not missed.
-      unwatch = reg.watchChampion(modelName, onChampionSeen, { intervalMs: championPollMs, emitInitial: true, onError: (err) => logger.debug('champion watch failed', { err: describeError(err) }) });
+      unwatch = reg.watchChampion(modelName, onChampionSeen, {
+        intervalMs: championPollMs,
+        emitInitial: true,
+        onError: (err) => logger.debug('champion watch failed', { err: describeError(err) }),
+      });
       return;
     }
     const timer = setInterval(() => {
-      reg.getChampion(modelName).then(onChampionSeen, (err: unknown) => logger.debug('champion poll failed', { err: describeError(err) }));
+      reg
+        .getChampion(modelName)
+        .then(onChampionSeen, (err: unknown) =>
+          logger.debug('champion poll failed', { err: describeError(err) }),
+        );
     }, championPollMs);
     timer.unref();
     unwatch = () => clearInterval(timer);
@@ -814,29 +1008,50 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
           logger,
           ...(h.maxRows !== undefined ? { maxRows: h.maxRows } : {}),
           ...(h.maxBodyBytes !== undefined ? { maxBodyBytes: h.maxBodyBytes } : {}),
-          ready: () => ({ ready: worker.ready(), detail: { model: holder.version ?? null, mqtt: ingest.connected ? 'connected' : 'disconnected' } }),
+          ready: () => ({
+            ready: worker.ready(),
+            detail: { model: holder.version ?? null, mqtt: ingest.connected ? 'connected' : 'disconnected' },
+          }),
           health: () => ({ model: holder.version ?? null, queued: batcher.size }),
         });
         logger.info(`edge http listening on ${h.host ?? '127.0.0.1'}:${http.port}`, { port: http.port });
       }
       if (options.modelRegistry) {
-        modelEvents = await options.bus.subscribe(BUS_TOPICS.modelEvents, { group: busGroup, fromBeginning: false }, async (msg) => {
-          const { change, problem } = toModelChange(msg.value);
-          if (problem) logger.warn(`ignoring a malformed model event: ${problem}`, { offset: msg.offset });
-          if (!change || abort.signal.aborted) return;
-          try {
-            await onModelChange(change);
-          } catch (err) {
-            logger.error('model event could not be applied', { correlationId: change.correlationId, err: describeError(err) });
-            if (isRetriable(err)) throw err;
-          }
-        });
+        modelEvents = await options.bus.subscribe(
+          BUS_TOPICS.modelEvents,
+          { group: busGroup, fromBeginning: false },
+          async (msg) => {
+            const { change, problem } = toModelChange(msg.value);
+            if (problem) logger.warn(`ignoring a malformed model event: ${problem}`, { offset: msg.offset });
+            if (!change || abort.signal.aborted) return;
+            try {
+              await onModelChange(change);
+            } catch (err) {
+              logger.error('model event could not be applied', {
+                correlationId: change.correlationId,
+                err: describeError(err),
+              });
+              if (isRetriable(err)) throw err;
+            }
+          },
+        );
       }
-      if (options.initialModel) holder.swap(options.initialModel, options.initialModelVersion ?? options.initialModel.metadata.version);
+      if (options.initialModel)
+        holder.swap(
+          options.initialModel,
+          options.initialModelVersion ?? options.initialModel.metadata.version,
+        );
       await waitForChampion();
       if (abort.signal.aborted) return;
       try {
-        const handlers: IngestHandlers & IngestHooks = { telemetry: onTelemetry, label: onLabel, drain, forgetMachines, deadLetters, metrics };
+        const handlers: IngestHandlers & IngestHooks = {
+          telemetry: onTelemetry,
+          label: onLabel,
+          drain,
+          forgetMachines,
+          deadLetters,
+          metrics,
+        };
         await ingest.start(handlers);
       } catch (err) {
         if (abort.signal.aborted) return; // stop() while connecting
@@ -844,7 +1059,12 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       }
       followChampion();
       startStatus();
-      logger.info(`edge worker consuming: serving ${modelName}@${holder.version ?? '?'}`, { action: 'start', outcome: 'success', modelVersion: holder.version, bus: options.bus.kind });
+      logger.info(`edge worker consuming: serving ${modelName}@${holder.version ?? '?'}`, {
+        action: 'start',
+        outcome: 'success',
+        modelVersion: holder.version,
+        bus: options.bus.kind,
+      });
     },
 
     stop() {
@@ -865,7 +1085,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         await ingest.close();
         await holder.close();
         await http?.close();
-        logger.info('edge worker stopped', { action: 'stop', predictions: counts.predictions, batches: counts.batches });
+        logger.info('edge worker stopped', {
+          action: 'stop',
+          predictions: counts.predictions,
+          batches: counts.batches,
+        });
       })();
       return stopping;
     },
@@ -877,7 +1101,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
 const MAX_RATE_LIMITED_GROUPS = 4096;
 
 function nonNegativeInt(name: string, v: number, max: number): number {
-  if (!Number.isInteger(v) || v < 0 || v > max) throw new RangeError(`createEdgeWorker: ${name} must be an integer in [0, ${max}], got ${String(v)}`);
+  if (!Number.isInteger(v) || v < 0 || v > max)
+    throw new RangeError(`createEdgeWorker: ${name} must be an integer in [0, ${max}], got ${String(v)}`);
   return v;
 }
 

@@ -1,4 +1,14 @@
-import { bool, int, list, loadConfig, num, oneOf, optionalUrl, str, type ConfigOf } from '../../common/config/env.ts';
+import {
+  bool,
+  int,
+  list,
+  loadConfig,
+  num,
+  oneOf,
+  optionalUrl,
+  str,
+  type ConfigOf,
+} from '../../common/config/env.ts';
 
 /**
  * Settings of the retrainer, read from the environment by `main.ts` and
@@ -14,59 +24,164 @@ export const retrainerConfigSpec = {
     allowed: "letters, digits, '.', '_' and '-'",
   }),
   /** Directory of the embedded model registry (used unless MLFLOW_TRACKING_URI is set). */
-  registryDir: str('REGISTRY_DIR', { description: 'directory of the embedded model registry', default: '.driftline/registry' }),
+  registryDir: str('REGISTRY_DIR', {
+    description: 'directory of the embedded model registry',
+    default: '.driftline/registry',
+  }),
   /** Directory of the embedded labelled-sample store. */
-  samplesDir: str('SAMPLES_DIR', { description: 'directory of the embedded labelled-sample store', default: '.driftline/samples' }),
+  samplesDir: str('SAMPLES_DIR', {
+    description: 'directory of the embedded labelled-sample store',
+    default: '.driftline/samples',
+  }),
   /** Samples retained by the embedded sample store; the oldest segments are deleted beyond it. */
-  samplesMax: int('SAMPLES_MAX', { description: 'labelled samples kept on disk (oldest segments deleted beyond)', default: 500_000, min: 1000 }),
+  samplesMax: int('SAMPLES_MAX', {
+    description: 'labelled samples kept on disk (oldest segments deleted beyond)',
+    default: 500_000,
+    min: 1000,
+  }),
   /** Directory of the retrainer's own state (handled request ids). */
-  stateDir: str('RETRAINER_STATE_DIR', { description: 'directory of the retrainer state (handled request ids)', default: '.driftline/retrainer' }),
+  stateDir: str('RETRAINER_STATE_DIR', {
+    description: 'directory of the retrainer state (handled request ids)',
+    default: '.driftline/retrainer',
+  }),
   /** Fewest recent samples a retrain needs; fewer and the request waits for more data. */
-  minSamples: int('RETRAIN_MIN_SAMPLES', { description: 'fewest recent (post-drift) samples to train on', default: 2000, min: 20 }),
+  minSamples: int('RETRAIN_MIN_SAMPLES', {
+    description: 'fewest recent (post-drift) samples to train on',
+    default: 2000,
+    min: 20,
+  }),
   /** Most recent samples used (the newest of the window). */
-  maxSamples: int('RETRAIN_MAX_SAMPLES', { description: 'most recent samples used from the window (newest kept)', default: 20_000, min: 20 }),
+  maxSamples: int('RETRAIN_MAX_SAMPLES', {
+    description: 'most recent samples used from the window (newest kept)',
+    default: 20_000,
+    min: 20,
+  }),
   /** Share of older (pre-window) data in the training set after covariate drift. */
-  oldDataShare: num('RETRAIN_OLD_DATA_SHARE', { description: 'share of pre-drift samples mixed into training after covariate drift', default: 0.2, min: 0, max: 0.9 }),
+  oldDataShare: num('RETRAIN_OLD_DATA_SHARE', {
+    description: 'share of pre-drift samples mixed into training after covariate drift',
+    default: 0.2,
+    min: 0,
+    max: 0.9,
+  }),
   /** Share of older data after concept drift (old samples carry the old labelling: default none). */
-  oldDataShareConcept: num('RETRAIN_OLD_DATA_SHARE_CONCEPT', { description: 'share of pre-drift samples mixed into training after concept drift', default: 0, min: 0, max: 0.9 }),
+  oldDataShareConcept: num('RETRAIN_OLD_DATA_SHARE_CONCEPT', {
+    description: 'share of pre-drift samples mixed into training after concept drift',
+    default: 0,
+    min: 0,
+    max: 0.9,
+  }),
   /** Share of the recent window held out for the champion/challenger comparison. */
-  holdoutShare: num('RETRAIN_HOLDOUT_SHARE', { description: 'share of the recent window held out to compare champion and challenger', default: 0.15, min: 0.05, max: 0.5 }),
+  holdoutShare: num('RETRAIN_HOLDOUT_SHARE', {
+    description: 'share of the recent window held out to compare champion and challenger',
+    default: 0.15,
+    min: 0.05,
+    max: 0.5,
+  }),
   /** Share of the recent window used for validation (early stopping/best epoch). */
-  validationShare: num('RETRAIN_VALIDATION_SHARE', { description: 'share of the recent window used for validation', default: 0.15, min: 0.05, max: 0.5 }),
+  validationShare: num('RETRAIN_VALIDATION_SHARE', {
+    description: 'share of the recent window used for validation',
+    default: 0.15,
+    min: 0.05,
+    max: 0.5,
+  }),
   /** Training epochs. */
   epochs: int('RETRAIN_EPOCHS', { description: 'training epochs', default: 40, min: 1, max: 1000 }),
   /** Mini-batch size. */
   batchSize: int('RETRAIN_BATCH_SIZE', { description: 'mini-batch size', default: 64, min: 1, max: 65_536 }),
   /** Initial Adam learning rate. */
-  learningRate: num('RETRAIN_LEARNING_RATE', { description: 'initial Adam learning rate', default: 0.01, min: 1e-6, max: 1 }),
+  learningRate: num('RETRAIN_LEARNING_RATE', {
+    description: 'initial Adam learning rate',
+    default: 0.01,
+    min: 1e-6,
+    max: 1,
+  }),
   /** Seed of the split, the shuffles and the initialisers. */
-  seed: int('RETRAIN_SEED', { description: 'seed of the data split and the training', default: 42, min: 0, max: 2 ** 31 - 1 }),
+  seed: int('RETRAIN_SEED', {
+    description: 'seed of the data split and the training',
+    default: 42,
+    min: 0,
+    max: 2 ** 31 - 1,
+  }),
   /** Class weighting of the loss. */
-  warmStart: bool('RETRAIN_WARM_START', { description: "fine-tune from the champion's weights and scaler instead of training from scratch", default: true }),
-  warmLearningRate: num('RETRAIN_WARM_LEARNING_RATE', { description: 'initial Adam learning rate when warm-starting from the champion', default: 0.003, min: 1e-6, max: 1 }),
-  classWeight: oneOf('RETRAIN_CLASS_WEIGHT', ['none', 'balanced'] as const, { description: 'class weighting of the training loss', default: 'none' }),
+  warmStart: bool('RETRAIN_WARM_START', {
+    description: "fine-tune from the champion's weights and scaler instead of training from scratch",
+    default: true,
+  }),
+  warmLearningRate: num('RETRAIN_WARM_LEARNING_RATE', {
+    description: 'initial Adam learning rate when warm-starting from the champion',
+    default: 0.003,
+    min: 1e-6,
+    max: 1,
+  }),
+  classWeight: oneOf('RETRAIN_CLASS_WEIGHT', ['none', 'balanced'] as const, {
+    description: 'class weighting of the training loss',
+    default: 'none',
+  }),
   /** Time limit of one training, ms; the worker is terminated beyond it. */
-  timeoutMs: int('RETRAIN_TIMEOUT_MS', { description: 'time limit of one training (ms); the worker is terminated beyond it', default: 120_000, min: 100 }),
+  timeoutMs: int('RETRAIN_TIMEOUT_MS', {
+    description: 'time limit of one training (ms); the worker is terminated beyond it',
+    default: 120_000,
+    min: 100,
+  }),
   /** Wait before asking the store again when a window has too few samples, ms. */
-  dataRetryMs: int('RETRAIN_DATA_RETRY_MS', { description: 'wait before retrying a request that had too few samples (ms)', default: 5_000, min: 10 }),
+  dataRetryMs: int('RETRAIN_DATA_RETRY_MS', {
+    description: 'wait before retrying a request that had too few samples (ms)',
+    default: 5_000,
+    min: 10,
+  }),
   /** Attempts for a request that has too few samples before it is given up. */
-  dataMaxAttempts: int('RETRAIN_DATA_MAX_ATTEMPTS', { description: 'attempts before a request with too few samples is given up', default: 24, min: 1, max: 1000 }),
+  dataMaxAttempts: int('RETRAIN_DATA_MAX_ATTEMPTS', {
+    description: 'attempts before a request with too few samples is given up',
+    default: 24,
+    min: 1,
+    max: 1000,
+  }),
   /** Train on the service's own thread instead of a worker thread (debugging). */
-  inThread: bool('RETRAIN_IN_THREAD', { description: 'train on the main thread instead of a worker thread (debugging only)', default: false }),
+  inThread: bool('RETRAIN_IN_THREAD', {
+    description: 'train on the main thread instead of a worker thread (debugging only)',
+    default: false,
+  }),
   /** Minimum accuracy gain over the champion for a promotion. */
-  minGain: num('PROMOTION_MIN_GAIN', { description: 'minimum holdout accuracy gain over the champion to promote', default: 0.005, min: 0, max: 1 }),
+  minGain: num('PROMOTION_MIN_GAIN', {
+    description: 'minimum holdout accuracy gain over the champion to promote',
+    default: 0.005,
+    min: 0,
+    max: 1,
+  }),
   /** Largest tolerated macro-F1 drop versus the champion. */
-  maxMacroF1Drop: num('PROMOTION_MAX_MACRO_F1_DROP', { description: 'largest tolerated holdout macro-F1 drop versus the champion', default: 0.01, min: 0, max: 1 }),
+  maxMacroF1Drop: num('PROMOTION_MAX_MACRO_F1_DROP', {
+    description: 'largest tolerated holdout macro-F1 drop versus the champion',
+    default: 0.01,
+    min: 0,
+    max: 1,
+  }),
   /** Accuracy floor a challenger must clear. */
-  minAccuracy: num('PROMOTION_MIN_ACCURACY', { description: 'holdout accuracy a challenger must reach to be promoted', default: 0.9, min: 0, max: 1 }),
+  minAccuracy: num('PROMOTION_MIN_ACCURACY', {
+    description: 'holdout accuracy a challenger must reach to be promoted',
+    default: 0.9,
+    min: 0,
+    max: 1,
+  }),
   /** Port of /healthz, /readyz and /metrics. */
-  httpPort: int('RETRAINER_HTTP_PORT', { description: 'port of /healthz, /readyz and /metrics (0: any free port)', default: 9103, min: 0, max: 65_535 }),
+  httpPort: int('RETRAINER_HTTP_PORT', {
+    description: 'port of /healthz, /readyz and /metrics (0: any free port)',
+    default: 9103,
+    min: 0,
+    max: 65_535,
+  }),
   /** Interface of the ops server. */
   httpHost: str('RETRAINER_HTTP_HOST', { description: 'interface of the ops server', default: '127.0.0.1' }),
   /** Kafka brokers; empty: the in-process bus (Kafka factory arrives later). */
-  kafkaBrokers: list('KAFKA_BROKERS', { description: 'Kafka brokers host:port,…; unset uses the embedded in-process bus', pattern: /^[^\s,]+:\d+$/, allowed: 'host:port,host:port' }),
+  kafkaBrokers: list('KAFKA_BROKERS', {
+    description: 'Kafka brokers host:port,…; unset uses the embedded in-process bus',
+    pattern: /^[^\s,]+:\d+$/,
+    allowed: 'host:port,host:port',
+  }),
   /** MLflow tracking server; unset: the directory registry. */
-  mlflowTrackingUri: optionalUrl('MLFLOW_TRACKING_URI', { description: 'MLflow tracking server; unset uses the embedded directory registry', protocols: ['http:', 'https:'] }),
+  mlflowTrackingUri: optionalUrl('MLFLOW_TRACKING_URI', {
+    description: 'MLflow tracking server; unset uses the embedded directory registry',
+    protocols: ['http:', 'https:'],
+  }),
 };
 
 /** The retrainer's validated settings. */
@@ -79,6 +194,8 @@ export function defaultRetrainerConfig(): RetrainerConfig {
 
 /** Defaults overlaid with `overrides` (the programmatic API takes partial configs). */
 export function resolveRetrainerConfig(overrides: Partial<RetrainerConfig> = {}): RetrainerConfig {
-  const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) as Partial<RetrainerConfig>;
+  const defined = Object.fromEntries(
+    Object.entries(overrides).filter(([, v]) => v !== undefined),
+  ) as Partial<RetrainerConfig>;
   return { ...defaultRetrainerConfig(), ...defined };
 }

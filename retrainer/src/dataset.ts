@@ -100,7 +100,10 @@ export class NotEnoughDataError extends DriftlineError {
   readonly available: number;
   readonly required: number;
   constructor(available: number, required: number) {
-    super(`not enough data yet: ${available} of ${required} samples in the window`, { code: 'NOT_ENOUGH_DATA', retriable: true });
+    super(`not enough data yet: ${available} of ${required} samples in the window`, {
+      code: 'NOT_ENOUGH_DATA',
+      retriable: true,
+    });
     this.available = available;
     this.required = required;
   }
@@ -110,7 +113,10 @@ const toRow = (s: LabelledSample): LabelledRow => ({ row: s.row, label: s.label 
 
 /** Sorts samples by (ts, machineId, seq) so a split does not depend on arrival order. */
 export function canonicalOrder(samples: readonly LabelledSample[]): LabelledSample[] {
-  return [...samples].sort((a, b) => a.ts - b.ts || (a.machineId < b.machineId ? -1 : a.machineId > b.machineId ? 1 : 0) || a.seq - b.seq);
+  return [...samples].sort(
+    (a, b) =>
+      a.ts - b.ts || (a.machineId < b.machineId ? -1 : a.machineId > b.machineId ? 1 : 0) || a.seq - b.seq,
+  );
 }
 
 /** The split of {@link splitRecent}. */
@@ -129,9 +135,18 @@ export interface RecentSplit {
  * `round(n_c · share)` to the holdout and validation, at least one sample
  * each when the class has three or more.
  */
-export function splitRecent(recent: readonly LabelledSample[], options: Pick<DatasetOptions, 'holdoutShare' | 'validationShare' | 'seed'>): RecentSplit {
-  if (!(options.holdoutShare > 0 && options.validationShare > 0 && options.holdoutShare + options.validationShare < 1)) {
-    throw new RangeError(`holdoutShare and validationShare must be positive and sum to less than 1, got ${options.holdoutShare} and ${options.validationShare}`);
+export function splitRecent(
+  recent: readonly LabelledSample[],
+  options: Pick<DatasetOptions, 'holdoutShare' | 'validationShare' | 'seed'>,
+): RecentSplit {
+  if (!(
+    options.holdoutShare > 0 &&
+    options.validationShare > 0 &&
+    options.holdoutShare + options.validationShare < 1
+  )) {
+    throw new RangeError(
+      `holdoutShare and validationShare must be positive and sum to less than 1, got ${options.holdoutShare} and ${options.validationShare}`,
+    );
   }
   const rng = new Rng(options.seed);
   const out: RecentSplit = { train: [], validation: [], holdout: [] };
@@ -176,7 +191,11 @@ export function olderQuery(window: SampleWindow, limit: number): SampleWindowQue
 }
 
 /** Reads the window from `store` and builds the dataset (see the module comment). */
-export async function buildDataset(store: LabelledSampleStore, request: DatasetRequest, options: DatasetOptions): Promise<Dataset> {
+export async function buildDataset(
+  store: LabelledSampleStore,
+  request: DatasetRequest,
+  options: DatasetOptions,
+): Promise<Dataset> {
   const recent = await store.readWindow(recentQuery(request, options.maxSamples));
   if (recent.length < options.minSamples) throw new NotEnoughDataError(recent.length, options.minSamples);
   const split = splitRecent(recent, options);

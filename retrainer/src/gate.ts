@@ -26,10 +26,15 @@ export interface GateConfig {
   minAccuracy: number;
 }
 
-export const DEFAULT_GATE: Readonly<GateConfig> = Object.freeze({ minGain: 0.005, maxMacroF1Drop: 0.01, minAccuracy: 0.9 });
+export const DEFAULT_GATE: Readonly<GateConfig> = Object.freeze({
+  minGain: 0.005,
+  maxMacroF1Drop: 0.01,
+  minAccuracy: 0.9,
+});
 
 /** Why a challenger was rejected; used as a metric label. */
-export type RejectionCause = 'below-floor' | 'not-better' | 'within-margin' | 'macro-f1-drop' | 'invalid-metrics';
+export type RejectionCause =
+  'below-floor' | 'not-better' | 'within-margin' | 'macro-f1-drop' | 'invalid-metrics';
 
 /** The outcome of {@link decidePromotion}. */
 export interface GateDecision {
@@ -50,10 +55,21 @@ const pp = (x: number): string => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)} p
 const f4 = (x: number): string => x.toFixed(4);
 
 /** Decides whether `challenger` replaces `champion` (undefined: no champion yet). */
-export function decidePromotion(champion: EvalMetrics | undefined, challenger: EvalMetrics, config: GateConfig = DEFAULT_GATE): GateDecision {
-  const finite = (m: EvalMetrics): boolean => Number.isFinite(m.accuracy) && Number.isFinite(m.macroF1) && m.samples > 0;
+export function decidePromotion(
+  champion: EvalMetrics | undefined,
+  challenger: EvalMetrics,
+  config: GateConfig = DEFAULT_GATE,
+): GateDecision {
+  const finite = (m: EvalMetrics): boolean =>
+    Number.isFinite(m.accuracy) && Number.isFinite(m.macroF1) && m.samples > 0;
   if (!finite(challenger) || (champion && !finite(champion))) {
-    return { promote: false, reason: 'metrics are missing or not finite (empty holdout?)', causes: ['invalid-metrics'], accuracyGain: 0, macroF1Delta: 0 };
+    return {
+      promote: false,
+      reason: 'metrics are missing or not finite (empty holdout?)',
+      causes: ['invalid-metrics'],
+      accuracyGain: 0,
+      macroF1Delta: 0,
+    };
   }
   if (champion && champion.samples !== challenger.samples) {
     return {
@@ -68,7 +84,9 @@ export function decidePromotion(champion: EvalMetrics | undefined, challenger: E
   const problems: string[] = [];
   if (challenger.accuracy < config.minAccuracy) {
     causes.push('below-floor');
-    problems.push(`challenger accuracy ${pct(challenger.accuracy)} is below the floor ${pct(config.minAccuracy)}`);
+    problems.push(
+      `challenger accuracy ${pct(challenger.accuracy)} is below the floor ${pct(config.minAccuracy)}`,
+    );
   }
   const gain = champion ? challenger.accuracy - champion.accuracy : challenger.accuracy;
   const f1Delta = champion ? challenger.macroF1 - champion.macroF1 : 0;
@@ -83,10 +101,13 @@ export function decidePromotion(champion: EvalMetrics | undefined, challenger: E
     }
     if (f1Delta < -config.maxMacroF1Drop) {
       causes.push('macro-f1-drop');
-      problems.push(`macro-F1 drops from ${f4(champion.macroF1)} to ${f4(challenger.macroF1)} (tolerance ${f4(config.maxMacroF1Drop)})`);
+      problems.push(
+        `macro-F1 drops from ${f4(champion.macroF1)} to ${f4(challenger.macroF1)} (tolerance ${f4(config.maxMacroF1Drop)})`,
+      );
     }
   }
-  if (causes.length > 0) return { promote: false, reason: problems.join('; '), causes, accuracyGain: gain, macroF1Delta: f1Delta };
+  if (causes.length > 0)
+    return { promote: false, reason: problems.join('; '), causes, accuracyGain: gain, macroF1Delta: f1Delta };
   const reason = champion
     ? `challenger accuracy ${pct(challenger.accuracy)} beats champion ${pct(champion.accuracy)} by ${pp(gain)} (min ${pp(config.minGain)}), macro-F1 ${f4(challenger.macroF1)} vs ${f4(champion.macroF1)}, floor ${pct(config.minAccuracy)} cleared`
     : `no champion yet; challenger accuracy ${pct(challenger.accuracy)} clears the floor ${pct(config.minAccuracy)}`;

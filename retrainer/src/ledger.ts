@@ -17,9 +17,25 @@ import { isErrno, writeFileAtomic } from '../../common/samples/atomic.ts';
  */
 
 /** Where a request stands. `queued`/`waiting-for-data`/`running` are resumed after a restart; the rest are final. */
-export type RequestStatus = 'queued' | 'waiting-for-data' | 'running' | 'promoted' | 'rejected' | 'failed' | 'timed-out' | 'insufficient-data' | 'coalesced';
+export type RequestStatus =
+  | 'queued'
+  | 'waiting-for-data'
+  | 'running'
+  | 'promoted'
+  | 'rejected'
+  | 'failed'
+  | 'timed-out'
+  | 'insufficient-data'
+  | 'coalesced';
 
-export const FINAL_STATUSES: readonly RequestStatus[] = ['promoted', 'rejected', 'failed', 'timed-out', 'insufficient-data', 'coalesced'];
+export const FINAL_STATUSES: readonly RequestStatus[] = [
+  'promoted',
+  'rejected',
+  'failed',
+  'timed-out',
+  'insufficient-data',
+  'coalesced',
+];
 
 /** True for a status that ends a request. */
 export function isFinal(status: RequestStatus): boolean {
@@ -99,11 +115,17 @@ export class RequestLedger {
     if (text !== undefined) {
       try {
         const parsed = JSON.parse(text) as LedgerFile;
-        if (parsed.format !== 'driftline-retrainer-requests/1' || !Array.isArray(parsed.requests)) throw new Error(`unknown format ${JSON.stringify(parsed.format)}`);
-        for (const r of parsed.requests) if (r && typeof r.requestId === 'string') ledger.records.set(r.requestId, r);
+        if (parsed.format !== 'driftline-retrainer-requests/1' || !Array.isArray(parsed.requests))
+          throw new Error(`unknown format ${JSON.stringify(parsed.format)}`);
+        for (const r of parsed.requests)
+          if (r && typeof r.requestId === 'string') ledger.records.set(r.requestId, r);
       } catch (err) {
         const aside = `${ledger.file}.corrupt-${Date.now()}`;
-        logger.error('retrainer state file unreadable; starting with an empty request ledger', { file: ledger.file, movedTo: aside, err: describeError(err) });
+        logger.error('retrainer state file unreadable; starting with an empty request ledger', {
+          file: ledger.file,
+          movedTo: aside,
+          err: describeError(err),
+        });
         await fs.rename(ledger.file, aside).catch(() => undefined);
       }
     }
@@ -117,7 +139,9 @@ export class RequestLedger {
 
   /** Records not final yet, oldest first (resumed after a restart). */
   pending(): RequestRecord[] {
-    return [...this.records.values()].filter((r) => !isFinal(r.status)).sort((a, b) => (a.receivedAt < b.receivedAt ? -1 : a.receivedAt > b.receivedAt ? 1 : 0));
+    return [...this.records.values()]
+      .filter((r) => !isFinal(r.status))
+      .sort((a, b) => (a.receivedAt < b.receivedAt ? -1 : a.receivedAt > b.receivedAt ? 1 : 0));
   }
 
   /** Every record, oldest first. */
@@ -150,7 +174,10 @@ export class RequestLedger {
   }
 
   /** Changes fields of an existing record and persists. */
-  async update(requestId: string, changes: Partial<Omit<RequestRecord, 'requestId'>>): Promise<RequestRecord> {
+  async update(
+    requestId: string,
+    changes: Partial<Omit<RequestRecord, 'requestId'>>,
+  ): Promise<RequestRecord> {
     const current = this.records.get(requestId);
     if (!current) throw new Error(`no ledger record for request ${requestId}`);
     const next = { ...current, ...changes, updatedAt: changes.updatedAt ?? new Date().toISOString() };
@@ -172,7 +199,10 @@ export class RequestLedger {
   /** Writes the current state; writes are serialised, and each writes the latest state. */
   private persist(): Promise<void> {
     const run = this.chain.then(async () => {
-      const body: LedgerFile = { format: 'driftline-retrainer-requests/1', requests: [...this.records.values()] };
+      const body: LedgerFile = {
+        format: 'driftline-retrainer-requests/1',
+        requests: [...this.records.values()],
+      };
       await writeFileAtomic(this.file, `${JSON.stringify(body, null, 1)}\n`);
     });
     this.chain = run.catch(() => undefined);

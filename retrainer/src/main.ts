@@ -1,5 +1,11 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { busConfigSpec, busOptionsFromConfig, createBus, kafkaConnectionFromConfig, usesKafka } from '../../common/bus/factory.ts';
+import {
+  busConfigSpec,
+  busOptionsFromConfig,
+  createBus,
+  kafkaConnectionFromConfig,
+  usesKafka,
+} from '../../common/bus/factory.ts';
 import { loadConfig, summarizeConfig } from '../../common/config/env.ts';
 import { describeError } from '../../common/errors.ts';
 import { startOpsServer } from '../../common/http/ops-server.ts';
@@ -61,11 +67,29 @@ runMain(async () => {
     kafka: { topicPrefix, partitions: config.kafkaTopicPartitions, retentionMs: config.kafkaRetentionMs },
   });
   const bus = await createBus(busOptionsFromConfig(config, { clientId, logger }));
-  logger.info('retrainer wiring', { registry: registry.kind, store: store.kind, bus: bus.kind, backend, model: config.modelName });
-  if (!kafka) logger.warn('standalone retrainer on the in-process bus: it receives only what this process publishes (set KAFKA_BROKERS, or run `npm start` for the whole loop)');
+  logger.info('retrainer wiring', {
+    registry: registry.kind,
+    store: store.kind,
+    bus: bus.kind,
+    backend,
+    model: config.modelName,
+  });
+  if (!kafka)
+    logger.warn(
+      'standalone retrainer on the in-process bus: it receives only what this process publishes (set KAFKA_BROKERS, or run `npm start` for the whole loop)',
+    );
 
   // On Kafka the store is the labelled-samples topic itself: no sink copies it anywhere.
-  const retrainer = createRetrainer({ bus, registry, store, logger, config, tf, metrics, consumeSamples: !kafka });
+  const retrainer = createRetrainer({
+    bus,
+    registry,
+    store,
+    logger,
+    config,
+    tf,
+    metrics,
+    consumeSamples: !kafka,
+  });
   let ready = false;
   const ops = await startOpsServer({
     port: config.httpPort,
@@ -98,6 +122,7 @@ runMain(async () => {
   // Reading the stats may scan the whole store (Kafka): log them when ready, without holding up the start.
   store.stats().then(
     (stats) => logger.info('labelled-sample store', { store: store.kind, stats }),
-    (err: unknown) => logger.warn('could not read the sample store stats', { store: store.kind, err: describeError(err) }),
+    (err: unknown) =>
+      logger.warn('could not read the sample store stats', { store: store.kind, err: describeError(err) }),
   );
 });

@@ -33,8 +33,18 @@ export class RetrainerMetrics {
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
     const registers = [registry];
-    this.requests = new Counter({ name: 'driftline_retrainer_requests_total', help: 'Retrain requests received, by result', labelNames: ['result'], registers });
-    this.trainings = new Counter({ name: 'driftline_retrainer_trainings_total', help: 'Retrains finished, by outcome', labelNames: ['outcome'], registers });
+    this.requests = new Counter({
+      name: 'driftline_retrainer_requests_total',
+      help: 'Retrain requests received, by result',
+      labelNames: ['result'],
+      registers,
+    });
+    this.trainings = new Counter({
+      name: 'driftline_retrainer_trainings_total',
+      help: 'Retrains finished, by outcome',
+      labelNames: ['outcome'],
+      registers,
+    });
     this.trainingDuration = new Histogram({
       name: 'driftline_retrainer_training_duration_seconds',
       help: 'Duration of the training step, by outcome',
@@ -48,12 +58,42 @@ export class RetrainerMetrics {
       buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
       registers,
     });
-    this.promotions = new Counter({ name: 'driftline_retrainer_promotions_total', help: 'Challengers promoted to champion', registers });
-    this.rejections = new Counter({ name: 'driftline_retrainer_rejections_total', help: 'Challengers rejected or retrains that failed, by cause', labelNames: ['cause'], registers });
-    this.queueDepth = new Gauge({ name: 'driftline_retrainer_queue_depth', help: 'Retrain requests waiting for their model queue', registers });
-    this.inProgress = new Gauge({ name: 'driftline_retrainer_trainings_in_progress', help: 'Retrains running now', registers });
-    this.lastHoldoutAccuracy = new Gauge({ name: 'driftline_retrainer_last_holdout_accuracy', help: 'Holdout accuracy of the last evaluation, by role', labelNames: ['role'], registers });
-    this.samplesAppended = new Counter({ name: 'driftline_retrainer_samples_appended_total', help: 'Labelled samples appended to the sample store', registers });
-    this.samplesInvalid = new Counter({ name: 'driftline_retrainer_samples_invalid_total', help: 'Labelled samples rejected by the sample sink', registers });
+    this.promotions = new Counter({
+      name: 'driftline_retrainer_promotions_total',
+      help: 'Challengers promoted to champion',
+      registers,
+    });
+    this.rejections = new Counter({
+      name: 'driftline_retrainer_rejections_total',
+      help: 'Challengers rejected or retrains that failed, by cause',
+      labelNames: ['cause'],
+      registers,
+    });
+    this.queueDepth = new Gauge({
+      name: 'driftline_retrainer_queue_depth',
+      help: 'Retrain requests waiting for their model queue',
+      registers,
+    });
+    this.inProgress = new Gauge({
+      name: 'driftline_retrainer_trainings_in_progress',
+      help: 'Retrains running now',
+      registers,
+    });
+    this.lastHoldoutAccuracy = new Gauge({
+      name: 'driftline_retrainer_last_holdout_accuracy',
+      help: 'Holdout accuracy of the last evaluation, by role',
+      labelNames: ['role'],
+      registers,
+    });
+    this.samplesAppended = new Counter({
+      name: 'driftline_retrainer_samples_appended_total',
+      help: 'Labelled samples appended to the sample store',
+      registers,
+    });
+    this.samplesInvalid = new Counter({
+      name: 'driftline_retrainer_samples_invalid_total',
+      help: 'Labelled samples rejected by the sample sink',
+      registers,
+    });
   }
 }

@@ -26,7 +26,10 @@ export const MLFLOW_TAG_VALUE_LIMIT = 8000;
 export const MLFLOW_PARAM_VALUE_LIMIT = 6000;
 
 /** The part of `MlflowRegistry` the tracking uses (a fake in unit tests). */
-export type MlflowRunLogger = Pick<MlflowRegistry, 'kind' | 'startRun' | 'logMetrics' | 'logEpochMetrics' | 'finishRun'> & {
+export type MlflowRunLogger = Pick<
+  MlflowRegistry,
+  'kind' | 'startRun' | 'logMetrics' | 'logEpochMetrics' | 'finishRun'
+> & {
   readonly client: Pick<MlflowClient, 'logBatch'>;
 };
 
@@ -68,24 +71,39 @@ export function driftReportJson(request: RetrainRequest, maxChars = MLFLOW_TAG_V
     validationAccuracy: request.validationAccuracy,
     window: request.window,
   };
-  const features = request.features.map((f) => ({ feature: f.feature, statistic: f.statistic, pvalue: f.pvalue }));
+  const features = request.features.map((f) => ({
+    feature: f.feature,
+    statistic: f.statistic,
+    pvalue: f.pvalue,
+  }));
   for (let keep = features.length; keep >= 0; keep--) {
     const dropped = features.length - keep;
-    const json = JSON.stringify({ ...base, features: features.slice(0, keep), ...(dropped > 0 ? { droppedFeatures: dropped } : {}) });
+    const json = JSON.stringify({
+      ...base,
+      features: features.slice(0, keep),
+      ...(dropped > 0 ? { droppedFeatures: dropped } : {}),
+    });
     if (json.length <= maxChars) return json;
   }
   return JSON.stringify({ kind: request.kind, truncated: true }).slice(0, maxChars);
 }
 
 /** Clips tag and param values to MLflow's limits. */
-function clip<T extends string | number | boolean>(values: Record<string, T>, limit: number): Record<string, T | string> {
+function clip<T extends string | number | boolean>(
+  values: Record<string, T>,
+  limit: number,
+): Record<string, T | string> {
   const out: Record<string, T | string> = {};
-  for (const [key, value] of Object.entries(values)) out[key] = typeof value === 'string' && value.length > limit ? value.slice(0, limit) : value;
+  for (const [key, value] of Object.entries(values))
+    out[key] = typeof value === 'string' && value.length > limit ? value.slice(0, limit) : value;
   return out;
 }
 
 /** Experiment tracking of retrains on the MLflow server behind `registry`. */
-export function createMlflowTracking(registry: MlflowRunLogger, options: MlflowTrackingOptions = {}): RetrainTracking {
+export function createMlflowTracking(
+  registry: MlflowRunLogger,
+  options: MlflowTrackingOptions = {},
+): RetrainTracking {
   const logger = options.logger ?? silentLogger();
   return {
     kind: registry.kind,
@@ -105,7 +123,11 @@ export function createMlflowTracking(registry: MlflowRunLogger, options: MlflowT
           queue = queue
             .then(() => registry.logEpochMetrics(runId, [epochMetrics(log)], log.epoch))
             .catch((err: unknown) => {
-              logger.warn('MLflow: logging an epoch failed', { runId, epoch: log.epoch, err: describeError(err) });
+              logger.warn('MLflow: logging an epoch failed', {
+                runId,
+                epoch: log.epoch,
+                err: describeError(err),
+              });
             });
         },
         async logMetrics(metrics: Record<string, number>): Promise<void> {
@@ -113,8 +135,12 @@ export function createMlflowTracking(registry: MlflowRunLogger, options: MlflowT
           await registry.logMetrics(runId, metrics);
         },
         async setTags(tags: Record<string, string>): Promise<void> {
-          const list = Object.entries(clip(tags, MLFLOW_TAG_VALUE_LIMIT)).map(([key, value]) => ({ key, value: String(value) }));
-          for (let i = 0; i < list.length; i += 100) await registry.client.logBatch(runId, { tags: list.slice(i, i + 100) });
+          const list = Object.entries(clip(tags, MLFLOW_TAG_VALUE_LIMIT)).map(([key, value]) => ({
+            key,
+            value: String(value),
+          }));
+          for (let i = 0; i < list.length; i += 100)
+            await registry.client.logBatch(runId, { tags: list.slice(i, i + 100) });
         },
         async finish(status: TrackedRunStatus): Promise<void> {
           await drain();

@@ -46,7 +46,11 @@ function short(checksum: string): string {
 }
 
 function formatMetrics(metrics: Record<string, number>): string {
-  const keys = ['accuracy', 'macroF1', ...Object.keys(metrics).filter((k) => k !== 'accuracy' && k !== 'macroF1')].filter((k) => k in metrics);
+  const keys = [
+    'accuracy',
+    'macroF1',
+    ...Object.keys(metrics).filter((k) => k !== 'accuracy' && k !== 'macroF1'),
+  ].filter((k) => k in metrics);
   return keys
     .slice(0, 4)
     .map((k) => `${k}=${Number(metrics[k]).toFixed(4).replace(/0+$/, '').replace(/\.$/, '')}`)
@@ -54,7 +58,13 @@ function formatMetrics(metrics: Record<string, number>): string {
 }
 
 function formatVersion(v: ModelVersion): string {
-  const parts = [`v${v.version}`.padEnd(6), v.status.padEnd(9), v.createdAt, `sha256:${short(v.checksum)}`, formatMetrics(v.metrics)];
+  const parts = [
+    `v${v.version}`.padEnd(6),
+    v.status.padEnd(9),
+    v.createdAt,
+    `sha256:${short(v.checksum)}`,
+    formatMetrics(v.metrics),
+  ];
   if (v.runId) parts.push(`run=${v.runId}`);
   if (v.rejectedReason) parts.push(`rejected: ${v.rejectedReason}`);
   return parts.filter(Boolean).join('  ');
@@ -66,7 +76,15 @@ function formatChange(c: AliasChange): string {
 }
 
 /** Runs one CLI command; returns the exit code. Exported for tests. */
-export async function runRegistryCli(argv: readonly string[], io: { out: (line: string) => void; err: (line: string) => void; env?: NodeJS.ProcessEnv; registry?: ModelRegistry }): Promise<number> {
+export async function runRegistryCli(
+  argv: readonly string[],
+  io: {
+    out: (line: string) => void;
+    err: (line: string) => void;
+    env?: NodeJS.ProcessEnv;
+    registry?: ModelRegistry;
+  },
+): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -104,10 +122,16 @@ export async function runRegistryCli(argv: readonly string[], io: { out: (line: 
     return 2;
   }
 
-  const logger = createLogger({ service: 'registry-cli', level: env.LOG_LEVEL ?? 'warn', format: 'pretty', stream: process.stderr });
+  const logger = createLogger({
+    service: 'registry-cli',
+    level: env.LOG_LEVEL ?? 'warn',
+    format: 'pretty',
+    stream: process.stderr,
+  });
   let registry: ModelRegistry;
   try {
-    registry = io.registry ?? createRegistry({ registryDir: env.REGISTRY_DIR || DEFAULT_REGISTRY_DIR, logger, env });
+    registry =
+      io.registry ?? createRegistry({ registryDir: env.REGISTRY_DIR || DEFAULT_REGISTRY_DIR, logger, env });
   } catch (err) {
     io.err(describeError(err));
     return 1;
@@ -144,9 +168,19 @@ export async function runRegistryCli(argv: readonly string[], io: { out: (line: 
           reason: values.reason as string,
           ...(values['correlation-id'] ? { correlationId: values['correlation-id'] } : {}),
         });
-        if (values.json) json({ model, from: before?.version ?? null, to: after.version, by, reason: values.reason, champion: after });
+        if (values.json)
+          json({
+            model,
+            from: before?.version ?? null,
+            to: after.version,
+            by,
+            reason: values.reason,
+            champion: after,
+          });
         else {
-          io.out(`rolled back ${model}: champion v${before?.version ?? '?'} → v${after.version} (by ${by}: ${values.reason})`);
+          io.out(
+            `rolled back ${model}: champion v${before?.version ?? '?'} → v${after.version} (by ${by}: ${values.reason})`,
+          );
           io.out(formatVersion(after));
         }
         return 0;

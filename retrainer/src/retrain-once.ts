@@ -1,6 +1,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { modelEventSchema, type ModelEvent, type ModelMetrics, type RetrainRequest } from '../../common/events/schemas.ts';
+import {
+  modelEventSchema,
+  type ModelEvent,
+  type ModelMetrics,
+  type RetrainRequest,
+} from '../../common/events/schemas.ts';
 import { describeError, isRetriable } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
@@ -16,7 +21,13 @@ import { buildDataset, type Dataset, type SampleWindow } from './dataset.ts';
 import { decidePromotion, type GateDecision } from './gate.ts';
 import type { RetrainerMetrics } from './metrics.ts';
 import { createMlflowTracking, driftReportJson } from './mlflow-tracking.ts';
-import { createInThreadTrainer, createWorkerTrainer, TrainingTimeoutError, type Trainer, type TrainResult } from './trainer.ts';
+import {
+  createInThreadTrainer,
+  createWorkerTrainer,
+  TrainingTimeoutError,
+  type Trainer,
+  type TrainResult,
+} from './trainer.ts';
 
 /**
  * One retrain, without the bus: dataset → train → evaluate → gate →
@@ -105,10 +116,14 @@ export interface RetrainOnceDeps {
 }
 
 /** The tracking a retrain uses: the given one, MLflow runs for an `MlflowRegistry`, or none. */
-export function resolveTracking(deps: Pick<RetrainOnceDeps, 'tracking' | 'registry' | 'logger'>): RetrainTracking | undefined {
+export function resolveTracking(
+  deps: Pick<RetrainOnceDeps, 'tracking' | 'registry' | 'logger'>,
+): RetrainTracking | undefined {
   if (deps.tracking === false) return undefined;
   if (deps.tracking) return deps.tracking;
-  return deps.registry instanceof MlflowRegistry ? createMlflowTracking(deps.registry, deps.logger ? { logger: deps.logger } : {}) : undefined;
+  return deps.registry instanceof MlflowRegistry
+    ? createMlflowTracking(deps.registry, deps.logger ? { logger: deps.logger } : {})
+    : undefined;
 }
 
 /** Per-call options of {@link retrainOnce}. */
@@ -169,7 +184,8 @@ export interface RetrainOutcome {
 /** Converts the request's data window for the dataset builder. */
 export function requestWindow(request: RetrainRequest, windowBy: 'ts' | 'sample' = 'ts'): SampleWindow {
   const w = request.window;
-  if (windowBy === 'sample' && w.sampleFrom !== undefined) return { fromSample: w.sampleFrom, toSample: w.sampleTo };
+  if (windowBy === 'sample' && w.sampleFrom !== undefined)
+    return { fromSample: w.sampleFrom, toSample: w.sampleTo };
   return { fromTs: w.fromTs, toTs: w.toTs };
 }
 
@@ -178,7 +194,8 @@ export function scoreModel(model: LoadedModel, rows: readonly LabelledRow[], bat
   const probabilities: number[][] = [];
   for (let i = 0; i < rows.length; i += batch) {
     const part = rows.slice(i, i + batch);
-    for (const p of model.predict(part.map((r) => r.row))) probabilities.push([p.probabilities.Low, p.probabilities.Medium, p.probabilities.High]);
+    for (const p of model.predict(part.map((r) => r.row)))
+      probabilities.push([p.probabilities.Low, p.probabilities.Medium, p.probabilities.High]);
   }
   return evaluate(
     probabilities,
@@ -198,16 +215,28 @@ export function defaultTrainer(config: Pick<RetrainerConfig, 'inThread'>, tf?: T
  * or timed-out training, a rejected challenger or a failed promotion are
  * outcomes, not errors.
  */
-export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps, options: RetrainOnceOptions = {}): Promise<RetrainOutcome> {
+export async function retrainOnce(
+  request: RetrainRequest,
+  deps: RetrainOnceDeps,
+  options: RetrainOnceOptions = {},
+): Promise<RetrainOutcome> {
   const started = performance.now();
   const config = resolveRetrainerConfig(deps.config);
-  const log = (deps.logger ?? silentLogger()).child({ correlationId: request.correlationId, requestId: request.requestId, modelName: request.modelName });
+  const log = (deps.logger ?? silentLogger()).child({
+    correlationId: request.correlationId,
+    requestId: request.requestId,
+    modelName: request.modelName,
+  });
   const metrics = deps.metrics;
   const name = request.modelName;
 
   const dataset: Dataset = await buildDataset(
     deps.store,
-    { window: requestWindow(request, options.windowBy), kind: request.kind, extendToLatest: options.extendToLatest },
+    {
+      window: requestWindow(request, options.windowBy),
+      kind: request.kind,
+      extendToLatest: options.extendToLatest,
+    },
     {
       minSamples: config.minSamples,
       maxSamples: config.maxSamples,
@@ -242,7 +271,10 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
     metrics?.trainings.inc({ outcome: result.status });
     metrics?.retrainDuration.observe(result.durationMs / 1000);
     if (result.status === 'promoted') metrics?.promotions.inc();
-    else metrics?.rejections.inc({ cause: result.decision?.causes[0] ?? (result.status === 'timed-out' ? 'timed-out' : 'failed') });
+    else
+      metrics?.rejections.inc({
+        cause: result.decision?.causes[0] ?? (result.status === 'timed-out' ? 'timed-out' : 'failed'),
+      });
     return result;
   };
 
@@ -275,12 +307,24 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
     try {
       run = await tracking.startRun({
         runName: `retrain-${request.requestId.slice(0, 12)}`,
-        params: retrainParams(hyperparameters, trainedOn, { trainer: trainer.kind, warmStartVersion, championVersion: championAtStart?.version, config }),
+        params: retrainParams(hyperparameters, trainedOn, {
+          trainer: trainer.kind,
+          warmStartVersion,
+          championVersion: championAtStart?.version,
+          config,
+        }),
         tags: retrainRunTags(request, championAtStart?.version),
       });
-      log.info('experiment run started', { action: 'tracking-started', tracking: tracking.kind, runId: run.runId });
+      log.info('experiment run started', {
+        action: 'tracking-started',
+        tracking: tracking.kind,
+        runId: run.runId,
+      });
     } catch (err) {
-      log.warn('experiment tracking: cannot start the run; the retrain goes on untracked', { tracking: tracking.kind, err: describeError(err) });
+      log.warn('experiment tracking: cannot start the run; the retrain goes on untracked', {
+        tracking: tracking.kind,
+        err: describeError(err),
+      });
     }
   }
   let runStatus: TrackedRunStatus = 'FAILED';
@@ -306,7 +350,12 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
       validation: trainedOn.validation,
       holdout: trainedOn.holdout,
       oldSamples: trainedOn.oldSamples,
-      window: { fromTs: trainedOn.from, toTs: trainedOn.to, fromSample: trainedOn.fromSample, toSample: trainedOn.toSample },
+      window: {
+        fromTs: trainedOn.from,
+        toTs: trainedOn.to,
+        fromSample: trainedOn.fromSample,
+        toSample: trainedOn.toSample,
+      },
       kind: request.kind,
       timeoutMs: config.timeoutMs,
       ...(run ? { runId: run.runId } : {}),
@@ -317,13 +366,19 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
     const epochs: EpochLog[] = [];
     try {
       // Warm start: fine-tune the champion (verified artifact) rather than learn the task again from a small window.
-      const warmStartDir = warmStartVersion !== undefined ? await deps.registry.fetchArtifact(name, warmStartVersion) : undefined;
+      const warmStartDir =
+        warmStartVersion !== undefined
+          ? await deps.registry.fetchArtifact(name, warmStartVersion)
+          : undefined;
       const onEpoch = (epoch: EpochLog): void => {
         epochs.push(epoch);
         try {
           run?.logEpoch(epoch);
         } catch (err) {
-          log.warn('experiment tracking: logging an epoch failed', { epoch: epoch.epoch, err: describeError(err) });
+          log.warn('experiment tracking: logging an epoch failed', {
+            epoch: epoch.epoch,
+            err: describeError(err),
+          });
         }
       };
       trained = await trainer.train(
@@ -341,7 +396,12 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
             driftKind: request.kind,
             championVersion: request.championVersion,
             warmStartFrom: warmStartVersion ?? null,
-            window: { fromTs: trainedOn.from, toTs: trainedOn.to, fromSample: trainedOn.fromSample, toSample: trainedOn.toSample },
+            window: {
+              fromTs: trainedOn.from,
+              toTs: trainedOn.to,
+              fromSample: trainedOn.fromSample,
+              toSample: trainedOn.toSample,
+            },
             samples: trainedOn.samples,
             oldSamples: trainedOn.oldSamples,
             ...(run ? { runId: run.runId } : {}),
@@ -352,11 +412,29 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
     } catch (err) {
       const trainingMs = performance.now() - trainStart;
       const timedOut = err instanceof TrainingTimeoutError;
-      const reason = timedOut ? `training timed out after ${config.timeoutMs} ms` : `training failed: ${describeError(err).replace(/^\w*Error: (training failed: )?/, '')}`;
+      const reason = timedOut
+        ? `training timed out after ${config.timeoutMs} ms`
+        : `training failed: ${describeError(err).replace(/^\w*Error: (training failed: )?/, '')}`;
       metrics?.trainingDuration.observe({ outcome: timedOut ? 'timed-out' : 'failed' }, trainingMs / 1000);
-      log.error(timedOut ? 'training timed out' : 'training failed', { action: 'training-finished', outcome: 'failure', reason, durationMs: Math.round(trainingMs) });
-      await tracked('logging the training time', (r) => r.logMetrics({ training_ms: Math.round(trainingMs), epochs_run: epochs.length }));
-      return outcomeTags(finish({ status: timedOut ? 'timed-out' : 'failed', champion: null, challenger: null, promoted: false, reason, trainingMs }));
+      log.error(timedOut ? 'training timed out' : 'training failed', {
+        action: 'training-finished',
+        outcome: 'failure',
+        reason,
+        durationMs: Math.round(trainingMs),
+      });
+      await tracked('logging the training time', (r) =>
+        r.logMetrics({ training_ms: Math.round(trainingMs), epochs_run: epochs.length }),
+      );
+      return outcomeTags(
+        finish({
+          status: timedOut ? 'timed-out' : 'failed',
+          champion: null,
+          challenger: null,
+          promoted: false,
+          reason,
+          trainingMs,
+        }),
+      );
     } finally {
       metrics?.inProgress.dec();
     }
@@ -374,7 +452,8 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
     });
 
     // ---- evaluate both on the same holdout ------------------------------------
-    const loadModel = deps.loadModel ?? (async (dir: string) => loadArtifact(dir, deps.tf ?? (await loadTf(log)).tf));
+    const loadModel =
+      deps.loadModel ?? (async (dir: string) => loadArtifact(dir, deps.tf ?? (await loadTf(log)).tf));
     let championMetrics: EvalMetrics | null = null;
     if (championAtStart) {
       try {
@@ -387,7 +466,9 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
         // Fail safe: without the champion's score there is no fair comparison, and the champion stays.
         const reason = `cannot evaluate champion ${championAtStart.version}: ${describeError(err)}`;
         log.error('evaluation failed', { action: 'evaluation', outcome: 'failure', reason });
-        return outcomeTags(finish({ status: 'failed', champion: null, challenger: null, promoted: false, reason, trainingMs }));
+        return outcomeTags(
+          finish({ status: 'failed', champion: null, challenger: null, promoted: false, reason, trainingMs }),
+        );
       }
     }
     const challengerModel = await loadModel(trained.dir);
@@ -428,7 +509,12 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
       train_samples: trained.samples,
       old_samples: trainedOn.oldSamples,
       training_ms: Math.round(trainingMs),
-      ...(championMetrics ? { champion_holdout_accuracy: championMetrics.accuracy, champion_holdout_macro_f1: championMetrics.macroF1 } : {}),
+      ...(championMetrics
+        ? {
+            champion_holdout_accuracy: championMetrics.accuracy,
+            champion_holdout_macro_f1: championMetrics.macroF1,
+          }
+        : {}),
     };
     await tracked('logging the holdout metrics', (r) =>
       r.logMetrics({
@@ -464,21 +550,42 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
     });
     const version = registered.version;
     endTags['driftline.model_version'] = version;
-    const evaluated = { champion: championMetrics, challenger: challengerMetrics, decision, trainingMs, version };
+    const evaluated = {
+      champion: championMetrics,
+      challenger: challengerMetrics,
+      decision,
+      trainingMs,
+      version,
+    };
 
     if (!decision.promote) {
       try {
         await deps.registry.markRejected(name, version, decision.reason, request.correlationId);
       } catch (err) {
-        log.warn('could not mark the challenger rejected in the registry', { version, err: describeError(err) });
+        log.warn('could not mark the challenger rejected in the registry', {
+          version,
+          err: describeError(err),
+        });
       }
-      log.info('rejected', { action: 'rejected', outcome: 'rejected', version, championVersion: championAtStart?.version, reason: decision.reason });
-      return outcomeTags(finish({ ...evaluated, status: 'rejected', promoted: false, reason: decision.reason }));
+      log.info('rejected', {
+        action: 'rejected',
+        outcome: 'rejected',
+        version,
+        championVersion: championAtStart?.version,
+        reason: decision.reason,
+      });
+      return outcomeTags(
+        finish({ ...evaluated, status: 'rejected', promoted: false, reason: decision.reason }),
+      );
     }
 
     // ---- promote ---------------------------------------------------------------
     try {
-      await deps.registry.setChampion(name, version, { by: 'retrainer', reason: decision.reason, correlationId: request.correlationId });
+      await deps.registry.setChampion(name, version, {
+        by: 'retrainer',
+        reason: decision.reason,
+        correlationId: request.correlationId,
+      });
     } catch (err) {
       // The alias may have moved before the error (e.g. the history append failed): ask the registry.
       const now = await deps.registry.getChampion(name).catch(() => undefined);
@@ -486,16 +593,34 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
         if (isRetriable(err)) {
           // The registry is unreachable for now: the old champion keeps serving and the request is retried
           // later; the registered challenger stays a candidate.
-          log.error('promotion failed for now; the champion stays and the request will be retried', { action: 'promoted', outcome: 'failure', version, championVersion: now?.version, err: describeError(err) });
+          log.error('promotion failed for now; the champion stays and the request will be retried', {
+            action: 'promoted',
+            outcome: 'failure',
+            version,
+            championVersion: now?.version,
+            err: describeError(err),
+          });
           throw err;
         }
         const reason = `promotion failed: ${describeError(err)}`;
-        log.error('promotion failed; the champion stays', { action: 'promoted', outcome: 'failure', version, championVersion: now?.version, reason });
+        log.error('promotion failed; the champion stays', {
+          action: 'promoted',
+          outcome: 'failure',
+          version,
+          championVersion: now?.version,
+          reason,
+        });
         return outcomeTags(finish({ ...evaluated, status: 'failed', promoted: false, reason }));
       }
       log.warn('setChampion reported an error but the alias moved', { version, err: describeError(err) });
     }
-    log.info('promoted', { action: 'promoted', outcome: 'success', version, previousVersion: championAtStart?.version, reason: decision.reason });
+    log.info('promoted', {
+      action: 'promoted',
+      outcome: 'success',
+      version,
+      previousVersion: championAtStart?.version,
+      reason: decision.reason,
+    });
     return outcomeTags(finish({ ...evaluated, status: 'promoted', promoted: true, reason: decision.reason }));
   } catch (err) {
     runStatus = 'FAILED';
@@ -514,9 +639,20 @@ export async function retrainOnce(request: RetrainRequest, deps: RetrainOnceDeps
 
 /** The params of a retrain's tracked run: hyper-parameters, window bounds, sample counts, warm start, gate settings. */
 export function retrainParams(
-  hyperparameters: { epochs: number; batchSize: number; learningRate: number; seed: number; classWeight: string },
+  hyperparameters: {
+    epochs: number;
+    batchSize: number;
+    learningRate: number;
+    seed: number;
+    classWeight: string;
+  },
   trainedOn: RetrainOutcome['trainedOn'],
-  context: { trainer: string; warmStartVersion?: string; championVersion?: string; config: Pick<RetrainerConfig, 'minGain' | 'maxMacroF1Drop' | 'minAccuracy' | 'timeoutMs'> },
+  context: {
+    trainer: string;
+    warmStartVersion?: string;
+    championVersion?: string;
+    config: Pick<RetrainerConfig, 'minGain' | 'maxMacroF1Drop' | 'minAccuracy' | 'timeoutMs'>;
+  },
 ): Record<string, string | number | boolean> {
   return {
     epochs: hyperparameters.epochs,
@@ -545,7 +681,10 @@ export function retrainParams(
 }
 
 /** The tags a retrain's tracked run starts with: correlation and request ids, drift kind and report. */
-export function retrainRunTags(request: RetrainRequest, championVersion: string | undefined): Record<string, string> {
+export function retrainRunTags(
+  request: RetrainRequest,
+  championVersion: string | undefined,
+): Record<string, string> {
   return {
     'driftline.correlation_id': request.correlationId,
     'driftline.request_id': request.requestId,
@@ -562,7 +701,12 @@ export function retrainRunTags(request: RetrainRequest, championVersion: string 
 export function eventMetrics(m: EvalMetrics | null | undefined): ModelMetrics {
   if (!m) return { samples: 0, accuracy: 0, macroF1: 0 };
   const clip = (x: number): number => (Number.isFinite(x) ? Math.min(1, Math.max(0, x)) : 0);
-  return { samples: m.samples, accuracy: clip(m.accuracy), macroF1: clip(m.macroF1), ...(Number.isFinite(m.logLoss) && m.logLoss >= 0 ? { logLoss: m.logLoss } : {}) };
+  return {
+    samples: m.samples,
+    accuracy: clip(m.accuracy),
+    macroF1: clip(m.macroF1),
+    ...(Number.isFinite(m.logLoss) && m.logLoss >= 0 ? { logLoss: m.logLoss } : {}),
+  };
 }
 
 /** The version a model-rejected event names when no version was registered. */
@@ -576,7 +720,13 @@ export function provisionalVersion(requestId: string): string {
  * reason). Validated against the event schema.
  */
 export function modelEventFor(outcome: RetrainOutcome, request: RetrainRequest, at: number): ModelEvent {
-  const common = { modelName: outcome.modelName, correlationId: outcome.correlationId, requestId: outcome.requestId, reason: outcome.reason.slice(0, 1000), at };
+  const common = {
+    modelName: outcome.modelName,
+    correlationId: outcome.correlationId,
+    requestId: outcome.requestId,
+    reason: outcome.reason.slice(0, 1000),
+    at,
+  };
   const event: ModelEvent = outcome.promoted
     ? {
         type: 'model-promoted',

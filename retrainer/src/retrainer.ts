@@ -9,9 +9,22 @@ import { resolveRetrainerConfig, type RetrainerConfig } from './config.ts';
 import { NotEnoughDataError } from './dataset.ts';
 import { RequestLedger, isFinal, type RequestRecord, type RequestStatus } from './ledger.ts';
 import { RetrainerMetrics } from './metrics.ts';
-import { defaultTrainer, failureEvent, modelEventFor, retrainOnce, type RetrainOnceDeps, type RetrainOutcome } from './retrain-once.ts';
+import {
+  defaultTrainer,
+  failureEvent,
+  modelEventFor,
+  retrainOnce,
+  type RetrainOnceDeps,
+  type RetrainOutcome,
+} from './retrain-once.ts';
 
-export { retrainOnce, type RetrainOnceDeps, type RetrainOnceOptions, type RetrainOutcome, type RetrainStatus } from './retrain-once.ts';
+export {
+  retrainOnce,
+  type RetrainOnceDeps,
+  type RetrainOnceOptions,
+  type RetrainOutcome,
+  type RetrainStatus,
+} from './retrain-once.ts';
 
 /**
  * The retrainer service: consumes retrain requests from the event bus
@@ -148,7 +161,8 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
     }
     return l;
   };
-  const updateQueueGauge = (): void => metrics.queueDepth.set([...lanes.values()].reduce((n, l) => n + l.queue.length, 0));
+  const updateQueueGauge = (): void =>
+    metrics.queueDepth.set([...lanes.values()].reduce((n, l) => n + l.queue.length, 0));
   const requireLedger = (): RequestLedger => {
     if (!ledger) throw new Error('retrainer not started');
     return ledger;
@@ -156,22 +170,50 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
 
   async function publish(event: ModelEvent): Promise<void> {
     try {
-      await retry(() => deps.bus.publish(BUS_TOPICS.modelEvents, event.modelName, event), { attempts: 5, initialDelayMs: 200, signal: stopping.signal });
+      await retry(() => deps.bus.publish(BUS_TOPICS.modelEvents, event.modelName, event), {
+        attempts: 5,
+        initialDelayMs: 200,
+        signal: stopping.signal,
+      });
     } catch (err) {
       // The registry holds the truth (the edge also watches the champion alias); the event is a notification.
-      logger.error('could not publish model event', { correlationId: event.correlationId, type: event.type, err: describeError(err) });
+      logger.error('could not publish model event', {
+        correlationId: event.correlationId,
+        type: event.type,
+        err: describeError(err),
+      });
     }
   }
 
-  async function finishRecord(job: Job, status: RequestStatus, reason: string, version?: string): Promise<void> {
+  async function finishRecord(
+    job: Job,
+    status: RequestStatus,
+    reason: string,
+    version?: string,
+  ): Promise<void> {
     const r = job.request;
-    await requireLedger().update(r.requestId, { status, reason, attempts: job.attempts, ...(version ? { version } : {}) });
-    last = { requestId: r.requestId, status, reason, ...(version ? { version } : {}), at: new Date().toISOString() };
+    await requireLedger().update(r.requestId, {
+      status,
+      reason,
+      attempts: job.attempts,
+      ...(version ? { version } : {}),
+    });
+    last = {
+      requestId: r.requestId,
+      status,
+      reason,
+      ...(version ? { version } : {}),
+      at: new Date().toISOString(),
+    };
   }
 
   async function runJob(l: Lane, job: Job): Promise<void> {
     const r = job.request;
-    const log = logger.child({ correlationId: r.correlationId, requestId: r.requestId, modelName: r.modelName });
+    const log = logger.child({
+      correlationId: r.correlationId,
+      requestId: r.requestId,
+      modelName: r.modelName,
+    });
     let infraFailures = 0;
     for (;;) {
       job.attempts++;
@@ -188,12 +230,24 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
             return;
           }
           l.status = 'waiting-for-data';
-          await requireLedger().update(r.requestId, { status: 'waiting-for-data', reason: describeError(err) });
+          await requireLedger().update(r.requestId, {
+            status: 'waiting-for-data',
+            reason: describeError(err),
+          });
           const noData = err instanceof NotEnoughDataError;
           if (!noData) infraFailures++;
-          const retryInMs = noData ? config.dataRetryMs : infraRetryDelayMs(config.dataRetryMs, infraFailures);
-          const message = noData ? 'not enough data yet; waiting for more' : 'retrain failed for now (retriable); retrying later';
-          log.info(message, { reason: describeError(err), attempt: job.attempts, maxAttempts: config.dataMaxAttempts, retryInMs });
+          const retryInMs = noData
+            ? config.dataRetryMs
+            : infraRetryDelayMs(config.dataRetryMs, infraFailures);
+          const message = noData
+            ? 'not enough data yet; waiting for more'
+            : 'retrain failed for now (retriable); retrying later';
+          log.info(message, {
+            reason: describeError(err),
+            attempt: job.attempts,
+            maxAttempts: config.dataMaxAttempts,
+            retryInMs,
+          });
           await sleep(retryInMs, stopping.signal);
           if (closing) {
             // Resumed on the next start.
@@ -207,7 +261,11 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
         const reason = insufficient
           ? `not enough data: ${err.available} of ${err.required} samples after ${job.attempts} attempt(s)`
           : `retrain failed: ${describeError(err)}`;
-        log.error(insufficient ? 'retrain given up: not enough data' : 'retrain failed', { action: 'rejected', outcome: 'failure', reason });
+        log.error(insufficient ? 'retrain given up: not enough data' : 'retrain failed', {
+          action: 'rejected',
+          outcome: 'failure',
+          reason,
+        });
         metrics.trainings.inc({ outcome: status });
         metrics.rejections.inc({ cause: status });
         await finishRecord(job, status, reason);
@@ -234,7 +292,11 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
             await runJob(l, job);
           } catch (err) {
             // Only ledger writes can land here (disk full…): keep the lane alive, the request is resumed on restart.
-            logger.error('retrain job crashed', { correlationId: job.request.correlationId, requestId: job.request.requestId, err: describeError(err) });
+            logger.error('retrain job crashed', {
+              correlationId: job.request.correlationId,
+              requestId: job.request.requestId,
+              err: describeError(err),
+            });
           } finally {
             l.current = undefined;
             l.status = undefined;
@@ -259,7 +321,11 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
     }
     const r = parsed.value;
     const book = requireLedger();
-    const log = logger.child({ correlationId: r.correlationId, requestId: r.requestId, modelName: r.modelName });
+    const log = logger.child({
+      correlationId: r.correlationId,
+      requestId: r.requestId,
+      modelName: r.modelName,
+    });
     log.info('retrain request received', {
       action: 'retrain-request-received',
       kind: r.kind,
@@ -272,12 +338,18 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
     const known = book.get(r.requestId);
     if (known) {
       metrics.requests.inc({ result: 'duplicate' });
-      log.info('retrain request already handled; ignored', { action: 'retrain-request-duplicate', status: known.status, version: known.version });
+      log.info('retrain request already handled; ignored', {
+        action: 'retrain-request-duplicate',
+        status: known.status,
+        version: known.version,
+      });
       return 'duplicate';
     }
     const at = new Date().toISOString();
     const l = lane(r.modelName);
-    const episodeJob = [l.current, ...l.queue].find((j): j is Job => j !== undefined && sameEpisode(j.request, r));
+    const episodeJob = [l.current, ...l.queue].find(
+      (j): j is Job => j !== undefined && sameEpisode(j.request, r),
+    );
     if (episodeJob) {
       metrics.requests.inc({ result: 'coalesced' });
       await book.put({
@@ -292,7 +364,11 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
         attempts: 0,
         reason: `same drift episode as ${episodeJob.request.requestId} (correlation ${episodeJob.request.correlationId}), already ${episodeJob === l.current ? 'in training' : 'queued'}`,
       });
-      log.info('retrain request coalesced into the one in progress', { action: 'retrain-request-coalesced', coalescedInto: episodeJob.request.requestId, intoCorrelationId: episodeJob.request.correlationId });
+      log.info('retrain request coalesced into the one in progress', {
+        action: 'retrain-request-coalesced',
+        coalescedInto: episodeJob.request.requestId,
+        intoCorrelationId: episodeJob.request.correlationId,
+      });
       return 'coalesced';
     }
     await book.put({
@@ -321,7 +397,13 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
       ledger = await RequestLedger.open(config.stateDir, { logger });
       for (const rec of ledger.pending()) {
         if (!rec.request) continue;
-        logger.info('resuming retrain request', { correlationId: rec.correlationId, requestId: rec.requestId, modelName: rec.modelName, status: rec.status, attempts: rec.attempts });
+        logger.info('resuming retrain request', {
+          correlationId: rec.correlationId,
+          requestId: rec.requestId,
+          modelName: rec.modelName,
+          status: rec.status,
+          attempts: rec.attempts,
+        });
         lane(rec.modelName).queue.push({ request: rec.request, attempts: rec.attempts });
       }
       updateQueueGauge();
@@ -339,17 +421,29 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
         });
       }
       // While closing, submit still records a request durably (as queued): it is trained after the next start.
-      subscription = await deps.bus.subscribe(BUS_TOPICS.retrainRequests, { group: RETRAINER_GROUP }, async (message: BusMessage) => {
-        await submit(message.value);
+      subscription = await deps.bus.subscribe(
+        BUS_TOPICS.retrainRequests,
+        { group: RETRAINER_GROUP },
+        async (message: BusMessage) => {
+          await submit(message.value);
+        },
+      );
+      logger.info('retrainer consuming retrain requests', {
+        bus: deps.bus.kind,
+        store: deps.store.kind,
+        registry: deps.registry.kind,
+        trainer: trainer.kind,
+        resumed: ledger.pending().length,
       });
-      logger.info('retrainer consuming retrain requests', { bus: deps.bus.kind, store: deps.store.kind, registry: deps.registry.kind, trainer: trainer.kind, resumed: ledger.pending().length });
     },
 
     submit,
 
     async idle() {
       for (;;) {
-        const running = [...lanes.values()].map((l) => l.running).filter((p): p is Promise<void> => p !== undefined);
+        const running = [...lanes.values()]
+          .map((l) => l.running)
+          .filter((p): p is Promise<void> => p !== undefined);
         if (running.length === 0) return;
         await Promise.all(running);
       }
@@ -357,13 +451,21 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
 
     status() {
       const handled: Record<string, number> = {};
-      for (const r of ledger?.all() ?? []) if (isFinal(r.status)) handled[r.status] = (handled[r.status] ?? 0) + 1;
+      for (const r of ledger?.all() ?? [])
+        if (isFinal(r.status)) handled[r.status] = (handled[r.status] ?? 0) + 1;
       const out: Record<string, LaneStatus> = {};
       for (const [name, l] of lanes) {
         out[name] = {
           queued: l.queue.length,
           ...(l.current
-            ? { current: { requestId: l.current.request.requestId, correlationId: l.current.request.correlationId, status: l.status ?? 'queued', attempts: l.current.attempts } }
+            ? {
+                current: {
+                  requestId: l.current.request.requestId,
+                  correlationId: l.current.request.correlationId,
+                  status: l.status ?? 'queued',
+                  attempts: l.current.attempts,
+                },
+              }
             : {}),
         };
       }
@@ -380,8 +482,14 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
       stopping.abort(new Error('retrainer is shutting down'));
       await subscription?.close();
       await sink?.close();
-      const running = [...lanes.values()].map((l) => l.running).filter((p): p is Promise<void> => p !== undefined);
-      if (running.length > 0) logger.info('waiting for the running training to finish or time out', { trainings: running.length, timeoutMs: config.timeoutMs });
+      const running = [...lanes.values()]
+        .map((l) => l.running)
+        .filter((p): p is Promise<void> => p !== undefined);
+      if (running.length > 0)
+        logger.info('waiting for the running training to finish or time out', {
+          trainings: running.length,
+          timeoutMs: config.timeoutMs,
+        });
       await Promise.all(running);
       const left = [...lanes.values()].reduce((n, l) => n + l.queue.length, 0);
       if (left > 0) logger.info('retrain requests left queued for the next start', { queued: left });

@@ -107,7 +107,11 @@ export class TrainingFailedError extends DriftlineError {
 }
 
 /** Trains `job` on `tf` and saves the artifact; the shared core of both trainers. */
-export async function trainAndSave(tf: Tf, job: TrainJob, options: { signal?: AbortSignal; onEpoch?: (log: EpochLog) => void } = {}): Promise<TrainResult> {
+export async function trainAndSave(
+  tf: Tf,
+  job: TrainJob,
+  options: { signal?: AbortSignal; onEpoch?: (log: EpochLog) => void } = {},
+): Promise<TrainResult> {
   const started = performance.now();
   const h = job.hyperparameters;
   let trained: TrainedClassifier | undefined;
@@ -125,7 +129,11 @@ export async function trainAndSave(tf: Tf, job: TrainJob, options: { signal?: Ab
       signal: options.signal,
       onEpoch: options.onEpoch ? (_epoch, log) => options.onEpoch?.(log) : undefined,
     });
-    await saveArtifact(job.outDir, trained, { name: job.modelName, version: 'candidate', source: job.source });
+    await saveArtifact(job.outDir, trained, {
+      name: job.modelName,
+      version: 'candidate',
+      source: job.source,
+    });
     return {
       dir: job.outDir,
       validation: trained.validation,
@@ -154,13 +162,17 @@ export function createInThreadTrainer(options: InThreadTrainerOptions = {}): Tra
     async train(job, run) {
       const tf = options.tf ?? (await loadTf()).tf;
       const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(new TrainingTimeoutError(run.timeoutMs)), run.timeoutMs);
+      const timer = setTimeout(
+        () => controller.abort(new TrainingTimeoutError(run.timeoutMs)),
+        run.timeoutMs,
+      );
       const onOuterAbort = (): void => controller.abort(run.signal?.reason);
       run.signal?.addEventListener('abort', onOuterAbort, { once: true });
       try {
         return await trainAndSave(tf, job, { signal: controller.signal, onEpoch: run.onEpoch });
       } catch (err) {
-        if (controller.signal.aborted && controller.signal.reason instanceof TrainingTimeoutError) throw controller.signal.reason;
+        if (controller.signal.aborted && controller.signal.reason instanceof TrainingTimeoutError)
+          throw controller.signal.reason;
         if (err instanceof DriftlineError) throw err;
         throw new TrainingFailedError(`training failed: ${describeError(err)}`, err);
       } finally {
@@ -238,10 +250,19 @@ export function createWorkerTrainer(options: WorkerTrainerOptions = {}): Trainer
         worker.on('message', (msg: WorkerMessage) => {
           if (msg.type === 'epoch') run.onEpoch?.(msg.log);
           else if (msg.type === 'done') finish(undefined, msg.result);
-          else if (msg.type === 'error') finish(new TrainingFailedError(`training failed: ${msg.name}: ${msg.message}`));
+          else if (msg.type === 'error')
+            finish(new TrainingFailedError(`training failed: ${msg.name}: ${msg.message}`));
         });
-        worker.on('error', (err) => finish(new TrainingFailedError(`training failed: worker crashed: ${describeError(err)}`, err)));
-        worker.on('exit', (code) => finish(new TrainingFailedError(`training failed: worker exited with code ${code} before reporting a result`)));
+        worker.on('error', (err) =>
+          finish(new TrainingFailedError(`training failed: worker crashed: ${describeError(err)}`, err)),
+        );
+        worker.on('exit', (code) =>
+          finish(
+            new TrainingFailedError(
+              `training failed: worker exited with code ${code} before reporting a result`,
+            ),
+          ),
+        );
       });
     },
   };

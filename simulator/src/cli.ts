@@ -59,7 +59,12 @@ export function parseCliArgs(argv: readonly string[], env: NodeJS.ProcessEnv = p
     const options = Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }]));
     values = parseArgs({
       args: [...argv],
-      options: { ...options, out: { type: 'string' }, 'max-samples': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        ...options,
+        out: { type: 'string' },
+        'max-samples': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
       allowPositionals: false,
       strict: true,
     }).values;
@@ -80,18 +85,25 @@ export function parseCliArgs(argv: readonly string[], env: NodeJS.ProcessEnv = p
     const field = simulatorConfigSpec[key] as Field<unknown>;
     const r = field.parse(raw);
     if (r.ok) config[key] = r.value;
-    else errors.push(r.error.replace(`${field.env}=`, `--${flag}=`).replace(`${field.env} is`, `--${flag} is`));
+    else
+      errors.push(r.error.replace(`${field.env}=`, `--${flag}=`).replace(`${field.env} is`, `--${flag} is`));
   }
   let maxSamples: number | undefined;
   const rawMax = values['max-samples'];
   if (typeof rawMax === 'string') {
     maxSamples = /^\d+$/.test(rawMax.trim()) ? Number(rawMax) : Number.NaN;
-    if (!Number.isSafeInteger(maxSamples)) errors.push(`--max-samples=${JSON.stringify(rawMax)} is invalid: expected a whole number`);
+    if (!Number.isSafeInteger(maxSamples))
+      errors.push(`--max-samples=${JSON.stringify(rawMax)} is invalid: expected a whole number`);
   }
   const out = values.out;
   if (out === '') errors.push('--out needs a file name (or - for stdout)');
   if (errors.length > 0) throw new ConfigError(`Invalid configuration: ${errors.join('; ')}`);
-  return { config: config as SimulatorConfig, out: typeof out === 'string' ? out : undefined, maxSamples, help: values.help === true };
+  return {
+    config: config as SimulatorConfig,
+    out: typeof out === 'string' ? out : undefined,
+    maxSamples,
+    help: values.help === true,
+  };
 }
 
 async function loadScenario(path: string): Promise<Scenario> {
@@ -111,24 +123,50 @@ async function main(): Promise<void> {
     return;
   }
   const { config, out, maxSamples } = args;
-  const logger = createLogger({ service: 'simulator', version: VERSION, ...(out === '-' ? { stream: process.stderr } : {}) });
-  logger.info('simulator starting', { version: VERSION, config: summarizeConfig(simulatorConfigSpec, config), out, maxSamples });
+  const logger = createLogger({
+    service: 'simulator',
+    version: VERSION,
+    ...(out === '-' ? { stream: process.stderr } : {}),
+  });
+  logger.info('simulator starting', {
+    version: VERSION,
+    config: summarizeConfig(simulatorConfigSpec, config),
+    out,
+    maxSamples,
+  });
   const scenario = config.scenarioFile ? await loadScenario(config.scenarioFile) : undefined;
 
   if (out !== undefined) {
-    if (!scenario && maxSamples === undefined) throw new ConfigError('--out without a scenario file needs --max-samples (the default profile never ends)');
-    const played = scenario ?? defaultScenario({ machines: config.machines, profile: config.profile, seed: config.seed });
+    if (!scenario && maxSamples === undefined)
+      throw new ConfigError(
+        '--out without a scenario file needs --max-samples (the default profile never ends)',
+      );
+    const played =
+      scenario ?? defaultScenario({ machines: config.machines, profile: config.profile, seed: config.seed });
     const machines = machineIdsOf(played).length;
     const intervalMs = config.rateHz === 'max' ? undefined : 1000 / (config.rateHz * machines);
     const started = performance.now();
-    const result = await writeJsonl(generateStream(played, intervalMs === undefined ? {} : { intervalMs }), out === '-' ? process.stdout : out, maxSamples === undefined ? {} : { maxSamples });
+    const result = await writeJsonl(
+      generateStream(played, intervalMs === undefined ? {} : { intervalMs }),
+      out === '-' ? process.stdout : out,
+      maxSamples === undefined ? {} : { maxSamples },
+    );
     const seconds = (performance.now() - started) / 1000;
-    logger.info('stream written', { file: out, samples: result.samples, bytes: result.bytes, seconds: Math.round(seconds * 1000) / 1000, samplesPerSecond: Math.round(result.samples / seconds) });
+    logger.info('stream written', {
+      file: out,
+      samples: result.samples,
+      bytes: result.bytes,
+      seconds: Math.round(seconds * 1000) / 1000,
+      samplesPerSecond: Math.round(result.samples / seconds),
+    });
     return;
   }
 
   const credentials = config.credentialsFile ? await loadCredentialsFile(config.credentialsFile) : undefined;
-  if (!credentials) logger.warn('no credentials file (SIMULATOR_CREDENTIALS_FILE / --credentials-file): connecting without passwords');
+  if (!credentials)
+    logger.warn(
+      'no credentials file (SIMULATOR_CREDENTIALS_FILE / --credentials-file): connecting without passwords',
+    );
   const simulator = await startSimulator({
     mqttUrl: config.mqttUrl,
     scenario,

@@ -25,7 +25,9 @@ export function rateField(env: string, opts: { description: string; default: Rat
     parse(raw) {
       if (raw === undefined || raw.trim() === '') return { ok: true, value: opts.default };
       const value = parseRate(raw);
-      return value === undefined ? { ok: false, error: `${env}=${JSON.stringify(raw)} is invalid: expected ${RATE_ALLOWED}` } : { ok: true, value };
+      return value === undefined
+        ? { ok: false, error: `${env}=${JSON.stringify(raw)} is invalid: expected ${RATE_ALLOWED}` }
+        : { ok: true, value };
     },
   };
 }
@@ -37,13 +39,38 @@ export const simulatorConfigSpec = {
     pattern: /^(mqtts?|wss?):\/\/\S+$/,
     allowed: 'a URL starting with mqtt://, mqtts://, ws:// or wss://',
   }),
-  machines: int('SIMULATOR_MACHINES', { description: 'Machines simulated without a scenario file', default: 4, min: 1, max: MAX_MACHINES }),
-  rateHz: rateField('SIMULATOR_RATE_HZ', { description: 'Telemetry messages per second per machine, or max', default: 2 }),
-  labelDelayMs: int('SIMULATOR_LABEL_DELAY_MS', { description: 'Delay before a sample\'s label is published, ms', default: 2000, min: 0, max: 3_600_000 }),
-  credentialsFile: optionalStr('SIMULATOR_CREDENTIALS_FILE', { description: 'JSON file with device and inspection passwords (unset: connect without passwords)' }),
-  scenarioFile: optionalStr('SIMULATOR_SCENARIO_FILE', { description: 'Drift scenario to play (unset: the default profile forever)' }),
-  profile: oneOf('SIMULATOR_PROFILE', PROFILE_NAMES, { description: 'Profile played without a scenario file', default: 'seed' }),
-  seed: int('SIMULATOR_SEED', { description: 'Seed of the stream played without a scenario file', default: 1, min: 0, max: 2 ** 32 - 1 }),
+  machines: int('SIMULATOR_MACHINES', {
+    description: 'Machines simulated without a scenario file',
+    default: 4,
+    min: 1,
+    max: MAX_MACHINES,
+  }),
+  rateHz: rateField('SIMULATOR_RATE_HZ', {
+    description: 'Telemetry messages per second per machine, or max',
+    default: 2,
+  }),
+  labelDelayMs: int('SIMULATOR_LABEL_DELAY_MS', {
+    description: "Delay before a sample's label is published, ms",
+    default: 2000,
+    min: 0,
+    max: 3_600_000,
+  }),
+  credentialsFile: optionalStr('SIMULATOR_CREDENTIALS_FILE', {
+    description: 'JSON file with device and inspection passwords (unset: connect without passwords)',
+  }),
+  scenarioFile: optionalStr('SIMULATOR_SCENARIO_FILE', {
+    description: 'Drift scenario to play (unset: the default profile forever)',
+  }),
+  profile: oneOf('SIMULATOR_PROFILE', PROFILE_NAMES, {
+    description: 'Profile played without a scenario file',
+    default: 'seed',
+  }),
+  seed: int('SIMULATOR_SEED', {
+    description: 'Seed of the stream played without a scenario file',
+    default: 1,
+    min: 0,
+    max: 2 ** 32 - 1,
+  }),
 } as const;
 
 export type SimulatorConfig = ConfigOf<typeof simulatorConfigSpec>;

@@ -17,7 +17,10 @@ export const credentialsSchema = z.object({
 /** Validates parsed credentials; throws a {@link ConfigError} naming the bad field (never a password). */
 export function parseCredentials(json: unknown, source = 'credentials'): SimulatorCredentials {
   const r = credentialsSchema.safeParse(json, { reportInput: true });
-  if (!r.success) throw new ConfigError(`${source}: ${describeIssues(r.error.issues, 'credentials', { showInput: false }).join('; ')}`);
+  if (!r.success)
+    throw new ConfigError(
+      `${source}: ${describeIssues(r.error.issues, 'credentials', { showInput: false }).join('; ')}`,
+    );
   return r.data;
 }
 

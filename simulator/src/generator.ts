@@ -168,7 +168,13 @@ function pickMode(shares: readonly number[], r: number): number {
 }
 
 /** Applies a machine's faults to its reading (before clamping). */
-function applyFaults(faults: readonly CompiledFault[], reading: Vec9, last: readonly number[], offset: number, rng: Rng): void {
+function applyFaults(
+  faults: readonly CompiledFault[],
+  reading: Vec9,
+  last: readonly number[],
+  offset: number,
+  rng: Rng,
+): void {
   for (const fault of faults) {
     const i = fault.feature;
     if (fault.kind === 'stuck') {
@@ -185,7 +191,10 @@ function applyFaults(faults: readonly CompiledFault[], reading: Vec9, last: read
  * The scenario's samples in order. Finite for every parsed scenario (the
  * default-profile scenario is practically endless); stop early by breaking out.
  */
-export function* generateStream(scenario: Scenario, options: GenerateOptions = {}): Generator<GeneratedSample> {
+export function* generateStream(
+  scenario: Scenario,
+  options: GenerateOptions = {},
+): Generator<GeneratedSample> {
   const machineIds = machineIdsOf(scenario);
   const n = machineIds.length;
   const startTs = options.startTs ?? DEFAULT_START_TS;
@@ -242,7 +251,11 @@ export function* generateStream(scenario: Scenario, options: GenerateOptions = {
         maintenanceScore: out[7],
         errorRatePct: out[8],
       };
-      const efficiency = classify(finish(truth[SPEED] as number, SPEED), finish(truth[ERROR] as number, ERROR), rule);
+      const efficiency = classify(
+        finish(truth[SPEED] as number, SPEED),
+        finish(truth[ERROR] as number, ERROR),
+        rule,
+      );
       yield { index, phaseIndex: p, phaseName: phase.name, telemetry, label: { machineId, seq, efficiency } };
     }
     previous = target;

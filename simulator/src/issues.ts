@@ -11,7 +11,11 @@ import { FEATURES } from '../../common/schema/features.ts';
  * Parse with `{ reportInput: true }` so missing fields read as `required`; pass
  * `showInput: false` to keep offending values (e.g. passwords) out of the text.
  */
-export function describeIssues(issues: readonly z.core.$ZodIssue[], root = 'value', options: { showInput?: boolean } = {}): string[] {
+export function describeIssues(
+  issues: readonly z.core.$ZodIssue[],
+  root = 'value',
+  options: { showInput?: boolean } = {},
+): string[] {
   const show = options.showInput ?? true;
   return issues.flatMap((issue) => describeIssue(issue, root, show));
 }
@@ -26,7 +30,14 @@ export function formatPath(path: readonly PropertyKey[], root = 'value'): string
   return out === '' ? root : out;
 }
 
-const ARTICLE: Record<string, string> = { int: 'an integer', object: 'an object', array: 'an array', number: 'a number', string: 'a string', boolean: 'a boolean' };
+const ARTICLE: Record<string, string> = {
+  int: 'an integer',
+  object: 'an object',
+  array: 'an array',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'a boolean',
+};
 
 function typeOf(input: unknown): string {
   return input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input;
@@ -47,12 +58,16 @@ function describeIssue(issue: z.core.$ZodIssue, root: string, show: boolean): st
     case 'invalid_type': {
       const expected = ARTICLE[issue.expected] ?? issue.expected;
       if (issue.input === undefined) return [`${path}: required, expected ${expected}`];
-      return [`${path}: expected ${expected}, got ${show ? describeInput(issue.input) : typeOf(issue.input)}`];
+      return [
+        `${path}: expected ${expected}, got ${show ? describeInput(issue.input) : typeOf(issue.input)}`,
+      ];
     }
     case 'unrecognized_keys': {
       const inFeatures = issue.path[issue.path.length - 1] === 'features';
       return issue.keys.map((k) =>
-        inFeatures ? `${formatPath([...issue.path, k])}: unknown feature (expected one of ${FEATURES.join(', ')})` : `${formatPath([...issue.path, k])}: unknown field`,
+        inFeatures
+          ? `${formatPath([...issue.path, k])}: unknown feature (expected one of ${FEATURES.join(', ')})`
+          : `${formatPath([...issue.path, k])}: unknown field`,
       );
     }
     case 'too_small':
@@ -60,7 +75,8 @@ function describeIssue(issue: z.core.$ZodIssue, root: string, show: boolean): st
       const small = issue.code === 'too_small';
       const bound = String(small ? issue.minimum : issue.maximum);
       const size = small ? 'at least' : 'at most';
-      if (issue.origin === 'array') return [`${path}: expected ${size} ${bound} item${bound === '1' ? '' : 's'}`];
+      if (issue.origin === 'array')
+        return [`${path}: expected ${size} ${bound} item${bound === '1' ? '' : 's'}`];
       if (issue.origin === 'string') return [`${path}: expected ${size} ${bound} characters`];
       const op = `${small ? '>' : '<'}${issue.inclusive ? '=' : ''}`;
       return [`${path}: expected a number ${op} ${bound}${got(issue.input)}`];

@@ -148,7 +148,8 @@ class RealisticProfile implements Profile {
     truth[TEMP] = draw(d, off, TEMP, 0.6 * normalized(truth[VIB], VIB) + 0.4 * u[TEMP]);
     truth[POWER] = draw(d, off, POWER, 0.7 * normalized(truth[SPEED], SPEED) + 0.3 * u[POWER]);
     truth[DEFECT] = draw(d, off, DEFECT, 0.5 * normalized(truth[ERROR], ERROR) + 0.5 * u[DEFECT]);
-    for (let i = 0; i < 9; i++) reading[i] = (truth[i] as number) + this.noise.normal(0, NOISE_SD * (SEED_WIDTHS[i] as number));
+    for (let i = 0; i < 9; i++)
+      reading[i] = (truth[i] as number) + this.noise.normal(0, NOISE_SD * (SEED_WIDTHS[i] as number));
   }
 }
 
@@ -162,4 +163,3 @@ function draw(dists: FeatureDist[], offsets: Vec9, i: number, x: number): number
 function normalized(value: number, i: number): number {
   return (value - (SEED_LOWS[i] as number)) / (SEED_WIDTHS[i] as number);
 }
-

@@ -115,21 +115,37 @@ interface PendingLabel {
 export async function startSimulator(options: SimulatorOptions): Promise<RunningSimulator> {
   const { logger } = options;
   const rate = options.ratePerMachineHz;
-  if (rate !== 'max' && !(Number.isFinite(rate) && rate > 0)) throw new ConfigError(`ratePerMachineHz must be a positive number or 'max', got ${rate}`);
-  if (!(Number.isFinite(options.labelDelayMs) && options.labelDelayMs >= 0)) throw new ConfigError(`labelDelayMs must be a number >= 0, got ${options.labelDelayMs}`);
-  const scenario = options.scenario ?? defaultScenario({ machines: options.machines ?? 4, profile: options.profile ?? 'seed', seed: options.seed ?? 1 });
+  if (rate !== 'max' && !(Number.isFinite(rate) && rate > 0))
+    throw new ConfigError(`ratePerMachineHz must be a positive number or 'max', got ${rate}`);
+  if (!(Number.isFinite(options.labelDelayMs) && options.labelDelayMs >= 0))
+    throw new ConfigError(`labelDelayMs must be a number >= 0, got ${options.labelDelayMs}`);
+  const scenario =
+    options.scenario ??
+    defaultScenario({
+      machines: options.machines ?? 4,
+      profile: options.profile ?? 'seed',
+      seed: options.seed ?? 1,
+    });
   const ids = machineIdsOf(scenario);
   const credentials = options.credentials;
   if (credentials) {
     const missing = ids.filter((id) => typeof credentials.devices[id] !== 'string');
-    if (missing.length > 0) throw new ConfigError(`credentials: no password for machine${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''}`);
+    if (missing.length > 0)
+      throw new ConfigError(
+        `credentials: no password for machine${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''}`,
+      );
   }
 
   const clients = await connectAll(options, ids);
   let inspection: MqttClient;
   const inspectionUser = credentials?.inspection.username ?? 'inspection';
   try {
-    inspection = await connectClient(options, `${inspectionUser}-sim-${process.pid}`, inspectionUser, credentials?.inspection.password);
+    inspection = await connectClient(
+      options,
+      `${inspectionUser}-sim-${process.pid}`,
+      inspectionUser,
+      credentials?.inspection.password,
+    );
     watch(inspection, inspectionUser, logger);
   } catch (err) {
     await Promise.all(clients.map((c) => c.endAsync(true)));
@@ -195,7 +211,11 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
         clearInterval(progressTimer);
         meter.roll();
         const s = stats();
-        logger.info('scenario complete', { published: s.published, labelsPublished: s.labelsPublished, phase: s.phase });
+        logger.info('scenario complete', {
+          published: s.published,
+          labelsPublished: s.labelsPublished,
+          phase: s.phase,
+        });
         options.onProgress?.(s);
         resolveDone();
       }
@@ -217,8 +237,19 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
     const b = bounds[index];
     const phase = scenario.phases[index];
     if (!b || !phase) return;
-    const info: PhaseInfo = { index, name: b.name, start: b.start, end: b.end, changesAnything: phaseChangesAnything(phase) };
-    logger.info('phase started', { phase: info.name, phaseIndex: index, samples: b.end - b.start, changesAnything: info.changesAnything });
+    const info: PhaseInfo = {
+      index,
+      name: b.name,
+      start: b.start,
+      end: b.end,
+      changesAnything: phaseChangesAnything(phase),
+    };
+    logger.info('phase started', {
+      phase: info.name,
+      phaseIndex: index,
+      samples: b.end - b.start,
+      changesAnything: info.changesAnything,
+    });
     options.onPhase?.(info);
   };
 
@@ -271,7 +302,13 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
   const progressTimer = setInterval(() => {
     meter.roll();
     const s = stats();
-    logger.info('publishing', { phase: s.phase, published: s.published, labelsPublished: s.labelsPublished, inFlight: s.inFlight, ...summarizeRates(s.perMachineRate) });
+    logger.info('publishing', {
+      phase: s.phase,
+      published: s.published,
+      labelsPublished: s.labelsPublished,
+      inFlight: s.inFlight,
+      ...summarizeRates(s.perMachineRate),
+    });
     options.onProgress?.(s);
   }, options.progressIntervalMs ?? 5000);
 
@@ -313,12 +350,21 @@ function summarizeRates(rates: Record<string, number>): Record<string, unknown> 
   const total = Math.round(values.reduce((a, b) => a + b, 0) * 10) / 10;
   if (values.length <= 16) return { perMachineRate: rates, totalRate: total };
   return {
-    perMachineRate: { min: Math.min(...values), mean: Math.round((total / values.length) * 10) / 10, max: Math.max(...values) },
+    perMachineRate: {
+      min: Math.min(...values),
+      mean: Math.round((total / values.length) * 10) / 10,
+      max: Math.max(...values),
+    },
     totalRate: total,
   };
 }
 
-async function connectClient(options: SimulatorOptions, clientId: string, username: string, password: string | undefined): Promise<MqttClient> {
+async function connectClient(
+  options: SimulatorOptions,
+  clientId: string,
+  username: string,
+  password: string | undefined,
+): Promise<MqttClient> {
   try {
     return await connectMqtt({
       url: options.mqttUrl,
@@ -328,7 +374,10 @@ async function connectClient(options: SimulatorOptions, clientId: string, userna
       ...(options.ca !== undefined ? { ca: options.ca } : {}),
     });
   } catch (err) {
-    throw new TransportError(`${username} could not connect to ${options.mqttUrl}: ${describeError(err)}`, { retriable: false, cause: err });
+    throw new TransportError(`${username} could not connect to ${options.mqttUrl}: ${describeError(err)}`, {
+      retriable: false,
+      cause: err,
+    });
   }
 }
 

@@ -18,7 +18,11 @@ export const SEED_RULE: LabelRule = Object.freeze({
 });
 
 /** The rule applied to a speed and an error rate; the hot-path form of {@link labelFor}. */
-export function classify(productionSpeedUph: number, errorRatePct: number, rule: LabelRule = SEED_RULE): Efficiency {
+export function classify(
+  productionSpeedUph: number,
+  errorRatePct: number,
+  rule: LabelRule = SEED_RULE,
+): Efficiency {
   if (productionSpeedUph > rule.high.speedAbove && errorRatePct < rule.high.errorBelow) return 'High';
   if (productionSpeedUph > rule.medium.speedAbove && errorRatePct < rule.medium.errorBelow) return 'Medium';
   return 'Low';

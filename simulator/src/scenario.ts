@@ -30,7 +30,9 @@ const featureChangeSchema = z.strictObject({
 export type FeatureChange = z.infer<typeof featureChangeSchema>;
 
 const featuresSchema = z.strictObject(
-  Object.fromEntries(FEATURES.map((f) => [f, featureChangeSchema.optional()])) as { [K in Feature]: z.ZodOptional<typeof featureChangeSchema> },
+  Object.fromEntries(FEATURES.map((f) => [f, featureChangeSchema.optional()])) as {
+    [K in Feature]: z.ZodOptional<typeof featureChangeSchema>;
+  },
 );
 
 const modeShareSchema = z
@@ -62,7 +64,12 @@ const faultSchema = z
   .superRefine((f, ctx) => {
     if (f.kind === 'stuck' && f.value !== undefined) {
       const [lo, hi] = VALID_LIMITS[f.feature];
-      if (f.value < lo || f.value > hi) ctx.addIssue({ code: 'custom', path: ['value'], message: `expected a value within the valid limits of ${f.feature} [${lo}, ${hi}]` });
+      if (f.value < lo || f.value > hi)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['value'],
+          message: `expected a value within the valid limits of ${f.feature} [${lo}, ${hi}]`,
+        });
     }
   });
 export type Fault = z.infer<typeof faultSchema>;
@@ -82,7 +89,11 @@ const phaseSchema = z
   })
   .superRefine((p, ctx) => {
     if (p.rampSamples !== undefined && p.rampSamples > p.samples) {
-      ctx.addIssue({ code: 'custom', path: ['rampSamples'], message: `expected at most samples (${p.samples})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rampSamples'],
+        message: `expected at most samples (${p.samples})`,
+      });
     }
   });
 
@@ -90,7 +101,11 @@ export const scenarioSchema = z
   .strictObject({
     description: z.string().optional(),
     /** Seeds every random stream: the same file always yields the same stream. */
-    seed: z.number().int().min(-(2 ** 31)).max(2 ** 32 - 1),
+    seed: z
+      .number()
+      .int()
+      .min(-(2 ** 31))
+      .max(2 ** 32 - 1),
     machines: z.number().int().min(1).max(MAX_MACHINES),
     profile: z.enum(PROFILE_NAMES).default('seed'),
     /** Default `m-000`, `m-001`, … */
@@ -101,11 +116,20 @@ export const scenarioSchema = z
     const ids = s.machineIds ?? defaultMachineIds(s.machines);
     if (s.machineIds !== undefined) {
       if (s.machineIds.length !== s.machines) {
-        ctx.addIssue({ code: 'custom', path: ['machineIds'], message: `expected ${s.machines} ids (one per machine), got ${s.machineIds.length}` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['machineIds'],
+          message: `expected ${s.machines} ids (one per machine), got ${s.machineIds.length}`,
+        });
       }
       const seen = new Set<string>();
       s.machineIds.forEach((id, i) => {
-        if (seen.has(id)) ctx.addIssue({ code: 'custom', path: ['machineIds', i], message: `duplicate machine id ${JSON.stringify(id)}` });
+        if (seen.has(id))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['machineIds', i],
+            message: `duplicate machine id ${JSON.stringify(id)}`,
+          });
         seen.add(id);
       });
     }
@@ -113,7 +137,11 @@ export const scenarioSchema = z
     s.phases.forEach((p, i) =>
       p.faults?.forEach((f, j) => {
         if (!known.has(f.machine)) {
-          ctx.addIssue({ code: 'custom', path: ['phases', i, 'faults', j, 'machine'], message: `unknown machine ${JSON.stringify(f.machine)} (machines are ${describeIds(ids)})` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['phases', i, 'faults', j, 'machine'],
+            message: `unknown machine ${JSON.stringify(f.machine)} (machines are ${describeIds(ids)})`,
+          });
         }
       }),
     );
@@ -140,7 +168,10 @@ export function machineIdsOf(scenario: Scenario): string[] {
 export function parseScenario(json: unknown): Scenario {
   const result = scenarioSchema.safeParse(json, { reportInput: true });
   if (result.success) return result.data;
-  throw new ValidationError('invalid_scenario', `invalid scenario: ${describeIssues(result.error.issues, 'scenario').join('; ')}`);
+  throw new ValidationError(
+    'invalid_scenario',
+    `invalid scenario: ${describeIssues(result.error.issues, 'scenario').join('; ')}`,
+  );
 }
 
 /** Reads, parses and validates a scenario file; errors name the file and the field. */
@@ -155,7 +186,10 @@ export async function loadScenarioFile(path: string): Promise<Scenario> {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ValidationError('not_json', `scenario file ${path} is not valid JSON: ${(err as Error).message}`);
+    throw new ValidationError(
+      'not_json',
+      `scenario file ${path} is not valid JSON: ${(err as Error).message}`,
+    );
   }
   try {
     return parseScenario(json);
@@ -166,7 +200,12 @@ export async function loadScenarioFile(path: string): Promise<Scenario> {
 }
 
 /** The default profile forever: one endless baseline phase. */
-export function defaultScenario(options: { machines: number; profile?: ProfileName; seed?: number; machineIds?: string[] }): Scenario {
+export function defaultScenario(options: {
+  machines: number;
+  profile?: ProfileName;
+  seed?: number;
+  machineIds?: string[];
+}): Scenario {
   return parseScenario({
     seed: options.seed ?? 1,
     machines: options.machines,
@@ -187,7 +226,9 @@ export function phaseChangesAnything(phase: ScenarioPhase): boolean {
     (c) => c !== undefined && ((c.add ?? 0) !== 0 || (c.mul ?? 1) !== 1 || c.range !== undefined),
   );
   const share = phase.modeShare;
-  const modes = share !== undefined && OPERATION_MODES.some((m, i) => Math.abs((share[m] ?? 0) - (DEFAULT_MODE_SHARE[i] ?? 0)) > 1e-9);
+  const modes =
+    share !== undefined &&
+    OPERATION_MODES.some((m, i) => Math.abs((share[m] ?? 0) - (DEFAULT_MODE_SHARE[i] ?? 0)) > 1e-9);
   const rule = !sameRule(ruleOf(phase), SEED_RULE);
   return features || modes || rule || (phase.faults?.length ?? 0) > 0;
 }

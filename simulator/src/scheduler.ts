@@ -44,7 +44,10 @@ export class Pacer {
     private readonly options: PacerOptions,
     private readonly send: Sender,
   ) {
-    if (options.ratePerSecond !== 'max' && !(options.ratePerSecond > 0 && Number.isFinite(options.ratePerSecond))) {
+    if (
+      options.ratePerSecond !== 'max' &&
+      !(options.ratePerSecond > 0 && Number.isFinite(options.ratePerSecond))
+    ) {
       throw new RangeError(`rate must be a positive number or 'max', got ${options.ratePerSecond}`);
     }
     this.tickMs = options.tickMs ?? 10;

@@ -19,7 +19,11 @@ const scenario = parseScenario({
   profile: 'seed',
   phases: [
     { name: 'baseline', samples: 6000 },
-    { name: 'new-spec', samples: 16000, rule: { high: { speedAbove: 350, errorBelow: 3 }, medium: { speedAbove: 150, errorBelow: 6 } } },
+    {
+      name: 'new-spec',
+      samples: 16000,
+      rule: { high: { speedAbove: 350, errorBelow: 3 }, medium: { speedAbove: 150, errorBelow: 6 } },
+    },
   ],
 });
 
@@ -32,7 +36,15 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'driftline-loop-'));
   tf = (await loadTf()).tf;
   const champion = path.join(dir, 'champion');
-  await runBootstrapTraining({ out: champion, scenarioFile: DEFAULT_SCENARIO_FILE, samples: 20_000, epochs: 20, seed: 1, holdout: 2_000, force: true });
+  await runBootstrapTraining({
+    out: champion,
+    scenarioFile: DEFAULT_SCENARIO_FILE,
+    samples: 20_000,
+    epochs: 20,
+    seed: 1,
+    holdout: 2_000,
+    force: true,
+  });
   const common = { scenario, championDir: champion, tf, labelDelaySamples: 50, retrainLatencySamples: 1_000 };
   withoutLoop = await replayScenario({ ...common, retrain: false });
   withLoop = await replayScenario({ ...common, retrain: true });

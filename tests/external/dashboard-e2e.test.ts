@@ -2,7 +2,11 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DASHBOARD_LOGINS, startDashboardStack, type DashboardStack } from '../../dashboard/src/testing/stack.ts';
+import {
+  DASHBOARD_LOGINS,
+  startDashboardStack,
+  type DashboardStack,
+} from '../../dashboard/src/testing/stack.ts';
 import { launchChromium, signIn, watchPage, type PageProblems } from './helpers/dashboard-browser.ts';
 import { startProxy, type CuttableProxy } from './helpers/dashboard-proxy.ts';
 import { scriptedSource, type DashboardDataSource } from './helpers/dashboard-source.ts';
@@ -68,8 +72,13 @@ describe('dashboard in Chromium', () => {
   it('requires a login, then shows the machines as they report', async () => {
     await signIn(page, proxy.url, DASHBOARD_LOGINS.operator);
     await tab('fleet');
-    await page.waitForFunction((n) => document.querySelectorAll('#fleet-rows tr').length >= n, MACHINES.length);
-    await expect.poll(() => text(page.locator('#fleet-rows tr', { hasText: 'press-07' }).locator('td').nth(1)), T).toBe('OK');
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('#fleet-rows tr').length >= n,
+      MACHINES.length,
+    );
+    await expect
+      .poll(() => text(page.locator('#fleet-rows tr', { hasText: 'press-07' }).locator('td').nth(1)), T)
+      .toBe('OK');
     await expect.poll(() => text(page.locator('#user-name')), T).toBe('olivia');
     await shot('01-fleet-after-login');
   });
@@ -92,7 +101,12 @@ describe('dashboard in Chromium', () => {
     await expect.poll(() => text(page.locator('#kpi-champion')), T).toBe('v1');
     await page.waitForSelector('#feature-rows tr[data-feature="temperatureC"]:not(.drifted)');
     // A few undrifted windows first, so the sparklines show the change.
-    await expect.poll(async () => Number(/window #(\d+)/.exec(await text(page.locator('#drift-meta')))?.[1] ?? 0), { timeout: 30_000, interval: 100 }).toBeGreaterThanOrEqual(6);
+    await expect
+      .poll(async () => Number(/window #(\d+)/.exec(await text(page.locator('#drift-meta')))?.[1] ?? 0), {
+        timeout: 30_000,
+        interval: 100,
+      })
+      .toBeGreaterThanOrEqual(6);
     expect(await page.locator('#feature-rows tr.drifted').count()).toBe(0);
     const { requestId } = await source.drift('temperatureC', 25);
     expect(requestId).toMatch(/^[0-9a-f]{64}$/);
@@ -133,12 +147,30 @@ describe('dashboard in Chromium', () => {
     await source.stuckSensor('press-04', 'vibrationHz', 2.5);
     await source.badReadings('press-09', 3);
     const c = await stack.publisher();
-    await c.publishAsync('factory/press-99/telemetry', JSON.stringify({
-      machineId: 'press-99', seq: 0, ts: Date.now(), operationMode: 'Idle', temperatureC: 48, vibrationHz: 1.2, powerKw: 3.1, networkLatencyMs: 6,
-      packetLossPct: 0.2, defectRatePct: 1.4, productionSpeedUph: 120, maintenanceScore: 0.7, errorRatePct: 1.1,
-    }), { qos: 1 });
+    await c.publishAsync(
+      'factory/press-99/telemetry',
+      JSON.stringify({
+        machineId: 'press-99',
+        seq: 0,
+        ts: Date.now(),
+        operationMode: 'Idle',
+        temperatureC: 48,
+        vibrationHz: 1.2,
+        powerKw: 3.1,
+        networkLatencyMs: 6,
+        packetLossPct: 0.2,
+        defectRatePct: 1.4,
+        productionSpeedUph: 120,
+        maintenanceScore: 0.7,
+        errorRatePct: 1.1,
+      }),
+      { qos: 1 },
+    );
     await tab('fleet');
-    const status = (id: string) => page.locator('#fleet-rows tr', { has: page.locator('td.mono', { hasText: new RegExp(`^${id}$`) }) }).locator('.status-cell');
+    const status = (id: string) =>
+      page
+        .locator('#fleet-rows tr', { has: page.locator('td.mono', { hasText: new RegExp(`^${id}$`) }) })
+        .locator('.status-cell');
     await expect.poll(() => text(status('press-04')), T).toBe('Faulty');
     await expect.poll(() => text(status('press-09')), T).toBe('Faulty');
     await expect.poll(() => text(status('press-99')), T).toBe('Stale');
@@ -175,7 +207,9 @@ describe('dashboard in Chromium', () => {
       await signIn(viewerPage, proxy.url, DASHBOARD_LOGINS.viewer);
       await viewerPage.click('a[data-tab="model"]');
       await expect.poll(() => viewerPage.locator('#rollback-open').isDisabled(), T).toBe(true);
-      await expect.poll(() => text(viewerPage.locator('#rollback-hint')), T).toBe('Rollback needs the operator role.');
+      await expect
+        .poll(() => text(viewerPage.locator('#rollback-hint')), T)
+        .toBe('Rollback needs the operator role.');
       await expect.poll(() => text(viewerPage.locator('#user-role')), T).toBe('viewer');
       await viewerPage.screenshot({ path: path.join(SHOTS, '06b-model-viewer.png'), fullPage: true });
     } finally {
@@ -185,7 +219,9 @@ describe('dashboard in Chromium', () => {
 
   it('shows that it is reconnecting when the server is unreachable, then resumes with a fresh snapshot', async () => {
     await tab('pipeline');
-    const before = await page.evaluate(() => (window as unknown as { __driftline: { snapshots: number } }).__driftline.snapshots);
+    const before = await page.evaluate(
+      () => (window as unknown as { __driftline: { snapshots: number } }).__driftline.snapshots,
+    );
     await proxy.cut();
     await page.waitForSelector('body[data-stream="reconnecting"]');
     await expect.poll(() => page.locator('#banner').isVisible(), T).toBe(true);
@@ -194,7 +230,9 @@ describe('dashboard in Chromium', () => {
     await proxy.restore();
     await page.waitForSelector('body[data-stream="live"]', { timeout: 20_000 });
     await expect.poll(() => page.locator('#banner').isHidden(), T).toBe(true);
-    const after = await page.evaluate(() => (window as unknown as { __driftline: { snapshots: number } }).__driftline.snapshots);
+    const after = await page.evaluate(
+      () => (window as unknown as { __driftline: { snapshots: number } }).__driftline.snapshots,
+    );
     expect(after).toBe(before + 1);
 
     await stack.restartBroker();

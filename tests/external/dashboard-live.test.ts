@@ -102,7 +102,9 @@ beforeAll(async () => {
     loggerFor,
     env,
   });
-  logStream.write(`---- system started at ${elapsed()}: dashboard ${system.dashboardUrl ?? '-'}, MQTT ${system.mqttUrl}\n`);
+  logStream.write(
+    `---- system started at ${elapsed()}: dashboard ${system.dashboardUrl ?? '-'}, MQTT ${system.mqttUrl}\n`,
+  );
 }, 240_000);
 
 afterAll(async () => {
@@ -123,7 +125,11 @@ describe('dashboard in Chromium on the real pipeline', () => {
     await expect.poll(() => text(page.locator('#user-name')), T).toBe(USER.username);
     await expect.poll(() => text(page.locator('#user-role')), T).toBe('operator');
     await tab('fleet');
-    await page.waitForFunction((n) => document.querySelectorAll('#fleet-rows tr').length >= n, MACHINES.length, { timeout: 30_000 });
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('#fleet-rows tr').length >= n,
+      MACHINES.length,
+      { timeout: 30_000 },
+    );
     expect(await page.locator('#fleet-rows tr').count()).toBe(MACHINES.length);
     for (const id of MACHINES) {
       await expect.poll(() => text(fleetRow(id).locator('.status-cell')), T).toBe('OK');
@@ -143,7 +149,9 @@ describe('dashboard in Chromium on the real pipeline', () => {
     await expect.poll(() => classes(row), SLOW).toMatch(/\bdrifted\b/);
     logStream.write(`---- ${DRIFTED} highlighted at ${elapsed()}\n`);
     await expect.poll(() => text(row.locator('td').last()), T).toBe('DRIFT');
-    expect(Number(await text(row.locator('td').nth(1)))).toBeGreaterThan(Number(await text(row.locator('td').nth(2))));
+    expect(Number(await text(row.locator('td').nth(1)))).toBeGreaterThan(
+      Number(await text(row.locator('td').nth(2))),
+    );
     await expect.poll(() => text(page.locator('#drift-summary')), T).toMatch(/^\d+ features? drifted$/);
     // The feature chart follows the most drifted feature.
     await expect.poll(() => page.locator('#drift-feature').inputValue(), T).toBe(DRIFTED);
@@ -151,12 +159,16 @@ describe('dashboard in Chromium on the real pipeline', () => {
     await expect.poll(() => text(alarm), SLOW).toContain('covariate');
     await expect.poll(() => text(alarm), T).toMatch(/retrain requested|promoted v2/);
     await expect.poll(() => page.locator('#alarms-empty').isHidden(), T).toBe(true);
-    await expect.poll(async () => Number(await text(page.locator('#kpi-alarms'))), T).toBeGreaterThanOrEqual(1);
+    await expect
+      .poll(async () => Number(await text(page.locator('#kpi-alarms'))), T)
+      .toBeGreaterThanOrEqual(1);
     await shot('02-drift-alarm');
   }, 180_000);
 
   it('shows the retrain and the new champion v2 without a reload', async () => {
-    const alarm = page.locator('#alarm-rows tr', { hasText: `${DRIFTED} D=` }).filter({ hasText: 'promoted v2' });
+    const alarm = page
+      .locator('#alarm-rows tr', { hasText: `${DRIFTED} D=` })
+      .filter({ hasText: 'promoted v2' });
     await expect.poll(() => alarm.count(), SLOW).toBeGreaterThanOrEqual(1);
     logStream.write(`---- promoted v2 in the alarm timeline at ${elapsed()}\n`);
     await expect.poll(() => text(alarm.first()), T).toMatch(/v2 live · F1 \d\.\d{3} vs \d\.\d{3}/);
@@ -165,7 +177,8 @@ describe('dashboard in Chromium on the real pipeline', () => {
 
     // The fleet while the drifted stream still flows (the scenario ends about 30 s after v2).
     await tab('fleet');
-    for (const id of MACHINES) await expect.poll(() => text(fleetRow(id).locator('.status-cell')), T).toBe('OK');
+    for (const id of MACHINES)
+      await expect.poll(() => text(fleetRow(id).locator('.status-cell')), T).toBe('OK');
     await expect.poll(() => text(page.locator('#fleet-live')), T).toBe('4');
     // vibrationHz (column 7) is drawn from 2.1-7.0 Hz after the shift instead of 0.1-5.0.
     await shot('04-fleet');
@@ -188,8 +201,18 @@ describe('dashboard in Chromium on the real pipeline', () => {
     await expect.poll(() => text(v2.locator('td').last()), T).toBe('retrainer');
     await expect.poll(() => text(page.locator('#alias-rows')), T).toContain('v1 → v2');
     // The edge worker hot-swapped: it serves the champion the page shows.
-    await expect.poll(async () => text(page.locator('#model-serving')), T).toMatch(/^Serving on 1 edge worker: v\d+$/);
-    await expect.poll(async () => (await text(page.locator('#model-serving'))).endsWith(`: ${await text(page.locator('#model-champion'))}`), T).toBe(true);
+    await expect
+      .poll(async () => text(page.locator('#model-serving')), T)
+      .toMatch(/^Serving on 1 edge worker: v\d+$/);
+    await expect
+      .poll(
+        async () =>
+          (await text(page.locator('#model-serving'))).endsWith(
+            `: ${await text(page.locator('#model-champion'))}`,
+          ),
+        T,
+      )
+      .toBe(true);
     await expect.poll(() => text(page.locator('#model-backend')), T).not.toBe('—');
     await shot('05-model');
 
@@ -198,7 +221,9 @@ describe('dashboard in Chromium on the real pipeline', () => {
     await expect.poll(() => text(page.locator('#conn-rows')), T).toContain('connected');
     // Real latencies (tens to hundreds of ms here) fit their KPI card instead of ending in an ellipsis.
     await expect.poll(() => text(page.locator('#pipe-latency')), T).toMatch(/^[\d.]+ · [\d.]+ · [\d.]+$/);
-    const fit = await page.locator('#pipe-latency').evaluate((el) => ({ text: el.textContent, scroll: el.scrollWidth, client: el.clientWidth }));
+    const fit = await page
+      .locator('#pipe-latency')
+      .evaluate((el) => ({ text: el.textContent, scroll: el.scrollWidth, client: el.clientWidth }));
     logStream.write(`---- latency KPI ${JSON.stringify(fit)}\n`);
     expect(fit.scroll, `latency KPI "${fit.text ?? ''}" overflows its card`).toBeLessThanOrEqual(fit.client);
     await shot('06-pipeline');
@@ -206,9 +231,15 @@ describe('dashboard in Chromium on the real pipeline', () => {
     await tab('drift');
     await shot('07-drift-final');
 
-    expect(await page.evaluate(() => (window as unknown as { __marker?: string }).__marker)).toBe('set-after-login');
-    const stats = await page.evaluate(() => (window as unknown as { __driftline: { snapshots: number; updates: number } }).__driftline);
-    logStream.write(`---- page: ${stats.snapshots} snapshot(s), ${stats.updates} updates, no reload; done at ${elapsed()}\n`);
+    expect(await page.evaluate(() => (window as unknown as { __marker?: string }).__marker)).toBe(
+      'set-after-login',
+    );
+    const stats = await page.evaluate(
+      () => (window as unknown as { __driftline: { snapshots: number; updates: number } }).__driftline,
+    );
+    logStream.write(
+      `---- page: ${stats.snapshots} snapshot(s), ${stats.updates} updates, no reload; done at ${elapsed()}\n`,
+    );
     expect(problems.errors).toEqual([]);
     expect(problems.consoleErrors).toEqual([]);
     expect(problems.dialogs).toEqual([]);

@@ -16,7 +16,11 @@ import { PassThrough } from 'node:stream';
 import { Client, type estypes } from '@elastic/elasticsearch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dailyIndexName } from '../../common/logging/elasticsearch-template.ts';
-import { ElasticsearchTransport, elasticsearchTransportFromEnv, type ShipperReporter } from '../../common/logging/elasticsearch-transport.ts';
+import {
+  ElasticsearchTransport,
+  elasticsearchTransportFromEnv,
+  type ShipperReporter,
+} from '../../common/logging/elasticsearch-transport.ts';
 import { createLogger } from '../../common/logging/logger.ts';
 
 const URL = process.env.ELASTICSEARCH_URL || `http://127.0.0.1:${process.env.ELASTICSEARCH_PORT || '9200'}`;
@@ -49,20 +53,29 @@ describe(`Elasticsearch at ${URL}`, () => {
   });
 
   afterAll(async () => {
-    await client?.indices.delete({ index: `${SCRATCH_PREFIX}-*`, ignore_unavailable: true, allow_no_indices: true }).catch(() => undefined);
+    await client?.indices
+      .delete({ index: `${SCRATCH_PREFIX}-*`, ignore_unavailable: true, allow_no_indices: true })
+      .catch(() => undefined);
     await client?.indices.deleteIndexTemplate({ name: SCRATCH_PREFIX }).catch(() => undefined);
     await client?.close();
   });
 
   function requireNode(): void {
     if (unreachable) {
-      throw new Error(`Elasticsearch is not reachable at ${URL} (${unreachable.message}); start it with scripts/services/elasticsearch.sh start`);
+      throw new Error(
+        `Elasticsearch is not reachable at ${URL} (${unreachable.message}); start it with scripts/services/elasticsearch.sh start`,
+      );
     }
   }
 
   async function search(index: string, query: estypes.QueryDslQueryContainer): Promise<Hit[]> {
     await client.indices.refresh({ index });
-    const res = await client.search<Record<string, unknown>>({ index, query, size: 100, sort: [{ '@timestamp': 'asc' }] });
+    const res = await client.search<Record<string, unknown>>({
+      index,
+      query,
+      size: 100,
+      sort: [{ '@timestamp': 'asc' }],
+    });
     return res.hits.hits;
   }
 
@@ -73,13 +86,35 @@ describe(`Elasticsearch at ${URL}`, () => {
 
     beforeAll(async () => {
       if (unreachable) return;
-      const t = elasticsearchTransportFromEnv({ ELASTICSEARCH_URL: URL, ELASTICSEARCH_FLUSH_MS: '100' }, { name: 'edge-inference', version: '9.9.9-test' }, { reporter });
-      if (!t) throw new Error('elasticsearchTransportFromEnv returned undefined although ELASTICSEARCH_URL is set');
+      const t = elasticsearchTransportFromEnv(
+        { ELASTICSEARCH_URL: URL, ELASTICSEARCH_FLUSH_MS: '100' },
+        { name: 'edge-inference', version: '9.9.9-test' },
+        { reporter },
+      );
+      if (!t)
+        throw new Error('elasticsearchTransportFromEnv returned undefined although ELASTICSEARCH_URL is set');
       transport = t;
-      const logger = createLogger({ service: 'edge-inference', version: '9.9.9-test', format: 'json', stream: new PassThrough(), transports: [transport] });
+      const logger = createLogger({
+        service: 'edge-inference',
+        version: '9.9.9-test',
+        format: 'json',
+        stream: new PassThrough(),
+        transports: [transport],
+      });
       const flow = logger.child({ correlationId });
-      flow.info('drift alarm raised', { action: 'drift-alarm', machineId: 'press-07', modelVersion: '3', features: ['vibrationHz'], pValue: 0.0004 });
-      flow.info('retraining requested', { action: 'retrain-requested', reason: 'drift', outcome: 'success', durationMs: 12.5 });
+      flow.info('drift alarm raised', {
+        action: 'drift-alarm',
+        machineId: 'press-07',
+        modelVersion: '3',
+        features: ['vibrationHz'],
+        pValue: 0.0004,
+      });
+      flow.info('retraining requested', {
+        action: 'retrain-requested',
+        reason: 'drift',
+        outcome: 'success',
+        durationMs: 12.5,
+      });
       flow.error('champion load failed', { action: 'model-load', err: new TypeError('bad checksum') });
       // event.duration_ms is a double in the template: a string there is refused by Elasticsearch.
       flow.warn('unparseable duration', { action: 'dead-letter', durationMs: 'slow' });
@@ -110,7 +145,11 @@ describe(`Elasticsearch at ${URL}`, () => {
       const hits = await search('edge-mlops-*', { term: { 'trace.id': correlationId } });
       expect(hits).toHaveLength(3);
       expect(new Set(hits.map((h) => h._index))).toEqual(new Set([today]));
-      const [alarm, retrain, failure] = hits.map((h) => h._source ?? {}) as [Record<string, unknown>, Record<string, unknown>, Record<string, unknown>];
+      const [alarm, retrain, failure] = hits.map((h) => h._source ?? {}) as [
+        Record<string, unknown>,
+        Record<string, unknown>,
+        Record<string, unknown>,
+      ];
       expect(alarm).toMatchObject({
         'log.level': 'info',
         message: 'drift alarm raised',
@@ -120,15 +159,34 @@ describe(`Elasticsearch at ${URL}`, () => {
         labels: { machine_id: 'press-07', model_version: '3' },
         driftline: { features: ['vibrationHz'], pValue: 0.0004 },
       });
-      expect(retrain).toMatchObject({ event: { action: 'retrain-requested', outcome: 'success', reason: 'drift', duration_ms: 12.5 } });
-      expect(failure).toMatchObject({ 'log.level': 'error', error: { type: 'TypeError', message: 'bad checksum' } });
+      expect(retrain).toMatchObject({
+        event: { action: 'retrain-requested', outcome: 'success', reason: 'drift', duration_ms: 12.5 },
+      });
+      expect(failure).toMatchObject({
+        'log.level': 'error',
+        error: { type: 'TypeError', message: 'bad checksum' },
+      });
     });
 
     it('maps the ECS fields as the template says', async () => {
       requireNode();
       const res = await client.indices.getFieldMapping({
         index: today,
-        fields: ['@timestamp', 'log.level', 'message', 'service.name', 'service.version', 'trace.id', 'event.action', 'event.outcome', 'event.duration_ms', 'labels.machine_id', 'error.message', 'error.type', 'driftline'],
+        fields: [
+          '@timestamp',
+          'log.level',
+          'message',
+          'service.name',
+          'service.version',
+          'trace.id',
+          'event.action',
+          'event.outcome',
+          'event.duration_ms',
+          'labels.machine_id',
+          'error.message',
+          'error.type',
+          'driftline',
+        ],
       });
       const mappings = res[today]?.mappings ?? {};
       const typeOf = (field: string): string | undefined => {
@@ -152,11 +210,26 @@ describe(`Elasticsearch at ${URL}`, () => {
 
     it('finds a flow by correlation id the way Kibana asks (query string), and by action', async () => {
       requireNode();
-      const byQueryString = await search('edge-mlops-*', { query_string: { query: `trace.id:"${correlationId}" AND event.action:drift-alarm` } });
-      expect(byQueryString.map((h) => (h._source as { message?: string }).message)).toEqual(['drift alarm raised']);
-      const byPrefix = await search('edge-mlops-*', { bool: { filter: [{ term: { 'trace.id': correlationId } }, { prefix: { 'event.action': 'retrain-' } }] } });
+      const byQueryString = await search('edge-mlops-*', {
+        query_string: { query: `trace.id:"${correlationId}" AND event.action:drift-alarm` },
+      });
+      expect(byQueryString.map((h) => (h._source as { message?: string }).message)).toEqual([
+        'drift alarm raised',
+      ]);
+      const byPrefix = await search('edge-mlops-*', {
+        bool: {
+          filter: [{ term: { 'trace.id': correlationId } }, { prefix: { 'event.action': 'retrain-' } }],
+        },
+      });
       expect(byPrefix).toHaveLength(1);
-      const byFlattened = await search('edge-mlops-*', { bool: { filter: [{ term: { 'trace.id': correlationId } }, { term: { 'driftline.features': 'vibrationHz' } }] } });
+      const byFlattened = await search('edge-mlops-*', {
+        bool: {
+          filter: [
+            { term: { 'trace.id': correlationId } },
+            { term: { 'driftline.features': 'vibrationHz' } },
+          ],
+        },
+      });
       expect(byFlattened).toHaveLength(1);
     });
   });
@@ -173,13 +246,27 @@ describe(`Elasticsearch at ${URL}`, () => {
         reportIntervalMs: 0,
         reporter,
       });
-      const logger = createLogger({ service: 'simulator', format: 'json', stream: new PassThrough(), transports: [transport] });
-      logger.info('leap day, last millisecond (UTC)', { timestamp: '2024-02-29T23:59:59.999Z', correlationId: RUN });
-      logger.info('next day in UTC, still 29 Feb in New York', { timestamp: '2024-03-01T00:00:00.000Z', correlationId: RUN });
+      const logger = createLogger({
+        service: 'simulator',
+        format: 'json',
+        stream: new PassThrough(),
+        transports: [transport],
+      });
+      logger.info('leap day, last millisecond (UTC)', {
+        timestamp: '2024-02-29T23:59:59.999Z',
+        correlationId: RUN,
+      });
+      logger.info('next day in UTC, still 29 Feb in New York', {
+        timestamp: '2024-03-01T00:00:00.000Z',
+        correlationId: RUN,
+      });
       await transport.close(15_000);
       expect(transport.stats()).toMatchObject({ shipped: 2, droppedTotal: 0 });
       const hits = await search(`${SCRATCH_PREFIX}-*`, { term: { 'trace.id': RUN } });
-      expect(hits.map((h) => h._index)).toEqual([`${SCRATCH_PREFIX}-2024.02.29`, `${SCRATCH_PREFIX}-2024.03.01`]);
+      expect(hits.map((h) => h._index)).toEqual([
+        `${SCRATCH_PREFIX}-2024.02.29`,
+        `${SCRATCH_PREFIX}-2024.03.01`,
+      ]);
       const settings = await client.indices.getSettings({ index: `${SCRATCH_PREFIX}-2024.02.29` });
       expect(settings[`${SCRATCH_PREFIX}-2024.02.29`]?.settings?.index?.number_of_replicas).toBe('0');
       expect(esVersion).toMatch(/^\d+\.\d+\.\d+/);

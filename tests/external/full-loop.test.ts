@@ -25,7 +25,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { startSystem, type RunningSystem } from '../../bin/lib/start.ts';
 import { createBus } from '../../common/bus/factory.ts';
 import { BUS_TOPICS, type EventBus } from '../../common/bus/types.ts';
-import { parseModelEvent, parseRetrainRequest, type ModelEvent, type RetrainRequest } from '../../common/events/schemas.ts';
+import {
+  parseModelEvent,
+  parseRetrainRequest,
+  type ModelEvent,
+  type RetrainRequest,
+} from '../../common/events/schemas.ts';
 import { createLogger, type Logger } from '../../common/logging/logger.ts';
 
 const TRACKING_URI = (process.env.MLFLOW_TRACKING_URI || 'http://127.0.0.1:5055').replace(/\/+$/, '');
@@ -38,7 +43,10 @@ const OUT = path.resolve('test-results/full-loop');
 
 /** Throws a clear error when nothing accepts TCP connections at host:port. */
 async function requireTcp(what: string, hostPort: string, hint: string): Promise<void> {
-  const [host, port] = [hostPort.slice(0, hostPort.lastIndexOf(':')), Number(hostPort.slice(hostPort.lastIndexOf(':') + 1))];
+  const [host, port] = [
+    hostPort.slice(0, hostPort.lastIndexOf(':')),
+    Number(hostPort.slice(hostPort.lastIndexOf(':') + 1)),
+  ];
   await new Promise<void>((resolve, reject) => {
     const socket = net.connect({ host, port });
     const fail = (err: Error): void => {
@@ -59,12 +67,18 @@ async function requireMlflow(): Promise<void> {
     const health = await fetch(`${TRACKING_URI}/health`, { signal: AbortSignal.timeout(5000) });
     if (!health.ok) throw new Error(`/health answered ${health.status}`);
   } catch (err) {
-    throw new Error(`MLflow is not reachable at ${TRACKING_URI} (${String(err)}). Start it with: scripts/services/mlflow.sh start`);
+    throw new Error(
+      `MLflow is not reachable at ${TRACKING_URI} (${String(err)}). Start it with: scripts/services/mlflow.sh start`,
+    );
   }
 }
 
 /** One MLflow REST call (GET with a query, or POST with a JSON body). */
-async function mlflow<T>(method: 'GET' | 'POST', endpoint: string, body?: Record<string, unknown>): Promise<T> {
+async function mlflow<T>(
+  method: 'GET' | 'POST',
+  endpoint: string,
+  body?: Record<string, unknown>,
+): Promise<T> {
   const url = new URL(`${TRACKING_URI}/api/2.0/mlflow/${endpoint}`);
   if (method === 'GET') for (const [k, v] of Object.entries(body ?? {})) url.searchParams.set(k, String(v));
   const res = await fetch(url, {
@@ -86,7 +100,8 @@ interface Run {
   info: { run_id: string; status: string; experiment_id: string; artifact_uri: string };
   data: { params?: KV[]; tags?: KV[]; metrics?: { key: string; value: number; step?: number }[] };
 }
-const kv = (list: KV[] | undefined): Record<string, string> => Object.fromEntries((list ?? []).map((t) => [t.key, t.value]));
+const kv = (list: KV[] | undefined): Record<string, string> =>
+  Object.fromEntries((list ?? []).map((t) => [t.key, t.value]));
 
 let system: RunningSystem | undefined;
 let listener: EventBus | undefined;
@@ -121,17 +136,30 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
 
     // Our own consumers of the run's topics: prove the request and the events really went through Kafka.
     // One consumer group per topic: two subscriptions sharing a group id would split the topics between them.
-    listener = await createBus({ kafkaBrokers: BROKERS, topicPrefix: PREFIX, clientId: `full-loop-test-${RUN_ID}`, logger: loggerFor('test-listener') });
+    listener = await createBus({
+      kafkaBrokers: BROKERS,
+      topicPrefix: PREFIX,
+      clientId: `full-loop-test-${RUN_ID}`,
+      logger: loggerFor('test-listener'),
+    });
     const requests: RetrainRequest[] = [];
     const events: ModelEvent[] = [];
-    await listener.subscribe(BUS_TOPICS.retrainRequests, { group: `full-loop-test-${RUN_ID}-requests`, fromBeginning: true }, async (m) => {
-      const r = parseRetrainRequest(m.value);
-      if (r.ok) requests.push(r.value);
-    });
-    await listener.subscribe(BUS_TOPICS.modelEvents, { group: `full-loop-test-${RUN_ID}-events`, fromBeginning: true }, async (m) => {
-      const e = parseModelEvent(m.value);
-      if (e.ok) events.push(e.value);
-    });
+    await listener.subscribe(
+      BUS_TOPICS.retrainRequests,
+      { group: `full-loop-test-${RUN_ID}-requests`, fromBeginning: true },
+      async (m) => {
+        const r = parseRetrainRequest(m.value);
+        if (r.ok) requests.push(r.value);
+      },
+    );
+    await listener.subscribe(
+      BUS_TOPICS.modelEvents,
+      { group: `full-loop-test-${RUN_ID}-events`, fromBeginning: true },
+      async (m) => {
+        const e = parseModelEvent(m.value);
+        if (e.ok) events.push(e.value);
+      },
+    );
 
     stateRoot = await mkdtemp(path.join(tmpdir(), 'driftline-full-loop-'));
     const env: NodeJS.ProcessEnv = {
@@ -148,23 +176,51 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
       // The edge learns of the new champion by polling the alias: poll often so the swap is seen within the run.
       EDGE_CHAMPION_POLL_MS: '1000',
     };
-    system = await startSystem({ scenarioFile: SCENARIO, totalRate: 500, exitAfterPhases: true, dashboard: false, stateDir: path.join(stateRoot, 'state'), loggerFor, env });
-    stream.write(`---- system started after ${((Date.now() - started) / 1000).toFixed(1)} s; model ${MODEL}, topic prefix ${PREFIX}\n`);
+    system = await startSystem({
+      scenarioFile: SCENARIO,
+      totalRate: 500,
+      exitAfterPhases: true,
+      dashboard: false,
+      stateDir: path.join(stateRoot, 'state'),
+      loggerFor,
+      env,
+    });
+    stream.write(
+      `---- system started after ${((Date.now() - started) / 1000).toFixed(1)} s; model ${MODEL}, topic prefix ${PREFIX}\n`,
+    );
     const finished = system.finished;
     if (!finished) throw new Error('startSystem did not return a finished promise despite exitAfterPhases');
     const summary = (await finished) as {
-      retrains: { correlationId: string; requestId: string; kind: string; outcome?: string; version?: string }[];
+      retrains: {
+        correlationId: string;
+        requestId: string;
+        kind: string;
+        outcome?: string;
+        version?: string;
+      }[];
       finalChampion: string | null;
       samplesToHeal: Record<string, number | null>;
       accuracy: number | null;
       preDriftAccuracy: number | null;
     };
-    stream.write(`---- finished after ${((Date.now() - started) / 1000).toFixed(1)} s: ${JSON.stringify(summary)}\n`);
+    stream.write(
+      `---- finished after ${((Date.now() - started) / 1000).toFixed(1)} s: ${JSON.stringify(summary)}\n`,
+    );
 
     // ---- drift → retrain request over Kafka -------------------------------------------
-    await expect.poll(() => requests.length, { timeout: 15_000, interval: 200, message: 'no retrain request was read back from the Kafka topic' }).toBeGreaterThan(0);
+    await expect
+      .poll(() => requests.length, {
+        timeout: 15_000,
+        interval: 200,
+        message: 'no retrain request was read back from the Kafka topic',
+      })
+      .toBeGreaterThan(0);
     const promotedEvent = await expect
-      .poll(() => events.find((e) => e.type === 'model-promoted' && e.modelName === MODEL), { timeout: 15_000, interval: 200, message: `no model-promoted event on Kafka; summary retrains: ${JSON.stringify(summary.retrains)}` })
+      .poll(() => events.find((e) => e.type === 'model-promoted' && e.modelName === MODEL), {
+        timeout: 15_000,
+        interval: 200,
+        message: `no model-promoted event on Kafka; summary retrains: ${JSON.stringify(summary.retrains)}`,
+      })
       .toBeDefined()
       .then(() => events.find((e) => e.type === 'model-promoted' && e.modelName === MODEL));
     if (promotedEvent?.type !== 'model-promoted') throw new Error('unreachable');
@@ -176,19 +232,37 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
     // so it may never see the requests; the Kafka topics read above are the evidence.)
 
     // ---- the MLflow run ------------------------------------------------------------------
-    const experiment = await mlflow<{ experiment: { experiment_id: string } }>('GET', 'experiments/get-by-name', { experiment_name: 'driftline' });
+    const experiment = await mlflow<{ experiment: { experiment_id: string } }>(
+      'GET',
+      'experiments/get-by-name',
+      { experiment_name: 'driftline' },
+    );
     const search = await mlflow<{ runs?: Run[] }>('POST', 'runs/search', {
       experiment_ids: [experiment.experiment.experiment_id],
       filter: `tags.\`driftline.model_name\` = '${MODEL}' and tags.\`driftline.correlation_id\` = '${promotedEvent.correlationId}'`,
       max_results: 10,
     });
     const runs = search.runs ?? [];
-    expect(runs.length, `runs of ${MODEL} for correlation ${promotedEvent.correlationId} in experiment driftline`).toBeGreaterThan(0);
+    expect(
+      runs.length,
+      `runs of ${MODEL} for correlation ${promotedEvent.correlationId} in experiment driftline`,
+    ).toBeGreaterThan(0);
     const run = runs.find((r) => kv(r.data.tags)['driftline.outcome'] === 'promoted') ?? runs[0];
     if (!run) throw new Error('unreachable');
     expect(run.info.status).toBe('FINISHED');
     const params = kv(run.data.params);
-    for (const key of ['epochs', 'batch_size', 'learning_rate', 'seed', 'window_from_ts', 'window_to_ts', 'samples', 'train_samples', 'holdout_samples', 'warm_start_version']) {
+    for (const key of [
+      'epochs',
+      'batch_size',
+      'learning_rate',
+      'seed',
+      'window_from_ts',
+      'window_to_ts',
+      'samples',
+      'train_samples',
+      'holdout_samples',
+      'warm_start_version',
+    ]) {
       expect(params[key], `param ${key}`).toBeDefined();
     }
     expect(params.warm_start_version).toBe(request?.championVersion);
@@ -196,20 +270,39 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
     expect(tags['driftline.correlation_id']).toBe(promotedEvent.correlationId);
     expect(tags['driftline.request_id']).toBe(promotedEvent.requestId);
     expect(tags['driftline.drift_kind']).toBe('concept');
-    expect(JSON.parse(tags['driftline.drift_report'] ?? 'null')).toMatchObject({ kind: 'concept', championVersion: request?.championVersion });
+    expect(JSON.parse(tags['driftline.drift_report'] ?? 'null')).toMatchObject({
+      kind: 'concept',
+      championVersion: request?.championVersion,
+    });
     expect(tags['driftline.model_version']).toBe(promotedEvent.version);
     const metrics = Object.fromEntries((run.data.metrics ?? []).map((m) => [m.key, m.value]));
-    for (const key of ['holdout_accuracy', 'holdout_macro_f1', 'champion_holdout_accuracy', 'validation_accuracy', 'loss', 'val_accuracy', 'val_macro_f1']) {
+    for (const key of [
+      'holdout_accuracy',
+      'holdout_macro_f1',
+      'champion_holdout_accuracy',
+      'validation_accuracy',
+      'loss',
+      'val_accuracy',
+      'val_macro_f1',
+    ]) {
       expect(metrics[key], `metric ${key}`).toEqual(expect.any(Number));
     }
     expect(metrics.holdout_accuracy).toBeGreaterThan(metrics.champion_holdout_accuracy as number);
-    const lossHistory = await mlflow<{ metrics?: { step?: number }[] }>('GET', 'metrics/get-history', { run_id: run.info.run_id, metric_key: 'val_accuracy' });
+    const lossHistory = await mlflow<{ metrics?: { step?: number }[] }>('GET', 'metrics/get-history', {
+      run_id: run.info.run_id,
+      metric_key: 'val_accuracy',
+    });
     expect((lossHistory.metrics ?? []).length, 'one val_accuracy point per epoch').toBeGreaterThan(1);
-    const artifacts = await mlflow<{ files?: { path: string }[] }>('GET', 'artifacts/list', { run_id: run.info.run_id, path: 'model' });
+    const artifacts = await mlflow<{ files?: { path: string }[] }>('GET', 'artifacts/list', {
+      run_id: run.info.run_id,
+      path: 'model',
+    });
     expect((artifacts.files ?? []).map((f) => f.path)).toContain('model/metadata.json');
 
     // ---- the model version with the champion alias ---------------------------------------
-    const alias = await mlflow<{ model_version: { version: string; run_id?: string; source?: string; tags?: KV[]; aliases?: string[] } }>('GET', 'registered-models/alias', { name: MODEL, alias: 'champion' });
+    const alias = await mlflow<{
+      model_version: { version: string; run_id?: string; source?: string; tags?: KV[]; aliases?: string[] };
+    }>('GET', 'registered-models/alias', { name: MODEL, alias: 'champion' });
     const champion = alias.model_version;
     expect(champion.version).toBe(promotedEvent.version);
     expect(champion.run_id).toBe(run.info.run_id);
@@ -217,7 +310,11 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
     expect(kv(champion.tags)['driftline.checksum']).toMatch(/^[0-9a-f]{64}$/);
     expect(kv(champion.tags)['driftline.correlation_id']).toBe(promotedEvent.correlationId);
     // Rejected challengers (if any) stay as versions with the rejected tag and the reason.
-    const versions = await mlflow<{ model_versions?: { version: string; tags?: KV[] }[] }>('GET', 'model-versions/search', { filter: `name='${MODEL}'` });
+    const versions = await mlflow<{ model_versions?: { version: string; tags?: KV[] }[] }>(
+      'GET',
+      'model-versions/search',
+      { filter: `name='${MODEL}'` },
+    );
     for (const rejected of events.filter((e) => e.type === 'model-rejected' && /^\d+$/.test(e.version))) {
       const v = (versions.model_versions ?? []).find((x) => x.version === rejected.version);
       if (v) expect(kv(v.tags)['driftline.rejected'], `version ${rejected.version} rejected`).toBeTruthy();
@@ -225,7 +322,10 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
 
     // ---- the edge swapped and accuracy recovered -------------------------------------------
     expect(summary.finalChampion, 'the edge serves the champion alias version').toBe(champion.version);
-    expect(summary.samplesToHeal['concept-drift'], `accuracy did not recover: ${JSON.stringify(summary)}`).not.toBeNull();
+    expect(
+      summary.samplesToHeal['concept-drift'],
+      `accuracy did not recover: ${JSON.stringify(summary)}`,
+    ).not.toBeNull();
     stream.write(`---- asserted after ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   }, 300_000);
 });

@@ -26,7 +26,14 @@ import { openKafkaSampleStore } from '../../common/samples/kafka-store.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
 import { createRetrainer } from '../../retrainer/src/retrainer.ts';
-import { FakeTrainer, MemoryRegistry, loadFakeModel, makeRequest, makeSamples, seedLabel } from '../../retrainer/src/testing/fakes.ts';
+import {
+  FakeTrainer,
+  MemoryRegistry,
+  loadFakeModel,
+  makeRequest,
+  makeSamples,
+  seedLabel,
+} from '../../retrainer/src/testing/fakes.ts';
 import type { Trainer, TrainResult } from '../../retrainer/src/trainer.ts';
 
 const BROKERS = (process.env.KAFKA_BROKERS || '127.0.0.1:9092').split(',').map((s) => s.trim());
@@ -35,10 +42,21 @@ const prefix = (test: string): string => `${RUN}.${test}.`;
 const MODEL = 'driftline-efficiency';
 
 /** Snappy settings for tests: short fetch waits and heartbeats, quick redeliveries. */
-const fast: Partial<KafkaBusOptions> = { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 500, maxWaitTimeMs: 200, redeliveryDelayMs: 20 };
+const fast: Partial<KafkaBusOptions> = {
+  sessionTimeoutMs: 10_000,
+  heartbeatIntervalMs: 500,
+  maxWaitTimeMs: 200,
+  redeliveryDelayMs: 20,
+};
 
 function newBus(test: string, options: Partial<KafkaBusOptions> = {}): KafkaBus {
-  return new KafkaBus({ brokers: BROKERS, clientId: 'driftline-test', topicPrefix: prefix(test), ...fast, ...options });
+  return new KafkaBus({
+    brokers: BROKERS,
+    clientId: 'driftline-test',
+    topicPrefix: prefix(test),
+    ...fast,
+    ...options,
+  });
 }
 
 async function waitFor(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
@@ -57,7 +75,13 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } 
   return { promise, resolve };
 }
 
-const kafka = new Kafka({ clientId: 'driftline-test-admin', brokers: BROKERS, logLevel: logLevel.NOTHING, connectionTimeout: 3000, retry: { retries: 1 } });
+const kafka = new Kafka({
+  clientId: 'driftline-test-admin',
+  brokers: BROKERS,
+  logLevel: logLevel.NOTHING,
+  connectionTimeout: 3000,
+  retry: { retries: 1 },
+});
 const admin: Admin = kafka.admin();
 const cleanups: (() => Promise<unknown>)[] = [];
 let reachable: Promise<void> | undefined;
@@ -69,7 +93,9 @@ function kafkaUp(): Promise<void> {
       await admin.connect();
       await admin.describeCluster();
     } catch (err) {
-      throw new Error(`Kafka is not reachable at ${BROKERS.join(',')}: run scripts/services/kafka.sh start (${describeError(err)})`);
+      throw new Error(
+        `Kafka is not reachable at ${BROKERS.join(',')}: run scripts/services/kafka.sh start (${describeError(err)})`,
+      );
     }
   })();
   return reachable;
@@ -77,10 +103,18 @@ function kafkaUp(): Promise<void> {
 
 afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-  if (!(await kafkaUp().then(() => true, () => false))) return;
+  if (
+    !(await kafkaUp().then(
+      () => true,
+      () => false,
+    ))
+  )
+    return;
   const mine = (await admin.listTopics().catch(() => [] as string[])).filter((t) => t.startsWith(`${RUN}.`));
   if (mine.length > 0) await admin.deleteTopics({ topics: mine }).catch(() => undefined);
-  const groups = (await admin.listGroups().catch(() => ({ groups: [] as { groupId: string }[] }))).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${RUN}.`));
+  const groups = (await admin.listGroups().catch(() => ({ groups: [] as { groupId: string }[] }))).groups
+    .map((g) => g.groupId)
+    .filter((g) => g.startsWith(`${RUN}.`));
   if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
   await admin.disconnect();
 });
@@ -88,7 +122,11 @@ afterAll(async () => {
 describe('KafkaBus against a real broker', () => {
   it('creates the bus topics with the configured partitions and retention, idempotently (also through createBus)', async () => {
     await kafkaUp();
-    const options = { partitions: 4, topicPartitions: { [BUS_TOPICS.deadLetter]: 1 }, retentionMs: 3_600_000 };
+    const options = {
+      partitions: 4,
+      topicPartitions: { [BUS_TOPICS.deadLetter]: 1 },
+      retentionMs: 3_600_000,
+    };
     const bus = newBus('topics', options);
     cleanups.push(() => bus.close());
     await bus.connect();
@@ -102,10 +140,19 @@ describe('KafkaBus against a real broker', () => {
       [bus.topicName(BUS_TOPICS.labelledSamples)]: 4,
       [bus.topicName(BUS_TOPICS.deadLetter)]: 1,
     });
-    const configs = await admin.describeConfigs({ includeSynonyms: false, resources: names.map((name) => ({ type: 2, name, configNames: ['retention.ms'] })) });
-    for (const r of configs.resources) expect(r.configEntries.find((e) => e.configName === 'retention.ms')?.configValue).toBe('3600000');
+    const configs = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: names.map((name) => ({ type: 2, name, configNames: ['retention.ms'] })),
+    });
+    for (const r of configs.resources)
+      expect(r.configEntries.find((e) => e.configName === 'retention.ms')?.configValue).toBe('3600000');
     // A second service starting against existing topics: no error, nothing changed.
-    const again = await createBus({ kafkaBrokers: BROKERS, topicPrefix: prefix('topics'), ...options, partitions: 2 });
+    const again = await createBus({
+      kafkaBrokers: BROKERS,
+      topicPrefix: prefix('topics'),
+      ...options,
+      partitions: 2,
+    });
     cleanups.push(() => again.close());
     expect(again).toBeInstanceOf(KafkaBus);
     expect(again.kind).toContain(BROKERS[0]);
@@ -120,7 +167,12 @@ describe('KafkaBus against a real broker', () => {
     const got: BusMessage[] = [];
     await bus.subscribe('orders', { group: 'reader' }, async (m) => void got.push(m));
     const keys = ['m-1', 'm-2', 'm-3', 'm-4', 'm-5'];
-    for (let i = 0; i < 40; i++) await bus.publish('orders', keys[i % keys.length] as string, { seq: i, key: keys[i % keys.length], nested: { ok: true } });
+    for (let i = 0; i < 40; i++)
+      await bus.publish('orders', keys[i % keys.length] as string, {
+        seq: i,
+        key: keys[i % keys.length],
+        nested: { ok: true },
+      });
     await waitFor(() => got.length >= 40, '40 messages');
     expect(got).toHaveLength(40);
     const first = got[0] as BusMessage;
@@ -132,7 +184,13 @@ describe('KafkaBus against a real broker', () => {
       expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
       expect(seqs).toHaveLength(8);
     }
-    expect(got.every((m) => (m.value as { key: string; nested: { ok: boolean } }).key === m.key && (m.value as { nested: { ok: boolean } }).nested.ok)).toBe(true);
+    expect(
+      got.every(
+        (m) =>
+          (m.value as { key: string; nested: { ok: boolean } }).key === m.key &&
+          (m.value as { nested: { ok: boolean } }).nested.ok,
+      ),
+    ).toBe(true);
   });
 
   it('splits a group between two members without duplicates', async () => {
@@ -149,7 +207,9 @@ describe('KafkaBus against a real broker', () => {
     await waitFor(() => {
       const pa = a.assignedPartitions();
       const pb = b.assignedPartitions();
-      return pa.length > 0 && pb.length > 0 && new Set([...pa, ...pb]).size === 4 && pa.length + pb.length === 4;
+      return (
+        pa.length > 0 && pb.length > 0 && new Set([...pa, ...pb]).size === 4 && pa.length + pb.length === 4
+      );
     }, 'both members to share the 4 partitions');
     for (let i = 0; i < 60; i++) await bus.publish('work', `machine-${i}`, { i });
     await waitFor(() => seenBy.a.length + seenBy.b.length >= 60, '60 messages');
@@ -218,7 +278,10 @@ describe('KafkaBus against a real broker', () => {
     await raw.connect();
     cleanups.push(() => raw.disconnect());
     await bus.publish('inbox', 'k', { n: 1 }); // makes sure the topic exists
-    await raw.send({ topic: bus.topicName('inbox'), messages: [{ key: 'k', value: Buffer.from('this is {not json') }] });
+    await raw.send({
+      topic: bus.topicName('inbox'),
+      messages: [{ key: 'k', value: Buffer.from('this is {not json') }],
+    });
     await bus.publish('inbox', 'k', { n: 2, reject: true });
     await bus.publish('inbox', 'k', { n: 3, flaky: true });
     await bus.publish('inbox', 'k', { n: 4 });
@@ -234,22 +297,53 @@ describe('KafkaBus against a real broker', () => {
       handled.push(v.n);
     });
     const dead: BusDeadLetter[] = [];
-    await bus.subscribe(BUS_TOPICS.deadLetter, { group: 'dlq-reader' }, async (m) => void dead.push(m.value as BusDeadLetter));
+    await bus.subscribe(
+      BUS_TOPICS.deadLetter,
+      { group: 'dlq-reader' },
+      async (m) => void dead.push(m.value as BusDeadLetter),
+    );
     await waitFor(() => handled.includes(4) && dead.length >= 3, 'the last message and three dead letters');
     expect(handled).toEqual([1, 4]);
     expect(flakyAttempts).toBe(3);
     const [poison, rejected, exhausted] = dead;
-    expect(poison).toMatchObject({ topic: 'inbox', partition: 0, offset: '1', group: 'consumer', key: 'k', cause: 'malformed', raw: { encoding: 'utf8', data: 'this is {not json' } });
+    expect(poison).toMatchObject({
+      topic: 'inbox',
+      partition: 0,
+      offset: '1',
+      group: 'consumer',
+      key: 'k',
+      cause: 'malformed',
+      raw: { encoding: 'utf8', data: 'this is {not json' },
+    });
     expect(poison?.reason).toMatch(/^malformed message: not JSON \(SyntaxError/);
-    expect(rejected).toMatchObject({ topic: 'inbox', offset: '2', cause: 'rejected', reason: 'ValidationError: request is invalid', value: { n: 2, reject: true }, attempts: 1 });
-    expect(exhausted).toMatchObject({ topic: 'inbox', offset: '3', cause: 'retries-exhausted', reason: 'TransportError: downstream unavailable', attempts: 3 });
+    expect(rejected).toMatchObject({
+      topic: 'inbox',
+      offset: '2',
+      cause: 'rejected',
+      reason: 'ValidationError: request is invalid',
+      value: { n: 2, reject: true },
+      attempts: 1,
+    });
+    expect(exhausted).toMatchObject({
+      topic: 'inbox',
+      offset: '3',
+      cause: 'retries-exhausted',
+      reason: 'TransportError: downstream unavailable',
+      attempts: 3,
+    });
   });
 });
 
 describe('KafkaSampleStore against a real broker', () => {
   it('returns the window by timestamp, reading only from the seek offsets', async () => {
     await kafkaUp();
-    const store = await openKafkaSampleStore({ brokers: BROKERS, clientId: 'driftline-test', topicPrefix: prefix('store'), partitions: 3, seekSlackMs: 0 });
+    const store = await openKafkaSampleStore({
+      brokers: BROKERS,
+      clientId: 'driftline-test',
+      topicPrefix: prefix('store'),
+      partitions: 3,
+      seekSlackMs: 0,
+    });
     cleanups.push(() => store.close());
     const tA = Date.now() - 5000;
     const a = makeSamples(40, { startTs: tA, seed: 1 }).map((s, i) => ({ ...s, ts: tA + i * 10 }));
@@ -258,13 +352,20 @@ describe('KafkaSampleStore against a real broker', () => {
     const tB = Date.now();
     await new Promise((r) => setTimeout(r, 100));
     // Sample time never runs ahead of publish time: B's readings were taken between tB and the append.
-    const b = makeSamples(40, { startIndex: 1000, startTs: tB, seed: 2 }).map((s, i) => ({ ...s, ts: tB + i }));
+    const b = makeSamples(40, { startIndex: 1000, startTs: tB, seed: 2 }).map((s, i) => ({
+      ...s,
+      ts: tB + i,
+    }));
     await store.append(b);
     await store.append(b.slice(0, 10)); // an at-least-once duplicate
     // The edge worker's own batch format on the same topic, published through the bus.
     const bus = newBus('store');
     cleanups.push(() => bus.close());
-    const edge = makeSamples(5, { startIndex: 5000, startTs: tB, seed: 3 }).map((s, i) => ({ ...s, machineId: 'edge-m', ts: tB + 50 + i }));
+    const edge = makeSamples(5, { startIndex: 5000, startTs: tB, seed: 3 }).map((s, i) => ({
+      ...s,
+      machineId: 'edge-m',
+      ts: tB + 50 + i,
+    }));
     await bus.publish(BUS_TOPICS.labelledSamples, 'edge-worker-1', { samples: edge });
 
     const bySeq = (xs: readonly LabelledSample[]): number[] => xs.map((s) => s.seq).sort((x, y) => x - y);
@@ -279,7 +380,9 @@ describe('KafkaSampleStore against a real broker', () => {
     }
     expect(windowB.find((s) => s.seq === 1000)).toEqual(b[0]);
 
-    expect(bySeq(await store.readWindow({ fromTs: tB, toTs: tB + 1000, machineIds: ['edge-m'] }))).toEqual(bySeq(edge));
+    expect(bySeq(await store.readWindow({ fromTs: tB, toTs: tB + 1000, machineIds: ['edge-m'] }))).toEqual(
+      bySeq(edge),
+    );
     expect(await store.readWindow({ fromTs: tB, limit: 3, machineIds: ['edge-m'] })).toHaveLength(3);
     expect(bySeq(await store.readWindow({ toTs: tA + 395 }))).toEqual(bySeq(a));
     expect(await store.readWindow({ fromTs: Date.now() + 60_000 })).toEqual([]);
@@ -311,13 +414,26 @@ describe('retrainer on Kafka', () => {
     const registry = new MemoryRegistry();
     cleanups.push(() => registry.close());
     await registry.seedChampion(MODEL, { kind: 'oracle' });
-    const store = await openKafkaSampleStore({ brokers: BROKERS, clientId: 'driftline-test', topicPrefix: prefix(p) });
+    const store = await openKafkaSampleStore({
+      brokers: BROKERS,
+      clientId: 'driftline-test',
+      topicPrefix: prefix(p),
+    });
     cleanups.push(() => store.close());
     // After the drift the labels follow a shifted rule the champion gets partly wrong.
     const t0 = Date.now() - 400_000;
     await store.append(makeSamples(300, { startTs: t0, label: (r) => seedLabel(r, 150) }));
-    const request = makeRequest({ requestId: randomBytes(16).toString('hex'), window: { fromTs: t0, toTs: t0 + 300_000 } });
-    const config: Partial<RetrainerConfig> = { stateDir: path.join(dir, 'state'), minSamples: 100, dataRetryMs: 50, dataMaxAttempts: 3, timeoutMs: 20_000 };
+    const request = makeRequest({
+      requestId: randomBytes(16).toString('hex'),
+      window: { fromTs: t0, toTs: t0 + 300_000 },
+    });
+    const config: Partial<RetrainerConfig> = {
+      stateDir: path.join(dir, 'state'),
+      minSamples: 100,
+      dataRetryMs: 50,
+      dataMaxAttempts: 3,
+      timeoutMs: 20_000,
+    };
 
     const deliveries: string[] = [];
     const killed = deferred();
@@ -340,7 +456,15 @@ describe('retrainer on Kafka', () => {
     const bus1 = newBus(p);
     cleanups.push(() => bus1.close());
     const hanging = new HangingTrainer();
-    const r1 = createRetrainer({ bus: view(bus1, 'first', true), registry, store, trainer: hanging, config, loadModel: loadFakeModel, consumeSamples: false });
+    const r1 = createRetrainer({
+      bus: view(bus1, 'first', true),
+      registry,
+      store,
+      trainer: hanging,
+      config,
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+    });
     await r1.start();
     await bus1.publish(BUS_TOPICS.retrainRequests, MODEL, request);
     await hanging.started.promise;
@@ -362,10 +486,22 @@ describe('retrainer on Kafka', () => {
     const bus2 = newBus(p);
     cleanups.push(() => bus2.close());
     const trainer = new FakeTrainer({ spec: { kind: 'oracle', speedShift: 150 }, delayMs: 300 });
-    const r2 = createRetrainer({ bus: view(bus2, 'second', false), registry, store, trainer, config, loadModel: loadFakeModel, consumeSamples: false });
+    const r2 = createRetrainer({
+      bus: view(bus2, 'second', false),
+      registry,
+      store,
+      trainer,
+      config,
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+    });
     cleanups.push(() => r2.close());
     await r2.start();
-    await waitFor(() => deliveries.length >= 2 && events.length >= 1, 'the redelivery and the model event', 60_000);
+    await waitFor(
+      () => deliveries.length >= 2 && events.length >= 1,
+      'the redelivery and the model event',
+      60_000,
+    );
     await r2.idle();
     await new Promise((r) => setTimeout(r, 1000)); // a second training or event would show up now
 

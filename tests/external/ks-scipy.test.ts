@@ -80,13 +80,23 @@ function sample(rng: Rng, n: number, kind: Kind, shift: number): number[] {
 
 function size(rng: Rng, lo: number, hi: number): number {
   // log-uniform in [lo, hi]
-  return Math.min(hi, Math.max(lo, Math.round(Math.exp(Math.log(lo) + rng.next() * (Math.log(hi) - Math.log(lo))))));
+  return Math.min(
+    hi,
+    Math.max(lo, Math.round(Math.exp(Math.log(lo) + rng.next() * (Math.log(hi) - Math.log(lo))))),
+  );
 }
 
 function makeCases(): Case[] {
   const rng = new Rng(20240611);
   const cases: Case[] = [];
-  const add = (label: string, n1: number, n2: number, method?: KsMethod, alternative?: KsAlternative, equalSizes = false): void => {
+  const add = (
+    label: string,
+    n1: number,
+    n2: number,
+    method?: KsMethod,
+    alternative?: KsAlternative,
+    equalSizes = false,
+  ): void => {
     const kind = pick(rng, KINDS);
     const shift = pick(rng, [0, 0, 0, 0.1, 0.3, 1]);
     const m2 = equalSizes ? n1 : n2;
@@ -102,13 +112,24 @@ function makeCases(): Case[] {
     });
   };
   // tiny and small samples: every branch of the exact code, ties, size 1
-  for (let i = 0; i < 70; i++) add('tiny', 1 + rng.int(12), 1 + rng.int(12), undefined, undefined, rng.next() < 0.3);
-  for (let i = 0; i < 120; i++) add('small', size(rng, 2, 80), size(rng, 2, 80), undefined, undefined, rng.next() < 0.25);
-  for (let i = 0; i < 70; i++) add('medium', size(rng, 80, 1500), size(rng, 80, 1500), undefined, undefined, rng.next() < 0.2);
+  for (let i = 0; i < 70; i++)
+    add('tiny', 1 + rng.int(12), 1 + rng.int(12), undefined, undefined, rng.next() < 0.3);
+  for (let i = 0; i < 120; i++)
+    add('small', size(rng, 2, 80), size(rng, 2, 80), undefined, undefined, rng.next() < 0.25);
+  for (let i = 0; i < 70; i++)
+    add('medium', size(rng, 80, 1500), size(rng, 80, 1500), undefined, undefined, rng.next() < 0.2);
   // drift-detector shapes: a large reference against small windows
   for (let i = 0; i < 12; i++) add('window', 5000, pick(rng, [50, 100, 500, 1000, 2000]));
   // up to MAX_AUTO_N: 'auto' is exact
-  for (let i = 0; i < 12; i++) add('big', size(rng, 1500, 10000), size(rng, 1500, 10000), pick(rng, ['auto', 'auto', 'exact'] as const), undefined, rng.next() < 0.3);
+  for (let i = 0; i < 12; i++)
+    add(
+      'big',
+      size(rng, 1500, 10000),
+      size(rng, 1500, 10000),
+      pick(rng, ['auto', 'auto', 'exact'] as const),
+      undefined,
+      rng.next() < 0.3,
+    );
   // above MAX_AUTO_N: 'auto' is asymp
   for (let i = 0; i < 8; i++) add('large', 10001 + rng.int(10000), size(rng, 1000, 20000), 'auto');
   add('large-equal', 20000, 20000, 'asymp', 'two-sided');
@@ -119,25 +140,49 @@ function makeCases(): Case[] {
   cases.push({ x: [1], y: [2], alternative: 'two-sided', method: 'asymp', label: 'one-vs-one' });
   cases.push({ x: [0.5], y: [0.5], alternative: 'two-sided', method: 'asymp', label: 'one-vs-one-tie' });
   // a statistic exactly at a half-integer multiple for np.round's half-to-even
-  cases.push({ x: [1, 2, 3, 4, 5], y: [1.5, 2.5, 3.5, 4.5, 5.5], alternative: 'two-sided', method: 'asymp', label: 'half-even' });
+  cases.push({
+    x: [1, 2, 3, 4, 5],
+    y: [1.5, 2.5, 3.5, 4.5, 5.5],
+    alternative: 'two-sided',
+    method: 'asymp',
+    label: 'half-even',
+  });
   // infinities are valid data
-  cases.push({ x: [-Infinity, 0, 1, 2], y: [0.5, 1.5, Infinity], alternative: 'two-sided', method: 'auto', label: 'infinities' });
+  cases.push({
+    x: [-Infinity, 0, 1, 2],
+    y: [0.5, 1.5, Infinity],
+    alternative: 'two-sided',
+    method: 'auto',
+    label: 'infinities',
+  });
   return cases;
 }
 
 function runScipy(cases: Case[]): { scipy: string; numpy: string; results: ScipyResult[] } {
   if (!existsSync(python)) {
-    throw new Error(`${python} is missing: run scripts/setup/python-venv.sh to create the project virtualenv with scipy`);
+    throw new Error(
+      `${python} is missing: run scripts/setup/python-venv.sh to create the project virtualenv with scipy`,
+    );
   }
   // JSON has no infinities: send them as the strings scripts/ks_reference.py turns back into floats
   const enc = (v: number): number | string => (Number.isFinite(v) ? v : v > 0 ? 'inf' : '-inf');
   const input = JSON.stringify({
-    cases: cases.map((c) => ({ x: c.x.map(enc), y: c.y.map(enc), alternative: c.alternative, method: c.method })),
+    cases: cases.map((c) => ({
+      x: c.x.map(enc),
+      y: c.y.map(enc),
+      alternative: c.alternative,
+      method: c.method,
+    })),
   });
   const proc = spawnSync(python, [script], { input, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' });
-  if (proc.error) throw new Error(`could not run ${python} ${script}: ${proc.error.message}; run scripts/setup/python-venv.sh`);
+  if (proc.error)
+    throw new Error(
+      `could not run ${python} ${script}: ${proc.error.message}; run scripts/setup/python-venv.sh`,
+    );
   if (proc.status !== 0) {
-    throw new Error(`scripts/ks_reference.py exited ${proc.status}: ${proc.stderr.slice(-2000)}\n(run scripts/setup/python-venv.sh)`);
+    throw new Error(
+      `scripts/ks_reference.py exited ${proc.status}: ${proc.stderr.slice(-2000)}\n(run scripts/setup/python-venv.sh)`,
+    );
   }
   return JSON.parse(proc.stdout) as { scipy: string; numpy: string; results: ScipyResult[] };
 }
@@ -157,7 +202,10 @@ describe('ks2samp agrees with scipy.stats.ks_2samp', () => {
     const pythonSeconds = (performance.now() - started) / 1000;
 
     const pinned = /^scipy==(\S+)/m.exec(readFileSync(requirements, 'utf8'))?.[1];
-    expect(ref.scipy, 'the venv scipy differs from scripts/setup/requirements-test.txt: run scripts/setup/python-venv.sh').toBe(pinned);
+    expect(
+      ref.scipy,
+      'the venv scipy differs from scripts/setup/requirements-test.txt: run scripts/setup/python-venv.sh',
+    ).toBe(pinned);
     expect(ref.results).toHaveLength(cases.length);
 
     const failures: string[] = [];
@@ -177,7 +225,11 @@ describe('ks2samp agrees with scipy.stats.ks_2samp', () => {
       const tag = `#${i} ${c.label} n1=${c.x.length} n2=${c.y.length} ${c.alternative} ${c.method}`;
       // the SortedSample path must give the identical result
       const rs = ks2sampSorted(new SortedSample(c.x), c.y, { alternative: c.alternative, method: c.method });
-      if (!Object.is(rs.pvalue, r.pvalue) || rs.statistic !== r.statistic || rs.statisticLocation !== r.statisticLocation) {
+      if (
+        !Object.is(rs.pvalue, r.pvalue) ||
+        rs.statistic !== r.statistic ||
+        rs.statisticLocation !== r.statisticLocation
+      ) {
         failures.push(`${tag}: ks2sampSorted differs from ks2samp`);
       }
       if (r.method !== s.method) failures.push(`${tag}: method ${r.method}, scipy ${s.method}`);
@@ -193,18 +245,21 @@ describe('ks2samp agrees with scipy.stats.ks_2samp', () => {
       if (!Object.is(r.statisticLocation, loc) && r.statisticLocation !== loc) {
         failures.push(`${tag}: location ${r.statisticLocation}, scipy ${loc}`);
       }
-      if (r.statisticSign !== s.statistic_sign) failures.push(`${tag}: sign ${r.statisticSign}, scipy ${s.statistic_sign}`);
+      if (r.statisticSign !== s.statistic_sign)
+        failures.push(`${tag}: sign ${r.statisticSign}, scipy ${s.statistic_sign}`);
 
       const p = fromJson(s.pvalue);
       if (Number.isNaN(p) || Number.isNaN(r.pvalue)) {
-        if (!(Number.isNaN(p) && Number.isNaN(r.pvalue))) failures.push(`${tag}: pvalue ${r.pvalue}, scipy ${p}`);
+        if (!(Number.isNaN(p) && Number.isNaN(r.pvalue)))
+          failures.push(`${tag}: pvalue ${r.pvalue}, scipy ${p}`);
         continue;
       }
       const abs = Math.abs(r.pvalue - p);
       if (s.method === 'exact') {
         maxExactAbs = Math.max(maxExactAbs, abs);
         if (p !== 0) maxExactRel = Math.max(maxExactRel, abs / Math.abs(p));
-        if (!(abs <= Math.max(EXACT_ABS_TOL, EXACT_REL_TOL * Math.abs(p)))) failures.push(`${tag}: exact pvalue ${r.pvalue}, scipy ${p}`);
+        if (!(abs <= Math.max(EXACT_ABS_TOL, EXACT_REL_TOL * Math.abs(p))))
+          failures.push(`${tag}: exact pvalue ${r.pvalue}, scipy ${p}`);
       } else {
         maxAsympAbs = Math.max(maxAsympAbs, abs);
         if (!(abs <= ASYMP_ABS_TOL)) failures.push(`${tag}: asymp pvalue ${r.pvalue}, scipy ${p}`);

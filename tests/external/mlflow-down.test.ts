@@ -83,7 +83,14 @@ class SwitchableProxy {
         // MLflow refuses a Host it does not serve (DNS-rebinding guard): present the target's.
         const host = `\r\nhost: 127.0.0.1:${this.port}\r\n`;
         const at = text.toLowerCase().indexOf(host);
-        upstream.write(at < 0 ? chunk : Buffer.from(`${text.slice(0, at)}\r\nhost: ${this.target.host}:${this.target.port}\r\n${text.slice(at + host.length)}`, 'latin1'));
+        upstream.write(
+          at < 0
+            ? chunk
+            : Buffer.from(
+                `${text.slice(0, at)}\r\nhost: ${this.target.host}:${this.target.port}\r\n${text.slice(at + host.length)}`,
+                'latin1',
+              ),
+        );
       });
       upstream.on('data', (chunk: Buffer) => client.write(chunk));
       client.on('error', drop);
@@ -114,7 +121,9 @@ async function requireMlflow(): Promise<void> {
     const health = await fetch(`${TRACKING_URI}/health`, { signal: AbortSignal.timeout(5000) });
     if (!health.ok) throw new Error(`/health answered ${health.status}`);
   } catch (err) {
-    throw new Error(`MLflow is not reachable at ${TRACKING_URI} (${String(err)}). Start it with: scripts/services/mlflow.sh start`);
+    throw new Error(
+      `MLflow is not reachable at ${TRACKING_URI} (${String(err)}). Start it with: scripts/services/mlflow.sh start`,
+    );
   }
 }
 
@@ -152,11 +161,19 @@ describe(`MLflow (${TRACKING_URI}) down at promotion time`, () => {
     await requireMlflow();
     await mkdir(OUT, { recursive: true });
     logStream = createWriteStream(path.join(OUT, 'retrainer.log'));
-    const logger: Logger = createLogger({ service: 'retrainer', format: 'pretty', stream: logStream, level: 'info' });
+    const logger: Logger = createLogger({
+      service: 'retrainer',
+      format: 'pretty',
+      stream: logStream,
+      level: 'info',
+    });
     tmp = await mkdtemp(path.join(tmpdir(), 'driftline-mlflow-down-'));
 
     // The old champion: the bootstrap model (trained on the seed rule), registered straight into MLflow.
-    direct = new MlflowRegistry({ clientOptions: { trackingUri: TRACKING_URI }, cacheDir: path.join(tmp, 'cache-direct') });
+    direct = new MlflowRegistry({
+      clientOptions: { trackingUri: TRACKING_URI },
+      cacheDir: path.join(tmp, 'cache-direct'),
+    });
     const old = await ensureChampion(direct, MODEL, DEFAULT_BOOTSTRAP_DIR, logger);
     expect(await championAlias()).toBe(old.version);
 
@@ -165,7 +182,15 @@ describe(`MLflow (${TRACKING_URI}) down at promotion time`, () => {
     await proxy.up();
     const p = proxy;
     // Few, quick client retries: the service's own retry is what is under test.
-    registry = new MlflowRegistry({ clientOptions: { trackingUri: p.url, retry: { attempts: 2, initialDelayMs: 50, maxDelayMs: 100 }, timeoutMs: 10_000 }, cacheDir: path.join(tmp, 'cache'), logger });
+    registry = new MlflowRegistry({
+      clientOptions: {
+        trackingUri: p.url,
+        retry: { attempts: 2, initialDelayMs: 50, maxDelayMs: 100 },
+        timeoutMs: 10_000,
+      },
+      cacheDir: path.join(tmp, 'cache'),
+      logger,
+    });
 
     // After the drift: labels follow a shifted rule that the champion gets partly wrong.
     const store = new MemorySampleStore();
@@ -180,7 +205,15 @@ describe(`MLflow (${TRACKING_URI}) down at promotion time`, () => {
       trainer: createInThreadTrainer({ tf }),
       logger,
       consumeSamples: false,
-      config: { stateDir: path.join(tmp, 'state'), minSamples: 500, epochs: 8, inThread: true, timeoutMs: 60_000, dataRetryMs: 1000, dataMaxAttempts: 8 },
+      config: {
+        stateDir: path.join(tmp, 'state'),
+        minSamples: 500,
+        epochs: 8,
+        inThread: true,
+        timeoutMs: 60_000,
+        dataRetryMs: 1000,
+        dataMaxAttempts: 8,
+      },
     });
     await retrainer.start();
     const request = makeRequest({
@@ -194,28 +227,56 @@ describe(`MLflow (${TRACKING_URI}) down at promotion time`, () => {
     const r = retrainer;
 
     // ---- MLflow goes away at the alias move --------------------------------------------------
-    await expect.poll(() => p.tripped, { timeout: 90_000, interval: 100, message: 'the retrain never reached the alias move' }).toBe(true);
     await expect
-      .poll(() => r.record(request.requestId)?.status, { timeout: 30_000, interval: 100, message: 'the request was not put back to wait for a retry' })
+      .poll(() => p.tripped, {
+        timeout: 90_000,
+        interval: 100,
+        message: 'the retrain never reached the alias move',
+      })
+      .toBe(true);
+    await expect
+      .poll(() => r.record(request.requestId)?.status, {
+        timeout: 30_000,
+        interval: 100,
+        message: 'the request was not put back to wait for a retry',
+      })
       .toBe('waiting-for-data');
     const afterFailure = r.record(request.requestId);
     expect(afterFailure?.reason ?? '').toMatch(/MLflow|TransportError/);
     expect(await championAlias(), 'the old champion keeps serving').toBe(old.version);
     const versions = await direct.listVersions(MODEL);
     const stranded = versions.filter((v) => v.version !== old.version);
-    expect(stranded.map((v) => v.status), 'the challenger registered before the outage stays a candidate').toEqual(['candidate']);
+    expect(
+      stranded.map((v) => v.status),
+      'the challenger registered before the outage stays a candidate',
+    ).toEqual(['candidate']);
 
     // Still down: the next attempt fails as well, and the request is still not done.
-    await expect.poll(() => r.record(request.requestId)?.attempts ?? 0, { timeout: 15_000, interval: 100 }).toBeGreaterThanOrEqual(2);
-    await expect.poll(() => r.record(request.requestId)?.status, { timeout: 15_000, interval: 100 }).toBe('waiting-for-data');
+    await expect
+      .poll(() => r.record(request.requestId)?.attempts ?? 0, { timeout: 15_000, interval: 100 })
+      .toBeGreaterThanOrEqual(2);
+    await expect
+      .poll(() => r.record(request.requestId)?.status, { timeout: 15_000, interval: 100 })
+      .toBe('waiting-for-data');
     const pending = r.record(request.requestId);
-    expect(pending && isFinal(pending.status), `recorded as done while MLflow is down: ${JSON.stringify(pending)}`).toBe(false);
+    expect(
+      pending && isFinal(pending.status),
+      `recorded as done while MLflow is down: ${JSON.stringify(pending)}`,
+    ).toBe(false);
     expect(await championAlias()).toBe(old.version);
-    expect(bus.retained(BUS_TOPICS.modelEvents), 'no model event while the outcome is unknown').toHaveLength(0);
+    expect(bus.retained(BUS_TOPICS.modelEvents), 'no model event while the outcome is unknown').toHaveLength(
+      0,
+    );
 
     // ---- MLflow is back: the retry trains again and promotes ----------------------------------
     await p.up();
-    await expect.poll(() => r.record(request.requestId)?.status, { timeout: 120_000, interval: 200, message: 'the request was not promoted after MLflow came back' }).toBe('promoted');
+    await expect
+      .poll(() => r.record(request.requestId)?.status, {
+        timeout: 120_000,
+        interval: 200,
+        message: 'the request was not promoted after MLflow came back',
+      })
+      .toBe('promoted');
     const done = r.record(request.requestId);
     expect(done?.attempts).toBeGreaterThanOrEqual(3);
     expect(done?.version).toBeDefined();
@@ -223,6 +284,8 @@ describe(`MLflow (${TRACKING_URI}) down at promotion time`, () => {
     expect(done?.version).not.toBe(stranded[0]?.version);
     await bus.idle();
     const events = bus.retained(BUS_TOPICS.modelEvents).map((m) => parseModelEvent(m.value));
-    expect(events.map((e) => (e.ok ? `${e.value.type} ${'version' in e.value ? e.value.version : ''}` : e.reason))).toEqual([`model-promoted ${done?.version}`]);
+    expect(
+      events.map((e) => (e.ok ? `${e.value.type} ${'version' in e.value ? e.value.version : ''}` : e.reason)),
+    ).toEqual([`model-promoted ${done?.version}`]);
   }, 240_000);
 });

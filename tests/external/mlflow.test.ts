@@ -33,23 +33,41 @@ function sha256(data: Uint8Array | string): string {
 async function makeArtifact(dir: string, seed: number): Promise<string> {
   await mkdir(dir, { recursive: true });
   const files: Record<string, Uint8Array> = {
-    'model.json': Buffer.from(JSON.stringify({ modelTopology: { seed }, weightsManifest: [{ paths: ['weights.bin'] }] })),
+    'model.json': Buffer.from(
+      JSON.stringify({ modelTopology: { seed }, weightsManifest: [{ paths: ['weights.bin'] }] }),
+    ),
     'weights.bin': Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 31 + seed * 17) % 256)),
-    'reference.json': Buffer.from(JSON.stringify({ size: 2, features: { temperature: [1, 2] }, classShares: { high: 1 }, seed })),
+    'reference.json': Buffer.from(
+      JSON.stringify({ size: 2, features: { temperature: [1, 2] }, classShares: { high: 1 }, seed }),
+    ),
   };
   const table: Record<string, { sha256: string; bytes: number }> = {};
   for (const [name, data] of Object.entries(files)) {
     await writeFile(path.join(dir, name), data);
     table[name] = { sha256: sha256(data), bytes: data.byteLength };
   }
-  await writeFile(path.join(dir, 'metadata.json'), JSON.stringify({ format: 'driftline-model/1', name: MODEL, version: 'candidate', createdAt: new Date().toISOString(), files: table }, null, 2));
+  await writeFile(
+    path.join(dir, 'metadata.json'),
+    JSON.stringify(
+      {
+        format: 'driftline-model/1',
+        name: MODEL,
+        version: 'candidate',
+        createdAt: new Date().toISOString(),
+        files: table,
+      },
+      null,
+      2,
+    ),
+  );
   return dir;
 }
 
 async function sameFiles(a: string, b: string): Promise<void> {
   const names = (await readdir(a)).sort();
   expect((await readdir(b)).sort()).toEqual(names);
-  for (const name of names) expect(sha256(await readFile(path.join(b, name))), name).toBe(sha256(await readFile(path.join(a, name))));
+  for (const name of names)
+    expect(sha256(await readFile(path.join(b, name))), name).toBe(sha256(await readFile(path.join(a, name))));
 }
 
 describe(`MLflow at ${TRACKING_URI}`, () => {
@@ -71,11 +89,17 @@ describe(`MLflow at ${TRACKING_URI}`, () => {
       const version = await fetch(`${TRACKING_URI}/version`, { signal: AbortSignal.timeout(5000) });
       if (version.ok) mlflowVersion = (await version.text()).trim();
     } catch (err) {
-      unreachable = new Error(`MLflow is not reachable at ${TRACKING_URI} (${String(err)}). Start it with: scripts/services/mlflow.sh start`);
+      unreachable = new Error(
+        `MLflow is not reachable at ${TRACKING_URI} (${String(err)}). Start it with: scripts/services/mlflow.sh start`,
+      );
     }
     tmp = await mkdtemp(path.join(os.tmpdir(), 'driftline-mlflow-'));
     client = new MlflowClient({ trackingUri: TRACKING_URI });
-    registry = new MlflowRegistry({ client, cacheDir: path.join(tmp, 'cache', 'mlflow'), watchIntervalMs: 100 });
+    registry = new MlflowRegistry({
+      client,
+      cacheDir: path.join(tmp, 'cache', 'mlflow'),
+      watchIntervalMs: 100,
+    });
   });
 
   afterAll(async () => {
@@ -98,7 +122,11 @@ describe(`MLflow at ${TRACKING_URI}`, () => {
   it('logs a run with params, per-epoch metrics and tags, and uploads/downloads a model directory through the artifact proxy', async () => {
     requireServer();
     const art = await makeArtifact(path.join(tmp, 'run-art'), 1);
-    const run = await registry.startRun({ runName: 'external-test', params: { epochs: 3, learningRate: 0.01, seed: 42 }, tags: { 'driftline.correlation_id': 'ext-1', scenario: 'test' } });
+    const run = await registry.startRun({
+      runName: 'external-test',
+      params: { epochs: 3, learningRate: 0.01, seed: 42 },
+      tags: { 'driftline.correlation_id': 'ext-1', scenario: 'test' },
+    });
     expect(run.artifactUri).toMatch(/^mlflow-artifacts:\//);
     await registry.logEpochMetrics(run.runId, [
       { loss: 1.2, accuracy: 0.5 },
@@ -130,7 +158,12 @@ describe(`MLflow at ${TRACKING_URI}`, () => {
       [1, 0.8],
       [2, 0.5],
     ]);
-    expect((got.data?.metrics ?? []).map((m) => m.key).sort()).toEqual(['accuracy', 'loss', 'val_accuracy', 'val_macroF1']);
+    expect((got.data?.metrics ?? []).map((m) => m.key).sort()).toEqual([
+      'accuracy',
+      'loss',
+      'val_accuracy',
+      'val_macroF1',
+    ]);
   });
 
   it('registers versions, moves the champion alias, rejects, rolls back and verifies fetched artifacts', async () => {
@@ -139,39 +172,80 @@ describe(`MLflow at ${TRACKING_URI}`, () => {
     const art1 = await makeArtifact(path.join(tmp, 'a1'), 1);
     const run = await registry.startRun({ runName: 'retrain-1' });
     await registry.uploadArtifactDir(run.runId, 'model', art1);
-    const v1 = await registry.registerVersion(MODEL, art1, { correlationId: 'corr-1', runId: run.runId, metrics: { accuracy: 0.9 }, tags: { scenario: 'steady' }, source: 'external-test' });
+    const v1 = await registry.registerVersion(MODEL, art1, {
+      correlationId: 'corr-1',
+      runId: run.runId,
+      metrics: { accuracy: 0.9 },
+      tags: { scenario: 'steady' },
+      source: 'external-test',
+    });
     await registry.finishRun(run.runId);
-    expect(v1).toMatchObject({ name: MODEL, version: '1', status: 'candidate', runId: run.runId, metrics: { accuracy: 0.9 } });
+    expect(v1).toMatchObject({
+      name: MODEL,
+      version: '1',
+      status: 'candidate',
+      runId: run.runId,
+      metrics: { accuracy: 0.9 },
+    });
     expect(v1.checksum).toBe(sha256(await readFile(path.join(art1, 'metadata.json'))));
-    expect(v1.tags).toEqual({ scenario: 'steady', 'driftline.correlation_id': 'corr-1', 'driftline.source': 'external-test' });
+    expect(v1.tags).toEqual({
+      scenario: 'steady',
+      'driftline.correlation_id': 'corr-1',
+      'driftline.source': 'external-test',
+    });
     const mv1 = await client.getModelVersion(MODEL, '1');
     expect(mv1.source).toBe(`runs:/${run.runId}/model`);
 
     // v2 and v3: no run given, the registry creates one per registration.
-    const v2 = await registry.registerVersion(MODEL, await makeArtifact(path.join(tmp, 'a2'), 2), { correlationId: 'corr-2', metrics: { accuracy: 0.92 } });
-    const v3 = await registry.registerVersion(MODEL, await makeArtifact(path.join(tmp, 'a3'), 3), { correlationId: 'corr-3', metrics: { accuracy: 0.7 } });
+    const v2 = await registry.registerVersion(MODEL, await makeArtifact(path.join(tmp, 'a2'), 2), {
+      correlationId: 'corr-2',
+      metrics: { accuracy: 0.92 },
+    });
+    const v3 = await registry.registerVersion(MODEL, await makeArtifact(path.join(tmp, 'a3'), 3), {
+      correlationId: 'corr-3',
+      metrics: { accuracy: 0.7 },
+    });
     expect([v2.version, v3.version]).toEqual(['2', '3']);
     expect(v2.runId).toBeTruthy();
 
     expect(await registry.getChampion(MODEL)).toBeUndefined();
     await registry.setChampion(MODEL, '1', { by: 'bootstrap', reason: 'first model' });
     expect((await client.getModelVersionByAlias(MODEL, 'champion'))?.version).toBe('1');
-    await registry.setChampion(MODEL, '2', { by: 'retrainer', reason: 'accuracy 0.92 > 0.90', correlationId: 'corr-2' });
+    await registry.setChampion(MODEL, '2', {
+      by: 'retrainer',
+      reason: 'accuracy 0.92 > 0.90',
+      correlationId: 'corr-2',
+    });
     expect((await registry.getChampion(MODEL))?.version).toBe('2');
     expect((await client.getRegisteredModel(MODEL)).aliases).toEqual([{ alias: 'champion', version: '2' }]);
 
     await registry.markRejected(MODEL, '3', 'accuracy 0.70 < champion 0.92', 'corr-3');
-    expect(await registry.getVersion(MODEL, '3')).toMatchObject({ status: 'rejected', rejectedReason: 'accuracy 0.70 < champion 0.92' });
-    await expect(registry.setChampion(MODEL, '3', { by: 't', reason: 'x' })).rejects.toMatchObject({ code: 'REGISTRY_STATE' });
-    await expect(registry.markRejected(MODEL, '2', 'champion')).rejects.toMatchObject({ code: 'REGISTRY_STATE' });
+    expect(await registry.getVersion(MODEL, '3')).toMatchObject({
+      status: 'rejected',
+      rejectedReason: 'accuracy 0.70 < champion 0.92',
+    });
+    await expect(registry.setChampion(MODEL, '3', { by: 't', reason: 'x' })).rejects.toMatchObject({
+      code: 'REGISTRY_STATE',
+    });
+    await expect(registry.markRejected(MODEL, '2', 'champion')).rejects.toMatchObject({
+      code: 'REGISTRY_STATE',
+    });
 
     // Another process (the CLI) rolls back; a watcher here follows it.
     const seen: Array<ModelVersion | undefined> = [];
     const unwatch = registry.watchChampion(MODEL, (v) => seen.push(v), { intervalMs: 100 });
     await new Promise((r) => setTimeout(r, 300));
-    const cli = createRegistry({ mlflowTrackingUri: TRACKING_URI, mlflowCacheDir: path.join(tmp, 'cli-cache'), env: {} });
+    const cli = createRegistry({
+      mlflowTrackingUri: TRACKING_URI,
+      mlflowCacheDir: path.join(tmp, 'cli-cache'),
+      env: {},
+    });
     expect(cli.kind).toBe(`mlflow ${TRACKING_URI.replace(/\/+$/, '')}`);
-    const back = await cli.rollback(MODEL, { by: 'cli:ops', reason: 'live accuracy dropped', correlationId: 'corr-rb' });
+    const back = await cli.rollback(MODEL, {
+      by: 'cli:ops',
+      reason: 'live accuracy dropped',
+      correlationId: 'corr-rb',
+    });
     expect(back).toMatchObject({ version: '1', status: 'champion' });
     await cli.close();
     const deadline = Date.now() + 10_000;
@@ -191,8 +265,15 @@ describe(`MLflow at ${TRACKING_URI}`, () => {
       ['promote', '1', '2', 'retrainer'],
       ['rollback', '2', '1', 'cli:ops'],
     ]);
-    expect(history[2]).toMatchObject({ reason: 'live accuracy dropped', correlationId: 'corr-rb', alias: 'champion', name: MODEL });
-    await expect(registry.rollback(MODEL, { by: 't', reason: 'nothing left' })).rejects.toMatchObject({ code: 'REGISTRY_NO_PREVIOUS' });
+    expect(history[2]).toMatchObject({
+      reason: 'live accuracy dropped',
+      correlationId: 'corr-rb',
+      alias: 'champion',
+      name: MODEL,
+    });
+    await expect(registry.rollback(MODEL, { by: 't', reason: 'nothing left' })).rejects.toMatchObject({
+      code: 'REGISTRY_NO_PREVIOUS',
+    });
 
     // fetchArtifact: downloaded through the proxy into <cache>/<name>/<version>, verified, identical.
     const dir = await registry.fetchArtifact(MODEL, '1');
@@ -222,7 +303,9 @@ describe(`MLflow at ${TRACKING_URI}`, () => {
     const err = await registry.fetchArtifact(name, v.version).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ArtifactError);
     expect(String((err as Error).message)).toMatch(/weights\.bin/);
-    await expect(registry.setChampion(name, v.version, { by: 't', reason: 'x' })).rejects.toBeInstanceOf(ArtifactError);
+    await expect(registry.setChampion(name, v.version, { by: 't', reason: 'x' })).rejects.toBeInstanceOf(
+      ArtifactError,
+    );
     expect(await registry.getChampion(name)).toBeUndefined();
     // Nothing half-downloaded is left in the cache.
     const cached = await readdir(path.join(tmp, 'cache', 'mlflow', name)).catch(() => []);

@@ -18,7 +18,8 @@ const USERS = {
 } as const;
 type User = (typeof USERS)[keyof typeof USERS];
 
-const MISSING = 'mosquitto_pub/mosquitto_sub not found: run scripts/setup/system-packages.sh (installs the Debian package mosquitto-clients)';
+const MISSING =
+  'mosquitto_pub/mosquitto_sub not found: run scripts/setup/system-packages.sh (installs the Debian package mosquitto-clients)';
 
 let broker: RunningBroker;
 const children = new Set<ChildProcess>();
@@ -32,7 +33,9 @@ interface Result {
 }
 
 function which(bin: string): Promise<boolean> {
-  return new Promise((resolve) => execFile('sh', ['-c', `command -v ${bin}`], (err) => resolve(err === null)));
+  return new Promise((resolve) =>
+    execFile('sh', ['-c', `command -v ${bin}`], (err) => resolve(err === null)),
+  );
 }
 
 function auth(user: User | undefined, password?: string): string[] {
@@ -40,8 +43,27 @@ function auth(user: User | undefined, password?: string): string[] {
 }
 
 /** Runs mosquitto_pub to completion (asynchronously: the broker lives in this process). */
-function pub(user: User | undefined, topic: string, message: string, opts: { qos?: 0 | 1; password?: string } = {}): Promise<Result> {
-  const args = ['-h', '127.0.0.1', '-p', String(broker.port), '-i', `pub-${++seq}`, ...auth(user, opts.password), '-t', topic, '-m', message, '-q', String(opts.qos ?? 1)];
+function pub(
+  user: User | undefined,
+  topic: string,
+  message: string,
+  opts: { qos?: 0 | 1; password?: string } = {},
+): Promise<Result> {
+  const args = [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(broker.port),
+    '-i',
+    `pub-${++seq}`,
+    ...auth(user, opts.password),
+    '-t',
+    topic,
+    '-m',
+    message,
+    '-q',
+    String(opts.qos ?? 1),
+  ];
   return new Promise((resolve) => {
     execFile('mosquitto_pub', args, { encoding: 'utf8', timeout: 10_000 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
@@ -69,7 +91,24 @@ async function sub(
     };
     broker.aedes.on('subscribe', onSubscribe);
   });
-  const args = ['-h', '127.0.0.1', '-p', String(broker.port), '-i', clientId, ...auth(user), '-t', topic, '-q', '1', '-v', '-C', String(opts.count), '-W', '10'];
+  const args = [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(broker.port),
+    '-i',
+    clientId,
+    ...auth(user),
+    '-t',
+    topic,
+    '-q',
+    '1',
+    '-v',
+    '-C',
+    String(opts.count),
+    '-W',
+    '10',
+  ];
   if (opts.persistent === true) args.push('-c');
   const child = spawn('mosquitto_sub', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
@@ -78,7 +117,9 @@ async function sub(
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Result>((resolve) => child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr })));
+  const done = new Promise<Result>((resolve) =>
+    child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr })),
+  );
   // SIGKILL: mosquitto_sub sometimes ignores SIGTERM while busy, and a dropped
   // connection (no DISCONNECT) is exactly the "edge worker went away" case anyway.
   const stop = (): Promise<void> => {
@@ -87,7 +128,12 @@ async function sub(
     return gone;
   };
   if (opts.waitForSuback === false) return { done, stop };
-  await Promise.race([subscribed, done.then((r) => Promise.reject(new Error(`mosquitto_sub exited before subscribing: ${r.code} ${r.stderr}`)))]);
+  await Promise.race([
+    subscribed,
+    done.then((r) =>
+      Promise.reject(new Error(`mosquitto_sub exited before subscribing: ${r.code} ${r.stderr}`)),
+    ),
+  ]);
   return { done, stop };
 }
 
@@ -106,7 +152,9 @@ function disconnected(clientId: string): Promise<void> {
 async function denials(): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'driftline_broker_acl_denials_total');
   const values = (m?.values ?? []) as { value: number; labels: Record<string, string | number> }[];
-  return values.filter((v) => v.labels.action === 'publish' && v.labels.role === 'device').reduce((a, v) => a + v.value, 0);
+  return values
+    .filter((v) => v.labels.action === 'publish' && v.labels.role === 'device')
+    .reduce((a, v) => a + v.value, 0);
 }
 
 let clientsInstalled = false;
@@ -155,7 +203,7 @@ describe('mosquitto clients against the aedes broker', () => {
     expect(p.stderr).toMatch(/not authori[sz]ed/);
   });
 
-  it("refuses a cross-machine publish: the connection is dropped (exit 7) and nothing is delivered", async () => {
+  it('refuses a cross-machine publish: the connection is dropped (exit 7) and nothing is delivered', async () => {
     const before = await denials();
     const s = await sub(USERS.edge, 'factory/+/telemetry', { count: 1 });
     const spoof = await pub(USERS.dev1, 'factory/m2/telemetry', 'spoofed', { qos: 1 });
@@ -173,11 +221,19 @@ describe('mosquitto clients against the aedes broker', () => {
     const first = await sub(USERS.edge, 'factory/+/telemetry', { count: 100, clientId, persistent: true });
     await first.stop();
     await first.done;
-    for (let i = 1; i <= 3; i++) expect((await pub(USERS.dev1, 'factory/m1/telemetry', `away-${i}`, { qos: 1 })).code).toBe(0);
+    for (let i = 1; i <= 3; i++)
+      expect((await pub(USERS.dev1, 'factory/m1/telemetry', `away-${i}`, { qos: 1 })).code).toBe(0);
     // The queued messages may arrive before its new SUBSCRIBE is handled, so do not wait for the SUBACK.
-    const again = await sub(USERS.edge, 'factory/+/telemetry', { count: 3, clientId, persistent: true, waitForSuback: false });
+    const again = await sub(USERS.edge, 'factory/+/telemetry', {
+      count: 3,
+      clientId,
+      persistent: true,
+      waitForSuback: false,
+    });
     const r = await again.done;
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe('factory/m1/telemetry away-1\nfactory/m1/telemetry away-2\nfactory/m1/telemetry away-3\n');
+    expect(r.stdout).toBe(
+      'factory/m1/telemetry away-1\nfactory/m1/telemetry away-2\nfactory/m1/telemetry away-3\n',
+    );
   });
 });

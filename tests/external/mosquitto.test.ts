@@ -37,7 +37,10 @@ import { defaultScenario, machineIdsOf } from '../../simulator/src/scenario.ts';
 const URL = process.env.MOSQUITTO_URL ?? `mqtt://127.0.0.1:${process.env.MOSQUITTO_PORT ?? '1884'}`;
 const PREFIX = process.env.MOSQUITTO_DEV_PASSWORD ?? 'driftline-dev';
 const RUN = `${Date.now().toString(36)}-${process.pid}`;
-const account = (username: string): { username: string; password: string } => ({ username, password: `${PREFIX}-${username}` });
+const account = (username: string): { username: string; password: string } => ({
+  username,
+  password: `${PREFIX}-${username}`,
+});
 
 async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -60,10 +63,18 @@ let artifactDir: string;
 
 beforeAll(async () => {
   try {
-    const probe = await connectMqtt({ url: URL, clientId: `probe-${RUN}`, ...account('admin'), reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
+    const probe = await connectMqtt({
+      url: URL,
+      clientId: `probe-${RUN}`,
+      ...account('admin'),
+      reconnectPeriodMs: 0,
+      connectTimeoutMs: 3000,
+    });
     await probe.endAsync(true);
   } catch (err) {
-    throw new Error(`Mosquitto is not reachable at ${URL} as admin/${PREFIX}-admin: start it with \`scripts/services/mosquitto.sh start\` (${describeError(err)})`);
+    throw new Error(
+      `Mosquitto is not reachable at ${URL} as admin/${PREFIX}-admin: start it with \`scripts/services/mosquitto.sh start\` (${describeError(err)})`,
+    );
   }
   tmp = await mkdtemp(path.join(os.tmpdir(), 'driftline-mosquitto-'));
   ({ tf } = await loadTf());
@@ -114,11 +125,27 @@ describe('Mosquitto', () => {
     try {
       await worker.start();
       expect(worker.ready()).toBe(true);
-      const sim = await startSimulator({ mqttUrl: URL, scenario, ratePerMachineHz: 100, labelDelayMs: 50, credentials, maxSamples: ids.length * perMachine, logger: silentLogger() });
+      const sim = await startSimulator({
+        mqttUrl: URL,
+        scenario,
+        ratePerMachineHz: 100,
+        labelDelayMs: 50,
+        credentials,
+        maxSamples: ids.length * perMachine,
+        logger: silentLogger(),
+      });
       await sim.done;
       await sim.stop();
-      await waitFor(() => predictions.length >= ids.length * perMachine, 30_000, `${ids.length * perMachine} predictions (have ${predictions.length})`);
-      await waitFor(() => worker.stats().labelJoin.hits >= ids.length * perMachine, 10_000, 'every label joined');
+      await waitFor(
+        () => predictions.length >= ids.length * perMachine,
+        30_000,
+        `${ids.length * perMachine} predictions (have ${predictions.length})`,
+      );
+      await waitFor(
+        () => worker.stats().labelJoin.hits >= ids.length * perMachine,
+        10_000,
+        'every label joined',
+      );
     } finally {
       await worker.stop();
       await bus.close();
@@ -154,10 +181,18 @@ describe('Mosquitto', () => {
     const devices = await Promise.all(machines.map((id) => connect(id, `dev-${id}-${RUN}`)));
     for (let seq = 0; seq < perMachine; seq++) {
       for (let i = 0; i < machines.length; i++) {
-        await (devices[i] as MqttClient).publishAsync(TOPICS.telemetry(machines[i] as string), JSON.stringify(makeTelemetry(machines[i] as string, seq)), { qos: 1 });
+        await (devices[i] as MqttClient).publishAsync(
+          TOPICS.telemetry(machines[i] as string),
+          JSON.stringify(makeTelemetry(machines[i] as string, seq)),
+          { qos: 1 },
+        );
       }
     }
-    await waitFor(() => got.length >= machines.length * perMachine, 10_000, `${machines.length * perMachine} shared deliveries (have ${got.length})`);
+    await waitFor(
+      () => got.length >= machines.length * perMachine,
+      10_000,
+      `${machines.length * perMachine} shared deliveries (have ${got.length})`,
+    );
     await new Promise((r) => setTimeout(r, 300));
 
     // Disjoint and complete: each message went to exactly one subscriber of the group.
@@ -167,30 +202,57 @@ describe('Mosquitto', () => {
     expect(new Set(got.map((g) => g.sub))).toEqual(new Set(['s1', 's2']));
     // …but not by machine: every machine's seqs are spread over both subscribers, so neither sees a
     // machine's whole, ordered stream (the reason the cluster default is the Kafka bridge keyed by machine id).
-    const split = machines.filter((id) => new Set(got.filter((g) => g.machineId === id).map((g) => g.sub)).size > 1);
+    const split = machines.filter(
+      (id) => new Set(got.filter((g) => g.machineId === id).map((g) => g.sub)).size > 1,
+    );
     expect(split.length, 'machines whose messages went to both subscribers').toBeGreaterThan(0);
     const example = machines.find((id) => split.includes(id)) as string;
     const s1 = got.filter((g) => g.machineId === example && g.sub === 's1').map((g) => g.seq);
     const s2 = got.filter((g) => g.machineId === example && g.sub === 's2').map((g) => g.seq);
     expect(s1.length).toBeGreaterThan(0);
     expect(s2.length).toBeGreaterThan(0);
-    console.info(`mosquitto $share: ${split.length}/${machines.length} machines split across both subscribers; ${example}: s1 got ${s1.length} seqs, s2 got ${s2.length}`);
+    console.info(
+      `mosquitto $share: ${split.length}/${machines.length} machines split across both subscribers; ${example}: s1 got ${s1.length} seqs, s2 got ${s2.length}`,
+    );
   }, 60_000);
 
   it('aedes has no shared subscriptions: $share/… is a plain filter that matches no telemetry', async () => {
     const credentials = CredentialStore.inMemory({ scryptCost: 10 });
     await credentials.add({ username: 'admin', password: 'pw-admin', role: 'admin' }, { persist: false });
-    const aedes = await startBroker({ host: '127.0.0.1', port: 0, wsPort: null, credentials, logger: silentLogger(), registry: new Registry(), httpPort: null });
+    const aedes = await startBroker({
+      host: '127.0.0.1',
+      port: 0,
+      wsPort: null,
+      credentials,
+      logger: silentLogger(),
+      registry: new Registry(),
+      httpPort: null,
+    });
     try {
-      const sub = await connectMqtt({ url: aedes.mqttUrl, clientId: `aedes-share-${RUN}`, username: 'admin', password: 'pw-admin', reconnectPeriodMs: 0 });
-      const plain = await connectMqtt({ url: aedes.mqttUrl, clientId: `aedes-plain-${RUN}`, username: 'admin', password: 'pw-admin', reconnectPeriodMs: 0 });
+      const sub = await connectMqtt({
+        url: aedes.mqttUrl,
+        clientId: `aedes-share-${RUN}`,
+        username: 'admin',
+        password: 'pw-admin',
+        reconnectPeriodMs: 0,
+      });
+      const plain = await connectMqtt({
+        url: aedes.mqttUrl,
+        clientId: `aedes-plain-${RUN}`,
+        username: 'admin',
+        password: 'pw-admin',
+        reconnectPeriodMs: 0,
+      });
       let shared = 0;
       let direct = 0;
       sub.on('message', () => shared++);
       plain.on('message', () => direct++);
       await sub.subscribeAsync({ [`$share/edge/${TOPICS.telemetryWildcard}`]: { qos: 1 } });
       await plain.subscribeAsync({ [TOPICS.telemetryWildcard]: { qos: 1 } });
-      for (let seq = 0; seq < 10; seq++) await plain.publishAsync(TOPICS.telemetry('m-000'), JSON.stringify(makeTelemetry('m-000', seq)), { qos: 1 });
+      for (let seq = 0; seq < 10; seq++)
+        await plain.publishAsync(TOPICS.telemetry('m-000'), JSON.stringify(makeTelemetry('m-000', seq)), {
+          qos: 1,
+        });
       await waitFor(() => direct >= 10, 5000, 'the plain subscriber');
       await new Promise((r) => setTimeout(r, 200));
       expect(shared).toBe(0);

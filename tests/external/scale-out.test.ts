@@ -39,7 +39,10 @@ import { startSimulator, type SimulatorCredentials } from '../../simulator/src/p
  * rows from before the move).
  */
 
-const BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((s) => s.trim()).filter(Boolean);
+const BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 const RUN = `scaleout-${Date.now().toString(36)}-${process.pid}-`;
 const MACHINES = 8;
 const PER_MACHINE = 300;
@@ -95,24 +98,36 @@ const edges: Edge[] = [];
 async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${diagnostics()}`);
+    if (Date.now() > until)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${diagnostics()}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
 function diagnostics(): string {
-  const ingests = edges.map((e) => `${e.name}: partitions [${e.ingest.assignedPartitions().join(',')}] ${JSON.stringify(e.ingest.stats())} predictions ${e.worker.stats().predictions}`);
+  const ingests = edges.map(
+    (e) =>
+      `${e.name}: partitions [${e.ingest.assignedPartitions().join(',')}] ${JSON.stringify(e.ingest.stats())} predictions ${e.worker.stats().predictions}`,
+  );
   return `telemetry seen ${telemetrySeen.length}, bridge ${JSON.stringify(bridge?.stats())}, ${ingests.join('; ')}, observed ${observed.length}, dead letters ${deadLetters.length}`;
 }
 
 async function requireKafka(): Promise<void> {
-  const kafka = new Kafka({ clientId: 'scale-out-check', brokers: BROKERS, logLevel: logLevel.NOTHING, connectionTimeout: 3000, retry: { retries: 1 } });
+  const kafka = new Kafka({
+    clientId: 'scale-out-check',
+    brokers: BROKERS,
+    logLevel: logLevel.NOTHING,
+    connectionTimeout: 3000,
+    retry: { retries: 1 },
+  });
   const admin = kafka.admin();
   try {
     await admin.connect();
     await admin.describeCluster();
   } catch (err) {
-    throw new Error(`Kafka is not reachable at ${BROKERS.join(',')} (KAFKA_BROKERS): start it with \`scripts/services/kafka.sh start\` (${describeError(err)})`);
+    throw new Error(
+      `Kafka is not reachable at ${BROKERS.join(',')} (KAFKA_BROKERS): start it with \`scripts/services/kafka.sh start\` (${describeError(err)})`,
+    );
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
@@ -135,12 +150,23 @@ async function startEdge(name: string): Promise<Edge> {
     return publish(p);
   };
   // The real detector, recording every tested window (per machine: groupBy machine).
-  const detector = new FeatureDriftDetector(model.reference, { groupBy: 'machine', windowSize: WINDOW, hop: WINDOW });
+  const detector = new FeatureDriftDetector(model.reference, {
+    groupBy: 'machine',
+    windowSize: WINDOW,
+    hop: WINDOW,
+  });
   const drift: DriftPort = {
     config: detector.config,
     update(row, machineId) {
       const u = detector.update(row, machineId);
-      if (u.tested) windows.push({ worker: name, groupKey: u.window.groupKey, windowIndex: u.window.windowIndex, fromSeq: u.window.from.seq ?? -1, toSeq: u.window.to.seq ?? -1 });
+      if (u.tested)
+        windows.push({
+          worker: name,
+          groupKey: u.window.groupKey,
+          windowIndex: u.window.windowIndex,
+          fromSeq: u.window.from.seq ?? -1,
+          toSeq: u.window.to.seq ?? -1,
+        });
       return u;
     },
     reset: (reference) => detector.reset(reference),
@@ -192,17 +218,38 @@ beforeAll(async () => {
   await credentials.add({ ...BRIDGE, role: 'bridge' }, { persist: false });
   await credentials.add({ ...OBSERVER, role: 'dashboard' }, { persist: false });
   await credentials.add({ ...simCredentials.inspection, role: 'inspection' }, { persist: false });
-  for (const id of machineIds) await credentials.add({ username: id, password: `pw-${id}`, role: 'device', machineId: id }, { persist: false });
-  broker = await startBroker({ host: '127.0.0.1', port: 0, wsPort: null, credentials, logger: silentLogger(), registry: new Registry(), httpPort: null });
+  for (const id of machineIds)
+    await credentials.add(
+      { username: id, password: `pw-${id}`, role: 'device', machineId: id },
+      { persist: false },
+    );
+  broker = await startBroker({
+    host: '127.0.0.1',
+    port: 0,
+    wsPort: null,
+    credentials,
+    logger: silentLogger(),
+    registry: new Registry(),
+    httpPort: null,
+  });
 
-  observer = await connectMqtt({ url: broker.mqttUrl, clientId: `${RUN}observer`, ...OBSERVER, reconnectPeriodMs: 0 });
+  observer = await connectMqtt({
+    url: broker.mqttUrl,
+    clientId: `${RUN}observer`,
+    ...OBSERVER,
+    reconnectPeriodMs: 0,
+  });
   observer.on('message', (topic, payload) => {
     const value = JSON.parse(payload.toString('utf8')) as unknown;
     if (topic === TOPICS.deadLetter) deadLetters.push(value as DeadLetterRecord);
     else if (topic.endsWith('/prediction')) observed.push(value as Prediction);
     else if (topic.endsWith('/telemetry')) telemetrySeen.push(value as Telemetry);
   });
-  await observer.subscribeAsync({ [TOPICS.predictionWildcard]: { qos: 1 }, [TOPICS.telemetryWildcard]: { qos: 1 }, [TOPICS.deadLetter]: { qos: 1 } });
+  await observer.subscribeAsync({
+    [TOPICS.predictionWildcard]: { qos: 1 },
+    [TOPICS.telemetryWildcard]: { qos: 1 },
+    [TOPICS.deadLetter]: { qos: 1 },
+  });
 
   bridge = new KafkaBridge({
     mqtt: { url: broker.mqttUrl, clientId: `${RUN}bridge`, ...BRIDGE, reconnectPeriodMs: 100 },
@@ -220,7 +267,12 @@ afterAll(async () => {
   await broker?.close();
   if (tmp) await rm(tmp, { recursive: true, force: true });
   // Best effort: drop this run's topic.
-  const admin = new Kafka({ clientId: `${RUN}cleanup`, brokers: BROKERS, logLevel: logLevel.NOTHING, retry: { retries: 0 } }).admin();
+  const admin = new Kafka({
+    clientId: `${RUN}cleanup`,
+    brokers: BROKERS,
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 0 },
+  }).admin();
   try {
     await admin.connect();
     await admin.deleteTopics({ topics: [`${RUN}driftline.telemetry`], timeout: 5000 });
@@ -235,9 +287,21 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
   it('two edge workers split the machines with no duplicate and no missing prediction, through a join and a leave', async () => {
     const started = Date.now();
     const a = await startEdge('A');
-    await waitFor(() => a.ingest.assignedPartitions().length === PARTITIONS, 30_000, 'A to own every partition');
+    await waitFor(
+      () => a.ingest.assignedPartitions().length === PARTITIONS,
+      30_000,
+      'A to own every partition',
+    );
 
-    const sim = await startSimulator({ mqttUrl: broker.mqttUrl, scenario, ratePerMachineHz: 60, labelDelayMs: 100, credentials: simCredentials, maxSamples: TOTAL, logger: silentLogger() });
+    const sim = await startSimulator({
+      mqttUrl: broker.mqttUrl,
+      scenario,
+      ratePerMachineHz: 60,
+      labelDelayMs: 100,
+      credentials: simCredentials,
+      maxSamples: TOTAL,
+      logger: silentLogger(),
+    });
 
     // Phase 2: B joins mid-stream; A gives up half of the partitions.
     await waitFor(() => observed.length >= TOTAL * 0.25, 60_000, 'a quarter of the predictions (A alone)');
@@ -245,13 +309,23 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
     const aJoined = a.ingest.nextJoin();
     const b = await startEdge('B');
     await aJoined;
-    await waitFor(() => b.ingest.assignedPartitions().length > 0 && a.ingest.assignedPartitions().length + b.ingest.assignedPartitions().length === PARTITIONS, 30_000, 'A and B to split the partitions');
+    await waitFor(
+      () =>
+        b.ingest.assignedPartitions().length > 0 &&
+        a.ingest.assignedPartitions().length + b.ingest.assignedPartitions().length === PARTITIONS,
+      30_000,
+      'A and B to split the partitions',
+    );
     phase = 'A+B';
     const joinedAt = observed.length;
     const bOwned = b.ingest.assignedPartitions();
 
     // Phase 3: B stops mid-stream; A takes its partitions over from B's commits.
-    await waitFor(() => observed.length >= Math.min(TOTAL * 0.6, joinedAt + TOTAL * 0.25), 60_000, 'predictions while A and B share the machines');
+    await waitFor(
+      () => observed.length >= Math.min(TOTAL * 0.6, joinedAt + TOTAL * 0.25),
+      60_000,
+      'predictions while A and B share the machines',
+    );
     phase = 'rebalancing-leave';
     const aRejoined = a.ingest.nextJoin();
     await stopEdge(b);
@@ -262,7 +336,11 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
     await sim.done;
     await sim.stop();
     await waitFor(() => telemetrySeen.length >= TOTAL, 30_000, 'the observer to see all telemetry');
-    await waitFor(() => observed.length >= TOTAL, 60_000, `all ${TOTAL} predictions (have ${observed.length})`);
+    await waitFor(
+      () => observed.length >= TOTAL,
+      60_000,
+      `all ${TOTAL} predictions (have ${observed.length})`,
+    );
     // Anything late (a duplicate) would arrive now.
     await new Promise((r) => setTimeout(r, 500));
     const elapsed = Date.now() - started;
@@ -271,7 +349,8 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
     const expected = new Set(telemetrySeen.map((t) => `${t.machineId}#${t.seq}`));
     expect(expected.size).toBe(TOTAL);
     const counts = new Map<string, number>();
-    for (const p of observed) counts.set(`${p.machineId}#${p.seq}`, (counts.get(`${p.machineId}#${p.seq}`) ?? 0) + 1);
+    for (const p of observed)
+      counts.set(`${p.machineId}#${p.seq}`, (counts.get(`${p.machineId}#${p.seq}`) ?? 0) + 1);
     const missing = [...expected].filter((k) => !counts.has(k));
     const duplicates = [...counts].filter(([, n]) => n > 1).map(([k]) => k);
     expect(missing, 'missing predictions').toEqual([]);
@@ -291,19 +370,29 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
     expect(stable.length).toBeGreaterThan(0);
     const ownerOf = new Map<string, Set<string>>();
     for (const s of stable) ownerOf.set(s.machineId, (ownerOf.get(s.machineId) ?? new Set()).add(s.worker));
-    for (const [id, owners] of ownerOf) expect([...owners], `owners of ${id} while membership was stable`).toHaveLength(1);
+    for (const [id, owners] of ownerOf)
+      expect([...owners], `owners of ${id} while membership was stable`).toHaveLength(1);
     const bMachines = [...ownerOf].filter(([, o]) => o.has('B')).map(([id]) => id);
     const aMachines = [...ownerOf].filter(([, o]) => o.has('A')).map(([id]) => id);
     expect(bMachines.length, `B owned partitions ${bOwned.join(',')}`).toBeGreaterThan(0);
     expect(aMachines.length).toBeGreaterThan(0);
     // After B left, A served its machines.
     const after = served.filter((s) => s.phase === 'A-again');
-    for (const id of bMachines) if (after.some((s) => s.machineId === id)) expect(after.filter((s) => s.machineId === id).every((s) => s.worker === 'A')).toBe(true);
-    expect(bMachines.some((id) => after.some((s) => s.machineId === id)), 'A took over at least one of B\'s machines mid-stream').toBe(true);
+    for (const id of bMachines)
+      if (after.some((s) => s.machineId === id))
+        expect(after.filter((s) => s.machineId === id).every((s) => s.worker === 'A')).toBe(true);
+    expect(
+      bMachines.some((id) => after.some((s) => s.machineId === id)),
+      "A took over at least one of B's machines mid-stream",
+    ).toBe(true);
 
     // ── drift windows of moved machines restart on each new owner, never mixing rows across a move ──
     // Every window is WINDOW consecutive seqs of one machine (no stale rows of an earlier ownership, no gap).
-    for (const w of windows) expect(w.toSeq - w.fromSeq, `window ${w.worker}/${w.groupKey}#${w.windowIndex} ${w.fromSeq}..${w.toSeq}`).toBe(WINDOW - 1);
+    for (const w of windows)
+      expect(
+        w.toSeq - w.fromSeq,
+        `window ${w.worker}/${w.groupKey}#${w.windowIndex} ${w.fromSeq}..${w.toSeq}`,
+      ).toBe(WINDOW - 1);
     for (const id of bMachines) {
       // Stints: maximal runs of predictions of this machine by one worker, in order.
       const byMachine = served.filter((s) => s.machineId === id);
@@ -314,12 +403,20 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
         else stints.push({ worker: s.worker, firstSeq: s.seq, lastSeq: s.seq });
       }
       for (const stint of stints) {
-        const ws = windows.filter((w) => w.worker === stint.worker && w.groupKey === id && w.fromSeq >= stint.firstSeq && w.toSeq <= stint.lastSeq);
+        const ws = windows.filter(
+          (w) =>
+            w.worker === stint.worker &&
+            w.groupKey === id &&
+            w.fromSeq >= stint.firstSeq &&
+            w.toSeq <= stint.lastSeq,
+        );
         const first = ws[0];
         if (!first) continue; // a stint shorter than a window tests none
         // A fresh window on the new owner: counted from 1 again, starting at its first seq of the stint.
         if (stint !== stints[0]) {
-          expect(first.windowIndex, `${id}: first window of ${stint.worker} from seq ${stint.firstSeq}`).toBe(1);
+          expect(first.windowIndex, `${id}: first window of ${stint.worker} from seq ${stint.firstSeq}`).toBe(
+            1,
+          );
           expect(first.fromSeq).toBe(stint.firstSeq);
         }
       }
@@ -329,7 +426,16 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
     // At least one machine moved A → B → A and tested a fresh window on A after coming back.
     const movedBack = bMachines.filter((id) => {
       const seqsOnAAfter = after.filter((s) => s.machineId === id).map((s) => s.seq);
-      return seqsOnAAfter.length >= WINDOW && windows.some((w) => w.worker === 'A' && w.groupKey === id && w.windowIndex === 1 && w.fromSeq === Math.min(...seqsOnAAfter));
+      return (
+        seqsOnAAfter.length >= WINDOW &&
+        windows.some(
+          (w) =>
+            w.worker === 'A' &&
+            w.groupKey === id &&
+            w.windowIndex === 1 &&
+            w.fromSeq === Math.min(...seqsOnAAfter),
+        )
+      );
     });
     expect(movedBack.length, 'a machine whose window restarted on A after B left').toBeGreaterThan(0);
 
@@ -337,6 +443,8 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
     expect(rebalances).toBeGreaterThanOrEqual(2);
     expect(a.ingest.stats().machinesForgotten).toBeGreaterThan(0);
     expect(bridge?.stats().forwarded.telemetry).toBe(TOTAL);
-    console.info(`scale-out: ${TOTAL} predictions, ${rebalances} rebalances on A, B served ${bMachines.length} machines, ${elapsed} ms`);
+    console.info(
+      `scale-out: ${TOTAL} predictions, ${rebalances} rebalances on A, B served ${bMachines.length} machines, ${elapsed} ms`,
+    );
   }, 150_000);
 });

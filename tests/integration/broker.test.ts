@@ -51,7 +51,10 @@ async function newCredentials(): Promise<CredentialStore> {
   return store;
 }
 
-async function login(user: User, opts: { url?: string; clientId?: string; clean?: boolean; password?: string; ca?: string } = {}): Promise<MqttClient> {
+async function login(
+  user: User,
+  opts: { url?: string; clientId?: string; clean?: boolean; password?: string; ca?: string } = {},
+): Promise<MqttClient> {
   const client = await connectMqtt({
     url: opts.url ?? broker.mqttUrl,
     clientId: opts.clientId ?? `t-${user.username}-${++seq}`,
@@ -96,12 +99,22 @@ function closed(client: MqttClient, ms = 3000): Promise<void> {
 async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
   const values = (m?.values ?? []) as { value: number; labels: Record<string, string | number> }[];
-  return values.filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val)).reduce((a, v) => a + v.value, 0);
+  return values
+    .filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))
+    .reduce((a, v) => a + v.value, 0);
 }
 
 beforeAll(async () => {
   registry = new Registry();
-  broker = await startBroker({ host: '127.0.0.1', port: 0, wsPort: 0, httpPort: 0, credentials: await newCredentials(), logger: silentLogger(), registry });
+  broker = await startBroker({
+    host: '127.0.0.1',
+    port: 0,
+    wsPort: 0,
+    httpPort: 0,
+    credentials: await newCredentials(),
+    logger: silentLogger(),
+    registry,
+  });
 });
 
 afterAll(async () => {
@@ -141,20 +154,32 @@ describe('secured broker', () => {
 
   it('refuses a wrong password with CONNACK 4 (bad user name or password)', async () => {
     const before = await metric('driftline_broker_auth_failures_total', { reason: 'bad_password' });
-    const err = await login(USERS.dev1, { password: 'wrong' }).then(() => undefined, (e: unknown) => e as Error & { code?: number });
+    const err = await login(USERS.dev1, { password: 'wrong' }).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: number },
+    );
     expect(err?.message).toMatch(/Bad username or password/);
     expect(err?.code).toBe(4);
     expect(await metric('driftline_broker_auth_failures_total', { reason: 'bad_password' })).toBe(before + 1);
   });
 
   it('refuses an unknown user with the same CONNACK 4', async () => {
-    const err = await login({ ...USERS.edge, username: 'ghost' }).then(() => undefined, (e: unknown) => e as Error & { code?: number });
+    const err = await login({ ...USERS.edge, username: 'ghost' }).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: number },
+    );
     expect(err?.code).toBe(4);
-    expect(await metric('driftline_broker_auth_failures_total', { reason: 'unknown_user' })).toBeGreaterThanOrEqual(1);
+    expect(
+      await metric('driftline_broker_auth_failures_total', { reason: 'unknown_user' }),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('refuses anonymous clients with CONNACK 5 (not authorized)', async () => {
-    const err = await connectMqtt({ url: broker.mqttUrl, clientId: `anon-${++seq}`, reconnectPeriodMs: 0 }).then(
+    const err = await connectMqtt({
+      url: broker.mqttUrl,
+      clientId: `anon-${++seq}`,
+      reconnectPeriodMs: 0,
+    }).then(
       (c) => {
         c.end(true);
         return undefined;
@@ -163,7 +188,9 @@ describe('secured broker', () => {
     );
     expect(err?.message).toMatch(/Not authorized/);
     expect(err?.code).toBe(5);
-    expect(await metric('driftline_broker_auth_failures_total', { reason: 'anonymous' })).toBeGreaterThanOrEqual(1);
+    expect(
+      await metric('driftline_broker_auth_failures_total', { reason: 'anonymous' }),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it("closes a device that publishes to another machine's topic; nothing is delivered", async () => {
@@ -181,7 +208,9 @@ describe('secured broker', () => {
     await d2.publishAsync('factory/m2/telemetry', 'genuine', { qos: 1 });
     await until(() => got.some((m) => m.payload === 'genuine'), 'the genuine message');
     expect(got.map((m) => m.payload)).toEqual(['genuine']);
-    expect(await metric('driftline_broker_acl_denials_total', { action: 'publish', role: 'device' })).toBe(denied + 1);
+    expect(await metric('driftline_broker_acl_denials_total', { action: 'publish', role: 'device' })).toBe(
+      denied + 1,
+    );
   });
 
   it('closes a QoS 0 publisher to a forbidden topic too', async () => {
@@ -189,7 +218,9 @@ describe('secured broker', () => {
     const gone = closed(qa);
     qa.publish('factory/m1/label', 'x', { qos: 0 });
     await gone;
-    expect(await metric('driftline_broker_acl_denials_total', { action: 'publish', role: 'dashboard' })).toBeGreaterThanOrEqual(1);
+    expect(
+      await metric('driftline_broker_acl_denials_total', { action: 'publish', role: 'dashboard' }),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('drops a will message on a forbidden topic when it fires, and delivers an allowed one', async () => {
@@ -200,7 +231,11 @@ describe('secured broker', () => {
     const withWill = (will: string, topic: string): Promise<MqttClient> =>
       new Promise((resolve, reject) => {
         const c = mqtt.connect(broker.mqttUrl, {
-          clientId: `will-${++seq}`, username: USERS.dev1.username, password: USERS.dev1.password, reconnectPeriod: 0, protocolVersion: 4,
+          clientId: `will-${++seq}`,
+          username: USERS.dev1.username,
+          password: USERS.dev1.password,
+          reconnectPeriod: 0,
+          protocolVersion: 4,
           will: { topic, payload: Buffer.from(will), qos: 1, retain: false },
         });
         c.once('connect', () => resolve(c));
@@ -212,7 +247,13 @@ describe('secured broker', () => {
     bad.stream.destroy();
     good.stream.destroy();
     await until(() => got.some((m) => m.payload === 'own-will'), 'the allowed will');
-    await vi.waitFor(async () => expect(await metric('driftline_broker_acl_denials_total', { action: 'publish', role: 'device' })).toBe(denied + 1), { timeout: 3000 });
+    await vi.waitFor(
+      async () =>
+        expect(
+          await metric('driftline_broker_acl_denials_total', { action: 'publish', role: 'device' }),
+        ).toBe(denied + 1),
+      { timeout: 3000 },
+    );
     expect(got.map((m) => m.payload)).toEqual(['own-will']);
     bad.end(true);
     good.end(true);
@@ -231,19 +272,28 @@ describe('secured broker', () => {
     // aedes' own $SYS traffic (e.g. new/clients) still flows to the watcher; the forged one never does.
     await until(() => got.length > 0, 'some $SYS message');
     expect(got.filter((m) => m.payload === 'forged')).toEqual([]);
-    expect(await metric('driftline_broker_acl_denials_total', { action: 'publish', role: 'admin' })).toBeGreaterThanOrEqual(1);
+    expect(
+      await metric('driftline_broker_acl_denials_total', { action: 'publish', role: 'admin' }),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('refuses a forbidden subscription with SUBACK 0x80 and keeps the connection', async () => {
-    const before = await metric('driftline_broker_acl_denials_total', { action: 'subscribe', role: 'device' });
+    const before = await metric('driftline_broker_acl_denials_total', {
+      action: 'subscribe',
+      role: 'device',
+    });
     const d1 = await login(USERS.dev1);
     // mqtt.js reports a refused subscription as an error carrying the SUBACK packet.
     const suback = await new Promise<{ granted: unknown } | undefined>((resolve) => {
-      d1.subscribe(['factory/+/telemetry', 'factory/m1/#'], { qos: 1 }, (err) => resolve((err as { packet?: { granted: unknown } } | null)?.packet));
+      d1.subscribe(['factory/+/telemetry', 'factory/m1/#'], { qos: 1 }, (err) =>
+        resolve((err as { packet?: { granted: unknown } } | null)?.packet),
+      );
     });
     expect(suback?.granted).toEqual([128, 1]);
     expect(d1.connected).toBe(true);
-    expect(await metric('driftline_broker_acl_denials_total', { action: 'subscribe', role: 'device' })).toBe(before + 1);
+    expect(await metric('driftline_broker_acl_denials_total', { action: 'subscribe', role: 'device' })).toBe(
+      before + 1,
+    );
   });
 
   it('keeps QoS 1 messages for a clean:false subscriber while it is away', async () => {
@@ -255,7 +305,14 @@ describe('secured broker', () => {
     const d1 = await login(USERS.dev1);
     for (let i = 1; i <= 3; i++) await d1.publishAsync('factory/m1/telemetry', `while-away-${i}`, { qos: 1 });
 
-    const client = await connectMqtt({ url: broker.mqttUrl, clientId, username: USERS.edge.username, password: USERS.edge.password, clean: false, reconnectPeriodMs: 0 });
+    const client = await connectMqtt({
+      url: broker.mqttUrl,
+      clientId,
+      username: USERS.edge.username,
+      password: USERS.edge.password,
+      clean: false,
+      reconnectPeriodMs: 0,
+    });
     clients.push(client);
     const got = inbox(client); // no new SUBSCRIBE: the session kept the subscription
     await until(() => got.length === 3, 'three queued messages');
@@ -267,11 +324,21 @@ describe('secured broker', () => {
     const owner = await login(USERS.edge, { clientId, clean: false });
     await owner.subscribeAsync('factory/+/telemetry', { qos: 1 });
     await owner.endAsync();
-    const err = await login(USERS.dev1, { clientId, clean: false }).then(() => undefined, (e: unknown) => e as Error & { code?: number });
+    const err = await login(USERS.dev1, { clientId, clean: false }).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: number },
+    );
     expect(err?.code).toBe(2); // identifier rejected
     const d1 = await login(USERS.dev1);
     await d1.publishAsync('factory/m1/telemetry', 'kept', { qos: 1 });
-    const back = await connectMqtt({ url: broker.mqttUrl, clientId, username: 'edge', password: USERS.edge.password, clean: false, reconnectPeriodMs: 0 });
+    const back = await connectMqtt({
+      url: broker.mqttUrl,
+      clientId,
+      username: 'edge',
+      password: USERS.edge.password,
+      clean: false,
+      reconnectPeriodMs: 0,
+    });
     clients.push(back);
     const got = inbox(back);
     await until(() => got.length === 1, 'the message queued for the real owner');
@@ -304,7 +371,9 @@ describe('secured broker', () => {
     expect(text).toMatch(/^driftline_broker_messages_out_total\{role="edge"\} [1-9]\d*$/m);
     expect(text).toMatch(/^driftline_broker_auth_failures_total\{reason="bad_password"\} [1-9]\d*$/m);
     expect(text).toMatch(/^driftline_broker_acl_denials_total\{action="publish",role="device"\} [1-9]\d*$/m);
-    expect(text).toMatch(/^driftline_broker_acl_denials_total\{action="subscribe",role="device"\} [1-9]\d*$/m);
+    expect(text).toMatch(
+      /^driftline_broker_acl_denials_total\{action="subscribe",role="device"\} [1-9]\d*$/m,
+    );
     // The admin watcher received $SYS messages above, but $SYS traffic is never counted.
     expect(text).not.toMatch(/^driftline_broker_messages_(in|out)_total\{role="admin"\}/m);
   });
@@ -323,10 +392,27 @@ describe('TLS and shutdown', () => {
     expect(tlsBroker.wsUrl).toBeNull();
     expect(tlsBroker.httpPort).toBeNull();
     expect(tlsBroker.mqttsUrl).toBe(`mqtts://127.0.0.1:${tlsBroker.tlsPort}`);
-    const c = await connectMqtt({ url: tlsBroker.mqttsUrl as string, clientId: 'tls-edge', username: 'edge', password: USERS.edge.password, ca: TEST_CERT, reconnectPeriodMs: 0 });
+    const c = await connectMqtt({
+      url: tlsBroker.mqttsUrl as string,
+      clientId: 'tls-edge',
+      username: 'edge',
+      password: USERS.edge.password,
+      ca: TEST_CERT,
+      reconnectPeriodMs: 0,
+    });
     const got = inbox(c);
     await c.subscribeAsync('factory/+/label', { qos: 1 });
-    await tlsBroker.aedes.publish({ cmd: 'publish', topic: 'factory/m1/label', payload: Buffer.from('via-tls'), qos: 1, retain: false, dup: false }, () => undefined);
+    await tlsBroker.aedes.publish(
+      {
+        cmd: 'publish',
+        topic: 'factory/m1/label',
+        payload: Buffer.from('via-tls'),
+        qos: 1,
+        retain: false,
+        dup: false,
+      },
+      () => undefined,
+    );
     await until(() => got.length === 1, 'the TLS delivery');
     const gone = closed(c);
     await tlsBroker.close();
@@ -348,7 +434,13 @@ describe('TLS and shutdown', () => {
 
   it('fails with a readable error when a port is taken', async () => {
     await expect(
-      startBroker({ port: broker.port, wsPort: null, credentials: await newCredentials(), logger: silentLogger(), registry: new Registry() }),
+      startBroker({
+        port: broker.port,
+        wsPort: null,
+        credentials: await newCredentials(),
+        logger: silentLogger(),
+        registry: new Registry(),
+      }),
     ).rejects.toThrow(`MQTT listener cannot bind 127.0.0.1:${broker.port}`);
   });
 });

@@ -4,8 +4,19 @@ import { BUS_TOPICS } from '../../common/bus/types.ts';
 import { parseModelEvent, type ModelEvent } from '../../common/events/schemas.ts';
 import { STATUS_TOPICS } from '../../common/schema/status.ts';
 import { ScriptedPipeline, promoteChallenger } from '../../dashboard/src/testing/feed.ts';
-import { httpRequest, login, openEventStream, type EventStream } from '../../dashboard/src/testing/http-client.ts';
-import { DASHBOARD_LOGINS, publishJson, startDashboardStack, TEST_MODEL, type DashboardStack } from '../../dashboard/src/testing/stack.ts';
+import {
+  httpRequest,
+  login,
+  openEventStream,
+  type EventStream,
+} from '../../dashboard/src/testing/http-client.ts';
+import {
+  DASHBOARD_LOGINS,
+  publishJson,
+  startDashboardStack,
+  TEST_MODEL,
+  type DashboardStack,
+} from '../../dashboard/src/testing/stack.ts';
 
 /**
  * The dashboard against a real broker on loopback (secured, the dashboard as
@@ -21,8 +32,19 @@ let stream: EventStream;
 
 function telemetry(machineId: string, seq: number): Record<string, unknown> {
   return {
-    machineId, seq, ts: Date.now(), operationMode: 'Active', temperatureC: 55, vibrationHz: 2, powerKw: 4, networkLatencyMs: 8,
-    packetLossPct: 1, defectRatePct: 2, productionSpeedUph: 320, maintenanceScore: 0.6, errorRatePct: 2,
+    machineId,
+    seq,
+    ts: Date.now(),
+    operationMode: 'Active',
+    temperatureC: 55,
+    vibrationHz: 2,
+    powerKw: 4,
+    networkLatencyMs: 8,
+    packetLossPct: 1,
+    defectRatePct: 2,
+    productionSpeedUph: 320,
+    maintenanceScore: 0.6,
+    errorRatePct: 2,
   };
 }
 
@@ -43,7 +65,9 @@ describe('dashboard event stream', () => {
   it('starts with a snapshot showing the connected backends and the registry champion', async () => {
     const first = await stream.next(() => true);
     expect(first.event).toBe('snapshot');
-    const s = await stream.until((x) => x.model.champion !== null && x.connections.mqtt.state === 'connected');
+    const s = await stream.until(
+      (x) => x.model.champion !== null && x.connections.mqtt.state === 'connected',
+    );
     expect(s.model.champion?.version).toBe('1');
     expect(s.connections.bus).toMatchObject({ state: 'connected', target: 'in-process' });
     expect(s.connections.registry.state).toBe('connected');
@@ -52,15 +76,38 @@ describe('dashboard event stream', () => {
   it('delivers live updates when telemetry, predictions and status messages arrive', async () => {
     await publishJson(client, 'factory/line-1/telemetry', telemetry('line-1', 0));
     await publishJson(client, 'factory/line-1/prediction', {
-      machineId: 'line-1', seq: 0, ts: 1, predictedAt: 2, efficiency: 'High', probabilities: { Low: 0.05, Medium: 0.15, High: 0.8 }, modelVersion: '1', latencyMs: 1.1,
+      machineId: 'line-1',
+      seq: 0,
+      ts: 1,
+      predictedAt: 2,
+      efficiency: 'High',
+      probabilities: { Low: 0.05, Medium: 0.15, High: 0.8 },
+      modelVersion: '1',
+      latencyMs: 1.1,
     });
-    const s = await stream.until((x) => x.machines.some((m) => m.id === 'line-1' && m.prediction?.efficiency === 'High'));
+    const s = await stream.until((x) =>
+      x.machines.some((m) => m.id === 'line-1' && m.prediction?.efficiency === 'High'),
+    );
     expect(s.machines.find((m) => m.id === 'line-1')?.features?.[0]).toBe(55);
     expect(stream.events.filter((e) => e.event === 'snapshot')).toHaveLength(1);
     await publishJson(client, STATUS_TOPICS.edgeStatus('edge-7'), {
-      workerId: 'edge-7', publishedAt: Date.now(), ready: true, modelVersion: '1', backend: 'wasm', validationAccuracy: 0.91, liveAccuracy: 0.88, labelled: 300,
-      predictedMix: { Low: 0.5, Medium: 0.3, High: 0.2 }, messagesInPerSec: 40, predictionsOutPerSec: 40, meanBatchSize: 6,
-      latencyMs: { p50: 1, p95: 2.5, p99: 4 }, queueDepth: 0, deadLetters: { out_of_range: 3 }, bus: 'in-process', registry: 'directory x',
+      workerId: 'edge-7',
+      publishedAt: Date.now(),
+      ready: true,
+      modelVersion: '1',
+      backend: 'wasm',
+      validationAccuracy: 0.91,
+      liveAccuracy: 0.88,
+      labelled: 300,
+      predictedMix: { Low: 0.5, Medium: 0.3, High: 0.2 },
+      messagesInPerSec: 40,
+      predictionsOutPerSec: 40,
+      meanBatchSize: 6,
+      latencyMs: { p50: 1, p95: 2.5, p99: 4 },
+      queueDepth: 0,
+      deadLetters: { out_of_range: 3 },
+      bus: 'in-process',
+      registry: 'directory x',
     });
     const w = await stream.until((x) => x.pipeline.workers.some((k) => k.workerId === 'edge-7'));
     expect(w.deadLetters.edgeByReason).toEqual({ out_of_range: 3 });
@@ -70,7 +117,11 @@ describe('dashboard event stream', () => {
     await publishJson(client, 'factory/ghost/telemetry', 'not json');
     await publishJson(client, 'factory/line-2/telemetry', { ...telemetry('line-2', 0), temperatureC: 5000 });
     await publishJson(client, STATUS_TOPICS.driftWindow, { workerId: 'edge-1', features: 'nope' });
-    const s = await stream.until((x) => (x.invalid.bySource['drift-window']?.invalid_schema ?? 0) >= 1 && (x.invalid.bySource.telemetry?.out_of_range ?? 0) >= 1);
+    const s = await stream.until(
+      (x) =>
+        (x.invalid.bySource['drift-window']?.invalid_schema ?? 0) >= 1 &&
+        (x.invalid.bySource.telemetry?.out_of_range ?? 0) >= 1,
+    );
     expect(s.invalid.bySource.telemetry).toMatchObject({ not_json: 1, out_of_range: 1 });
     expect(s.drift).toEqual([]);
     const line2 = s.machines.find((m) => m.id === 'line-2');
@@ -79,7 +130,14 @@ describe('dashboard event stream', () => {
   });
 
   it('shows a drift alarm joined with its retrain request and the promotion, with the new champion', async () => {
-    const pipeline = new ScriptedPipeline({ client, bus: stack.bus, machineIds: ['p-1', 'p-2', 'p-3'], modelName: TEST_MODEL, championVersion: '1', windowSize: 100 });
+    const pipeline = new ScriptedPipeline({
+      client,
+      bus: stack.bus,
+      machineIds: ['p-1', 'p-2', 'p-3'],
+      modelName: TEST_MODEL,
+      championVersion: '1',
+      windowSize: 100,
+    });
     await pipeline.publishSamples(200);
     let s = await stream.until((x) => (x.drift.find((g) => g.groupKey === 'all')?.windowIndex ?? 0) >= 2);
     expect(s.drift[0]?.features.every((f) => !f.drifted)).toBe(true);
@@ -112,7 +170,11 @@ describe('rollback through the API', () => {
     const viewer = await login(stack.dashboard.url, DASHBOARD_LOGINS.viewer);
     const res = await httpRequest(`${stack.dashboard.url}/api/model/rollback`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', cookie: viewer.cookie, 'x-csrf-token': viewer.session.csrfToken },
+      headers: {
+        'content-type': 'application/json',
+        cookie: viewer.cookie,
+        'x-csrf-token': viewer.session.csrfToken,
+      },
       body: JSON.stringify({ reason: 'viewer tries' }),
     });
     expect(res.status).toBe(403);
@@ -121,24 +183,54 @@ describe('rollback through the API', () => {
 
   it('rolls the registry back for an operator and publishes model-rolled-back on the bus', async () => {
     const seen: ModelEvent[] = [];
-    const sub = await stack.bus.subscribe(BUS_TOPICS.modelEvents, { group: 'test-observer', fromBeginning: false }, async (m) => {
-      const r = parseModelEvent(m.value);
-      if (r.ok) seen.push(r.value);
+    const sub = await stack.bus.subscribe(
+      BUS_TOPICS.modelEvents,
+      { group: 'test-observer', fromBeginning: false },
+      async (m) => {
+        const r = parseModelEvent(m.value);
+        if (r.ok) seen.push(r.value);
+      },
+    );
+    const headers = {
+      'content-type': 'application/json',
+      cookie: operator.cookie,
+      'x-csrf-token': operator.session.csrfToken,
+    };
+    const stale = await httpRequest(`${stack.dashboard.url}/api/model/rollback`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ reason: 'x', expectedVersion: '1' }),
     });
-    const headers = { 'content-type': 'application/json', cookie: operator.cookie, 'x-csrf-token': operator.session.csrfToken };
-    const stale = await httpRequest(`${stack.dashboard.url}/api/model/rollback`, { method: 'POST', headers, body: JSON.stringify({ reason: 'x', expectedVersion: '1' }) });
     expect(stale.status).toBe(409);
-    const res = await httpRequest(`${stack.dashboard.url}/api/model/rollback`, { method: 'POST', headers, body: JSON.stringify({ reason: 'live accuracy fell after promotion', expectedVersion: '2' }) });
+    const res = await httpRequest(`${stack.dashboard.url}/api/model/rollback`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ reason: 'live accuracy fell after promotion', expectedVersion: '2' }),
+    });
     expect(res.status).toBe(200);
     expect(res.json()).toEqual({ from: '2', to: '1', eventPublished: true });
     expect((await stack.registry.getChampion(TEST_MODEL))?.version).toBe('1');
     const history = await stack.registry.history(TEST_MODEL);
-    expect(history.at(-1)).toMatchObject({ action: 'rollback', from: '2', to: '1', by: 'dashboard:olivia', reason: 'live accuracy fell after promotion' });
+    expect(history.at(-1)).toMatchObject({
+      action: 'rollback',
+      from: '2',
+      to: '1',
+      by: 'dashboard:olivia',
+      reason: 'live accuracy fell after promotion',
+    });
     await stack.bus.idle();
     expect(seen).toHaveLength(1);
-    expect(seen[0]).toMatchObject({ type: 'model-rolled-back', modelName: TEST_MODEL, version: '1', fromVersion: '2', requestId: null });
+    expect(seen[0]).toMatchObject({
+      type: 'model-rolled-back',
+      modelName: TEST_MODEL,
+      version: '1',
+      fromVersion: '2',
+      requestId: null,
+    });
     expect(seen[0]?.correlationId).toBe(history.at(-1)?.correlationId);
-    const s = await stream.until((x) => x.model.champion?.version === '1' && x.model.events[0]?.type === 'model-rolled-back');
+    const s = await stream.until(
+      (x) => x.model.champion?.version === '1' && x.model.events[0]?.type === 'model-rolled-back',
+    );
     expect(s.model.history[0]?.action).toBe('rollback');
     await sub.close();
   });
@@ -160,7 +252,10 @@ describe('resilience', () => {
     const again = await openEventStream(stack.dashboard.url, operator.cookie);
     const first = await again.next(() => true);
     expect(first.event).toBe('snapshot');
-    const snap = first.data as { machines: { id: string }[]; model: { champion: { version: string } | null } };
+    const snap = first.data as {
+      machines: { id: string }[];
+      model: { champion: { version: string } | null };
+    };
     expect(snap.machines.map((m) => m.id)).toContain('after-restart');
     expect(snap.model.champion?.version).toBe('1');
     again.close();

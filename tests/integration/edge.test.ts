@@ -15,10 +15,20 @@ import { trainClassifier } from '../../common/model/classifier.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import { connectMqtt } from '../../common/mqtt/connect.ts';
 import { DirectoryRegistry } from '../../common/registry/directory.ts';
-import { STATUS_TOPICS, driftWindowMessageSchema, edgeStatusMessageSchema, type DriftWindowMessage, type EdgeStatusMessage } from '../../common/schema/status.ts';
+import {
+  STATUS_TOPICS,
+  driftWindowMessageSchema,
+  edgeStatusMessageSchema,
+  type DriftWindowMessage,
+  type EdgeStatusMessage,
+} from '../../common/schema/status.ts';
 import { TOPICS, predictionSchema, type Prediction } from '../../common/schema/telemetry.ts';
 import { makeTelemetry, ruleLabel } from '../../edge-inference/src/testing/fakes.ts';
-import { createEdgeWorker, type EdgeWorker, type EdgeWorkerOptions } from '../../edge-inference/src/worker.ts';
+import {
+  createEdgeWorker,
+  type EdgeWorker,
+  type EdgeWorkerOptions,
+} from '../../edge-inference/src/worker.ts';
 
 /**
  * The edge worker end to end: the secured broker in-process on a loopback
@@ -50,7 +60,10 @@ async function waitFor(cond: () => boolean, timeoutMs = 10_000, what = 'conditio
 
 const of = (prefix: string): Prediction[] => predictions.filter((p) => p.machineId.startsWith(prefix));
 
-async function startWorker(clientId: string, extra: Partial<EdgeWorkerOptions> = {}): Promise<{ worker: EdgeWorker; bus: InProcessBus }> {
+async function startWorker(
+  clientId: string,
+  extra: Partial<EdgeWorkerOptions> = {},
+): Promise<{ worker: EdgeWorker; bus: InProcessBus }> {
   const bus = new InProcessBus();
   const worker = createEdgeWorker({
     bus,
@@ -79,13 +92,32 @@ async function stopWorker(entry: { worker: EdgeWorker; bus: InProcessBus }): Pro
 
 function publish(topic: string, payload: unknown): Promise<void> {
   return new Promise((resolve, reject) =>
-    admin.publish(topic, typeof payload === 'string' ? payload : JSON.stringify(payload), { qos: 1 }, (err) => (err ? reject(err) : resolve())),
+    admin.publish(
+      topic,
+      typeof payload === 'string' ? payload : JSON.stringify(payload),
+      { qos: 1 },
+      (err) => (err ? reject(err) : resolve()),
+    ),
   );
 }
 
-function modelEvent(type: 'model-promoted' | 'model-rolled-back', version: string, from: string): Record<string, unknown> {
-  const base = { type, modelName: MODEL, version, correlationId: `test-${type}-${version}`, requestId: null, reason: 'integration test', at: Date.now() };
-  return type === 'model-promoted' ? { ...base, previousVersion: from, metrics: { samples: 100, accuracy: 0.9, macroF1: 0.9 } } : { ...base, fromVersion: from };
+function modelEvent(
+  type: 'model-promoted' | 'model-rolled-back',
+  version: string,
+  from: string,
+): Record<string, unknown> {
+  const base = {
+    type,
+    modelName: MODEL,
+    version,
+    correlationId: `test-${type}-${version}`,
+    requestId: null,
+    reason: 'integration test',
+    at: Date.now(),
+  };
+  return type === 'model-promoted'
+    ? { ...base, previousVersion: from, metrics: { samples: 100, accuracy: 0.9, macroF1: 0.9 } }
+    : { ...base, fromVersion: from };
 }
 
 beforeAll(async () => {
@@ -108,8 +140,20 @@ beforeAll(async () => {
   const credentials = CredentialStore.inMemory({ scryptCost: 10 });
   await credentials.add({ ...EDGE, role: 'edge' }, { persist: false });
   await credentials.add({ ...ADMIN, role: 'admin' }, { persist: false });
-  broker = await startBroker({ port: 0, wsPort: null, credentials, logger: silentLogger(), registry: new Registry(), httpPort: null });
-  admin = await connectMqtt({ url: broker.mqttUrl, clientId: 'edge-it-admin', ...ADMIN, reconnectPeriodMs: 0 });
+  broker = await startBroker({
+    port: 0,
+    wsPort: null,
+    credentials,
+    logger: silentLogger(),
+    registry: new Registry(),
+    httpPort: null,
+  });
+  admin = await connectMqtt({
+    url: broker.mqttUrl,
+    clientId: 'edge-it-admin',
+    ...ADMIN,
+    reconnectPeriodMs: 0,
+  });
   admin.on('message', (topic, payload) => {
     const value = JSON.parse(payload.toString('utf8')) as unknown;
     if (topic === TOPICS.deadLetter) deadLetters.push(value as DeadLetterRecord);
@@ -143,7 +187,8 @@ describe('edge worker against the broker', () => {
   it('predicts telemetry: schema-valid predictions with the right seq and model version', async () => {
     const w = await startWorker('edge-it-flow');
     expect(w.worker.ready()).toBe(true);
-    for (let seq = 0; seq < 60; seq++) await publish(TOPICS.telemetry(`flow-${seq % 3}`), makeTelemetry(`flow-${seq % 3}`, seq));
+    for (let seq = 0; seq < 60; seq++)
+      await publish(TOPICS.telemetry(`flow-${seq % 3}`), makeTelemetry(`flow-${seq % 3}`, seq));
     await waitFor(() => of('flow-').length >= 60, 10_000, '60 predictions');
     const got = of('flow-');
     expect(got.map((p) => p.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, i) => i));
@@ -158,7 +203,10 @@ describe('edge worker against the broker', () => {
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toContain('driftline_edge_messages_in_total{kind="telemetry"} 60');
     expect(metrics).toContain('driftline_edge_model_info{name="driftline-efficiency",version="1"} 1');
-    const one = await fetch(`${base}/predict`, { method: 'POST', body: JSON.stringify(makeTelemetry('x', 1)) });
+    const one = await fetch(`${base}/predict`, {
+      method: 'POST',
+      body: JSON.stringify(makeTelemetry('x', 1)),
+    });
     expect(await one.json()).toMatchObject({ modelVersion: '1' });
     await stopWorker(w);
   });
@@ -177,10 +225,26 @@ describe('edge worker against the broker', () => {
       const b = bad[i % 5];
       if (i < 5 && b) await publish(b[0], b[1]);
     }
-    await waitFor(() => of('dlq-').length >= 20 && deadLetters.length >= 5, 10_000, 'predictions and dead letters');
-    expect(of('dlq-').map((p) => p.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
-    expect(deadLetters.map((d) => d.reason).sort()).toEqual(['invalid_value', 'machine_id_mismatch', 'missing_field', 'not_json', 'out_of_range']);
-    expect(deadLetters.every((d) => d.source === 'edge-inference' && d.topic.startsWith('factory/dlq-1/'))).toBe(true);
+    await waitFor(
+      () => of('dlq-').length >= 20 && deadLetters.length >= 5,
+      10_000,
+      'predictions and dead letters',
+    );
+    expect(
+      of('dlq-')
+        .map((p) => p.seq)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(deadLetters.map((d) => d.reason).sort()).toEqual([
+      'invalid_value',
+      'machine_id_mismatch',
+      'missing_field',
+      'not_json',
+      'out_of_range',
+    ]);
+    expect(
+      deadLetters.every((d) => d.source === 'edge-inference' && d.topic.startsWith('factory/dlq-1/')),
+    ).toBe(true);
     expect(w.worker.deadLetters.countsByReason()).toMatchObject({ not_json: 1, out_of_range: 1 });
     await stopWorker(w);
   });
@@ -196,7 +260,8 @@ describe('edge worker against the broker', () => {
     await w.bus.idle();
     expect(w.worker.holder.version).toBe('1');
     expect(w.worker.stats().refusedLoads).toBe(1);
-    for (let seq = 0; seq < 10; seq++) await publish(TOPICS.telemetry('corrupt-1'), makeTelemetry('corrupt-1', seq));
+    for (let seq = 0; seq < 10; seq++)
+      await publish(TOPICS.telemetry('corrupt-1'), makeTelemetry('corrupt-1', seq));
     await waitFor(() => of('corrupt-').length >= 10, 10_000, 'predictions after the refusal');
     expect(new Set(of('corrupt-').map((p) => p.modelVersion))).toEqual(new Set(['1']));
     const metrics = await (await fetch(`http://127.0.0.1:${w.worker.httpPort}/metrics`)).text();
@@ -211,7 +276,8 @@ describe('edge worker against the broker', () => {
       let sent = 0;
       const sendChunk = async (): Promise<void> => {
         const sends: Promise<void>[] = [];
-        for (let i = sent; i < sent + chunk; i++) sends.push(publish(TOPICS.telemetry(`swap-${i % 4}`), makeTelemetry(`swap-${i % 4}`, i)));
+        for (let i = sent; i < sent + chunk; i++)
+          sends.push(publish(TOPICS.telemetry(`swap-${i % 4}`), makeTelemetry(`swap-${i % 4}`, i)));
         sent += chunk;
         await Promise.all(sends);
         await new Promise((r) => setTimeout(r, 10));
@@ -254,21 +320,33 @@ describe('edge worker against the broker', () => {
     await waitFor(() => of('qos-').length >= 20, 10_000, 'first 20');
     await stopWorker(w);
     // Nobody consumes now: the broker keeps these for the persistent session.
-    for (let seq = 20; seq < 120; seq++) await publish(TOPICS.telemetry('qos-1'), makeTelemetry('qos-1', seq));
+    for (let seq = 20; seq < 120; seq++)
+      await publish(TOPICS.telemetry('qos-1'), makeTelemetry('qos-1', seq));
     await new Promise((r) => setTimeout(r, 50));
     expect(of('qos-')).toHaveLength(20);
     w = await startWorker(clientId);
     await waitFor(() => of('qos-').length >= 120, 10_000, 'queued messages after the restart');
-    expect(of('qos-').map((p) => p.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 120 }, (_, i) => i));
+    expect(
+      of('qos-')
+        .map((p) => p.seq)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: 120 }, (_, i) => i));
 
     // A dropped connection (no goodbye): mqtt.js reconnects and the session delivers the backlog.
-    const conn = (broker.aedes as unknown as { clients: Record<string, { conn: { destroy(): void } } | undefined> }).clients[clientId]?.conn;
+    const conn = (
+      broker.aedes as unknown as { clients: Record<string, { conn: { destroy(): void } } | undefined> }
+    ).clients[clientId]?.conn;
     expect(conn).toBeDefined();
     conn?.destroy();
     await waitFor(() => !w.worker.ready(), 5_000, 'the worker to notice the disconnect');
-    for (let seq = 120; seq < 170; seq++) await publish(TOPICS.telemetry('qos-1'), makeTelemetry('qos-1', seq));
+    for (let seq = 120; seq < 170; seq++)
+      await publish(TOPICS.telemetry('qos-1'), makeTelemetry('qos-1', seq));
     await waitFor(() => w.worker.ready(), 5_000, 'the reconnect');
-    await waitFor(() => new Set(of('qos-').map((p) => p.seq)).size >= 170, 10_000, 'messages published while disconnected');
+    await waitFor(
+      () => new Set(of('qos-').map((p) => p.seq)).size >= 170,
+      10_000,
+      'messages published while disconnected',
+    );
     expect(new Set(of('qos-').map((p) => p.seq))).toEqual(new Set(Array.from({ length: 170 }, (_, i) => i)));
     await stopWorker(w);
   });
@@ -288,22 +366,52 @@ describe('edge worker against the broker', () => {
   });
 
   it('publishes drift windows and its status through the broker (the edge role may publish driftline/#)', async () => {
-    const w = await startWorker('edge-it-status', { statusIntervalMs: 100, driftConfig: { windowSize: 50 }, driftWindowMinIntervalMs: 0, backend: 'cpu' });
+    const w = await startWorker('edge-it-status', {
+      statusIntervalMs: 100,
+      driftConfig: { windowSize: 50 },
+      driftWindowMinIntervalMs: 0,
+      backend: 'cpu',
+    });
     try {
-      for (let seq = 0; seq < 120; seq++) await publish(TOPICS.telemetry('status-1'), makeTelemetry('status-1', seq));
-      const windows = (): DriftWindowMessage[] => statusMessages.filter((m) => m.topic === STATUS_TOPICS.driftWindow && (m.body as DriftWindowMessage).workerId === 'edge-it-status').map((m) => m.body as DriftWindowMessage);
-      const statuses = (): EdgeStatusMessage[] => statusMessages.filter((m) => m.topic === STATUS_TOPICS.edgeStatus('edge-it-status')).map((m) => m.body as EdgeStatusMessage);
+      for (let seq = 0; seq < 120; seq++)
+        await publish(TOPICS.telemetry('status-1'), makeTelemetry('status-1', seq));
+      const windows = (): DriftWindowMessage[] =>
+        statusMessages
+          .filter(
+            (m) =>
+              m.topic === STATUS_TOPICS.driftWindow &&
+              (m.body as DriftWindowMessage).workerId === 'edge-it-status',
+          )
+          .map((m) => m.body as DriftWindowMessage);
+      const statuses = (): EdgeStatusMessage[] =>
+        statusMessages
+          .filter((m) => m.topic === STATUS_TOPICS.edgeStatus('edge-it-status'))
+          .map((m) => m.body as EdgeStatusMessage);
       await waitFor(() => windows().length >= 2, 10_000, 'two drift window messages');
-      await waitFor(() => statuses().some((s) => s.predictionsOutPerSec > 0) && statuses().at(-1)?.queueDepth === 0, 10_000, 'a status with predictions');
+      await waitFor(
+        () => statuses().some((s) => s.predictionsOutPerSec > 0) && statuses().at(-1)?.queueDepth === 0,
+        10_000,
+        'a status with predictions',
+      );
       for (const m of windows()) {
         expect(driftWindowMessageSchema.safeParse(m).success).toBe(true);
         expect(m.modelVersion).toBe('1');
         expect(m.histograms?.temperatureC?.current.reduce((a, b) => a + b, 0)).toBe(50);
         expect(m.histograms?.temperatureC?.reference.reduce((a, b) => a + b, 0)).toBe(500); // the artifact's reference sample
       }
-      expect(windows().map((m) => m.windowIndex).slice(0, 2)).toEqual([1, 2]);
+      expect(
+        windows()
+          .map((m) => m.windowIndex)
+          .slice(0, 2),
+      ).toEqual([1, 2]);
       for (const s of statuses()) expect(edgeStatusMessageSchema.safeParse(s).success).toBe(true);
-      expect(statuses().at(-1)).toMatchObject({ workerId: 'edge-it-status', ready: true, modelVersion: '1', backend: 'cpu', bus: 'in-process' });
+      expect(statuses().at(-1)).toMatchObject({
+        workerId: 'edge-it-status',
+        ready: true,
+        modelVersion: '1',
+        backend: 'cpu',
+        bus: 'in-process',
+      });
       expect(statuses().at(-1)?.registry).toMatch(/^directory /);
       expect(w.worker.stats().status.failed).toBe(0);
     } finally {

@@ -13,7 +13,12 @@ import { Rng } from '../../common/util/rng.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
 import { createRetrainer, retrainOnce } from '../../retrainer/src/retrainer.ts';
 import { makeRequest, makeSamples, seedLabel } from '../../retrainer/src/testing/fakes.ts';
-import { createInThreadTrainer, createWorkerTrainer, trainAndSave, type Trainer } from '../../retrainer/src/trainer.ts';
+import {
+  createInThreadTrainer,
+  createWorkerTrainer,
+  trainAndSave,
+  type Trainer,
+} from '../../retrainer/src/trainer.ts';
 
 /**
  * The retrainer end to end on real tfjs (small data, few epochs): worker and
@@ -61,19 +66,37 @@ interface Env {
 const envs: Env[] = [];
 
 /** A fresh registry holding the champion as version 1, and a store holding `samples`. */
-async function setup(name: string, options: { concept: boolean; samples?: number; faults?: DirectoryRegistryFaults }): Promise<Env> {
+async function setup(
+  name: string,
+  options: { concept: boolean; samples?: number; faults?: DirectoryRegistryFaults },
+): Promise<Env> {
   const dir = path.join(root, name);
-  const registry = new DirectoryRegistry({ root: path.join(dir, 'registry'), ...(options.faults ? { faults: options.faults } : {}) });
-  const v = await registry.registerVersion(MODEL, championDir, { correlationId: 'bootstrap', metrics: {}, source: 'test' });
+  const registry = new DirectoryRegistry({
+    root: path.join(dir, 'registry'),
+    ...(options.faults ? { faults: options.faults } : {}),
+  });
+  const v = await registry.registerVersion(MODEL, championDir, {
+    correlationId: 'bootstrap',
+    metrics: {},
+    source: 'test',
+  });
   await registry.setChampion(MODEL, v.version, { by: 'test', reason: 'bootstrap' });
   const store = await openFileSampleStore({ dir: path.join(dir, 'samples') });
-  await store.append(makeSamples(options.samples ?? 2000, { seed: 5, ...(options.concept ? { label: drifted } : {}) }));
+  await store.append(
+    makeSamples(options.samples ?? 2000, { seed: 5, ...(options.concept ? { label: drifted } : {}) }),
+  );
   const env: Env = {
     dir,
     store,
     registry,
     bus: new InProcessBus(),
-    config: { stateDir: path.join(dir, 'state'), minSamples: 500, epochs: 25, minAccuracy: 0.85, timeoutMs: 60_000 },
+    config: {
+      stateDir: path.join(dir, 'state'),
+      minSamples: 500,
+      epochs: 25,
+      minAccuracy: 0.85,
+      timeoutMs: 60_000,
+    },
   };
   envs.push(env);
   return env;
@@ -101,7 +124,10 @@ function shuffledLabels(inner: Trainer): Trainer {
     kind: `shuffled(${inner.kind})`,
     train(job, run) {
       const labels = new Rng(9).shuffle(job.train.map((d) => d.label));
-      return inner.train({ ...job, train: job.train.map((d, i) => ({ row: d.row, label: labels[i] ?? d.label })) }, run);
+      return inner.train(
+        { ...job, train: job.train.map((d, i) => ({ row: d.row, label: labels[i] ?? d.label })) },
+        run,
+      );
     },
   };
 }
@@ -109,9 +135,20 @@ function shuffledLabels(inner: Trainer): Trainer {
 describe('retrainer on real tfjs', () => {
   it('promotes a better challenger trained in a worker thread and publishes model-promoted with the correlation id', async () => {
     const env = await setup('promote', { concept: true });
-    const retrainer = createRetrainer({ bus: env.bus, registry: env.registry, store: env.store, tf, config: env.config, trainer: createWorkerTrainer() });
+    const retrainer = createRetrainer({
+      bus: env.bus,
+      registry: env.registry,
+      store: env.store,
+      tf,
+      config: env.config,
+      trainer: createWorkerTrainer(),
+    });
     await retrainer.start();
-    const req = makeRequest({ requestId: hex(1), correlationId: 'drift-episode-1', window: { fromTs: T0, toTs: T0 + 2000 * 1000 } });
+    const req = makeRequest({
+      requestId: hex(1),
+      correlationId: 'drift-episode-1',
+      window: { fromTs: T0, toTs: T0 + 2000 * 1000 },
+    });
     await env.bus.publish(BUS_TOPICS.retrainRequests, MODEL, req);
     await env.bus.idle();
     await retrainer.idle();
@@ -126,20 +163,34 @@ describe('retrainer on real tfjs', () => {
     const loaded = await loadArtifact(await env.registry.fetchArtifact(MODEL, '2'), tf);
     loaded.dispose();
     const [ev] = modelEvents(env.bus);
-    expect(ev).toMatchObject({ type: 'model-promoted', version: '2', previousVersion: '1', correlationId: 'drift-episode-1', requestId: hex(1) });
-    if (ev?.type === 'model-promoted') expect(ev.metrics.accuracy).toBeGreaterThan(ev.previousMetrics?.accuracy ?? 1);
+    expect(ev).toMatchObject({
+      type: 'model-promoted',
+      version: '2',
+      previousVersion: '1',
+      correlationId: 'drift-episode-1',
+      requestId: hex(1),
+    });
+    if (ev?.type === 'model-promoted')
+      expect(ev.metrics.accuracy).toBeGreaterThan(ev.previousMetrics?.accuracy ?? 1);
     await retrainer.close();
   });
 
   it('rejects a worse challenger (shuffled training labels); the champion stays', async () => {
     const env = await setup('reject', { concept: false });
-    const outcome = await retrainOnce(makeRequest({ requestId: hex(2), kind: 'covariate', features: [{ feature: 'temperatureC', statistic: 0.3, pvalue: 0.001 }] }), {
-      store: env.store,
-      registry: env.registry,
-      tf,
-      config: env.config,
-      trainer: shuffledLabels(createInThreadTrainer({ tf })),
-    });
+    const outcome = await retrainOnce(
+      makeRequest({
+        requestId: hex(2),
+        kind: 'covariate',
+        features: [{ feature: 'temperatureC', statistic: 0.3, pvalue: 0.001 }],
+      }),
+      {
+        store: env.store,
+        registry: env.registry,
+        tf,
+        config: env.config,
+        trainer: shuffledLabels(createInThreadTrainer({ tf })),
+      },
+    );
     expect(outcome.status).toBe('rejected');
     expect(outcome.promoted).toBe(false);
     expect(outcome.challenger?.accuracy).toBeLessThan(outcome.champion?.accuracy ?? 0);
@@ -160,7 +211,13 @@ describe('retrainer on real tfjs', () => {
       },
     });
     crash.armed = true;
-    const outcome = await retrainOnce(makeRequest({ requestId: hex(3) }), { store: env.store, registry: env.registry, tf, config: env.config, trainer: createInThreadTrainer({ tf }) });
+    const outcome = await retrainOnce(makeRequest({ requestId: hex(3) }), {
+      store: env.store,
+      registry: env.registry,
+      tf,
+      config: env.config,
+      trainer: createInThreadTrainer({ tf }),
+    });
     expect(outcome.status).toBe('failed');
     expect(outcome.reason).toMatch(/promotion failed: .*simulated crash/);
     expect((await env.registry.getChampion(MODEL))?.version).toBe('1');
@@ -175,7 +232,14 @@ describe('retrainer on real tfjs', () => {
 
   it('stops a training at the time limit, reports it and keeps the champion', async () => {
     const env = await setup('timeout', { concept: true });
-    const retrainer = createRetrainer({ bus: env.bus, registry: env.registry, store: env.store, tf, config: { ...env.config, timeoutMs: 200 }, trainer: createWorkerTrainer() });
+    const retrainer = createRetrainer({
+      bus: env.bus,
+      registry: env.registry,
+      store: env.store,
+      tf,
+      config: { ...env.config, timeoutMs: 200 },
+      trainer: createWorkerTrainer(),
+    });
     await retrainer.start();
     const started = Date.now();
     await retrainer.submit(makeRequest({ requestId: hex(4) }));
@@ -183,7 +247,13 @@ describe('retrainer on real tfjs', () => {
     await env.bus.idle();
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(retrainer.record(hex(4))?.status).toBe('timed-out');
-    expect(modelEvents(env.bus)).toEqual([expect.objectContaining({ type: 'model-rejected', reason: 'training timed out after 200 ms', championVersion: '1' })]);
+    expect(modelEvents(env.bus)).toEqual([
+      expect.objectContaining({
+        type: 'model-rejected',
+        reason: 'training timed out after 200 ms',
+        championVersion: '1',
+      }),
+    ]);
     expect((await env.registry.getChampion(MODEL))?.version).toBe('1');
     expect(await env.registry.listVersions(MODEL)).toHaveLength(1);
     await retrainer.close();
@@ -191,7 +261,20 @@ describe('retrainer on real tfjs', () => {
 
   it('reports an error raised inside the training worker', async () => {
     const rows = makeSamples(50).map((x) => ({ row: x.row, label: x.label }));
-    const job = { train: rows, validation: rows, hyperparameters: { epochs: 0, batchSize: 64, learningRate: 0.01, seed: 1, classWeight: 'none' as const }, outDir: path.join(root, 'bad'), modelName: MODEL, source: {} };
+    const job = {
+      train: rows,
+      validation: rows,
+      hyperparameters: {
+        epochs: 0,
+        batchSize: 64,
+        learningRate: 0.01,
+        seed: 1,
+        classWeight: 'none' as const,
+      },
+      outDir: path.join(root, 'bad'),
+      modelName: MODEL,
+      source: {},
+    };
     await expect(createWorkerTrainer().train(job, { timeoutMs: 30_000 })).rejects.toMatchObject({
       code: 'TRAINING_FAILED',
       message: expect.stringMatching(/^training failed: RangeError: epochs must be a positive integer/),
@@ -200,7 +283,14 @@ describe('retrainer on real tfjs', () => {
 
   it('trains once when the same request is delivered twice', async () => {
     const env = await setup('duplicate', { concept: true });
-    const retrainer = createRetrainer({ bus: env.bus, registry: env.registry, store: env.store, tf, config: env.config, trainer: createInThreadTrainer({ tf }) });
+    const retrainer = createRetrainer({
+      bus: env.bus,
+      registry: env.registry,
+      store: env.store,
+      tf,
+      config: env.config,
+      trainer: createInThreadTrainer({ tf }),
+    });
     await retrainer.start();
     const req = makeRequest({ requestId: hex(5) });
     await env.bus.publish(BUS_TOPICS.retrainRequests, MODEL, req);

@@ -29,7 +29,11 @@ interface Run {
  */
 function simulate(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; direct?: boolean; onStart?: (kill: (signal: NodeJS.Signals) => void) => void } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    direct?: boolean;
+    onStart?: (kill: (signal: NodeJS.Signals) => void) => void;
+  } = {},
 ): Promise<Run> {
   return new Promise((resolve, reject) => {
     const [command, prefix] = options.direct ? [process.execPath, ['--import', 'tsx']] : ['npx', ['tsx']];
@@ -48,7 +52,14 @@ function simulate(
   });
 }
 
-const users: Record<string, string> = { 'cli-a': 'pa', 'cli-b': 'pb', 'm-000': 'p0', 'm-001': 'p1', inspector: 'pi', observer: 'po' };
+const users: Record<string, string> = {
+  'cli-a': 'pa',
+  'cli-b': 'pb',
+  'm-000': 'p0',
+  'm-001': 'p1',
+  inspector: 'pi',
+  observer: 'po',
+};
 let url = '';
 let closeBroker: () => Promise<void> = async () => undefined;
 
@@ -56,7 +67,10 @@ beforeAll(async () => {
   const broker = await Aedes.createBroker({
     authenticate(_client, username, password, done) {
       if (username !== undefined && users[username] === password?.toString()) return done(null, true);
-      done(Object.assign(new Error('bad username or password'), { returnCode: 4 }) as AuthenticateError, false);
+      done(
+        Object.assign(new Error('bad username or password'), { returnCode: 4 }) as AuthenticateError,
+        false,
+      );
     },
   });
   const server = createServer(broker.handle);
@@ -68,7 +82,10 @@ beforeAll(async () => {
   };
   writeFileSync(
     join(dir, 'credentials.json'),
-    JSON.stringify({ devices: { 'cli-a': 'pa', 'cli-b': 'pb', 'm-000': 'p0', 'm-001': 'p1' }, inspection: { username: 'inspector', password: 'pi' } }),
+    JSON.stringify({
+      devices: { 'cli-a': 'pa', 'cli-b': 'pb', 'm-000': 'p0', 'm-001': 'p1' },
+      inspection: { username: 'inspector', password: 'pi' },
+    }),
   );
 });
 
@@ -78,8 +95,16 @@ afterAll(async () => {
 });
 
 /** Subscribes to the telemetry and labels of the given machines. */
-async function observe(machines: string[]): Promise<{ client: MqttClient; telemetry: string[]; labels: string[] }> {
-  const client = await mqtt.connectAsync(url, { clientId: `observer-${machines.join('-')}`, username: 'observer', password: 'po', protocolVersion: 4, reconnectPeriod: 0 });
+async function observe(
+  machines: string[],
+): Promise<{ client: MqttClient; telemetry: string[]; labels: string[] }> {
+  const client = await mqtt.connectAsync(url, {
+    clientId: `observer-${machines.join('-')}`,
+    username: 'observer',
+    password: 'po',
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+  });
   const telemetry: string[] = [];
   const labels: string[] = [];
   client.on('message', (topic, payload) => {
@@ -88,7 +113,10 @@ async function observe(machines: string[]): Promise<{ client: MqttClient; teleme
     if (!r.ok) throw new Error(`invalid ${topic}: ${r.detail}`);
     (kind === 'label' ? labels : telemetry).push(payload.toString());
   });
-  await client.subscribeAsync(machines.flatMap((m) => [`factory/${m}/telemetry`, `factory/${m}/label`]), { qos: 1 });
+  await client.subscribeAsync(
+    machines.flatMap((m) => [`factory/${m}/telemetry`, `factory/${m}/label`]),
+    { qos: 1 },
+  );
   return { client, telemetry, labels };
 }
 
@@ -104,14 +132,25 @@ describe.concurrent('simulator CLI', () => {
   it('--out writes the stream as JSON lines, identical to the generator', async () => {
     const out = join(dir, 'stream.jsonl');
     const samples = 20_100; // the 20,000 baseline samples and the first 100 of bearing-wear
-    const run = await simulate(['--scenario-file', 'scenarios/sudden-shift.json', '--out', out, '--max-samples', String(samples), '--rate', '10']);
+    const run = await simulate([
+      '--scenario-file',
+      'scenarios/sudden-shift.json',
+      '--out',
+      out,
+      '--max-samples',
+      String(samples),
+      '--rate',
+      '10',
+    ]);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const lines = readFileSync(out, 'utf8').trimEnd().split('\n');
     expect(lines).toHaveLength(samples);
     // --rate sets the sample clock: 10 Hz per machine × 4 machines = one sample every 25 ms.
     const expected: string[] = [];
-    for (const s of generateStream(await loadScenarioFile(join(ROOT, 'scenarios/sudden-shift.json')), { intervalMs: 25 })) {
+    for (const s of generateStream(await loadScenarioFile(join(ROOT, 'scenarios/sudden-shift.json')), {
+      intervalMs: 25,
+    })) {
       expected.push(formatJsonlLine(s));
       if (expected.length === samples) break;
     }
@@ -121,11 +160,15 @@ describe.concurrent('simulator CLI', () => {
       const record = JSON.parse(line) as { telemetry: { ts: number }; label: unknown; phase: string };
       if (i === 0) expect(Object.keys(record)).toEqual(['telemetry', 'label', 'phase']);
       expect(record.telemetry.ts).toBe(1_700_000_000_000 + 25 * i);
-      if (!validateObject('telemetry', record.telemetry).ok || !validateObject('label', record.label).ok) expect.fail(`invalid line ${i}: ${line}`);
+      if (!validateObject('telemetry', record.telemetry).ok || !validateObject('label', record.label).ok)
+        expect.fail(`invalid line ${i}: ${line}`);
       phases[record.phase] = (phases[record.phase] ?? 0) + 1;
     });
     expect(phases).toEqual({ baseline: 20_000, 'bearing-wear': 100 });
-    const log = run.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { message: string; service: { name: string; version: string } });
+    const log = run.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { message: string; service: { name: string; version: string } });
     expect(log[0]).toMatchObject({ message: 'simulator starting', service: { name: 'simulator' } });
     expect(log[0]?.service.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(log.some((l) => l.message === 'stream written')).toBe(true);
@@ -133,24 +176,53 @@ describe.concurrent('simulator CLI', () => {
 
   it('refuses a bad scenario file with one line naming the field (exit 2)', async () => {
     const file = join(dir, 'bad.json');
-    writeFileSync(file, JSON.stringify({ seed: 1, machines: 2, phases: [{ name: 'a', samples: 5 }, { name: 'b', samples: 5, features: { vibrationHz: { mul: 'x' } } }] }));
-    const run = await simulate(['--scenario-file', file, '--out', join(dir, 'never.jsonl')], { direct: true });
+    writeFileSync(
+      file,
+      JSON.stringify({
+        seed: 1,
+        machines: 2,
+        phases: [
+          { name: 'a', samples: 5 },
+          { name: 'b', samples: 5, features: { vibrationHz: { mul: 'x' } } },
+        ],
+      }),
+    );
+    const run = await simulate(['--scenario-file', file, '--out', join(dir, 'never.jsonl')], {
+      direct: true,
+    });
     expect(run.code).toBe(2);
     expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
-    expect(run.stderr).toMatch(/bad\.json: invalid scenario: phases\[1\]\.features\.vibrationHz\.mul: expected a number/);
+    expect(run.stderr).toMatch(
+      /bad\.json: invalid scenario: phases\[1\]\.features\.vibrationHz\.mul: expected a number/,
+    );
   });
 
   it('publishes a scenario to the broker and exits when done', async () => {
     const file = join(dir, 'publish.json');
-    writeFileSync(file, JSON.stringify({ seed: 2, machines: 2, machineIds: ['cli-a', 'cli-b'], phases: [{ name: 'only', samples: 200 }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        seed: 2,
+        machines: 2,
+        machineIds: ['cli-a', 'cli-b'],
+        phases: [{ name: 'only', samples: 200 }],
+      }),
+    );
     const observer = await observe(['cli-a', 'cli-b']);
-    const run = await simulate(['--scenario-file', file, '--rate', 'max', '--label-delay-ms', '100', '--mqtt-url', url], {
-      env: { SIMULATOR_CREDENTIALS_FILE: join(dir, 'credentials.json') },
-      direct: true,
-    });
+    const run = await simulate(
+      ['--scenario-file', file, '--rate', 'max', '--label-delay-ms', '100', '--mqtt-url', url],
+      {
+        env: { SIMULATOR_CREDENTIALS_FILE: join(dir, 'credentials.json') },
+        direct: true,
+      },
+    );
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    await waitFor(() => observer.telemetry.length === 200 && observer.labels.length === 200, 3000, 'all messages');
+    await waitFor(
+      () => observer.telemetry.length === 200 && observer.labels.length === 200,
+      3000,
+      'all messages',
+    );
     await observer.client.endAsync();
     expect(run.stdout).toContain('"message":"scenario complete"');
     expect(run.stdout).toContain('"message":"simulator stopped"');
@@ -158,15 +230,35 @@ describe.concurrent('simulator CLI', () => {
 
   it('runs the default profile until SIGTERM, then flushes labels and exits 0', async () => {
     const observer = await observe(['m-000', 'm-001']);
-    const run = await simulate(['--machines', '2', '--rate', '20', '--label-delay-ms', '30000', '--mqtt-url', url, '--credentials-file', join(dir, 'credentials.json')], {
-      direct: true,
-      onStart: (kill) => {
-        void waitFor(() => observer.telemetry.length >= 10, 15_000, 'telemetry').then(() => kill('SIGTERM'));
+    const run = await simulate(
+      [
+        '--machines',
+        '2',
+        '--rate',
+        '20',
+        '--label-delay-ms',
+        '30000',
+        '--mqtt-url',
+        url,
+        '--credentials-file',
+        join(dir, 'credentials.json'),
+      ],
+      {
+        direct: true,
+        onStart: (kill) => {
+          void waitFor(() => observer.telemetry.length >= 10, 15_000, 'telemetry').then(() =>
+            kill('SIGTERM'),
+          );
+        },
       },
-    });
+    );
     expect(run.code).toBe(0);
     expect(run.stdout).toContain('"message":"shutting down: draining in-flight work"');
-    await waitFor(() => observer.labels.length === observer.telemetry.length, 3000, 'labels flushed on shutdown');
+    await waitFor(
+      () => observer.labels.length === observer.telemetry.length,
+      3000,
+      'labels flushed on shutdown',
+    );
     await observer.client.endAsync();
     expect(observer.labels.length).toBeGreaterThanOrEqual(10);
   });

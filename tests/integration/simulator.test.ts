@@ -37,17 +37,27 @@ beforeAll(async () => {
   const usernames = new Map<string, string | undefined>();
   const broker = await Aedes.createBroker({
     authenticate(client, username, password, done) {
-      if (username !== undefined && users[username] !== undefined && users[username] === password?.toString()) {
+      if (
+        username !== undefined &&
+        users[username] !== undefined &&
+        users[username] === password?.toString()
+      ) {
         usernames.set(client.id, username);
         done(null, true);
         return;
       }
-      done(Object.assign(new Error('bad username or password'), { returnCode: 4 }) as AuthenticateError, false);
+      done(
+        Object.assign(new Error('bad username or password'), { returnCode: 4 }) as AuthenticateError,
+        false,
+      );
     },
     authorizePublish(client, packet, callback) {
       const username = client ? usernames.get(client.id) : undefined;
       const t = parseTopic(packet.topic);
-      const allowed = t !== undefined && ((t.kind === 'telemetry' && t.machineId === username) || (t.kind === 'label' && username === 'inspector'));
+      const allowed =
+        t !== undefined &&
+        ((t.kind === 'telemetry' && t.machineId === username) ||
+          (t.kind === 'label' && username === 'inspector'));
       if (!allowed) return callback(new Error(`${username ?? '?'} may not publish to ${packet.topic}`));
       publishers.push({ clientId: client?.id ?? '', username, topic: packet.topic });
       callback(null);
@@ -68,11 +78,21 @@ afterAll(async () => {
 
 /** A subscriber on every telemetry and label topic (QoS 1), recording arrival times. */
 async function observe(): Promise<{ client: MqttClient; telemetry: Received[]; labels: Received[] }> {
-  const client = await mqtt.connectAsync(url, { clientId: `observer-${Math.random().toString(36).slice(2)}`, username: 'observer', password: 'obs-pw', protocolVersion: 4, reconnectPeriod: 0 });
+  const client = await mqtt.connectAsync(url, {
+    clientId: `observer-${Math.random().toString(36).slice(2)}`,
+    username: 'observer',
+    password: 'obs-pw',
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+  });
   const telemetry: Received[] = [];
   const labels: Received[] = [];
   client.on('message', (topic, payload) => {
-    (topic.endsWith('/label') ? labels : telemetry).push({ topic, payload: payload.toString('utf8'), at: Date.now() });
+    (topic.endsWith('/label') ? labels : telemetry).push({
+      topic,
+      payload: payload.toString('utf8'),
+      at: Date.now(),
+    });
   });
   await client.subscribeAsync(['factory/+/telemetry', 'factory/+/label'], { qos: 1 });
   return { client, telemetry, labels };
@@ -93,7 +113,12 @@ describe('simulator publishing to a broker', () => {
       machines: 5,
       phases: [
         { name: 'baseline', samples: 500 },
-        { name: 'drift', samples: 500, features: { vibrationHz: { add: 2 } }, rule: { high: { speedAbove: 300, errorBelow: 4 } } },
+        {
+          name: 'drift',
+          samples: 500,
+          features: { vibrationHz: { add: 2 } },
+          rule: { high: { speedAbove: 300, errorBelow: 4 } },
+        },
       ],
     });
     const expected = [...generateStream(scenario)];
@@ -101,15 +126,33 @@ describe('simulator publishing to a broker', () => {
     const phases: PhaseInfo[] = [];
     const labelDelayMs = 400;
     const started = Date.now();
-    const sim = await startSimulator({ mqttUrl: url, scenario, ratePerMachineHz: 100, labelDelayMs, credentials, logger: silentLogger(), onPhase: (p) => phases.push(p) });
+    const sim = await startSimulator({
+      mqttUrl: url,
+      scenario,
+      ratePerMachineHz: 100,
+      labelDelayMs,
+      credentials,
+      logger: silentLogger(),
+      onPhase: (p) => phases.push(p),
+    });
     await sim.done;
     const finished = Date.now();
-    await waitFor(() => observer.telemetry.length >= 1000 && observer.labels.length >= 1000, 3000, 'all messages at the subscriber');
+    await waitFor(
+      () => observer.telemetry.length >= 1000 && observer.labels.length >= 1000,
+      3000,
+      'all messages at the subscriber',
+    );
     const stats = sim.stats();
     await sim.stop();
     await observer.client.endAsync();
 
-    expect(stats).toMatchObject({ published: 1000, labelsPublished: 1000, phase: 'drift', inFlight: 0, pendingLabels: 0 });
+    expect(stats).toMatchObject({
+      published: 1000,
+      labelsPublished: 1000,
+      phase: 'drift',
+      inFlight: 0,
+      pendingLabels: 0,
+    });
     expect(Object.keys(stats.perMachineRate)).toEqual(['m-000', 'm-001', 'm-002', 'm-003', 'm-004']);
     expect(phases.map((p) => [p.name, p.start, p.end, p.changesAnything])).toEqual([
       ['baseline', 0, 500, false],
@@ -157,7 +200,9 @@ describe('simulator publishing to a broker', () => {
     expect(span).toBeLessThan(2500);
     const first = arrivals[0] as number;
     for (let second = 0; second < 2; second++) {
-      const inSecond = arrivals.filter((a) => a >= first + second * 1000 && a < first + (second + 1) * 1000).length;
+      const inSecond = arrivals.filter(
+        (a) => a >= first + second * 1000 && a < first + (second + 1) * 1000,
+      ).length;
       expect(inSecond).toBeGreaterThan(425);
       expect(inSecond).toBeLessThan(575);
     }
@@ -166,20 +211,38 @@ describe('simulator publishing to a broker', () => {
 
     // Each device published only its own telemetry; the inspection client published every label.
     const mine = publishers.filter((p) => p.topic.startsWith('factory/m-00'));
-    expect(mine.filter((p) => p.topic.endsWith('/telemetry')).every((p) => p.topic === `factory/${p.username}/telemetry` && p.clientId === p.username)).toBe(true);
-    expect(mine.filter((p) => p.topic.endsWith('/label')).every((p) => p.username === 'inspector')).toBe(true);
-    for (const f of FEATURES) expect(typeof JSON.parse(observer.telemetry[0]?.payload ?? '{}')[f]).toBe('number');
+    expect(
+      mine
+        .filter((p) => p.topic.endsWith('/telemetry'))
+        .every((p) => p.topic === `factory/${p.username}/telemetry` && p.clientId === p.username),
+    ).toBe(true);
+    expect(mine.filter((p) => p.topic.endsWith('/label')).every((p) => p.username === 'inspector')).toBe(
+      true,
+    );
+    for (const f of FEATURES)
+      expect(typeof JSON.parse(observer.telemetry[0]?.payload ?? '{}')[f]).toBe('number');
   });
 
   it('publishes as fast as the broker accepts with rate max', async () => {
     const scenario = parseScenario({ seed: 4, machines: 3, phases: [{ name: 'b', samples: 3000 }] });
     const observer = await observe();
     const started = performance.now();
-    const sim = await startSimulator({ mqttUrl: url, scenario, ratePerMachineHz: 'max', labelDelayMs: 0, credentials, logger: silentLogger() });
+    const sim = await startSimulator({
+      mqttUrl: url,
+      scenario,
+      ratePerMachineHz: 'max',
+      labelDelayMs: 0,
+      credentials,
+      logger: silentLogger(),
+    });
     await sim.done;
     const seconds = (performance.now() - started) / 1000;
     await sim.stop();
-    await waitFor(() => observer.telemetry.length >= 3000 && observer.labels.length >= 3000, 5000, 'all messages');
+    await waitFor(
+      () => observer.telemetry.length >= 3000 && observer.labels.length >= 3000,
+      5000,
+      'all messages',
+    );
     await observer.client.endAsync();
     expect(sim.stats()).toMatchObject({ published: 3000, labelsPublished: 3000 });
     // Not paced: well above the rates used here even on a loaded machine (about 3,500/s when idle).
@@ -188,7 +251,15 @@ describe('simulator publishing to a broker', () => {
 
   it('stop() flushes pending labels, waits for acknowledgements and resolves done (default profile forever)', async () => {
     const observer = await observe();
-    const sim = await startSimulator({ mqttUrl: url, scenario: undefined, machines: 2, ratePerMachineHz: 50, labelDelayMs: 60_000, credentials, logger: silentLogger() });
+    const sim = await startSimulator({
+      mqttUrl: url,
+      scenario: undefined,
+      machines: 2,
+      ratePerMachineHz: 50,
+      labelDelayMs: 60_000,
+      credentials,
+      logger: silentLogger(),
+    });
     await waitFor(() => sim.stats().published >= 20, 3000, 'some telemetry');
     expect(sim.stats().labelsPublished).toBe(0);
     await sim.stop();
@@ -196,7 +267,11 @@ describe('simulator publishing to a broker', () => {
     const stats = sim.stats();
     expect(stats.labelsPublished).toBe(stats.published);
     expect(stats.pendingLabels).toBe(0);
-    await waitFor(() => observer.labels.length === stats.published && observer.telemetry.length === stats.published, 3000, 'flushed labels');
+    await waitFor(
+      () => observer.labels.length === stats.published && observer.telemetry.length === stats.published,
+      3000,
+      'flushed labels',
+    );
     await observer.client.endAsync();
     // Stopping twice is harmless.
     await sim.stop();
@@ -205,15 +280,29 @@ describe('simulator publishing to a broker', () => {
   it('refuses to start with a wrong password, naming the machine', async () => {
     const scenario = parseScenario({ seed: 1, machines: 2, phases: [{ name: 'b', samples: 10 }] });
     const bad = { ...credentials, devices: { ...credentials.devices, 'm-001': 'wrong' } };
-    await expect(startSimulator({ mqttUrl: url, scenario, ratePerMachineHz: 2, labelDelayMs: 0, credentials: bad, logger: silentLogger() })).rejects.toThrow(
-      /m-001 could not connect to mqtt:\/\/127\.0\.0\.1:\d+/,
-    );
+    await expect(
+      startSimulator({
+        mqttUrl: url,
+        scenario,
+        ratePerMachineHz: 2,
+        labelDelayMs: 0,
+        credentials: bad,
+        logger: silentLogger(),
+      }),
+    ).rejects.toThrow(/m-001 could not connect to mqtt:\/\/127\.0\.0\.1:\d+/);
   });
 
   it('refuses credentials that miss a machine before connecting', async () => {
     const scenario = parseScenario({ seed: 1, machines: 7, phases: [{ name: 'b', samples: 10 }] });
-    await expect(startSimulator({ mqttUrl: url, scenario, ratePerMachineHz: 2, labelDelayMs: 0, credentials, logger: silentLogger() })).rejects.toThrow(
-      /no password for machines m-005, m-006/,
-    );
+    await expect(
+      startSimulator({
+        mqttUrl: url,
+        scenario,
+        ratePerMachineHz: 2,
+        labelDelayMs: 0,
+        credentials,
+        logger: silentLogger(),
+      }),
+    ).rejects.toThrow(/no password for machines m-005, m-006/);
   });
 });

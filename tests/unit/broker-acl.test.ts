@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { canPublish, canSubscribe, filterCovers, isValidFilter, type AclPolicy, type Principal } from '../../broker/src/acl.ts';
+import {
+  canPublish,
+  canSubscribe,
+  filterCovers,
+  isValidFilter,
+  type AclPolicy,
+  type Principal,
+} from '../../broker/src/acl.ts';
 
 const device: Principal = { username: 'dev-m1', role: 'device', machineId: 'm1' };
 const inspection: Principal = { username: 'qa', role: 'inspection' };
@@ -9,8 +16,10 @@ const retrainer: Principal = { username: 'rt', role: 'retrainer' };
 const admin: Principal = { username: 'root', role: 'admin' };
 const everyone = [device, inspection, edge, dashboard, retrainer, admin];
 
-const pub = (p: Principal, topic: string, policy?: AclPolicy): boolean => canPublish(p, topic, policy).allowed;
-const sub = (p: Principal, filter: string, policy?: AclPolicy): boolean => canSubscribe(p, filter, policy).allowed;
+const pub = (p: Principal, topic: string, policy?: AclPolicy): boolean =>
+  canPublish(p, topic, policy).allowed;
+const sub = (p: Principal, filter: string, policy?: AclPolicy): boolean =>
+  canSubscribe(p, filter, policy).allowed;
 
 describe('filterCovers (MQTT matching, filter inside filter)', () => {
   it.each([
@@ -52,7 +61,10 @@ describe('publish', () => {
       expect(pub(p, '$SYS/broker/uptime')).toBe(false);
       expect(pub(p, '$SYS')).toBe(false);
     }
-    expect(canPublish(admin, '$SYS/x')).toEqual({ allowed: false, reason: '$SYS topics are reserved for the broker' });
+    expect(canPublish(admin, '$SYS/x')).toEqual({
+      allowed: false,
+      reason: '$SYS topics are reserved for the broker',
+    });
   });
 
   it('a device publishes only its own telemetry', () => {
@@ -90,7 +102,8 @@ describe('publish', () => {
   });
 
   it('dashboard publishes nothing', () => {
-    for (const t of ['factory/m1/telemetry', 'factory/m1/label', 'driftline/x', 'dashboard/x']) expect(pub(dashboard, t)).toBe(false);
+    for (const t of ['factory/m1/telemetry', 'factory/m1/label', 'driftline/x', 'dashboard/x'])
+      expect(pub(dashboard, t)).toBe(false);
   });
 
   it('retrainer publishes only driftline/#', () => {
@@ -170,6 +183,9 @@ describe('subscribe', () => {
   });
 
   it('explains a refusal', () => {
-    expect(canSubscribe(edge, 'factory/#')).toEqual({ allowed: false, reason: 'role edge may not subscribe to this filter' });
+    expect(canSubscribe(edge, 'factory/#')).toEqual({
+      allowed: false,
+      reason: 'role edge may not subscribe to this filter',
+    });
   });
 });

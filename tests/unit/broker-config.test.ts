@@ -24,16 +24,25 @@ describe('broker config', () => {
       authCacheTtlMs: 60_000,
       deviceSubscribeOwn: true,
     });
-    expect(summarizeConfig(brokerConfigSpec, c)).toMatchObject({ BROKER_HOST: '127.0.0.1', BROKER_PORT: 1883 });
+    expect(summarizeConfig(brokerConfigSpec, c)).toMatchObject({
+      BROKER_HOST: '127.0.0.1',
+      BROKER_PORT: 1883,
+    });
   });
 
   it('lets WebSocket and ops ports be 0 (free) or off', () => {
-    const c = loadConfig(brokerConfigSpec, { BROKER_WS_PORT: 'off', BROKER_HTTP_PORT: '0', BROKER_PORT: '0' });
+    const c = loadConfig(brokerConfigSpec, {
+      BROKER_WS_PORT: 'off',
+      BROKER_HTTP_PORT: '0',
+      BROKER_PORT: '0',
+    });
     expect([c.wsPort, c.httpPort, c.port]).toEqual([null, 0, 0]);
   });
 
   it('reports every bad value in one readable error', () => {
-    expect(() => loadConfig(brokerConfigSpec, { BROKER_PORT: 'abc', BROKER_WS_PORT: '70000', BROKER_SCRYPT_COST: '30' })).toThrow(
+    expect(() =>
+      loadConfig(brokerConfigSpec, { BROKER_PORT: 'abc', BROKER_WS_PORT: '70000', BROKER_SCRYPT_COST: '30' }),
+    ).toThrow(
       'Invalid configuration: BROKER_PORT="abc" is invalid: expected an integer from 0 to 65535; BROKER_WS_PORT="70000" is invalid: expected a port from 0 to 65535 or off; BROKER_SCRYPT_COST="30" is invalid: expected an integer from 10 to 20',
     );
   });
@@ -48,9 +57,15 @@ describe('broker config', () => {
       expect(await loadTls({ tlsKeyFile: undefined, tlsCertFile: undefined, tlsPort: 8883 })).toBeUndefined();
       const tls = await loadTls({ tlsKeyFile: key, tlsCertFile: cert, tlsPort: 8884 });
       expect([tls?.port, tls?.key.toString(), tls?.cert.toString()]).toEqual([8884, 'KEY', 'CERT']);
-      await expect(loadTls({ tlsKeyFile: key, tlsCertFile: undefined, tlsPort: 8883 })).rejects.toThrow(/must be set together/);
-      await expect(loadTls({ tlsKeyFile: key, tlsCertFile: path.join(dir, 'missing.pem'), tlsPort: 8883 })).rejects.toThrow(ConfigError);
-      await expect(loadTls({ tlsKeyFile: key, tlsCertFile: path.join(dir, 'missing.pem'), tlsPort: 8883 })).rejects.toThrow(/BROKER_TLS_CERT_FILE=.*cannot be read: ENOENT/);
+      await expect(loadTls({ tlsKeyFile: key, tlsCertFile: undefined, tlsPort: 8883 })).rejects.toThrow(
+        /must be set together/,
+      );
+      await expect(
+        loadTls({ tlsKeyFile: key, tlsCertFile: path.join(dir, 'missing.pem'), tlsPort: 8883 }),
+      ).rejects.toThrow(ConfigError);
+      await expect(
+        loadTls({ tlsKeyFile: key, tlsCertFile: path.join(dir, 'missing.pem'), tlsPort: 8883 }),
+      ).rejects.toThrow(/BROKER_TLS_CERT_FILE=.*cannot be read: ENOENT/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

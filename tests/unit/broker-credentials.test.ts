@@ -16,7 +16,8 @@ vi.mock('node:crypto', async (importOriginal) => {
   return { ...original, default: { ...original, scrypt }, scrypt };
 });
 
-const { CredentialStore, hashPassword, scryptParamsForCost, verifyPassword, watchCredentials } = await import('../../broker/src/credentials.ts');
+const { CredentialStore, hashPassword, scryptParamsForCost, verifyPassword, watchCredentials } =
+  await import('../../broker/src/credentials.ts');
 const { runCredentialsCli } = await import('../../broker/src/credentials-cli.ts');
 
 const LOW = { scryptCost: 10 };
@@ -66,7 +67,11 @@ describe('CredentialStore', () => {
     const store = CredentialStore.inMemory(LOW);
     await store.add({ username: 'dev-m1', role: 'device', machineId: 'm1', password: 'pw-m1' });
     await store.add({ username: 'edge', role: 'edge', password: 'pw-edge' });
-    expect(await store.verify('dev-m1', 'pw-m1')).toEqual({ username: 'dev-m1', role: 'device', machineId: 'm1' });
+    expect(await store.verify('dev-m1', 'pw-m1')).toEqual({
+      username: 'dev-m1',
+      role: 'device',
+      machineId: 'm1',
+    });
     expect(await store.verify('edge', Buffer.from('pw-edge'))).toEqual({ username: 'edge', role: 'edge' });
     expect(await store.verify('dev-m1', 'pw-edge')).toBeUndefined();
     expect(await store.verify('nobody', 'pw-m1')).toBeUndefined();
@@ -83,9 +88,15 @@ describe('CredentialStore', () => {
   it('validates users: devices need a machine, others refuse one, roles are fixed', async () => {
     const store = CredentialStore.inMemory(LOW);
     await expect(store.add({ username: 'd', role: 'device', password: 'p' })).rejects.toThrow(/--machine/);
-    await expect(store.add({ username: 'd', role: 'device', machineId: 'a/b', password: 'p' })).rejects.toThrow(ValidationError);
-    await expect(store.add({ username: 'e', role: 'edge', machineId: 'm1', password: 'p' })).rejects.toThrow(/takes no machine id/);
-    await expect(store.add({ username: 'x', role: 'root' as never, password: 'p' })).rejects.toThrow(/role "root"/);
+    await expect(
+      store.add({ username: 'd', role: 'device', machineId: 'a/b', password: 'p' }),
+    ).rejects.toThrow(ValidationError);
+    await expect(store.add({ username: 'e', role: 'edge', machineId: 'm1', password: 'p' })).rejects.toThrow(
+      /takes no machine id/,
+    );
+    await expect(store.add({ username: 'x', role: 'root' as never, password: 'p' })).rejects.toThrow(
+      /role "root"/,
+    );
     await expect(store.add({ username: ' x', role: 'edge', password: 'p' })).rejects.toThrow(/username/);
     await expect(store.add({ username: 'x', role: 'edge', password: '' })).rejects.toThrow(/empty/);
   });
@@ -93,7 +104,9 @@ describe('CredentialStore', () => {
   it('refuses a duplicate username unless replacing, and a replaced password stops working', async () => {
     const store = CredentialStore.inMemory(LOW);
     await store.add({ username: 'edge', role: 'edge', password: 'old' });
-    await expect(store.add({ username: 'edge', role: 'edge', password: 'new' })).rejects.toThrow(/already exists/);
+    await expect(store.add({ username: 'edge', role: 'edge', password: 'new' })).rejects.toThrow(
+      /already exists/,
+    );
     expect(await store.verify('edge', 'old')).toBeDefined();
     await store.add({ username: 'edge', role: 'edge', password: 'new' }, { replace: true });
     expect(await store.verify('edge', 'old')).toBeUndefined();
@@ -154,7 +167,10 @@ describe('CredentialStore', () => {
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const text = await readFile(file, 'utf8');
     expect(text).not.toContain('plain-text-pw');
-    const json = JSON.parse(text) as { version: number; users: { username: string; password: { salt: string; hash: string; params: { N: number } } }[] };
+    const json = JSON.parse(text) as {
+      version: number;
+      users: { username: string; password: { salt: string; hash: string; params: { N: number } } }[];
+    };
     expect(json.version).toBe(1);
     expect(json.users.map((u) => u.username)).toEqual(['dash', 'dev-m1']);
     expect(json.users[0]?.password.params.N).toBe(1024);
@@ -165,14 +181,21 @@ describe('CredentialStore', () => {
       ['dash', 'dashboard', undefined],
       ['dev-m1', 'device', 'm1'],
     ]);
-    expect(await again.verify('dev-m1', 'plain-text-pw-1')).toEqual({ username: 'dev-m1', role: 'device', machineId: 'm1' });
+    expect(await again.verify('dev-m1', 'plain-text-pw-1')).toEqual({
+      username: 'dev-m1',
+      role: 'device',
+      machineId: 'm1',
+    });
     expect(await again.verify('dev-m1', 'plain-text-pw-2')).toBeUndefined();
   });
 
   it('keeps in-memory users out of the file and across reloads', async () => {
     const store = await CredentialStore.open(file, LOW);
     await store.add({ username: 'edge', role: 'edge', password: 'saved' });
-    await store.add({ username: 'sim-m1', role: 'device', machineId: 'm1', password: 'ephemeral' }, { persist: false });
+    await store.add(
+      { username: 'sim-m1', role: 'device', machineId: 'm1', password: 'ephemeral' },
+      { persist: false },
+    );
     await store.save();
     expect(await readFile(file, 'utf8')).not.toContain('sim-m1');
 
@@ -192,7 +215,9 @@ describe('CredentialStore', () => {
     const store = await CredentialStore.open(file, LOW);
     await store.add({ username: 'edge', role: 'edge', password: 'pw' });
     await store.save();
-    const json = JSON.parse(await readFile(file, 'utf8')) as { users: { password: { params: { N: number } } }[] };
+    const json = JSON.parse(await readFile(file, 'utf8')) as {
+      users: { password: { params: { N: number } } }[];
+    };
     (json.users[0] as { password: { params: { N: number } } }).password.params.N = 2 ** 30;
     await writeFile(file, JSON.stringify(json));
     await expect(CredentialStore.open(file, LOW)).rejects.toThrow(/invalid at users\.0\.password\.params\.N/);
@@ -203,7 +228,11 @@ describe('CredentialStore', () => {
   it('watches its file and reloads when another process saves it', async () => {
     const store = await CredentialStore.open(file, LOW);
     let reloads = 0;
-    const stop = watchCredentials(store, { intervalMs: 20, onReload: () => reloads++, onError: () => undefined });
+    const stop = watchCredentials(store, {
+      intervalMs: 20,
+      onReload: () => reloads++,
+      onError: () => undefined,
+    });
     try {
       const cli = await CredentialStore.open(file, LOW);
       await cli.add({ username: 'late', role: 'dashboard', password: 'pw' });
@@ -228,13 +257,21 @@ describe('credentials CLI', () => {
     return {
       out,
       err,
-      run: (...argv) => runCredentialsCli(argv, { stdout: (t) => out.push(t), stderr: (t) => err.push(t), readStdin: async () => stdin, env }),
+      run: (...argv) =>
+        runCredentialsCli(argv, {
+          stdout: (t) => out.push(t),
+          stderr: (t) => err.push(t),
+          readStdin: async () => stdin,
+          env,
+        }),
     };
   }
 
   it('adds, lists without secrets, and removes users', async () => {
     const a = io();
-    expect(await a.run('add', 'dev-m1', '--role', 'device', '--machine', 'm1', '--password', 'hunter2-plain')).toBe(0);
+    expect(
+      await a.run('add', 'dev-m1', '--role', 'device', '--machine', 'm1', '--password', 'hunter2-plain'),
+    ).toBe(0);
     expect(await a.run('add', 'dash', '--role', 'dashboard', '--password', 'dash-plain')).toBe(0);
     expect((await stat(file)).mode & 0o777).toBe(0o600);
 
@@ -244,7 +281,9 @@ describe('credentials CLI', () => {
     expect(listing).toMatch(/^USERNAME\s+ROLE\s+MACHINE\s+CREATED\n/);
     expect(listing).toMatch(/dev-m1\s+device\s+m1\s+\d{4}-/);
     expect(listing).toMatch(/dash\s+dashboard\s+-\s+/);
-    const stored = JSON.parse(await readFile(file, 'utf8')) as { users: { password: { salt: string; hash: string } }[] };
+    const stored = JSON.parse(await readFile(file, 'utf8')) as {
+      users: { password: { salt: string; hash: string } }[];
+    };
     for (const u of stored.users) {
       expect(listing).not.toContain(u.password.hash);
       expect(listing).not.toContain(u.password.salt);
@@ -276,7 +315,10 @@ describe('credentials CLI', () => {
     expect(password).toMatch(/^[A-Za-z0-9_-]{24}$/);
     expect(a.err.join('')).toContain('shown only this once');
     expect(await readFile(file, 'utf8')).not.toContain(password);
-    expect(await (await CredentialStore.open(file, LOW)).verify('edge', password)).toEqual({ username: 'edge', role: 'edge' });
+    expect(await (await CredentialStore.open(file, LOW)).verify('edge', password)).toEqual({
+      username: 'edge',
+      role: 'edge',
+    });
   });
 
   it('reads the password from stdin', async () => {

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { bool, int, list, loadConfig, num, oneOf, optionalUrl, str, summarizeConfig } from '../../common/config/env.ts';
+import {
+  bool,
+  int,
+  list,
+  loadConfig,
+  num,
+  oneOf,
+  optionalUrl,
+  str,
+  summarizeConfig,
+} from '../../common/config/env.ts';
 import { ConfigError } from '../../common/errors.ts';
 
 const spec = {
@@ -16,11 +26,28 @@ const spec = {
 describe('loadConfig', () => {
   it('applies defaults', () => {
     const c = loadConfig(spec, {});
-    expect(c).toEqual({ port: 1883, ratio: 0.5, debug: false, mode: 'tumbling', name: 'x', password: 'changeme', brokers: [], url: undefined });
+    expect(c).toEqual({
+      port: 1883,
+      ratio: 0.5,
+      debug: false,
+      mode: 'tumbling',
+      name: 'x',
+      password: 'changeme',
+      brokers: [],
+      url: undefined,
+    });
   });
 
   it('parses every kind of value', () => {
-    const c = loadConfig(spec, { APP_PORT: '8080', APP_RATIO: '0.25', APP_DEBUG: 'yes', APP_MODE: 'hopping', APP_NAME: 'abc', APP_BROKERS: 'a:1, b:2', APP_URL: 'http://127.0.0.1:5000' });
+    const c = loadConfig(spec, {
+      APP_PORT: '8080',
+      APP_RATIO: '0.25',
+      APP_DEBUG: 'yes',
+      APP_MODE: 'hopping',
+      APP_NAME: 'abc',
+      APP_BROKERS: 'a:1, b:2',
+      APP_URL: 'http://127.0.0.1:5000',
+    });
     expect(c.port).toBe(8080);
     expect(c.ratio).toBe(0.25);
     expect(c.debug).toBe(true);
@@ -32,7 +59,13 @@ describe('loadConfig', () => {
   it('names every bad variable and what it allows, in one message', () => {
     let error: unknown;
     try {
-      loadConfig(spec, { APP_PORT: '70000', APP_MODE: 'sliding', APP_RATIO: 'abc', APP_BROKERS: 'a', APP_URL: 'ftp://x' });
+      loadConfig(spec, {
+        APP_PORT: '70000',
+        APP_MODE: 'sliding',
+        APP_RATIO: 'abc',
+        APP_BROKERS: 'a',
+        APP_URL: 'ftp://x',
+      });
     } catch (err) {
       error = err;
     }

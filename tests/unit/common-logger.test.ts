@@ -2,18 +2,29 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logging/logger.ts';
 
-function capture(format: 'json' | 'pretty'): { lines: () => string[]; logger: ReturnType<typeof createLogger> } {
+function capture(format: 'json' | 'pretty'): {
+  lines: () => string[];
+  logger: ReturnType<typeof createLogger>;
+} {
   const stream = new PassThrough();
   const chunks: string[] = [];
   stream.on('data', (c: Buffer) => chunks.push(c.toString()));
-  const logger = createLogger({ service: 'edge-inference', version: '1.2.3', format, stream, level: 'debug' });
+  const logger = createLogger({
+    service: 'edge-inference',
+    version: '1.2.3',
+    format,
+    stream,
+    level: 'debug',
+  });
   return { logger, lines: () => chunks.join('').split('\n').filter(Boolean) };
 }
 
 describe('logger', () => {
   it('writes ECS JSON with service, level, correlation id as trace.id', async () => {
     const { logger, lines } = capture('json');
-    logger.child({ correlationId: 'abc-123' }).info('drift alarm', { machineId: 'm-1', action: 'drift-alarm', features: ['vibrationHz'] });
+    logger
+      .child({ correlationId: 'abc-123' })
+      .info('drift alarm', { machineId: 'm-1', action: 'drift-alarm', features: ['vibrationHz'] });
     await new Promise((r) => setImmediate(r));
     const doc = JSON.parse(lines()[0] ?? '{}') as Record<string, unknown>;
     expect(doc['log.level']).toBe('info');

@@ -5,7 +5,9 @@ import { retry } from '../../common/util/retry.ts';
 describe('retry', () => {
   it('retries retriable errors until success', async () => {
     const fn = vi.fn<(attempt: number) => Promise<string>>();
-    fn.mockRejectedValueOnce(new TransportError('down')).mockRejectedValueOnce(new TransportError('down')).mockResolvedValue('ok');
+    fn.mockRejectedValueOnce(new TransportError('down'))
+      .mockRejectedValueOnce(new TransportError('down'))
+      .mockResolvedValue('ok');
     const onRetry = vi.fn();
     await expect(retry(fn, { initialDelayMs: 1, onRetry })).resolves.toBe('ok');
     expect(fn).toHaveBeenCalledTimes(3);

@@ -7,7 +7,11 @@ import { ConfigError } from '../../common/errors.ts';
 
 describe('vault secrets', () => {
   it('parses dotenv lines with comments and quotes', () => {
-    expect(parseDotenv('# comment\nA=1\nexport B="two words"\nC=\'x=y\'\n\n')).toEqual({ A: '1', B: 'two words', C: 'x=y' });
+    expect(parseDotenv('# comment\nA=1\nexport B="two words"\nC=\'x=y\'\n\n')).toEqual({
+      A: '1',
+      B: 'two words',
+      C: 'x=y',
+    });
     expect(() => parseDotenv('not a pair')).toThrow(ConfigError);
   });
 
@@ -22,17 +26,28 @@ describe('vault secrets', () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'vault-'));
     const file = path.join(dir, 'secrets.env.vault');
     const pwFile = path.join(dir, 'pw');
-    await writeFile(file, await encryptVault('EDGE_MQTT_PASSWORD=from-vault\nDASHBOARD_MQTT_PASSWORD=dash\n', 'pw'));
+    await writeFile(
+      file,
+      await encryptVault('EDGE_MQTT_PASSWORD=from-vault\nDASHBOARD_MQTT_PASSWORD=dash\n', 'pw'),
+    );
     await writeFile(pwFile, 'pw\n');
-    const env: NodeJS.ProcessEnv = { DRIFTLINE_VAULT_FILE: file, DRIFTLINE_VAULT_PASSWORD_FILE: pwFile, DASHBOARD_MQTT_PASSWORD: 'explicit' };
+    const env: NodeJS.ProcessEnv = {
+      DRIFTLINE_VAULT_FILE: file,
+      DRIFTLINE_VAULT_PASSWORD_FILE: pwFile,
+      DASHBOARD_MQTT_PASSWORD: 'explicit',
+    };
     expect(await applyVaultEnv(env)).toEqual(['EDGE_MQTT_PASSWORD']);
     expect(env.EDGE_MQTT_PASSWORD).toBe('from-vault');
     expect(env.DASHBOARD_MQTT_PASSWORD).toBe('explicit');
   });
 
   it('says clearly what is missing', async () => {
-    await expect(applyVaultEnv({ DRIFTLINE_VAULT_FILE: '/nonexistent' })).rejects.toThrow(/DRIFTLINE_VAULT_PASSWORD/);
-    await expect(applyVaultEnv({ DRIFTLINE_VAULT_FILE: '/nonexistent', DRIFTLINE_VAULT_PASSWORD: 'x' })).rejects.toThrow(/cannot be read/);
+    await expect(applyVaultEnv({ DRIFTLINE_VAULT_FILE: '/nonexistent' })).rejects.toThrow(
+      /DRIFTLINE_VAULT_PASSWORD/,
+    );
+    await expect(
+      applyVaultEnv({ DRIFTLINE_VAULT_FILE: '/nonexistent', DRIFTLINE_VAULT_PASSWORD: 'x' }),
+    ).rejects.toThrow(/cannot be read/);
     expect(await applyVaultEnv({})).toEqual([]);
   });
 });

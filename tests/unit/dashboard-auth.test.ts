@@ -4,7 +4,14 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../common/config/env.ts';
 import { ConfigError } from '../../common/errors.ts';
-import { hashDashboardPassword, LoginLimiter, parseUsers, safeEqual, SessionStore, UserDirectory } from '../../dashboard/src/auth.ts';
+import {
+  hashDashboardPassword,
+  LoginLimiter,
+  parseUsers,
+  safeEqual,
+  SessionStore,
+  UserDirectory,
+} from '../../dashboard/src/auth.ts';
 import { dashboardConfigSpec, loadDashboardUsers } from '../../dashboard/src/config.ts';
 import { runHashPasswordCli } from '../../dashboard/src/hash-password.ts';
 import { TEST_SCRYPT } from '../../dashboard/src/testing/stack.ts';
@@ -35,7 +42,9 @@ describe('users and passwords', () => {
     expect(parseUsers(JSON.stringify([u]), 'x')).toEqual([u]);
     expect(parseUsers(JSON.stringify({ users: [u] }), 'x')).toEqual([u]);
     expect(() => parseUsers('{', 'DASHBOARD_USERS')).toThrow(/DASHBOARD_USERS is not valid JSON/);
-    expect(() => parseUsers(JSON.stringify([{ ...u, role: 'admin' }]), 'f.json')).toThrow(/f.json is invalid at 0.role/);
+    expect(() => parseUsers(JSON.stringify([{ ...u, role: 'admin' }]), 'f.json')).toThrow(
+      /f.json is invalid at 0.role/,
+    );
     expect(() => parseUsers(JSON.stringify([{ ...u, password: 'plain' }]), 'f.json')).toThrow(ConfigError);
     expect(() => parseUsers(JSON.stringify([u, u]), 'f.json')).toThrow(/twice/);
   });
@@ -93,12 +102,17 @@ describe('LoginLimiter', () => {
   });
 
   it('limits one address spraying many usernames', () => {
-    const l = new LoginLimiter({ maxFailures: 100, maxFailuresPerAddress: 4, windowMs: 60_000, now: () => 0 });
+    const l = new LoginLimiter({
+      maxFailures: 100,
+      maxFailuresPerAddress: 4,
+      windowMs: 60_000,
+      now: () => 0,
+    });
     for (let i = 0; i < 4; i++) l.fail('1.2.3.4', `user${i}`);
     expect(l.retryAfter('1.2.3.4', 'someone-else')).toBeGreaterThan(0);
   });
 
-  it('forgets a username\'s failures after a successful login', () => {
+  it("forgets a username's failures after a successful login", () => {
     const l = new LoginLimiter({ maxFailures: 2, now: () => 0 });
     l.fail('a', 'alice');
     l.succeed('a', 'alice');
@@ -118,8 +132,16 @@ describe('dashboard configuration', () => {
 
   it('has the documented defaults and readable one-line errors', () => {
     const c = loadConfig(dashboardConfigSpec, {});
-    expect(c).toMatchObject({ host: '127.0.0.1', port: 8080, mqttUsername: 'dashboard', staleAfterMs: 10_000, modelName: 'driftline-efficiency' });
-    expect(() => loadConfig(dashboardConfigSpec, { DASHBOARD_PORT: 'eighty' })).toThrow(/^Invalid configuration: DASHBOARD_PORT="eighty" is invalid: expected an integer from 0 to 65535$/);
+    expect(c).toMatchObject({
+      host: '127.0.0.1',
+      port: 8080,
+      mqttUsername: 'dashboard',
+      staleAfterMs: 10_000,
+      modelName: 'driftline-efficiency',
+    });
+    expect(() => loadConfig(dashboardConfigSpec, { DASHBOARD_PORT: 'eighty' })).toThrow(
+      /^Invalid configuration: DASHBOARD_PORT="eighty" is invalid: expected an integer from 0 to 65535$/,
+    );
     expect(dashboardConfigSpec.mqttPassword.secret).toBe(true);
     expect(dashboardConfigSpec.users.secret).toBe(true);
   });
@@ -131,18 +153,35 @@ describe('dashboard configuration', () => {
     await writeFile(file, JSON.stringify({ users: [a] }));
     const users = await loadDashboardUsers({ usersFile: file, users: JSON.stringify([b]) });
     expect(users.map((u) => u.username)).toEqual(['alice', 'bob']);
-    await expect(loadDashboardUsers({ usersFile: undefined, users: undefined })).rejects.toThrow(/no dashboard users: set DASHBOARD_USERS_FILE or DASHBOARD_USERS/);
-    await expect(loadDashboardUsers({ usersFile: path.join(dir, 'missing.json'), users: undefined })).rejects.toThrow(/DASHBOARD_USERS_FILE=".*missing.json" cannot be read/);
-    await expect(loadDashboardUsers({ usersFile: file, users: JSON.stringify([a]) })).rejects.toThrow(/in both/);
+    await expect(loadDashboardUsers({ usersFile: undefined, users: undefined })).rejects.toThrow(
+      /no dashboard users: set DASHBOARD_USERS_FILE or DASHBOARD_USERS/,
+    );
+    await expect(
+      loadDashboardUsers({ usersFile: path.join(dir, 'missing.json'), users: undefined }),
+    ).rejects.toThrow(/DASHBOARD_USERS_FILE=".*missing.json" cannot be read/);
+    await expect(loadDashboardUsers({ usersFile: file, users: JSON.stringify([a]) })).rejects.toThrow(
+      /in both/,
+    );
   });
 
   it('hash-password prints an entry and adds it to a users file (mode 0600), replacing a user of the same name', async () => {
     const out: string[] = [];
     const err: string[] = [];
     const file = path.join(dir, 'users.json');
-    const io = (password: string) => ({ out: (l: string) => out.push(l), err: (l: string) => err.push(l), readPassword: async () => password });
-    expect(await runHashPasswordCli(['--username', 'alice', '--role', 'operator', '--file', file], io('s3cret'))).toBe(0);
-    const entry = JSON.parse(out[0] as string) as { username: string; role: string; salt: string; hash: string };
+    const io = (password: string) => ({
+      out: (l: string) => out.push(l),
+      err: (l: string) => err.push(l),
+      readPassword: async () => password,
+    });
+    expect(
+      await runHashPasswordCli(['--username', 'alice', '--role', 'operator', '--file', file], io('s3cret')),
+    ).toBe(0);
+    const entry = JSON.parse(out[0] as string) as {
+      username: string;
+      role: string;
+      salt: string;
+      hash: string;
+    };
     expect(entry).toMatchObject({ username: 'alice', role: 'operator' });
     expect(out[0]).not.toContain('s3cret');
     expect(await runHashPasswordCli(['--username', 'alice', '--file', file], io('other'))).toBe(0);
@@ -160,6 +199,8 @@ describe('dashboard configuration', () => {
     expect(await runHashPasswordCli(['--username', 'a', '--role', 'admin'], io)).toBe(2);
     expect(await runHashPasswordCli(['--username', 'a'], io)).toBe(2);
     expect(await runHashPasswordCli(['--bogus'], io)).toBe(2);
-    expect(err.join('\n')).toMatch(/--username NAME is required[\s\S]*--role must be viewer or operator[\s\S]*empty password refused/);
+    expect(err.join('\n')).toMatch(
+      /--username NAME is required[\s\S]*--role must be viewer or operator[\s\S]*empty password refused/,
+    );
   });
 });

@@ -68,12 +68,15 @@ const json = (body: unknown): { method: string; headers: Record<string, string>;
 
 describe('login required', () => {
   it('answers 401 on every API route without a session, and 302 to /login for the page', async () => {
-    for (const p of ['/api/session', '/api/snapshot', '/api/events']) expect((await httpRequest(`${base}${p}`)).status).toBe(401);
+    for (const p of ['/api/session', '/api/snapshot', '/api/events'])
+      expect((await httpRequest(`${base}${p}`)).status).toBe(401);
     expect((await httpRequest(`${base}/api/model/rollback`, json({ reason: 'x' }))).status).toBe(401);
     const page = await httpRequest(`${base}/`);
     expect(page.status).toBe(302);
     expect(page.headers.location).toBe('/login');
-    const forged = await httpRequest(`${base}/api/snapshot`, { headers: { cookie: 'driftline_session=forged-token' } });
+    const forged = await httpRequest(`${base}/api/snapshot`, {
+      headers: { cookie: 'driftline_session=forged-token' },
+    });
     expect(forged.status).toBe(401);
   });
 
@@ -87,7 +90,9 @@ describe('login required', () => {
     const uplot = await httpRequest(`${base}/vendor/uPlot.iife.min.js`);
     expect(uplot.status).toBe(200);
     expect(uplot.body).toContain('uPlot');
-    const again = await httpRequest(`${base}/vendor/uPlot.iife.min.js`, { headers: { 'if-none-match': uplot.headers.etag as string } });
+    const again = await httpRequest(`${base}/vendor/uPlot.iife.min.js`, {
+      headers: { 'if-none-match': uplot.headers.etag as string },
+    });
     expect(again.status).toBe(304);
     expect((await httpRequest(`${base}/assets/../../package.json`)).status).toBe(404);
   });
@@ -98,12 +103,17 @@ describe('login', () => {
     const res = await httpRequest(`${base}/api/login`, json(DASHBOARD_LOGINS.operator));
     expect(res.status).toBe(200);
     const set = res.headers['set-cookie']?.[0] ?? '';
-    expect(set).toMatch(/^driftline_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+$/);
+    expect(set).toMatch(
+      /^driftline_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+$/,
+    );
     const body = res.json<{ username: string; role: string; csrfToken: string }>();
     expect(body).toMatchObject({ username: 'olivia', role: 'operator' });
     expect(body.csrfToken.length).toBeGreaterThan(20);
     const cookie = cookieFrom(res);
-    expect((await httpRequest(`${base}/api/session`, { headers: { cookie } })).json()).toMatchObject({ username: 'olivia', csrfToken: body.csrfToken });
+    expect((await httpRequest(`${base}/api/session`, { headers: { cookie } })).json()).toMatchObject({
+      username: 'olivia',
+      csrfToken: body.csrfToken,
+    });
     const page = await httpRequest(`${base}/`, { headers: { cookie } });
     expect(page.status).toBe(200);
     expect(page.body).toContain('src="/assets/app.js"');
@@ -125,18 +135,36 @@ describe('login', () => {
   });
 
   it('refuses unknown users like wrong passwords, and malformed or cross-origin requests', async () => {
-    expect((await httpRequest(`${base}/api/login`, json({ username: 'nobody', password: 'x' }))).status).toBe(401);
+    expect((await httpRequest(`${base}/api/login`, json({ username: 'nobody', password: 'x' }))).status).toBe(
+      401,
+    );
     expect((await httpRequest(`${base}/api/login`, json({ username: 'olivia' }))).status).toBe(400);
-    expect((await httpRequest(`${base}/api/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=a&password=b' })).status).toBe(415);
-    const evil = await httpRequest(`${base}/api/login`, { ...json(DASHBOARD_LOGINS.operator), headers: { 'content-type': 'application/json', origin: 'http://evil.example' } });
+    expect(
+      (
+        await httpRequest(`${base}/api/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: 'username=a&password=b',
+        })
+      ).status,
+    ).toBe(415);
+    const evil = await httpRequest(`${base}/api/login`, {
+      ...json(DASHBOARD_LOGINS.operator),
+      headers: { 'content-type': 'application/json', origin: 'http://evil.example' },
+    });
     expect(evil.status).toBe(403);
     expect((await httpRequest(`${base}/api/login`)).status).toBe(405);
   });
 
   it('logout needs the CSRF token and ends the session', async () => {
     const { cookie, session } = await login(base, DASHBOARD_LOGINS.viewer);
-    expect((await httpRequest(`${base}/api/logout`, { method: 'POST', headers: { cookie } })).status).toBe(403);
-    const out = await httpRequest(`${base}/api/logout`, { method: 'POST', headers: { cookie, 'x-csrf-token': session.csrfToken } });
+    expect((await httpRequest(`${base}/api/logout`, { method: 'POST', headers: { cookie } })).status).toBe(
+      403,
+    );
+    const out = await httpRequest(`${base}/api/logout`, {
+      method: 'POST',
+      headers: { cookie, 'x-csrf-token': session.csrfToken },
+    });
     expect(out.status).toBe(200);
     expect(out.headers['set-cookie']?.[0]).toMatch(/Max-Age=0/);
     expect((await httpRequest(`${base}/api/session`, { headers: { cookie } })).status).toBe(401);
@@ -146,19 +174,26 @@ describe('login', () => {
 describe('rollback', () => {
   it('is refused to viewers with 403, even with their CSRF token', async () => {
     const { cookie, session } = await login(base, DASHBOARD_LOGINS.viewer);
-    const res = await httpRequest(`${base}/api/model/rollback`, { ...json({ reason: 'bad model' }), headers: { 'content-type': 'application/json', cookie, 'x-csrf-token': session.csrfToken } });
+    const res = await httpRequest(`${base}/api/model/rollback`, {
+      ...json({ reason: 'bad model' }),
+      headers: { 'content-type': 'application/json', cookie, 'x-csrf-token': session.csrfToken },
+    });
     expect(res.status).toBe(403);
     expect(res.json()).toEqual({ error: 'rollback requires the operator role' });
     expect(rollbacks).toEqual([]);
   });
 
-  it('needs the operator\'s CSRF token', async () => {
+  it("needs the operator's CSRF token", async () => {
     const { cookie } = await login(base, DASHBOARD_LOGINS.operator);
     const other = await login(base, DASHBOARD_LOGINS.operator);
     for (const token of [undefined, 'wrong', other.session.csrfToken]) {
       const headers: Record<string, string> = { 'content-type': 'application/json', cookie };
       if (token !== undefined) headers['x-csrf-token'] = token;
-      const res = await httpRequest(`${base}/api/model/rollback`, { method: 'POST', headers, body: JSON.stringify({ reason: 'x' }) });
+      const res = await httpRequest(`${base}/api/model/rollback`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ reason: 'x' }),
+      });
       expect(res.status).toBe(403);
     }
     expect(rollbacks).toEqual([]);
@@ -167,8 +202,20 @@ describe('rollback', () => {
   it('rolls back for an operator with CSRF token and a reason', async () => {
     const { cookie, session } = await login(base, DASHBOARD_LOGINS.operator);
     const headers = { 'content-type': 'application/json', cookie, 'x-csrf-token': session.csrfToken };
-    expect((await httpRequest(`${base}/api/model/rollback`, { method: 'POST', headers, body: JSON.stringify({ reason: '  ' }) })).status).toBe(400);
-    const res = await httpRequest(`${base}/api/model/rollback`, { method: 'POST', headers, body: JSON.stringify({ reason: 'accuracy fell\nafter v2', expectedVersion: '2' }) });
+    expect(
+      (
+        await httpRequest(`${base}/api/model/rollback`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ reason: '  ' }),
+        })
+      ).status,
+    ).toBe(400);
+    const res = await httpRequest(`${base}/api/model/rollback`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ reason: 'accuracy fell\nafter v2', expectedVersion: '2' }),
+    });
     expect(res.status).toBe(200);
     expect(res.json()).toEqual({ from: '2', to: '1', eventPublished: true });
     expect(rollbacks).toEqual([{ user: 'olivia', reason: 'accuracy fell after v2', expectedVersion: '2' }]);
@@ -180,12 +227,20 @@ describe('rollback', () => {
     rollbackImpl = async () => {
       throw new RegistryError('REGISTRY_NO_PREVIOUS', 'no earlier champion');
     };
-    let res = await httpRequest(`${base}/api/model/rollback`, { method: 'POST', headers, body: JSON.stringify({ reason: 'x' }) });
+    let res = await httpRequest(`${base}/api/model/rollback`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ reason: 'x' }),
+    });
     expect([res.status, res.json()]).toEqual([409, { error: 'no earlier champion' }]);
     rollbackImpl = async () => {
       throw new HttpError(409, 'the champion is v3 now');
     };
-    res = await httpRequest(`${base}/api/model/rollback`, { method: 'POST', headers, body: JSON.stringify({ reason: 'x', expectedVersion: '2' }) });
+    res = await httpRequest(`${base}/api/model/rollback`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ reason: 'x', expectedVersion: '2' }),
+    });
     expect(res.status).toBe(409);
   });
 });
@@ -193,7 +248,14 @@ describe('rollback', () => {
 describe('security headers', () => {
   it('sets a strict CSP and the other headers on pages, assets, API answers and errors', async () => {
     const { cookie } = await login(base, DASHBOARD_LOGINS.viewer);
-    for (const [p, c] of [['/login', undefined], ['/', cookie], ['/assets/app.js', undefined], ['/api/snapshot', cookie], ['/api/snapshot', undefined], ['/nope', undefined]] as const) {
+    for (const [p, c] of [
+      ['/login', undefined],
+      ['/', cookie],
+      ['/assets/app.js', undefined],
+      ['/api/snapshot', cookie],
+      ['/api/snapshot', undefined],
+      ['/nope', undefined],
+    ] as const) {
       const res = await httpRequest(`${base}${p}`, { headers: c === undefined ? {} : { cookie: c } });
       const csp = res.headers['content-security-policy'] as string;
       expect(csp, p).toContain("default-src 'self'");
@@ -211,7 +273,10 @@ describe('security headers', () => {
 
   it('ships pages without inline scripts or styles', async () => {
     const { cookie } = await login(base, DASHBOARD_LOGINS.viewer);
-    for (const res of [await httpRequest(`${base}/`, { headers: { cookie } }), await httpRequest(`${base}/login`)]) {
+    for (const res of [
+      await httpRequest(`${base}/`, { headers: { cookie } }),
+      await httpRequest(`${base}/login`),
+    ]) {
       expect(res.body).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
       expect(res.body).not.toMatch(/<style|style="/);
       expect(res.body).not.toMatch(/\son[a-z]+="/);
@@ -222,8 +287,19 @@ describe('security headers', () => {
 describe('event stream', () => {
   it('sends a snapshot first, then broadcast updates', async () => {
     store.onTelemetry({
-      machineId: 'm-1', seq: 0, ts: 1, operationMode: 'Idle', temperatureC: 40, vibrationHz: 1, powerKw: 2, networkLatencyMs: 3,
-      packetLossPct: 0, defectRatePct: 1, productionSpeedUph: 100, maintenanceScore: 0.5, errorRatePct: 1,
+      machineId: 'm-1',
+      seq: 0,
+      ts: 1,
+      operationMode: 'Idle',
+      temperatureC: 40,
+      vibrationHz: 1,
+      powerKw: 2,
+      networkLatencyMs: 3,
+      packetLossPct: 0,
+      defectRatePct: 1,
+      productionSpeedUph: 100,
+      maintenanceScore: 0.5,
+      errorRatePct: 1,
     });
     const { cookie } = await login(base, DASHBOARD_LOGINS.viewer);
     const stream = await openEventStream(base, cookie);

@@ -10,16 +10,41 @@ const HTML_ID = '<img src=x onerror=alert(1)>';
 
 function telemetry(machineId: string, seq = 0): Record<string, unknown> {
   return {
-    machineId, seq, ts: 1_700_000_000_000, operationMode: 'Active', temperatureC: 60, vibrationHz: 2, powerKw: 5, networkLatencyMs: 10,
-    packetLossPct: 1, defectRatePct: 2, productionSpeedUph: 300, maintenanceScore: 0.5, errorRatePct: 3,
+    machineId,
+    seq,
+    ts: 1_700_000_000_000,
+    operationMode: 'Active',
+    temperatureC: 60,
+    vibrationHz: 2,
+    powerKw: 5,
+    networkLatencyMs: 10,
+    packetLossPct: 1,
+    defectRatePct: 2,
+    productionSpeedUph: 300,
+    maintenanceScore: 0.5,
+    errorRatePct: 3,
   };
 }
 
 function status(workerId: string): Record<string, unknown> {
   return {
-    workerId, publishedAt: 1, ready: true, modelVersion: '3', backend: 'tensorflow', validationAccuracy: 0.9, liveAccuracy: 0.85, labelled: 100,
-    predictedMix: { Low: 0.6, Medium: 0.3, High: 0.1 }, messagesInPerSec: 50, predictionsOutPerSec: 49, meanBatchSize: 8,
-    latencyMs: { p50: 1, p95: 3, p99: 5 }, queueDepth: 2, deadLetters: {}, bus: 'in-process', registry: 'directory x',
+    workerId,
+    publishedAt: 1,
+    ready: true,
+    modelVersion: '3',
+    backend: 'tensorflow',
+    validationAccuracy: 0.9,
+    liveAccuracy: 0.85,
+    labelled: 100,
+    predictedMix: { Low: 0.6, Medium: 0.3, High: 0.1 },
+    messagesInPerSec: 50,
+    predictionsOutPerSec: 49,
+    meanBatchSize: 8,
+    latencyMs: { p50: 1, p95: 3, p99: 5 },
+    queueDepth: 2,
+    deadLetters: {},
+    bus: 'in-process',
+    registry: 'directory x',
   };
 }
 
@@ -32,7 +57,14 @@ describe('handleMqttMessage', () => {
     const s = new DashboardStore({ modelName: 'm' });
     send(s, `factory/${HTML_ID}/telemetry`, telemetry(HTML_ID));
     send(s, `factory/${HTML_ID}/prediction`, {
-      machineId: HTML_ID, seq: 0, ts: 1, predictedAt: 2, efficiency: 'Medium', probabilities: { Low: 0.2, Medium: 0.7, High: 0.1 }, modelVersion: '3', latencyMs: 1.5,
+      machineId: HTML_ID,
+      seq: 0,
+      ts: 1,
+      predictedAt: 2,
+      efficiency: 'Medium',
+      probabilities: { Low: 0.2, Medium: 0.7, High: 0.1 },
+      modelVersion: '3',
+      latencyMs: 1.5,
     });
     send(s, `factory/${HTML_ID}/label`, { machineId: HTML_ID, seq: 0, efficiency: 'Medium' });
     const m = s.machineView(HTML_ID);
@@ -51,7 +83,14 @@ describe('handleMqttMessage', () => {
     send(s, 'factory/m-1/telemetry', 'x'.repeat(5000));
     send(s, 'factory/m-1/prediction', { machineId: 'm-1', efficiency: 'Great' });
     send(s, 'factory/m-1/prediction', {
-      machineId: 'm-9', seq: 0, ts: 1, predictedAt: 2, efficiency: 'Low', probabilities: { Low: 1, Medium: 0, High: 0 }, modelVersion: '1', latencyMs: 1,
+      machineId: 'm-9',
+      seq: 0,
+      ts: 1,
+      predictedAt: 2,
+      efficiency: 'Low',
+      probabilities: { Low: 1, Medium: 0, High: 0 },
+      modelVersion: '1',
+      latencyMs: 1,
     });
     send(s, 'factory/m-1/label', { machineId: 'm-1', seq: -1, efficiency: 'Low' });
     send(s, STATUS_TOPICS.driftWindow, { workerId: 'edge-1' });
@@ -80,12 +119,36 @@ describe('handleMqttMessage', () => {
     const s = new DashboardStore({ modelName: 'm' });
     send(s, STATUS_TOPICS.edgeStatus('edge-1'), status('edge-1'));
     send(s, STATUS_TOPICS.driftWindow, {
-      workerId: 'edge-1', groupKey: 'all', windowIndex: 1, publishedAt: 1, modelVersion: '3', from: { sampleIndex: 0, ts: 1 }, to: { sampleIndex: 9, ts: 2 },
-      features: [{ feature: 'powerKw', statistic: 0.3, pvalue: 0.01, threshold: 1e-4, criticalStatistic: 0.4, drifted: false }], rejected: [],
+      workerId: 'edge-1',
+      groupKey: 'all',
+      windowIndex: 1,
+      publishedAt: 1,
+      modelVersion: '3',
+      from: { sampleIndex: 0, ts: 1 },
+      to: { sampleIndex: 9, ts: 2 },
+      features: [
+        {
+          feature: 'powerKw',
+          statistic: 0.3,
+          pvalue: 0.01,
+          threshold: 1e-4,
+          criticalStatistic: 0.4,
+          drifted: false,
+        },
+      ],
+      rejected: [],
     });
     send(s, STATUS_TOPICS.alarm, {
-      workerId: 'edge-1', kind: 'concept', groupKey: 'all', publishedAt: 3, modelVersion: '3', correlationId: 'c1',
-      at: { sampleIndex: 9, ts: 2 }, onset: { sampleIndex: 0, ts: 1 }, features: [], liveAccuracy: 0.6,
+      workerId: 'edge-1',
+      kind: 'concept',
+      groupKey: 'all',
+      publishedAt: 3,
+      modelVersion: '3',
+      correlationId: 'c1',
+      at: { sampleIndex: 9, ts: 2 },
+      onset: { sampleIndex: 0, ts: 1 },
+      features: [],
+      liveAccuracy: 0.6,
     });
     const snap = s.snapshot();
     expect(snap.pipeline.workers[0]?.backend).toBe('tensorflow');

@@ -32,7 +32,11 @@ function telemetry(machineId: string, seq: number, over: Partial<Telemetry> = {}
   };
 }
 
-function windowMsg(index: number, drifted: boolean, over: Partial<DriftWindowMessage> = {}): DriftWindowMessage {
+function windowMsg(
+  index: number,
+  drifted: boolean,
+  over: Partial<DriftWindowMessage> = {},
+): DriftWindowMessage {
   return {
     workerId: 'edge-1',
     groupKey: 'all',
@@ -115,7 +119,14 @@ describe('DashboardStore: machines', () => {
     s.onTelemetry(telemetry('m-1', 0));
     const m = s.machineView('m-1');
     expect(m?.features).toEqual(FEATURES.map((f) => telemetry('m-1', 0)[f]));
-    expect(m).toMatchObject({ id: 'm-1', seq: 0, mode: 'Active', stale: false, faults: [], lastSeen: c.now() });
+    expect(m).toMatchObject({
+      id: 'm-1',
+      seq: 0,
+      mode: 'Active',
+      stale: false,
+      faults: [],
+      lastSeen: c.now(),
+    });
   });
 
   it('keeps untrusted machine ids verbatim (they are shown as text)', () => {
@@ -155,8 +166,24 @@ describe('DashboardStore: machines', () => {
     const c = clock();
     const s = new DashboardStore({ modelName: 'm', faultWindowMs: 60_000, now: c.now });
     s.onTelemetry(telemetry('m-1', 0));
-    s.onDeadLetter({ source: 'edge-inference', topic: 'factory/m-1/telemetry', reason: 'out_of_range', detail: 'too hot', rejectedAt: c.now(), payload: '{}', payloadBytes: 2 });
-    s.onDeadLetter({ source: 'edge-inference', topic: 'not-a-machine-topic', reason: 'invalid_topic', detail: '', rejectedAt: c.now(), payload: '', payloadBytes: 0 });
+    s.onDeadLetter({
+      source: 'edge-inference',
+      topic: 'factory/m-1/telemetry',
+      reason: 'out_of_range',
+      detail: 'too hot',
+      rejectedAt: c.now(),
+      payload: '{}',
+      payloadBytes: 2,
+    });
+    s.onDeadLetter({
+      source: 'edge-inference',
+      topic: 'not-a-machine-topic',
+      reason: 'invalid_topic',
+      detail: '',
+      rejectedAt: c.now(),
+      payload: '',
+      payloadBytes: 0,
+    });
     expect(s.machineView('m-1')?.faults).toEqual(['1 rejected message in the last 60 s (out_of_range)']);
     expect(s.machineView('m-1')?.rejected).toBe(1);
     const snap = s.snapshot();
@@ -173,14 +200,22 @@ describe('DashboardStore: machines', () => {
     const s = new DashboardStore({ modelName: 'm' });
     for (let i = 0; i < 3; i++) {
       s.onInvalid('telemetry', 'out_of_range', 'm-1');
-      s.onDeadLetter({ source: 'edge-inference', topic: 'factory/m-1/telemetry', reason: 'out_of_range', detail: '', rejectedAt: 0, payload: '', payloadBytes: 0 });
+      s.onDeadLetter({
+        source: 'edge-inference',
+        topic: 'factory/m-1/telemetry',
+        reason: 'out_of_range',
+        detail: '',
+        rejectedAt: 0,
+        payload: '',
+        payloadBytes: 0,
+      });
     }
     expect(s.machineView('m-1')?.rejected).toBe(3);
     expect(s.machineView('m-1')?.features).toBeNull();
     expect(s.snapshot().invalid.bySource).toEqual({ telemetry: { out_of_range: 3 } });
   });
 
-  it('measures each machine\'s message rate over the last seconds, decaying to zero when it stops', () => {
+  it("measures each machine's message rate over the last seconds, decaying to zero when it stops", () => {
     const c = clock(1_700_000_000_000);
     const s = new DashboardStore({ modelName: 'm', now: c.now });
     for (let i = 0; i < 50; i++) {
@@ -204,7 +239,14 @@ describe('DashboardStore: machines', () => {
   it('joins predictions with delayed labels into an observed accuracy', () => {
     const s = new DashboardStore({ modelName: 'm', accuracyWindow: 4 });
     const pred = (seq: number, efficiency: 'Low' | 'High') => ({
-      machineId: 'm-1', seq, ts: 1, predictedAt: 2, efficiency, probabilities: { Low: 0.1, Medium: 0.1, High: 0.8 }, modelVersion: '1', latencyMs: 1,
+      machineId: 'm-1',
+      seq,
+      ts: 1,
+      predictedAt: 2,
+      efficiency,
+      probabilities: { Low: 0.1, Medium: 0.1, High: 0.8 },
+      modelVersion: '1',
+      latencyMs: 1,
     });
     s.onPrediction(pred(1, 'High'));
     s.onLabel({ machineId: 'm-1', seq: 1, efficiency: 'High' });
@@ -241,7 +283,9 @@ describe('DashboardStore: drift', () => {
 
   it('drops histograms whose counts do not match their edges, counting them as invalid', () => {
     const s = new DashboardStore({ modelName: 'm' });
-    s.onDriftWindow(windowMsg(1, false, { histograms: { powerKw: { edges: [0, 1, 2], reference: [1], current: [1, 2] } } }));
+    s.onDriftWindow(
+      windowMsg(1, false, { histograms: { powerKw: { edges: [0, 1, 2], reference: [1], current: [1, 2] } } }),
+    );
     expect(s.snapshot().drift[0]?.histograms).toEqual({});
     expect(s.snapshot().invalid.bySource['drift-window']).toEqual({ histogram_shape: 1 });
   });
@@ -253,7 +297,12 @@ describe('DashboardStore: drift', () => {
       s.onDriftWindow(windowMsg(1, false, { groupKey: key }));
       c.advance(10);
     }
-    expect(s.snapshot().drift.map((g) => g.groupKey).sort()).toEqual(['b', 'c']);
+    expect(
+      s
+        .snapshot()
+        .drift.map((g) => g.groupKey)
+        .sort(),
+    ).toEqual(['b', 'c']);
   });
 
   it('records alarms once (redelivery is ignored)', () => {
@@ -269,10 +318,20 @@ describe('DashboardStore: retrains and their join with alarms', () => {
   it('joins a retrain request with its promotion by requestId', () => {
     const s = new DashboardStore({ modelName: 'm' });
     s.onRetrainRequest(request());
-    expect(s.snapshot().retrains[0]).toMatchObject({ outcome: 'pending', kind: 'covariate', championVersion: '1' });
+    expect(s.snapshot().retrains[0]).toMatchObject({
+      outcome: 'pending',
+      kind: 'covariate',
+      championVersion: '1',
+    });
     s.onModelEvent(promoted());
     const r = s.snapshot().retrains[0];
-    expect(r).toMatchObject({ outcome: 'promoted', candidateVersion: '2', reason: 'challenger better', requestedAt: 5000, decidedAt: 6000 });
+    expect(r).toMatchObject({
+      outcome: 'promoted',
+      candidateVersion: '2',
+      reason: 'challenger better',
+      requestedAt: 5000,
+      decidedAt: 6000,
+    });
     expect(r?.candidateMetrics?.macroF1).toBe(0.92);
     expect(r?.championMetrics?.macroF1).toBe(0.75);
     expect(s.snapshot().model.events.map((e) => e.type)).toEqual(['model-promoted']);
@@ -281,20 +340,41 @@ describe('DashboardStore: retrains and their join with alarms', () => {
   it('accepts the decision before the request (different topics are not ordered)', () => {
     const s = new DashboardStore({ modelName: 'm' });
     const rejected: ModelRejected = {
-      type: 'model-rejected', modelName: 'm', correlationId: 'corr-1', requestId: REQUEST_ID, reason: 'not better', at: 6000,
-      version: '2', championVersion: '1', metrics: { samples: 10, accuracy: 0.7, macroF1: 0.6 },
+      type: 'model-rejected',
+      modelName: 'm',
+      correlationId: 'corr-1',
+      requestId: REQUEST_ID,
+      reason: 'not better',
+      at: 6000,
+      version: '2',
+      championVersion: '1',
+      metrics: { samples: 10, accuracy: 0.7, macroF1: 0.6 },
     };
     s.onModelEvent(rejected);
     s.onRetrainRequest(request());
     expect(s.snapshot().retrains).toHaveLength(1);
-    expect(s.snapshot().retrains[0]).toMatchObject({ outcome: 'rejected', kind: 'covariate', requestedAt: 5000, candidateVersion: '2' });
+    expect(s.snapshot().retrains[0]).toMatchObject({
+      outcome: 'rejected',
+      kind: 'covariate',
+      requestedAt: 5000,
+      candidateVersion: '2',
+    });
   });
 
   it('ignores other models and does not turn operator events into retrains', () => {
     const s = new DashboardStore({ modelName: 'm' });
     s.onRetrainRequest(request({ modelName: 'other' }));
     s.onModelEvent(promoted({ requestId: null, correlationId: 'bootstrap' }));
-    s.onModelEvent({ type: 'model-rolled-back', modelName: 'm', correlationId: 'op', requestId: null, reason: 'bad', at: 1, version: '1', fromVersion: '2' });
+    s.onModelEvent({
+      type: 'model-rolled-back',
+      modelName: 'm',
+      correlationId: 'op',
+      requestId: null,
+      reason: 'bad',
+      at: 1,
+      version: '1',
+      fromVersion: '2',
+    });
     const snap = s.snapshot();
     expect(snap.retrains).toEqual([]);
     expect(snap.model.events.map((e) => e.type)).toEqual(['model-rolled-back', 'model-promoted']);
@@ -309,7 +389,11 @@ describe('DashboardStore: retrains and their join with alarms', () => {
     s.onAlarm(alarm({ publishedAt: 4600, requestId: undefined, correlationId: 'unknown' }));
     const snap = s.snapshot();
     const index = new RetrainIndex(snap.retrains);
-    expect(snap.alarms.map((a) => describeRetrain(index.forAlarm(a)))).toEqual(['promoted v2', 'promoted v2', 'no retrain seen']);
+    expect(snap.alarms.map((a) => describeRetrain(index.forAlarm(a)))).toEqual([
+      'promoted v2',
+      'promoted v2',
+      'no retrain seen',
+    ]);
   });
 });
 
@@ -332,13 +416,24 @@ describe('DashboardStore: updates', () => {
   it('reports registry changes once and connection changes', () => {
     const s = new DashboardStore({ modelName: 'm' });
     s.takeUpdate();
-    const v = { name: 'm', version: '1', createdAt: 'x', checksum: 'c', status: 'champion' as const, metrics: {}, tags: {} };
+    const v = {
+      name: 'm',
+      version: '1',
+      createdAt: 'x',
+      checksum: 'c',
+      status: 'champion' as const,
+      metrics: {},
+      tags: {},
+    };
     s.setRegistry(v, [v], []);
     expect(s.takeUpdate()?.model?.champion?.version).toBe('1');
     s.setRegistry(v, [v], []);
     expect(s.takeUpdate()?.model).toBeUndefined();
     s.setConnection('mqtt', 'reconnecting', 'broker unreachable');
-    expect(s.takeUpdate()?.connections?.mqtt).toMatchObject({ state: 'reconnecting', detail: 'broker unreachable' });
+    expect(s.takeUpdate()?.connections?.mqtt).toMatchObject({
+      state: 'reconnecting',
+      detail: 'broker unreachable',
+    });
   });
 
   it('samples throughput once per tick', () => {
@@ -355,9 +450,23 @@ describe('DashboardStore: updates', () => {
   it('keeps the latest status per edge worker and sums their dead letters', () => {
     const s = new DashboardStore({ modelName: 'm' });
     const status = (workerId: string, n: number): EdgeStatusMessage => ({
-      workerId, publishedAt: 1, ready: true, modelVersion: '1', backend: 'wasm', validationAccuracy: 0.9, liveAccuracy: 0.8, labelled: 5,
-      predictedMix: { Low: 0.5, Medium: 0.3, High: 0.2 }, messagesInPerSec: 10, predictionsOutPerSec: 10, meanBatchSize: 4,
-      latencyMs: { p50: 1, p95: 2, p99: 3 }, queueDepth: 0, deadLetters: { out_of_range: n }, bus: 'in-process', registry: 'directory x',
+      workerId,
+      publishedAt: 1,
+      ready: true,
+      modelVersion: '1',
+      backend: 'wasm',
+      validationAccuracy: 0.9,
+      liveAccuracy: 0.8,
+      labelled: 5,
+      predictedMix: { Low: 0.5, Medium: 0.3, High: 0.2 },
+      messagesInPerSec: 10,
+      predictionsOutPerSec: 10,
+      meanBatchSize: 4,
+      latencyMs: { p50: 1, p95: 2, p99: 3 },
+      queueDepth: 0,
+      deadLetters: { out_of_range: n },
+      bus: 'in-process',
+      registry: 'directory x',
     });
     s.onEdgeStatus(status('e1', 2));
     s.onEdgeStatus(status('e2', 3));

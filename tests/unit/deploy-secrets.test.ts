@@ -19,13 +19,19 @@ describe('k8s secrets', () => {
   it('holds only hashes in the broker credentials and dashboard users, and logs in with the vault passwords', async () => {
     const data = await secretData(env, 3);
     const creds = data['credentials.json'] ?? '';
-    for (const pw of ['edge-pw', 'dash-pw', 'insp-pw', 'retr-pw', 'bridge-pw', 'dev-m-000']) expect(creds).not.toContain(pw);
+    for (const pw of ['edge-pw', 'dash-pw', 'insp-pw', 'retr-pw', 'bridge-pw', 'dev-m-000'])
+      expect(creds).not.toContain(pw);
     expect(data['dashboard-users.json']).not.toContain('op-pw');
     const dir = await mkdtemp(path.join(tmpdir(), 'secrets-test-'));
     const file = path.join(dir, 'credentials.json');
     await writeFile(file, creds);
     const store = await CredentialStore.open(file);
-    expect(store.list().map((u) => u.username).sort()).toEqual(['bridge', 'dashboard', 'edge', 'inspection', 'm-000', 'm-001', 'm-002', 'retrainer']);
+    expect(
+      store
+        .list()
+        .map((u) => u.username)
+        .sort(),
+    ).toEqual(['bridge', 'dashboard', 'edge', 'inspection', 'm-000', 'm-001', 'm-002', 'retrainer']);
     const sim = JSON.parse(data['simulator-credentials.json'] ?? '{}') as { devices: Record<string, string> };
     expect(sim.devices['m-001']).toBe('dev-m-001');
   });

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { AccuracyMonitor, DEFAULT_ACCURACY_CONFIG, binomialCdf, binomialCriticalCount, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
+import {
+  AccuracyMonitor,
+  DEFAULT_ACCURACY_CONFIG,
+  binomialCdf,
+  binomialCriticalCount,
+  type AccuracyMonitorConfig,
+} from '../../common/drift/accuracy-monitor.ts';
 import { EFFICIENCY_CLASSES, type Efficiency } from '../../common/schema/features.ts';
 import { Rng } from '../../common/util/rng.ts';
 
@@ -47,12 +53,20 @@ describe('AccuracyMonitor parameters', () => {
   });
 
   it('rejects a validation accuracy outside (0, 1]', () => {
-    for (const v of [0, -0.5, 1.2, Number.NaN]) expect(() => new AccuracyMonitor(v)).toThrow(/^validationAccuracy/);
+    for (const v of [0, -0.5, 1.2, Number.NaN])
+      expect(() => new AccuracyMonitor(v)).toThrow(/^validationAccuracy/);
     expect(() => new AccuracyMonitor(0.98).reset(2)).toThrow(RangeError);
   });
 
   it('documents its defaults', () => {
-    expect(DEFAULT_ACCURACY_CONFIG).toEqual({ windowSize: 250, minLabels: 100, maxDrop: 0.05, alpha: 1e-4, maxPending: 50_000, cooldownLabels: 1_000 });
+    expect(DEFAULT_ACCURACY_CONFIG).toEqual({
+      windowSize: 250,
+      minLabels: 100,
+      maxDrop: 0.05,
+      alpha: 1e-4,
+      maxPending: 50_000,
+      cooldownLabels: 1_000,
+    });
   });
 });
 
@@ -98,7 +112,12 @@ describe('AccuracyMonitor join of delayed labels', () => {
     m.recordPrediction('m', 1, 'Low');
     m.recordOutcome(true);
     m.reset(0.9);
-    expect(m.snapshot()).toMatchObject({ validationAccuracy: 0.9, liveAccuracy: null, labelled: 0, pending: 0 });
+    expect(m.snapshot()).toMatchObject({
+      validationAccuracy: 0.9,
+      liveAccuracy: null,
+      labelled: 0,
+      pending: 0,
+    });
     expect(m.recordLabel('m', 1, 'Low').matched).toBe(false);
   });
 });
@@ -130,11 +149,18 @@ describe('AccuracyMonitor concept alarm', () => {
   it('the alarm carries the live accuracy and the labelled window (onset = oldest outcome of the window)', () => {
     const m = new AccuracyMonitor(0.985);
     const rng = new Rng(22);
-    for (let i = 0; i < 10_205; i++) m.recordOutcome(rng.next() < (i >= 10_000 ? 0.8 : 0.985), { sampleIndex: i, ts: 1_000 + i });
+    for (let i = 0; i < 10_205; i++)
+      m.recordOutcome(rng.next() < (i >= 10_000 ? 0.8 : 0.985), { sampleIndex: i, ts: 1_000 + i });
     expect(m.driftDetected).toBe(false);
     const alarm = m.recordOutcome(rng.next() < 0.8, { sampleIndex: 10_205, ts: 1_000 + 10_205 });
     expect(m.driftDetected).toBe(true);
-    expect(alarm).toMatchObject({ kind: 'concept', groupKey: 'all', features: [], at: { sampleIndex: 10_205, ts: 11_205 }, onset: { sampleIndex: 9_956, ts: 10_956 } });
+    expect(alarm).toMatchObject({
+      kind: 'concept',
+      groupKey: 'all',
+      features: [],
+      at: { sampleIndex: 10_205, ts: 11_205 },
+      onset: { sampleIndex: 9_956, ts: 10_956 },
+    });
     expect(alarm?.liveAccuracy).toBeCloseTo(0.868, 10);
     // The window restarts empty after an alarm.
     expect(m.snapshot()).toMatchObject({ labelled: 0, cooldownLeft: 1_000 });
@@ -154,7 +180,10 @@ describe('AccuracyMonitor concept alarm', () => {
     for (let seq = 0; seq < 3_000; seq++) {
       const actual = EFFICIENCY_CLASSES[rng.int(3)] as Efficiency;
       const accuracy = seq >= 2_000 ? 0.8 : 0.985;
-      const predicted = rng.next() < accuracy ? actual : (EFFICIENCY_CLASSES[(EFFICIENCY_CLASSES.indexOf(actual) + 1) % 3] as Efficiency);
+      const predicted =
+        rng.next() < accuracy
+          ? actual
+          : (EFFICIENCY_CLASSES[(EFFICIENCY_CLASSES.indexOf(actual) + 1) % 3] as Efficiency);
       truth.push(actual);
       m.recordPrediction('m-7', seq, predicted, { sampleIndex: seq, ts: seq });
       // Labels arrive 40 predictions late.

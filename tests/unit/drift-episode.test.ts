@@ -20,7 +20,15 @@ function alarm(at: number, overrides: Partial<DriftAlarm> = {}): DriftAlarm {
 }
 
 function manager(ttl = 100_000): DriftEpisodeManager {
-  return new DriftEpisodeManager({ modelName: 'driftline-efficiency', championVersion: '3', validationAccuracy: 0.985, episodeTtlSamples: ttl }, { now: () => T0 + 99 });
+  return new DriftEpisodeManager(
+    {
+      modelName: 'driftline-efficiency',
+      championVersion: '3',
+      validationAccuracy: 0.985,
+      episodeTtlSamples: ttl,
+    },
+    { now: () => T0 + 99 },
+  );
 }
 
 describe('retrainRequestId', () => {
@@ -32,16 +40,24 @@ describe('retrainRequestId', () => {
     expect(retrainRequestId('driftline-efficiency', '3', { sampleIndex: 20_501, ts: T0 })).not.toBe(id);
     expect(retrainRequestId('driftline-efficiency', '3', { sampleIndex: 20_500, ts: T0 + 1 })).not.toBe(id);
     // No concatenation ambiguity between name and version.
-    expect(retrainRequestId('a1', '2', { sampleIndex: 0, ts: 0 })).not.toBe(retrainRequestId('a', '12', { sampleIndex: 0, ts: 0 }));
+    expect(retrainRequestId('a1', '2', { sampleIndex: 0, ts: 0 })).not.toBe(
+      retrainRequestId('a', '12', { sampleIndex: 0, ts: 0 }),
+    );
   });
 });
 
 describe('DriftEpisodeManager', () => {
   it('validates its parameters', () => {
     expect(() => new DriftEpisodeManager({ modelName: '', championVersion: '1' })).toThrow(/^modelName /);
-    expect(() => new DriftEpisodeManager({ modelName: 'm', championVersion: '' })).toThrow(/^championVersion /);
-    expect(() => new DriftEpisodeManager({ modelName: 'm', championVersion: '1', episodeTtlSamples: 0 })).toThrow(/^episodeTtlSamples /);
-    expect(() => new DriftEpisodeManager({ modelName: 'm', championVersion: '1', validationAccuracy: 1.5 })).toThrow(/^validationAccuracy /);
+    expect(() => new DriftEpisodeManager({ modelName: 'm', championVersion: '' })).toThrow(
+      /^championVersion /,
+    );
+    expect(
+      () => new DriftEpisodeManager({ modelName: 'm', championVersion: '1', episodeTtlSamples: 0 }),
+    ).toThrow(/^episodeTtlSamples /);
+    expect(
+      () => new DriftEpisodeManager({ modelName: 'm', championVersion: '1', validationAccuracy: 1.5 }),
+    ).toThrow(/^validationAccuracy /);
   });
 
   it('turns many alarms of one episode into one schema-valid request', () => {
@@ -67,10 +83,22 @@ describe('DriftEpisodeManager', () => {
     expect(request.window.fromSeq).toBeUndefined(); // seqs of the 'all' group mean nothing
 
     // A storm: covariate alarms from other groups, a concept alarm: all attach, nothing is emitted.
-    for (let i = 1; i <= 50; i++) expect(m.onAlarm(alarm(21_499 + i * 500, { groupKey: `m-${i % 5}` }))).toBeNull();
+    for (let i = 1; i <= 50; i++)
+      expect(m.onAlarm(alarm(21_499 + i * 500, { groupKey: `m-${i % 5}` }))).toBeNull();
     expect(m.onAlarm(alarm(50_000, { kind: 'concept', features: [], liveAccuracy: 0.8 }))).toBeNull();
-    expect(m.stats).toEqual({ episodes: 1, requests: 1, attachedAlarms: 51, expired: 0, closedByChampion: 0 });
-    expect(m.episode()).toMatchObject({ requestId: request.requestId, attachedAlarms: 51, kinds: ['covariate', 'concept'], groups: ['all', 'm-1', 'm-2', 'm-3', 'm-4', 'm-0'] });
+    expect(m.stats).toEqual({
+      episodes: 1,
+      requests: 1,
+      attachedAlarms: 51,
+      expired: 0,
+      closedByChampion: 0,
+    });
+    expect(m.episode()).toMatchObject({
+      requestId: request.requestId,
+      attachedAlarms: 51,
+      kinds: ['covariate', 'concept'],
+      groups: ['all', 'm-1', 'm-2', 'm-3', 'm-4', 'm-0'],
+    });
   });
 
   it('a new champion closes the episode; the next alarm asks again, against the new version', () => {
@@ -98,21 +126,42 @@ describe('DriftEpisodeManager', () => {
   it('puts seqs into the window for a per-machine group, and a concept alarm carries the live accuracy', () => {
     const m = manager();
     const r = m.onAlarm(
-      alarm(5_000, { groupKey: 'm-7', at: { sampleIndex: 5_000, ts: T0 + 5_000, seq: 2_500 }, onset: { sampleIndex: 4_000, ts: T0 + 4_000, seq: 2_000 } }),
+      alarm(5_000, {
+        groupKey: 'm-7',
+        at: { sampleIndex: 5_000, ts: T0 + 5_000, seq: 2_500 },
+        onset: { sampleIndex: 4_000, ts: T0 + 4_000, seq: 2_000 },
+      }),
     );
-    expect(r?.window).toEqual({ fromTs: T0 + 4_000, toTs: T0 + 5_000, fromSeq: 2_000, toSeq: 2_500, sampleFrom: 4_000, sampleTo: 5_000 });
+    expect(r?.window).toEqual({
+      fromTs: T0 + 4_000,
+      toTs: T0 + 5_000,
+      fromSeq: 2_000,
+      toSeq: 2_500,
+      sampleFrom: 4_000,
+      sampleTo: 5_000,
+    });
     const c = manager().onAlarm(alarm(5_000, { kind: 'concept', features: [], liveAccuracy: 0.8 }));
     expect(c).toMatchObject({ kind: 'concept', features: [], liveAccuracy: 0.8 });
   });
 
   it('fills a covariate request’s live accuracy from the accuracy monitor when asked to', () => {
-    const m = new DriftEpisodeManager({ modelName: 'm', championVersion: '1' }, { liveAccuracy: () => 0.97, correlationId: () => 'corr-1' });
-    expect(m.onAlarm(alarm(9_000))).toMatchObject({ liveAccuracy: 0.97, correlationId: 'corr-1', validationAccuracy: null });
+    const m = new DriftEpisodeManager(
+      { modelName: 'm', championVersion: '1' },
+      { liveAccuracy: () => 0.97, correlationId: () => 'corr-1' },
+    );
+    expect(m.onAlarm(alarm(9_000))).toMatchObject({
+      liveAccuracy: 0.97,
+      correlationId: 'corr-1',
+      validationAccuracy: null,
+    });
   });
 
   it('end to end: a persistent 0.5 sd shift alarms every cooldown, and the episode emits exactly one request', () => {
     const detector = new FeatureDriftDetector(seedReference(1, 5_000));
-    const stream = new SeedStream({ seed: 3, shift: { feature: 'temperatureC', delta: 0.5 * seedSd('temperatureC'), onset: 20_250 } });
+    const stream = new SeedStream({
+      seed: 3,
+      shift: { feature: 'temperatureC', delta: 0.5 * seedSd('temperatureC'), onset: 20_250 },
+    });
     const m = manager();
     const requests = [];
     for (let i = 0; i < 45_000; i++) {
@@ -124,6 +173,10 @@ describe('DriftEpisodeManager', () => {
     }
     expect(detector.stats.alarms).toBe(5);
     expect(requests).toHaveLength(1);
-    expect(requests[0]).toMatchObject({ sampleIndex: 21_499, window: { sampleFrom: 20_500, sampleTo: 21_499, fromTs: T0 + 205_000, toTs: T0 + 214_990 }, features: [{ feature: 'temperatureC' }] });
+    expect(requests[0]).toMatchObject({
+      sampleIndex: 21_499,
+      window: { sampleFrom: 20_500, sampleTo: 21_499, fromTs: T0 + 205_000, toTs: T0 + 214_990 },
+      features: [{ feature: 'temperatureC' }],
+    });
   });
 });

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ArtifactError } from '../../common/errors.ts';
-import { DEFAULT_DRIFT_CONFIG, FeatureDriftDetector, latticeStatistic, resolveDriftConfig, type DriftUpdate, type FeatureDriftConfig } from '../../common/drift/feature-drift.ts';
+import {
+  DEFAULT_DRIFT_CONFIG,
+  FeatureDriftDetector,
+  latticeStatistic,
+  resolveDriftConfig,
+  type DriftUpdate,
+  type FeatureDriftConfig,
+} from '../../common/drift/feature-drift.ts';
 import { SeedStream, seedReference, seedSd } from '../../common/drift/synthetic.ts';
 import { SortedSample, ks2sampSorted } from '../../common/stats/ks.ts';
 import { FEATURES, type Feature } from '../../common/schema/features.ts';
@@ -15,7 +22,12 @@ function shifted(feature: Feature, seed = 3, onset = ONSET): SeedStream {
 }
 
 /** Runs `n` samples; returns the indices of the alarms and the detector. */
-function alarmsOf(stream: SeedStream, n: number, config: Partial<FeatureDriftConfig> = {}, machine: (i: number) => string = () => 'm-1'): { at: number[]; detector: FeatureDriftDetector; updates: DriftUpdate[] } {
+function alarmsOf(
+  stream: SeedStream,
+  n: number,
+  config: Partial<FeatureDriftConfig> = {},
+  machine: (i: number) => string = () => 'm-1',
+): { at: number[]; detector: FeatureDriftDetector; updates: DriftUpdate[] } {
   const detector = new FeatureDriftDetector(REFERENCE, config);
   const at: number[] = [];
   const updates: DriftUpdate[] = [];
@@ -32,7 +44,16 @@ function alarmsOf(stream: SeedStream, n: number, config: Partial<FeatureDriftCon
 
 describe('FeatureDriftDetector parameters', () => {
   it('exposes validated frozen defaults', () => {
-    expect(DEFAULT_DRIFT_CONFIG).toMatchObject({ windowSize: 500, windowMode: 'tumbling', alpha: 1e-3, consecutive: 2, persistence: 'same-feature', correction: 'bonferroni', cooldownSamples: 5_000, groupBy: 'all' });
+    expect(DEFAULT_DRIFT_CONFIG).toMatchObject({
+      windowSize: 500,
+      windowMode: 'tumbling',
+      alpha: 1e-3,
+      consecutive: 2,
+      persistence: 'same-feature',
+      correction: 'bonferroni',
+      cooldownSamples: 5_000,
+      groupBy: 'all',
+    });
     expect(Object.isFrozen(DEFAULT_DRIFT_CONFIG)).toBe(true);
     expect(resolveDriftConfig()).toEqual(DEFAULT_DRIFT_CONFIG);
   });
@@ -88,7 +109,13 @@ describe('FeatureDriftDetector on seeded streams', () => {
     const { at, updates } = alarmsOf(shifted('temperatureC'), 22_000);
     expect(at).toEqual([21_499]);
     const alarm = updates[0]?.alarm;
-    expect(alarm).toMatchObject({ kind: 'covariate', groupKey: 'all', at: { sampleIndex: 21_499 }, onset: { sampleIndex: 20_500 }, liveAccuracy: null });
+    expect(alarm).toMatchObject({
+      kind: 'covariate',
+      groupKey: 'all',
+      at: { sampleIndex: 21_499 },
+      onset: { sampleIndex: 20_500 },
+      liveAccuracy: null,
+    });
     expect(alarm?.features.map((f) => f.feature)).toEqual(['temperatureC']);
     expect(alarm?.features[0]?.pvalue).toBeLessThan(1e-3 / 9);
     expect(alarm!.at.sampleIndex - ONSET).toBeLessThanOrEqual(2_000);
@@ -125,7 +152,8 @@ describe('FeatureDriftDetector on seeded streams', () => {
     for (let i = 0; i < 20_800; i++) {
       const u = detector.update(stream.next());
       if (u.tested && i < 1_000) tested.push(i);
-      if (u.tested && u.window.from.sampleIndex !== i - 499) throw new Error(`window at ${i} starts at ${u.window.from.sampleIndex}`);
+      if (u.tested && u.window.from.sampleIndex !== i - 499)
+        throw new Error(`window at ${i} starts at ${u.window.from.sampleIndex}`);
       if (u.alarm) alarms.push(i);
     }
     expect(tested).toEqual([499, 599, 699, 799, 899, 999]);
@@ -133,9 +161,15 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('works with Benjamini–Hochberg and any-feature persistence', () => {
-    const { at } = alarmsOf(shifted('temperatureC'), 22_000, { persistence: 'any-feature', correction: 'benjamini-hochberg' });
+    const { at } = alarmsOf(shifted('temperatureC'), 22_000, {
+      persistence: 'any-feature',
+      correction: 'benjamini-hochberg',
+    });
     expect(at).toEqual([21_499]);
-    const quiet = alarmsOf(new SeedStream({ seed: 2 }), 50_000, { persistence: 'any-feature', correction: 'benjamini-hochberg' });
+    const quiet = alarmsOf(new SeedStream({ seed: 2 }), 50_000, {
+      persistence: 'any-feature',
+      correction: 'benjamini-hochberg',
+    });
     expect(quiet.at).toEqual([]);
   });
 
@@ -197,7 +231,12 @@ describe('FeatureDriftDetector on seeded streams', () => {
     let last: DriftUpdate = { tested: false, alarm: null };
     for (let i = 0; i < 10; i++) last = detector.update({ ...stream.next(), ts: 1_000 + i, seq: 50 + i });
     expect(last.tested).toBe(true);
-    if (last.tested) expect(last.window).toMatchObject({ windowIndex: 1, from: { sampleIndex: 0, ts: 1_000, seq: 50 }, to: { sampleIndex: 9, ts: 1_009, seq: 59 } });
+    if (last.tested)
+      expect(last.window).toMatchObject({
+        windowIndex: 1,
+        from: { sampleIndex: 0, ts: 1_000, seq: 50 },
+        to: { sampleIndex: 9, ts: 1_009, seq: 59 },
+      });
   });
 });
 
@@ -215,15 +254,24 @@ describe('latticeStatistic (the cached exact path)', () => {
       const ref = new SortedSample(Array.from({ length: n1 }, () => Math.floor(rng.next() * levels)));
       for (let k = 0; k < 20; k++) {
         const shift = k % 2 === 0 ? 0 : 0.3 * levels;
-        const win = new SortedSample(Array.from({ length: n2 }, () => Math.floor(rng.next() * levels + shift)));
+        const win = new SortedSample(
+          Array.from({ length: n2 }, () => Math.floor(rng.next() * levels + shift)),
+        );
         const r = ks2sampSorted(ref, win, { method: 'exact' });
-        expect(latticeStatistic(ref.values, win.values, lcm / n1, lcm / n2)).toBe(Math.round(r.statistic * lcm));
+        expect(latticeStatistic(ref.values, win.values, lcm / n1, lcm / n2)).toBe(
+          Math.round(r.statistic * lcm),
+        );
       }
     }
   });
 
   it('the detector on tied data reports what ks2sampSorted reports', () => {
-    const tied = { ...REFERENCE, features: Object.fromEntries(FEATURES.map((f) => [f, REFERENCE.features[f].map((v) => Math.round(v))])) as typeof REFERENCE.features };
+    const tied = {
+      ...REFERENCE,
+      features: Object.fromEntries(
+        FEATURES.map((f) => [f, REFERENCE.features[f].map((v) => Math.round(v))]),
+      ) as typeof REFERENCE.features,
+    };
     const detector = new FeatureDriftDetector(tied, { windowSize: 200 });
     const stream = new SeedStream({ seed: 13 });
     const window: number[][] = FEATURES.map(() => []);
@@ -237,7 +285,10 @@ describe('latticeStatistic (the cached exact path)', () => {
       if (!u.tested) continue;
       for (const [k, f] of FEATURES.entries()) {
         const r = ks2sampSorted(new SortedSample(tied.features[f]), window[k]!);
-        expect([u.window.features[k]!.statistic, u.window.features[k]!.pvalue]).toEqual([r.statistic, r.pvalue]);
+        expect([u.window.features[k]!.statistic, u.window.features[k]!.pvalue]).toEqual([
+          r.statistic,
+          r.pvalue,
+        ]);
         window[k] = [];
       }
     }
@@ -261,7 +312,12 @@ describe('FeatureDriftDetector reset and groups', () => {
     for (let i = 0; i < 499; i++) expect(detector.update(fresh.next()).tested).toBe(false);
     const u = detector.update(fresh.next());
     expect(u.tested).toBe(true);
-    if (u.tested) expect(u.window).toMatchObject({ windowIndex: 1, from: { sampleIndex: 21_300 }, to: { sampleIndex: 21_799 } });
+    if (u.tested)
+      expect(u.window).toMatchObject({
+        windowIndex: 1,
+        from: { sampleIndex: 21_300 },
+        to: { sampleIndex: 21_799 },
+      });
     expect(detector.features().every((s) => s.streak === 0)).toBe(true);
   });
 
@@ -299,7 +355,11 @@ describe('FeatureDriftDetector reset and groups', () => {
   });
 
   it('drops the least recently updated group beyond maxGroups', () => {
-    const detector = new FeatureDriftDetector(REFERENCE, { groupBy: 'machine', windowSize: 10, maxGroups: 2 });
+    const detector = new FeatureDriftDetector(REFERENCE, {
+      groupBy: 'machine',
+      windowSize: 10,
+      maxGroups: 2,
+    });
     const stream = new SeedStream({ seed: 8 });
     detector.update(stream.next(), 'a');
     detector.update(stream.next(), 'b');

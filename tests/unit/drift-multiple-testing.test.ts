@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { adjustBenjaminiHochberg, benjaminiHochberg, bonferroni } from '../../common/drift/multiple-testing.ts';
+import {
+  adjustBenjaminiHochberg,
+  benjaminiHochberg,
+  bonferroni,
+} from '../../common/drift/multiple-testing.ts';
 
 describe('Bonferroni', () => {
   it('rejects p <= alpha/m and returns that threshold', () => {
@@ -55,7 +59,9 @@ describe('Benjamini–Hochberg', () => {
     );
     // false_discovery_control([0.01, 0.04, 0.03, 0.005, 0.5, 0.2, 0.02, 0.9, 0.045])
     expect(adjustBenjaminiHochberg([0.01, 0.04, 0.03, 0.005, 0.5, 0.2, 0.02, 0.9, 0.045])).toEqual(
-      [0.045, 0.0675, 0.0675, 0.045, 0.5625, 0.2571428571428572, 0.06, 0.9, 0.0675].map((v) => expect.closeTo(v, 12)),
+      [0.045, 0.0675, 0.0675, 0.045, 0.5625, 0.2571428571428572, 0.06, 0.9, 0.0675].map((v) =>
+        expect.closeTo(v, 12),
+      ),
     );
   });
 

@@ -1,7 +1,11 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MicroBatcher, type BatchInfo } from '../../edge-inference/src/batcher.ts';
 
-function collector(): { batches: number[][]; infos: BatchInfo[]; process: (b: number[], info: BatchInfo) => void } {
+function collector(): {
+  batches: number[][];
+  infos: BatchInfo[];
+  process: (b: number[], info: BatchInfo) => void;
+} {
   const batches: number[][] = [];
   const infos: BatchInfo[] = [];
   return { batches, infos, process: (b, info) => void (batches.push(b), infos.push(info)) };
@@ -13,7 +17,12 @@ describe('MicroBatcher', () => {
   it('flushes as soon as N items are queued', async () => {
     vi.useFakeTimers();
     const c = collector();
-    const b = new MicroBatcher<number>({ maxBatchSize: 4, maxWaitMs: 10_000, maxQueue: 64, process: c.process });
+    const b = new MicroBatcher<number>({
+      maxBatchSize: 4,
+      maxWaitMs: 10_000,
+      maxQueue: 64,
+      process: c.process,
+    });
     for (let i = 0; i < 10; i++) b.push(i);
     await vi.advanceTimersByTimeAsync(0);
     expect(c.batches).toEqual([
@@ -30,7 +39,12 @@ describe('MicroBatcher', () => {
   it('flushes a partial batch T ms after its first item', async () => {
     vi.useFakeTimers();
     const c = collector();
-    const b = new MicroBatcher<number>({ maxBatchSize: 64, maxWaitMs: 20, maxQueue: 640, process: c.process });
+    const b = new MicroBatcher<number>({
+      maxBatchSize: 64,
+      maxWaitMs: 20,
+      maxQueue: 640,
+      process: c.process,
+    });
     b.push(1);
     await vi.advanceTimersByTimeAsync(10);
     b.push(2);
@@ -128,7 +142,12 @@ describe('MicroBatcher', () => {
 
   it('close() drains what is queued and refuses new items', async () => {
     const c = collector();
-    const b = new MicroBatcher<number>({ maxBatchSize: 100, maxWaitMs: 60_000, maxQueue: 1000, process: c.process });
+    const b = new MicroBatcher<number>({
+      maxBatchSize: 100,
+      maxWaitMs: 60_000,
+      maxQueue: 1000,
+      process: c.process,
+    });
     b.push(1);
     b.push(2);
     await b.close();

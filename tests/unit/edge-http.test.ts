@@ -17,13 +17,29 @@ describe('POST /predict', () => {
     server = undefined;
   });
 
-  async function start(holder: ModelHolder, extra: { maxRows?: number; maxBodyBytes?: number } = {}): Promise<string> {
-    server = await startEdgeHttp({ port: 0, registry: new Registry(), holder, ready: () => ({ ready: holder.current !== undefined }), ...extra });
+  async function start(
+    holder: ModelHolder,
+    extra: { maxRows?: number; maxBodyBytes?: number } = {},
+  ): Promise<string> {
+    server = await startEdgeHttp({
+      port: 0,
+      registry: new Registry(),
+      holder,
+      ready: () => ({ ready: holder.current !== undefined }),
+      ...extra,
+    });
     return `http://127.0.0.1:${server.port}`;
   }
 
-  async function post(base: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-    const res = await fetch(`${base}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  async function post(
+    base: string,
+    body: unknown,
+  ): Promise<{ status: number; json: Record<string, unknown> }> {
+    const res = await fetch(`${base}/predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
   }
 
@@ -83,7 +99,14 @@ describe('POST /predict', () => {
     const holder = new ModelHolder();
     holder.swap(fakeModel('1'));
     const base = await start(holder, { maxRows: 10, maxBodyBytes: 4096 });
-    expect((await post(base, Array.from({ length: 11 }, (_, i) => row(i)))).status).toBe(413);
+    expect(
+      (
+        await post(
+          base,
+          Array.from({ length: 11 }, (_, i) => row(i)),
+        )
+      ).status,
+    ).toBe(413);
     expect((await post(base, { ...row(), machineId: 'x'.repeat(5000) })).status).toBe(413);
   });
 

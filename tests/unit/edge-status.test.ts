@@ -15,9 +15,24 @@ import {
   type Histogram,
 } from '../../common/schema/status.ts';
 import type { Telemetry } from '../../common/schema/telemetry.ts';
-import { ClassMix, LatencyReservoir, RecentWindows, sharedHistogram } from '../../edge-inference/src/status.ts';
-import { FakeIngest, fakeModel, makeReference, makeTelemetry, ruleLabel } from '../../edge-inference/src/testing/fakes.ts';
-import { createEdgeWorker, type EdgeWorker, type EdgeWorkerOptions } from '../../edge-inference/src/worker.ts';
+import {
+  ClassMix,
+  LatencyReservoir,
+  RecentWindows,
+  sharedHistogram,
+} from '../../edge-inference/src/status.ts';
+import {
+  FakeIngest,
+  fakeModel,
+  makeReference,
+  makeTelemetry,
+  ruleLabel,
+} from '../../edge-inference/src/testing/fakes.ts';
+import {
+  createEdgeWorker,
+  type EdgeWorker,
+  type EdgeWorkerOptions,
+} from '../../edge-inference/src/worker.ts';
 
 const workers: EdgeWorker[] = [];
 afterEach(async () => {
@@ -26,7 +41,13 @@ afterEach(async () => {
 });
 
 function make(options: Partial<EdgeWorkerOptions> & { ingest: FakeIngest }): EdgeWorker {
-  const w = createEdgeWorker({ bus: new InProcessBus(), http: false, championPollMs: 0, workerId: 'edge-t1', ...options });
+  const w = createEdgeWorker({
+    bus: new InProcessBus(),
+    http: false,
+    championPollMs: 0,
+    workerId: 'edge-t1',
+    ...options,
+  });
   workers.push(w);
   return w;
 }
@@ -121,7 +142,14 @@ describe('edge worker status messages', () => {
   it('publishes one schema-valid drift window message per tested window, with histograms of reference and window', async () => {
     const ingest = new FakeIngest();
     const model = fakeModel('1');
-    const worker = make({ ingest, initialModel: model, batchSize: 25, batchMaxWaitMs: 1, driftConfig: { windowSize: 50 }, driftWindowMinIntervalMs: 0 });
+    const worker = make({
+      ingest,
+      initialModel: model,
+      batchSize: 25,
+      batchMaxWaitMs: 1,
+      driftConfig: { windowSize: 50 },
+      driftWindowMinIntervalMs: 0,
+    });
     await worker.start();
     const sent: Telemetry[] = [];
     for (let seq = 0; seq < 210; seq++) {
@@ -132,10 +160,17 @@ describe('edge worker status messages', () => {
     await worker.stop();
     const windows = ingest.statusOn(STATUS_TOPICS.driftWindow) as DriftWindowMessage[];
     expect(windows).toHaveLength(4); // 210 rows, windows of 50
-    expect(ingest.status.filter((s) => s.topic === STATUS_TOPICS.driftWindow).every((s) => s.qos === 0)).toBe(true);
+    expect(ingest.status.filter((s) => s.topic === STATUS_TOPICS.driftWindow).every((s) => s.qos === 0)).toBe(
+      true,
+    );
     windows.forEach((w, i) => {
       expect(driftWindowMessageSchema.safeParse(w).success).toBe(true);
-      expect(w).toMatchObject({ workerId: 'edge-t1', groupKey: 'all', windowIndex: i + 1, modelVersion: '1' });
+      expect(w).toMatchObject({
+        workerId: 'edge-t1',
+        groupKey: 'all',
+        windowIndex: i + 1,
+        modelVersion: '1',
+      });
       expect(w.to.sampleIndex - w.from.sampleIndex).toBe(49);
       expect(w.features.map((f) => f.feature)).toEqual([...FEATURES]);
       for (const f of w.features) {
@@ -155,7 +190,12 @@ describe('edge worker status messages', () => {
         expect(sum(h.current)).toBe(50);
         expect(sum(h.reference)).toBe(model.reference.size);
         // the current window is exactly the rows tested, the reference the champion's sample
-        expect(h.current).toEqual(countOn(h.edges, rows.map((r) => r[f])));
+        expect(h.current).toEqual(
+          countOn(
+            h.edges,
+            rows.map((r) => r[f]),
+          ),
+        );
         expect(h.reference).toEqual(countOn(h.edges, model.reference.features[f]));
       }
     });
@@ -164,7 +204,14 @@ describe('edge worker status messages', () => {
 
   it('rate-limits window messages per group', async () => {
     const ingest = new FakeIngest();
-    const worker = make({ ingest, initialModel: fakeModel('1'), batchSize: 25, batchMaxWaitMs: 1, driftConfig: { windowSize: 50 }, driftWindowMinIntervalMs: 60_000 });
+    const worker = make({
+      ingest,
+      initialModel: fakeModel('1'),
+      batchSize: 25,
+      batchMaxWaitMs: 1,
+      driftConfig: { windowSize: 50 },
+      driftWindowMinIntervalMs: 60_000,
+    });
     await worker.start();
     for (let seq = 0; seq < 200; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
     await worker.stop();
@@ -221,12 +268,26 @@ describe('edge worker status messages', () => {
   it('publishes a concept alarm from the accuracy monitor with the live accuracy', async () => {
     const bus = new InProcessBus();
     const ingest = new FakeIngest();
-    const worker = make({ ingest, bus, initialModel: fakeModel('1'), drift: false, batchSize: 10, batchMaxWaitMs: 1, sampleBatchMaxWaitMs: 1, accuracyConfig: { windowSize: 50, minLabels: 20 } });
+    const worker = make({
+      ingest,
+      bus,
+      initialModel: fakeModel('1'),
+      drift: false,
+      batchSize: 10,
+      batchMaxWaitMs: 1,
+      sampleBatchMaxWaitMs: 1,
+      accuracyConfig: { windowSize: 50, minLabels: 20 },
+    });
     await worker.start();
     for (let seq = 0; seq < 60; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
     await waitFor(() => ingest.predictions.length === 60, '60 predictions');
     // every label disagrees with the prediction: live accuracy 0
-    for (const p of ingest.predictions) await ingest.label({ machineId: p.machineId, seq: p.seq, efficiency: p.efficiency === 'Low' ? 'High' : 'Low' });
+    for (const p of ingest.predictions)
+      await ingest.label({
+        machineId: p.machineId,
+        seq: p.seq,
+        efficiency: p.efficiency === 'Low' ? 'High' : 'Low',
+      });
     await worker.stop();
     const alarms = ingest.statusOn(STATUS_TOPICS.alarm) as DriftAlarmMessage[];
     expect(alarms).toHaveLength(1);
@@ -240,13 +301,27 @@ describe('edge worker status messages', () => {
   it('publishes the worker status at the interval with rates over the interval', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'Date'] });
     const ingest = new FakeIngest();
-    const worker = make({ ingest, initialModel: fakeModel('1'), backend: 'cpu', batchSize: 10, batchMaxWaitMs: 1, sampleBatchMaxWaitMs: 1, statusIntervalMs: 1000 });
+    const worker = make({
+      ingest,
+      initialModel: fakeModel('1'),
+      backend: 'cpu',
+      batchSize: 10,
+      batchMaxWaitMs: 1,
+      sampleBatchMaxWaitMs: 1,
+      statusIntervalMs: 1000,
+    });
     await worker.start();
     const now = Date.now();
     // latency = predictedAt − ts; the clock stands still, so latencies are 0..9 ms, ten of each
-    for (let seq = 0; seq < 100; seq++) await ingest.telemetry(makeTelemetry(`m${seq % 5}`, seq, now - (seq % 10)));
+    for (let seq = 0; seq < 100; seq++)
+      await ingest.telemetry(makeTelemetry(`m${seq % 5}`, seq, now - (seq % 10)));
     await waitFor(() => ingest.predictions.length === 100, '100 predictions');
-    for (let seq = 0; seq < 40; seq++) await ingest.label({ machineId: `m${seq % 5}`, seq, efficiency: ruleLabel(makeTelemetry(`m${seq % 5}`, seq)) });
+    for (let seq = 0; seq < 40; seq++)
+      await ingest.label({
+        machineId: `m${seq % 5}`,
+        seq,
+        efficiency: ruleLabel(makeTelemetry(`m${seq % 5}`, seq)),
+      });
     await worker.deadLetters.reject('factory/m1/telemetry', '{', 'not_json', 'test');
     const topic = STATUS_TOPICS.edgeStatus('edge-t1');
     expect(ingest.statusOn(topic)).toHaveLength(0);
@@ -257,7 +332,9 @@ describe('edge worker status messages', () => {
     expect(edgeStatusMessageSchema.safeParse(s).success).toBe(true);
     expect(ingest.status.find((x) => x.topic === topic)?.qos).toBe(0);
     const batches = worker.stats().batches;
-    const mix = Object.fromEntries(EFFICIENCY_CLASSES.map((c) => [c, ingest.predictions.filter((p) => p.efficiency === c).length / 100]));
+    const mix = Object.fromEntries(
+      EFFICIENCY_CLASSES.map((c) => [c, ingest.predictions.filter((p) => p.efficiency === c).length / 100]),
+    );
     expect(s).toMatchObject({
       workerId: 'edge-t1',
       publishedAt: now + 1000,
@@ -281,12 +358,21 @@ describe('edge worker status messages', () => {
     // a quiet interval: rates 0, no latencies; then half the traffic over the next
     vi.advanceTimersByTime(1000);
     await waitFor(() => ingest.statusOn(topic).length === 2, 'the second status');
-    expect(ingest.statusOn(topic)[1]).toMatchObject({ messagesInPerSec: 0, predictionsOutPerSec: 0, meanBatchSize: 0, latencyMs: { p50: null, p95: null, p99: null } });
+    expect(ingest.statusOn(topic)[1]).toMatchObject({
+      messagesInPerSec: 0,
+      predictionsOutPerSec: 0,
+      meanBatchSize: 0,
+      latencyMs: { p50: null, p95: null, p99: null },
+    });
     for (let seq = 100; seq < 150; seq++) await ingest.telemetry(makeTelemetry('m1', seq, Date.now()));
     await waitFor(() => ingest.predictions.length === 150, '150 predictions');
     vi.advanceTimersByTime(1000);
     await waitFor(() => ingest.statusOn(topic).length === 3, 'the third status');
-    expect(ingest.statusOn(topic)[2]).toMatchObject({ messagesInPerSec: 50, predictionsOutPerSec: 50, latencyMs: { p50: 0, p95: 0, p99: 0 } });
+    expect(ingest.statusOn(topic)[2]).toMatchObject({
+      messagesInPerSec: 50,
+      predictionsOutPerSec: 50,
+      latencyMs: { p50: 0, p95: 0, p99: 0 },
+    });
 
     // stopping: a last status, not ready
     await worker.stop();
@@ -300,7 +386,15 @@ describe('edge worker status messages', () => {
   it('status publishing is best effort: failures are counted, predictions keep flowing', async () => {
     const ingest = new FakeIngest();
     ingest.failStatus = new Error('broker gone');
-    const worker = make({ ingest, initialModel: fakeModel('1'), batchSize: 25, batchMaxWaitMs: 1, driftConfig: { windowSize: 50 }, driftWindowMinIntervalMs: 0, statusIntervalMs: 5 });
+    const worker = make({
+      ingest,
+      initialModel: fakeModel('1'),
+      batchSize: 25,
+      batchMaxWaitMs: 1,
+      driftConfig: { windowSize: 50 },
+      driftWindowMinIntervalMs: 0,
+      statusIntervalMs: 5,
+    });
     await worker.start();
     for (let seq = 0; seq < 100; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
     await new Promise((r) => setTimeout(r, 30));
@@ -317,14 +411,30 @@ describe('edge worker status messages', () => {
   it('works with a transport that cannot publish status, and checks the worker id', async () => {
     const ingest = new FakeIngest();
     Object.defineProperty(ingest, 'publishStatus', { value: undefined });
-    const worker = make({ ingest, initialModel: fakeModel('1'), batchSize: 25, batchMaxWaitMs: 1, driftConfig: { windowSize: 50 }, statusIntervalMs: 5 });
+    const worker = make({
+      ingest,
+      initialModel: fakeModel('1'),
+      batchSize: 25,
+      batchMaxWaitMs: 1,
+      driftConfig: { windowSize: 50 },
+      statusIntervalMs: 5,
+    });
     await worker.start();
     for (let seq = 0; seq < 100; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
     await worker.stop();
     expect(ingest.predictions).toHaveLength(100);
     expect(worker.stats().status).toEqual({ published: 0, failed: 0, windowsSkipped: 0 });
 
-    expect(() => createEdgeWorker({ bus: new InProcessBus(), ingest: new FakeIngest(), http: false, workerId: 'a/b' })).toThrow(/workerId/);
-    expect(() => createEdgeWorker({ bus: new InProcessBus(), ingest: new FakeIngest(), http: false, histogramBins: 101 })).toThrow(/histogramBins/);
+    expect(() =>
+      createEdgeWorker({ bus: new InProcessBus(), ingest: new FakeIngest(), http: false, workerId: 'a/b' }),
+    ).toThrow(/workerId/);
+    expect(() =>
+      createEdgeWorker({
+        bus: new InProcessBus(),
+        ingest: new FakeIngest(),
+        http: false,
+        histogramBins: 101,
+      }),
+    ).toThrow(/histogramBins/);
   });
 });

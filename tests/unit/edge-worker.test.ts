@@ -7,8 +7,19 @@ import type { LoadedModel } from '../../common/model/types.ts';
 import { labelledSampleSchema } from '../../common/samples/types.ts';
 import { predictionSchema, type Telemetry } from '../../common/schema/telemetry.ts';
 import type { ChampionRef, RegistryPort } from '../../edge-inference/src/ports.ts';
-import { FakeIngest, fakeModel, makeTelemetry, ruleLabel, type FakeModel, type PredictCall } from '../../edge-inference/src/testing/fakes.ts';
-import { createEdgeWorker, type EdgeWorker, type EdgeWorkerOptions } from '../../edge-inference/src/worker.ts';
+import {
+  FakeIngest,
+  fakeModel,
+  makeTelemetry,
+  ruleLabel,
+  type FakeModel,
+  type PredictCall,
+} from '../../edge-inference/src/testing/fakes.ts';
+import {
+  createEdgeWorker,
+  type EdgeWorker,
+  type EdgeWorkerOptions,
+} from '../../edge-inference/src/worker.ts';
 
 const workers: EdgeWorker[] = [];
 afterEach(async () => {
@@ -22,7 +33,11 @@ function make(options: Partial<EdgeWorkerOptions> & { ingest: FakeIngest; bus: I
 }
 
 /** A registry whose artifacts are fake models; `corrupt` versions fail their checksum. */
-function fakeRegistry(champion: string | undefined, log?: PredictCall[], corrupt: string[] = []): RegistryPort & { champion: string | undefined; models: Map<string, FakeModel> } {
+function fakeRegistry(
+  champion: string | undefined,
+  log?: PredictCall[],
+  corrupt: string[] = [],
+): RegistryPort & { champion: string | undefined; models: Map<string, FakeModel> } {
   const models = new Map<string, FakeModel>();
   const reg = {
     champion,
@@ -31,14 +46,18 @@ function fakeRegistry(champion: string | undefined, log?: PredictCall[], corrupt
       return reg.champion === undefined ? undefined : { name, version: reg.champion };
     },
     async fetchArtifact(_name: string, version: string): Promise<string> {
-      if (corrupt.includes(version)) throw new ArtifactError(`version ${version}: weights.bin sha256 mismatch`);
+      if (corrupt.includes(version))
+        throw new ArtifactError(`version ${version}: weights.bin sha256 mismatch`);
       return `/registry/${version}`;
     },
   };
   return reg;
 }
 
-function loaderFor(reg: { models: Map<string, FakeModel> }, log?: PredictCall[]): (dir: string) => Promise<LoadedModel> {
+function loaderFor(
+  reg: { models: Map<string, FakeModel> },
+  log?: PredictCall[],
+): (dir: string) => Promise<LoadedModel> {
   return async (dir) => {
     const version = dir.split('/').pop() as string;
     const m = fakeModel(`artifact-${version}`, log ? { log } : {});
@@ -52,7 +71,14 @@ describe('edge worker (fake transport)', () => {
     const log: PredictCall[] = [];
     const ingest = new FakeIngest();
     const models = ['1', '2', '3', '4', '5'].map((v) => fakeModel(v, { log }));
-    const worker = make({ ingest, bus: new InProcessBus(), initialModel: models[0] as FakeModel, batchSize: 16, batchMaxWaitMs: 1, maxQueue: 64 });
+    const worker = make({
+      ingest,
+      bus: new InProcessBus(),
+      initialModel: models[0] as FakeModel,
+      batchSize: 16,
+      batchMaxWaitMs: 1,
+      maxQueue: 64,
+    });
     await worker.start();
     const total = 2000;
     let swaps = 0;
@@ -81,14 +107,23 @@ describe('edge worker (fake transport)', () => {
   it('joins delayed labels and publishes labelled samples; counts misses', async () => {
     const bus = new InProcessBus();
     const ingest = new FakeIngest();
-    const worker = make({ ingest, bus, initialModel: fakeModel('1'), batchMaxWaitMs: 1, sampleBatchMaxWaitMs: 1 });
+    const worker = make({
+      ingest,
+      bus,
+      initialModel: fakeModel('1'),
+      batchMaxWaitMs: 1,
+      sampleBatchMaxWaitMs: 1,
+    });
     await worker.start();
     for (let seq = 0; seq < 10; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
     await new Promise((r) => setTimeout(r, 20));
-    for (let seq = 0; seq < 10; seq++) await ingest.label({ machineId: 'm1', seq, efficiency: ruleLabel(makeTelemetry('m1', seq)) });
+    for (let seq = 0; seq < 10; seq++)
+      await ingest.label({ machineId: 'm1', seq, efficiency: ruleLabel(makeTelemetry('m1', seq)) });
     await ingest.label({ machineId: 'm1', seq: 999, efficiency: 'Low' });
     await worker.stop();
-    const samples = bus.retained(BUS_TOPICS.labelledSamples).flatMap((m) => (m.value as { samples: unknown[] }).samples);
+    const samples = bus
+      .retained(BUS_TOPICS.labelledSamples)
+      .flatMap((m) => (m.value as { samples: unknown[] }).samples);
     expect(samples).toHaveLength(10);
     for (const s of samples) expect(labelledSampleSchema.safeParse(s).success).toBe(true);
     expect(samples[0]).toMatchObject({ machineId: 'm1', seq: 0, modelVersion: '1', sampleIndex: 0 });
@@ -105,27 +140,47 @@ describe('edge worker (fake transport)', () => {
       if (fail) throw new Error('tensor shape mismatch');
       return predict(rows);
     };
-    const worker = make({ ingest, bus: new InProcessBus(), initialModel: broken, batchSize: 4, batchMaxWaitMs: 1 });
+    const worker = make({
+      ingest,
+      bus: new InProcessBus(),
+      initialModel: broken,
+      batchSize: 4,
+      batchMaxWaitMs: 1,
+    });
     await worker.start();
     for (let seq = 0; seq < 4; seq++) await ingest.telemetry(makeTelemetry('m3', seq));
     await new Promise((r) => setTimeout(r, 20));
     fail = false;
     for (let seq = 4; seq < 8; seq++) await ingest.telemetry(makeTelemetry('m3', seq));
     await worker.stop();
-    expect(ingest.deadLetters.map((d) => d.record.reason)).toEqual(['predict_failed', 'predict_failed', 'predict_failed', 'predict_failed']);
+    expect(ingest.deadLetters.map((d) => d.record.reason)).toEqual([
+      'predict_failed',
+      'predict_failed',
+      'predict_failed',
+      'predict_failed',
+    ]);
     expect(ingest.predictions.map((p) => p.seq)).toEqual([4, 5, 6, 7]);
   });
 
   it('matches a label that overtakes its reading still queued for prediction', async () => {
     const bus = new InProcessBus();
     const ingest = new FakeIngest();
-    const worker = make({ ingest, bus, initialModel: fakeModel('1'), batchSize: 64, batchMaxWaitMs: 60_000, sampleBatchMaxWaitMs: 1 });
+    const worker = make({
+      ingest,
+      bus,
+      initialModel: fakeModel('1'),
+      batchSize: 64,
+      batchMaxWaitMs: 60_000,
+      sampleBatchMaxWaitMs: 1,
+    });
     await worker.start();
     for (let seq = 0; seq < 5; seq++) await ingest.telemetry(makeTelemetry('m2', seq));
     expect(ingest.predictions).toHaveLength(0); // still queued
     for (let seq = 0; seq < 5; seq++) await ingest.label({ machineId: 'm2', seq, efficiency: 'Low' });
     await worker.stop(); // drains the batch: predictions made, the parked labels complete their samples
-    const samples = bus.retained(BUS_TOPICS.labelledSamples).flatMap((m) => (m.value as { samples: unknown[] }).samples);
+    const samples = bus
+      .retained(BUS_TOPICS.labelledSamples)
+      .flatMap((m) => (m.value as { samples: unknown[] }).samples);
     expect(samples).toHaveLength(5);
     expect(samples.map((x) => (x as { seq: number }).seq).sort()).toEqual([0, 1, 2, 3, 4]);
     expect(worker.stats().labelJoin).toMatchObject({ hits: 5, misses: 0, pending: 0 });
@@ -154,7 +209,12 @@ describe('edge worker (fake transport)', () => {
     const r = requests[0];
     expect(r?.ok).toBe(true);
     if (!r?.ok) return;
-    expect(r.value).toMatchObject({ kind: 'covariate', modelName: 'driftline-efficiency', championVersion: '1', groupKey: 'all' });
+    expect(r.value).toMatchObject({
+      kind: 'covariate',
+      modelName: 'driftline-efficiency',
+      championVersion: '1',
+      groupKey: 'all',
+    });
     expect(r.value.features.map((f) => f.feature)).toContain('temperatureC');
     expect(r.value.correlationId).toMatch(/^[0-9a-f-]{36}$/);
     const metrics = await worker.metrics.registry.metrics();
@@ -173,7 +233,9 @@ describe('edge worker (fake transport)', () => {
       type,
       modelName: 'driftline-efficiency',
       version,
-      ...(type === 'model-promoted' ? { previousVersion: '1', metrics: { samples: 10, accuracy: 0.9, macroF1: 0.9 } } : { fromVersion: '2' }),
+      ...(type === 'model-promoted'
+        ? { previousVersion: '1', metrics: { samples: 10, accuracy: 0.9, macroF1: 0.9 } }
+        : { fromVersion: '2' }),
       correlationId: 'corr-1',
       requestId: null,
       reason: 'test',

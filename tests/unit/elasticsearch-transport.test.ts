@@ -44,7 +44,10 @@ function withoutProductHeader(mock: Mock, strip: (path: string) => boolean): EsC
   type Request = (...args: unknown[]) => Promise<{ headers: Record<string, unknown> }>;
   const original = (Base.prototype as unknown as { request: Request }).request;
   class NotElasticsearch extends Base {}
-  (NotElasticsearch.prototype as unknown as { request: Request }).request = async function (this: unknown, ...args: unknown[]) {
+  (NotElasticsearch.prototype as unknown as { request: Request }).request = async function (
+    this: unknown,
+    ...args: unknown[]
+  ) {
     const response = await original.apply(this, args);
     if (strip((args[0] as { path?: string }).path ?? '')) delete response.headers['x-elastic-product'];
     return response;
@@ -59,7 +62,13 @@ interface BulkCall {
   docs: Doc[];
 }
 interface BulkItem {
-  index: { _index: string; _id: string; status: number; result?: string; error?: { type: string; reason: string } };
+  index: {
+    _index: string;
+    _id: string;
+    status: number;
+    result?: string;
+    error?: { type: string; reason: string };
+  };
 }
 type BulkResult = { took: number; errors: boolean; items: BulkItem[] } | Error;
 type BulkHandler = (call: BulkCall, callNo: number) => BulkResult;
@@ -82,7 +91,11 @@ async function waitFor(check: () => boolean, what: string, timeoutMs = 3000): Pr
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function ok(call: BulkCall): BulkResult {
-  return { took: 1, errors: false, items: call.actions.map((a) => ({ index: { ...a, status: 201, result: 'created' } })) };
+  return {
+    took: 1,
+    errors: false,
+    items: call.actions.map((a) => ({ index: { ...a, status: 201, result: 'created' } })),
+  };
 }
 
 function responseError(statusCode: number, type: string): Error {
@@ -96,7 +109,9 @@ function responseError(statusCode: number, type: string): Error {
 }
 
 /** A reporter that records lines instead of writing them. */
-function recorder(): ShipperReporter & { lines: { level: string; message: string; meta?: Record<string, unknown> }[] } {
+function recorder(): ShipperReporter & {
+  lines: { level: string; message: string; meta?: Record<string, unknown> }[];
+} {
   const lines: { level: string; message: string; meta?: Record<string, unknown> }[] = [];
   return {
     lines,
@@ -120,7 +135,10 @@ interface Harness {
  * a logger with it plus a console stream, and records of every request.
  */
 function harness(
-  options: Partial<ElasticsearchTransportOptions> & { bulk?: BulkHandler; template?: () => Record<string, unknown> | Error } = {},
+  options: Partial<ElasticsearchTransportOptions> & {
+    bulk?: BulkHandler;
+    template?: () => Record<string, unknown> | Error;
+  } = {},
 ): Harness {
   const mock = new Mock();
   const bulkCalls: BulkCall[] = [];
@@ -157,8 +175,23 @@ function harness(
   const stream = new PassThrough();
   const chunks: string[] = [];
   stream.on('data', (c: Buffer) => chunks.push(c.toString()));
-  const logger = createLogger({ service: 'edge-inference', version: '1.2.3', format: 'json', stream, transports: [transport], level: 'debug' });
-  return { mock, transport, logger, bulkCalls, templateCalls, reporter, consoleLines: () => chunks.join('').split('\n').filter(Boolean) };
+  const logger = createLogger({
+    service: 'edge-inference',
+    version: '1.2.3',
+    format: 'json',
+    stream,
+    transports: [transport],
+    level: 'debug',
+  });
+  return {
+    mock,
+    transport,
+    logger,
+    bulkCalls,
+    templateCalls,
+    reporter,
+    consoleLines: () => chunks.join('').split('\n').filter(Boolean),
+  };
 }
 
 describe('daily index names', () => {
@@ -166,8 +199,12 @@ describe('daily index names', () => {
     expect(dailyIndexName('edge-mlops', new Date('2026-03-09T23:59:59.999Z'))).toBe('edge-mlops-2026.03.09');
     // 00:30 in UTC+2 is still the previous day in UTC
     expect(dailyIndexName('edge-mlops', new Date('2026-01-01T00:30:00+02:00'))).toBe('edge-mlops-2025.12.31');
-    expect(indexForDocument('edge-mlops', { '@timestamp': '2024-02-29T12:00:00Z' })).toBe('edge-mlops-2024.02.29');
-    expect(indexForDocument('x', { '@timestamp': 'not a date' }, new Date('2026-07-04T00:00:00Z'))).toBe('x-2026.07.04');
+    expect(indexForDocument('edge-mlops', { '@timestamp': '2024-02-29T12:00:00Z' })).toBe(
+      'edge-mlops-2024.02.29',
+    );
+    expect(indexForDocument('x', { '@timestamp': 'not a date' }, new Date('2026-07-04T00:00:00Z'))).toBe(
+      'x-2026.07.04',
+    );
   });
 });
 
@@ -175,7 +212,13 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
   it('batches ECS documents into the daily index and installs the template once, before the first batch', async () => {
     const h = harness({ flushDocs: 3, flushMs: 40 });
     const flow = h.logger.child({ correlationId: 'corr-42' });
-    for (let i = 0; i < 7; i++) flow.info(`window ${i}`, { machineId: 'm-7', action: 'drift-alarm', outcome: 'success', pValue: 0.001 });
+    for (let i = 0; i < 7; i++)
+      flow.info(`window ${i}`, {
+        machineId: 'm-7',
+        action: 'drift-alarm',
+        outcome: 'success',
+        pValue: 0.001,
+      });
     h.logger.warn('from the past', { timestamp: '2024-02-29T23:59:59.999Z', action: 'retrain-requested' });
     await waitFor(() => h.transport.stats().shipped === 8, '8 documents shipped');
 
@@ -202,7 +245,14 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
 
     expect(h.templateCalls).toHaveLength(1);
     expect(h.templateCalls[0]?.at).toBeLessThanOrEqual(first?.at ?? 0);
-    const tpl = h.templateCalls[0]?.body as { index_patterns: string[]; template: { mappings: { properties: Record<string, { type?: string; properties?: Record<string, { type: string }> }> } } };
+    const tpl = h.templateCalls[0]?.body as {
+      index_patterns: string[];
+      template: {
+        mappings: {
+          properties: Record<string, { type?: string; properties?: Record<string, { type: string }> }>;
+        };
+      };
+    };
     expect(tpl.index_patterns).toEqual(['edge-mlops-*']);
     const props = tpl.template.mappings.properties;
     expect(props['@timestamp']?.type).toBe('date');
@@ -221,7 +271,12 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
     h.logger.info('later');
     await waitFor(() => h.transport.stats().shipped === 9, '9 documents shipped');
     expect(h.templateCalls).toHaveLength(1);
-    expect(h.transport.stats()).toMatchObject({ state: 'running', templateInstalled: true, droppedTotal: 0, failedBatches: 0 });
+    expect(h.transport.stats()).toMatchObject({
+      state: 'running',
+      templateInstalled: true,
+      droppedTotal: 0,
+      failedBatches: 0,
+    });
   });
 
   it('retries documents answered 429 and drops (and counts) documents rejected with a 400 mapping error', async () => {
@@ -229,13 +284,35 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
       flushDocs: 3,
       bulk: (call, n) => {
         if (n > 1) return ok(call);
-        const [a, b, c] = call.actions as [BulkCall['actions'][0], BulkCall['actions'][0], BulkCall['actions'][0]];
+        const [a, b, c] = call.actions as [
+          BulkCall['actions'][0],
+          BulkCall['actions'][0],
+          BulkCall['actions'][0],
+        ];
         return {
           took: 1,
           errors: true,
           items: [
-            { index: { ...a, status: 429, error: { type: 'es_rejected_execution_exception', reason: 'rejected execution of coordinating operation' } } },
-            { index: { ...b, status: 400, error: { type: 'document_parsing_exception', reason: 'failed to parse field [event.duration_ms] of type [double]' } } },
+            {
+              index: {
+                ...a,
+                status: 429,
+                error: {
+                  type: 'es_rejected_execution_exception',
+                  reason: 'rejected execution of coordinating operation',
+                },
+              },
+            },
+            {
+              index: {
+                ...b,
+                status: 400,
+                error: {
+                  type: 'document_parsing_exception',
+                  reason: 'failed to parse field [event.duration_ms] of type [double]',
+                },
+              },
+            },
             { index: { ...c, status: 201, result: 'created' } },
           ],
         };
@@ -257,7 +334,11 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
   });
 
   it('retries a whole-request 503 with growing backoff, then ships', async () => {
-    const h = harness({ backoffBaseMs: 60, backoffMaxMs: 1000, bulk: (call, n) => (n <= 2 ? responseError(503, 'unavailable_shards_exception') : ok(call)) });
+    const h = harness({
+      backoffBaseMs: 60,
+      backoffMaxMs: 1000,
+      bulk: (call, n) => (n <= 2 ? responseError(503, 'unavailable_shards_exception') : ok(call)),
+    });
     for (let i = 0; i < 5; i++) h.logger.info(`m${i}`);
     await waitFor(() => h.transport.stats().shipped === 5, 'shipped after two 503s');
     const at = h.bulkCalls.map((c) => c.at);
@@ -273,7 +354,12 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
   });
 
   it('gives up on a document after maxRetries retriable failures (retries_exhausted)', async () => {
-    const h = harness({ maxRetries: 2, backoffBaseMs: 5, backoffMaxMs: 10, bulk: () => responseError(502, 'bad_gateway') });
+    const h = harness({
+      maxRetries: 2,
+      backoffBaseMs: 5,
+      backoffMaxMs: 10,
+      bulk: () => responseError(502, 'bad_gateway'),
+    });
     h.logger.info('doomed 1');
     h.logger.info('doomed 2');
     await waitFor(() => h.transport.stats().dropped.retries_exhausted === 2, 'retries exhausted');
@@ -311,7 +397,10 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
     expect(s.dropped.buffer_full).toBe(4001); // 5000 + 1 logged, the newest 1000 kept
 
     // the periodic warn line, through the separate reporter
-    await waitFor(() => h.reporter.lines.some((l) => l.level === 'warn' && l.message.includes('ECONNREFUSED')), 'a degraded report naming the error');
+    await waitFor(
+      () => h.reporter.lines.some((l) => l.level === 'warn' && l.message.includes('ECONNREFUSED')),
+      'a degraded report naming the error',
+    );
     const report = h.reporter.lines.find((l) => l.message.includes('degraded'));
     expect(report?.message).toContain('4001 document(s) dropped');
     expect(report?.meta).toMatchObject({ action: 'log-shipping-degraded', dropped: { buffer_full: 4001 } });
@@ -321,7 +410,11 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
     expect(s.shipped).toBe(0);
 
     down = false;
-    await waitFor(() => h.transport.stats().shipped === 1000, 'the buffered 1000 shipped after recovery', 5000);
+    await waitFor(
+      () => h.transport.stats().shipped === 1000,
+      'the buffered 1000 shipped after recovery',
+      5000,
+    );
     const shippedIds = h.bulkCalls.flatMap((c) => c.docs.map((d) => d.trace?.id));
     expect(shippedIds).toContain('c-4999'); // the newest kept, the oldest dropped
     expect(shippedIds).not.toContain('c-0');
@@ -411,11 +504,22 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
     mock.add({ method: 'POST', path: '/_bulk' }, () => ({ took: 1, errors: false, items: [] }));
     const BulkWithoutHeader = withoutProductHeader(mock, (path) => path === '/_bulk');
     const reporter = recorder();
-    const transport = new ElasticsearchTransport({ service: 'edge', node: 'http://127.0.0.1:9200', clientOptions: { Connection: BulkWithoutHeader }, flushMs: 10, reportIntervalMs: 0, reporter });
+    const transport = new ElasticsearchTransport({
+      service: 'edge',
+      node: 'http://127.0.0.1:9200',
+      clientOptions: { Connection: BulkWithoutHeader },
+      flushMs: 10,
+      reportIntervalMs: 0,
+      reporter,
+    });
     transports.push(transport);
     for (let i = 0; i < 4; i++) transport.log({ level: 'info', message: `m${i}` }, () => undefined);
     await waitFor(() => transport.stats().state === 'stopped', 'shipping stopped');
-    expect(transport.stats()).toMatchObject({ templateInstalled: true, shipped: 0, dropped: { product_check_failed: 4 } });
+    expect(transport.stats()).toMatchObject({
+      templateInstalled: true,
+      shipped: 0,
+      dropped: { product_check_failed: 4 },
+    });
     expect(reporter.lines.filter((l) => l.level === 'error')).toHaveLength(1);
   });
 
@@ -455,7 +559,13 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
       bulk: (call) => ({
         took: 1,
         errors: true,
-        items: call.actions.map((a, i) => ({ index: { ...a, status: i === 0 ? 201 : 400, ...(i === 0 ? {} : { error: { type: 'mapper_parsing_exception', reason: 'x' } }) } })),
+        items: call.actions.map((a, i) => ({
+          index: {
+            ...a,
+            status: i === 0 ? 201 : 400,
+            ...(i === 0 ? {} : { error: { type: 'mapper_parsing_exception', reason: 'x' } }),
+          },
+        })),
       }),
     });
     h.logger.info('a');
@@ -477,7 +587,13 @@ describe('elasticsearchTransportFromEnv', () => {
 
   it('switches on with ELASTICSEARCH_URL and reads the other variables', async () => {
     const t = elasticsearchTransportFromEnv(
-      { ELASTICSEARCH_URL: 'http://127.0.0.1:9', ELASTICSEARCH_INDEX_PREFIX: 'edge-test', ELASTICSEARCH_FLUSH_MS: '250', ELASTICSEARCH_MAX_BUFFER: '50', ELASTICSEARCH_API_KEY: 'c2VjcmV0' },
+      {
+        ELASTICSEARCH_URL: 'http://127.0.0.1:9',
+        ELASTICSEARCH_INDEX_PREFIX: 'edge-test',
+        ELASTICSEARCH_FLUSH_MS: '250',
+        ELASTICSEARCH_MAX_BUFFER: '50',
+        ELASTICSEARCH_API_KEY: 'c2VjcmV0',
+      },
       { name: 'broker', version: '0.1.0' },
       { reportIntervalMs: 0, installTemplate: false, reporter: recorder() },
     );
@@ -491,12 +607,37 @@ describe('elasticsearchTransportFromEnv', () => {
   });
 
   it('rejects invalid values and half-set credentials with a ConfigError', () => {
-    expect(() => elasticsearchTransportFromEnv({ ELASTICSEARCH_URL: 'ftp://x' }, 'broker')).toThrow(ConfigError);
-    expect(() => elasticsearchTransportFromEnv({ ELASTICSEARCH_URL: 'http://x:9200', ELASTICSEARCH_FLUSH_MS: 'soon' }, 'broker')).toThrow(/ELASTICSEARCH_FLUSH_MS/);
-    expect(() => elasticsearchTransportFromEnv({ ELASTICSEARCH_URL: 'http://x:9200', ELASTICSEARCH_INDEX_PREFIX: 'Edge*' }, 'broker')).toThrow(/ELASTICSEARCH_INDEX_PREFIX/);
-    expect(() => elasticsearchTransportFromEnv({ ELASTICSEARCH_URL: 'http://x:9200', ELASTICSEARCH_USERNAME: 'elastic' }, 'broker')).toThrow(/ELASTICSEARCH_PASSWORD/);
+    expect(() => elasticsearchTransportFromEnv({ ELASTICSEARCH_URL: 'ftp://x' }, 'broker')).toThrow(
+      ConfigError,
+    );
     expect(() =>
-      elasticsearchTransportFromEnv({ ELASTICSEARCH_URL: 'http://x:9200', ELASTICSEARCH_API_KEY: 'k', ELASTICSEARCH_USERNAME: 'u', ELASTICSEARCH_PASSWORD: 'p' }, 'broker'),
+      elasticsearchTransportFromEnv(
+        { ELASTICSEARCH_URL: 'http://x:9200', ELASTICSEARCH_FLUSH_MS: 'soon' },
+        'broker',
+      ),
+    ).toThrow(/ELASTICSEARCH_FLUSH_MS/);
+    expect(() =>
+      elasticsearchTransportFromEnv(
+        { ELASTICSEARCH_URL: 'http://x:9200', ELASTICSEARCH_INDEX_PREFIX: 'Edge*' },
+        'broker',
+      ),
+    ).toThrow(/ELASTICSEARCH_INDEX_PREFIX/);
+    expect(() =>
+      elasticsearchTransportFromEnv(
+        { ELASTICSEARCH_URL: 'http://x:9200', ELASTICSEARCH_USERNAME: 'elastic' },
+        'broker',
+      ),
+    ).toThrow(/ELASTICSEARCH_PASSWORD/);
+    expect(() =>
+      elasticsearchTransportFromEnv(
+        {
+          ELASTICSEARCH_URL: 'http://x:9200',
+          ELASTICSEARCH_API_KEY: 'k',
+          ELASTICSEARCH_USERNAME: 'u',
+          ELASTICSEARCH_PASSWORD: 'p',
+        },
+        'broker',
+      ),
     ).toThrow(/not both/);
   });
 
@@ -510,6 +651,11 @@ describe('elasticsearchTransportFromEnv', () => {
       flushMs: 1000,
       maxBuffer: 10,
     });
-    expect(summary).toMatchObject({ ELASTICSEARCH_API_KEY: '***', ELASTICSEARCH_USERNAME: '***', ELASTICSEARCH_PASSWORD: '***', ELASTICSEARCH_INDEX_PREFIX: 'edge-mlops' });
+    expect(summary).toMatchObject({
+      ELASTICSEARCH_API_KEY: '***',
+      ELASTICSEARCH_USERNAME: '***',
+      ELASTICSEARCH_PASSWORD: '***',
+      ELASTICSEARCH_INDEX_PREFIX: 'edge-mlops',
+    });
   });
 });

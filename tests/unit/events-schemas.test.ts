@@ -73,7 +73,13 @@ const rolledBack: ModelEvent = {
 describe('retrain request schema', () => {
   it('accepts a full request and a minimal concept one', () => {
     expect(parseRetrainRequest(request())).toEqual({ ok: true, value: request() });
-    const concept = request({ kind: 'concept', features: [], sampleIndex: undefined, liveAccuracy: 0.8, window: { fromTs: T0, toTs: T0 } });
+    const concept = request({
+      kind: 'concept',
+      features: [],
+      sampleIndex: undefined,
+      liveAccuracy: 0.8,
+      window: { fromTs: T0, toTs: T0 },
+    });
     const r = parseRetrainRequest(concept);
     expect(r.ok).toBe(true);
   });
@@ -90,12 +96,37 @@ describe('retrain request schema', () => {
   it.each<[string, Record<string, unknown>, RegExp]>([
     ['a request id that is not hex', { requestId: 'not-a-hash' }, /requestId/],
     ['an unknown kind', { kind: 'label' }, /kind/],
-    ['a covariate request without features', { features: [] }, /features: a covariate retrain request names at least one feature/],
-    ['a repeated feature', { features: [{ feature: 'powerKw', statistic: 0.1, pvalue: 0 }, { feature: 'powerKw', statistic: 0.2, pvalue: 0 }] }, /features must not repeat/],
-    ['an unknown feature', { features: [{ feature: 'humidity', statistic: 0.1, pvalue: 0 }] }, /features\.0\.feature/],
+    [
+      'a covariate request without features',
+      { features: [] },
+      /features: a covariate retrain request names at least one feature/,
+    ],
+    [
+      'a repeated feature',
+      {
+        features: [
+          { feature: 'powerKw', statistic: 0.1, pvalue: 0 },
+          { feature: 'powerKw', statistic: 0.2, pvalue: 0 },
+        ],
+      },
+      /features must not repeat/,
+    ],
+    [
+      'an unknown feature',
+      { features: [{ feature: 'humidity', statistic: 0.1, pvalue: 0 }] },
+      /features\.0\.feature/,
+    ],
     ['a p-value above 1', { features: [{ feature: 'powerKw', statistic: 0.1, pvalue: 1.5 }] }, /pvalue/],
-    ['an inverted window', { window: { fromTs: T0, toTs: T0 - 1 } }, /window\.fromTs: window\.fromTs must not be after window\.toTs/],
-    ['an inverted sample range', { window: { fromTs: T0, toTs: T0, sampleFrom: 5, sampleTo: 4 } }, /sampleFrom/],
+    [
+      'an inverted window',
+      { window: { fromTs: T0, toTs: T0 - 1 } },
+      /window\.fromTs: window\.fromTs must not be after window\.toTs/,
+    ],
+    [
+      'an inverted sample range',
+      { window: { fromTs: T0, toTs: T0, sampleFrom: 5, sampleTo: 4 } },
+      /sampleFrom/,
+    ],
     ['a fractional ts', { requestedAt: 1.5 }, /requestedAt/],
     ['an accuracy above 1', { liveAccuracy: 1.01 }, /liveAccuracy/],
     ['a control character in the model name', { modelName: 'a\nb' }, /modelName/],
@@ -113,7 +144,12 @@ describe('model events', () => {
       const r = parseModelEvent(e);
       expect(r).toEqual({ ok: true, value: e });
     }
-    const r = parseModelEvent({ ...promoted, previousVersion: null, requestId: null, previousMetrics: undefined });
+    const r = parseModelEvent({
+      ...promoted,
+      previousVersion: null,
+      requestId: null,
+      previousMetrics: undefined,
+    });
     expect(r.ok).toBe(true);
     if (r.ok && r.value.type === 'model-promoted') expect(r.value.previousVersion).toBeNull();
   });
@@ -122,7 +158,10 @@ describe('model events', () => {
     expect(modelEventSchema.safeParse({ ...promoted, metrics: undefined }).success).toBe(false);
     expect(modelEventSchema.safeParse({ ...rejected, championVersion: undefined }).success).toBe(false);
     expect(modelEventSchema.safeParse({ ...rolledBack, fromVersion: undefined }).success).toBe(false);
-    expect(parseModelEvent({ ...promoted, metrics: { ...metrics, accuracy: 2 } })).toMatchObject({ ok: false, reason: expect.stringMatching(/metrics\.accuracy/) });
+    expect(parseModelEvent({ ...promoted, metrics: { ...metrics, accuracy: 2 } })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/metrics\.accuracy/),
+    });
   });
 });
 

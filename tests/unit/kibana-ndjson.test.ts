@@ -41,7 +41,8 @@ function unionMembers(texts: string[], prop: string): string[] {
   const out: string[] = [];
   const re = new RegExp(`\\b${prop}\\??:\\s*((?:'[^'\\n]*'\\s*\\|\\s*)+'[^'\\n]*')`, 'g');
   for (const text of texts) {
-    for (const m of text.matchAll(re)) for (const lit of (m[1] ?? '').matchAll(/'([^']*)'/g)) out.push(lit[1] ?? '');
+    for (const m of text.matchAll(re))
+      for (const lit of (m[1] ?? '').matchAll(/'([^']*)'/g)) out.push(lit[1] ?? '');
   }
   return out;
 }
@@ -58,12 +59,19 @@ function unionMembers(texts: string[], prop: string): string[] {
 function loggedActions(): { literals: Set<string>; patterns: RegExp[] } {
   const literals = new Set<string>();
   const patterns: RegExp[] = [];
-  const texts = new Map(SOURCE_DIRS.map((dir) => [dir, sourceFiles(path.join(ROOT, dir)).map((f) => readFileSync(f, 'utf8'))]));
-  const scope = (dir: string): string[] => [...(texts.get(dir) ?? []), ...(dir === 'common' ? [] : (texts.get('common') ?? []))];
+  const texts = new Map(
+    SOURCE_DIRS.map((dir) => [dir, sourceFiles(path.join(ROOT, dir)).map((f) => readFileSync(f, 'utf8'))]),
+  );
+  const scope = (dir: string): string[] => [
+    ...(texts.get(dir) ?? []),
+    ...(dir === 'common' ? [] : (texts.get('common') ?? [])),
+  ];
   const escape = (x: string): string => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   for (const [dir, files] of texts) {
     for (const text of files) {
-      for (const m of text.matchAll(/\baction:\s*(?:(['"`])((?:(?!\1)[^\n])*)\1|([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*[,}])/g)) {
+      for (const m of text.matchAll(
+        /\baction:\s*(?:(['"`])((?:(?!\1)[^\n])*)\1|([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*[,}])/g,
+      )) {
         if (m[3] !== undefined) {
           // an expression: resolve its last property through a declared union
           const prop = m[3].split('.').at(-1) ?? '';
@@ -75,13 +83,17 @@ function loggedActions(): { literals: Set<string>; patterns: RegExp[] } {
           literals.add(value);
           continue;
         }
-        const holes = [...value.matchAll(/\$\{([^}]*)\}/g)].map((h) => (h[1] ?? '').trim().split('.').at(-1) ?? '');
+        const holes = [...value.matchAll(/\$\{([^}]*)\}/g)].map(
+          (h) => (h[1] ?? '').trim().split('.').at(-1) ?? '',
+        );
         const fixed = value.split(/\$\{[^}]*\}/);
         const choices = holes.map((h) => unionMembers(scope(dir), h));
         if (choices.every((c) => c.length > 0)) {
           let expanded = [fixed[0] ?? ''];
           choices.forEach((members, i) => {
-            expanded = expanded.flatMap((prefix) => members.map((member) => `${prefix}${member}${fixed[i + 1] ?? ''}`));
+            expanded = expanded.flatMap((prefix) =>
+              members.map((member) => `${prefix}${member}${fixed[i + 1] ?? ''}`),
+            );
           });
           for (const e of expanded) literals.add(e);
         } else {
@@ -105,7 +117,12 @@ function actionsInQuery(query: string): string[] {
 
 function isLogged(action: string, logged: ReturnType<typeof loggedActions>): boolean {
   if (action.includes('*')) {
-    const wildcard = new RegExp(`^${action.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+    const wildcard = new RegExp(
+      `^${action
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*')}$`,
+    );
     return [...logged.literals].some((l) => wildcard.test(l));
   }
   return logged.literals.has(action) || logged.patterns.some((p) => p.test(action));
@@ -137,7 +154,10 @@ describe('k8s/kibana/driftline-kibana.ndjson', () => {
   it('has the edge-mlops-* data view on @timestamp', () => {
     const views = objects.filter((o) => o.type === 'index-pattern');
     expect(views).toHaveLength(1);
-    expect(views[0]?.attributes).toMatchObject({ title: `${DEFAULT_INDEX_PREFIX}-*`, timeFieldName: '@timestamp' });
+    expect(views[0]?.attributes).toMatchObject({
+      title: `${DEFAULT_INDEX_PREFIX}-*`,
+      timeFieldName: '@timestamp',
+    });
   });
 
   it('resolves every reference inside the file, including the names panels and searches use', () => {
@@ -152,11 +172,21 @@ describe('k8s/kibana/driftline-kibana.ndjson', () => {
         expect(source.indexRefName && names.has(source.indexRefName), `${o.id} indexRefName`).toBe(true);
       }
       if (o.type === 'lens') {
-        const layers = (o.attributes.state as { datasourceStates: { formBased: { layers: Record<string, unknown> } } }).datasourceStates.formBased.layers;
-        for (const layerId of Object.keys(layers)) expect(names.has(`indexpattern-datasource-layer-${layerId}`), `${o.id} layer ${layerId}`).toBe(true);
+        const layers = (
+          o.attributes.state as { datasourceStates: { formBased: { layers: Record<string, unknown> } } }
+        ).datasourceStates.formBased.layers;
+        for (const layerId of Object.keys(layers))
+          expect(names.has(`indexpattern-datasource-layer-${layerId}`), `${o.id} layer ${layerId}`).toBe(
+            true,
+          );
       }
       if (o.type === 'dashboard') {
-        const panels = JSON.parse(String(o.attributes.panelsJSON)) as { panelIndex: string; panelRefName: string; type: string; gridData: { i: string } }[];
+        const panels = JSON.parse(String(o.attributes.panelsJSON)) as {
+          panelIndex: string;
+          panelRefName: string;
+          type: string;
+          gridData: { i: string };
+        }[];
         for (const p of panels) {
           expect(p.gridData.i).toBe(p.panelIndex);
           const ref = o.references.find((r) => r.name === `${p.panelIndex}:${p.panelRefName}`);
@@ -187,13 +217,21 @@ describe('k8s/kibana/driftline-kibana.ndjson', () => {
   it('queries only event.action values that some service really logs', () => {
     const logged = loggedActions();
     // sanity: the scan finds the well-known ones, direct and indirect
-    for (const known of ['drift-alarm', 'dead-letter', 'promoted', 'model-promoted', 'registry.promote', 'registry.rollback']) {
+    for (const known of [
+      'drift-alarm',
+      'dead-letter',
+      'promoted',
+      'model-promoted',
+      'registry.promote',
+      'registry.rollback',
+    ]) {
       expect(logged.literals.has(known), known).toBe(true);
     }
     for (const o of objects.filter((x) => x.type === 'search' || x.type === 'lens')) {
       const actions = actionsInQuery(queryOf(o));
       expect(actions.length, `${o.id} names no event.action`).toBeGreaterThan(0);
-      for (const a of actions) expect(isLogged(a, logged), `${o.id}: no service logs event.action "${a}"`).toBe(true);
+      for (const a of actions)
+        expect(isLogged(a, logged), `${o.id}: no service logs event.action "${a}"`).toBe(true);
     }
   });
 });

@@ -113,9 +113,17 @@ describe('saveArtifact / loadArtifact', () => {
     expect(Object.keys(hashes)).toEqual(['metadata.json', 'model.json', 'reference.json', 'weights.bin']);
     expect(hashes['weights.bin']).toEqual(meta.files['weights.bin']);
     const files = await artifactFiles(dir);
-    expect(files.map((f) => f.name)).toEqual(['model.json', 'weights.bin', 'reference.json', 'metadata.json']);
+    expect(files.map((f) => f.name)).toEqual([
+      'model.json',
+      'weights.bin',
+      'reference.json',
+      'metadata.json',
+    ]);
     expect(files.every((f) => path.isAbsolute(f.path) && f.bytes > 0)).toBe(true);
-    const model = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[]; modelTopology: unknown };
+    const model = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as {
+      weightsManifest: { paths: string[] }[];
+      modelTopology: unknown;
+    };
     expect(model.weightsManifest[0]!.paths).toEqual(['weights.bin']);
     expect(model.modelTopology).toBeTruthy();
   });
@@ -136,7 +144,9 @@ describe('saveArtifact / loadArtifact', () => {
     const file = path.join(dir, 'reference.json');
     const data = await readFile(file);
     await writeFile(file, data.subarray(0, data.byteLength - 10));
-    await expect(loadArtifact(dir, tf)).rejects.toThrow(/reference\.json is \d+ bytes, metadata\.json says \d+/);
+    await expect(loadArtifact(dir, tf)).rejects.toThrow(
+      /reference\.json is \d+ bytes, metadata\.json says \d+/,
+    );
     await rm(path.join(dir, 'model.json'));
     await expect(verifyArtifact(dir)).rejects.toThrow(/model\.json is missing/);
     await expect(artifactFiles(dir)).rejects.toThrow(/model\.json is missing/);
@@ -150,10 +160,14 @@ describe('saveArtifact / loadArtifact', () => {
     await writeFile(metaFile, JSON.stringify(meta));
     const err = await loadArtifact(dir, tf).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ArtifactError);
-    expect((err as Error).message).toMatch(/incompatible: features .* \(missing vibrationHz; unknown humidityPct\)/);
+    expect((err as Error).message).toMatch(
+      /incompatible: features .* \(missing vibrationHz; unknown humidityPct\)/,
+    );
     await expect(verifyArtifact(dir)).rejects.toThrow(/incompatible/);
     // Integrity alone is still fine.
-    await expect(verifyArtifact(dir, { compatibility: false })).resolves.toMatchObject({ version: 'features' });
+    await expect(verifyArtifact(dir, { compatibility: false })).resolves.toMatchObject({
+      version: 'features',
+    });
   });
 
   it('refuses other formats and class lists', async () => {
@@ -163,7 +177,9 @@ describe('saveArtifact / loadArtifact', () => {
     await writeFile(metaFile, JSON.stringify({ ...meta, classes: ['Low', 'High'] }));
     await expect(loadArtifact(dir, tf)).rejects.toThrow(/classes \[Low, High\] differ .*missing Medium/);
     await writeFile(metaFile, JSON.stringify({ ...meta, format: 'driftline-model/2' }));
-    await expect(loadArtifact(dir, tf)).rejects.toThrow(/format "driftline-model\/2", this worker reads driftline-model\/1/);
+    await expect(loadArtifact(dir, tf)).rejects.toThrow(
+      /format "driftline-model\/2", this worker reads driftline-model\/1/,
+    );
     await writeFile(metaFile, '{ not json');
     await expect(loadArtifact(dir, tf)).rejects.toThrow(/metadata\.json is not valid JSON/);
   });
@@ -172,12 +188,17 @@ describe('saveArtifact / loadArtifact', () => {
     const parent = path.join(root, 'atomic');
     const dir = path.join(parent, 'model');
     const written: string[] = [];
-    const save = saveArtifact(dir, trained, { version: 'x' }, {
-      onFileWritten: (file) => {
-        written.push(file);
-        if (file === 'weights.bin') throw new Error('disk full (injected)');
+    const save = saveArtifact(
+      dir,
+      trained,
+      { version: 'x' },
+      {
+        onFileWritten: (file) => {
+          written.push(file);
+          if (file === 'weights.bin') throw new Error('disk full (injected)');
+        },
       },
-    });
+    );
     await expect(save).rejects.toBeInstanceOf(ArtifactError);
     await expect(save).rejects.toThrow(/disk full \(injected\)/);
     expect(written).toEqual(['model.json', 'weights.bin']);
@@ -203,7 +224,9 @@ describe('saveArtifact / loadArtifact', () => {
     expect(meta.version).toBe('copy-src');
     expect(await hashDirectory(dest)).toEqual(await hashDirectory(src));
     const loaded = await loadArtifact(dest, tf);
-    expect(loaded.predict(rows.slice(0, 3))).toEqual(predictRows(tf, trained.model, trained.scaler, rows.slice(0, 3)));
+    expect(loaded.predict(rows.slice(0, 3))).toEqual(
+      predictRows(tf, trained.model, trained.scaler, rows.slice(0, 3)),
+    );
     loaded.dispose();
   });
 });

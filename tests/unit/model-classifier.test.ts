@@ -1,5 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildClassifier, buildReference, evaluateModel, predictRows, trainClassifier } from '../../common/model/classifier.ts';
+import {
+  buildClassifier,
+  buildReference,
+  evaluateModel,
+  predictRows,
+  trainClassifier,
+} from '../../common/model/classifier.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import type { FeatureRow, LabelledRow } from '../../common/model/types.ts';
 import { FEATURES, OPERATION_MODES, SEED_RANGES, type Efficiency } from '../../common/schema/features.ts';
@@ -30,7 +36,11 @@ describe('buildClassifier', () => {
     const m = buildClassifier(tf, { seed: 7 });
     expect(m.inputs[0]?.shape).toEqual([null, 12]);
     expect(m.layers.map((l) => (l.getConfig() as { units: number }).units)).toEqual([32, 16, 3]);
-    expect(m.layers.map((l) => (l.getConfig() as { activation: string }).activation)).toEqual(['relu', 'relu', 'softmax']);
+    expect(m.layers.map((l) => (l.getConfig() as { activation: string }).activation)).toEqual([
+      'relu',
+      'relu',
+      'softmax',
+    ]);
     const again = buildClassifier(tf, { seed: 7 });
     const other = buildClassifier(tf, { seed: 8 });
     const w = (x: typeof m): number[] => Array.from(x.getWeights()[0]!.dataSync());
@@ -49,7 +59,9 @@ describe('trainClassifier', () => {
     const trained = await trainClassifier(tf, seedProfile(12_000, 1), { seed: 1 });
     const holdout = evaluateModel(tf, trained.model, trained.scaler, seedProfile(10_000, 2));
     // Reported with the figures so a regression shows its size.
-    console.log(`held-out accuracy ${holdout.accuracy.toFixed(4)} macro-F1 ${holdout.macroF1.toFixed(4)}; train ${Math.round(trained.durationMs)} ms on ${trained.backend}`);
+    console.log(
+      `held-out accuracy ${holdout.accuracy.toFixed(4)} macro-F1 ${holdout.macroF1.toFixed(4)}; train ${Math.round(trained.durationMs)} ms on ${trained.backend}`,
+    );
     expect(holdout.accuracy).toBeGreaterThanOrEqual(0.98);
     expect(holdout.macroF1).toBeGreaterThanOrEqual(0.95);
     expect(trained.validation.samples).toBe(2400);
@@ -66,7 +78,12 @@ describe('trainClassifier', () => {
     const data = seedProfile(1500, 3);
     const validation = seedProfile(300, 4);
     const epochs: number[] = [];
-    const a = await trainClassifier(tf, data, { epochs: 3, seed: 5, validation, onEpoch: (e) => void epochs.push(e) });
+    const a = await trainClassifier(tf, data, {
+      epochs: 3,
+      seed: 5,
+      validation,
+      onEpoch: (e) => void epochs.push(e),
+    });
     const b = await trainClassifier(tf, data, { epochs: 3, seed: 5, validation });
     const c = await trainClassifier(tf, data, { epochs: 3, seed: 6, validation });
     expect(epochs).toEqual([1, 2, 3]);
@@ -101,7 +118,12 @@ describe('trainClassifier', () => {
   });
 
   it('supports balanced class weights, restoring the best epoch, and validates options', async () => {
-    const t = await trainClassifier(tf, seedProfile(1000, 6), { epochs: 3, classWeight: 'balanced', restoreBest: true, hidden: [8, 8] });
+    const t = await trainClassifier(tf, seedProfile(1000, 6), {
+      epochs: 3,
+      classWeight: 'balanced',
+      restoreBest: true,
+      hidden: [8, 8],
+    });
     expect(t.bestEpoch).toBeGreaterThanOrEqual(1);
     expect(t.bestEpoch).toBeLessThanOrEqual(3);
     expect(t.validation.macroF1).toBe(Math.max(...t.history.map((h) => h.valMacroF1)));
@@ -132,6 +154,8 @@ describe('trainClassifier input checks', () => {
   it('refuses non-finite features, naming the row and feature', async () => {
     const data = seedProfile(50, 1);
     data[7]!.row.powerKw = Number.NaN;
-    await expect(trainClassifier(tf, data, { epochs: 1, validation: seedProfile(10, 2) })).rejects.toThrow(/training row 7 has a non-finite powerKw/);
+    await expect(trainClassifier(tf, data, { epochs: 1, validation: seedProfile(10, 2) })).rejects.toThrow(
+      /training row 7 has a non-finite powerKw/,
+    );
   });
 });

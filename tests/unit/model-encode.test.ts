@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { checkScaler, classIndex, encodeBatch, encodeLabels, encodeRow, fitScaler, INPUT_SIZE, NUM_CLASSES } from '../../common/model/encode.ts';
+import {
+  checkScaler,
+  classIndex,
+  encodeBatch,
+  encodeLabels,
+  encodeRow,
+  fitScaler,
+  INPUT_SIZE,
+  NUM_CLASSES,
+} from '../../common/model/encode.ts';
 import type { FeatureRow } from '../../common/model/types.ts';
 import { FEATURES, OPERATION_MODES, type OperationMode } from '../../common/schema/features.ts';
 
@@ -49,7 +58,9 @@ describe('encoding', () => {
     const rows = [row(1, 'Active'), row(3, 'Idle'), row(2, 'Maintenance')];
     const batch = encodeBatch(rows, scaler);
     expect(batch.length).toBe(3 * 12);
-    rows.forEach((r, i) => expect(Array.from(batch.subarray(i * 12, i * 12 + 12))).toEqual(Array.from(encodeRow(r, scaler))));
+    rows.forEach((r, i) =>
+      expect(Array.from(batch.subarray(i * 12, i * 12 + 12))).toEqual(Array.from(encodeRow(r, scaler))),
+    );
     expect(Array.from(batch.subarray(0, 9))).toEqual(FEATURES.map(() => -1));
     expect(Array.from(batch.subarray(24, 33))).toEqual(FEATURES.map(() => 0));
   });
@@ -58,7 +69,9 @@ describe('encoding', () => {
     expect(Array.from(encodeLabels(['High', 'Low']))).toEqual([0, 0, 1, 1, 0, 0]);
     expect(classIndex('Medium')).toBe(1);
     expect(() => checkScaler({ mean: [1], std: [1] })).toThrow(/9 means/);
-    expect(() => checkScaler({ mean: FEATURES.map(() => 0), std: FEATURES.map(() => 0) })).toThrow(/positive/);
+    expect(() => checkScaler({ mean: FEATURES.map(() => 0), std: FEATURES.map(() => 0) })).toThrow(
+      /positive/,
+    );
     expect(() => checkScaler(fitScaler([row(1, 'Active')]))).not.toThrow();
   });
 });

@@ -94,6 +94,8 @@ describe('evaluate', () => {
   });
 
   it('formats one readable line', () => {
-    expect(formatMetrics(evaluate(probs, labels))).toMatch(/^accuracy 66\.67%, macro-F1 0\.6556, log loss 0\.5095 on 6 samples \(recall: Low 50\.00%, Medium 100\.00%, High 50\.00%\)$/);
+    expect(formatMetrics(evaluate(probs, labels))).toMatch(
+      /^accuracy 66\.67%, macro-F1 0\.6556, log loss 0\.5095 on 6 samples \(recall: Low 50\.00%, Medium 100\.00%, High 50\.00%\)$/,
+    );
   });
 });

@@ -28,7 +28,11 @@ describe('loadTf', () => {
 
   it('runs on wasm when tfjs-node is absent (tensorflow when present), logs it, and is a singleton', async () => {
     const lines: string[] = [];
-    const logger = { info: (m: string) => lines.push(m), warn: () => undefined, debug: () => undefined } as unknown as Parameters<typeof loadTf>[0];
+    const logger = {
+      info: (m: string) => lines.push(m),
+      warn: () => undefined,
+      debug: () => undefined,
+    } as unknown as Parameters<typeof loadTf>[0];
     const expected = (await tfjsNodeInstalled()) ? 'tensorflow' : 'wasm';
     const a = await loadTf(logger, { backend: 'auto' });
     expect(a.backend).toBe(expected);
@@ -39,7 +43,9 @@ describe('loadTf', () => {
     const sum = a.tf.tidy(() => a.tf.add(a.tf.tensor1d([1, 2]), a.tf.tensor1d([3, 4])).dataSync());
     expect(Array.from(sum)).toEqual([4, 6]);
     // Once running, a different forced backend is refused rather than silently switched.
-    await expect(loadTf(undefined, { backend: expected === 'wasm' ? 'cpu' : 'wasm' })).rejects.toBeInstanceOf(TfBackendError);
+    await expect(loadTf(undefined, { backend: expected === 'wasm' ? 'cpu' : 'wasm' })).rejects.toBeInstanceOf(
+      TfBackendError,
+    );
     await expect(loadTf(undefined, { backend: expected })).resolves.toBe(a);
   });
 });

@@ -5,7 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../common/errors.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
 import { loadTf } from '../../common/model/tf.ts';
-import { DEFAULT_SCENARIO_FILE, holdoutSeedFor, parseTrainArgs, runBootstrapTraining } from '../../edge-inference/src/train-cli.ts';
+import {
+  DEFAULT_SCENARIO_FILE,
+  holdoutSeedFor,
+  parseTrainArgs,
+  runBootstrapTraining,
+} from '../../edge-inference/src/train-cli.ts';
 
 let root: string;
 beforeAll(async () => {
@@ -17,9 +22,32 @@ afterAll(async () => {
 
 describe('parseTrainArgs', () => {
   it('applies defaults and parses every flag', () => {
-    expect(parseTrainArgs(['--out', 'd'])).toEqual({ out: 'd', scenarioFile: DEFAULT_SCENARIO_FILE, samples: 40_000, epochs: 30, seed: 1, holdout: 20_000, force: false });
+    expect(parseTrainArgs(['--out', 'd'])).toEqual({
+      out: 'd',
+      scenarioFile: DEFAULT_SCENARIO_FILE,
+      samples: 40_000,
+      epochs: 30,
+      seed: 1,
+      holdout: 20_000,
+      force: false,
+    });
     expect(DEFAULT_SCENARIO_FILE.endsWith(path.join('scenarios', 'stationary.json'))).toBe(true);
-    expect(parseTrainArgs(['--out=d', '--scenario-file', 'f.json', '--samples', '500', '--epochs', '3', '--seed', '9', '--holdout', '100', '--force'])).toEqual({
+    expect(
+      parseTrainArgs([
+        '--out=d',
+        '--scenario-file',
+        'f.json',
+        '--samples',
+        '500',
+        '--epochs',
+        '3',
+        '--seed',
+        '9',
+        '--holdout',
+        '100',
+        '--force',
+      ]),
+    ).toEqual({
       out: 'd',
       scenarioFile: 'f.json',
       samples: 500,
@@ -41,7 +69,9 @@ describe('parseTrainArgs', () => {
       }
       return undefined;
     })();
-    expect(err?.message).toMatch(/--samples="many" is invalid.*--epochs="0" is invalid.*--out DIR is required/);
+    expect(err?.message).toMatch(
+      /--samples="many" is invalid.*--epochs="0" is invalid.*--out DIR is required/,
+    );
     expect(() => parseTrainArgs(['--out', 'd', '--bogus'])).toThrow(/bogus/);
   });
 
@@ -56,22 +86,63 @@ describe('runBootstrapTraining', () => {
     const scenarioFile = path.join(root, 'two-phases.json');
     await writeFile(
       scenarioFile,
-      JSON.stringify({ seed: 5, machines: 2, profile: 'seed', phases: [{ name: 'base', samples: 1500 }, { name: 'shifted', samples: 1000, features: { temperatureC: { add: 30 } } }] }),
+      JSON.stringify({
+        seed: 5,
+        machines: 2,
+        profile: 'seed',
+        phases: [
+          { name: 'base', samples: 1500 },
+          { name: 'shifted', samples: 1000, features: { temperatureC: { add: 30 } } },
+        ],
+      }),
     );
     const out = path.join(root, 'bootstrap');
-    const r = await runBootstrapTraining({ out, scenarioFile, samples: 5000, epochs: 2, seed: 3, holdout: 500, force: false });
+    const r = await runBootstrapTraining({
+      out,
+      scenarioFile,
+      samples: 5000,
+      epochs: 2,
+      seed: 3,
+      holdout: 500,
+      force: false,
+    });
     // Only the first phase's 1,500 samples are used (80 % train, 20 % validation).
     expect(r.metadata.training.samples).toBe(1200);
     expect(r.metadata.validation.samples).toBe(300);
     expect(r.metadata.version).toBe('bootstrap');
-    expect(r.metadata.training.source).toMatchObject({ kind: 'bootstrap', scenarioFile, phase: 'base', samples: 1500 });
+    expect(r.metadata.training.source).toMatchObject({
+      kind: 'bootstrap',
+      scenarioFile,
+      phase: 'base',
+      samples: 1500,
+    });
     expect(r.holdout.samples).toBe(500);
     expect(r.holdoutSeed).toBe(holdoutSeedFor(5));
     const { tf } = await loadTf();
     const loaded = await loadArtifact(out, tf);
     expect(loaded.metadata.version).toBe('bootstrap');
     loaded.dispose();
-    await expect(runBootstrapTraining({ out, scenarioFile, samples: 200, epochs: 1, seed: 3, holdout: 50, force: false })).rejects.toThrow(/already exists/);
-    await expect(runBootstrapTraining({ out: path.join(root, 'x'), scenarioFile: path.join(root, 'missing.json'), samples: 200, epochs: 1, seed: 1, holdout: 10, force: false })).rejects.toBeInstanceOf(ConfigError);
+    await expect(
+      runBootstrapTraining({
+        out,
+        scenarioFile,
+        samples: 200,
+        epochs: 1,
+        seed: 3,
+        holdout: 50,
+        force: false,
+      }),
+    ).rejects.toThrow(/already exists/);
+    await expect(
+      runBootstrapTraining({
+        out: path.join(root, 'x'),
+        scenarioFile: path.join(root, 'missing.json'),
+        samples: 200,
+        epochs: 1,
+        seed: 1,
+        holdout: 10,
+        force: false,
+      }),
+    ).rejects.toBeInstanceOf(ConfigError);
   });
 });

@@ -34,7 +34,13 @@ async function makeArtifact(dir: string, seed: number, metadataVersion = 'candid
     await writeFile(path.join(dir, name), data);
     table[name] = { sha256: sha256(data), bytes: data.byteLength };
   }
-  const metadata = { format: 'driftline-model/1', name: MODEL, version: metadataVersion, createdAt: new Date().toISOString(), files: table };
+  const metadata = {
+    format: 'driftline-model/1',
+    name: MODEL,
+    version: metadataVersion,
+    createdAt: new Date().toISOString(),
+    files: table,
+  };
   await writeFile(path.join(dir, 'metadata.json'), JSON.stringify(metadata, null, 2));
   return dir;
 }
@@ -50,12 +56,18 @@ async function waitFor<T>(probe: () => T | undefined, timeoutMs = 5000): Promise
 }
 
 /** Runs a TypeScript snippet in a child process (real process boundary: crashes and races). */
-function runChild(source: string, cwd: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+function runChild(
+  source: string,
+  cwd: string,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     void (async () => {
       const file = path.join(cwd, `child-${Math.random().toString(16).slice(2)}.mts`); // .mts: ESM with top-level await outside the package
       await writeFile(file, source);
-      const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', file], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -87,12 +99,28 @@ describe('DirectoryRegistry', () => {
 
   it('registers versions 1, 2… with checksums, keeping the artifact metadata untouched', async () => {
     const art = await makeArtifact(path.join(tmp, 'a1'), 1, 'bootstrap');
-    const v1 = await registry.registerVersion(MODEL, art, { ...info, runId: 'run-1', requestId: 'req-1', source: 'bootstrap', tags: { scenario: 'steady', 'driftline.evil': 'x' } });
+    const v1 = await registry.registerVersion(MODEL, art, {
+      ...info,
+      runId: 'run-1',
+      requestId: 'req-1',
+      source: 'bootstrap',
+      tags: { scenario: 'steady', 'driftline.evil': 'x' },
+    });
     const v2 = await registry.registerVersion(MODEL, await makeArtifact(path.join(tmp, 'a2'), 2), info);
     expect([v1.version, v2.version]).toEqual(['1', '2']);
     expect(v1.checksum).toBe(sha256(await readFile(path.join(art, 'metadata.json'))));
-    expect(v1).toMatchObject({ name: MODEL, status: 'candidate', runId: 'run-1', metrics: { accuracy: 0.9, macroF1: 0.88 } });
-    expect(v1.tags).toEqual({ scenario: 'steady', 'driftline.correlation_id': 'corr-1', 'driftline.request_id': 'req-1', 'driftline.source': 'bootstrap' });
+    expect(v1).toMatchObject({
+      name: MODEL,
+      status: 'candidate',
+      runId: 'run-1',
+      metrics: { accuracy: 0.9, macroF1: 0.88 },
+    });
+    expect(v1.tags).toEqual({
+      scenario: 'steady',
+      'driftline.correlation_id': 'corr-1',
+      'driftline.request_id': 'req-1',
+      'driftline.source': 'bootstrap',
+    });
 
     const dir = await registry.fetchArtifact(MODEL, '1');
     expect(dir).toBe(path.join(root, MODEL, 'versions', '1', 'artifact'));
@@ -121,9 +149,23 @@ describe('DirectoryRegistry', () => {
     expect((await registry.getChampion(MODEL))?.version).toBe('2');
     const history = await registry.history(MODEL);
     expect(history).toHaveLength(2);
-    expect(history[0]).toMatchObject({ name: MODEL, alias: 'champion', to: '1', by: 'bootstrap', reason: 'first model', action: 'promote' });
+    expect(history[0]).toMatchObject({
+      name: MODEL,
+      alias: 'champion',
+      to: '1',
+      by: 'bootstrap',
+      reason: 'first model',
+      action: 'promote',
+    });
     expect(history[0]?.from).toBeUndefined();
-    expect(history[1]).toMatchObject({ from: '1', to: '2', by: 'test', reason: 'beats champion', correlationId: 'corr-1', action: 'promote' });
+    expect(history[1]).toMatchObject({
+      from: '1',
+      to: '2',
+      by: 'test',
+      reason: 'beats champion',
+      correlationId: 'corr-1',
+      action: 'promote',
+    });
     expect(Date.parse(history[1]?.at ?? '')).not.toBeNaN();
     expect((await registry.listVersions(MODEL)).map((v) => [v.version, v.status])).toEqual([
       ['1', 'retired'],
@@ -147,9 +189,13 @@ describe('DirectoryRegistry', () => {
 
     const champion = await registry.getChampion(MODEL);
     expect(champion?.version).toBe('1');
-    await expect(verifyArtifactFiles(await registry.fetchArtifact(MODEL, '1'), champion?.checksum)).resolves.toBeDefined();
+    await expect(
+      verifyArtifactFiles(await registry.fetchArtifact(MODEL, '1'), champion?.checksum),
+    ).resolves.toBeDefined();
     expect((await registry.history(MODEL)).map((h) => h.to)).toEqual(['1']);
-    const leftovers = (await readdir(path.join(root, MODEL))).filter((f) => f.startsWith('.aliases.json') || f === '.lock');
+    const leftovers = (await readdir(path.join(root, MODEL))).filter(
+      (f) => f.startsWith('.aliases.json') || f === '.lock',
+    );
     expect(leftovers).toEqual([]);
     // The registry still works: the promotion can be redone.
     await registry.setChampion(MODEL, '2', audit);
@@ -167,7 +213,9 @@ describe('DirectoryRegistry', () => {
         },
       },
     });
-    await expect(crashing.registerVersion(MODEL, await makeArtifact(path.join(tmp, 'a2'), 2), info)).rejects.toThrow('simulated crash');
+    await expect(
+      crashing.registerVersion(MODEL, await makeArtifact(path.join(tmp, 'a2'), 2), info),
+    ).rejects.toThrow('simulated crash');
     expect((await registry.listVersions(MODEL)).map((v) => v.version)).toEqual(['1']);
     expect((await registry.getChampion(MODEL))?.version).toBe('1');
     const next = await registry.registerVersion(MODEL, await makeArtifact(path.join(tmp, 'a3'), 3), info);
@@ -189,14 +237,17 @@ describe('DirectoryRegistry', () => {
     expect(result.stdout).not.toContain('not reached');
     const champion = await registry.getChampion(MODEL);
     expect(champion?.version).toBe('1');
-    await expect(registry.fetchArtifact(MODEL, '1')).resolves.toContain(path.join('versions', '1', 'artifact'));
+    await expect(registry.fetchArtifact(MODEL, '1')).resolves.toContain(
+      path.join('versions', '1', 'artifact'),
+    );
     // The dead process's lock is broken (its pid is gone) and work goes on.
     await registry.setChampion(MODEL, '2', audit);
     expect((await registry.getChampion(MODEL))?.version).toBe('2');
   });
 
   it('rolls back along the champion stack, skipping rejected versions, and errors when there is none', async () => {
-    for (let i = 1; i <= 4; i++) await registry.registerVersion(MODEL, await makeArtifact(path.join(tmp, `a${i}`), i), info);
+    for (let i = 1; i <= 4; i++)
+      await registry.registerVersion(MODEL, await makeArtifact(path.join(tmp, `a${i}`), i), info);
     await expect(registry.rollback(MODEL, audit)).rejects.toMatchObject({ code: 'REGISTRY_NO_PREVIOUS' });
     await registry.setChampion(MODEL, '1', audit);
     await expect(registry.rollback(MODEL, audit)).rejects.toMatchObject({ code: 'REGISTRY_NO_PREVIOUS' });
@@ -204,7 +255,11 @@ describe('DirectoryRegistry', () => {
     await registry.setChampion(MODEL, '3', audit);
     await registry.setChampion(MODEL, '4', audit);
 
-    const back = await registry.rollback(MODEL, { by: 'cli:ops', reason: 'accuracy dropped', correlationId: 'corr-rb' });
+    const back = await registry.rollback(MODEL, {
+      by: 'cli:ops',
+      reason: 'accuracy dropped',
+      correlationId: 'corr-rb',
+    });
     expect(back.version).toBe('3');
     expect(back.status).toBe('champion');
     await registry.markRejected(MODEL, '2', 'found broken later');
@@ -213,7 +268,14 @@ describe('DirectoryRegistry', () => {
 
     const history = await registry.history(MODEL);
     expect(history.slice(-2)).toMatchObject([
-      { from: '4', to: '3', by: 'cli:ops', reason: 'accuracy dropped', correlationId: 'corr-rb', action: 'rollback' },
+      {
+        from: '4',
+        to: '3',
+        by: 'cli:ops',
+        reason: 'accuracy dropped',
+        correlationId: 'corr-rb',
+        action: 'rollback',
+      },
       { from: '3', to: '1', action: 'rollback' },
     ]);
   });
@@ -239,8 +301,12 @@ describe('DirectoryRegistry', () => {
 
   it('concurrent registrations from two registries on the same directory get distinct versions', async () => {
     const other = new DirectoryRegistry({ root });
-    const arts = await Promise.all(Array.from({ length: 12 }, (_, i) => makeArtifact(path.join(tmp, `c${i}`), i)));
-    const results = await Promise.all(arts.map((art, i) => (i % 2 === 0 ? registry : other).registerVersion(MODEL, art, info)));
+    const arts = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => makeArtifact(path.join(tmp, `c${i}`), i)),
+    );
+    const results = await Promise.all(
+      arts.map((art, i) => (i % 2 === 0 ? registry : other).registerVersion(MODEL, art, info)),
+    );
     const versions = results.map((v) => Number(v.version)).sort((a, b) => a - b);
     expect(versions).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
     // Each version holds the artifact it was registered with.
@@ -248,7 +314,9 @@ describe('DirectoryRegistry', () => {
   });
 
   it('concurrent registrations from two processes get distinct versions', async () => {
-    const arts = await Promise.all(Array.from({ length: 2 }, (_, i) => makeArtifact(path.join(tmp, `p${i}`), i)));
+    const arts = await Promise.all(
+      Array.from({ length: 2 }, (_, i) => makeArtifact(path.join(tmp, `p${i}`), i)),
+    );
     const child = (art: string): string => `import { DirectoryRegistry } from ${directoryModule};
        const r = new DirectoryRegistry({ root: ${JSON.stringify(root)} });
        const out = await Promise.all(Array.from({ length: 5 }, () => r.registerVersion(${JSON.stringify(MODEL)}, ${JSON.stringify(art)}, { correlationId: 'c', metrics: {} })));
@@ -256,7 +324,12 @@ describe('DirectoryRegistry', () => {
     const [a, b] = await Promise.all(arts.map((art) => runChild(child(art), tmp)));
     expect(a?.code, a?.stderr).toBe(0);
     expect(b?.code, b?.stderr).toBe(0);
-    const all = [...(JSON.parse(a?.stdout ?? '[]') as string[]), ...(JSON.parse(b?.stdout ?? '[]') as string[])].map(Number).sort((x, y) => x - y);
+    const all = [
+      ...(JSON.parse(a?.stdout ?? '[]') as string[]),
+      ...(JSON.parse(b?.stdout ?? '[]') as string[]),
+    ]
+      .map(Number)
+      .sort((x, y) => x - y);
     expect(all).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 
@@ -300,8 +373,12 @@ describe('DirectoryRegistry', () => {
     expect(v2).toMatchObject({ status: 'rejected', rejectedReason: 'macroF1 0.71 < champion 0.80' });
     await expect(registry.setChampion(MODEL, '2', audit)).rejects.toMatchObject({ code: 'REGISTRY_STATE' });
     await expect(registry.markRejected(MODEL, '1', 'no')).rejects.toMatchObject({ code: 'REGISTRY_STATE' });
-    await expect(registry.markRejected(MODEL, '9', 'no')).rejects.toMatchObject({ code: 'REGISTRY_NOT_FOUND' });
-    await expect(registry.setChampion(MODEL, '9', audit)).rejects.toMatchObject({ code: 'REGISTRY_NOT_FOUND' });
+    await expect(registry.markRejected(MODEL, '9', 'no')).rejects.toMatchObject({
+      code: 'REGISTRY_NOT_FOUND',
+    });
+    await expect(registry.setChampion(MODEL, '9', audit)).rejects.toMatchObject({
+      code: 'REGISTRY_NOT_FOUND',
+    });
     await expect(registry.fetchArtifact(MODEL, '9')).rejects.toMatchObject({ code: 'REGISTRY_NOT_FOUND' });
   });
 
@@ -315,20 +392,31 @@ describe('DirectoryRegistry', () => {
     await writeFile(historyFile, `${lines[0]}\n{"torn":`); // the second append never finished
     expect((await registry.history(MODEL)).map((h) => h.to)).toEqual(['1', '2']);
     expect((await registry.rollback(MODEL, audit)).version).toBe('1');
-    expect((await registry.history(MODEL)).map((h) => `${h.action}:${h.to}`)).toEqual(['promote:1', 'promote:2', 'rollback:1']);
+    expect((await registry.history(MODEL)).map((h) => `${h.action}:${h.to}`)).toEqual([
+      'promote:1',
+      'promote:2',
+      'rollback:1',
+    ]);
   });
 
   it('rejects unsafe model names and malformed versions', async () => {
     const art = await makeArtifact(path.join(tmp, 'a1'), 1);
-    await expect(registry.registerVersion('../escape', art, info)).rejects.toMatchObject({ code: 'REGISTRY_INVALID' });
+    await expect(registry.registerVersion('../escape', art, info)).rejects.toMatchObject({
+      code: 'REGISTRY_INVALID',
+    });
     await expect(registry.getVersion(MODEL, '01')).rejects.toMatchObject({ code: 'REGISTRY_INVALID' });
-    await expect(registry.setChampion(MODEL, 'latest', audit)).rejects.toMatchObject({ code: 'REGISTRY_INVALID' });
+    await expect(registry.setChampion(MODEL, 'latest', audit)).rejects.toMatchObject({
+      code: 'REGISTRY_INVALID',
+    });
   });
 
   it('createRegistry picks the directory registry without MLFLOW_TRACKING_URI and MLflow with it', async () => {
     const dir = createRegistry({ registryDir: root, env: {} });
     expect(dir.kind).toBe(`directory ${root}`);
-    const mlflow = createRegistry({ registryDir: root, env: { MLFLOW_TRACKING_URI: 'http://127.0.0.1:5055/' } });
+    const mlflow = createRegistry({
+      registryDir: root,
+      env: { MLFLOW_TRACKING_URI: 'http://127.0.0.1:5055/' },
+    });
     expect(mlflow.kind).toBe('mlflow http://127.0.0.1:5055');
     await dir.close();
     await mlflow.close();
@@ -336,10 +424,21 @@ describe('DirectoryRegistry', () => {
 });
 
 describe('rollback rules', () => {
-  const change = (to: string, action: AliasChange['action'] = 'promote'): AliasChange => ({ at: '', name: 'm', alias: 'champion', to, by: 't', reason: 'r', action });
+  const change = (to: string, action: AliasChange['action'] = 'promote'): AliasChange => ({
+    at: '',
+    name: 'm',
+    alias: 'champion',
+    to,
+    by: 't',
+    reason: 'r',
+    action,
+  });
 
   it('replays promotions as pushes and rollbacks as pops', () => {
-    expect(championStack([change('1'), change('2'), change('3'), change('2', 'rollback')])).toEqual(['1', '2']);
+    expect(championStack([change('1'), change('2'), change('3'), change('2', 'rollback')])).toEqual([
+      '1',
+      '2',
+    ]);
     expect(championStack([change('1'), change('2'), change('7', 'rollback')])).toEqual(['7']);
   });
 

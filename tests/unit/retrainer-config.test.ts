@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../common/config/env.ts';
 import { ConfigError } from '../../common/errors.ts';
-import { defaultRetrainerConfig, resolveRetrainerConfig, retrainerConfigSpec } from '../../retrainer/src/config.ts';
+import {
+  defaultRetrainerConfig,
+  resolveRetrainerConfig,
+  retrainerConfigSpec,
+} from '../../retrainer/src/config.ts';
 
 describe('retrainer config', () => {
   it('has the documented defaults', () => {
@@ -23,11 +27,25 @@ describe('retrainer config', () => {
   });
 
   it('reads the environment and reports every invalid variable in one error', () => {
-    const c = loadConfig(retrainerConfigSpec, { RETRAIN_TIMEOUT_MS: '5000', PROMOTION_MIN_GAIN: '0.01', KAFKA_BROKERS: 'a:9092,b:9092', RETRAIN_CLASS_WEIGHT: 'balanced' });
-    expect(c).toMatchObject({ timeoutMs: 5000, minGain: 0.01, kafkaBrokers: ['a:9092', 'b:9092'], classWeight: 'balanced' });
+    const c = loadConfig(retrainerConfigSpec, {
+      RETRAIN_TIMEOUT_MS: '5000',
+      PROMOTION_MIN_GAIN: '0.01',
+      KAFKA_BROKERS: 'a:9092,b:9092',
+      RETRAIN_CLASS_WEIGHT: 'balanced',
+    });
+    expect(c).toMatchObject({
+      timeoutMs: 5000,
+      minGain: 0.01,
+      kafkaBrokers: ['a:9092', 'b:9092'],
+      classWeight: 'balanced',
+    });
     let err: unknown;
     try {
-      loadConfig(retrainerConfigSpec, { RETRAIN_OLD_DATA_SHARE: '1.5', RETRAINER_HTTP_PORT: 'http', MODEL_NAME: '../x' });
+      loadConfig(retrainerConfigSpec, {
+        RETRAIN_OLD_DATA_SHARE: '1.5',
+        RETRAINER_HTTP_PORT: 'http',
+        MODEL_NAME: '../x',
+      });
     } catch (e) {
       err = e;
     }

@@ -44,12 +44,23 @@ describe('request ledger', () => {
   it('prunes the oldest final records beyond the limit, never pending ones', async () => {
     const l = await RequestLedger.open(dir, { maxFinished: 2 });
     await l.put(rec('p'.repeat(16)));
-    for (let i = 0; i < 4; i++) await l.put(rec(String(i).repeat(16), { status: 'rejected', updatedAt: `2026-01-0${i + 1}T00:00:00.000Z` }));
-    expect(l.all().map((r) => r.requestId).sort()).toEqual(['2'.repeat(16), '3'.repeat(16), 'p'.repeat(16)]);
+    for (let i = 0; i < 4; i++)
+      await l.put(
+        rec(String(i).repeat(16), { status: 'rejected', updatedAt: `2026-01-0${i + 1}T00:00:00.000Z` }),
+      );
+    expect(
+      l
+        .all()
+        .map((r) => r.requestId)
+        .sort(),
+    ).toEqual(['2'.repeat(16), '3'.repeat(16), 'p'.repeat(16)]);
   });
 
   it('sets an unreadable state file aside and starts empty', async () => {
-    await fs.writeFile(path.join(dir, 'requests.json'), '{"format": "driftline-retrainer-requests/1", "requests": [');
+    await fs.writeFile(
+      path.join(dir, 'requests.json'),
+      '{"format": "driftline-retrainer-requests/1", "requests": [',
+    );
     const l = await RequestLedger.open(dir);
     expect(l.all()).toEqual([]);
     expect((await fs.readdir(dir)).some((f) => f.startsWith('requests.json.corrupt-'))).toBe(true);
@@ -60,7 +71,10 @@ describe('request ledger', () => {
     const l = await RequestLedger.open(state);
     // The state directory's place is taken by a file: every write fails.
     await fs.writeFile(state, 'x');
-    await expect(l.put(rec('c'.repeat(32)))).rejects.toMatchObject({ code: 'RETRAINER_STATE', retriable: true });
+    await expect(l.put(rec('c'.repeat(32)))).rejects.toMatchObject({
+      code: 'RETRAINER_STATE',
+      retriable: true,
+    });
     expect(l.get('c'.repeat(32))).toBeUndefined();
   });
 });

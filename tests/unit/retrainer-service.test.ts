@@ -8,7 +8,15 @@ import { parseModelEvent, type ModelEvent } from '../../common/events/schemas.ts
 import { openFileSampleStore, type FileSampleStore } from '../../common/samples/file-store.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
 import { createRetrainer, retrainOnce, type Retrainer } from '../../retrainer/src/retrainer.ts';
-import { FakeTrainer, MemoryRegistry, loadFakeModel, makeRequest, makeSamples, seedLabel, type FakeTrainerOptions } from '../../retrainer/src/testing/fakes.ts';
+import {
+  FakeTrainer,
+  MemoryRegistry,
+  loadFakeModel,
+  makeRequest,
+  makeSamples,
+  seedLabel,
+  type FakeTrainerOptions,
+} from '../../retrainer/src/testing/fakes.ts';
 
 const MODEL = 'driftline-efficiency';
 const T0 = 1_700_000_000_000;
@@ -38,9 +46,28 @@ describe('retrainer service (fake trainer and registry)', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  const config = (over: Partial<RetrainerConfig> = {}): Partial<RetrainerConfig> => ({ stateDir: path.join(dir, 'state'), minSamples: 200, dataRetryMs: 10, dataMaxAttempts: 3, timeoutMs: 5000, ...over });
-  function start(trainer: FakeTrainer, over: Partial<RetrainerConfig> = {}, b: InProcessBus = bus): Retrainer {
-    const r = createRetrainer({ bus: b, registry, store, trainer, config: config(over), loadModel: loadFakeModel, consumeSamples: false });
+  const config = (over: Partial<RetrainerConfig> = {}): Partial<RetrainerConfig> => ({
+    stateDir: path.join(dir, 'state'),
+    minSamples: 200,
+    dataRetryMs: 10,
+    dataMaxAttempts: 3,
+    timeoutMs: 5000,
+    ...over,
+  });
+  function start(
+    trainer: FakeTrainer,
+    over: Partial<RetrainerConfig> = {},
+    b: InProcessBus = bus,
+  ): Retrainer {
+    const r = createRetrainer({
+      bus: b,
+      registry,
+      store,
+      trainer,
+      config: config(over),
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+    });
     retrainers.push(r);
     return r;
   }
@@ -65,7 +92,14 @@ describe('retrainer service (fake trainer and registry)', () => {
     expect((await registry.getChampion(MODEL))?.version).toBe('2');
     expect(registry.calls).toEqual(['register', 'setChampion 2']);
     const [ev] = await events();
-    expect(ev).toMatchObject({ type: 'model-promoted', version: '2', previousVersion: '1', correlationId: 'drift-abc', requestId: hex(1), modelName: MODEL });
+    expect(ev).toMatchObject({
+      type: 'model-promoted',
+      version: '2',
+      previousVersion: '1',
+      correlationId: 'drift-abc',
+      requestId: hex(1),
+      modelName: MODEL,
+    });
     expect(bus.retained(BUS_TOPICS.modelEvents)[0]?.key).toBe(MODEL);
     expect(r.record(hex(1))).toMatchObject({ status: 'promoted', version: '2' });
     expect(r.metrics.registry.getSingleMetric('driftline_retrainer_promotions_total')).toBeDefined();
@@ -131,7 +165,8 @@ describe('retrainer service (fake trainer and registry)', () => {
     const a = start(new FakeTrainer(better()), { dataRetryMs: 60_000 });
     await a.start();
     await a.submit(req);
-    for (let i = 0; i < 200 && a.record(hex(5))?.status !== 'waiting-for-data'; i++) await new Promise((res) => setTimeout(res, 10));
+    for (let i = 0; i < 200 && a.record(hex(5))?.status !== 'waiting-for-data'; i++)
+      await new Promise((res) => setTimeout(res, 10));
     expect(a.record(hex(5))?.status).toBe('waiting-for-data');
     await a.close();
     expect(a.record(hex(5))?.status).toBe('queued');
@@ -158,7 +193,15 @@ describe('retrainer service (fake trainer and registry)', () => {
     expect(trainer.maxActive).toBe(1);
 
     const t2 = new FakeTrainer({ ...better(), waitForConcurrent: 2 });
-    const r2 = createRetrainer({ bus, registry, store, trainer: t2, config: config({ stateDir: path.join(dir, 'state2') }), loadModel: loadFakeModel, consumeSamples: false });
+    const r2 = createRetrainer({
+      bus,
+      registry,
+      store,
+      trainer: t2,
+      config: config({ stateDir: path.join(dir, 'state2') }),
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+    });
     retrainers.push(r2);
     await r2.start();
     await r2.submit(makeRequest({ requestId: hex(8) }));
@@ -171,9 +214,17 @@ describe('retrainer service (fake trainer and registry)', () => {
     const trainer = new FakeTrainer({ ...better(), delayMs: 60 });
     const r = start(trainer);
     await r.start();
-    await bus.publish(BUS_TOPICS.retrainRequests, MODEL, makeRequest({ requestId: hex(10), groupKey: 'all' }));
+    await bus.publish(
+      BUS_TOPICS.retrainRequests,
+      MODEL,
+      makeRequest({ requestId: hex(10), groupKey: 'all' }),
+    );
     await bus.idle();
-    await bus.publish(BUS_TOPICS.retrainRequests, MODEL, makeRequest({ requestId: hex(11), groupKey: 'm-1' }));
+    await bus.publish(
+      BUS_TOPICS.retrainRequests,
+      MODEL,
+      makeRequest({ requestId: hex(11), groupKey: 'm-1' }),
+    );
     await bus.idle();
     await r.idle();
     expect(trainer.jobs).toHaveLength(1);
@@ -188,7 +239,10 @@ describe('retrainer service (fake trainer and registry)', () => {
     await bus.idle();
     const dead = bus.retained(BUS_TOPICS.deadLetter);
     expect(dead).toHaveLength(1);
-    expect(dead[0]?.value).toMatchObject({ group: 'retrainer', reason: expect.stringMatching(/ValidationError: invalid retrain request/) });
+    expect(dead[0]?.value).toMatchObject({
+      group: 'retrainer',
+      reason: expect.stringMatching(/ValidationError: invalid retrain request/),
+    });
   });
 
   it('reports a failed and a timed-out training as model-rejected; the champion stays', async () => {
@@ -197,7 +251,15 @@ describe('retrainer service (fake trainer and registry)', () => {
     await failing.submit(makeRequest({ requestId: hex(12) }));
     await failing.idle();
     await failing.close();
-    const slow = createRetrainer({ bus, registry, store, trainer: new FakeTrainer({ ...better(), delayMs: 10_000 }), config: config({ timeoutMs: 100 }), loadModel: loadFakeModel, consumeSamples: false });
+    const slow = createRetrainer({
+      bus,
+      registry,
+      store,
+      trainer: new FakeTrainer({ ...better(), delayMs: 10_000 }),
+      config: config({ timeoutMs: 100 }),
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+    });
     retrainers.push(slow);
     await slow.start();
     await slow.submit(makeRequest({ requestId: hex(13), championVersion: '7' }));
@@ -219,7 +281,10 @@ describe('retrainer service (fake trainer and registry)', () => {
     await r.idle();
     expect(r.record(hex(14))).toMatchObject({ status: 'insufficient-data', attempts: 3 });
     const [ev] = await events();
-    expect(ev).toMatchObject({ type: 'model-rejected', reason: 'not enough data: 1000 of 5000 samples after 3 attempt(s)' });
+    expect(ev).toMatchObject({
+      type: 'model-rejected',
+      reason: 'not enough data: 1000 of 5000 samples after 3 attempt(s)',
+    });
   });
 });
 
@@ -238,7 +303,13 @@ describe('retrainOnce', () => {
       loadModel: loadFakeModel,
       config: { stateDir: path.join(dir, 'state'), minSamples: 200 },
     });
-    expect(outcome).toMatchObject({ status: 'failed', promoted: false, version: '2', previousVersion: '1', reason: 'promotion failed: Error: disk full' });
+    expect(outcome).toMatchObject({
+      status: 'failed',
+      promoted: false,
+      version: '2',
+      previousVersion: '1',
+      reason: 'promotion failed: Error: disk full',
+    });
     expect(outcome.challenger?.accuracy).toBe(1);
     expect(outcome.champion?.accuracy).toBeLessThan(0.9);
     expect(outcome.trainedOn).toMatchObject({ samples: 600, from: T0, to: T0 + 599_000, oldSamples: 0 });

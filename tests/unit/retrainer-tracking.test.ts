@@ -8,10 +8,27 @@ import type { EpochLog } from '../../common/model/classifier.ts';
 import type { RegisterInfo } from '../../common/registry/types.ts';
 import { MemorySampleStore } from '../../common/samples/memory-store.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
-import { createMlflowTracking, driftReportJson, type MlflowRunLogger } from '../../retrainer/src/mlflow-tracking.ts';
+import {
+  createMlflowTracking,
+  driftReportJson,
+  type MlflowRunLogger,
+} from '../../retrainer/src/mlflow-tracking.ts';
 import { infraRetryDelayMs } from '../../retrainer/src/retrainer.ts';
-import { retrainOnce, type RetrainTracking, type TrackedRunStart, type TrackedRunStatus } from '../../retrainer/src/retrain-once.ts';
-import { FakeTrainer, MemoryRegistry, loadFakeModel, makeRequest, makeSamples, seedLabel, type FakeTrainerOptions } from '../../retrainer/src/testing/fakes.ts';
+import {
+  retrainOnce,
+  type RetrainTracking,
+  type TrackedRunStart,
+  type TrackedRunStatus,
+} from '../../retrainer/src/retrain-once.ts';
+import {
+  FakeTrainer,
+  MemoryRegistry,
+  loadFakeModel,
+  makeRequest,
+  makeSamples,
+  seedLabel,
+  type FakeTrainerOptions,
+} from '../../retrainer/src/testing/fakes.ts';
 import type { TrainJob, TrainResult, TrainRunOptions } from '../../retrainer/src/trainer.ts';
 
 const MODEL = 'driftline-efficiency';
@@ -64,7 +81,16 @@ class EpochTrainer extends FakeTrainer {
     super(options);
   }
   override async train(job: TrainJob, run: TrainRunOptions): Promise<TrainResult> {
-    for (let e = 1; e <= this.epochCount; e++) run.onEpoch?.({ epoch: e, loss: 1 / e, learningRate: 0.01, valLoss: 1.1 / e, valAccuracy: 0.5 + e / 10, valMacroF1: 0.4 + e / 10, durationMs: 5 });
+    for (let e = 1; e <= this.epochCount; e++)
+      run.onEpoch?.({
+        epoch: e,
+        loss: 1 / e,
+        learningRate: 0.01,
+        valLoss: 1.1 / e,
+        valAccuracy: 0.5 + e / 10,
+        valMacroF1: 0.4 + e / 10,
+        durationMs: 5,
+      });
     return super.train(job, run);
   }
 }
@@ -97,7 +123,12 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  const config = (over: Partial<RetrainerConfig> = {}): Partial<RetrainerConfig> => ({ stateDir: path.join(dir, 'state'), minSamples: 200, timeoutMs: 5000, ...over });
+  const config = (over: Partial<RetrainerConfig> = {}): Partial<RetrainerConfig> => ({
+    stateDir: path.join(dir, 'state'),
+    minSamples: 200,
+    timeoutMs: 5000,
+    ...over,
+  });
   const request = makeRequest({
     requestId: 'a'.repeat(32),
     correlationId: 'corr-tracking-1',
@@ -110,10 +141,25 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
   });
 
   it('records params, per-epoch metrics, holdout metrics and tags, and registers the version from the run', async () => {
-    const outcome = await retrainOnce(request, { store, registry, trainer: new EpochTrainer({ spec: { kind: 'oracle', speedShift: 150 } }), loadModel: loadFakeModel, config: config(), tracking });
+    const outcome = await retrainOnce(request, {
+      store,
+      registry,
+      trainer: new EpochTrainer({ spec: { kind: 'oracle', speedShift: 150 } }),
+      loadModel: loadFakeModel,
+      config: config(),
+      tracking,
+    });
     expect(outcome.status).toBe('promoted');
 
-    expect(tracking.calls).toEqual(['startRun', 'epoch 1', 'epoch 2', 'epoch 3', 'logMetrics', 'setTags', 'finish FINISHED']);
+    expect(tracking.calls).toEqual([
+      'startRun',
+      'epoch 1',
+      'epoch 2',
+      'epoch 3',
+      'logMetrics',
+      'setTags',
+      'finish FINISHED',
+    ]);
     const start = tracking.starts[0];
     expect(start?.runName).toBe(`retrain-${'a'.repeat(12)}`);
     expect(start?.params).toMatchObject({
@@ -134,7 +180,9 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
       'driftline.request_id': 'a'.repeat(32),
       'driftline.drift_kind': 'covariate',
     });
-    const report = JSON.parse(start?.tags['driftline.drift_report'] ?? '{}') as { features: { feature: string; statistic: number; pvalue: number }[] };
+    const report = JSON.parse(start?.tags['driftline.drift_report'] ?? '{}') as {
+      features: { feature: string; statistic: number; pvalue: number }[];
+    };
     expect(report.features).toEqual([
       { feature: 'vibrationHz', statistic: 0.42, pvalue: 1e-9 },
       { feature: 'temperatureC', statistic: 0.2, pvalue: 0.001 },
@@ -148,12 +196,23 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
       champion_holdout_macro_f1: outcome.champion?.macroF1,
       promote: 1,
     });
-    expect(tracking.tags).toMatchObject({ 'driftline.outcome': 'promoted', 'driftline.model_version': outcome.version, 'driftline.promoted': 'true' });
+    expect(tracking.tags).toMatchObject({
+      'driftline.outcome': 'promoted',
+      'driftline.model_version': outcome.version,
+      'driftline.promoted': 'true',
+    });
     expect(registry.infos.at(-1)?.runId).toBe('run-123');
   });
 
   it('finishes the run with the rejection when the gate says no', async () => {
-    const outcome = await retrainOnce(request, { store, registry, trainer: new EpochTrainer({ spec: { kind: 'constant', label: 'Low' } }, 1), loadModel: loadFakeModel, config: config(), tracking });
+    const outcome = await retrainOnce(request, {
+      store,
+      registry,
+      trainer: new EpochTrainer({ spec: { kind: 'constant', label: 'Low' } }, 1),
+      loadModel: loadFakeModel,
+      config: config(),
+      tracking,
+    });
     expect(outcome.status).toBe('rejected');
     expect(tracking.status).toBe('FINISHED');
     expect(tracking.tags['driftline.outcome']).toBe('rejected');
@@ -163,7 +222,14 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
   });
 
   it('fails the run when the training fails', async () => {
-    const outcome = await retrainOnce(request, { store, registry, trainer: new FakeTrainer({ fail: new Error('boom') }), loadModel: loadFakeModel, config: config(), tracking });
+    const outcome = await retrainOnce(request, {
+      store,
+      registry,
+      trainer: new FakeTrainer({ fail: new Error('boom') }),
+      loadModel: loadFakeModel,
+      config: config(),
+      tracking,
+    });
     expect(outcome.status).toBe('failed');
     expect(tracking.status).toBe('FAILED');
     expect(tracking.tags['driftline.outcome']).toBe('failed');
@@ -172,13 +238,27 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
 
   it('goes on untracked when the run cannot start or a tracking call fails', async () => {
     tracking.failStart = new Error('tracking down');
-    const a = await retrainOnce(request, { store, registry, trainer: new EpochTrainer({ spec: { kind: 'oracle', speedShift: 150 } }), loadModel: loadFakeModel, config: config(), tracking });
+    const a = await retrainOnce(request, {
+      store,
+      registry,
+      trainer: new EpochTrainer({ spec: { kind: 'oracle', speedShift: 150 } }),
+      loadModel: loadFakeModel,
+      config: config(),
+      tracking,
+    });
     expect(a.status).toBe('promoted');
     expect(registry.infos.at(-1)?.runId).toBeUndefined();
 
     const other = new FakeTracking();
     other.failLogMetrics = new Error('metrics refused');
-    const b = await retrainOnce(makeRequest({ requestId: 'b'.repeat(32) }), { store, registry, trainer: new EpochTrainer({ spec: { kind: 'oracle', speedShift: 150 } }), loadModel: loadFakeModel, config: config(), tracking: other });
+    const b = await retrainOnce(makeRequest({ requestId: 'b'.repeat(32) }), {
+      store,
+      registry,
+      trainer: new EpochTrainer({ spec: { kind: 'oracle', speedShift: 150 } }),
+      loadModel: loadFakeModel,
+      config: config(),
+      tracking: other,
+    });
     expect(b.status).toBe('rejected'); // the new champion already is the shifted oracle: no gain
     expect(other.status).toBe('FINISHED');
     expect(registry.infos.at(-1)?.runId).toBe('run-123');
@@ -186,7 +266,14 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
 
   it('throws (retriable) instead of failing when the registry is unreachable at promotion; the champion stays', async () => {
     registry.failSetChampion = new TransportError('registry unreachable');
-    const err = await retrainOnce(request, { store, registry, trainer: new EpochTrainer({ spec: { kind: 'oracle', speedShift: 150 } }), loadModel: loadFakeModel, config: config(), tracking }).catch((e: unknown) => e);
+    const err = await retrainOnce(request, {
+      store,
+      registry,
+      trainer: new EpochTrainer({ spec: { kind: 'oracle', speedShift: 150 } }),
+      loadModel: loadFakeModel,
+      config: config(),
+      tracking,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TransportError);
     expect((await registry.getChampion(MODEL))?.version).toBe('1');
     expect(tracking.status).toBe('FAILED');
@@ -194,7 +281,14 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
   });
 
   it('turns tracking off with tracking: false', async () => {
-    const outcome = await retrainOnce(request, { store, registry, trainer: new FakeTrainer({ spec: { kind: 'oracle', speedShift: 150 } }), loadModel: loadFakeModel, config: config(), tracking: false });
+    const outcome = await retrainOnce(request, {
+      store,
+      registry,
+      trainer: new FakeTrainer({ spec: { kind: 'oracle', speedShift: 150 } }),
+      loadModel: loadFakeModel,
+      config: config(),
+      tracking: false,
+    });
     expect(outcome.status).toBe('promoted');
     expect(registry.infos.at(-1)?.runId).toBeUndefined();
   });
@@ -202,7 +296,15 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
 
 describe('MLflow tracking adapter (fake MlflowRegistry)', () => {
   function fakeMlflow() {
-    const calls: { op: string; runId?: string; metrics?: unknown; step?: number; tags?: MlflowTag[]; status?: string; start?: unknown }[] = [];
+    const calls: {
+      op: string;
+      runId?: string;
+      metrics?: unknown;
+      step?: number;
+      tags?: MlflowTag[];
+      status?: string;
+      start?: unknown;
+    }[] = [];
     const logger: MlflowRunLogger = {
       kind: 'mlflow fake',
       startRun: async (options) => {
@@ -214,7 +316,12 @@ describe('MLflow tracking adapter (fake MlflowRegistry)', () => {
       },
       logEpochMetrics: async (runId, epochs, firstStep) => {
         await new Promise((r) => setTimeout(r, 5)); // slower than the caller: ordering must still hold
-        calls.push({ op: 'logEpochMetrics', runId, metrics: epochs, ...(firstStep !== undefined ? { step: firstStep } : {}) });
+        calls.push({
+          op: 'logEpochMetrics',
+          runId,
+          metrics: epochs,
+          ...(firstStep !== undefined ? { step: firstStep } : {}),
+        });
       },
       finishRun: async (runId, status) => {
         calls.push({ op: 'finishRun', runId, ...(status !== undefined ? { status } : {}) });
@@ -231,18 +338,50 @@ describe('MLflow tracking adapter (fake MlflowRegistry)', () => {
   it('starts a run in the experiment, logs epochs at step = epoch before the holdout metrics, tags and finishes', async () => {
     const { calls, logger } = fakeMlflow();
     const tracking = createMlflowTracking(logger, { experiment: 'driftline' });
-    const run = await tracking.startRun({ runName: 'retrain-x', params: { epochs: 3, long: 'x'.repeat(7000) }, tags: { 'driftline.correlation_id': 'c1' } });
+    const run = await tracking.startRun({
+      runName: 'retrain-x',
+      params: { epochs: 3, long: 'x'.repeat(7000) },
+      tags: { 'driftline.correlation_id': 'c1' },
+    });
     expect(run.runId).toBe('r1');
-    run.logEpoch({ epoch: 1, loss: 0.9, learningRate: 0.01, valLoss: 1, valAccuracy: 0.6, valMacroF1: 0.5, durationMs: 3 });
-    run.logEpoch({ epoch: 2, loss: 0.5, learningRate: 0.01, valLoss: 0.7, valAccuracy: 0.8, valMacroF1: 0.7, durationMs: 3 });
+    run.logEpoch({
+      epoch: 1,
+      loss: 0.9,
+      learningRate: 0.01,
+      valLoss: 1,
+      valAccuracy: 0.6,
+      valMacroF1: 0.5,
+      durationMs: 3,
+    });
+    run.logEpoch({
+      epoch: 2,
+      loss: 0.5,
+      learningRate: 0.01,
+      valLoss: 0.7,
+      valAccuracy: 0.8,
+      valMacroF1: 0.7,
+      durationMs: 3,
+    });
     await run.logMetrics({ holdout_accuracy: 0.9 });
     await run.setTags({ 'driftline.outcome': 'promoted' });
     await run.finish('FINISHED');
-    expect(calls.map((c) => c.op)).toEqual(['startRun', 'logEpochMetrics', 'logEpochMetrics', 'logMetrics', 'logBatch', 'finishRun']);
+    expect(calls.map((c) => c.op)).toEqual([
+      'startRun',
+      'logEpochMetrics',
+      'logEpochMetrics',
+      'logMetrics',
+      'logBatch',
+      'finishRun',
+    ]);
     const start = calls[0]?.start as { experiment: string; params: Record<string, string> };
     expect(start.experiment).toBe('driftline');
     expect(start.params.long).toHaveLength(6000);
-    expect(calls[1]).toMatchObject({ step: 1, metrics: [{ loss: 0.9, val_loss: 1, val_accuracy: 0.6, val_macro_f1: 0.5, learning_rate: 0.01, epoch_ms: 3 }] });
+    expect(calls[1]).toMatchObject({
+      step: 1,
+      metrics: [
+        { loss: 0.9, val_loss: 1, val_accuracy: 0.6, val_macro_f1: 0.5, learning_rate: 0.01, epoch_ms: 3 },
+      ],
+    });
     expect(calls[2]).toMatchObject({ step: 2 });
     expect(calls[4]?.tags).toEqual([{ key: 'driftline.outcome', value: 'promoted' }]);
     expect(calls[5]).toMatchObject({ status: 'FINISHED' });
@@ -258,10 +397,16 @@ describe('MLflow tracking adapter (fake MlflowRegistry)', () => {
       ],
     });
     const full = driftReportJson(r);
-    expect(JSON.parse(full)).toMatchObject({ kind: 'covariate', features: [{ feature: 'vibrationHz' }, { feature: 'temperatureC' }, { feature: 'powerKw' }] });
+    expect(JSON.parse(full)).toMatchObject({
+      kind: 'covariate',
+      features: [{ feature: 'vibrationHz' }, { feature: 'temperatureC' }, { feature: 'powerKw' }],
+    });
     const short = driftReportJson(r, full.length - 10);
     expect(short.length).toBeLessThanOrEqual(full.length - 10);
-    expect(JSON.parse(short)).toMatchObject({ droppedFeatures: 1, features: [{ feature: 'vibrationHz' }, { feature: 'temperatureC' }] });
+    expect(JSON.parse(short)).toMatchObject({
+      droppedFeatures: 1,
+      features: [{ feature: 'vibrationHz' }, { feature: 'temperatureC' }],
+    });
   });
 });
 

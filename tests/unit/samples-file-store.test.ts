@@ -28,7 +28,8 @@ function sample(i: number, over: Partial<LabelledSample> = {}): LabelledSample {
     ...over,
   };
 }
-const range = (from: number, to: number): LabelledSample[] => Array.from({ length: to - from }, (_, k) => sample(from + k));
+const range = (from: number, to: number): LabelledSample[] =>
+  Array.from({ length: to - from }, (_, k) => sample(from + k));
 
 describe('FileSampleStore', () => {
   let dir: string;
@@ -54,7 +55,14 @@ describe('FileSampleStore', () => {
     const machine = await store.readWindow({ fromSample: 0, toSample: 9, machineIds: ['m-1'] });
     expect(machine.map((s) => s.seq)).toEqual([1, 4, 7]);
     const stats = await store.stats();
-    expect(stats).toMatchObject({ samples: 100, segments: 5, oldestTs: sample(0).ts, newestTs: sample(99).ts, minSampleIndex: 0, maxSampleIndex: 99 });
+    expect(stats).toMatchObject({
+      samples: 100,
+      segments: 5,
+      oldestTs: sample(0).ts,
+      newestTs: sample(99).ts,
+      minSampleIndex: 0,
+      maxSampleIndex: 99,
+    });
   });
 
   it('returns the newest samples under a limit, oldest first', async () => {
@@ -133,7 +141,9 @@ describe('FileSampleStore', () => {
     const second = track(await openFileSampleStore({ dir, segmentRecords: 8 }));
     expect(await second.readWindow()).toHaveLength(20);
     await second.append(range(20, 30));
-    expect((await second.readWindow({ fromSample: 15, toSample: 24 })).map((s) => s.seq)).toEqual(range(15, 25).map((s) => s.seq));
+    expect((await second.readWindow({ fromSample: 15, toSample: 24 })).map((s) => s.seq)).toEqual(
+      range(15, 25).map((s) => s.seq),
+    );
     expect((await second.stats()).samples).toBe(30);
   });
 
@@ -141,7 +151,9 @@ describe('FileSampleStore', () => {
     const writer = track(await openFileSampleStore({ dir, segmentRecords: 6, fsyncIntervalMs: 0 }));
     const reader = track(await openFileSampleStore({ dir, readOnly: true }));
     await writer.append(range(0, 15));
-    expect((await reader.readWindow({ fromSample: 5, toSample: 12 })).map((s) => s.seq)).toEqual(range(5, 13).map((s) => s.seq));
+    expect((await reader.readWindow({ fromSample: 5, toSample: 12 })).map((s) => s.seq)).toEqual(
+      range(5, 13).map((s) => s.seq),
+    );
     await writer.append(range(15, 20));
     expect((await reader.stats()).samples).toBe(20);
     await expect(reader.append(range(0, 1))).rejects.toThrow(/read-only/);

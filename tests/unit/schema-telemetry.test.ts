@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { FEATURES, OPERATION_MODES, SEED_RANGES, VALID_LIMITS } from '../../common/schema/features.ts';
-import { MAX_EXTRA_FIELDS_BYTES, MAX_PAYLOAD_BYTES, parseTopic, validateMessage, validateObject, type Telemetry } from '../../common/schema/telemetry.ts';
+import {
+  MAX_EXTRA_FIELDS_BYTES,
+  MAX_PAYLOAD_BYTES,
+  parseTopic,
+  validateMessage,
+  validateObject,
+  type Telemetry,
+} from '../../common/schema/telemetry.ts';
 
 function telemetry(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   const base: Telemetry = {
@@ -21,7 +28,8 @@ function telemetry(overrides: Record<string, unknown> = {}): Record<string, unkn
   return { ...base, ...overrides };
 }
 const topic = 'factory/m-001/telemetry';
-const send = (obj: unknown): ReturnType<typeof validateMessage<'telemetry'>> => validateMessage('telemetry', topic, JSON.stringify(obj));
+const send = (obj: unknown): ReturnType<typeof validateMessage<'telemetry'>> =>
+  validateMessage('telemetry', topic, JSON.stringify(obj));
 
 describe('telemetry schema', () => {
   it('accepts every operation mode with every feature at both ends of its seed range', () => {
@@ -78,13 +86,25 @@ describe('telemetry schema', () => {
   });
 
   it('rejects NaN and Infinity in objects (JSON cannot carry them, other sources can)', () => {
-    expect(validateObject('telemetry', telemetry({ vibrationHz: Number.NaN }))).toMatchObject({ ok: false, reason: 'non_finite' });
-    expect(validateObject('telemetry', telemetry({ powerKw: Number.POSITIVE_INFINITY }))).toMatchObject({ ok: false, reason: 'non_finite' });
-    expect(validateObject('telemetry', telemetry({ seq: Number.NEGATIVE_INFINITY }))).toMatchObject({ ok: false, reason: 'non_finite' });
+    expect(validateObject('telemetry', telemetry({ vibrationHz: Number.NaN }))).toMatchObject({
+      ok: false,
+      reason: 'non_finite',
+    });
+    expect(validateObject('telemetry', telemetry({ powerKw: Number.POSITIVE_INFINITY }))).toMatchObject({
+      ok: false,
+      reason: 'non_finite',
+    });
+    expect(validateObject('telemetry', telemetry({ seq: Number.NEGATIVE_INFINITY }))).toMatchObject({
+      ok: false,
+      reason: 'non_finite',
+    });
   });
 
   it('rejects NaN written as text in JSON as not JSON', () => {
-    expect(validateMessage('telemetry', topic, '{"temperatureC": NaN}')).toMatchObject({ ok: false, reason: 'not_json' });
+    expect(validateMessage('telemetry', topic, '{"temperatureC": NaN}')).toMatchObject({
+      ok: false,
+      reason: 'not_json',
+    });
   });
 
   it.each(FEATURES.map((f) => [f]))('rejects %s out of its plausible range', (f) => {
@@ -96,7 +116,10 @@ describe('telemetry schema', () => {
   it('rejects a negative or fractional seq and an unknown operation mode', () => {
     expect(send(telemetry({ seq: -1 }))).toMatchObject({ ok: false, reason: 'out_of_range' });
     expect(send(telemetry({ seq: 1.5 }))).toMatchObject({ ok: false, reason: 'invalid_type' });
-    expect(send(telemetry({ operationMode: 'Running' }))).toMatchObject({ ok: false, reason: 'invalid_value' });
+    expect(send(telemetry({ operationMode: 'Running' }))).toMatchObject({
+      ok: false,
+      reason: 'invalid_value',
+    });
   });
 
   it('tolerates small unknown extra fields and rejects them over the size limit', () => {
@@ -118,13 +141,22 @@ describe('telemetry schema', () => {
   });
 
   it('rejects a message on a topic of the wrong shape', () => {
-    expect(validateMessage('telemetry', 'factory/m-001/label', JSON.stringify(telemetry()))).toMatchObject({ ok: false, reason: 'invalid_topic' });
-    expect(validateMessage('telemetry', 'factory/a/b/telemetry', JSON.stringify(telemetry()))).toMatchObject({ ok: false, reason: 'invalid_topic' });
+    expect(validateMessage('telemetry', 'factory/m-001/label', JSON.stringify(telemetry()))).toMatchObject({
+      ok: false,
+      reason: 'invalid_topic',
+    });
+    expect(validateMessage('telemetry', 'factory/a/b/telemetry', JSON.stringify(telemetry()))).toMatchObject({
+      ok: false,
+      reason: 'invalid_topic',
+    });
   });
 
   it('accepts machine ids with HTML characters (consumers must escape them) but not MQTT wildcards', () => {
     const id = '<img src=x onerror=alert(1)>';
-    expect(validateMessage('telemetry', `factory/${id}/telemetry`, JSON.stringify(telemetry({ machineId: id }))).ok).toBe(true);
+    expect(
+      validateMessage('telemetry', `factory/${id}/telemetry`, JSON.stringify(telemetry({ machineId: id })))
+        .ok,
+    ).toBe(true);
     expect(parseTopic('factory/a+b/telemetry')).toBeUndefined();
     expect(parseTopic('factory/a#/telemetry')).toBeUndefined();
   });
@@ -134,12 +166,25 @@ describe('label schema', () => {
   const label = { machineId: 'm-001', seq: 3, efficiency: 'High' };
   it('accepts each class', () => {
     for (const efficiency of ['Low', 'Medium', 'High']) {
-      expect(validateMessage('label', 'factory/m-001/label', JSON.stringify({ ...label, efficiency })).ok).toBe(true);
+      expect(
+        validateMessage('label', 'factory/m-001/label', JSON.stringify({ ...label, efficiency })).ok,
+      ).toBe(true);
     }
   });
   it('rejects an unknown class, a missing seq and a topic mismatch', () => {
-    expect(validateMessage('label', 'factory/m-001/label', JSON.stringify({ ...label, efficiency: 'Great' }))).toMatchObject({ ok: false, reason: 'invalid_value' });
-    expect(validateMessage('label', 'factory/m-001/label', JSON.stringify({ machineId: 'm-001', efficiency: 'Low' }))).toMatchObject({ ok: false, reason: 'missing_field' });
-    expect(validateMessage('label', 'factory/m-009/label', JSON.stringify(label))).toMatchObject({ ok: false, reason: 'machine_id_mismatch' });
+    expect(
+      validateMessage('label', 'factory/m-001/label', JSON.stringify({ ...label, efficiency: 'Great' })),
+    ).toMatchObject({ ok: false, reason: 'invalid_value' });
+    expect(
+      validateMessage(
+        'label',
+        'factory/m-001/label',
+        JSON.stringify({ machineId: 'm-001', efficiency: 'Low' }),
+      ),
+    ).toMatchObject({ ok: false, reason: 'missing_field' });
+    expect(validateMessage('label', 'factory/m-009/label', JSON.stringify(label))).toMatchObject({
+      ok: false,
+      reason: 'machine_id_mismatch',
+    });
   });
 });

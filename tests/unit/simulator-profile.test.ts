@@ -1,7 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { FEATURES, OPERATION_MODES, SEED_RANGES, VALID_LIMITS, type Feature } from '../../common/schema/features.ts';
+import {
+  FEATURES,
+  OPERATION_MODES,
+  SEED_RANGES,
+  VALID_LIMITS,
+  type Feature,
+} from '../../common/schema/features.ts';
 import { validateObject } from '../../common/schema/telemetry.ts';
-import { generateStream, labelFor, SEED_RULE, settingsOf, type GeneratedSample } from '../../simulator/src/generator.ts';
+import {
+  generateStream,
+  labelFor,
+  SEED_RULE,
+  settingsOf,
+  type GeneratedSample,
+} from '../../simulator/src/generator.ts';
 import { createProfile, vec9 } from '../../simulator/src/profiles.ts';
 import { parseScenario } from '../../simulator/src/scenario.ts';
 
@@ -53,7 +65,9 @@ function correlation(xs: readonly number[], ys: readonly number[]): number {
 /** Share of `count` in `n` is within Z standard errors of `p`. */
 function expectShare(count: number, n: number, p: number): void {
   const se = Math.sqrt((p * (1 - p)) / n);
-  expect(Math.abs(count / n - p), `share ${count / n} vs expected ${p} (±${Z * se})`).toBeLessThanOrEqual(Z * se);
+  expect(Math.abs(count / n - p), `share ${count / n} vs expected ${p} (±${Z * se})`).toBeLessThanOrEqual(
+    Z * se,
+  );
 }
 
 describe('seed profile marginals (100,000 samples)', () => {
@@ -96,7 +110,9 @@ describe('seed profile marginals (100,000 samples)', () => {
     const cols = FEATURES.map((f) => column(seedSamples, f));
     for (let i = 0; i < cols.length; i++) {
       for (let j = i + 1; j < cols.length; j++) {
-        expect(Math.abs(correlation(cols[i] as number[], cols[j] as number[]))).toBeLessThan(Z / Math.sqrt(N));
+        expect(Math.abs(correlation(cols[i] as number[], cols[j] as number[]))).toBeLessThan(
+          Z / Math.sqrt(N),
+        );
       }
     }
   });
@@ -123,8 +139,16 @@ describe('seed profile marginals (100,000 samples)', () => {
   it('labels every sample exactly by the rule', () => {
     for (const s of seedSamples) {
       const t = s.telemetry;
-      const expected = t.productionSpeedUph > 400 && t.errorRatePct < 2 ? 'High' : t.productionSpeedUph > 200 && t.errorRatePct < 5 ? 'Medium' : 'Low';
-      if (s.label.efficiency !== expected) expect.fail(`sample ${s.index}: ${JSON.stringify(t)} labelled ${s.label.efficiency}, rule says ${expected}`);
+      const expected =
+        t.productionSpeedUph > 400 && t.errorRatePct < 2
+          ? 'High'
+          : t.productionSpeedUph > 200 && t.errorRatePct < 5
+            ? 'Medium'
+            : 'Low';
+      if (s.label.efficiency !== expected)
+        expect.fail(
+          `sample ${s.index}: ${JSON.stringify(t)} labelled ${s.label.efficiency}, rule says ${expected}`,
+        );
       if (labelFor(t) !== expected) expect.fail(`labelFor disagrees on sample ${s.index}`);
     }
   });
@@ -134,8 +158,15 @@ describe('seed profile marginals (100,000 samples)', () => {
     seedSamples.forEach((s, i) => {
       const t = s.telemetry;
       const machine = `m-00${i % 4}`;
-      if (s.index !== i || t.machineId !== machine || t.seq !== Math.floor(i / 4) || t.ts !== 1_700_000_000_000 + i * 125) problems.push(`sample ${i}: index/machine/seq/ts ${s.index} ${t.machineId} ${t.seq} ${t.ts}`);
-      if (s.label.machineId !== machine || s.label.seq !== t.seq) problems.push(`label ${i}: ${JSON.stringify(s.label)}`);
+      if (
+        s.index !== i ||
+        t.machineId !== machine ||
+        t.seq !== Math.floor(i / 4) ||
+        t.ts !== 1_700_000_000_000 + i * 125
+      )
+        problems.push(`sample ${i}: index/machine/seq/ts ${s.index} ${t.machineId} ${t.seq} ${t.ts}`);
+      if (s.label.machineId !== machine || s.label.seq !== t.seq)
+        problems.push(`label ${i}: ${JSON.stringify(s.label)}`);
       const vt = validateObject('telemetry', t);
       if (!vt.ok) problems.push(`sample ${i}: ${vt.detail}`);
       const vl = validateObject('label', s.label);
@@ -153,7 +184,11 @@ describe('seed profile marginals (100,000 samples)', () => {
 
 describe('labelFor', () => {
   const base = Object.fromEntries(FEATURES.map((f) => [f, 0])) as Record<Feature, number>;
-  const at = (speed: number, error: number): Record<Feature, number> => ({ ...base, productionSpeedUph: speed, errorRatePct: error });
+  const at = (speed: number, error: number): Record<Feature, number> => ({
+    ...base,
+    productionSpeedUph: speed,
+    errorRatePct: error,
+  });
 
   it('applies strict thresholds', () => {
     expect(labelFor(at(400.0001, 1.9999))).toBe('High');
@@ -195,18 +230,25 @@ describe('realistic profile', () => {
     expect(correlation(col('vibrationHz'), col('temperatureC'))).toBeGreaterThan(0.4);
     expect(correlation(col('errorRatePct'), col('defectRatePct'))).toBeGreaterThan(0.3);
     // Unrelated features stay uncorrelated.
-    expect(Math.abs(correlation(col('networkLatencyMs'), col('maintenanceScore')))).toBeLessThan(Z / Math.sqrt(samples.length));
+    expect(Math.abs(correlation(col('networkLatencyMs'), col('maintenanceScore')))).toBeLessThan(
+      Z / Math.sqrt(samples.length),
+    );
   });
 
   it('runs idle and maintenance machines slower', () => {
-    const speed = (mode: string): number => mean(samples.filter((s) => s.telemetry.operationMode === mode).map((s) => s.telemetry.productionSpeedUph));
+    const speed = (mode: string): number =>
+      mean(
+        samples.filter((s) => s.telemetry.operationMode === mode).map((s) => s.telemetry.productionSpeedUph),
+      );
     expect(speed('Active')).toBeGreaterThan(speed('Idle') + 50);
     expect(speed('Idle')).toBeGreaterThan(speed('Maintenance') + 20);
   });
 
   it('gives each machine its own calibration offset', () => {
     // Per-machine mean latency (an independent uniform plus the offset) differs by more than sampling error.
-    const perMachine = [0, 1, 2, 3].map((m) => mean(samples.filter((s) => s.index % 4 === m).map((s) => s.telemetry.networkLatencyMs)));
+    const perMachine = [0, 1, 2, 3].map((m) =>
+      mean(samples.filter((s) => s.index % 4 === m).map((s) => s.telemetry.networkLatencyMs)),
+    );
     const se = 49 / Math.sqrt(12 * (samples.length / 4));
     const spread = Math.max(...perMachine) - Math.min(...perMachine);
     expect(spread).toBeGreaterThan(2 * Z * se);

@@ -47,11 +47,14 @@ describe('Pacer', () => {
   it('after a blocked sender, catches up at most maxBacklogMs worth in one go', () => {
     let open = false;
     const batches: number[] = [];
-    const pacer = new Pacer({ ratePerSecond: 100, tickMs: 10, maxBacklogMs: 1000, now: () => Date.now() }, (n) => {
-      if (!open) return 0;
-      batches.push(n);
-      return n;
-    });
+    const pacer = new Pacer(
+      { ratePerSecond: 100, tickMs: 10, maxBacklogMs: 1000, now: () => Date.now() },
+      (n) => {
+        if (!open) return 0;
+        batches.push(n);
+        return n;
+      },
+    );
     pacer.start();
     vi.advanceTimersByTime(5000);
     expect(pacer.total).toBe(0);

@@ -66,11 +66,18 @@ class Header {
     const drift = this.seen.changed(this.state, 'drift', 'alarms');
     const conns = this.seen.changed(this.state, 'connections');
     if (epoch || model) {
-      const c = s.model.champion?.version ?? s.pipeline.workers.find((w) => w.modelVersion !== null)?.modelVersion ?? null;
+      const c =
+        s.model.champion?.version ??
+        s.pipeline.workers.find((w) => w.modelVersion !== null)?.modelVersion ??
+        null;
       setText(byId('kpi-champion'), version(c));
     }
     if (epoch || machines) setText(byId('kpi-machines'), count(this.state.machines.size));
-    if (epoch || tp) setText(byId('kpi-rate'), rate(s.pipeline.throughput[s.pipeline.throughput.length - 1]?.telemetry ?? 0));
+    if (epoch || tp)
+      setText(
+        byId('kpi-rate'),
+        rate(s.pipeline.throughput[s.pipeline.throughput.length - 1]?.telemetry ?? 0),
+      );
     if (epoch || drift) {
       const drifted = new Set<string>();
       for (const g of s.drift) for (const f of g.features) if (f.drifted) drifted.add(f.feature);
@@ -82,8 +89,20 @@ class Header {
     if (epoch || conns) {
       const m = s.connections.mqtt;
       const el = byId('broker-status');
-      setText(el, m.state === 'connected' ? 'Broker connected' : m.state === 'error' ? 'Broker error' : m.state === 'closed' ? 'Broker closed' : 'Broker reconnecting…');
-      setClassName(el, `pill ${connectionClass(m.state).replace('badge-', 'pill-').replace('pill-plain', 'pill-muted')}`);
+      setText(
+        el,
+        m.state === 'connected'
+          ? 'Broker connected'
+          : m.state === 'error'
+            ? 'Broker error'
+            : m.state === 'closed'
+              ? 'Broker closed'
+              : 'Broker reconnecting…',
+      );
+      setClassName(
+        el,
+        `pill ${connectionClass(m.state).replace('badge-', 'pill-').replace('pill-plain', 'pill-muted')}`,
+      );
       setTitle(el, `${m.target}${m.detail ? ` · ${m.detail}` : ''}`);
     }
   }
@@ -175,7 +194,11 @@ async function main(): Promise<void> {
   }, 1000);
 
   byId('logout').addEventListener('click', () => {
-    void fetch('/api/logout', { method: 'POST', headers: { 'x-csrf-token': me.csrfToken }, credentials: 'same-origin' }).finally(toLogin);
+    void fetch('/api/logout', {
+      method: 'POST',
+      headers: { 'x-csrf-token': me.csrfToken },
+      credentials: 'same-origin',
+    }).finally(toLogin);
   });
 
   const setStream = (s: StreamState): void => {

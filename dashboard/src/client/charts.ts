@@ -18,7 +18,14 @@ export type Chart = uPlot;
 
 const MUTED = '#6a7788';
 const GRID = '#eef1f5';
-export const COLORS = { ref: '#4c78a8', cur: '#f58518', bad: '#c53030', ok: '#2e9e6b', accent: '#2f6fdf', label: '#8e6bbf' } as const;
+export const COLORS = {
+  ref: '#4c78a8',
+  cur: '#f58518',
+  bad: '#c53030',
+  ok: '#2e9e6b',
+  accent: '#2f6fdf',
+  label: '#8e6bbf',
+} as const;
 
 function stepped(): uPlot.Series.PathBuilder | undefined {
   return lib().paths.stepped?.({ align: 1 });
@@ -69,7 +76,11 @@ export function sparkline(el: HTMLElement, width: number, height: number): Chart
         {},
         { stroke: COLORS.ref, width: 1.5, points: { show: false }, spanGaps: true },
         { stroke: COLORS.bad, width: 1, dash: [3, 3], points: { show: false }, spanGaps: true },
-        { stroke: COLORS.bad, width: 0, points: { show: true, size: 5, fill: COLORS.bad, stroke: COLORS.bad } },
+        {
+          stroke: COLORS.bad,
+          width: 0,
+          points: { show: true, size: 5, fill: COLORS.bad, stroke: COLORS.bad },
+        },
       ],
     },
     [[], [], [], []],
@@ -88,11 +99,28 @@ export function histogramChart(el: HTMLElement, width: number, height: number): 
       cursor: { points: { show: false }, drag: { x: false, y: false } },
       select: { show: false, left: 0, top: 0, width: 0, height: 0 },
       scales: { x: { time: false }, y: { range: (_u, _min, max) => [0, Math.max(0.01, max * 1.12)] } },
-      axes: [axis((_u, splits) => splits.map(compact)), axis((_u, splits) => splits.map((v) => `${Math.round(v * 100)}%`), 44)],
+      axes: [
+        axis((_u, splits) => splits.map(compact)),
+        axis((_u, splits) => splits.map((v) => `${Math.round(v * 100)}%`), 44),
+      ],
       series: [
         {},
-        { label: 'Reference', stroke: COLORS.ref, fill: 'rgba(76,120,168,0.28)', width: 1.5, paths: stepped(), points: { show: false } },
-        { label: 'Current', stroke: COLORS.cur, fill: 'rgba(245,133,24,0.30)', width: 1.5, paths: stepped(), points: { show: false } },
+        {
+          label: 'Reference',
+          stroke: COLORS.ref,
+          fill: 'rgba(76,120,168,0.28)',
+          width: 1.5,
+          paths: stepped(),
+          points: { show: false },
+        },
+        {
+          label: 'Current',
+          stroke: COLORS.cur,
+          fill: 'rgba(245,133,24,0.30)',
+          width: 1.5,
+          paths: stepped(),
+          points: { show: false },
+        },
       ],
     },
     [[], [], []],
@@ -111,7 +139,10 @@ export function ecdfChart(el: HTMLElement, width: number, height: number): Chart
       cursor: { points: { show: false }, drag: { x: false, y: false } },
       select: { show: false, left: 0, top: 0, width: 0, height: 0 },
       scales: { x: { time: false }, y: { range: [0, 1] } },
-      axes: [axis((_u, splits) => splits.map(compact)), axis((_u, splits) => splits.map((v) => v.toFixed(1)), 44)],
+      axes: [
+        axis((_u, splits) => splits.map(compact)),
+        axis((_u, splits) => splits.map((v) => v.toFixed(1)), 44),
+      ],
       series: [
         {},
         { label: 'Reference', stroke: COLORS.ref, width: 2, points: { show: false } },
@@ -137,7 +168,13 @@ export function throughputChart(el: HTMLElement, width: number, height: number):
       axes: [axis(), axis((_u, splits) => splits.map(compact), 48)],
       series: [
         {},
-        { label: 'Telemetry', stroke: COLORS.ref, width: 2, fill: 'rgba(76,120,168,0.10)', points: { show: false } },
+        {
+          label: 'Telemetry',
+          stroke: COLORS.ref,
+          width: 2,
+          fill: 'rgba(76,120,168,0.10)',
+          points: { show: false },
+        },
         { label: 'Predictions', stroke: COLORS.cur, width: 2, points: { show: false } },
         { label: 'Labels', stroke: COLORS.label, width: 1.5, points: { show: false } },
       ],

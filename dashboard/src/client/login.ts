@@ -23,7 +23,14 @@ form.addEventListener('submit', (e) => {
         return;
       }
       const body = (await res.json().catch(() => ({}))) as { error?: string };
-      setText(error, res.status === 429 ? (body.error ?? 'Too many failed attempts; wait a few minutes.') : res.status === 401 ? 'Wrong username or password.' : (body.error ?? `Sign-in failed (HTTP ${res.status}).`));
+      setText(
+        error,
+        res.status === 429
+          ? (body.error ?? 'Too many failed attempts; wait a few minutes.')
+          : res.status === 401
+            ? 'Wrong username or password.'
+            : (body.error ?? `Sign-in failed (HTTP ${res.status}).`),
+      );
       show(error, true);
     })
     .catch(() => {

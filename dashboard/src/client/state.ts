@@ -14,7 +14,19 @@ export type Section =
   | 'observedAccuracy'
   | 'throughput';
 
-const SECTIONS: readonly Section[] = ['connections', 'machines', 'deadLetters', 'invalid', 'drift', 'alarms', 'retrains', 'model', 'workers', 'observedAccuracy', 'throughput'];
+const SECTIONS: readonly Section[] = [
+  'connections',
+  'machines',
+  'deadLetters',
+  'invalid',
+  'drift',
+  'alarms',
+  'retrains',
+  'model',
+  'workers',
+  'observedAccuracy',
+  'throughput',
+];
 
 /**
  * The browser's copy of the server state: a snapshot, then updates merged in.
@@ -26,7 +38,10 @@ export class ClientState {
   readonly machines = new Map<string, MachineView>();
   /** Server clock minus browser clock, ms (for "last seen" ages). */
   clockOffset = 0;
-  readonly rev: Record<Section, number> = Object.fromEntries(SECTIONS.map((s) => [s, 0])) as Record<Section, number>;
+  readonly rev: Record<Section, number> = Object.fromEntries(SECTIONS.map((s) => [s, 0])) as Record<
+    Section,
+    number
+  >;
   /** Incremented by every snapshot: views rebuild from scratch when it moves. */
   epoch = 0;
   private readonly machineListeners: ((ids: readonly string[] | null) => void)[] = [];
@@ -77,7 +92,8 @@ export class ClientState {
       const fresh: ThroughputPoint[] = u.throughput.filter((p) => p.t > last);
       if (fresh.length > 0) {
         s.pipeline.throughput.push(...fresh);
-        if (s.pipeline.throughput.length > 300) s.pipeline.throughput.splice(0, s.pipeline.throughput.length - 300);
+        if (s.pipeline.throughput.length > 300)
+          s.pipeline.throughput.splice(0, s.pipeline.throughput.length - 300);
         this.rev.throughput++;
       }
     }

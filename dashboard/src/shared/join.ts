@@ -16,7 +16,11 @@ export class RetrainIndex {
       if (r.requestId !== null) this.byRequest.set(r.requestId, r);
       // The newest retrain of a correlation id wins (a rerun after an expired episode keeps the id).
       const prev = this.byCorrelation.get(r.correlationId);
-      if (prev === undefined || (r.requestedAt ?? r.decidedAt ?? 0) >= (prev.requestedAt ?? prev.decidedAt ?? 0)) this.byCorrelation.set(r.correlationId, r);
+      if (
+        prev === undefined ||
+        (r.requestedAt ?? r.decidedAt ?? 0) >= (prev.requestedAt ?? prev.decidedAt ?? 0)
+      )
+        this.byCorrelation.set(r.correlationId, r);
     }
   }
 

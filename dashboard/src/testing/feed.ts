@@ -4,10 +4,28 @@ import type { DeadLetterRecord } from '../../../common/deadletter.ts';
 import { retrainRequestId } from '../../../common/drift/episode.ts';
 import { asymptoticCriticalStatistic } from '../../../common/drift/feature-drift.ts';
 import { seedReference } from '../../../common/drift/synthetic.ts';
-import { modelPromotedSchema, retrainRequestSchema, type ModelMetrics, type RetrainRequest } from '../../../common/events/schemas.ts';
+import {
+  modelPromotedSchema,
+  retrainRequestSchema,
+  type ModelMetrics,
+  type RetrainRequest,
+} from '../../../common/events/schemas.ts';
 import type { ModelRegistry, ModelVersion } from '../../../common/registry/types.ts';
-import { EFFICIENCY_CLASSES, FEATURES, OPERATION_MODES, SEED_RANGES, type Efficiency, type Feature } from '../../../common/schema/features.ts';
-import { STATUS_TOPICS, type DriftAlarmMessage, type DriftWindowMessage, type EdgeStatusMessage, type Histogram } from '../../../common/schema/status.ts';
+import {
+  EFFICIENCY_CLASSES,
+  FEATURES,
+  OPERATION_MODES,
+  SEED_RANGES,
+  type Efficiency,
+  type Feature,
+} from '../../../common/schema/features.ts';
+import {
+  STATUS_TOPICS,
+  type DriftAlarmMessage,
+  type DriftWindowMessage,
+  type EdgeStatusMessage,
+  type Histogram,
+} from '../../../common/schema/status.ts';
 import { TOPICS, type Label, type Prediction, type Telemetry } from '../../../common/schema/telemetry.ts';
 import { ks2samp } from '../../../common/stats/ks.ts';
 import { Rng } from '../../../common/util/rng.ts';
@@ -61,7 +79,10 @@ function histogram(ref: readonly number[], cur: readonly number[]): Histogram {
     }
   }
   if (!(hi > lo)) hi = lo + 1;
-  const edges = Array.from({ length: BINS + 1 }, (_, i) => Math.round((lo + ((hi - lo) * i) / BINS) * 1e4) / 1e4);
+  const edges = Array.from(
+    { length: BINS + 1 },
+    (_, i) => Math.round((lo + ((hi - lo) * i) / BINS) * 1e4) / 1e4,
+  );
   const count = (xs: readonly number[]): number[] => {
     const c = new Array<number>(BINS).fill(0);
     for (const v of xs) {
@@ -95,7 +116,10 @@ export class ScriptedPipeline {
   private sampleIndex = 0;
   private windowStart = { sampleIndex: 0, ts: Date.now() };
   private windowIndex = 0;
-  private readonly streaks = new Map<Feature, { count: number; onset: { sampleIndex: number; ts: number } }>();
+  private readonly streaks = new Map<
+    Feature,
+    { count: number; onset: { sampleIndex: number; ts: number } }
+  >();
   private labelled: boolean[] = [];
   private readonly mix = { Low: 0, Medium: 0, High: 0 };
   private published = 0;
@@ -158,7 +182,9 @@ export class ScriptedPipeline {
     const truth = seedRule(t);
     // About 8% wrong (more under drift), so live accuracy looks like a real model's.
     const wrong = this.rng.next() < (this.shift ? 0.2 : 0.08);
-    const efficiency = wrong ? (EFFICIENCY_CLASSES[(EFFICIENCY_CLASSES.indexOf(truth) + 1) % 3] as Efficiency) : truth;
+    const efficiency = wrong
+      ? (EFFICIENCY_CLASSES[(EFFICIENCY_CLASSES.indexOf(truth) + 1) % 3] as Efficiency)
+      : truth;
     const p = 0.7 + this.rng.next() * 0.25;
     const rest = (1 - p) / 2;
     const probabilities = { Low: rest, Medium: rest, High: rest };
@@ -166,7 +192,16 @@ export class ScriptedPipeline {
     this.mix[efficiency]++;
     this.labelled.push(!wrong);
     if (this.labelled.length > 500) this.labelled = this.labelled.slice(-500);
-    return { machineId: t.machineId, seq: t.seq, ts: t.ts, predictedAt: Date.now(), efficiency, probabilities, modelVersion: this.championVersion, latencyMs: round3(0.4 + this.rng.next() * 2) };
+    return {
+      machineId: t.machineId,
+      seq: t.seq,
+      ts: t.ts,
+      predictedAt: Date.now(),
+      efficiency,
+      probabilities,
+      modelVersion: this.championVersion,
+      latencyMs: round3(0.4 + this.rng.next() * 2),
+    };
   }
 
   /** Publishes `n` samples round-robin over the machines (telemetry, prediction, label), testing windows as they fill. */
@@ -208,7 +243,14 @@ export class ScriptedPipeline {
       const r = ks2samp(ref, cur);
       const drifted = r.pvalue <= this.threshold;
       if (drifted) rejected.push(f);
-      features.push({ feature: f, statistic: r.statistic, pvalue: r.pvalue, threshold: this.threshold, criticalStatistic: asymptoticCriticalStatistic(this.threshold, ref.length, cur.length), drifted });
+      features.push({
+        feature: f,
+        statistic: r.statistic,
+        pvalue: r.pvalue,
+        threshold: this.threshold,
+        criticalStatistic: asymptoticCriticalStatistic(this.threshold, ref.length, cur.length),
+        drifted,
+      });
       histograms[f] = histogram(ref, cur);
     }
     const to = { sampleIndex: this.sampleIndex - 1, ts };
@@ -234,9 +276,12 @@ export class ScriptedPipeline {
     }
     const alarming = [...this.streaks.entries()].filter(([, s]) => s.count >= this.consecutive);
     if (alarming.length > 0 && this.retrainRequest === undefined) {
-      const onset = alarming.map(([, s]) => s.onset).sort((a, b) => a.sampleIndex - b.sampleIndex)[0] ?? this.windowStart;
+      const onset =
+        alarming.map(([, s]) => s.onset).sort((a, b) => a.sampleIndex - b.sampleIndex)[0] ?? this.windowStart;
       await this.alarm(
-        features.filter((f) => f.drifted && f.statistic !== null && f.pvalue !== null).sort((a, b) => (a.pvalue ?? 1) - (b.pvalue ?? 1)),
+        features
+          .filter((f) => f.drifted && f.statistic !== null && f.pvalue !== null)
+          .sort((a, b) => (a.pvalue ?? 1) - (b.pvalue ?? 1)),
         onset,
         to,
       );
@@ -250,10 +295,16 @@ export class ScriptedPipeline {
     return this.labelled.filter(Boolean).length / this.labelled.length;
   }
 
-  private async alarm(evidence: DriftWindowMessage['features'], onset: { sampleIndex: number; ts: number }, at: { sampleIndex: number; ts: number }): Promise<void> {
+  private async alarm(
+    evidence: DriftWindowMessage['features'],
+    onset: { sampleIndex: number; ts: number },
+    at: { sampleIndex: number; ts: number },
+  ): Promise<void> {
     const requestId = retrainRequestId(this.o.modelName, this.championVersion, onset);
     const correlationId = `drift-${requestId.slice(0, 16)}`;
-    const features = evidence.slice(0, 3).map((f) => ({ feature: f.feature, statistic: f.statistic as number, pvalue: f.pvalue as number }));
+    const features = evidence
+      .slice(0, 3)
+      .map((f) => ({ feature: f.feature, statistic: f.statistic as number, pvalue: f.pvalue as number }));
     const alarm: DriftAlarmMessage = {
       workerId: this.workerId,
       kind: 'covariate',
@@ -278,7 +329,12 @@ export class ScriptedPipeline {
       requestedAt: Date.now(),
       sampleIndex: at.sampleIndex,
       features,
-      window: { fromTs: onset.ts, toTs: Math.max(onset.ts, at.ts), sampleFrom: onset.sampleIndex, sampleTo: at.sampleIndex },
+      window: {
+        fromTs: onset.ts,
+        toTs: Math.max(onset.ts, at.ts),
+        sampleFrom: onset.sampleIndex,
+        sampleTo: at.sampleIndex,
+      },
       liveAccuracy: this.liveAccuracy(),
       validationAccuracy: 0.91,
       groupKey: 'all',
@@ -303,7 +359,11 @@ export class ScriptedPipeline {
       validationAccuracy: 0.91,
       liveAccuracy: this.liveAccuracy(),
       labelled: Math.min(this.published, 500),
-      predictedMix: { Low: this.mix.Low / total, Medium: this.mix.Medium / total, High: this.mix.High / total },
+      predictedMix: {
+        Low: this.mix.Low / total,
+        Medium: this.mix.Medium / total,
+        High: this.mix.High / total,
+      },
       messagesInPerSec: round3(rate),
       predictionsOutPerSec: round3(rate),
       meanBatchSize: 12.4,
@@ -314,7 +374,9 @@ export class ScriptedPipeline {
       registry: 'directory .driftline/registry',
       ...extra,
     };
-    await this.o.client.publishAsync(STATUS_TOPICS.edgeStatus(this.workerId), JSON.stringify(msg), { qos: 1 });
+    await this.o.client.publishAsync(STATUS_TOPICS.edgeStatus(this.workerId), JSON.stringify(msg), {
+      qos: 1,
+    });
   }
 
   /**
@@ -350,9 +412,16 @@ export interface PromoteOptions {
 export async function promoteChallenger(p: ScriptedPipeline, o: PromoteOptions): Promise<ModelVersion> {
   const request = p.retrainRequest;
   if (request === undefined) throw new Error('promoteChallenger: no retrain request raised yet');
-  const v = await o.register(o.challenger, { requestId: request.requestId, correlationId: request.correlationId });
+  const v = await o.register(o.challenger, {
+    requestId: request.requestId,
+    correlationId: request.correlationId,
+  });
   const reason = `challenger macro-F1 ${o.challenger.macroF1.toFixed(3)} >= champion ${o.champion.macroF1.toFixed(3)} + 0.010 on the drift window`;
-  await o.registry.setChampion(o.modelName, v.version, { by: 'retrainer', reason, correlationId: request.correlationId });
+  await o.registry.setChampion(o.modelName, v.version, {
+    by: 'retrainer',
+    reason,
+    correlationId: request.correlationId,
+  });
   const event = modelPromotedSchema.parse({
     type: 'model-promoted',
     modelName: o.modelName,

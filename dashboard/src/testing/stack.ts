@@ -41,7 +41,11 @@ export const DASHBOARD_LOGINS = {
 export const TEST_SCRYPT = { N: 1024, r: 8, p: 1 } as const;
 
 export async function testUsers(): Promise<DashboardUser[]> {
-  return Promise.all(Object.values(DASHBOARD_LOGINS).map((u) => hashDashboardPassword(u.username, u.role, u.password, TEST_SCRYPT)));
+  return Promise.all(
+    Object.values(DASHBOARD_LOGINS).map((u) =>
+      hashDashboardPassword(u.username, u.role, u.password, TEST_SCRYPT),
+    ),
+  );
 }
 
 function sha256(data: Uint8Array | string): string {
@@ -60,7 +64,13 @@ export async function makeFakeArtifact(dir: string, seed: number): Promise<strin
     await writeFile(path.join(dir, name), data);
     table[name] = { sha256: sha256(data), bytes: data.byteLength };
   }
-  const metadata = { format: 'driftline-model/1', name: TEST_MODEL, version: 'candidate', createdAt: new Date().toISOString(), files: table };
+  const metadata = {
+    format: 'driftline-model/1',
+    name: TEST_MODEL,
+    version: 'candidate',
+    createdAt: new Date().toISOString(),
+    files: table,
+  };
   await writeFile(path.join(dir, 'metadata.json'), JSON.stringify(metadata, null, 2));
   return dir;
 }
@@ -82,7 +92,10 @@ export interface DashboardStack {
   /** An MQTT client with the admin account (publishes anything: telemetry, predictions, status). */
   publisher(): Promise<MqttClient>;
   /** Registers a new fake version (metrics given) as a candidate. */
-  registerVersion(metrics: { accuracy: number; macroF1: number; samples?: number }, extra?: { requestId?: string; correlationId?: string; source?: string }): Promise<ModelVersion>;
+  registerVersion(
+    metrics: { accuracy: number; macroF1: number; samples?: number },
+    extra?: { requestId?: string; correlationId?: string; source?: string },
+  ): Promise<ModelVersion>;
   /** Restarts the broker on the same port (the dashboard must reconnect). */
   restartBroker(): Promise<void>;
   close(): Promise<void>;
@@ -92,8 +105,17 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
   const logger = options.logger ?? silentLogger();
   const dir = await mkdtemp(path.join(os.tmpdir(), 'driftline-dashboard-'));
   const credentials = CredentialStore.inMemory({ scryptCost: 10 });
-  for (const a of Object.values(BROKER_ACCOUNTS)) await credentials.add({ username: a.username, password: a.password, role: a.role }, { persist: false });
-  let broker = await startBroker({ host: '127.0.0.1', port: 0, wsPort: null, credentials, logger, registry: new Registry(), httpPort: null });
+  for (const a of Object.values(BROKER_ACCOUNTS))
+    await credentials.add({ username: a.username, password: a.password, role: a.role }, { persist: false });
+  let broker = await startBroker({
+    host: '127.0.0.1',
+    port: 0,
+    wsPort: null,
+    credentials,
+    logger,
+    registry: new Registry(),
+    httpPort: null,
+  });
   const port = broker.port;
   const bus = new InProcessBus({ logger });
   const registry = new DirectoryRegistry({ root: path.join(dir, 'registry'), logger });
@@ -108,8 +130,14 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
     });
   };
   if (options.champion !== false) {
-    const v1 = await registerVersion({ accuracy: 0.91, macroF1: 0.89, samples: 5000 }, { source: 'bootstrap' });
-    await registry.setChampion(TEST_MODEL, v1.version, { by: 'bootstrap', reason: 'first model trained on the seed data set' });
+    const v1 = await registerVersion(
+      { accuracy: 0.91, macroF1: 0.89, samples: 5000 },
+      { source: 'bootstrap' },
+    );
+    await registry.setChampion(TEST_MODEL, v1.version, {
+      by: 'bootstrap',
+      reason: 'first model trained on the seed data set',
+    });
   }
   const dashboard = await startDashboard({
     host: '127.0.0.1',
@@ -137,14 +165,28 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
     dashboard,
     dir,
     async publisher() {
-      const c = await connectMqtt({ url: `mqtt://127.0.0.1:${port}`, clientId: `test-publisher-${process.pid}-${++n}`, username: BROKER_ACCOUNTS.admin.username, password: BROKER_ACCOUNTS.admin.password, reconnectPeriodMs: 200 });
+      const c = await connectMqtt({
+        url: `mqtt://127.0.0.1:${port}`,
+        clientId: `test-publisher-${process.pid}-${++n}`,
+        username: BROKER_ACCOUNTS.admin.username,
+        password: BROKER_ACCOUNTS.admin.password,
+        reconnectPeriodMs: 200,
+      });
       clients.push(c);
       return c;
     },
     registerVersion,
     async restartBroker() {
       await broker.close();
-      broker = await startBroker({ host: '127.0.0.1', port, wsPort: null, credentials, logger, registry: new Registry(), httpPort: null });
+      broker = await startBroker({
+        host: '127.0.0.1',
+        port,
+        wsPort: null,
+        credentials,
+        logger,
+        registry: new Registry(),
+        httpPort: null,
+      });
     },
     async close() {
       await Promise.allSettled(clients.map((c) => c.endAsync(true)));
@@ -161,4 +203,3 @@ export async function startDashboardStack(options: DashboardStackOptions = {}): 
 export async function publishJson(client: MqttClient, topic: string, value: unknown): Promise<void> {
   await client.publishAsync(topic, typeof value === 'string' ? value : JSON.stringify(value), { qos: 1 });
 }
-

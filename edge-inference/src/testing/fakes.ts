@@ -1,6 +1,20 @@
 import type { DeadLetterRecord } from '../../../common/deadletter.ts';
-import type { ClassProbabilities, EvalMetrics, FeatureRow, LoadedModel, ModelMetadata, ReferenceSample } from '../../../common/model/types.ts';
-import { EFFICIENCY_CLASSES, FEATURES, OPERATION_MODES, SEED_RANGES, type Efficiency, type Feature } from '../../../common/schema/features.ts';
+import type {
+  ClassProbabilities,
+  EvalMetrics,
+  FeatureRow,
+  LoadedModel,
+  ModelMetadata,
+  ReferenceSample,
+} from '../../../common/model/types.ts';
+import {
+  EFFICIENCY_CLASSES,
+  FEATURES,
+  OPERATION_MODES,
+  SEED_RANGES,
+  type Efficiency,
+  type Feature,
+} from '../../../common/schema/features.ts';
 import type { Label, Prediction, Telemetry } from '../../../common/schema/telemetry.ts';
 import type { EdgeIngest, IngestHandlers } from '../ingest.ts';
 
@@ -26,22 +40,46 @@ export function makeTelemetry(machineId: string, seq: number, ts = Date.now()): 
       return [f, Math.round((lo + u * (hi - lo)) * 1000) / 1000];
     }),
   ) as Record<Feature, number>;
-  return { machineId, seq, ts, operationMode: OPERATION_MODES[seq % OPERATION_MODES.length] ?? 'Active', ...values };
+  return {
+    machineId,
+    seq,
+    ts,
+    operationMode: OPERATION_MODES[seq % OPERATION_MODES.length] ?? 'Active',
+    ...values,
+  };
 }
 
 /** A reference sample drawn on the seed ranges. */
 export function makeReference(size = 200): ReferenceSample {
   const rows = Array.from({ length: size }, (_, i) => makeTelemetry('ref', i, 0));
-  const features = Object.fromEntries(FEATURES.map((f) => [f, rows.map((r) => r[f])])) as Record<Feature, number[]>;
+  const features = Object.fromEntries(FEATURES.map((f) => [f, rows.map((r) => r[f])])) as Record<
+    Feature,
+    number[]
+  >;
   const counts: Record<Efficiency, number> = { Low: 0, Medium: 0, High: 0 };
   for (const r of rows) counts[ruleLabel(r)]++;
-  const classShares = Object.fromEntries(EFFICIENCY_CLASSES.map((c) => [c, counts[c] / size])) as Record<Efficiency, number>;
+  const classShares = Object.fromEntries(EFFICIENCY_CLASSES.map((c) => [c, counts[c] / size])) as Record<
+    Efficiency,
+    number
+  >;
   return { size, features, classShares };
 }
 
 function metrics(accuracy: number): EvalMetrics {
   const per = { Low: accuracy, Medium: accuracy, High: accuracy };
-  return { samples: 100, accuracy, macroF1: accuracy, perClassRecall: per, perClassF1: per, logLoss: 0.1, confusion: [[0, 0, 0], [0, 0, 0], [0, 0, 0]] };
+  return {
+    samples: 100,
+    accuracy,
+    macroF1: accuracy,
+    perClassRecall: per,
+    perClassF1: per,
+    logLoss: 0.1,
+    confusion: [
+      [0, 0, 0],
+      [0, 0, 0],
+      [0, 0, 0],
+    ],
+  };
 }
 
 /** One `predict` call as seen by a {@link FakeModel}. */

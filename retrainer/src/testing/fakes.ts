@@ -3,13 +3,33 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { RetrainRequest } from '../../../common/events/schemas.ts';
-import type { ClassProbabilities, EvalMetrics, FeatureRow, LoadedModel, ModelMetadata, ReferenceSample } from '../../../common/model/types.ts';
+import type {
+  ClassProbabilities,
+  EvalMetrics,
+  FeatureRow,
+  LoadedModel,
+  ModelMetadata,
+  ReferenceSample,
+} from '../../../common/model/types.ts';
 import { RegistryError } from '../../../common/registry/errors.ts';
-import type { AliasAudit, AliasChange, ModelRegistry, ModelVersion, RegisterInfo, Unwatch } from '../../../common/registry/types.ts';
+import type {
+  AliasAudit,
+  AliasChange,
+  ModelRegistry,
+  ModelVersion,
+  RegisterInfo,
+  Unwatch,
+} from '../../../common/registry/types.ts';
 import type { LabelledSample } from '../../../common/samples/types.ts';
 import { FEATURES, OPERATION_MODES, SEED_RANGES, type Efficiency } from '../../../common/schema/features.ts';
 import { Rng } from '../../../common/util/rng.ts';
-import { TrainingTimeoutError, type TrainJob, type Trainer, type TrainResult, type TrainRunOptions } from '../trainer.ts';
+import {
+  TrainingTimeoutError,
+  type TrainJob,
+  type Trainer,
+  type TrainResult,
+  type TrainRunOptions,
+} from '../trainer.ts';
 
 /**
  * Test doubles for the retrainer's unit tests: a labelling rule and sample
@@ -27,7 +47,16 @@ export function seedLabel(row: FeatureRow, speedShift = 0): Efficiency {
 }
 
 /** `n` samples with consecutive ts (1 s apart from `startTs`) and sample indices from `startIndex`, labelled by `label`. */
-export function makeSamples(n: number, options: { startIndex?: number; startTs?: number; seed?: number; label?: (row: FeatureRow) => Efficiency; machines?: number } = {}): LabelledSample[] {
+export function makeSamples(
+  n: number,
+  options: {
+    startIndex?: number;
+    startTs?: number;
+    seed?: number;
+    label?: (row: FeatureRow) => Efficiency;
+    machines?: number;
+  } = {},
+): LabelledSample[] {
   const rng = new Rng(options.seed ?? 7);
   const start = options.startIndex ?? 0;
   const startTs = options.startTs ?? 1_700_000_000_000;
@@ -36,16 +65,25 @@ export function makeSamples(n: number, options: { startIndex?: number; startTs?:
   const out: LabelledSample[] = [];
   for (let i = 0; i < n; i++) {
     const row = { operationMode: OPERATION_MODES[rng.weighted([70, 20, 10])] } as FeatureRow;
-    for (const f of FEATURES) row[f] = Math.round(rng.uniform(SEED_RANGES[f][0], SEED_RANGES[f][1]) * 1000) / 1000;
+    for (const f of FEATURES)
+      row[f] = Math.round(rng.uniform(SEED_RANGES[f][0], SEED_RANGES[f][1]) * 1000) / 1000;
     const idx = start + i;
-    out.push({ machineId: `m-${idx % machines}`, seq: idx, ts: startTs + idx * 1000, sampleIndex: idx, row, label: label(row) });
+    out.push({
+      machineId: `m-${idx % machines}`,
+      seq: idx,
+      ts: startTs + idx * 1000,
+      sampleIndex: idx,
+      row,
+      label: label(row),
+    });
   }
   return out;
 }
 
 /** A retrain request that passes the schema; override any field. */
 export function makeRequest(overrides: Partial<RetrainRequest> = {}): RetrainRequest {
-  const requestId = overrides.requestId ?? createHash('sha256').update(JSON.stringify(overrides)).digest('hex').slice(0, 32);
+  const requestId =
+    overrides.requestId ?? createHash('sha256').update(JSON.stringify(overrides)).digest('hex').slice(0, 32);
   return {
     type: 'retrain-request',
     requestId,
@@ -68,7 +106,8 @@ export function makeRequest(overrides: Partial<RetrainRequest> = {}): RetrainReq
  * `speedShift`; `constant` always says `label`. `errorRate` flips a
  * deterministic share of predictions to a wrong class.
  */
-export type FakeModelSpec = { kind: 'oracle'; speedShift?: number; errorRate?: number } | { kind: 'constant'; label: Efficiency };
+export type FakeModelSpec =
+  { kind: 'oracle'; speedShift?: number; errorRate?: number } | { kind: 'constant'; label: Efficiency };
 
 const FAKE_FILE = 'fake-model.json';
 
@@ -85,7 +124,8 @@ function rowHash(row: FeatureRow): number {
 export function fakePredict(spec: FakeModelSpec, row: FeatureRow): Efficiency {
   if (spec.kind === 'constant') return spec.label;
   const label = seedLabel(row, spec.speedShift ?? 0);
-  if ((spec.errorRate ?? 0) > 0 && rowHash(row) < (spec.errorRate as number)) return label === 'Low' ? 'Medium' : 'Low';
+  if ((spec.errorRate ?? 0) > 0 && rowHash(row) < (spec.errorRate as number))
+    return label === 'Low' ? 'Medium' : 'Low';
   return label;
 }
 
@@ -156,11 +196,23 @@ export class FakeTrainer implements Trainer {
       }
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       const want = this.options.waitForConcurrent ?? 0;
-      for (let waited = 0; this.maxActive < want && waited < 2000; waited += 5) await new Promise((r) => setTimeout(r, 5));
+      for (let waited = 0; this.maxActive < want && waited < 2000; waited += 5)
+        await new Promise((r) => setTimeout(r, 5));
       if (this.options.fail) throw this.options.fail;
-      const spec = typeof this.options.spec === 'function' ? this.options.spec(job) : (this.options.spec ?? { kind: 'oracle' });
+      const spec =
+        typeof this.options.spec === 'function'
+          ? this.options.spec(job)
+          : (this.options.spec ?? { kind: 'oracle' });
       await writeFakeArtifact(job.outDir, spec);
-      return { dir: job.outDir, validation: EMPTY_METRICS, epochs: 1, bestEpoch: 1, samples: job.train.length, backend: 'fake', durationMs: delay };
+      return {
+        dir: job.outDir,
+        validation: EMPTY_METRICS,
+        epochs: 1,
+        bestEpoch: 1,
+        samples: job.train.length,
+        backend: 'fake',
+        durationMs: delay,
+      };
     } finally {
       this.active--;
     }
@@ -175,7 +227,10 @@ interface StoredVersion {
 /** An in-memory {@link ModelRegistry} over fake artifacts; `failSetChampion` injects a failure in the alias move. */
 export class MemoryRegistry implements ModelRegistry {
   readonly kind = 'memory';
-  private readonly models = new Map<string, { versions: StoredVersion[]; champion?: string; history: AliasChange[] }>();
+  private readonly models = new Map<
+    string,
+    { versions: StoredVersion[]; champion?: string; history: AliasChange[] }
+  >();
   private root: string | undefined;
   /** When set, `setChampion` throws it (before the alias moves). */
   failSetChampion: Error | undefined;
@@ -212,7 +267,11 @@ export class MemoryRegistry implements ModelRegistry {
       checksum: 'fake',
       status: 'candidate',
       metrics: info.metrics,
-      tags: { ...(info.tags ?? {}), 'driftline.correlation_id': info.correlationId, ...(info.requestId ? { 'driftline.request_id': info.requestId } : {}) },
+      tags: {
+        ...(info.tags ?? {}),
+        'driftline.correlation_id': info.correlationId,
+        ...(info.requestId ? { 'driftline.request_id': info.requestId } : {}),
+      },
     };
     m.versions.push({ version, spec });
     return { ...version };
@@ -238,11 +297,22 @@ export class MemoryRegistry implements ModelRegistry {
     const m = this.model(name);
     const v = m.versions.find((s) => s.version.version === version);
     if (!v) throw new RegistryError('REGISTRY_NOT_FOUND', `no version ${version}`);
-    if (v.version.status === 'rejected') throw new RegistryError('REGISTRY_STATE', `version ${version} was rejected`);
+    if (v.version.status === 'rejected')
+      throw new RegistryError('REGISTRY_STATE', `version ${version} was rejected`);
     const prev = m.champion ? m.versions.find((s) => s.version.version === m.champion) : undefined;
     if (prev) prev.version.status = 'retired';
     v.version.status = 'champion';
-    m.history.push({ at: new Date().toISOString(), name, alias: 'champion', ...(m.champion ? { from: m.champion } : {}), to: version, by: audit.by, reason: audit.reason, correlationId: audit.correlationId, action: 'promote' });
+    m.history.push({
+      at: new Date().toISOString(),
+      name,
+      alias: 'champion',
+      ...(m.champion ? { from: m.champion } : {}),
+      to: version,
+      by: audit.by,
+      reason: audit.reason,
+      correlationId: audit.correlationId,
+      action: 'promote',
+    });
     m.champion = version;
   }
 

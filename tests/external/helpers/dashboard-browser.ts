@@ -14,7 +14,15 @@ export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) throw new Error(CHROMIUM_MISSING);
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
 }
 
@@ -40,7 +48,11 @@ export function watchPage(page: Page): PageProblems {
 }
 
 /** Signs in through the login form and waits for the first render of the live page. */
-export async function signIn(page: Page, baseUrl: string, user: { username: string; password: string }): Promise<void> {
+export async function signIn(
+  page: Page,
+  baseUrl: string,
+  user: { username: string; password: string },
+): Promise<void> {
   await page.goto(`${baseUrl}/`);
   await page.waitForURL(/\/login$/);
   await page.fill('#username', user.username);

@@ -38,7 +38,10 @@ export interface ScriptedSourceOptions {
 }
 
 /** The scripted implementation on a {@link DashboardStack}. */
-export async function scriptedSource(stack: DashboardStack, options: ScriptedSourceOptions): Promise<DashboardDataSource> {
+export async function scriptedSource(
+  stack: DashboardStack,
+  options: ScriptedSourceOptions,
+): Promise<DashboardDataSource> {
   const client = await stack.publisher();
   const champion = await stack.registry.getChampion(TEST_MODEL);
   const pipeline = new ScriptedPipeline({
@@ -50,10 +53,14 @@ export async function scriptedSource(stack: DashboardStack, options: ScriptedSou
     windowSize: options.windowSize ?? 200,
   });
   // Like the edge worker, follow promotions and rollbacks announced on the bus.
-  const follow = await stack.bus.subscribe(BUS_TOPICS.modelEvents, { group: 'scripted-edge', fromBeginning: false }, async (m) => {
-    const e = parseModelEvent(m.value);
-    if (e.ok && e.value.type === 'model-rolled-back') pipeline.championVersion = e.value.version;
-  });
+  const follow = await stack.bus.subscribe(
+    BUS_TOPICS.modelEvents,
+    { group: 'scripted-edge', fromBeginning: false },
+    async (m) => {
+      const e = parseModelEvent(m.value);
+      if (e.ok && e.value.type === 'model-rolled-back') pipeline.championVersion = e.value.version;
+    },
+  );
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const p = queue.then(fn, fn);
@@ -99,9 +106,20 @@ export async function scriptedSource(stack: DashboardStack, options: ScriptedSou
     },
     async badReadings(machineId, n) {
       for (let i = 0; i < n; i++) {
-        const payload = JSON.stringify({ machineId, seq: 1_000_000 + i, ts: Date.now(), operationMode: 'Active', temperatureC: 999 });
+        const payload = JSON.stringify({
+          machineId,
+          seq: 1_000_000 + i,
+          ts: Date.now(),
+          operationMode: 'Active',
+          temperatureC: 999,
+        });
         await client.publishAsync(`factory/${machineId}/telemetry`, payload, { qos: 1 });
-        await pipeline.publishDeadLetter(machineId, i % 3 === 2 ? 'missing_field' : 'out_of_range', i % 3 === 2 ? 'missing field vibrationHz' : 'temperatureC: Too big: expected number to be <=250', payload);
+        await pipeline.publishDeadLetter(
+          machineId,
+          i % 3 === 2 ? 'missing_field' : 'out_of_range',
+          i % 3 === 2 ? 'missing field vibrationHz' : 'temperatureC: Too big: expected number to be <=250',
+          payload,
+        );
       }
     },
     async retrain() {

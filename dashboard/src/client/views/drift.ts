@@ -1,7 +1,21 @@
 import { FEATURES, type Feature } from '../../../../common/schema/features.ts';
 import { describeRetrain, RetrainIndex } from '../../shared/join.ts';
-import type { AlarmView, DriftGroupView, FeatureHistory, FeatureStatusView, RetrainView } from '../../shared/view.ts';
-import { cumulativeShares, ecdfChart, histogramChart, sparkline, stepShares, widthOf, type Chart } from '../charts.ts';
+import type {
+  AlarmView,
+  DriftGroupView,
+  FeatureHistory,
+  FeatureStatusView,
+  RetrainView,
+} from '../../shared/view.ts';
+import {
+  cumulativeShares,
+  ecdfChart,
+  histogramChart,
+  sparkline,
+  stepShares,
+  widthOf,
+  type Chart,
+} from '../charts.ts';
 import { byId, cell, h, KeyedRows, setClass, setClassName, setText, setTitle, show, Slot } from '../dom.ts';
 import { clock, DASH, num, pct, pvalue, version } from '../format.ts';
 import { Seen, type ClientState } from '../state.ts';
@@ -20,7 +34,10 @@ class FeatureRow {
   readonly sparkBox = h('div', 'spark');
   private chart: Chart | undefined;
 
-  constructor(readonly feature: Feature, onPick: (f: Feature) => void) {
+  constructor(
+    readonly feature: Feature,
+    onPick: (f: Feature) => void,
+  ) {
     this.el = h(
       'tr',
       undefined,
@@ -74,7 +91,18 @@ class AlarmRow {
   private readonly decision = h('td');
 
   constructor() {
-    this.el = h('tr', undefined, cell(this.time), h('td', undefined, this.kind), this.group, this.evidence, cell(this.acc, 'num'), cell(this.model), h('td', undefined, this.retrain), this.decision);
+    this.el = h(
+      'tr',
+      undefined,
+      cell(this.time),
+      h('td', undefined, this.kind),
+      this.group,
+      this.evidence,
+      cell(this.acc, 'num'),
+      cell(this.model),
+      h('td', undefined, this.retrain),
+      this.decision,
+    );
   }
 
   update(x: { alarm: AlarmView; retrain: RetrainView | undefined }): void {
@@ -92,11 +120,21 @@ class AlarmRow {
             .map((f) => `${f.feature} D=${f.statistic.toFixed(3)} p=${pvalue(f.pvalue)}`)
             .join(' · ');
     setText(this.evidence, ev);
-    setTitle(this.evidence, `${ev}\ncorrelation ${a.correlationId}${a.requestId !== null ? `\nrequest ${a.requestId}` : ' (joined an open episode)'}`);
+    setTitle(
+      this.evidence,
+      `${ev}\ncorrelation ${a.correlationId}${a.requestId !== null ? `\nrequest ${a.requestId}` : ' (joined an open episode)'}`,
+    );
     this.acc.set(pct(a.liveAccuracy));
     this.model.set(version(a.modelVersion));
     setText(this.retrain, describeRetrain(r));
-    const cls = r === undefined ? 'badge-plain' : r.outcome === 'promoted' ? 'badge-ok' : r.outcome === 'rejected' ? 'badge-plain' : 'badge-warn';
+    const cls =
+      r === undefined
+        ? 'badge-plain'
+        : r.outcome === 'promoted'
+          ? 'badge-ok'
+          : r.outcome === 'rejected'
+            ? 'badge-plain'
+            : 'badge-warn';
     setClassName(this.retrain, `badge ${cls}`);
     let decision = DASH;
     if (r !== undefined && r.outcome !== 'pending') {
@@ -138,12 +176,18 @@ export class DriftView {
       o.value = f;
       this.featureSelect.append(o);
     }
-    this.featureSelect.addEventListener('change', () => this.pickFeature(this.featureSelect.value as Feature));
+    this.featureSelect.addEventListener('change', () =>
+      this.pickFeature(this.featureSelect.value as Feature),
+    );
     this.groupSelect.addEventListener('change', () => {
       this.group = this.groupSelect.value;
       this.redraw();
     });
-    this.alarms = new KeyedRows(byId('alarm-rows'), (x) => x.alarm.key, () => new AlarmRow());
+    this.alarms = new KeyedRows(
+      byId('alarm-rows'),
+      (x) => x.alarm.key,
+      () => new AlarmRow(),
+    );
   }
 
   private pickFeature(f: Feature): void {
@@ -163,7 +207,8 @@ export class DriftView {
       const g = groups.find((x) => x.groupKey === this.group);
       if (g !== undefined) return g;
     }
-    const pick = groups.find((g) => g.groupKey === 'all') ?? [...groups].sort((a, b) => b.receivedAt - a.receivedAt)[0];
+    const pick =
+      groups.find((g) => g.groupKey === 'all') ?? [...groups].sort((a, b) => b.receivedAt - a.receivedAt)[0];
     this.group = pick?.groupKey ?? null;
     return pick;
   }
@@ -203,8 +248,16 @@ export class DriftView {
       const top = [...drifted].sort((a, b) => (b.statistic ?? 0) - (a.statistic ?? 0))[0];
       if (top !== undefined) this.feature = top.feature;
     }
-    setText(this.meta, `window #${g.windowIndex} · samples ${g.from.sampleIndex}–${g.to.sampleIndex} · champion ${version(g.modelVersion)} · ${g.workerId} · ${clock(g.publishedAt)}`);
-    setText(this.summary, drifted.length === 0 ? 'No drift' : `${drifted.length} feature${drifted.length === 1 ? '' : 's'} drifted`);
+    setText(
+      this.meta,
+      `window #${g.windowIndex} · samples ${g.from.sampleIndex}–${g.to.sampleIndex} · champion ${version(g.modelVersion)} · ${g.workerId} · ${clock(g.publishedAt)}`,
+    );
+    setText(
+      this.summary,
+      drifted.length === 0
+        ? 'No drift'
+        : `${drifted.length} feature${drifted.length === 1 ? '' : 's'} drifted`,
+    );
     setClassName(this.summary, `pill ${drifted.length === 0 ? 'pill-ok' : 'pill-bad'}`);
     const byFeature = new Map(g.features.map((f) => [f.feature, f]));
     for (const r of this.rows) {
@@ -225,7 +278,10 @@ export class DriftView {
       return;
     }
     const f = g?.features.find((x) => x.feature === this.feature);
-    setText(this.histNote, `· ${this.feature}, window #${g?.histogramsWindow ?? '?'}${f?.statistic != null ? ` · KS D = ${f.statistic.toFixed(3)}` : ''}`);
+    setText(
+      this.histNote,
+      `· ${this.feature}, window #${g?.histogramsWindow ?? '?'}${f?.statistic != null ? ` · KS D = ${f.statistic.toFixed(3)}` : ''}`,
+    );
     this.hist.setData([h0.edges, stepShares(h0.reference), stepShares(h0.current)]);
     this.ecdf.setData([h0.edges, cumulativeShares(h0.reference), cumulativeShares(h0.current)]);
   }

@@ -1,5 +1,17 @@
 import type { DeadLetterView, MachineView } from '../../shared/view.ts';
-import { byId, cell, h, KeyedRows, setClass, setClassName, setText, setSegment, setTitle, show, Slot } from '../dom.ts';
+import {
+  byId,
+  cell,
+  h,
+  KeyedRows,
+  setClass,
+  setClassName,
+  setText,
+  setSegment,
+  setTitle,
+  show,
+  Slot,
+} from '../dom.ts';
 import { ago, clock, collator, count, DASH, rate, reading } from '../format.ts';
 import { Seen, type ClientState } from '../state.ts';
 
@@ -41,7 +53,10 @@ class MachineRow {
     const faulty = m.faults.length > 0;
     this.attention = faulty || m.stale;
     setText(this.status, m.stale ? 'Stale' : faulty ? 'Faulty' : m.features === null ? 'No data' : 'OK');
-    setClassName(this.status, `badge ${m.stale ? 'badge-warn' : faulty ? 'badge-bad' : m.features === null ? 'badge-plain' : 'badge-ok'}`);
+    setClassName(
+      this.status,
+      `badge ${m.stale ? 'badge-warn' : faulty ? 'badge-bad' : m.features === null ? 'badge-plain' : 'badge-ok'}`,
+    );
     setTitle(this.status, m.faults.join('\n') || (m.stale ? 'no message recently' : ''));
     setClass(this.el, 'stale', m.stale);
     setClass(this.el, 'faulty', faulty);
@@ -55,7 +70,12 @@ class MachineRow {
       setSegment(this.probs[i] as HTMLSpanElement, start, probs[i] ?? 0);
       start += probs[i] ?? 0;
     }
-    setTitle(this.probCell, p === null ? '' : `Low ${(probs[0] * 100).toFixed(0)}% · Medium ${(probs[1] * 100).toFixed(0)}% · High ${(probs[2] * 100).toFixed(0)}% (model v${p.modelVersion}, ${p.latencyMs.toFixed(1)} ms)`);
+    setTitle(
+      this.probCell,
+      p === null
+        ? ''
+        : `Low ${(probs[0] * 100).toFixed(0)}% · Medium ${(probs[1] * 100).toFixed(0)}% · High ${(probs[2] * 100).toFixed(0)}% (model v${p.modelVersion}, ${p.latencyMs.toFixed(1)} ms)`,
+    );
     for (let i = 0; i < this.features.length; i++) (this.features[i] as Slot).set(reading(m.features?.[i]));
     this.rate.set(rate(m.ratePerSec));
     this.lastSeen = m.lastSeen;
@@ -82,7 +102,10 @@ class DeadLetterRow {
     setTitle(this.machine, d.machineId ?? d.topic);
     this.reason.set(d.reason);
     setText(this.detail, d.detail);
-    setTitle(this.detail, `${d.detail}\n${d.source} · ${d.topic} · ${d.payloadBytes} bytes\n${d.payloadPreview}`);
+    setTitle(
+      this.detail,
+      `${d.detail}\n${d.source} · ${d.topic} · ${d.payloadBytes} bytes\n${d.payloadPreview}`,
+    );
   }
 }
 
@@ -112,7 +135,10 @@ class AttentionRow {
     const { m } = x;
     setText(this.id, m.id);
     setTitle(this.id, m.id);
-    const reasons = [...(m.stale ? [`no message for ${ago(x.now - m.lastSeen).replace(' ago', '')}`] : []), ...m.faults];
+    const reasons = [
+      ...(m.stale ? [`no message for ${ago(x.now - m.lastSeen).replace(' ago', '')}`] : []),
+      ...m.faults,
+    ];
     const text = reasons.join(' · ');
     setText(this.why, text);
     setTitle(this.why, reasons.join('\n'));
@@ -131,9 +157,21 @@ export class FleetView {
   private all = true;
   private filter = '';
   private attentionOnly = false;
-  private readonly reasons = new KeyedRows(byId('deadletter-reasons'), (r: { reason: string; here: number; edge: number | undefined }) => r.reason, () => new ReasonRow());
-  private readonly attention = new KeyedRows(byId('attention-rows'), (x: { m: MachineView; now: number }) => x.m.id, () => new AttentionRow());
-  private readonly recent = new KeyedRows(byId('deadletter-recent'), (d: DeadLetterView & { k: string }) => d.k, () => new DeadLetterRow());
+  private readonly reasons = new KeyedRows(
+    byId('deadletter-reasons'),
+    (r: { reason: string; here: number; edge: number | undefined }) => r.reason,
+    () => new ReasonRow(),
+  );
+  private readonly attention = new KeyedRows(
+    byId('attention-rows'),
+    (x: { m: MachineView; now: number }) => x.m.id,
+    () => new AttentionRow(),
+  );
+  private readonly recent = new KeyedRows(
+    byId('deadletter-recent'),
+    (d: DeadLetterView & { k: string }) => d.k,
+    () => new DeadLetterRow(),
+  );
 
   constructor(private readonly state: ClientState) {
     state.onMachines((ids) => {

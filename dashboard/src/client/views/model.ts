@@ -1,7 +1,18 @@
 import type { ModelMetrics } from '../../../../common/events/schemas.ts';
 import type { AliasChange, ModelVersion } from '../../../../common/registry/types.ts';
 import type { RetrainView, SessionInfo, WorkerView } from '../../shared/view.ts';
-import { byId, cell, h, KeyedRows, setClassName, setText, setTitle, setWidthPct, show, Slot } from '../dom.ts';
+import {
+  byId,
+  cell,
+  h,
+  KeyedRows,
+  setClassName,
+  setText,
+  setTitle,
+  setWidthPct,
+  show,
+  Slot,
+} from '../dom.ts';
 import { DASH, dateTime, num, pct } from '../format.ts';
 import { Seen, type ClientState } from '../state.ts';
 
@@ -19,7 +30,10 @@ export function backendName(b: string | undefined): string {
  * and `macroF1`; the retrainer records `holdout_accuracy` / `holdout_macro_f1`
  * (the champion-vs-challenger holdout its decision used) and `validation_*`.
  */
-export function versionMetric(metrics: Readonly<Record<string, number>>, name: 'accuracy' | 'macroF1'): number | undefined {
+export function versionMetric(
+  metrics: Readonly<Record<string, number>>,
+  name: 'accuracy' | 'macroF1',
+): number | undefined {
   const snake = name === 'accuracy' ? 'accuracy' : 'macro_f1';
   return metrics[name] ?? metrics[`holdout_${snake}`] ?? metrics[`validation_${snake}`];
 }
@@ -39,12 +53,25 @@ class RetrainRow {
   private readonly outcome = h('span', 'badge');
   private readonly why = h('td');
   constructor() {
-    this.el = h('tr', undefined, cell(this.time), h('td', undefined, this.kind), this.trigger, cell(this.champion), cell(this.challenger), h('td', undefined, this.outcome), this.why);
+    this.el = h(
+      'tr',
+      undefined,
+      cell(this.time),
+      h('td', undefined, this.kind),
+      this.trigger,
+      cell(this.champion),
+      cell(this.challenger),
+      h('td', undefined, this.outcome),
+      this.why,
+    );
   }
   update(r: RetrainView): void {
     this.time.set(dateTime(r.requestedAt ?? r.decidedAt));
     setText(this.kind, r.kind ?? DASH);
-    setClassName(this.kind, `badge ${r.kind === 'covariate' ? 'badge-warn' : r.kind === 'concept' ? 'badge-info' : 'badge-plain'}`);
+    setClassName(
+      this.kind,
+      `badge ${r.kind === 'covariate' ? 'badge-warn' : r.kind === 'concept' ? 'badge-info' : 'badge-plain'}`,
+    );
     const trig =
       r.kind === 'concept'
         ? `live accuracy ${pct(r.liveAccuracy)} vs ${pct(r.validationAccuracy)}`
@@ -52,11 +79,26 @@ class RetrainRow {
           ? r.features.map((f) => f.feature).join(', ')
           : DASH;
     setText(this.trigger, trig);
-    setTitle(this.trigger, `${trig}${r.groupKey !== null ? `\ngroup ${r.groupKey}` : ''}\ncorrelation ${r.correlationId}${r.requestId !== null ? `\nrequest ${r.requestId}` : ''}`);
+    setTitle(
+      this.trigger,
+      `${trig}${r.groupKey !== null ? `\ngroup ${r.groupKey}` : ''}\ncorrelation ${r.correlationId}${r.requestId !== null ? `\nrequest ${r.requestId}` : ''}`,
+    );
     this.champion.set(metrics(r.championVersion, r.championMetrics));
-    this.challenger.set(r.outcome === 'pending' ? 'training…' : metrics(r.candidateVersion, r.candidateMetrics));
-    setText(this.outcome, r.outcome === 'pending' ? 'pending' : r.outcome === 'promoted' ? `promoted v${r.candidateVersion ?? '?'}` : 'rejected');
-    setClassName(this.outcome, `badge ${r.outcome === 'promoted' ? 'badge-ok' : r.outcome === 'rejected' ? 'badge-plain' : 'badge-warn'}`);
+    this.challenger.set(
+      r.outcome === 'pending' ? 'training…' : metrics(r.candidateVersion, r.candidateMetrics),
+    );
+    setText(
+      this.outcome,
+      r.outcome === 'pending'
+        ? 'pending'
+        : r.outcome === 'promoted'
+          ? `promoted v${r.candidateVersion ?? '?'}`
+          : 'rejected',
+    );
+    setClassName(
+      this.outcome,
+      `badge ${r.outcome === 'promoted' ? 'badge-ok' : r.outcome === 'rejected' ? 'badge-plain' : 'badge-warn'}`,
+    );
     setText(this.why, r.reason ?? DASH);
     setTitle(this.why, r.reason ?? '');
   }
@@ -71,19 +113,36 @@ class VersionRow {
   private readonly f1 = new Slot();
   private readonly source = h('td');
   constructor() {
-    this.el = h('tr', undefined, cell(this.v), h('td', undefined, this.status), cell(this.created), cell(this.acc, 'num'), cell(this.f1, 'num'), this.source);
+    this.el = h(
+      'tr',
+      undefined,
+      cell(this.v),
+      h('td', undefined, this.status),
+      cell(this.created),
+      cell(this.acc, 'num'),
+      cell(this.f1, 'num'),
+      this.source,
+    );
   }
   update(m: ModelVersion): void {
     this.v.set(`v${m.version}`);
     setText(this.status, m.status);
-    setClassName(this.status, `badge ${m.status === 'champion' ? 'badge-ok' : m.status === 'rejected' ? 'badge-bad' : 'badge-plain'}`);
+    setClassName(
+      this.status,
+      `badge ${m.status === 'champion' ? 'badge-ok' : m.status === 'rejected' ? 'badge-bad' : 'badge-plain'}`,
+    );
     setTitle(this.status, m.rejectedReason ?? '');
     this.created.set(dateTime(m.createdAt));
     this.acc.set(num(versionMetric(m.metrics, 'accuracy'), 3));
     this.f1.set(num(versionMetric(m.metrics, 'macroF1'), 3));
     const src = m.tags['driftline.source'] ?? DASH;
     setText(this.source, src);
-    setTitle(this.source, Object.entries(m.tags).map(([k, v]) => `${k}: ${v}`).join('\n'));
+    setTitle(
+      this.source,
+      Object.entries(m.tags)
+        .map(([k, v]) => `${k}: ${v}`)
+        .join('\n'),
+    );
   }
 }
 
@@ -95,7 +154,15 @@ class AliasRow {
   private readonly by = h('td');
   private readonly reason = h('td');
   constructor() {
-    this.el = h('tr', undefined, cell(this.at), cell(this.move), h('td', undefined, this.action), this.by, this.reason);
+    this.el = h(
+      'tr',
+      undefined,
+      cell(this.at),
+      cell(this.move),
+      h('td', undefined, this.action),
+      this.by,
+      this.reason,
+    );
   }
   update(c: AliasChange): void {
     this.at.set(dateTime(c.at));
@@ -124,9 +191,21 @@ export interface ModelViewDeps {
 /** Champion, backend, live vs validation accuracy, class mix; retrain history; versions and alias moves; rollback. */
 export class ModelView {
   private readonly seen = new Seen();
-  private readonly retrains = new KeyedRows(byId('retrain-rows'), (r: RetrainView) => r.key, () => new RetrainRow());
-  private readonly versions = new KeyedRows(byId('version-rows'), (v: ModelVersion) => v.version, () => new VersionRow());
-  private readonly aliases = new KeyedRows(byId('alias-rows'), (c: AliasChange & { k: string }) => c.k, () => new AliasRow());
+  private readonly retrains = new KeyedRows(
+    byId('retrain-rows'),
+    (r: RetrainView) => r.key,
+    () => new RetrainRow(),
+  );
+  private readonly versions = new KeyedRows(
+    byId('version-rows'),
+    (v: ModelVersion) => v.version,
+    () => new VersionRow(),
+  );
+  private readonly aliases = new KeyedRows(
+    byId('alias-rows'),
+    (c: AliasChange & { k: string }) => c.k,
+    () => new AliasRow(),
+  );
   private readonly dialog = byId<HTMLDialogElement>('rollback-dialog');
   private readonly openButton = byId<HTMLButtonElement>('rollback-open');
   private busy = false;
@@ -136,7 +215,12 @@ export class ModelView {
     private readonly deps: ModelViewDeps,
   ) {
     const operator = deps.session.role === 'operator';
-    setText(byId('rollback-hint'), operator ? 'Moves the champion alias back; edge workers follow at once.' : 'Rollback needs the operator role.');
+    setText(
+      byId('rollback-hint'),
+      operator
+        ? 'Moves the champion alias back; edge workers follow at once.'
+        : 'Rollback needs the operator role.',
+    );
     this.openButton.addEventListener('click', () => this.openDialog());
     byId('rollback-cancel').addEventListener('click', () => this.dialog.close());
     byId<HTMLFormElement>('rollback-form').addEventListener('submit', (e) => {
@@ -152,7 +236,10 @@ export class ModelView {
   private openDialog(): void {
     const c = this.champion();
     if (c === null || this.deps.session.role !== 'operator') return;
-    setText(byId('rollback-text'), `The champion of ${this.deps.session.modelName} is v${c.version}. Rolling back moves the champion alias to the previous champion and tells every edge worker to switch.`);
+    setText(
+      byId('rollback-text'),
+      `The champion of ${this.deps.session.modelName} is v${c.version}. Rolling back moves the champion alias to the previous champion and tells every edge worker to switch.`,
+    );
     show(byId('rollback-error'), false);
     byId<HTMLInputElement>('rollback-reason').value = '';
     this.dialog.dataset.version = c.version;
@@ -178,14 +265,21 @@ export class ModelView {
         body: JSON.stringify({ reason, expectedVersion: this.dialog.dataset.version }),
         credentials: 'same-origin',
       });
-      const body = (await res.json().catch(() => ({}))) as { error?: string; from?: string; to?: string; eventPublished?: boolean };
+      const body = (await res.json().catch(() => ({}))) as {
+        error?: string;
+        from?: string;
+        to?: string;
+        eventPublished?: boolean;
+      };
       if (!res.ok) {
         setText(err, body.error ?? `rollback failed (HTTP ${res.status})`);
         show(err, true);
         return;
       }
       this.dialog.close();
-      this.deps.toast(`Champion rolled back: v${body.from ?? '?'} → v${body.to ?? '?'}${body.eventPublished === false ? ' (event not published; edge follows on its next registry poll)' : ''}`);
+      this.deps.toast(
+        `Champion rolled back: v${body.from ?? '?'} → v${body.to ?? '?'}${body.eventPublished === false ? ' (event not published; edge follows on its next registry poll)' : ''}`,
+      );
     } catch {
       setText(err, 'The dashboard server did not answer.');
       show(err, true);
@@ -201,8 +295,15 @@ export class ModelView {
     const c = s.model.champion;
     const w = latestWorker(s.pipeline.workers);
     setText(byId('model-champion'), c === null ? 'none yet' : `v${c.version}`);
-    setText(byId('model-champion-meta'), c === null ? `${s.model.name}: no champion promoted` : `${s.model.name} · registered ${dateTime(c.createdAt)} · ${c.tags['driftline.source'] ?? 'unknown source'}`);
-    const serving = [...new Set(s.pipeline.workers.map((x) => x.modelVersion).filter((v): v is string => v !== null))];
+    setText(
+      byId('model-champion-meta'),
+      c === null
+        ? `${s.model.name}: no champion promoted`
+        : `${s.model.name} · registered ${dateTime(c.createdAt)} · ${c.tags['driftline.source'] ?? 'unknown source'}`,
+    );
+    const serving = [
+      ...new Set(s.pipeline.workers.map((x) => x.modelVersion).filter((v): v is string => v !== null)),
+    ];
     const lagging = c !== null && serving.some((v) => v !== c.version);
     const servingEl = byId('model-serving');
     setText(
@@ -214,7 +315,12 @@ export class ModelView {
     setClassName(servingEl, lagging ? 'small warn-text' : 'small');
     this.openButton.disabled = this.deps.session.role !== 'operator' || c === null;
     setText(byId('model-backend'), backendName(w?.backend));
-    setText(byId('model-backend-meta'), w === undefined ? 'reported by the edge worker status' : `${w.workerId} · bus ${w.bus} · registry ${w.registry}`);
+    setText(
+      byId('model-backend-meta'),
+      w === undefined
+        ? 'reported by the edge worker status'
+        : `${w.workerId} · bus ${w.bus} · registry ${w.registry}`,
+    );
     const live = w?.liveAccuracy ?? s.pipeline.observedAccuracy.accuracy;
     const validation = w?.validationAccuracy ?? c?.metrics.accuracy ?? c?.metrics.validation_accuracy ?? null;
     setText(byId('acc-live'), pct(live));
@@ -236,7 +342,10 @@ export class ModelView {
           n++;
         }
       }
-      mix = n === 0 ? { Low: 0, Medium: 0, High: 0 } : { Low: counts.Low / n, Medium: counts.Medium / n, High: counts.High / n };
+      mix =
+        n === 0
+          ? { Low: 0, Medium: 0, High: 0 }
+          : { Low: counts.Low / n, Medium: counts.Medium / n, High: counts.High / n };
     }
     setWidthPct(byId('mix-low'), mix.Low);
     setWidthPct(byId('mix-med'), mix.Medium);
@@ -249,11 +358,17 @@ export class ModelView {
   private drawTables(): void {
     const s = this.state.snapshot;
     if (s === null) return;
-    const retrains = [...s.retrains].sort((a, b) => (b.requestedAt ?? b.decidedAt ?? 0) - (a.requestedAt ?? a.decidedAt ?? 0)).slice(0, 50);
+    const retrains = [...s.retrains]
+      .sort((a, b) => (b.requestedAt ?? b.decidedAt ?? 0) - (a.requestedAt ?? a.decidedAt ?? 0))
+      .slice(0, 50);
     this.retrains.sync(retrains);
     show(byId('retrains-empty'), retrains.length === 0);
     this.versions.sync(s.model.versions.slice(0, 20));
-    this.aliases.sync(s.model.history.slice(0, 20).map((c, i) => ({ ...c, k: `${c.at}|${c.to}|${s.model.history.length - i}` })));
+    this.aliases.sync(
+      s.model.history
+        .slice(0, 20)
+        .map((c, i) => ({ ...c, k: `${c.at}|${c.to}|${s.model.history.length - i}` })),
+    );
   }
 
   render(): void {
@@ -262,7 +377,8 @@ export class ModelView {
     const status = this.seen.changed(this.state, 'workers', 'observedAccuracy');
     const retrains = this.seen.changed(this.state, 'retrains');
     // Without edge status the class mix comes from the machines' latest predictions.
-    const machines = this.seen.changed(this.state, 'machines') && (this.state.snapshot?.pipeline.workers.length ?? 0) === 0;
+    const machines =
+      this.seen.changed(this.state, 'machines') && (this.state.snapshot?.pipeline.workers.length ?? 0) === 0;
     if (epoch || model || status || machines) this.drawHeadline();
     if (epoch || model || retrains) this.drawTables();
   }
@@ -271,4 +387,3 @@ export class ModelView {
     this.seen.reset();
   }
 }
-

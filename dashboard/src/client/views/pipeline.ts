@@ -6,7 +6,13 @@ import { Seen, type ClientState } from '../state.ts';
 import { backendName } from './model.ts';
 
 export function connectionClass(state: ConnectionView['state']): string {
-  return state === 'connected' ? 'badge-ok' : state === 'error' ? 'badge-bad' : state === 'closed' ? 'badge-plain' : 'badge-warn';
+  return state === 'connected'
+    ? 'badge-ok'
+    : state === 'error'
+      ? 'badge-bad'
+      : state === 'closed'
+        ? 'badge-plain'
+        : 'badge-warn';
 }
 
 class ConnRow {
@@ -16,7 +22,14 @@ class ConnRow {
   private readonly detail = h('td');
   private readonly since = new Slot();
   constructor() {
-    this.el = h('tr', undefined, cell(this.name), h('td', undefined, this.state), this.detail, cell(this.since));
+    this.el = h(
+      'tr',
+      undefined,
+      cell(this.name),
+      h('td', undefined, this.state),
+      this.detail,
+      cell(this.since),
+    );
   }
   update(r: { name: string; c: ConnectionView }): void {
     this.name.set(r.name);
@@ -38,7 +51,18 @@ class WorkerRow {
   private readonly age = new Slot();
   private receivedAt = 0;
   constructor(private readonly now: () => number) {
-    const [model, backend, inS, outS, batch, p50, p95, p99, queue, bus] = this.slots as [Slot, Slot, Slot, Slot, Slot, Slot, Slot, Slot, Slot, Slot];
+    const [model, backend, inS, outS, batch, p50, p95, p99, queue, bus] = this.slots as [
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+    ];
     this.el = h(
       'tr',
       undefined,
@@ -59,7 +83,18 @@ class WorkerRow {
     );
   }
   update(w: WorkerView): void {
-    const [model, backend, inS, outS, batch, p50, p95, p99, queue, bus] = this.slots as [Slot, Slot, Slot, Slot, Slot, Slot, Slot, Slot, Slot, Slot];
+    const [model, backend, inS, outS, batch, p50, p95, p99, queue, bus] = this.slots as [
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+      Slot,
+    ];
     setText(this.id, w.workerId);
     setTitle(this.id, w.workerId);
     setText(this.ready, w.ready ? 'ready' : 'not ready');
@@ -104,9 +139,21 @@ export class PipelineView {
   private readonly seen = new Seen();
   private chart: Chart | undefined;
   private readonly chartBox = byId('throughput-chart');
-  private readonly conns = new KeyedRows(byId('conn-rows'), (r: { name: string; c: ConnectionView }) => r.name, () => new ConnRow());
-  private readonly workers = new KeyedRows(byId('worker-rows'), (w: WorkerView) => w.workerId, () => new WorkerRow(() => this.state.now()));
-  private readonly invalid = new KeyedRows(byId('invalid-rows'), (r: { source: string; reason: string; n: number }) => `${r.source}\u0000${r.reason}`, () => new InvalidRow());
+  private readonly conns = new KeyedRows(
+    byId('conn-rows'),
+    (r: { name: string; c: ConnectionView }) => r.name,
+    () => new ConnRow(),
+  );
+  private readonly workers = new KeyedRows(
+    byId('worker-rows'),
+    (w: WorkerView) => w.workerId,
+    () => new WorkerRow(() => this.state.now()),
+  );
+  private readonly invalid = new KeyedRows(
+    byId('invalid-rows'),
+    (r: { source: string; reason: string; n: number }) => `${r.source}\u0000${r.reason}`,
+    () => new InvalidRow(),
+  );
 
   constructor(private readonly state: ClientState) {}
 
@@ -129,9 +176,17 @@ export class PipelineView {
     const ms = (v: number | null): string => num(v, v !== null && v >= 10 ? 0 : 1);
     const latency = byId('pipe-latency');
     setText(latency, none ? DASH : `${ms(worst('p50'))} · ${ms(worst('p95'))} · ${ms(worst('p99'))}`);
-    setTitle(latency, none ? '' : `p50 ${num(worst('p50'), 1)} ms · p95 ${num(worst('p95'), 1)} ms · p99 ${num(worst('p99'), 1)} ms (slowest worker)`);
+    setTitle(
+      latency,
+      none
+        ? ''
+        : `p50 ${num(worst('p50'), 1)} ms · p95 ${num(worst('p95'), 1)} ms · p99 ${num(worst('p99'), 1)} ms (slowest worker)`,
+    );
     setText(byId('pipe-queue'), none ? DASH : count(sum((w) => w.queueDepth)));
-    setText(byId('pipe-dl'), none ? DASH : count(sum((w) => Object.values(w.deadLetters).reduce((a, b) => a + b, 0))));
+    setText(
+      byId('pipe-dl'),
+      none ? DASH : count(sum((w) => Object.values(w.deadLetters).reduce((a, b) => a + b, 0))),
+    );
     this.workers.sync(ws);
     show(byId('workers-empty'), none);
   }
@@ -142,7 +197,15 @@ export class PipelineView {
     this.conns.sync([
       { name: 'MQTT broker', c: c.mqtt },
       { name: 'Event bus', c: c.bus },
-      { name: 'Model registry', c: { ...c.registry, detail: c.registry.detail || (c.registry.lastRefresh === null ? '' : `read ${clock(c.registry.lastRefresh)}`) } },
+      {
+        name: 'Model registry',
+        c: {
+          ...c.registry,
+          detail:
+            c.registry.detail ||
+            (c.registry.lastRefresh === null ? '' : `read ${clock(c.registry.lastRefresh)}`),
+        },
+      },
     ]);
   }
 
@@ -150,7 +213,8 @@ export class PipelineView {
     const inv = this.state.snapshot?.invalid;
     if (inv === undefined) return;
     const rows: { source: string; reason: string; n: number }[] = [];
-    for (const [source, reasons] of Object.entries(inv.bySource)) for (const [reason, n] of Object.entries(reasons)) rows.push({ source, reason, n });
+    for (const [source, reasons] of Object.entries(inv.bySource))
+      for (const [reason, n] of Object.entries(reasons)) rows.push({ source, reason, n });
     rows.sort((a, b) => b.n - a.n);
     if (inv.ignored > 0) rows.push({ source: '(other topics)', reason: 'not read', n: inv.ignored });
     this.invalid.sync(rows);
@@ -160,7 +224,12 @@ export class PipelineView {
   private drawChart(): void {
     const pts = this.state.snapshot?.pipeline.throughput ?? [];
     if (this.chart === undefined) return;
-    this.chart.setData([pts.map((p) => p.t / 1000), pts.map((p) => p.telemetry), pts.map((p) => p.predictions), pts.map((p) => p.labels)]);
+    this.chart.setData([
+      pts.map((p) => p.t / 1000),
+      pts.map((p) => p.telemetry),
+      pts.map((p) => p.predictions),
+      pts.map((p) => p.labels),
+    ]);
   }
 
   render(): void {
