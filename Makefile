@@ -1,11 +1,12 @@
 # Driftline — the two commands a new user needs:
 #   make start   install what is missing, run the whole loop on embedded defaults
 #   make test    install what the tests need, start local services, run every suite
+# JUNIT=1 (or CI=true, as Jenkins sets) adds JUnit XML under test-results/junit/ to every vitest run.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help install start test test-fast lint typecheck test-deps services-up services-down services-status bench clean buildtestup deploy
+.PHONY: help install start test test-fast test-external lint sast typecheck test-deps services-up services-down services-status bench clean buildtestup deploy
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -19,9 +20,10 @@ install: node_modules/.install-stamp ## npm ci when node_modules is missing or s
 start: install ## run broker, simulator, edge, retrainer and dashboard in one process (ARGS='--scenario-file scenarios/demo.json')
 	npm start -- $(ARGS)
 
-test-deps: install ## install what the real-server suites need (Debian packages, Python venv)
+test-deps: install ## install what the real-server suites need (Debian packages, Python venv, Groovy)
 	scripts/setup/system-packages.sh
 	scripts/setup/python-venv.sh
+	scripts/setup/groovy.sh >/dev/null
 
 services-up: ## start the local services the tests use (idempotent)
 	scripts/services/all.sh start
@@ -38,11 +40,18 @@ lint: install ## ESLint + TypeScript strict type check
 test-fast: install ## the suites that need no server outside the process (same as npm test)
 	npm test
 
+test-external: test-deps ## the real-server suites: start the local services, run them, stop the services
+	scripts/services/all.sh start
+	status=0; npm run test:external || status=$$?; scripts/services/all.sh stop; exit $$status
+
 test: test-deps ## lint, then every suite: in-process and real-server
 	npm run lint
 	npm test
 	scripts/services/all.sh start
 	status=0; npm run test:external || status=$$?; scripts/services/all.sh stop; exit $$status
+
+sast: install ## npm audit against security/audit-exceptions.json, and the ESLint security rules
+	npm run sast
 
 bench: install ## speed and quality figures (npm run bench)
 	npm run bench

@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { junitReporting } from './scripts/ci/vitest-junit.ts';
 
 /**
  * The fast inner loop (`npm test`): every suite that needs no server outside
@@ -11,5 +12,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // JUnit XML for Jenkins when JUNIT or CI is set (scripts/ci/vitest-junit.ts); console output unchanged.
+    ...junitReporting('unit'),
   },
 });

@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { junitReporting } from './scripts/ci/vitest-junit.ts';
 
 /**
  * Suites that need real servers or tools installed by `scripts/setup-test-deps.sh`
@@ -12,6 +13,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // JUnit XML for Jenkins when JUNIT or CI is set (scripts/ci/vitest-junit.ts); console output unchanged.
+    ...junitReporting('external'),
     fileParallelism: false,
   },
 });
