@@ -21,7 +21,9 @@ version="${GROOVY_VERSION:-4.0.33}"
 m2="${GROOVY_M2_REPO:-$root/.services/cache/m2}"
 dir="$root/.services/cache/groovy-$version"
 
-if [ -f "$dir/.complete" ]; then
+# The modules the harness uses: the language, JsonOutput (summary.json), XmlSlurper (JUnit XML).
+modules=(groovy groovy-json groovy-xml)
+if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "${modules[*]}" ]; then
   echo "$dir"
   exit 0
 fi
@@ -46,22 +48,24 @@ cat >"$work/pom.xml" <<POM
   <version>$version</version>
   <packaging>pom</packaging>
   <dependencies>
-    <dependency><groupId>org.apache.groovy</groupId><artifactId>groovy</artifactId><version>$version</version></dependency>
+$(for m in "${modules[@]}"; do echo "    <dependency><groupId>org.apache.groovy</groupId><artifactId>$m</artifactId><version>$version</version></dependency>"; done)
   </dependencies>
 </project>
 POM
-echo "groovy.sh: resolving org.apache.groovy:groovy:$version (Maven repo $m2)" >&2
+echo "groovy.sh: resolving org.apache.groovy:{${modules[*]}}:$version (Maven repo $m2)" >&2
 if ! mvn -B -q -f "$work/pom.xml" -Dmaven.repo.local="$m2" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$work/jars" >"$work/mvn.log" 2>&1; then
   echo "groovy.sh: maven could not resolve Groovy $version; last lines of $work/mvn.log:" >&2
   tail -n 30 "$work/mvn.log" >&2 || true
   exit 1
 fi
-[ -f "$work/jars/groovy-$version.jar" ] || { echo "groovy.sh: groovy-$version.jar missing after the copy" >&2; exit 1; }
+for m in "${modules[@]}"; do
+  [ -f "$work/jars/$m-$version.jar" ] || { echo "groovy.sh: $m-$version.jar missing after the copy" >&2; exit 1; }
+done
 rm -rf "$dir"
 mkdir -p "$dir"
 mv "$work/jars/"*.jar "$dir/"
 rm -rf "$work"
-touch "$dir/.complete"
+echo "${modules[*]}" > "$dir/.complete"
 echo "groovy.sh: $(find "$dir" -name '*.jar' | wc -l) jar(s) in $dir" >&2
 echo "$dir"
