@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help install start test test-fast test-external lint sast typecheck test-deps services-up services-down services-status bench clean buildtestup deploy
+.PHONY: help install start test test-fast test-external lint sast typecheck test-deps services-up services-down services-status bench clean buildtestup deploy vault
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -56,8 +56,15 @@ sast: install ## npm audit against security/audit-exceptions.json, and the ESLin
 bench: install ## speed and quality figures (npm run bench)
 	npm run bench
 
-deploy: ## build the images inside Minikube and deploy with Ansible (needs minikube, kubectl, ansible, docker)
-	cd ansible && ansible-playbook deploy.yml $(if $(wildcard ansible/.vault-pass),--vault-password-file .vault-pass,)
+# The vault password: ANSIBLE_VAULT_PASSWORD_FILE (a file outside the repository; Jenkins binds its credential
+# there) or ANSIBLE_VAULT_PASSWORD (handed to Ansible by scripts/ansible-vault-pass-from-env.sh).
+deploy: ## build the images inside Minikube and deploy with Ansible (needs minikube, kubectl, ansible, docker; vault password in ANSIBLE_VAULT_PASSWORD_FILE or ANSIBLE_VAULT_PASSWORD)
+	cd ansible && if [ -z "$${ANSIBLE_VAULT_PASSWORD_FILE:-}" ] && [ -n "$${ANSIBLE_VAULT_PASSWORD:-}" ]; then \
+	  export ANSIBLE_VAULT_PASSWORD_FILE="$(CURDIR)/scripts/ansible-vault-pass-from-env.sh"; fi; \
+	  ansible-playbook deploy.yml
+
+vault: install ## create ansible/group_vars/all/vault.yml: generated secrets, Ansible Vault encrypted (scripts/vault.ts init)
+	npx tsx scripts/vault.ts init
 
 buildtestup: test deploy ## make test, then build and deploy the stack to Minikube (what Jenkins runs on main)
 
