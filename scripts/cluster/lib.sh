@@ -44,7 +44,8 @@ die() { log "ERROR: $*"; exit 1; }
 timed() {
   local label="$1"; shift
   local t0=$SECONDS rc=0
-  "$@" || rc=$?
+  # Not `"$@" || rc=$?`: that would switch off set -e inside the whole call tree.
+  set +e; (set -e; "$@"); rc=$?; set -e
   local dt=$((SECONDS - t0))
   log "$label: ${dt}s$([ $rc -ne 0 ] && echo " (FAILED rc=$rc)")"
   printf '%s\t%s\t%ss\trc=%s\n' "$(date -Iseconds)" "$label" "$dt" "$rc" >>"$LOGS/timings.log"
@@ -84,7 +85,11 @@ build_image() {
   fi
   for a in "$@"; do args+=(--build-arg "$a"); done
   log "building $tag"
-  docker build -q --label "driftline.content=$h" "${args[@]}" -t "$tag" "$dir" >/dev/null
+  local blog="$LOGS/docker-build-$(tr '/:' '__' <<<"$tag").log"
+  if ! docker build --label "driftline.content=$h" "${args[@]}" -t "$tag" "$dir" >"$blog" 2>&1; then
+    tail -n 25 "$blog" >&2
+    die "docker build of $tag failed (log $blog)"
+  fi
 }
 # The kubectl callers should use: the one built here, else a usable one on PATH.
 kubectl_bin() {
