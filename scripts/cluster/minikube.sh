@@ -124,7 +124,7 @@ load() {
 
 addons_offline() {
   local imgs
-  mapfile -t imgs < <("$CLUSTER_DIR/build-node-images.sh" --list | grep '^driftline/')
+  mapfile -t imgs < <("$CLUSTER_DIR/build-node-images.sh" --list | grep '^driftline/' | grep -vxF "$KICBASE_TAG")
   load "${imgs[@]}"
   kc apply -f "$MANIFESTS/local-path-storage.yaml" -f "$MANIFESTS/metrics-server.yaml" >/dev/null
   kc -n local-path-storage rollout status deploy/local-path-provisioner --timeout=180s >/dev/null
