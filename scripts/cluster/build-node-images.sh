@@ -92,7 +92,8 @@ kicbase() {
   [ -f "$mk/deploy/kicbase/entrypoint" ] || die "minikube module source not found ($mk)"
   base="$("$CLUSTER_DIR/rootfs.sh" kicbase "$DEBIAN_SUITE" "$KICBASE_PACKAGES")"
   d="$(stage kicbase)"
-  copy "$CLUSTER_DIR/kicbase/Dockerfile" "$CLUSTER_DIR/runc-wrapper.sh" "$BIN/crictl" "$d/"
+  copy "$CLUSTER_DIR/kicbase/Dockerfile" "$CLUSTER_DIR/kicbase/driftline-service-guard" \
+    "$CLUSTER_DIR/kicbase/driftline-service-guard.service" "$CLUSTER_DIR/runc-wrapper.sh" "$BIN/crictl" "$d/"
   copy "$mk/deploy/kicbase/entrypoint" "$mk/deploy/kicbase/containerd.toml" \
     "$mk/deploy/kicbase/10-network-security.conf" "$mk/deploy/kicbase/11-tcp-mtu-probing.conf" "$d/"
   chmod u+w "$d"/*

@@ -6,7 +6,8 @@
 #   Prints the image reference: driftline/rootfs:NAME-SUITE-HASH (HASH of suite + packages), so
 #   a second call with the same arguments reuses the image (or the cached tarball) in seconds.
 #   Examples: rootfs.sh minbase bookworm ; rootfs.sh jre trixie openjdk-21-jre-headless,tini
-# Env: DRIFTLINE_CACHE (tarballs in $CACHE/rootfs/), DEBIAN_MIRROR (default deb.debian.org).
+# Env: DRIFTLINE_CACHE (tarballs in $CACHE/rootfs/, .debs in $CACHE/debs/), DEBIAN_MIRROR
+#      (default deb.debian.org).
 set -euo pipefail
 LOG_TAG=rootfs
 source "$(dirname "$0")/lib.sh"
@@ -26,7 +27,10 @@ if [ ! -s "$tarball" ]; then
   dir="$(mktemp -d "$CACHE/rootfs/.build-XXXXXX")"
   trap 'rm -rf "$dir"' EXIT
   log "debootstrap $suite ($name${pkgs:+: $pkgs}) ..."
-  args=(--variant=minbase --components=main)
+  # --cache-dir keeps the downloaded .debs, so the next rootfs (most packages are shared)
+  # downloads only what it adds.
+  mkdir -p "$CACHE/debs"
+  args=(--variant=minbase --components=main "--cache-dir=$CACHE/debs")
   [ -n "$pkgs" ] && args+=("--include=$pkgs")
   if ! debootstrap "${args[@]}" "$suite" "$dir" "$DEBIAN_MIRROR" >"$LOGS/debootstrap-$name-$suite.log" 2>&1; then
     tail -n 20 "$LOGS/debootstrap-$name-$suite.log" >&2
