@@ -39,7 +39,7 @@ MANIFESTS="$CLUSTER_DIR/manifests"
 user_minikube() {
   local m
   m="$(command -v minikube 2>/dev/null)" || return 1
-  [ "$m" = "$BIN/minikube" ] && return 1
+  [ "$(readlink -f "$m")" = "$(readlink -f "$BIN/minikube")" ] && return 1   # ours (env.sh's link)
   "$m" version --short >/dev/null 2>&1 || return 1
   echo "$m"
 }
@@ -47,7 +47,7 @@ user_minikube() {
 user_kubectl() {
   local k v want
   k="$(command -v kubectl 2>/dev/null)" || return 1
-  [ "$k" = "$BIN/kubectl" ] && return 1
+  [ "$(readlink -f "$k")" = "$(readlink -f "$BIN/kubectl")" ] && return 1
   v="$("$k" version --client -o json 2>/dev/null | jq -r '.clientVersion.minor' | tr -dc 0-9)" || return 1
   want="${K8S_VERSION#v1.}"; want="${want%%.*}"
   [ -n "$v" ] && [ $((v - want)) -le 1 ] && [ $((want - v)) -le 1 ] || return 1
