@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared settings and helpers of scripts/cluster/*.sh (sourced, not run).
 #
 # Env vars (all optional):
@@ -85,7 +86,8 @@ build_image() {
   fi
   for a in "$@"; do args+=(--build-arg "$a"); done
   log "building $tag"
-  local blog="$LOGS/docker-build-$(tr '/:' '__' <<<"$tag").log"
+  local blog
+  blog="$LOGS/docker-build-$(tr '/:' '__' <<<"$tag").log"
   if ! docker build --label "driftline.content=$h" "${args[@]}" -t "$tag" "$dir" >"$blog" 2>&1; then
     tail -n 25 "$blog" >&2
     die "docker build of $tag failed (log $blog)"

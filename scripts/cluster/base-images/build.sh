@@ -15,7 +15,8 @@
 #        own CA (as here); set it to "none" to add nothing.
 #      DRIFTLINE_CACHE (downloads in $CACHE/downloads, contexts in $CACHE/images/base-*).
 set -euo pipefail
-LOG_TAG=base-images
+LOG_TAG="base-images"
+# shellcheck source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
 HERE="$CLUSTER_DIR/base-images"
 NODE_VERSION="${NODE_VERSION:-20.20.2}"

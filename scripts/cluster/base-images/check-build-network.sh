@@ -4,7 +4,8 @@
 # Usage: scripts/cluster/base-images/check-build-network.sh      (needs the base images built)
 # Prints one line per registry: reachable / NOT reachable, and exits 0 either way.
 set -euo pipefail
-LOG_TAG=build-net
+LOG_TAG="build-net"
+# shellcheck source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
 docker_ok || die "docker does not answer"
 try() { # try LABEL BASE COMMAND
