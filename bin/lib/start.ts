@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { startBroker, type RunningBroker } from '../../broker/src/broker.ts';
-import { brokerConfigSpec } from '../../broker/src/config.ts';
+import { brokerConfigSpec, limitsFromConfig, loginGuardFromConfig } from '../../broker/src/config.ts';
 import { CredentialStore, generatePassword } from '../../broker/src/credentials.ts';
 import { createBusFromEnv } from './bus.ts';
 import type { EventBus } from '../../common/bus/types.ts';
@@ -238,6 +238,9 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
           credentials,
           logger: brokerLogger,
           registry: new Registry(),
+          acl: { devicesMaySubscribeOwn: brokerCfg.deviceSubscribeOwn },
+          limits: limitsFromConfig(brokerCfg),
+          loginGuard: loginGuardFromConfig(brokerCfg),
         });
       try {
         broker = await start(brokerCfg.port, brokerCfg.wsPort, brokerCfg.httpPort);

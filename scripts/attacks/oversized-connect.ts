@@ -34,15 +34,15 @@ try {
   const raw = await RawMqtt.open({ port: broker.port });
   const header = fixedHeader(1, 0, 268_435_455);
   let sent = 0;
-  await raw.sendBytes(header);
+  let refused = !(await raw.sendBytes(header));
   const chunk = Buffer.alloc(64 * 1024, 0x41);
   const started = Date.now();
-  while (sent < mib * 1024 * 1024 && !raw.isClosed) {
-    const ok = await raw.sendBytes(chunk);
-    if (!ok) break;
-    sent += chunk.length;
+  while (sent < mib * 1024 * 1024 && !raw.isClosed && !refused) {
+    refused = !(await raw.sendBytes(chunk));
+    if (!refused) sent += chunk.length;
   }
-  const closedBy = raw.isClosed ? 'broker' : 'attacker';
+  // A failed write (EPIPE/ECONNRESET) or a close means the broker hung up.
+  const closedBy = raw.isClosed || refused ? 'broker' : 'attacker';
   await sleep(1500);
   const duringPeak = peak;
   raw.destroy();
