@@ -91,7 +91,11 @@ export class AttemptLimiter {
     const t = this.now();
     for (const rule of rules) {
       const wait = this.waitFor(rule, t);
-      if (wait > 0) return { ok: false, key: rule.key, retryAfterS: wait };
+      if (wait > 0) {
+        // A key still being hammered is recently used: it is the last one eviction would pick.
+        for (const r of rules) if (this.entries.has(r.key)) this.touch(r.key);
+        return { ok: false, key: rule.key, retryAfterS: wait };
+      }
     }
     return this.hold(rules);
   }

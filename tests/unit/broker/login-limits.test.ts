@@ -96,6 +96,16 @@ describe('AttemptLimiter', () => {
     expect(l.size).toBe(3);
   });
 
+  it('counts a refused attempt as a use: a key under attack is not the one evicted', () => {
+    const l = new AttemptLimiter({ windowMs: 60_000, maxKeys: 3 });
+    l.fail([{ key: 'attacker', max: 1 }]);
+    for (let i = 0; i < 50; i++) {
+      expect(l.reserve([{ key: 'attacker', max: 1 }]).ok).toBe(false);
+      l.fail([{ key: `other-${i}`, max: 1 }]);
+    }
+    expect(l.reserve([{ key: 'attacker', max: 1 }]).ok).toBe(false);
+  });
+
   it('never evicts a key with an attempt in flight', () => {
     const l = new AttemptLimiter({ windowMs: 60_000, maxKeys: 2 });
     const held = l.reserve([{ key: 'busy', max: 1 }]);
