@@ -38,9 +38,9 @@ lint: install ## ESLint + TypeScript strict type check
 test-fast: install ## the suites that need no server outside the process (same as npm test)
 	npm test
 
-test: test-deps ## lint, then every suite: in-process and real-server
+test: test-deps ## lint, then every suite: in-process and real-server (fuzz suites at 10,000 cases each)
 	npm run lint
-	npm test
+	FUZZ_RUNS=10000 npm test
 	scripts/services/all.sh start
 	status=0; npm run test:external || status=$$?; scripts/services/all.sh stop; exit $$status
 
