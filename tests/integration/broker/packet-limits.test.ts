@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { MAX_PAYLOAD_BYTES } from '../../../common/schema/telemetry.ts';
 import { fixedHeader, type RawMqtt } from '../../../scripts/attacks/raw-mqtt.ts';
 import { sleep, startTestBroker, until, USERS, type TestBroker } from './helpers.ts';
@@ -15,7 +16,7 @@ let edge: RawMqtt;
 let dash: RawMqtt;
 
 beforeAll(async () => {
-  t = await startTestBroker();
+  t = await startTestBroker({ wsPort: 0 });
   edge = await t.login(USERS.edge);
   dash = await t.login(USERS.dashboard);
   expect(await edge.subscribe([{ topic: 'factory/+/telemetry' }, { topic: 'factory/+/label' }])).toEqual([
@@ -49,6 +50,20 @@ describe('packets before the login', () => {
     const device = await t.login(USERS.device);
     expect(await device.publish({ topic: 'factory/m1/telemetry', payload: '{"seq":1}' })).toBe('puback');
     device.destroy();
+  });
+
+  it('applies the same cap on the WebSocket listener', async () => {
+    const ws = new WebSocket(t.broker.wsUrl as string, 'mqtt');
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+    const before = await t.metric('driftline_broker_packets_too_large_total', { role: 'prelogin' });
+    ws.send(Buffer.concat([fixedHeader(1, 0, 268_435_455), Buffer.alloc(1000, 0x41)]));
+    await Promise.race([closed, sleep(10_000)]);
+    expect(ws.readyState).toBe(WebSocket.CLOSED);
+    expect(await t.metric('driftline_broker_packets_too_large_total', { role: 'prelogin' })).toBe(before + 1);
   });
 
   it('refuses a CONNECT whose will is above the pre-login limit, accepts one below', async () => {
