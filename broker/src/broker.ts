@@ -258,9 +258,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       stream,
       () => {
         const principal = hooks.principalOf(conn.client ?? null);
-        return principal === undefined
-          ? limits.maxPacketBytesPreLogin
-          : limits.maxPacketBytes[principal.role];
+        if (principal === undefined) return limits.maxPacketBytesPreLogin;
+        // A role missing from a partial `limits.maxPacketBytes` keeps the pre-login limit, never none.
+        return limits.maxPacketBytes[principal.role] ?? limits.maxPacketBytesPreLogin;
       },
       (violation) => {
         const principal = hooks.principalOf(conn.client ?? null);
