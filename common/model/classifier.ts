@@ -1,15 +1,7 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import { EFFICIENCY_CLASSES, FEATURES, type Efficiency, type Feature } from '../schema/features.ts';
 import { Rng } from '../util/rng.ts';
-import {
-  INPUT_SIZE,
-  NUM_CLASSES,
-  checkScaler,
-  classIndex,
-  encodeBatch,
-  encodeRow,
-  fitScaler,
-} from './encode.ts';
+import { INPUT_SIZE, NUM_CLASSES, checkScaler, classIndex, encodeBatch, fitScaler } from './encode.ts';
 import { evaluate, LOG_LOSS_EPS } from './metrics.ts';
 import type { Tf } from './tf.ts';
 import type {
@@ -400,11 +392,6 @@ export function predictRows(
   rows: readonly FeatureRow[],
 ): ClassProbabilities[] {
   return toClassProbabilities(predictEncoded(tf, model, encodeBatch(rows, scaler), rows.length));
-}
-
-/** Predicts one row (convenience wrapper around {@link predictRows}). */
-export function predictRow(tf: Tf, model: TfModel, scaler: Scaler, row: FeatureRow): ClassProbabilities {
-  return toClassProbabilities(predictEncoded(tf, model, encodeRow(row, scaler), 1))[0] as ClassProbabilities;
 }
 
 /** Scores `model` on labelled rows. */

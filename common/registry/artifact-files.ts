@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactError, describeError } from '../errors.ts';
@@ -36,17 +35,6 @@ export interface VerifiedArtifact {
   allFiles: string[];
   /** The parsed metadata (the registry reads `name`, `version`, `format` for logs). */
   metadata: Record<string, unknown>;
-}
-
-/** sha256 (hex) of a file, streamed. */
-export function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(file)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('error', reject)
-      .on('end', () => resolve(hash.digest('hex')));
-  });
 }
 
 /** sha256 (hex) of a buffer. */

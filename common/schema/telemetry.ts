@@ -185,8 +185,3 @@ export function validateMessage<K extends Kind>(
   }
   return result;
 }
-
-/** Feature values of a telemetry record in {@link FEATURES} order. */
-export function featureVector(t: Telemetry): number[] {
-  return FEATURES.map((f) => t[f]);
-}

@@ -1117,10 +1117,3 @@ function normalizeDriftConfig(c: Partial<FeatureDriftConfig>): Partial<FeatureDr
   if (c.hop !== undefined || c.windowSize === undefined) return c;
   return { ...c, hop: Math.min(DEFAULT_DRIFT_CONFIG.hop, c.windowSize) };
 }
-
-/** Creates and starts a worker. */
-export async function startEdgeWorker(options: EdgeWorkerOptions): Promise<EdgeWorker> {
-  const worker = createEdgeWorker(options);
-  await worker.start();
-  return worker;
-}

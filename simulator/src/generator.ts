@@ -56,11 +56,6 @@ export function phaseBounds(scenario: Scenario): { name: string; start: number; 
   });
 }
 
-/** Total samples of the scenario. */
-export function totalSamples(scenario: Scenario): number {
-  return scenario.phases.reduce((sum, p) => sum + p.samples, 0);
-}
-
 const LIMIT_LO: readonly number[] = FEATURES.map((f) => VALID_LIMITS[f][0]);
 const LIMIT_HI: readonly number[] = FEATURES.map((f) => VALID_LIMITS[f][1]);
 const SPEED = FEATURES.indexOf('productionSpeedUph');
