@@ -9,7 +9,7 @@ import {
   sha256Bytes,
   verifyArtifactFiles,
   type VerifiedArtifact,
-} from '../registry/artifact-files.ts';
+} from '../model/artifact-files.ts';
 import { assertModelName, assertVersion, RegistryError } from '../registry/errors.ts';
 import { compareVersions, deriveStatus, rollbackTarget } from '../registry/history.ts';
 import { finiteMetrics, registrationTags, RESERVED_PREFIX, TAG } from '../registry/tags.ts';

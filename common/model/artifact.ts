@@ -1,9 +1,11 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactError, describeError } from '../errors.ts';
+import { fsyncDir } from '../util/atomic-file.ts';
+import { METADATA_FILE, sha256Bytes } from './artifact-files.ts';
 import { EFFICIENCY_CLASSES, FEATURES, OPERATION_MODES } from '../schema/features.ts';
 import { type TfModel, type TrainedClassifier, predictEncoded, toClassProbabilities } from './classifier.ts';
 import { INPUT_SIZE, NUM_CLASSES, checkScaler, encodeBatch } from './encode.ts';
@@ -33,8 +35,6 @@ export const MODEL_FILE = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
 /** The drift detector's reference sample. */
 export const REFERENCE_FILE = 'reference.json';
-/** {@link ModelMetadata}; written last. */
-export const METADATA_FILE = 'metadata.json';
 /** Files whose checksums metadata.json lists. */
 export const CHECKSUMMED_FILES = [MODEL_FILE, WEIGHTS_FILE, REFERENCE_FILE] as const;
 /** Every file of an artifact, metadata.json last (copy in this order: a present metadata.json marks a complete copy). */
@@ -294,7 +294,7 @@ async function readVerified(
         `artifact ${dir}: ${name} is ${data.byteLength} bytes, metadata.json says ${expected.bytes} (truncated or replaced)`,
       );
     }
-    const actual = sha256(data);
+    const actual = sha256Bytes(data);
     if (actual !== expected.sha256) {
       throw new ArtifactError(
         `artifact ${dir}: checksum mismatch for ${name}: sha256 ${actual}, metadata.json says ${expected.sha256} (corrupted)`,
@@ -428,13 +428,8 @@ function parseReference(data: Buffer, dir: string): ReferenceSample {
   return r as ReferenceSample;
 }
 
-/** sha256 (hex) of `data`. */
-export function sha256(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
 function digest(data: Uint8Array): FileDigest {
-  return { sha256: sha256(data), bytes: data.byteLength };
+  return { sha256: sha256Bytes(data), bytes: data.byteLength };
 }
 
 /**
@@ -493,7 +488,7 @@ export async function copyArtifact(
   // The checksummed files were verified above; re-check what was just read (it could have changed since).
   for (const f of files) {
     const expected = metadata.files[f.name];
-    if (expected && sha256(f.data) !== expected.sha256)
+    if (expected && sha256Bytes(f.data) !== expected.sha256)
       throw new ArtifactError(`artifact ${src}: ${f.name} changed while being copied`);
   }
   await writeDirectoryAtomically(dest, files, options);
@@ -539,7 +534,7 @@ export async function writeDirectoryAtomically(
       }
       await options.onFileWritten?.(f.name);
     }
-    await fsyncDir(tmp);
+    await fsyncDir(tmp, { strict: true });
     if (await exists(target)) {
       if (!options.overwrite) throw new ArtifactError(`artifact directory ${target} already exists`);
       old = path.join(parent, `.${base}.old-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -552,7 +547,7 @@ export async function writeDirectoryAtomically(
       old = undefined;
       throw err;
     }
-    await fsyncDir(parent);
+    await fsyncDir(parent, { strict: true });
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     throw err instanceof ArtifactError
@@ -568,19 +563,5 @@ async function exists(p: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    // Some platforms (Windows) cannot open or fsync directories; the data files themselves were fsynced.
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw err;
-  } finally {
-    await fh?.close();
   }
 }

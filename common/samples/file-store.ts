@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { DriftlineError, ValidationError, describeError } from '../errors.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
-import { fsyncDir, isErrno, writeFileAtomic } from './atomic.ts';
+import { fsyncDir, isErrno, writeFileAtomic } from '../util/atomic-file.ts';
 import {
   labelledSampleSchema,
   matchesWindow,
@@ -332,7 +332,9 @@ export class FileSampleStore implements LabelledSampleStore {
       minSampleIndex: info.minSampleIndex,
       maxSampleIndex: info.maxSampleIndex,
     };
-    await writeFileAtomic(path.join(this.dir, metaFile(info.id)), `${JSON.stringify(meta)}\n`);
+    await writeFileAtomic(path.join(this.dir, metaFile(info.id)), `${JSON.stringify(meta)}\n`, {
+      mkdir: true,
+    });
   }
 
   /** Reads a segment to rebuild its info; with `repair`, truncates a torn last line. */

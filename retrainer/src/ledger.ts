@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { RetrainRequest } from '../../common/events/schemas.ts';
 import { DriftlineError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
-import { isErrno, writeFileAtomic } from '../../common/samples/atomic.ts';
+import { isErrno, writeFileAtomic } from '../../common/util/atomic-file.ts';
 
 /**
  * The retrainer's durable record of retrain requests, keyed by `requestId`
@@ -203,7 +203,7 @@ export class RequestLedger {
         format: 'driftline-retrainer-requests/1',
         requests: [...this.records.values()],
       };
-      await writeFileAtomic(this.file, `${JSON.stringify(body, null, 1)}\n`);
+      await writeFileAtomic(this.file, `${JSON.stringify(body, null, 1)}\n`, { mkdir: true });
     });
     this.chain = run.catch(() => undefined);
     return run;

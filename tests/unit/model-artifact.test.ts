@@ -11,9 +11,9 @@ import {
   loadArtifact,
   readMetadata,
   saveArtifact,
-  sha256,
   verifyArtifact,
 } from '../../common/model/artifact.ts';
+import { sha256Bytes as sha256 } from '../../common/model/artifact-files.ts';
 import { predictRows, trainClassifier, type TrainedClassifier } from '../../common/model/classifier.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import type { FeatureRow, LabelledRow } from '../../common/model/types.ts';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ArtifactError } from '../../common/errors.ts';
-import { verifyArtifactFiles } from '../../common/registry/artifact-files.ts';
+import { verifyArtifactFiles } from '../../common/model/artifact-files.ts';
 import { DirectoryRegistry } from '../../common/registry/directory.ts';
 import { RegistryError } from '../../common/registry/errors.ts';
 import { createRegistry } from '../../common/registry/factory.ts';

@@ -4,12 +4,10 @@ import path from 'node:path';
 import { ArtifactError, describeError } from '../errors.ts';
 
 /**
- * Checks the files of a model artifact directory against its `metadata.json`
- * without loading TensorFlow.js: the registry's own gate before it stores,
- * promotes or hands out an artifact.
- *
- * (`common/model/artifact.ts` has the full save/load; this module only needs
- * the checksum part and stays independent of it.)
+ * The checksum part of the model artifact format, without TensorFlow.js: checks
+ * the files of an artifact directory against its `metadata.json`. The
+ * registries' own gate before they store, promote or hand out an artifact;
+ * `artifact.ts` (the full save/load, which needs tfjs) builds on it.
  */
 
 /** The metadata file every artifact has; its sha256 is the version's checksum. */
