@@ -11,7 +11,7 @@ import type { RetrainRequest } from '../../common/events/schemas.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
 import type { Tf } from '../../common/model/tf.ts';
-import type { EvalMetrics, LoadedModel } from '../../common/model/types.ts';
+import { DEFAULT_MODEL_NAME, type EvalMetrics, type LoadedModel } from '../../common/model/types.ts';
 import { DirectoryRegistry } from '../../common/registry/directory.ts';
 import { MemorySampleStore } from '../../common/samples/memory-store.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
@@ -139,7 +139,7 @@ interface PendingLabel {
 export async function replayScenario(options: ReplayOptions): Promise<ReplayResult> {
   const started = performance.now();
   const logger = options.logger ?? silentLogger();
-  const modelName = options.modelName ?? 'driftline-efficiency';
+  const modelName = options.modelName ?? DEFAULT_MODEL_NAME;
   const labelDelay = options.labelDelaySamples ?? 100;
   const batchSize = options.batchSize ?? 64;
   const latency = options.retrainLatencySamples ?? 2_500;

@@ -10,7 +10,14 @@ import { EFFICIENCY_CLASSES, FEATURES, OPERATION_MODES } from '../schema/feature
 import { type TfModel, type TrainedClassifier, predictEncoded, toClassProbabilities } from './classifier.ts';
 import { INPUT_SIZE, NUM_CLASSES, checkScaler, encodeBatch } from './encode.ts';
 import type { Tf } from './tf.ts';
-import type { ClassProbabilities, FeatureRow, LoadedModel, ModelMetadata, ReferenceSample } from './types.ts';
+import {
+  DEFAULT_MODEL_NAME,
+  type ClassProbabilities,
+  type FeatureRow,
+  type LoadedModel,
+  type ModelMetadata,
+  type ReferenceSample,
+} from './types.ts';
 
 /**
  * Model artifacts on disk. An artifact is a directory of four files:
@@ -39,8 +46,6 @@ export const REFERENCE_FILE = 'reference.json';
 export const CHECKSUMMED_FILES = [MODEL_FILE, WEIGHTS_FILE, REFERENCE_FILE] as const;
 /** Every file of an artifact, metadata.json last (copy in this order: a present metadata.json marks a complete copy). */
 export const ARTIFACT_FILES = [...CHECKSUMMED_FILES, METADATA_FILE] as const;
-/** Registered model name used when none is given. */
-export const DEFAULT_MODEL_NAME = 'driftline-efficiency';
 
 /** sha256 (hex) and size of one file. */
 export interface FileDigest {

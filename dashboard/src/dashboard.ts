@@ -9,6 +9,7 @@ import {
   type ModelRolledBack,
 } from '../../common/events/schemas.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
+import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
 import { loadAssets } from './assets.ts';
 import {
@@ -27,7 +28,6 @@ import { EventStreamHub } from './sse.ts';
 import { DashboardStore } from './state.ts';
 
 /** Model the dashboard follows when none is given. */
-export const DEFAULT_MODEL_NAME = 'driftline-efficiency';
 
 /** Options of {@link startDashboard}. */
 export interface DashboardOptions {

@@ -20,6 +20,7 @@ import { DEFAULT_ACCURACY_CONFIG, type AccuracyMonitorConfig } from '../../commo
 import { DEFAULT_EPISODE_TTL_SAMPLES } from '../../common/drift/episode.ts';
 import { CORRECTIONS } from '../../common/drift/multiple-testing.ts';
 import { DEFAULT_REGISTRY_DIR } from '../../common/registry/directory.ts';
+import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 
 /** Default stable MQTT client id: one per host (a pod name in Kubernetes), so the broker keeps this worker's session. */
 export const DEFAULT_EDGE_CLIENT_ID = `driftline-edge-${
@@ -104,7 +105,7 @@ export const edgeConfigSpec = {
   }),
   modelName: str('MODEL_NAME', {
     description: 'Registered model to serve',
-    default: 'driftline-efficiency',
+    default: DEFAULT_MODEL_NAME,
     pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/,
     allowed: 'a model name (letters, digits, _ . -)',
   }),

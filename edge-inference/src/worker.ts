@@ -20,7 +20,7 @@ import type { DriftAlarm } from '../../common/drift/types.ts';
 import { ArtifactError, describeError, isRetriable } from '../../common/errors.ts';
 import { parseModelEvent, parseRetrainRequest, type RetrainRequest } from '../../common/events/schemas.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
-import type { LoadedModel } from '../../common/model/types.ts';
+import { DEFAULT_MODEL_NAME, type LoadedModel } from '../../common/model/types.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import { FEATURES, type Efficiency, type Feature } from '../../common/schema/features.ts';
 import {
@@ -62,9 +62,6 @@ import {
   sharedHistogram,
   windowFeatureStatus,
 } from './status.ts';
-
-/** Default registered model name. */
-export const DEFAULT_MODEL_NAME = 'driftline-efficiency';
 
 /** MQTT connection settings, used when no `ingest` is given. */
 export interface EdgeMqttOptions {

@@ -5,6 +5,7 @@ import { describeError, DriftlineError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logging/logger.ts';
 import { DEFAULT_REGISTRY_DIR } from '../../common/registry/directory.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
+import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 import type { AliasChange, ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
 
 /**
@@ -38,8 +39,6 @@ options:
   -h, --help             this text
 
 environment: MLFLOW_TRACKING_URI selects MLflow; otherwise REGISTRY_DIR (default ${DEFAULT_REGISTRY_DIR}).`;
-
-const DEFAULT_MODEL = 'driftline-efficiency';
 
 function short(checksum: string): string {
   return checksum ? checksum.slice(0, 12) : '-';
@@ -116,7 +115,7 @@ export async function runRegistryCli(
     return 2;
   }
   const env = io.env ?? process.env;
-  const model = values.model ?? env.MODEL_NAME ?? DEFAULT_MODEL;
+  const model = values.model ?? env.MODEL_NAME ?? DEFAULT_MODEL_NAME;
   if (command === 'rollback' && !values.reason) {
     io.err('rollback needs --reason TEXT (it is recorded in the history)');
     return 2;

@@ -10,6 +10,7 @@ import { InProcessBus } from '../../../common/bus/in-process.ts';
 import { silentLogger, type Logger } from '../../../common/logging/logger.ts';
 import { connectMqtt } from '../../../common/mqtt/connect.ts';
 import { DirectoryRegistry } from '../../../common/registry/directory.ts';
+import { DEFAULT_MODEL_NAME } from '../../../common/model/types.ts';
 import type { ModelVersion } from '../../../common/registry/types.ts';
 import { hashDashboardPassword, type DashboardUser } from '../auth.ts';
 import { startDashboard, type DashboardOptions, type RunningDashboard } from '../dashboard.ts';
@@ -22,7 +23,7 @@ import type { DashboardRole } from '../shared/view.ts';
  * small fake artifacts, and the dashboard itself with a viewer and an operator.
  */
 
-export const TEST_MODEL = 'driftline-efficiency';
+export const TEST_MODEL = DEFAULT_MODEL_NAME;
 
 /** Broker accounts of the stack. */
 export const BROKER_ACCOUNTS = {

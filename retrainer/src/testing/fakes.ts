@@ -3,13 +3,14 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { RetrainRequest } from '../../../common/events/schemas.ts';
-import type {
-  ClassProbabilities,
-  EvalMetrics,
-  FeatureRow,
-  LoadedModel,
-  ModelMetadata,
-  ReferenceSample,
+import {
+  DEFAULT_MODEL_NAME,
+  type ClassProbabilities,
+  type EvalMetrics,
+  type FeatureRow,
+  type LoadedModel,
+  type ModelMetadata,
+  type ReferenceSample,
 } from '../../../common/model/types.ts';
 import { RegistryError } from '../../../common/registry/errors.ts';
 import type {
@@ -88,7 +89,7 @@ export function makeRequest(overrides: Partial<RetrainRequest> = {}): RetrainReq
     type: 'retrain-request',
     requestId,
     correlationId: `corr-${requestId.slice(0, 8)}`,
-    modelName: 'driftline-efficiency',
+    modelName: DEFAULT_MODEL_NAME,
     championVersion: '1',
     kind: 'concept',
     requestedAt: 1_700_000_000_000,
