@@ -4,7 +4,7 @@ import { createKafkaClient, type KafkaConnectionOptions } from '../../common/bus
 import type { DeadLetterRecord } from '../../common/deadletter.ts';
 import { TransportError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
-import { connectMqtt } from '../../common/mqtt/connect.ts';
+import { connectMqtt, type MqttConnection } from '../../common/mqtt/connect.ts';
 import {
   TOPICS,
   validateMessage,
@@ -100,17 +100,11 @@ export interface KafkaIngestOptions {
   group?: string;
   /** Where a new group starts: the oldest retained message (default; nothing forwarded before the first worker is lost) or only new ones. */
   fromBeginning?: boolean;
-  /** MQTT side: predictions, dead letters, status. */
-  mqtt: {
-    url: string;
-    /** Client id of this worker's MQTT publisher (unique per worker). Clean session: it subscribes to nothing. */
-    clientId: string;
-    username?: string;
-    password?: string;
-    ca?: string | Buffer;
-    reconnectPeriodMs?: number;
-    connectAttempts?: number;
-  };
+  /**
+   * MQTT side: predictions, dead letters, status. The client id of this worker's publisher is
+   * unique per worker; its session is clean (it subscribes to nothing).
+   */
+  mqtt: MqttConnection;
   logger?: Logger;
   /** Consumer session timeout, ms. Default 30,000. */
   sessionTimeoutMs?: number;

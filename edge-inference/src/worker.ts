@@ -21,6 +21,7 @@ import { ArtifactError, describeError, isRetriable } from '../../common/errors.t
 import { parseModelEvent, parseRetrainRequest, type RetrainRequest } from '../../common/events/schemas.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { DEFAULT_MODEL_NAME, type LoadedModel } from '../../common/model/types.ts';
+import type { MqttConnection } from '../../common/mqtt/connect.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import { FEATURES, type Efficiency, type Feature } from '../../common/schema/features.ts';
 import {
@@ -63,30 +64,15 @@ import {
   windowFeatureStatus,
 } from './status.ts';
 
-/** MQTT connection settings, used when no `ingest` is given. */
-export interface EdgeMqttOptions {
-  /** Broker URL (`mqtt://127.0.0.1:1883`, `mqtts://…`, `ws://…`). */
-  url: string;
-  /** Stable client id: the broker keeps this session (subscriptions and queued QoS 1 messages) across reconnects. One per replica. */
-  clientId: string;
-  /** User of the `edge` service account. */
-  username?: string;
-  /** Its password. */
-  password?: string;
-  /** CA certificate (PEM) to trust for mqtts/wss. */
-  ca?: string | Buffer;
-  /** Delay between reconnect attempts, ms. Default 1000. */
-  reconnectPeriodMs?: number;
-  /** Attempts of the first connection before start() fails; default unlimited (until stop()). */
-  connectAttempts?: number;
-}
-
 /** Options of {@link createEdgeWorker}. Everything is injected; only `bus` and a transport (`mqtt` or `ingest`) are required. */
 export interface EdgeWorkerOptions {
   /** Event bus: retrain requests and labelled samples are published on it, model events are read from it. Not closed by the worker. */
   bus: EventBus;
-  /** MQTT settings; the worker builds an {@link MqttIngest} from them. Ignored when `ingest` is given. */
-  mqtt?: EdgeMqttOptions;
+  /**
+   * MQTT connection of the `edge` service account (one stable client id per replica); the worker
+   * builds an {@link MqttIngest} from it. Ignored when `ingest` is given.
+   */
+  mqtt?: MqttConnection;
   /** A ready-made transport (tests pass a fake). One of `mqtt` or `ingest` is required. */
   ingest?: EdgeIngest;
   /** Logger; default silent. */
