@@ -1,5 +1,5 @@
 import type { Logger } from '../logging/logger.ts';
-import { MlflowRegistry } from '../mlflow/registry.ts';
+import { MlflowRegistry } from './mlflow.ts';
 import { DEFAULT_REGISTRY_DIR, DirectoryRegistry } from './directory.ts';
 import type { ModelRegistry } from './types.ts';
 

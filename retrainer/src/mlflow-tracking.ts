@@ -2,7 +2,7 @@ import type { RetrainRequest } from '../../common/events/schemas.ts';
 import { describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import type { MlflowClient } from '../../common/mlflow/client.ts';
-import type { MlflowRegistry } from '../../common/mlflow/registry.ts';
+import type { MlflowRegistry } from '../../common/registry/mlflow.ts';
 import type { EpochLog } from '../../common/model/classifier.ts';
 import type { RetrainTracking, TrackedRun, TrackedRunStart, TrackedRunStatus } from './retrain-once.ts';
 

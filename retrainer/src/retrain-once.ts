@@ -13,7 +13,7 @@ import type { EpochLog } from '../../common/model/classifier.ts';
 import { evaluate, formatMetrics } from '../../common/model/metrics.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import type { EvalMetrics, LabelledRow, LoadedModel } from '../../common/model/types.ts';
-import { MlflowRegistry } from '../../common/mlflow/registry.ts';
+import { MlflowRegistry } from '../../common/registry/mlflow.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
 import type { LabelledSampleStore } from '../../common/samples/types.ts';
 import { resolveRetrainerConfig, type RetrainerConfig } from './config.ts';

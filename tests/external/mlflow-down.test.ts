@@ -27,7 +27,7 @@ import { InProcessBus } from '../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../common/bus/types.ts';
 import { parseModelEvent } from '../../common/events/schemas.ts';
 import { createLogger, type Logger } from '../../common/logging/logger.ts';
-import { MlflowRegistry } from '../../common/mlflow/registry.ts';
+import { MlflowRegistry } from '../../common/registry/mlflow.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import { MemorySampleStore } from '../../common/samples/memory-store.ts';
 import { isFinal } from '../../retrainer/src/ledger.ts';

@@ -10,9 +10,19 @@ import {
   verifyArtifactFiles,
   type VerifiedArtifact,
 } from '../model/artifact-files.ts';
-import { assertModelName, assertVersion, RegistryError } from '../registry/errors.ts';
-import { compareVersions, deriveStatus, rollbackTarget } from '../registry/history.ts';
-import { finiteMetrics, registrationTags, RESERVED_PREFIX, TAG } from '../registry/tags.ts';
+import { MlflowClient, proxyPathFromUri, type MlflowClientOptions } from '../mlflow/client.ts';
+import { MlflowAlreadyExistsError, MlflowNotFoundError } from '../mlflow/errors.ts';
+import type {
+  MlflowMetric,
+  MlflowModelVersion,
+  MlflowRegisteredModel,
+  MlflowRunStatus,
+  MlflowTag,
+} from '../mlflow/types.ts';
+import { sleep } from '../util/sleep.ts';
+import { assertModelName, assertVersion, RegistryError } from './errors.ts';
+import { compareVersions, deriveStatus, rollbackTarget } from './history.ts';
+import { finiteMetrics, registrationTags, RESERVED_PREFIX, TAG } from './tags.ts';
 import type {
   AliasAudit,
   AliasChange,
@@ -21,18 +31,8 @@ import type {
   RegisterInfo,
   Unwatch,
   WatchOptions,
-} from '../registry/types.ts';
-import { pollChampion, type ChampionSource } from '../registry/watch.ts';
-import { sleep } from '../util/sleep.ts';
-import { MlflowClient, proxyPathFromUri, type MlflowClientOptions } from './client.ts';
-import { MlflowAlreadyExistsError, MlflowNotFoundError } from './errors.ts';
-import type {
-  MlflowMetric,
-  MlflowModelVersion,
-  MlflowRegisteredModel,
-  MlflowRunStatus,
-  MlflowTag,
 } from './types.ts';
+import { pollChampion, type ChampionSource } from './watch.ts';
 
 /**
  * The model registry on an MLflow tracking server (`MLFLOW_TRACKING_URI`).
