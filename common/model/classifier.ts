@@ -2,7 +2,7 @@ import type * as tfjs from '@tensorflow/tfjs';
 import { EFFICIENCY_CLASSES, FEATURES, type Efficiency, type Feature } from '../schema/features.ts';
 import { Rng } from '../util/rng.ts';
 import { INPUT_SIZE, NUM_CLASSES, checkScaler, classIndex, encodeBatch, fitScaler } from './encode.ts';
-import { evaluate, LOG_LOSS_EPS } from './metrics.ts';
+import { evaluate, LOG_LOSS_EPS } from './evaluation.ts';
 import type { Tf } from './tf.ts';
 import type {
   ClassProbabilities,

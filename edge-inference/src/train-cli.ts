@@ -7,7 +7,7 @@ import { createLogger, silentLogger, type Logger } from '../../common/logging/lo
 import { runMain } from '../../common/main.ts';
 import { saveArtifact } from '../../common/model/artifact.ts';
 import { evaluateModel, trainClassifier, DEFAULT_TRAIN_OPTIONS } from '../../common/model/classifier.ts';
-import { formatMetrics } from '../../common/model/metrics.ts';
+import { formatMetrics } from '../../common/model/evaluation.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import type { EvalMetrics, LabelledRow, ModelMetadata } from '../../common/model/types.ts';
 import { VERSION } from '../../common/version.ts';

@@ -10,7 +10,7 @@ import { describeError, isRetriable } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
 import type { EpochLog } from '../../common/model/classifier.ts';
-import { evaluate, formatMetrics } from '../../common/model/metrics.ts';
+import { evaluate, formatMetrics } from '../../common/model/evaluation.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import type { EvalMetrics, LabelledRow, LoadedModel } from '../../common/model/types.ts';
 import { MlflowRegistry } from '../../common/registry/mlflow.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { evaluate, formatMetrics, LOG_LOSS_EPS } from '../../common/model/metrics.ts';
+import { evaluate, formatMetrics, LOG_LOSS_EPS } from '../../common/model/evaluation.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
 
 // Six samples scored by hand:
