@@ -3,12 +3,12 @@ import { ArtifactError } from '../../common/errors.ts';
 import {
   DEFAULT_DRIFT_CONFIG,
   FeatureDriftDetector,
-  latticeStatistic,
   resolveDriftConfig,
   type DriftUpdate,
   type FeatureDriftConfig,
 } from '../../common/drift/feature-drift.ts';
 import { SeedStream, seedReference, seedSd } from '../../common/drift/synthetic.ts';
+import { latticeStatistic } from '../../common/stats/ks-exact.ts';
 import { SortedSample, ks2sampSorted } from '../../common/stats/ks.ts';
 import { FEATURES, type Feature } from '../../common/schema/features.ts';
 import { Rng } from '../../common/util/rng.ts';
