@@ -288,7 +288,7 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
     const edge: EdgeWorker = createEdgeWorker({
       bus,
       logger: options.loggerFor('edge-inference'),
-      registry: new Registry(),
+      metricsRegistry: new Registry(),
       modelRegistry,
       modelName: edgeCfg.modelName,
       loader: (dir) => loadArtifact(dir, tf),

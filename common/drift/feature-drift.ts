@@ -421,6 +421,21 @@ export class FeatureDriftDetector {
     return this.groups.delete(key);
   }
 
+  /**
+   * The current window of `feature` in group `groupKey` (`all`, or a machine id):
+   * a read-only view of the detector's own buffer, in ring order (not sorted), or
+   * undefined until the group holds a full window. Right after {@link update}
+   * reports a tested window it is exactly the window tested; the next update
+   * changes it.
+   */
+  windowValues(groupKey: string, feature: Feature): ArrayLike<number> | undefined {
+    const g = this.groups.get(groupKey);
+    const w = this.config.windowSize;
+    const f = FEATURES.indexOf(feature);
+    if (!g || g.filled < w || f < 0) return undefined;
+    return g.values.subarray(f * w, (f + 1) * w);
+  }
+
   /** Keys of the live groups (`all`, or machine ids). */
   groupKeys(): string[] {
     return [...this.groups.keys()];

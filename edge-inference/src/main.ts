@@ -62,8 +62,8 @@ runMain(async () => {
   // loadTf logs the backend it picked (tensorflow, wasm or cpu).
   const { tf, backend } = await loadTf(logger);
 
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  const metricsRegistry = new Registry();
+  collectDefaultMetrics({ register: metricsRegistry });
   const modelRegistry = createRegistry({
     registryDir: config.registryDir,
     // '' selects the directory registry: the config already read MLFLOW_TRACKING_URI.
@@ -106,7 +106,7 @@ runMain(async () => {
   const worker = createEdgeWorker({
     bus,
     logger,
-    registry,
+    metricsRegistry,
     modelRegistry,
     modelName: config.modelName,
     loader: (dir) => loadArtifact(dir, tf),

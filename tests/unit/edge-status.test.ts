@@ -15,12 +15,8 @@ import {
   type Histogram,
 } from '../../common/schema/status.ts';
 import type { Telemetry } from '../../common/schema/telemetry.ts';
-import {
-  ClassMix,
-  LatencyReservoir,
-  RecentWindows,
-  sharedHistogram,
-} from '../../edge-inference/src/status.ts';
+import { sharedHistogram } from '../../edge-inference/src/histogram.ts';
+import { ClassMix, LatencyReservoir } from '../../edge-inference/src/rolling-stats.ts';
 import {
   FakeIngest,
   fakeModel,
@@ -92,19 +88,19 @@ describe('status building blocks', () => {
     expect(() => sharedHistogram(ref, cur, 101)).toThrow(RangeError);
   });
 
-  it('RecentWindows holds exactly what the detector tests (tumbling and hopping, per machine)', () => {
+  it('the detector exposes exactly the window it tested (tumbling and hopping, per machine)', () => {
     for (const config of [
       { windowSize: 20, windowMode: 'tumbling', groupBy: 'all' },
       { windowSize: 20, windowMode: 'hopping', hop: 7, groupBy: 'all' },
       { windowSize: 20, windowMode: 'tumbling', groupBy: 'machine' },
     ] as const) {
       const detector = new FeatureDriftDetector(makeReference(), config);
-      const tap = new RecentWindows(detector.config);
+      // No full window yet: nothing to show.
+      expect(detector.windowValues(config.groupBy === 'all' ? 'all' : 'm0', 'temperatureC')).toBeUndefined();
       const seen = new Map<string, Telemetry[]>();
       let tested = 0;
       for (let seq = 0; seq < 200; seq++) {
         const t = makeTelemetry(`m${seq % 3}`, seq);
-        tap.push(t, t.machineId);
         const key = config.groupBy === 'all' ? 'all' : t.machineId;
         const rows = seen.get(key) ?? [];
         rows.push(t);
@@ -113,8 +109,8 @@ describe('status building blocks', () => {
         if (!u.tested) continue;
         tested++;
         const window = (seen.get(u.window.groupKey) ?? []).slice(-20);
-        FEATURES.forEach((f, i) => {
-          const got = [...(tap.values(u.window.groupKey, i) ?? [])].sort((a, b) => a - b);
+        FEATURES.forEach((f) => {
+          const got = Array.from(detector.windowValues(u.window.groupKey, f) ?? []).sort((a, b) => a - b);
           expect(got).toEqual(window.map((r) => r[f]).sort((a, b) => a - b));
         });
       }
