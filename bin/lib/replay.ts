@@ -16,7 +16,7 @@ import { DirectoryRegistry } from '../../common/registry/directory.ts';
 import { MemorySampleStore } from '../../common/samples/memory-store.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
-import { retrainOnce } from '../../retrainer/src/retrain-once.ts';
+import { retrainOnce } from '../../retrainer/src/pipeline.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
 import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
 import { generateStream, phaseBounds, type GeneratedSample } from '../../simulator/src/generator.ts';

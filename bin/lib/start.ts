@@ -23,7 +23,8 @@ import { accuracyConfigOf, driftConfigOf, edgeConfigSpec } from '../../edge-infe
 import { createEdgeWorker, type EdgeWorker } from '../../edge-inference/src/worker.ts';
 import { retrainerConfigSpec } from '../../retrainer/src/config.ts';
 import { RetrainerMetrics } from '../../retrainer/src/metrics.ts';
-import { createRetrainer, type Retrainer } from '../../retrainer/src/retrainer.ts';
+import { mlflowTrackingFor } from '../../retrainer/src/mlflow-tracking.ts';
+import { createRetrainer, type Retrainer } from '../../retrainer/src/service.ts';
 import { simulatorConfigSpec } from '../../simulator/src/config.ts';
 import { phaseBounds } from '../../simulator/src/generator.ts';
 import {
@@ -267,12 +268,14 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
     log.info(`event bus: ${bus.kind}; sample store: ${store.kind}; model registry: ${modelRegistry.kind}`);
 
     // ---- retrainer ------------------------------------------------------------
+    const retrainerLogger = options.loggerFor('retrainer');
     const retrainer: Retrainer = createRetrainer({
       bus,
       registry: modelRegistry,
       store,
       tf,
-      logger: options.loggerFor('retrainer'),
+      logger: retrainerLogger,
+      tracking: mlflowTrackingFor(modelRegistry, retrainerLogger),
       metrics: new RetrainerMetrics(new Registry()),
       config: {
         ...retrainerCfg,

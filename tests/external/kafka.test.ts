@@ -25,7 +25,7 @@ import { TransportError, ValidationError, describeError } from '../../common/err
 import { openKafkaSampleStore } from '../../common/samples/kafka-store.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
-import { createRetrainer } from '../../retrainer/src/retrainer.ts';
+import { createRetrainer } from '../../retrainer/src/service.ts';
 import {
   FakeTrainer,
   MemoryRegistry,

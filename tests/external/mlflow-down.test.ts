@@ -31,7 +31,8 @@ import { MlflowRegistry } from '../../common/registry/mlflow.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import { MemorySampleStore } from '../../common/samples/memory-store.ts';
 import { isFinal } from '../../retrainer/src/ledger.ts';
-import { createRetrainer, type Retrainer } from '../../retrainer/src/retrainer.ts';
+import { mlflowTrackingFor } from '../../retrainer/src/mlflow-tracking.ts';
+import { createRetrainer, type Retrainer } from '../../retrainer/src/service.ts';
 import { makeRequest, makeSamples, seedLabel } from '../../retrainer/src/testing/fakes.ts';
 import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
 
@@ -200,6 +201,7 @@ describe(`MLflow (${TRACKING_URI}) down at promotion time`, () => {
     retrainer = createRetrainer({
       bus,
       registry,
+      tracking: mlflowTrackingFor(registry, logger),
       store,
       tf,
       trainer: createInThreadTrainer({ tf }),

@@ -11,7 +11,8 @@ import { DirectoryRegistry, type DirectoryRegistryFaults } from '../../common/re
 import { openFileSampleStore, type FileSampleStore } from '../../common/samples/file-store.ts';
 import { Rng } from '../../common/util/rng.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
-import { createRetrainer, retrainOnce } from '../../retrainer/src/retrainer.ts';
+import { retrainOnce } from '../../retrainer/src/pipeline.ts';
+import { createRetrainer } from '../../retrainer/src/service.ts';
 import { makeRequest, makeSamples, seedLabel } from '../../retrainer/src/testing/fakes.ts';
 import {
   createInThreadTrainer,

@@ -7,7 +7,8 @@ import { BUS_TOPICS } from '../../common/bus/types.ts';
 import { parseModelEvent, type ModelEvent } from '../../common/events/schemas.ts';
 import { openFileSampleStore, type FileSampleStore } from '../../common/samples/file-store.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
-import { createRetrainer, retrainOnce, type Retrainer } from '../../retrainer/src/retrainer.ts';
+import { retrainOnce } from '../../retrainer/src/pipeline.ts';
+import { createRetrainer, type Retrainer } from '../../retrainer/src/service.ts';
 import {
   FakeTrainer,
   MemoryRegistry,

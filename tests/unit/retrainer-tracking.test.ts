@@ -5,21 +5,24 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TransportError } from '../../common/errors.ts';
 import type { MlflowMetric, MlflowTag } from '../../common/mlflow/types.ts';
 import type { EpochLog } from '../../common/model/classifier.ts';
+import { DirectoryRegistry } from '../../common/registry/directory.ts';
+import { MlflowRegistry } from '../../common/registry/mlflow.ts';
 import type { RegisterInfo } from '../../common/registry/types.ts';
 import { MemorySampleStore } from '../../common/samples/memory-store.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
 import {
   createMlflowTracking,
-  driftReportJson,
+  mlflowTrackingFor,
   type MlflowRunLogger,
 } from '../../retrainer/src/mlflow-tracking.ts';
-import { infraRetryDelayMs } from '../../retrainer/src/retrainer.ts';
+import { retrainOnce } from '../../retrainer/src/pipeline.ts';
+import { infraRetryDelayMs } from '../../retrainer/src/service.ts';
 import {
-  retrainOnce,
+  driftReportJson,
   type RetrainTracking,
   type TrackedRunStart,
   type TrackedRunStatus,
-} from '../../retrainer/src/retrain-once.ts';
+} from '../../retrainer/src/tracking.ts';
 import {
   FakeTrainer,
   MemoryRegistry,
@@ -280,17 +283,32 @@ describe('retrainOnce experiment tracking (fake tracker)', () => {
     expect(tracking.tags['driftline.outcome']).toBe('error');
   });
 
-  it('turns tracking off with tracking: false', async () => {
+  it('runs untracked without a tracker', async () => {
     const outcome = await retrainOnce(request, {
       store,
       registry,
       trainer: new FakeTrainer({ spec: { kind: 'oracle', speedShift: 150 } }),
       loadModel: loadFakeModel,
       config: config(),
-      tracking: false,
     });
     expect(outcome.status).toBe('promoted');
     expect(registry.infos.at(-1)?.runId).toBeUndefined();
+  });
+});
+
+describe('mlflowTrackingFor: the tracker main.ts chooses', () => {
+  it('tracks on MLflow for an MlflowRegistry and not at all for any other registry', async () => {
+    const mlflow = new MlflowRegistry({ clientOptions: { trackingUri: 'http://127.0.0.1:9' } });
+    const tracking = mlflowTrackingFor(mlflow);
+    expect(tracking?.kind).toBe(mlflow.kind);
+    expect(mlflowTrackingFor(new MemoryRegistry())).toBeUndefined();
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'driftline-tracking-dir-'));
+    try {
+      expect(mlflowTrackingFor(new DirectoryRegistry({ root: dir }))).toBeUndefined();
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+    await mlflow.close();
   });
 });
 

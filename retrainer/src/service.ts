@@ -9,22 +9,8 @@ import { resolveRetrainerConfig, type RetrainerConfig } from './config.ts';
 import { NotEnoughDataError } from './dataset.ts';
 import { RequestLedger, isFinal, type RequestRecord, type RequestStatus } from './ledger.ts';
 import { RetrainerMetrics } from './metrics.ts';
-import {
-  defaultTrainer,
-  failureEvent,
-  modelEventFor,
-  retrainOnce,
-  type RetrainOnceDeps,
-  type RetrainOutcome,
-} from './retrain-once.ts';
-
-export {
-  retrainOnce,
-  type RetrainOnceDeps,
-  type RetrainOnceOptions,
-  type RetrainOutcome,
-  type RetrainStatus,
-} from './retrain-once.ts';
+import { failureEvent, modelEventFor } from './model-events.ts';
+import { defaultTrainer, retrainOnce, type RetrainOnceDeps, type RetrainOutcome } from './pipeline.ts';
 
 /**
  * The retrainer service: consumes retrain requests from the event bus
