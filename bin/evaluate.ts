@@ -15,7 +15,7 @@ import { runMain } from '../common/main.ts';
 import { loadTf } from '../common/model/tf.ts';
 import { VERSION } from '../common/version.ts';
 import { accuracyConfigOf, driftConfigOf, edgeConfigSpec } from '../edge-inference/src/config.ts';
-import { loadScenarioFile } from '../simulator/src/scenario.ts';
+import { loadScenarioFile } from '../common/scenario/scenario.ts';
 import { DEFAULT_BOOTSTRAP_DIR, ensureBootstrapArtifact } from './lib/bootstrap.ts';
 import { replayScenario, type ReplayResult } from './lib/replay.ts';
 

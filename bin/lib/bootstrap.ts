@@ -4,7 +4,7 @@ import type { Logger } from '../../common/logging/logger.ts';
 import { verifyArtifact } from '../../common/model/artifact.ts';
 import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
-import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../edge-inference/src/train-cli.ts';
+import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../common/model/bootstrap.ts';
 
 /** Where the bootstrap champion's artifact is cached between runs. */
 export const DEFAULT_BOOTSTRAP_DIR = `.driftline/bootstrap/${DEFAULT_MODEL_NAME}`;

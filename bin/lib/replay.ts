@@ -19,8 +19,8 @@ import type { Efficiency } from '../../common/schema/features.ts';
 import { retrainOnce } from '../../retrainer/src/pipeline.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
 import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
-import { generateStream, phaseBounds, type GeneratedSample } from '../../simulator/src/generator.ts';
-import { phaseChangesAnything, type Scenario } from '../../simulator/src/scenario.ts';
+import { generateStream, phaseBounds, type GeneratedSample } from '../../common/scenario/generator.ts';
+import { phaseChangesAnything, type Scenario } from '../../common/scenario/scenario.ts';
 
 /**
  * The offline replay behind `npm run evaluate`: a scenario runs through the

@@ -26,7 +26,7 @@ import { RetrainerMetrics } from '../../retrainer/src/metrics.ts';
 import { mlflowTrackingFor } from '../../retrainer/src/mlflow-tracking.ts';
 import { createRetrainer, type Retrainer } from '../../retrainer/src/service.ts';
 import { simulatorConfigSpec } from '../../simulator/src/config.ts';
-import { phaseBounds } from '../../simulator/src/generator.ts';
+import { phaseBounds } from '../../common/scenario/generator.ts';
 import {
   startSimulator,
   type RunningSimulator,
@@ -38,7 +38,7 @@ import {
   machineIdsOf,
   phaseChangesAnything,
   type Scenario,
-} from '../../simulator/src/scenario.ts';
+} from '../../common/scenario/scenario.ts';
 import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from './bootstrap.ts';
 import { LiveObserver } from './observer.ts';
 

@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { Label, Telemetry } from '../../common/schema/telemetry.ts';
-import type { GeneratedSample } from './generator.ts';
+import type { GeneratedSample } from '../../common/scenario/generator.ts';
 
 /**
  * The offline form of a stream: one JSON object per line,

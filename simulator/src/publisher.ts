@@ -3,9 +3,14 @@ import { ConfigError, TransportError, describeError } from '../../common/errors.
 import type { Logger } from '../../common/logging/logger.ts';
 import { connectMqtt } from '../../common/mqtt/connect.ts';
 import { TOPICS, type Label } from '../../common/schema/telemetry.ts';
-import { generateStream, phaseBounds } from './generator.ts';
-import type { ProfileName } from './profiles.ts';
-import { defaultScenario, machineIdsOf, phaseChangesAnything, type Scenario } from './scenario.ts';
+import { generateStream, phaseBounds } from '../../common/scenario/generator.ts';
+import type { ProfileName } from '../../common/scenario/profiles.ts';
+import {
+  defaultScenario,
+  machineIdsOf,
+  phaseChangesAnything,
+  type Scenario,
+} from '../../common/scenario/scenario.ts';
 import { Pacer } from './scheduler.ts';
 import { Fifo, RateMeter } from './stats.ts';
 

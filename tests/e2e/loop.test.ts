@@ -4,8 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replayScenario, type ReplayResult } from '../../bin/lib/replay.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
-import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../edge-inference/src/train-cli.ts';
-import { parseScenario } from '../../simulator/src/scenario.ts';
+import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../common/model/bootstrap.ts';
+import { parseScenario } from '../../common/scenario/scenario.ts';
 
 /**
  * The closed loop end to end, in process, on the sample clock: a seeded

@@ -2,11 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DASHBOARD_LOGINS,
-  startDashboardStack,
-  type DashboardStack,
-} from '../../dashboard/src/testing/stack.ts';
+import { DASHBOARD_LOGINS, startDashboardStack, type DashboardStack } from '../helpers/dashboard/stack.ts';
 import { launchChromium, signIn, watchPage, type PageProblems } from './helpers/dashboard-browser.ts';
 import { startProxy, type CuttableProxy } from './helpers/dashboard-proxy.ts';
 import { scriptedSource, type DashboardDataSource } from './helpers/dashboard-source.ts';

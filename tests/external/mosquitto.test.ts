@@ -17,7 +17,7 @@ import { TOPICS, type Prediction } from '../../common/schema/telemetry.ts';
 import { makeTelemetry, ruleLabel } from '../../edge-inference/src/testing/fakes.ts';
 import { createEdgeWorker } from '../../edge-inference/src/worker.ts';
 import { startSimulator, type SimulatorCredentials } from '../../simulator/src/publisher.ts';
-import { defaultScenario, machineIdsOf } from '../../simulator/src/scenario.ts';
+import { defaultScenario, machineIdsOf } from '../../common/scenario/scenario.ts';
 
 /**
  * Eclipse Mosquitto (`scripts/services/mosquitto.sh start`: 127.0.0.1:1884,

@@ -22,7 +22,7 @@ import { KafkaIngest } from '../../edge-inference/src/kafka-ingest.ts';
 import type { DriftPort } from '../../edge-inference/src/ports.ts';
 import { makeTelemetry, ruleLabel } from '../../edge-inference/src/testing/fakes.ts';
 import { createEdgeWorker, type EdgeWorker } from '../../edge-inference/src/worker.ts';
-import { defaultScenario, machineIdsOf } from '../../simulator/src/scenario.ts';
+import { defaultScenario, machineIdsOf } from '../../common/scenario/scenario.ts';
 import { startSimulator, type SimulatorCredentials } from '../../simulator/src/publisher.ts';
 
 /**

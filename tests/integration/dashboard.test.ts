@@ -3,20 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUS_TOPICS } from '../../common/bus/types.ts';
 import { parseModelEvent, type ModelEvent } from '../../common/events/schemas.ts';
 import { STATUS_TOPICS } from '../../common/schema/status.ts';
-import { ScriptedPipeline, promoteChallenger } from '../../dashboard/src/testing/feed.ts';
-import {
-  httpRequest,
-  login,
-  openEventStream,
-  type EventStream,
-} from '../../dashboard/src/testing/http-client.ts';
+import { ScriptedPipeline, promoteChallenger } from '../helpers/dashboard/feed.ts';
+import { httpRequest, login, openEventStream, type EventStream } from '../helpers/dashboard/http-client.ts';
 import {
   DASHBOARD_LOGINS,
   publishJson,
   startDashboardStack,
   TEST_MODEL,
   type DashboardStack,
-} from '../../dashboard/src/testing/stack.ts';
+} from '../helpers/dashboard/stack.ts';
 
 /**
  * The dashboard against a real broker on loopback (secured, the dashboard as

@@ -8,9 +8,9 @@ import { Aedes, type AuthenticateError } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateMessage, validateObject } from '../../common/schema/telemetry.ts';
-import { generateStream } from '../../simulator/src/generator.ts';
+import { generateStream } from '../../common/scenario/generator.ts';
 import { formatJsonlLine } from '../../simulator/src/jsonl.ts';
-import { loadScenarioFile } from '../../simulator/src/scenario.ts';
+import { loadScenarioFile } from '../../common/scenario/scenario.ts';
 
 /** `npm run simulate` as users run it: JSON-lines output, publishing to a broker, and graceful shutdown. */
 

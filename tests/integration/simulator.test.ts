@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logging/logger.ts';
 import { FEATURES } from '../../common/schema/features.ts';
 import { parseTopic, validateMessage, type Label, type Telemetry } from '../../common/schema/telemetry.ts';
-import { generateStream } from '../../simulator/src/generator.ts';
+import { generateStream } from '../../common/scenario/generator.ts';
 import { startSimulator, type PhaseInfo, type SimulatorCredentials } from '../../simulator/src/publisher.ts';
-import { parseScenario } from '../../simulator/src/scenario.ts';
+import { parseScenario } from '../../common/scenario/scenario.ts';
 
 /**
  * The simulator against a real MQTT broker: a plain aedes broker on a loopback

@@ -14,7 +14,7 @@ import {
 } from '../../dashboard/src/auth.ts';
 import { dashboardConfigSpec, loadDashboardUsers } from '../../dashboard/src/config.ts';
 import { runHashPasswordCli } from '../../dashboard/src/hash-password.ts';
-import { TEST_SCRYPT } from '../../dashboard/src/testing/stack.ts';
+import { TEST_SCRYPT } from '../helpers/dashboard/stack.ts';
 
 /** Dashboard logins: hashed users, sessions, the failed-login limiter, the users config and the hash-password helper. */
 

@@ -8,8 +8,8 @@ import { LoginLimiter, SessionStore, UserDirectory, type Session } from '../../d
 import { createRequestHandler, HttpError, type RollbackResult } from '../../dashboard/src/http.ts';
 import { EventStreamHub } from '../../dashboard/src/sse.ts';
 import { DashboardStore } from '../../dashboard/src/state.ts';
-import { cookieFrom, httpRequest, login, openEventStream } from '../../dashboard/src/testing/http-client.ts';
-import { DASHBOARD_LOGINS, testUsers } from '../../dashboard/src/testing/stack.ts';
+import { cookieFrom, httpRequest, login, openEventStream } from '../helpers/dashboard/http-client.ts';
+import { DASHBOARD_LOGINS, testUsers } from '../helpers/dashboard/stack.ts';
 
 /** The dashboard's HTTP layer with fakes behind it: login, sessions, CSRF, roles, headers, the event stream. */
 

@@ -5,12 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../common/errors.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
 import { loadTf } from '../../common/model/tf.ts';
-import {
-  DEFAULT_SCENARIO_FILE,
-  holdoutSeedFor,
-  parseTrainArgs,
-  runBootstrapTraining,
-} from '../../edge-inference/src/train-cli.ts';
+import { DEFAULT_SCENARIO_FILE, holdoutSeedFor, runBootstrapTraining } from '../../common/model/bootstrap.ts';
+import { parseTrainArgs } from '../../edge-inference/src/train-cli.ts';
 
 let root: string;
 beforeAll(async () => {

@@ -13,9 +13,9 @@ import {
   SEED_RULE,
   settingsOf,
   type GeneratedSample,
-} from '../../simulator/src/generator.ts';
-import { createProfile, vec9 } from '../../simulator/src/profiles.ts';
-import { parseScenario } from '../../simulator/src/scenario.ts';
+} from '../../common/scenario/generator.ts';
+import { createProfile, vec9 } from '../../common/scenario/profiles.ts';
+import { parseScenario } from '../../common/scenario/scenario.ts';
 
 /**
  * The default `seed` profile must reproduce the public dataset's marginals;

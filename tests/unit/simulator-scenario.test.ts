@@ -11,14 +11,14 @@ import {
   phaseBounds,
   SEED_RULE,
   type GeneratedSample,
-} from '../../simulator/src/generator.ts';
+} from '../../common/scenario/generator.ts';
 import { formatJsonlLine } from '../../simulator/src/jsonl.ts';
 import {
   loadScenarioFile,
   parseScenario,
   phaseChangesAnything,
   type Scenario,
-} from '../../simulator/src/scenario.ts';
+} from '../../common/scenario/scenario.ts';
 
 /**
  * Every scenario operation, checked on the generated values. The seed profile

@@ -1,4 +1,4 @@
-import type { Efficiency, Feature } from '../../common/schema/features.ts';
+import type { Efficiency, Feature } from '../schema/features.ts';
 
 /**
  * The labelling rule: the efficiency class follows from production speed and

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { SessionInfo, Snapshot, Update } from '../shared/view.ts';
+import type { SessionInfo, Snapshot, Update } from '../../../dashboard/src/shared/view.ts';
 
 /**
  * A small HTTP and Server-Sent Events client for the dashboard's tests: full

@@ -1,5 +1,5 @@
-import { FEATURES, SEED_RANGES } from '../../common/schema/features.ts';
-import { Rng } from '../../common/util/rng.ts';
+import { FEATURES, SEED_RANGES } from '../schema/features.ts';
+import { Rng } from '../util/rng.ts';
 import type { LabelRule } from './rule.ts';
 
 /**

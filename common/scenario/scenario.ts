@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { ValidationError } from '../../common/errors.ts';
-import { FEATURES, OPERATION_MODES, VALID_LIMITS, type Feature } from '../../common/schema/features.ts';
-import { machineIdSchema } from '../../common/schema/telemetry.ts';
+import { ValidationError } from '../errors.ts';
+import { FEATURES, OPERATION_MODES, VALID_LIMITS, type Feature } from '../schema/features.ts';
+import { machineIdSchema } from '../schema/telemetry.ts';
 import { DEFAULT_MODE_SHARE, PROFILE_NAMES, type ProfileName } from './profiles.ts';
 import { describeIssues } from './issues.ts';
 import { SEED_RULE, sameRule, type LabelRule } from './rule.ts';

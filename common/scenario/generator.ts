@@ -1,6 +1,6 @@
-import { FEATURES, OPERATION_MODES, VALID_LIMITS, type Feature } from '../../common/schema/features.ts';
-import type { Label, Telemetry } from '../../common/schema/telemetry.ts';
-import { Rng } from '../../common/util/rng.ts';
+import { FEATURES, OPERATION_MODES, VALID_LIMITS, type Feature } from '../schema/features.ts';
+import type { Label, Telemetry } from '../schema/telemetry.ts';
+import { Rng } from '../util/rng.ts';
 import {
   DEFAULT_MODE_SHARE,
   SEED_WIDTHS,

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { FEATURES } from '../../common/schema/features.ts';
+import { FEATURES } from '../schema/features.ts';
 
 /**
  * Readable zod issues: one line per problem, naming the field by its path, e.g.

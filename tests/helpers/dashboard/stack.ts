@@ -12,9 +12,13 @@ import { connectMqtt } from '../../../common/mqtt/connect.ts';
 import { DirectoryRegistry } from '../../../common/registry/directory.ts';
 import { DEFAULT_MODEL_NAME } from '../../../common/model/types.ts';
 import type { ModelVersion } from '../../../common/registry/types.ts';
-import { hashDashboardPassword, type DashboardUser } from '../auth.ts';
-import { startDashboard, type DashboardOptions, type RunningDashboard } from '../dashboard.ts';
-import type { DashboardRole } from '../shared/view.ts';
+import { hashDashboardPassword, type DashboardUser } from '../../../dashboard/src/auth.ts';
+import {
+  startDashboard,
+  type DashboardOptions,
+  type RunningDashboard,
+} from '../../../dashboard/src/dashboard.ts';
+import type { DashboardRole } from '../../../dashboard/src/shared/view.ts';
 
 /**
  * A whole dashboard environment in one process for tests and the benchmark:
