@@ -379,16 +379,22 @@ describe('ElasticsearchTransport (mock Elasticsearch)', () => {
       bulk: (call) => (down ? refused() : ok(call)),
       template: () => (down ? refused() : { acknowledged: true }),
     });
-    let slowest = 0;
+    const slow: number[] = [];
     const started = performance.now();
     for (let i = 0; i < 5000; i++) {
       const t0 = performance.now();
       h.transport.log({ level: 'info', message: `reading ${i}`, correlationId: `c-${i}` }, () => undefined);
-      slowest = Math.max(slowest, performance.now() - t0);
+      const ms = performance.now() - t0;
+      if (ms >= 100) slow.push(ms);
     }
     const total = performance.now() - started;
     expect(total).toBeLessThan(2000);
-    expect(slowest).toBeLessThan(100);
+    // No call waits for Elasticsearch. A loaded machine may preempt the process during a call or
+    // two (seen: 108 ms at load average 9 on 2 cores); a call that waited would slow every flush.
+    expect(
+      slow.length,
+      `calls of 100 ms or more: ${slow.map((ms) => ms.toFixed(0)).join(', ')}`,
+    ).toBeLessThanOrEqual(2);
     // the logger (console and all) keeps working too
     expect(() => h.logger.error('still logging', { err: new Error('es down') })).not.toThrow();
 
