@@ -46,7 +46,7 @@ beforeAll(async () => {
   await trainAndSave(tf, {
     train: data.slice(0, 1200),
     validation: data.slice(1200),
-    hyperparameters: { epochs: 25, batchSize: 64, learningRate: 0.01, seed: 1, classWeight: 'none' },
+    hyperparameters: { epochs: 15, batchSize: 64, learningRate: 0.01, seed: 1, classWeight: 'none' },
     outDir: championDir,
     modelName: MODEL,
     source: { test: 'bootstrap' },
@@ -94,7 +94,7 @@ async function setup(
     config: {
       stateDir: path.join(dir, 'state'),
       minSamples: 500,
-      epochs: 25,
+      epochs: 15,
       minAccuracy: 0.85,
       timeoutMs: 60_000,
     },
