@@ -173,7 +173,9 @@ export async function run(): Promise<Record<string, unknown>> {
     return {
       backend,
       available: true,
-      note: 'saturated: pushed as fast as backpressure allows (latency includes queueing); paced: fixed arrival rate, batch 64 / 20 ms',
+      note:
+        'saturated: pushed as fast as backpressure allows (latency ' +
+        'includes queueing); paced: fixed arrival rate, batch 64 / 20 ms',
       saturated,
       paced,
       worker,

@@ -41,7 +41,8 @@ export async function ensureBootstrapArtifact(dir: string, logger: Logger): Prom
     logger,
   );
   logger.info(
-    `bootstrap model trained: held-out accuracy ${r.holdout.accuracy.toFixed(4)}, macro-F1 ${r.holdout.macroF1.toFixed(4)} (${(r.trainMs / 1000).toFixed(1)} s on ${r.backend})`,
+    `bootstrap model trained: held-out accuracy ${r.holdout.accuracy.toFixed(4)}, macro-F1 ` +
+      `${r.holdout.macroF1.toFixed(4)} (${(r.trainMs / 1000).toFixed(1)} s on ${r.backend})`,
     {
       action: 'bootstrap-trained',
       accuracy: r.holdout.accuracy,

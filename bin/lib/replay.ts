@@ -43,7 +43,10 @@ export interface ReplayOptions {
   labelDelaySamples?: number;
   /** Predict batch size (the edge's micro-batch). Default 64. */
   batchSize?: number;
-  /** Samples between a promotion and the swap (time the live system spends training and loading). Default 2,500 (5 s at 500 msg/s). */
+  /**
+   * Samples between a promotion and the swap (time the live system spends training and loading). Default
+   * 2,500 (5 s at 500 msg/s).
+   */
   retrainLatencySamples?: number;
   /** Samples between retries of a request whose window holds too little data. Default 500. */
   retryEverySamples?: number;

@@ -85,7 +85,10 @@ interface Accounts {
   dashboard: { username: string; password?: string };
 }
 
-/** Scrypt cost of the random service passwords provisioned in memory for the embedded broker (24 random bytes need no slow hash). */
+/**
+ * Scrypt cost of the random service passwords provisioned in memory for the embedded broker (24 random bytes
+ * need no slow hash).
+ */
 const EMBEDDED_SCRYPT_COST = 12;
 
 async function provisionEmbedded(store: CredentialStore, machineIds: readonly string[]): Promise<Accounts> {
@@ -119,7 +122,8 @@ async function externalAccounts(
 ): Promise<Accounts> {
   if (credentialsFile === undefined) {
     throw new ConfigError(
-      'Invalid configuration: MQTT_URL points at an external broker, so SIMULATOR_CREDENTIALS_FILE must give the device and inspection passwords',
+      'Invalid configuration: MQTT_URL points at an external broker, so ' +
+        'SIMULATOR_CREDENTIALS_FILE must give the device and inspection passwords',
     );
   }
   let parsed: { devices?: Record<string, string>; inspection?: { username: string; password: string } };
@@ -244,7 +248,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
         broker = await start(brokerCfg.port, brokerCfg.wsPort, brokerCfg.httpPort);
       } catch (err) {
         log.warn(
-          `broker ports ${brokerCfg.port}/${brokerCfg.wsPort ?? '-'}/${brokerCfg.httpPort ?? '-'} unavailable (${describeError(err)}); using free ports`,
+          `broker ports ${brokerCfg.port}/${brokerCfg.wsPort ?? '-'}/${brokerCfg.httpPort ?? '-'} ` +
+            `unavailable (${describeError(err)}); using free ports`,
         );
         broker = await start(0, brokerCfg.wsPort === null ? null : 0, brokerCfg.httpPort === null ? null : 0);
       }
@@ -252,7 +257,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       closers.push({ name: 'broker', close: () => b.close() });
       mqttUrl = broker.mqttUrl;
       log.info(
-        `embedded MQTT broker on ${broker.mqttUrl}${broker.wsUrl ? ` and ${broker.wsUrl}` : ''}; ${machineIds.length} device accounts provisioned in memory`,
+        `embedded MQTT broker on ${broker.mqttUrl}${broker.wsUrl ? ` and ${broker.wsUrl}` : ''}; ` +
+          `${machineIds.length} device accounts provisioned in memory`,
       );
     }
 
@@ -323,7 +329,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
     }
     closers.push({ name: 'edge worker', close: () => edge.stop() });
     log.info(
-      `edge worker serving ${edgeCfg.modelName} v${edge.stats().modelVersion ?? '?'} on ${backend}; POST /predict, /metrics on http://${edgeCfg.httpHost}:${edge.httpPort ?? '?'}`,
+      `edge worker serving ${edgeCfg.modelName} v${edge.stats().modelVersion ?? '?'} on ` +
+        `${backend}; POST /predict, /metrics on http://${edgeCfg.httpHost}:${edge.httpPort ?? '?'}`,
     );
 
     // ---- dashboard ---------------------------------------------------------------
@@ -409,7 +416,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       onPhase: (p) => {
         observer?.phaseStarted(p.index);
         log.info(
-          `phase ${p.index + 1}/${phases.length} "${p.name}" started${p.changesAnything ? ' (the data changes now)' : ''}`,
+          `phase ${p.index + 1}/${phases.length} "${p.name}" ` +
+            `started${p.changesAnything ? ' (the data changes now)' : ''}`,
           { action: 'phase-started', phase: p.name },
         );
       },
@@ -434,7 +442,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       const o = observer;
       finished = (async () => {
         await simulator.done;
-        // The last labels are already published (done waits for them); let the edge judge them and the retrainer finish.
+        // The last labels are already published (done waits for them); let the edge judge them and the
+        // retrainer finish.
         await new Promise((r) => setTimeout(r, 1500));
         for (
           let i = 0;

@@ -41,7 +41,10 @@ export type { KsMethod };
 export interface FeatureDriftConfig {
   /** One window for all machines (`all`) or one per machine id (`machine`). */
   readonly groupBy: GroupBy;
-  /** `tumbling`: disjoint windows, tested when full. `hopping`: the last `windowSize` samples, tested every `hop` samples. */
+  /**
+   * `tumbling`: disjoint windows, tested when full. `hopping`: the last `windowSize` samples, tested every
+   * `hop` samples.
+   */
   readonly windowMode: WindowMode;
   /** Samples per window (per feature). */
   readonly windowSize: number;

@@ -44,7 +44,10 @@ export const WEIGHTS_FILE = 'weights.bin';
 export const REFERENCE_FILE = 'reference.json';
 /** Files whose checksums metadata.json lists. */
 export const CHECKSUMMED_FILES = [MODEL_FILE, WEIGHTS_FILE, REFERENCE_FILE] as const;
-/** Every file of an artifact, metadata.json last (copy in this order: a present metadata.json marks a complete copy). */
+/**
+ * Every file of an artifact, metadata.json last (copy in this order: a present metadata.json marks a complete
+ * copy).
+ */
 export const ARTIFACT_FILES = [...CHECKSUMMED_FILES, METADATA_FILE] as const;
 
 /** sha256 (hex) and size of one file. */
@@ -209,7 +212,8 @@ export async function loadArtifact(dir: string, tf: Tf): Promise<LoadedModel> {
   ) {
     model.dispose();
     throw new ArtifactError(
-      `artifact ${dir} is incompatible: the network maps ${inShape} to ${outShape}, this worker needs [null,${INPUT_SIZE}] to [null,${NUM_CLASSES}]`,
+      `artifact ${dir} is incompatible: the network maps ${inShape} to ${outShape}, ` +
+        `this worker needs [null,${INPUT_SIZE}] to [null,${NUM_CLASSES}]`,
     );
   }
   return new ArtifactModel(tf, model, metadata, reference, dir);
@@ -223,7 +227,10 @@ export interface WarmStart {
   dispose(): void;
 }
 
-/** Loads (and verifies, like {@link loadArtifact}) the artifact at `dir` and returns copies of its weights and its scaler. */
+/**
+ * Loads (and verifies, like {@link loadArtifact}) the artifact at `dir` and returns copies of its weights and
+ * its scaler.
+ */
 export async function loadWarmStart(dir: string, tf: Tf): Promise<WarmStart> {
   const loaded = (await loadArtifact(dir, tf)) as ArtifactModel;
   try {
@@ -296,13 +303,15 @@ async function readVerified(
     const data = await readArtifactFile(dir, name);
     if (data.byteLength !== expected.bytes) {
       throw new ArtifactError(
-        `artifact ${dir}: ${name} is ${data.byteLength} bytes, metadata.json says ${expected.bytes} (truncated or replaced)`,
+        `artifact ${dir}: ${name} is ${data.byteLength} bytes, ` +
+          `metadata.json says ${expected.bytes} (truncated or replaced)`,
       );
     }
     const actual = sha256Bytes(data);
     if (actual !== expected.sha256) {
       throw new ArtifactError(
-        `artifact ${dir}: checksum mismatch for ${name}: sha256 ${actual}, metadata.json says ${expected.sha256} (corrupted)`,
+        `artifact ${dir}: checksum mismatch for ${name}: sha256 ` +
+          `${actual}, metadata.json says ${expected.sha256} (corrupted)`,
       );
     }
     contents[name] = data;

@@ -52,7 +52,10 @@ export interface TrainOptions extends NetworkOptions {
   batchSize?: number;
   /** Initial Adam learning rate. Default 0.05. */
   learningRate?: number;
-  /** Learning rate reached at the last epoch, as a fraction of the initial one (cosine decay). Default 0.05; 1 disables decay. */
+  /**
+   * Learning rate reached at the last epoch, as a fraction of the initial one (cosine decay). Default 0.05; 1
+   * disables decay.
+   */
   finalLearningRateFraction?: number;
   /** Seeds the split, the shuffling, the initialisers and the reference sample. Default 1. */
   seed?: number;
@@ -105,7 +108,10 @@ export interface TrainedClassifier {
   durationMs: number;
 }
 
-/** Defaults of {@link TrainOptions}, tuned on the seed profile for WASM (≈0.99 held-out accuracy from 10k samples in a few seconds). */
+/**
+ * Defaults of {@link TrainOptions}, tuned on the seed profile for WASM (≈0.99 held-out accuracy from 10k
+ * samples in a few seconds).
+ */
 export const DEFAULT_TRAIN_OPTIONS = {
   hidden: [32, 16] as readonly number[],
   epochs: 30,

@@ -112,5 +112,8 @@ function rowAccessor(
 export function formatMetrics(m: EvalMetrics): string {
   const pct = (x: number): string => `${(100 * x).toFixed(2)}%`;
   const recalls = EFFICIENCY_CLASSES.map((c) => `${c} ${pct(m.perClassRecall[c])}`).join(', ');
-  return `accuracy ${pct(m.accuracy)}, macro-F1 ${m.macroF1.toFixed(4)}, log loss ${m.logLoss.toFixed(4)} on ${m.samples} samples (recall: ${recalls})`;
+  return (
+    `accuracy ${pct(m.accuracy)}, macro-F1 ${m.macroF1.toFixed(4)}, log loss ` +
+    `${m.logLoss.toFixed(4)} on ${m.samples} samples (recall: ${recalls})`
+  );
 }

@@ -11,7 +11,10 @@ import type { ModelRegistry } from './types.ts';
 
 /** Options of {@link createRegistry}. */
 export interface CreateRegistryOptions {
-  /** MLflow tracking server URL. Default: `MLFLOW_TRACKING_URI` from `env`; empty means "use the directory registry". */
+  /**
+   * MLflow tracking server URL. Default: `MLFLOW_TRACKING_URI` from `env`; empty means "use the directory
+   * registry".
+   */
   mlflowTrackingUri?: string;
   /** Root of the directory registry (used when no tracking URI is set). Default `.driftline/registry`. */
   registryDir?: string;

@@ -220,7 +220,10 @@ export class MlflowRegistry implements ModelRegistry {
       await this.client.logBatch(runId, { metrics: list.slice(i, i + 1000) });
   }
 
-  /** Uploads every file under `dir` (recursively) to the run's `<artifactPath>/…`; returns the relative paths uploaded. */
+  /**
+   * Uploads every file under `dir` (recursively) to the run's `<artifactPath>/…`; returns the relative paths
+   * uploaded.
+   */
   async uploadArtifactDir(runId: string, artifactPath: string, dir: string): Promise<string[]> {
     const run = await this.client.getRun(runId);
     const base = `${proxyPathFromUri(run.info.artifact_uri)}/${artifactPath.replace(/^\/+|\/+$/g, '')}`;
@@ -489,7 +492,8 @@ export class MlflowRegistry implements ModelRegistry {
     const checksum = tagMap(mv.tags)[MV.checksum];
     if (!checksum)
       throw new ArtifactError(
-        `${name} version ${version} has no ${MV.checksum} tag: it was not registered by Driftline, refusing to load it unverified`,
+        `${name} version ${version} has no ${MV.checksum} tag: it was ` +
+          `not registered by Driftline, refusing to load it unverified`,
       );
     const target = path.join(this.cacheDir, name, version);
 
@@ -515,7 +519,8 @@ export class MlflowRegistry implements ModelRegistry {
       const actual = sha256Bytes(metadataBytes);
       if (actual !== checksum)
         throw new ArtifactError(
-          `${name} version ${version}: downloaded ${METADATA_FILE} sha256 ${actual} does not match the registered checksum ${checksum}`,
+          `${name} version ${version}: downloaded ${METADATA_FILE} sha256 ` +
+            `${actual} does not match the registered checksum ${checksum}`,
         );
       const { files } = parseListedFiles(metadataBytes, `${name} version ${version}`);
       await writeFile(path.join(tmp, METADATA_FILE), metadataBytes);

@@ -53,7 +53,10 @@ const faultSchema = z
   .discriminatedUnion('kind', [
     /** The sensor reports a constant: `value`, or the last reading before the fault. */
     z.strictObject({ ...faultBase, kind: z.literal('stuck'), value: z.number().optional() }),
-    /** With `probability` (default 0.02) per reading, add ±`magnitude` (default: the width of the feature's seed range). */
+    /**
+     * With `probability` (default 0.02) per reading, add ±`magnitude` (default: the width of the feature's
+     * seed range).
+     */
     z.strictObject({
       ...faultBase,
       kind: z.literal('spikes'),

@@ -133,7 +133,8 @@ export async function loadDashboardUsers(
   }
   if (users.length === 0) {
     throw new ConfigError(
-      'Invalid configuration: no dashboard users: set DASHBOARD_USERS_FILE or DASHBOARD_USERS (create entries with npm run dashboard -- hash-password --username NAME --role operator --file users.json)',
+      'Invalid configuration: no dashboard users: set DASHBOARD_USERS_FILE or DASHBOARD_USERS (create ' +
+        'entries with npm run dashboard -- hash-password --username NAME --role operator --file users.json)',
     );
   }
   return users;

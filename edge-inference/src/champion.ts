@@ -18,7 +18,10 @@ import type { ChampionRef, ModelChange, RegistryPort } from './ports.ts';
  * not retried by the watch, only by an explicit model event.
  */
 
-/** Reads a `driftline.model-events` value; undefined for events the worker ignores (`model-rejected`) or malformed ones (reason given). */
+/**
+ * Reads a `driftline.model-events` value; undefined for events the worker ignores (`model-rejected`) or
+ * malformed ones (reason given).
+ */
 export function toModelChange(value: unknown): { change?: ModelChange; problem?: string } {
   const parsed = parseModelEvent(value);
   if (!parsed.ok) return { problem: parsed.reason };

@@ -50,7 +50,8 @@ export function sharedHistogram(
       const v = xs[i] as number;
       if (!Number.isFinite(v)) continue;
       let b = Math.min(bins - 1, Math.max(0, Math.floor(((v - lo) / width) * bins)));
-      // Agree with the published edges where rounding puts a value on the other side of one: edges[b] <= v < edges[b + 1].
+      // Agree with the published edges where rounding puts a value on the other side of one: edges[b] <= v <
+      // edges[b + 1].
       while (b > 0 && v < (edges[b] as number)) b--;
       while (b < bins - 1 && v >= (edges[b + 1] as number)) b++;
       c[b] = (c[b] as number) + 1;

@@ -98,7 +98,10 @@ export interface KafkaIngestOptions {
   kafka: KafkaConnectionOptions & { topicPrefix?: string };
   /** Logical consumer group. Default `driftline-edge`: one group for all edge workers. */
   group?: string;
-  /** Where a new group starts: the oldest retained message (default; nothing forwarded before the first worker is lost) or only new ones. */
+  /**
+   * Where a new group starts: the oldest retained message (default; nothing forwarded before the first worker
+   * is lost) or only new ones.
+   */
   fromBeginning?: boolean;
   /**
    * MQTT side: predictions, dead letters, status. The client id of this worker's publisher is
@@ -212,7 +215,8 @@ export class KafkaIngest implements EdgeIngest {
     this.handlers = handlers as IngestHandlers & Partial<IngestHooks>;
     if (!this.handlers.drain)
       this.logger.warn(
-        'kafka ingest: the worker has no drain hook; offsets are committed once messages are handed over (predictions in flight may be lost on a crash)',
+        'kafka ingest: the worker has no drain hook; offsets are committed once ' +
+          'messages are handed over (predictions in flight may be lost on a crash)',
       );
     const m = this.options.mqtt;
     const client = await retry(

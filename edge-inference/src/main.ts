@@ -50,7 +50,8 @@ runMain(async () => {
       ca = await readFile(config.mqttCaFile);
     } catch (err) {
       throw new ConfigError(
-        `Invalid configuration: EDGE_MQTT_CA_FILE=${JSON.stringify(config.mqttCaFile)} cannot be read: ${describeError(err)}`,
+        `Invalid configuration: EDGE_MQTT_CA_FILE=${JSON.stringify(config.mqttCaFile)} ` +
+          `cannot be read: ${describeError(err)}`,
       );
     }
   }
@@ -78,7 +79,8 @@ runMain(async () => {
   logger.info(`event bus: ${bus.kind}`, { bus: bus.kind });
   if (!usesKafka(config))
     logger.info(
-      'in-process bus: retrain requests and labelled samples reach only this process (set KAFKA_BROKERS to reach a separate retrainer)',
+      'in-process bus: retrain requests and labelled samples reach only ' +
+        'this process (set KAFKA_BROKERS to reach a separate retrainer)',
     );
 
   const mqtt = {
@@ -88,7 +90,8 @@ runMain(async () => {
     ...(config.mqttPassword !== undefined ? { password: config.mqttPassword } : {}),
     ...(ca !== undefined ? { ca } : {}),
   };
-  // EDGE_INGEST=kafka: telemetry from driftline.telemetry (npm run bridge) in the shared consumer group; predictions still go out over MQTT.
+  // EDGE_INGEST=kafka: telemetry from driftline.telemetry (npm run bridge) in the shared consumer group;
+  // predictions still go out over MQTT.
   const ingest =
     config.ingest === 'kafka'
       ? new KafkaIngest({

@@ -34,7 +34,10 @@ import type { AccuracyPort, DriftPort, EpisodePort } from './ports.ts';
 export interface AlarmOutcome {
   /** The model serving when the alarm was raised. */
   modelVersion: string;
-  /** The request's correlation id when the alarm opened an episode, the open episode's when it joined one, else the alarm's own. */
+  /**
+   * The request's correlation id when the alarm opened an episode, the open episode's when it joined one,
+   * else the alarm's own.
+   */
   correlationId: string;
   /** The retrain request the alarm opened, if any. */
   requestId?: string;
@@ -252,7 +255,8 @@ export class RetrainTrigger {
       at: alarm.at,
     });
     const request = this.requestRetrain(alarm, log);
-    // An alarm that attached to an open episode carries that episode's correlation id (no requestId: it asked for nothing).
+    // An alarm that attached to an open episode carries that episode's correlation id (no requestId: it asked
+    // for nothing).
     const open = request ? null : (this.episodes?.episode?.(sampleClock()) ?? null);
     this.options.onAlarm(alarm, {
       modelVersion: version,

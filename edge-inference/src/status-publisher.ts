@@ -84,7 +84,10 @@ export interface StatusPublisherOptions {
 export class StatusPublisher {
   private readonly counts = { published: 0, failed: 0, windowsSkipped: 0, messagesIn: 0 };
   private readonly latencies = new LatencyReservoir();
-  /** Predicted-class mix over the accuracy window's length (the monitor's own mix is not fed: the worker joins labels itself). */
+  /**
+   * Predicted-class mix over the accuracy window's length (the monitor's own mix is not fed: the worker joins
+   * labels itself).
+   */
   private readonly predictedMix: ClassMix;
   /** Last drift window message per group (rate limit), least recently published first. */
   private readonly windowPublishedAt = new Map<string, number>();

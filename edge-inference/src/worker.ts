@@ -44,9 +44,15 @@ import { StatusPublisher, checkWorkerId } from './status-publisher.ts';
  *   observers, best effort.
  */
 
-/** Options of {@link createEdgeWorker}. Everything is injected; only `bus` and a transport (`mqtt` or `ingest`) are required. */
+/**
+ * Options of {@link createEdgeWorker}. Everything is injected; only `bus` and a transport (`mqtt` or
+ * `ingest`) are required.
+ */
 export interface EdgeWorkerOptions {
-  /** Event bus: retrain requests and labelled samples are published on it, model events are read from it. Not closed by the worker. */
+  /**
+   * Event bus: retrain requests and labelled samples are published on it, model events are read from it. Not
+   * closed by the worker.
+   */
   bus: EventBus;
   /**
    * MQTT connection of the `edge` service account (one stable client id per replica); the worker
@@ -59,7 +65,10 @@ export interface EdgeWorkerOptions {
   logger?: Logger;
   /** Prometheus registry of the edge metrics and the dead-letter counter; default a new one. One per worker. */
   metricsRegistry?: Registry;
-  /** Where champions come from (`createRegistry()` / `DirectoryRegistry`); without it only `initialModel` is served and model events are ignored. */
+  /**
+   * Where champions come from (`createRegistry()` / `DirectoryRegistry`); without it only `initialModel` is
+   * served and model events are ignored.
+   */
   modelRegistry?: RegistryPort;
   /** Registered model name to serve. Default `driftline-efficiency`. */
   modelName?: string;
@@ -69,7 +78,10 @@ export interface EdgeWorkerOptions {
   initialModel?: LoadedModel;
   /** Version reported for `initialModel`. Default its `metadata.version`. */
   initialModelVersion?: string;
-  /** Check the registry for a champion change this often, ms (covers bus events that never reach this process); 0 disables. Default 10,000. */
+  /**
+   * Check the registry for a champion change this often, ms (covers bus events that never reach this
+   * process); 0 disables. Default 10,000.
+   */
   championPollMs?: number;
   /** Flush a batch at this many messages. Default 64. */
   batchSize?: number;
@@ -79,29 +91,50 @@ export interface EdgeWorkerOptions {
   maxQueue?: number;
   /** Feature drift detector settings (defaults: the detector's own). Ignored when `drift` is given. */
   driftConfig?: Partial<FeatureDriftConfig>;
-  /** A ready-made drift detector, or false for none. Default: a `FeatureDriftDetector` built on the first champion's reference. */
+  /**
+   * A ready-made drift detector, or false for none. Default: a `FeatureDriftDetector` built on the first
+   * champion's reference.
+   */
   drift?: DriftPort | false;
   /** Accuracy monitor settings (defaults: the monitor's own). Ignored when `accuracy` is given. */
   accuracyConfig?: Partial<AccuracyMonitorConfig>;
-  /** A ready-made accuracy monitor, or false for none. Default: an `AccuracyMonitor` against the champion's validation accuracy. */
+  /**
+   * A ready-made accuracy monitor, or false for none. Default: an `AccuracyMonitor` against the champion's
+   * validation accuracy.
+   */
   accuracy?: AccuracyPort | false;
   /** Alarm → at most one retrain request per episode. Default: a `DriftEpisodeManager` built on the first champion. */
   episodes?: EpisodePort;
-  /** Samples after which an open drift episode expires and a new alarm may ask again. Default: the episode manager's (100,000). */
+  /**
+   * Samples after which an open drift episode expires and a new alarm may ask again. Default: the episode
+   * manager's (100,000).
+   */
   episodeTtlSamples?: number;
   /** Predictions kept waiting for their delayed label, at most (the oldest is evicted). Default 50,000. */
   labelJoinMaxPending?: number;
-  /** HTTP server for /predict, /healthz, /readyz, /metrics; false: none. Default `{ host: '127.0.0.1', port: 9102 }`. */
+  /**
+   * HTTP server for /predict, /healthz, /readyz, /metrics; false: none. Default `{ host: '127.0.0.1', port:
+   * 9102 }`.
+   */
   http?: { host?: string; port: number; maxRows?: number; maxBodyBytes?: number } | false;
-  /** Bus consumer group for model events; unique per worker so every replica hears every event. Default `edge-<clientId>`. */
+  /**
+   * Bus consumer group for model events; unique per worker so every replica hears every event. Default
+   * `edge-<clientId>`.
+   */
   busGroup?: string;
   /** Labelled samples per bus message, at most. Default 100. */
   sampleBatchSize?: number;
   /** Publish a partial batch of labelled samples after this long, ms. Default 250. */
   sampleBatchMaxWaitMs?: number;
-  /** This worker in the status messages and their topic `driftline/edge/<workerId>/status` (1-128 characters, no `/ + #`). Default the MQTT client id (`edge-worker` with an injected transport). */
+  /**
+   * This worker in the status messages and their topic `driftline/edge/<workerId>/status` (1-128 characters,
+   * no `/ + #`). Default the MQTT client id (`edge-worker` with an injected transport).
+   */
   workerId?: string;
-  /** tfjs backend the models run on (what `loadTf()` reported: `tensorflow`, `wasm`, `cpu`), for the status. Default `unknown`. */
+  /**
+   * tfjs backend the models run on (what `loadTf()` reported: `tensorflow`, `wasm`, `cpu`), for the status.
+   * Default `unknown`.
+   */
   backend?: string;
   /** Publish the worker status (`driftline/edge/<workerId>/status`) this often, ms; 0: never. Default 1000. */
   statusIntervalMs?: number;
@@ -151,7 +184,10 @@ export interface EdgeWorkerStats {
   liveAccuracy: number | null;
   /** Latest drift test per feature (most significant over groups). */
   drift: FeatureDriftStatus[];
-  /** Status messages for observers: published, failed (best effort, never retried), drift windows left out by the rate limit. */
+  /**
+   * Status messages for observers: published, failed (best effort, never retried), drift windows left out by
+   * the rate limit.
+   */
   status: { published: number; failed: number; windowsSkipped: number };
 }
 
@@ -362,7 +398,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     maxQueue: Math.max(options.sampleBatchSize ?? 100, 10_000),
     process: async (samples) => {
       try {
-        // Keyed by machineId (one message per machine in the batch), so a Kafka partition holds a machine's samples in order.
+        // Keyed by machineId (one message per machine in the batch), so a Kafka partition holds a machine's
+        // samples in order.
         const byMachine = new Map<string, LabelledSample[]>();
         for (const s of samples) {
           const list = byMachine.get(s.machineId);
@@ -440,7 +477,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       status.forgetGroups(machineIds);
     }
     // With groupBy 'all' the one window keeps its rows; from now on it fills with this worker's current machines only.
-    // Predictions of these machines still waiting for a label stay in the bounded join until evicted: their labels now go to the new owner.
+    // Predictions of these machines still waiting for a label stay in the bounded join until evicted: their
+    // labels now go to the new owner.
     logger.info(`forgetting ${machineIds.length} machine(s) moved to another worker`, {
       action: 'forget-machines',
       machines: machineIds.length,

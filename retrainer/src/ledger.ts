@@ -102,7 +102,10 @@ export class RequestLedger {
     this.maxFinished = maxFinished;
   }
 
-  /** Loads `<dir>/requests.json` (an unreadable file is set aside as `requests.json.corrupt-<time>` and the ledger starts empty). */
+  /**
+   * Loads `<dir>/requests.json` (an unreadable file is set aside as `requests.json.corrupt-<time>` and the
+   * ledger starts empty).
+   */
   static async open(dir: string, options: LedgerOptions = {}): Promise<RequestLedger> {
     const logger = options.logger ?? silentLogger();
     const ledger = new RequestLedger(path.resolve(dir, 'requests.json'), options.maxFinished ?? 1000);

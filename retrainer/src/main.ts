@@ -77,7 +77,8 @@ runMain(async () => {
   });
   if (!kafka)
     logger.warn(
-      'standalone retrainer on the in-process bus: it receives only what this process publishes (set KAFKA_BROKERS, or run `npm start` for the whole loop)',
+      'standalone retrainer on the in-process bus: it receives only what this ' +
+        'process publishes (set KAFKA_BROKERS, or run `npm start` for the whole loop)',
     );
 
   // On Kafka the store is the labelled-samples topic itself: no sink copies it anywhere.

@@ -79,9 +79,15 @@ export interface RetrainOnceDeps {
 
 /** Per-call options of {@link retrainOnce}. */
 export interface RetrainOnceOptions {
-  /** Use every sample since the window's start instead of stopping at its end (the service does on retries for more data). Default false. */
+  /**
+   * Use every sample since the window's start instead of stopping at its end (the service does on retries for
+   * more data). Default false.
+   */
   extendToLatest?: boolean;
-  /** Select the window by `ts` (default: global across edge workers) or by the worker's sample clock (`sampleFrom`/`sampleTo`, falls back to ts when absent). */
+  /**
+   * Select the window by `ts` (default: global across edge workers) or by the worker's sample clock
+   * (`sampleFrom`/`sampleTo`, falls back to ts when absent).
+   */
   windowBy?: 'ts' | 'sample';
   /** Stops the training (rejects with the signal's reason). */
   signal?: AbortSignal;

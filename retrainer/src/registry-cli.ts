@@ -71,7 +71,10 @@ function formatVersion(v: ModelVersion): string {
 
 function formatChange(c: AliasChange): string {
   const move = `${c.from ? `v${c.from}` : '(none)'} → v${c.to}`;
-  return `${c.at}  ${c.action.padEnd(8)}  ${move.padEnd(14)}  by ${c.by}: ${c.reason}${c.correlationId ? `  [${c.correlationId}]` : ''}`;
+  return (
+    `${c.at}  ${c.action.padEnd(8)}  ${move.padEnd(14)}  by ${c.by}: ` +
+    `${c.reason}${c.correlationId ? `  [${c.correlationId}]` : ''}`
+  );
 }
 
 /** Runs one CLI command; returns the exit code. Exported for tests. */
@@ -178,7 +181,8 @@ export async function runRegistryCli(
           });
         else {
           io.out(
-            `rolled back ${model}: champion v${before?.version ?? '?'} → v${after.version} (by ${by}: ${values.reason})`,
+            `rolled back ${model}: champion v${before?.version ?? '?'} ` +
+              `→ v${after.version} (by ${by}: ${values.reason})`,
           );
           io.out(formatVersion(after));
         }

@@ -167,7 +167,10 @@ export class RetrainRun {
   }
 }
 
-/** The data a retrain trained on: the window (ts and sample-index bounds), its samples, pre-window samples mixed in, split sizes. */
+/**
+ * The data a retrain trained on: the window (ts and sample-index bounds), its samples, pre-window samples
+ * mixed in, split sizes.
+ */
 export interface TrainedOn {
   from: number;
   to: number;

@@ -137,7 +137,8 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
     const missing = ids.filter((id) => typeof credentials.devices[id] !== 'string');
     if (missing.length > 0)
       throw new ConfigError(
-        `credentials: no password for machine${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''}`,
+        `credentials: no password for machine${missing.length > 1 ? 's' : ''} ` +
+          `${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''}`,
       );
   }
 

@@ -29,7 +29,10 @@ let context: BrowserContext;
 let page: Page;
 let problems: PageProblems;
 
-/** Playwright's locator assertions live in @playwright/test; with playwright-core we poll through vitest's expect.poll. */
+/**
+ * Playwright's locator assertions live in @playwright/test; with playwright-core we poll through vitest's
+ * expect.poll.
+ */
 const T = { timeout: 15_000, interval: 50 };
 const text = (l: Locator): Promise<string> => l.textContent().then((t) => t ?? '');
 const classes = (l: Locator): Promise<string> => l.getAttribute('class').then((c) => c ?? '');

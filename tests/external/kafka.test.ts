@@ -86,7 +86,10 @@ const admin: Admin = kafka.admin();
 const cleanups: (() => Promise<unknown>)[] = [];
 let reachable: Promise<void> | undefined;
 
-/** Every test starts with this: an unreachable broker fails each test (a failing beforeAll would only mark them skipped). */
+/**
+ * Every test starts with this: an unreachable broker fails each test (a failing beforeAll would only mark
+ * them skipped).
+ */
 function kafkaUp(): Promise<void> {
   reachable ??= (async () => {
     try {

@@ -88,7 +88,8 @@ class SwitchableProxy {
           at < 0
             ? chunk
             : Buffer.from(
-                `${text.slice(0, at)}\r\nhost: ${this.target.host}:${this.target.port}\r\n${text.slice(at + host.length)}`,
+                `${text.slice(0, at)}\r\nhost: ` +
+                  `${this.target.host}:${this.target.port}\r\n${text.slice(at + host.length)}`,
                 'latin1',
               ),
         );

@@ -107,9 +107,13 @@ async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Pr
 function diagnostics(): string {
   const ingests = edges.map(
     (e) =>
-      `${e.name}: partitions [${e.ingest.assignedPartitions().join(',')}] ${JSON.stringify(e.ingest.stats())} predictions ${e.worker.stats().predictions}`,
+      `${e.name}: partitions [${e.ingest.assignedPartitions().join(',')}] ` +
+      `${JSON.stringify(e.ingest.stats())} predictions ${e.worker.stats().predictions}`,
   );
-  return `telemetry seen ${telemetrySeen.length}, bridge ${JSON.stringify(bridge?.stats())}, ${ingests.join('; ')}, observed ${observed.length}, dead letters ${deadLetters.length}`;
+  return (
+    `telemetry seen ${telemetrySeen.length}, bridge ${JSON.stringify(bridge?.stats())}, ` +
+    `${ingests.join('; ')}, observed ${observed.length}, dead letters ${deadLetters.length}`
+  );
 }
 
 async function requireKafka(): Promise<void> {
@@ -126,7 +130,8 @@ async function requireKafka(): Promise<void> {
     await admin.describeCluster();
   } catch (err) {
     throw new Error(
-      `Kafka is not reachable at ${BROKERS.join(',')} (KAFKA_BROKERS): start it with \`scripts/services/kafka.sh start\` (${describeError(err)})`,
+      `Kafka is not reachable at ${BROKERS.join(',')} (KAFKA_BROKERS): start ` +
+        `it with \`scripts/services/kafka.sh start\` (${describeError(err)})`,
     );
   } finally {
     await admin.disconnect().catch(() => undefined);
@@ -444,7 +449,8 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
     expect(a.ingest.stats().machinesForgotten).toBeGreaterThan(0);
     expect(bridge?.stats().forwarded.telemetry).toBe(TOTAL);
     console.info(
-      `scale-out: ${TOTAL} predictions, ${rebalances} rebalances on A, B served ${bMachines.length} machines, ${elapsed} ms`,
+      `scale-out: ${TOTAL} predictions, ${rebalances} rebalances ` +
+        `on A, B served ${bMachines.length} machines, ${elapsed} ms`,
     );
   }, 150_000);
 });

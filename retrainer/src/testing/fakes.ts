@@ -47,7 +47,10 @@ export function seedLabel(row: FeatureRow, speedShift = 0): Efficiency {
   return 'Low';
 }
 
-/** `n` samples with consecutive ts (1 s apart from `startTs`) and sample indices from `startIndex`, labelled by `label`. */
+/**
+ * `n` samples with consecutive ts (1 s apart from `startTs`) and sample indices from `startIndex`, labelled
+ * by `label`.
+ */
 export function makeSamples(
   n: number,
   options: {

@@ -204,7 +204,10 @@ export class ScriptedPipeline {
     };
   }
 
-  /** Publishes `n` samples round-robin over the machines (telemetry, prediction, label), testing windows as they fill. */
+  /**
+   * Publishes `n` samples round-robin over the machines (telemetry, prediction, label), testing windows as
+   * they fill.
+   */
   async publishSamples(n: number): Promise<void> {
     const { client } = this.o;
     let batch: Promise<unknown>[] = [];

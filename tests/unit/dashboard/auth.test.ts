@@ -16,7 +16,10 @@ import { dashboardConfigSpec, loadDashboardUsers } from '../../../dashboard/src/
 import { runHashPasswordCli } from '../../../dashboard/src/hash-password.ts';
 import { TEST_SCRYPT } from '../../helpers/dashboard/stack.ts';
 
-/** Dashboard logins: hashed users, sessions, the failed-login limiter, the users config and the hash-password helper. */
+/**
+ * Dashboard logins: hashed users, sessions, the failed-login limiter, the users config and the hash-password
+ * helper.
+ */
 
 describe('users and passwords', () => {
   it('stores a salted scrypt hash, never the password, and verifies it', async () => {

@@ -4,7 +4,10 @@ import { STATUS_TOPICS } from '../../../common/schema/status.ts';
 import { handleMqttMessage } from '../../../dashboard/src/mqtt-source.ts';
 import { DashboardStore } from '../../../dashboard/src/state.ts';
 
-/** Every MQTT message is validated with the shared schemas; invalid ones are counted by source and reason, never shown. */
+/**
+ * Every MQTT message is validated with the shared schemas; invalid ones are counted by source and reason,
+ * never shown.
+ */
 
 const HTML_ID = '<img src=x onerror=alert(1)>';
 

@@ -65,7 +65,8 @@ describe('trainClassifier', () => {
     const holdout = evaluateModel(tf, trained.model, trained.scaler, seedProfile(10_000, 2));
     // Reported with the figures so a regression shows its size.
     console.log(
-      `held-out accuracy ${holdout.accuracy.toFixed(4)} macro-F1 ${holdout.macroF1.toFixed(4)}; train ${Math.round(trained.durationMs)} ms on ${trained.backend}`,
+      `held-out accuracy ${holdout.accuracy.toFixed(4)} macro-F1 ${holdout.macroF1.toFixed(4)}; ` +
+        `train ${Math.round(trained.durationMs)} ms on ${trained.backend}`,
     );
     expect(holdout.accuracy).toBeGreaterThanOrEqual(0.98);
     expect(holdout.macroF1).toBeGreaterThanOrEqual(0.95);
