@@ -2,11 +2,12 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logging/logger.ts';
 import { verifyArtifact } from '../../common/model/artifact.ts';
+import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
-import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../edge-inference/src/train-cli.ts';
+import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../common/model/bootstrap.ts';
 
 /** Where the bootstrap champion's artifact is cached between runs. */
-export const DEFAULT_BOOTSTRAP_DIR = '.driftline/bootstrap/driftline-efficiency';
+export const DEFAULT_BOOTSTRAP_DIR = `.driftline/bootstrap/${DEFAULT_MODEL_NAME}`;
 
 /**
  * The first champion's artifact, trained from the stationary scenario the
@@ -40,7 +41,8 @@ export async function ensureBootstrapArtifact(dir: string, logger: Logger): Prom
     logger,
   );
   logger.info(
-    `bootstrap model trained: held-out accuracy ${r.holdout.accuracy.toFixed(4)}, macro-F1 ${r.holdout.macroF1.toFixed(4)} (${(r.trainMs / 1000).toFixed(1)} s on ${r.backend})`,
+    `bootstrap model trained: held-out accuracy ${r.holdout.accuracy.toFixed(4)}, macro-F1 ` +
+      `${r.holdout.macroF1.toFixed(4)} (${(r.trainMs / 1000).toFixed(1)} s on ${r.backend})`,
     {
       action: 'bootstrap-trained',
       accuracy: r.holdout.accuracy,
