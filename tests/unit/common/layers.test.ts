@@ -12,7 +12,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['errors'],
   ['version', 'util', 'schema', 'stats'],
   ['config'],
-  ['logging', 'events', 'scenario', 'mqtt', 'http'],
+  ['logging', 'events', 'scenario', 'mqtt', 'http', 'security'],
   ['model', 'mlflow', 'bus', 'drift', 'deadletter'],
   ['registry', 'samples', 'eval', 'main'],
 ];

@@ -55,7 +55,7 @@ describe('a real vitest run with JUNIT=1', () => {
         'run',
         '--config',
         'vitest.config.ts',
-        'tests/unit/eslint-security.test.ts',
+        'tests/unit/eslint.config.security.test.ts',
       ],
       env,
     );
@@ -65,7 +65,7 @@ describe('a real vitest run with JUNIT=1', () => {
     const xml = await readFile(path.join(dir, 'unit.xml'), 'utf8');
     expect(xml).toMatch(/^<\?xml/);
     expect(xml).toMatch(/<testsuites [^>]*tests="2" failures="0"/);
-    expect(xml).toContain('classname="tests/unit/eslint-security.test.ts"');
+    expect(xml).toContain('classname="tests/unit/eslint.config.security.test.ts"');
     expect(xml).toMatch(
       /<testcase [^>]*name="ESLint security rules &gt; fail code that ships on each kind of finding"/,
     );
