@@ -197,18 +197,13 @@ describe('simulator publishing to a broker', () => {
       expect(m.at - t.ts).toBeGreaterThanOrEqual(labelDelayMs);
     }
 
-    // Pacing: 1000 messages at 500 msg/s never go out faster than the rate — at least 1.8 s from the
-    // first to the last, at most 575 in any one second. (Whether a loaded machine keeps up with the
-    // rate is a speed figure, measured by the bench, not asserted here.)
+    // Pacing: 1000 messages at 500 msg/s never go out faster than the rate: at least 1.8 s from the
+    // first to the last. (The schedule is rate × elapsed, so a stalled machine catches up in a burst;
+    // `tests/unit/simulator/scheduler.test.ts` pins it. Whether a loaded machine keeps up is a speed
+    // figure for the bench, not an assertion here.)
     const arrivals = observer.telemetry.map((m) => m.at);
     const span = (arrivals[arrivals.length - 1] as number) - (arrivals[0] as number);
     expect(span).toBeGreaterThan(1800);
-    for (let i = 0; i < arrivals.length; i++) {
-      const inSecond = arrivals.filter(
-        (a) => a >= (arrivals[i] as number) && a < (arrivals[i] as number) + 1000,
-      );
-      expect(inSecond.length).toBeLessThan(575);
-    }
     expect(finished - started).toBeGreaterThanOrEqual(span);
 
     // Each device published only its own telemetry; the inspection client published every label.
