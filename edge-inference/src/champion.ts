@@ -11,7 +11,8 @@ import type { ChampionRef, ModelChange, RegistryPort } from './ports.ts';
  * Champion following: which model the worker serves. At start it waits for a
  * champion in the registry (not ready until one loads); then it follows the
  * champion through model events on the bus (`model-promoted`,
- * `model-rolled-back`) and through the registry watch, which also covers
+ * `model-rolled-back`: hints to ask the registry, never acted on by themselves;
+ * the registry's `champion` alias decides) and through the registry watch, which also covers
  * processes that do not share a bus and events that never arrived. Each new
  * champion is fetched (checksums verified), loaded beside the stream and
  * swapped into the {@link ModelHolder}; a version whose artifact is refused is
@@ -187,17 +188,34 @@ export class ChampionFollower {
     await this.modelEvents?.close();
   }
 
+  /**
+   * A model event is a hint to look, never an order: the worker asks the registry for its `champion`
+   * alias and serves that. A forged or stale event (a version the registry rejected, or one that is
+   * not the champion) moves nothing; it is counted in `driftline_edge_model_events_ignored_total`.
+   */
   private async onModelChange(change: ModelChange): Promise<void> {
-    const { modelName, logger } = this.options;
-    if (change.modelName !== modelName) return;
-    logger.info(`${change.type}: ${change.modelName}@${change.version}`, {
+    const { registry: reg, modelName, holder, logger, metrics } = this.options;
+    if (change.modelName !== modelName || !reg) return;
+    const log = change.correlationId ? logger.child({ correlationId: change.correlationId }) : logger;
+    log.info(`${change.type}: ${change.modelName}@${change.version}; asking the registry for its champion`, {
       action: change.type,
       modelVersion: change.version,
-      correlationId: change.correlationId,
     });
-    // An explicit event retries a version refused earlier (its artifact may have been repaired).
-    this.refusedVersions.delete(change.version);
-    await this.loadVersion(change.version, change.correlationId);
+    const champion = await reg.getChampion(modelName);
+    if (!champion || champion.version !== change.version) {
+      metrics.modelEventsIgnored.inc({ reason: 'not_champion' });
+      log.warn(
+        `${change.type} names ${modelName}@${change.version} but the registry champion is ` +
+          `${champion?.version ?? 'none'}: following the registry`,
+        { action: 'model-event-ignored', modelVersion: change.version },
+      );
+    }
+    if (!champion || champion.version === holder.version) return;
+    // An explicit event for the current champion retries it when refused earlier (its artifact may have
+    // been repaired); a stale event for another version does not.
+    if (champion.version === change.version) this.refusedVersions.delete(champion.version);
+    else if (this.refusedVersions.has(champion.version)) return;
+    await this.loadVersion(champion.version, change.correlationId);
   }
 
   private onChampionSeen(champion: ChampionRef | undefined): void {

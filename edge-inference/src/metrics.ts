@@ -32,6 +32,8 @@ export interface EdgeMetrics {
   readonly modelSwaps: Counter;
   /** Model artifacts refused (corrupt or incompatible), by reason. */
   readonly loadsRefused: Counter<'reason'>;
+  /** Model events not acted on because the registry's champion is another version (forged or stale). */
+  readonly modelEventsIgnored: Counter<'reason'>;
   /** Label join outcomes: `hit`, `miss`, `evicted`. */
   readonly labelJoin: Counter<'outcome'>;
   /** Live accuracy over the accuracy window (NaN until enough labels). */
@@ -128,6 +130,12 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       labelNames: ['reason'],
       registers,
     }),
+    modelEventsIgnored: new Counter({
+      name: 'driftline_edge_model_events_ignored_total',
+      help: 'Model events not acted on: the registry champion is another version',
+      labelNames: ['reason'],
+      registers,
+    }),
     labelJoin: new Counter({
       name: 'driftline_edge_label_join_total',
       help: 'Label join outcomes (hit, miss, evicted)',
@@ -176,6 +184,7 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
   for (const kind of ['telemetry', 'label']) metrics.messagesIn.inc({ kind }, 0);
   for (const c of EFFICIENCY_CLASSES) metrics.predictions.inc({ efficiency: c }, 0);
   for (const kind of ['covariate', 'concept']) metrics.alarms.inc({ kind }, 0);
+  metrics.modelEventsIgnored.inc({ reason: 'not_champion' }, 0);
   for (const outcome of ['hit', 'miss', 'evicted']) metrics.labelJoin.inc({ outcome }, 0);
   for (const kind of STATUS_KINDS) {
     metrics.statusPublished.inc({ kind }, 0);
