@@ -220,6 +220,29 @@ export const edgeConfigSpec = {
     min: 1,
     max: 10_000_000,
   }),
+  dedupWindow: int('EDGE_DEDUP_WINDOW', {
+    description:
+      'Telemetry and label keys (machineId + seq) remembered to recognise repeats ' +
+      '(QoS 1 redelivery, re-sends after a broker restart); 0 disables',
+    default: 100_000,
+    min: 0,
+    max: 10_000_000,
+  }),
+  outboxMaxSamples: int('EDGE_OUTBOX_MAX_SAMPLES', {
+    description:
+      'Labelled samples waiting for the bus (Kafka down) at most; when full the intake stops acknowledging',
+    default: 10_000,
+    min: 100,
+    max: 10_000_000,
+  }),
+  stopGraceMs: int('EDGE_STOP_GRACE_MS', {
+    description:
+      'On stop, how long undelivered retrain requests and labelled samples are retried before they are ' +
+      'counted as dropped',
+    default: 10_000,
+    min: 0,
+    max: 3_600_000,
+  }),
 } satisfies Record<string, Field<unknown>>;
 
 export type EdgeConfig = ConfigOf<typeof edgeConfigSpec>;
