@@ -2,6 +2,7 @@ import { BUS_TOPICS, type EventBus, type Subscription } from '../../common/bus/t
 import { ArtifactError, describeError, isRetriable } from '../../common/errors.ts';
 import { parseModelEvent } from '../../common/events/schemas.ts';
 import type { Logger } from '../../common/logging/logger.ts';
+import { ModelSignatureError, type ModelTrust } from '../../common/model/signature.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import type { EdgeMetrics } from './metrics.ts';
 import type { ModelHolder } from './model-holder.ts';
@@ -49,6 +50,12 @@ export interface ChampionFollowerOptions {
   metrics: EdgeMetrics;
   /** Aborted when the worker stops: waiting and following end. */
   signal: AbortSignal;
+  /**
+   * Public keys a fetched artifact's signature must verify with before it is loaded; an unsigned or
+   * wrongly signed version is refused (counted, logged) and the current champion keeps serving. Without it
+   * signatures are not checked (tests with fake registries only; the services always pass one).
+   */
+  trust?: ModelTrust;
 }
 
 /** Loads, follows and hot-swaps the champion (see the module comment). */
@@ -61,7 +68,7 @@ export class ChampionFollower {
 
   constructor(private readonly options: ChampionFollowerOptions) {}
 
-  /** Versions whose artifact the registry handed out but failed its checksums. */
+  /** Versions whose artifact the registry handed out but failed its checksums or its signature. */
   get refusedFetches(): number {
     return this.refusedFetchCount;
   }
@@ -89,6 +96,28 @@ export class ChampionFollower {
         return false;
       }
       throw err;
+    }
+    if (this.options.trust) {
+      try {
+        await this.options.trust.verifyArtifact(dir);
+      } catch (err) {
+        if (!(err instanceof ArtifactError)) throw err;
+        const reason = err instanceof ModelSignatureError ? err.reason : 'artifact_invalid';
+        this.refusedVersions.add(version);
+        this.refusedFetchCount++;
+        metrics.loadsRefused.inc({ reason });
+        log.error(
+          `model ${modelName}@${version} refused: ${describeError(err)}; keeping ${holder.version ?? 'no model'}`,
+          {
+            action: 'model-load',
+            outcome: 'failure',
+            reason,
+            modelVersion: version,
+            ...(holder.version !== undefined ? { keptVersion: holder.version } : {}),
+          },
+        );
+        return false;
+      }
     }
     const outcome = await holder.load(dir, { version, ...(correlationId ? { correlationId } : {}) });
     if (!outcome.ok && outcome.reason === 'artifact_invalid') this.refusedVersions.add(version);

@@ -20,6 +20,7 @@ import { DEFAULT_ACCURACY_CONFIG, type AccuracyMonitorConfig } from '../../commo
 import { DEFAULT_EPISODE_TTL_SAMPLES } from '../../common/drift/episode.ts';
 import { CORRECTIONS } from '../../common/drift/multiple-testing.ts';
 import { DEFAULT_REGISTRY_DIR } from '../../common/registry/directory.ts';
+import { keysDirField, verifyKeysField } from '../../common/model/signature.ts';
 import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 
 /**
@@ -123,6 +124,8 @@ export const edgeConfigSpec = {
     description: 'MLflow tracking server; when set the registry is MLflow',
     protocols: ['http:', 'https:'],
   }),
+  verifyKeys: verifyKeysField(),
+  keysDir: keysDirField(),
   championPollMs: int('EDGE_CHAMPION_POLL_MS', {
     description:
       'Check the registry for a new champion this often, ms (covers missed bus events; 0 disables)',

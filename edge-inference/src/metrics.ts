@@ -30,7 +30,7 @@ export interface EdgeMetrics {
   readonly modelInfo: Gauge<'name' | 'version'>;
   /** Models swapped in since start. */
   readonly modelSwaps: Counter;
-  /** Model artifacts refused (corrupt or incompatible), by reason. */
+  /** Model artifacts refused (corrupt, incompatible, unsigned or wrongly signed), by reason. */
   readonly loadsRefused: Counter<'reason'>;
   /** Model events not acted on because the registry's champion is another version (forged or stale). */
   readonly modelEventsIgnored: Counter<'reason'>;

@@ -10,6 +10,7 @@ import {
 } from '../../common/drift/feature-drift.ts';
 import { describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
+import type { ModelTrust } from '../../common/model/signature.ts';
 import { DEFAULT_MODEL_NAME, type LoadedModel } from '../../common/model/types.ts';
 import type { MqttConnection } from '../../common/mqtt/connect.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
@@ -76,6 +77,12 @@ export interface EdgeWorkerOptions {
   modelName?: string;
   /** Reads and verifies an artifact directory: `(dir) => loadArtifact(dir, tf)`. Required with `modelRegistry`. */
   loader?: ArtifactLoader;
+  /**
+   * Public keys a champion's artifact signature must verify with (`resolveTrust` in
+   * `common/model/signature.ts`); an unsigned or wrongly signed version is refused and counted, the current
+   * champion keeps serving. The services always pass it; without it signatures are not checked (logged).
+   */
+  modelTrust?: ModelTrust;
   /** Serve this model from the start instead of waiting for the registry. */
   initialModel?: LoadedModel;
   /** Version reported for `initialModel`. Default its `metadata.version`. */
@@ -291,7 +298,10 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     logger,
     metrics,
     signal: abort.signal,
+    ...(options.modelTrust ? { trust: options.modelTrust } : {}),
   });
+  if (options.modelRegistry && !options.modelTrust)
+    logger.warn('model signatures are not checked: no trusted public key was given to the worker');
   const status = new StatusPublisher({
     ingest,
     workerId,

@@ -9,6 +9,7 @@ import {
   str,
   type ConfigOf,
 } from '../../common/config/env.ts';
+import { keysDirField, signingKeyField } from '../../common/model/signature.ts';
 import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 
 /**
@@ -29,6 +30,10 @@ export const retrainerConfigSpec = {
     description: 'directory of the embedded model registry',
     default: '.driftline/registry',
   }),
+  /** Private key signing each challenger (unset: the embedded default key under `keysDir`). */
+  signingKey: signingKeyField(),
+  /** Directory of the embedded default signing key pair. */
+  keysDir: keysDirField(),
   /** Directory of the embedded labelled-sample store. */
   samplesDir: str('SAMPLES_DIR', {
     description: 'directory of the embedded labelled-sample store',

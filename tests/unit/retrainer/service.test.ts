@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InProcessBus } from '../../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../../common/bus/types.ts';
 import { parseModelEvent, type ModelEvent } from '../../../common/events/schemas.ts';
+import { createSigner, createTrust, generateSigningKey } from '../../../common/model/signature.ts';
 import { openFileSampleStore, type FileSampleStore } from '../../../common/samples/file-store.ts';
 import type { RetrainerConfig } from '../../../retrainer/src/config.ts';
 import { retrainOnce } from '../../../retrainer/src/pipeline.ts';
@@ -104,6 +105,31 @@ describe('retrainer service (fake trainer and registry)', () => {
     expect(bus.retained(BUS_TOPICS.modelEvents)[0]?.key).toBe(MODEL);
     expect(r.record(hex(1))).toMatchObject({ status: 'promoted', version: '2' });
     expect(r.metrics.registry.getSingleMetric('driftline_retrainer_promotions_total')).toBeDefined();
+  });
+
+  it('signs the challenger before registering it: the registered metadata verifies with its public key', async () => {
+    const signer = createSigner(generateSigningKey());
+    const r = createRetrainer({
+      bus,
+      registry,
+      store,
+      trainer: new FakeTrainer(better()),
+      config: config(),
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+      signer,
+    });
+    retrainers.push(r);
+    await r.start();
+    await r.submit(makeRequest({ requestId: hex(9) }));
+    await r.idle();
+    expect(r.record(hex(9))?.status).toBe('promoted');
+    const metadata = registry.registeredMetadata(MODEL, '2');
+    expect(metadata).toMatchObject({ signature: { algorithm: 'ed25519', keyId: signer.keyId } });
+    expect(() => createTrust([signer.publicKey]).verifyMetadata(metadata)).not.toThrow();
+    expect(() =>
+      createTrust([createSigner(generateSigningKey()).publicKey]).verifyMetadata(metadata),
+    ).toThrow(/does not verify/);
   });
 
   it('rejects a worse challenger: the champion stays, the version is marked rejected, model-rejected says why', async () => {
