@@ -49,7 +49,6 @@ afterAll(async () => {
 describe('fault: MQTT broker restarted under QoS 1 load', () => {
   it('predicts every telemetry message exactly once across a broker restart (10 devices, persistent sessions)', async () => {
     const predicted = new Map<string, number>();
-    let worker: EdgeWorker | undefined;
     let inner: MqttIngest | undefined;
     // The worker's MQTT transport, recording each prediction it publishes.
     const ingest: EdgeIngest = {
@@ -57,7 +56,6 @@ describe('fault: MQTT broker restarted under QoS 1 load', () => {
         return inner?.connected ?? false;
       },
       async start(handlers) {
-        if (!worker) throw new Error('worker not built');
         inner = new MqttIngest({
           url: URL,
           clientId: `edge-fault-${RUN}`,
@@ -78,7 +76,7 @@ describe('fault: MQTT broker restarted under QoS 1 load', () => {
         inner ? inner.publishDeadLetter(topic, record) : Promise.resolve(),
       close: () => inner?.close() ?? Promise.resolve(),
     };
-    worker = createEdgeWorker({
+    const worker: EdgeWorker = createEdgeWorker({
       bus: new InProcessBus(),
       ingest,
       logger: silentLogger(),
