@@ -17,9 +17,8 @@ const ALL = [
   'tests/unit/**/*.test.ts',
   'tests/integration/**/*.test.ts',
   'tests/e2e/**/*.test.ts',
-  // Attacks and faults reproduced in-process, and the generated bad-input suites
-  // (FUZZ_RUNS cases each; `make test` sets the full count).
-  'tests/faults/**/*.test.ts',
+  // The generated bad-input suites (FUZZ_RUNS cases each; `make test` sets the full count). Fault tests
+  // against real servers (tests/faults/) run in vitest.external.config.ts.
   'tests/fuzz/**/*.test.ts',
 ];
 const ISOLATED = [

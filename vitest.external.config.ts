@@ -9,7 +9,8 @@ import { junitReporting } from './scripts/ci/vitest-junit.ts';
  */
 export default defineConfig({
   test: {
-    include: ['tests/external/**/*.test.ts'],
+    // tests/faults/: servers stopped, killed and restarted under load; each test counts what was lost.
+    include: ['tests/external/**/*.test.ts', 'tests/faults/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { CredentialStore } from '../broker/src/credentials.ts';
 import { ConfigError } from '../common/errors.ts';
 import { runMain } from '../common/main.ts';
+import { publicKeyOf } from '../common/model/signature.ts';
 import { hashDashboardPassword } from '../dashboard/src/auth.ts';
 import { defaultMachineIds } from '../common/scenario/scenario.ts';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -30,6 +31,8 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
   const bridge = need(env, 'BRIDGE_MQTT_PASSWORD');
   const devicePrefix = need(env, 'DEVICE_PASSWORD_PREFIX');
   const operator = need(env, 'DASHBOARD_OPERATOR_PASSWORD');
+  const signingKey = need(env, 'MODEL_SIGNING_KEY');
+  const verifyKey = publicKeyOf(signingKey);
   const dir = await mkdtemp(path.join(tmpdir(), 'driftline-secrets-'));
   try {
     const file = path.join(dir, 'credentials.json');
@@ -56,6 +59,9 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
       EDGE_MQTT_PASSWORD: edge,
       DASHBOARD_MQTT_PASSWORD: dashboard,
       BRIDGE_MQTT_PASSWORD: bridge,
+      // The retrainer signs models with the private key; edge workers verify with the public one.
+      MODEL_SIGNING_KEY: signingKey,
+      MODEL_VERIFY_KEYS: verifyKey,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -1,7 +1,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logging/logger.ts';
+import { describeError } from '../../common/errors.ts';
 import { verifyArtifact } from '../../common/model/artifact.ts';
+import { createTrust, type ModelSigner } from '../../common/model/signature.ts';
 import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
 import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../common/model/bootstrap.ts';
@@ -52,16 +54,54 @@ export async function ensureBootstrapArtifact(dir: string, logger: Logger): Prom
   return out;
 }
 
-/** Registers and promotes the bootstrap artifact when the registry has no champion; returns the champion. */
+/**
+ * Registers and promotes the bootstrap artifact when the registry has no champion; returns the champion.
+ *
+ * With `signer`, the bootstrap artifact is signed with it (edge workers refuse unsigned models), and in a
+ * directory registry (local state of `npm start`) a champion this key did not sign — state left by an older
+ * version, or by another key — is replaced by the signed bootstrap, so the edge has a model it accepts. An
+ * MLflow registry is never changed that way: the edge refuses such a champion and says why.
+ */
 export async function ensureChampion(
   registry: ModelRegistry,
   modelName: string,
   bootstrapDir: string,
   logger: Logger,
+  signer?: ModelSigner,
 ): Promise<ModelVersion> {
   const existing = await registry.getChampion(modelName);
-  if (existing) return existing;
+  let replacing: string | undefined;
+  if (existing && signer) {
+    try {
+      await createTrust([signer.publicKey]).verifyArtifact(
+        await registry.fetchArtifact(modelName, existing.version),
+      );
+    } catch (err) {
+      if (!registry.kind.startsWith('directory')) {
+        logger.error(
+          `champion ${modelName}@${existing.version} does not carry a signature by key ${signer.keyId} ` +
+            `(${describeError(err)}): edge workers trusting only this key will refuse it`,
+        );
+        return existing;
+      }
+      replacing = `champion v${existing.version} is not signed by key ${signer.keyId} (${describeError(err)})`;
+      logger.warn(`${replacing}: promoting the signed bootstrap model instead`, {
+        action: 'bootstrap-resign',
+        modelVersion: existing.version,
+      });
+    }
+  }
+  if (existing && replacing === undefined) return existing;
   const dir = await ensureBootstrapArtifact(bootstrapDir, logger);
+  if (signer) {
+    const meta = await verifyArtifact(dir);
+    try {
+      createTrust([signer.publicKey]).verifyMetadata(meta);
+    } catch {
+      await signer.signArtifact(dir);
+      logger.info(`bootstrap model signed with key ${signer.keyId}`, { action: 'artifact-signed' });
+    }
+  }
   const meta = await verifyArtifact(dir);
   const version = await registry.registerVersion(modelName, dir, {
     correlationId: 'bootstrap',
@@ -76,7 +116,7 @@ export async function ensureChampion(
   });
   await registry.setChampion(modelName, version.version, {
     by: 'bootstrap',
-    reason: 'first champion, trained from the stationary scenario',
+    reason: replacing ?? 'first champion, trained from the stationary scenario',
     correlationId: 'bootstrap',
   });
   logger.info(`bootstrap model registered as ${modelName} v${version.version} and promoted to champion`, {

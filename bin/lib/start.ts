@@ -11,6 +11,7 @@ import { ConfigError, describeError } from '../../common/errors.ts';
 import type { PhaseSpan } from '../../common/eval/healing.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
+import { resolveSigner, resolveTrust } from '../../common/model/signature.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
 import type { ModelRegistry } from '../../common/registry/types.ts';
@@ -210,11 +211,16 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       logger: options.loggerFor('registry'),
     });
     closers.push({ name: 'registry', close: () => modelRegistry.close() });
+    // Model signing: MODEL_SIGNING_KEY / MODEL_VERIFY_KEYS, or one key pair generated under MODEL_KEYS_DIR.
+    const signer = await resolveSigner(retrainerCfg.signingKey, retrainerCfg.keysDir);
+    const modelTrust = await resolveTrust(edgeCfg.verifyKeys, edgeCfg.keysDir);
+    log.info(`models signed with key ${signer.keyId}; the edge accepts ${modelTrust.keyIds.join(', ')}`);
     const champion = await ensureChampion(
       modelRegistry,
       edgeCfg.modelName,
       DEFAULT_BOOTSTRAP_DIR,
       options.loggerFor('retrainer'),
+      signer,
     );
     log.info(`champion: ${edgeCfg.modelName} v${champion.version} (${modelRegistry.kind})`, {
       modelVersion: champion.version,
@@ -292,6 +298,7 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       tf,
       logger: retrainerLogger,
       tracking: mlflowTrackingFor(modelRegistry, retrainerLogger),
+      signer,
       metrics: new RetrainerMetrics(new Registry()),
       config: {
         ...retrainerCfg,
@@ -311,6 +318,7 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       modelRegistry,
       modelName: edgeCfg.modelName,
       loader: (dir) => loadArtifact(dir, tf),
+      modelTrust,
       mqtt: {
         url: mqttUrl,
         clientId: edgeCfg.clientId,
@@ -324,6 +332,9 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       accuracyConfig,
       episodeTtlSamples: edgeCfg.episodeTtlSamples,
       labelJoinMaxPending: edgeCfg.labelJoinMaxPending,
+      dedupWindow: edgeCfg.dedupWindow,
+      outboxMaxSamples: edgeCfg.outboxMaxSamples,
+      stopGraceMs: edgeCfg.stopGraceMs,
       http: { host: edgeCfg.httpHost, port: edgeCfg.httpPort, maxRows: edgeCfg.predictMaxRows },
       busGroup: `edge-${edgeCfg.clientId}`,
       backend,

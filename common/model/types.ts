@@ -60,6 +60,8 @@ export interface ModelMetadata {
   };
   /** sha256 and size of every other file in the artifact (model.json, weights.bin, reference.json). */
   files: Record<string, { sha256: string; bytes: number }>;
+  /** Ed25519 signature over the rest of this metadata (`common/model/signature.ts`); absent: unsigned. */
+  signature?: { algorithm: 'ed25519'; keyId: string; value: string };
 }
 
 /** reference.json: the champion's training-data sample per feature, used by the drift detector. */

@@ -116,6 +116,11 @@ export const scenarioSchema = z
     phases: z.array(phaseSchema).min(1),
   })
   .superRefine((s, ctx) => {
+    // Zod runs this refinement even when a field above failed (the issue is reported already): look only at
+    // what parsed, so a bad `machines` (e.g. 2^53) never builds a huge id list or throws a RangeError.
+    if (!Number.isInteger(s.machines) || s.machines < 1 || s.machines > MAX_MACHINES) return;
+    if (s.machineIds !== undefined && !Array.isArray(s.machineIds)) return;
+    if (!Array.isArray(s.phases)) return;
     const ids = s.machineIds ?? defaultMachineIds(s.machines);
     if (s.machineIds !== undefined) {
       if (s.machineIds.length !== s.machines) {
@@ -138,8 +143,8 @@ export const scenarioSchema = z
     }
     const known = new Set(ids);
     s.phases.forEach((p, i) =>
-      p.faults?.forEach((f, j) => {
-        if (!known.has(f.machine)) {
+      (Array.isArray(p?.faults) ? p.faults : []).forEach((f, j) => {
+        if (typeof f?.machine === 'string' && !known.has(f.machine)) {
           ctx.addIssue({
             code: 'custom',
             path: ['phases', i, 'faults', j, 'machine'],

@@ -2,6 +2,7 @@ import { BUS_TOPICS, type EventBus, type Subscription } from '../../common/bus/t
 import { ArtifactError, describeError, isRetriable } from '../../common/errors.ts';
 import { parseModelEvent } from '../../common/events/schemas.ts';
 import type { Logger } from '../../common/logging/logger.ts';
+import { ModelSignatureError, type ModelTrust } from '../../common/model/signature.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import type { EdgeMetrics } from './metrics.ts';
 import type { ModelHolder } from './model-holder.ts';
@@ -11,7 +12,8 @@ import type { ChampionRef, ModelChange, RegistryPort } from './ports.ts';
  * Champion following: which model the worker serves. At start it waits for a
  * champion in the registry (not ready until one loads); then it follows the
  * champion through model events on the bus (`model-promoted`,
- * `model-rolled-back`) and through the registry watch, which also covers
+ * `model-rolled-back`: hints to ask the registry, never acted on by themselves;
+ * the registry's `champion` alias decides) and through the registry watch, which also covers
  * processes that do not share a bus and events that never arrived. Each new
  * champion is fetched (checksums verified), loaded beside the stream and
  * swapped into the {@link ModelHolder}; a version whose artifact is refused is
@@ -48,6 +50,12 @@ export interface ChampionFollowerOptions {
   metrics: EdgeMetrics;
   /** Aborted when the worker stops: waiting and following end. */
   signal: AbortSignal;
+  /**
+   * Public keys a fetched artifact's signature must verify with before it is loaded; an unsigned or
+   * wrongly signed version is refused (counted, logged) and the current champion keeps serving. Without it
+   * signatures are not checked (tests with fake registries only; the services always pass one).
+   */
+  trust?: ModelTrust;
 }
 
 /** Loads, follows and hot-swaps the champion (see the module comment). */
@@ -60,7 +68,7 @@ export class ChampionFollower {
 
   constructor(private readonly options: ChampionFollowerOptions) {}
 
-  /** Versions whose artifact the registry handed out but failed its checksums. */
+  /** Versions whose artifact the registry handed out but failed its checksums or its signature. */
   get refusedFetches(): number {
     return this.refusedFetchCount;
   }
@@ -88,6 +96,28 @@ export class ChampionFollower {
         return false;
       }
       throw err;
+    }
+    if (this.options.trust) {
+      try {
+        await this.options.trust.verifyArtifact(dir);
+      } catch (err) {
+        if (!(err instanceof ArtifactError)) throw err;
+        const reason = err instanceof ModelSignatureError ? err.reason : 'artifact_invalid';
+        this.refusedVersions.add(version);
+        this.refusedFetchCount++;
+        metrics.loadsRefused.inc({ reason });
+        log.error(
+          `model ${modelName}@${version} refused: ${describeError(err)}; keeping ${holder.version ?? 'no model'}`,
+          {
+            action: 'model-load',
+            outcome: 'failure',
+            reason,
+            modelVersion: version,
+            ...(holder.version !== undefined ? { keptVersion: holder.version } : {}),
+          },
+        );
+        return false;
+      }
     }
     const outcome = await holder.load(dir, { version, ...(correlationId ? { correlationId } : {}) });
     if (!outcome.ok && outcome.reason === 'artifact_invalid') this.refusedVersions.add(version);
@@ -187,17 +217,34 @@ export class ChampionFollower {
     await this.modelEvents?.close();
   }
 
+  /**
+   * A model event is a hint to look, never an order: the worker asks the registry for its `champion`
+   * alias and serves that. A forged or stale event (a version the registry rejected, or one that is
+   * not the champion) moves nothing; it is counted in `driftline_edge_model_events_ignored_total`.
+   */
   private async onModelChange(change: ModelChange): Promise<void> {
-    const { modelName, logger } = this.options;
-    if (change.modelName !== modelName) return;
-    logger.info(`${change.type}: ${change.modelName}@${change.version}`, {
+    const { registry: reg, modelName, holder, logger, metrics } = this.options;
+    if (change.modelName !== modelName || !reg) return;
+    const log = change.correlationId ? logger.child({ correlationId: change.correlationId }) : logger;
+    log.info(`${change.type}: ${change.modelName}@${change.version}; asking the registry for its champion`, {
       action: change.type,
       modelVersion: change.version,
-      correlationId: change.correlationId,
     });
-    // An explicit event retries a version refused earlier (its artifact may have been repaired).
-    this.refusedVersions.delete(change.version);
-    await this.loadVersion(change.version, change.correlationId);
+    const champion = await reg.getChampion(modelName);
+    if (!champion || champion.version !== change.version) {
+      metrics.modelEventsIgnored.inc({ reason: 'not_champion' });
+      log.warn(
+        `${change.type} names ${modelName}@${change.version} but the registry champion is ` +
+          `${champion?.version ?? 'none'}: following the registry`,
+        { action: 'model-event-ignored', modelVersion: change.version },
+      );
+    }
+    if (!champion || champion.version === holder.version) return;
+    // An explicit event for the current champion retries it when refused earlier (its artifact may have
+    // been repaired); a stale event for another version does not.
+    if (champion.version === change.version) this.refusedVersions.delete(champion.version);
+    else if (this.refusedVersions.has(champion.version)) return;
+    await this.loadVersion(champion.version, change.correlationId);
   }
 
   private onChampionSeen(champion: ChampionRef | undefined): void {

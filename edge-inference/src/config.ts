@@ -20,6 +20,7 @@ import { DEFAULT_ACCURACY_CONFIG, type AccuracyMonitorConfig } from '../../commo
 import { DEFAULT_EPISODE_TTL_SAMPLES } from '../../common/drift/episode.ts';
 import { CORRECTIONS } from '../../common/drift/multiple-testing.ts';
 import { DEFAULT_REGISTRY_DIR } from '../../common/registry/directory.ts';
+import { keysDirField, verifyKeysField } from '../../common/model/signature.ts';
 import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 
 /**
@@ -123,6 +124,8 @@ export const edgeConfigSpec = {
     description: 'MLflow tracking server; when set the registry is MLflow',
     protocols: ['http:', 'https:'],
   }),
+  verifyKeys: verifyKeysField(),
+  keysDir: keysDirField(),
   championPollMs: int('EDGE_CHAMPION_POLL_MS', {
     description:
       'Check the registry for a new champion this often, ms (covers missed bus events; 0 disables)',
@@ -219,6 +222,29 @@ export const edgeConfigSpec = {
     default: 50_000,
     min: 1,
     max: 10_000_000,
+  }),
+  dedupWindow: int('EDGE_DEDUP_WINDOW', {
+    description:
+      'Telemetry and label keys (machineId + seq) remembered to recognise repeats ' +
+      '(QoS 1 redelivery, re-sends after a broker restart); 0 disables',
+    default: 100_000,
+    min: 0,
+    max: 10_000_000,
+  }),
+  outboxMaxSamples: int('EDGE_OUTBOX_MAX_SAMPLES', {
+    description:
+      'Labelled samples waiting for the bus (Kafka down) at most; when full the intake stops acknowledging',
+    default: 10_000,
+    min: 100,
+    max: 10_000_000,
+  }),
+  stopGraceMs: int('EDGE_STOP_GRACE_MS', {
+    description:
+      'On stop, how long undelivered retrain requests and labelled samples are retried before they are ' +
+      'counted as dropped',
+    default: 10_000,
+    min: 0,
+    max: 3_600_000,
   }),
 } satisfies Record<string, Field<unknown>>;
 

@@ -12,6 +12,7 @@ import { ConfigError, describeError } from '../../common/errors.ts';
 import { createServiceLogger as createLogger } from '../../common/logging/service-logger.ts';
 import { runMain } from '../../common/main.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
+import { resolveTrust } from '../../common/model/signature.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
 import { onShutdown } from '../../common/util/shutdown.ts';
@@ -63,6 +64,13 @@ runMain(async () => {
   // loadTf logs the backend it picked (tensorflow, wasm or cpu).
   const { tf, backend } = await loadTf(logger);
 
+  // Which keys sign models: MODEL_VERIFY_KEYS, or the embedded default key pair under MODEL_KEYS_DIR.
+  const modelTrust = await resolveTrust(config.verifyKeys, config.keysDir);
+  logger.info(`model signatures: accepting key ${modelTrust.keyIds.join(', ')}`, {
+    keyIds: modelTrust.keyIds,
+    ...(config.verifyKeys.length === 0 ? { keysDir: config.keysDir } : {}),
+  });
+
   const metricsRegistry = new Registry();
   collectDefaultMetrics({ register: metricsRegistry });
   const modelRegistry = createRegistry({
@@ -113,6 +121,7 @@ runMain(async () => {
     modelRegistry,
     modelName: config.modelName,
     loader: (dir) => loadArtifact(dir, tf),
+    modelTrust,
     mqtt,
     ...(ingest ? { ingest } : {}),
     batchSize: config.batchSize,
@@ -123,6 +132,9 @@ runMain(async () => {
     accuracyConfig,
     episodeTtlSamples: config.episodeTtlSamples,
     labelJoinMaxPending: config.labelJoinMaxPending,
+    dedupWindow: config.dedupWindow,
+    outboxMaxSamples: config.outboxMaxSamples,
+    stopGraceMs: config.stopGraceMs,
     http: { host: config.httpHost, port: config.httpPort, maxRows: config.predictMaxRows },
     busGroup: `edge-${config.clientId}`,
     workerId: config.clientId,

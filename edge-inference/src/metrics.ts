@@ -30,8 +30,10 @@ export interface EdgeMetrics {
   readonly modelInfo: Gauge<'name' | 'version'>;
   /** Models swapped in since start. */
   readonly modelSwaps: Counter;
-  /** Model artifacts refused (corrupt or incompatible), by reason. */
+  /** Model artifacts refused (corrupt, incompatible, unsigned or wrongly signed), by reason. */
   readonly loadsRefused: Counter<'reason'>;
+  /** Model events not acted on because the registry's champion is another version (forged or stale). */
+  readonly modelEventsIgnored: Counter<'reason'>;
   /** Label join outcomes: `hit`, `miss`, `evicted`. */
   readonly labelJoin: Counter<'outcome'>;
   /** Live accuracy over the accuracy window (NaN until enough labels). */
@@ -42,6 +44,14 @@ export interface EdgeMetrics {
   readonly backpressure: Counter;
   /** Prediction publishes that failed. */
   readonly publishFailures: Counter;
+  /** Bus publishes retried (retrain requests, labelled samples), by topic. */
+  readonly busPublishRetries: Counter<'topic'>;
+  /** Bus publishes given up (a value the bus cannot encode, or still undelivered at stop), by topic. */
+  readonly busPublishDropped: Counter<'topic'>;
+  /** Labelled samples waiting to be published (the bounded outbox). */
+  readonly outboxDepth: Gauge;
+  /** Telemetry and labels recognised as repeats (same machineId + seq) and not processed again, by kind. */
+  readonly duplicates: Counter<'kind'>;
   /** Batches whose processing threw. */
   readonly batchErrors: Counter;
   /** Status messages for observers published, by kind (`drift-window`, `drift-alarm`, `edge-status`). */
@@ -128,6 +138,12 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       labelNames: ['reason'],
       registers,
     }),
+    modelEventsIgnored: new Counter({
+      name: 'driftline_edge_model_events_ignored_total',
+      help: 'Model events not acted on: the registry champion is another version',
+      labelNames: ['reason'],
+      registers,
+    }),
     labelJoin: new Counter({
       name: 'driftline_edge_label_join_total',
       help: 'Label join outcomes (hit, miss, evicted)',
@@ -154,6 +170,29 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       help: 'Prediction publishes that failed',
       registers,
     }),
+    busPublishRetries: new Counter({
+      name: 'driftline_edge_bus_publish_retries_total',
+      help: 'Bus publishes retried, by topic',
+      labelNames: ['topic'],
+      registers,
+    }),
+    busPublishDropped: new Counter({
+      name: 'driftline_edge_bus_publish_dropped_total',
+      help: 'Bus publishes given up (unencodable value, or undelivered at stop), by topic',
+      labelNames: ['topic'],
+      registers,
+    }),
+    outboxDepth: new Gauge({
+      name: 'driftline_edge_outbox_depth',
+      help: 'Labelled samples waiting to be published on the bus',
+      registers,
+    }),
+    duplicates: new Counter({
+      name: 'driftline_edge_duplicates_total',
+      help: 'Messages recognised as repeats (same machineId and seq) and not processed again, by kind',
+      labelNames: ['kind'],
+      registers,
+    }),
     batchErrors: new Counter({
       name: 'driftline_edge_batch_errors_total',
       help: 'Batches whose processing failed',
@@ -176,6 +215,12 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
   for (const kind of ['telemetry', 'label']) metrics.messagesIn.inc({ kind }, 0);
   for (const c of EFFICIENCY_CLASSES) metrics.predictions.inc({ efficiency: c }, 0);
   for (const kind of ['covariate', 'concept']) metrics.alarms.inc({ kind }, 0);
+  metrics.modelEventsIgnored.inc({ reason: 'not_champion' }, 0);
+  for (const kind of ['telemetry', 'label']) metrics.duplicates.inc({ kind }, 0);
+  for (const topic of ['driftline.retrain-requests', 'driftline.labelled-samples']) {
+    metrics.busPublishRetries.inc({ topic }, 0);
+    metrics.busPublishDropped.inc({ topic }, 0);
+  }
   for (const outcome of ['hit', 'miss', 'evicted']) metrics.labelJoin.inc({ outcome }, 0);
   for (const kind of STATUS_KINDS) {
     metrics.statusPublished.inc({ kind }, 0);

@@ -63,6 +63,11 @@ export interface RetrainTriggerOptions {
   holder: ModelHolder;
   /** Retrain requests are published on it. */
   bus: EventBus;
+  /**
+   * Publishes until delivered (the worker retries a failed publish with backoff, so a request is never left
+   * unsent while its episode stays open); rejects only when given up at stop. Default `bus.publish`.
+   */
+  publish?: (topic: string, key: string, value: unknown) => Promise<void>;
   logger: Logger;
   metrics: EdgeMetrics;
   /** Tracks a publish so the worker's drain and stop wait for it. */
@@ -300,8 +305,9 @@ export class RetrainTrigger {
       requestId: checked.value.requestId,
       kind: alarm.kind,
     });
+    const publish = this.options.publish ?? ((t, k, v) => bus.publish(t, k, v));
     track(
-      bus.publish(BUS_TOPICS.retrainRequests, modelName, checked.value).then(
+      publish(BUS_TOPICS.retrainRequests, modelName, checked.value).then(
         () =>
           logger.info('retrain request published', {
             action: 'retrain-request',

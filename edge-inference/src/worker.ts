@@ -10,13 +10,16 @@ import {
 } from '../../common/drift/feature-drift.ts';
 import { describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
+import type { ModelTrust } from '../../common/model/signature.ts';
 import { DEFAULT_MODEL_NAME, type LoadedModel } from '../../common/model/types.ts';
 import type { MqttConnection } from '../../common/mqtt/connect.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import { FEATURES, type Efficiency } from '../../common/schema/features.ts';
 import { TOPICS, type Label, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
 import { MicroBatcher, type BatchInfo } from './batcher.ts';
+import { publishUntilDelivered } from './bus-retry.ts';
 import { ChampionFollower } from './champion.ts';
+import { RepeatFilter } from './dedup.ts';
 import { DEFAULT_HISTOGRAM_BINS, MAX_HISTOGRAM_BINS } from './histogram.ts';
 import { startEdgeHttp, type EdgeHttp } from './http.ts';
 import { MqttIngest, type EdgeIngest, type IngestHandlers } from './ingest.ts';
@@ -74,6 +77,12 @@ export interface EdgeWorkerOptions {
   modelName?: string;
   /** Reads and verifies an artifact directory: `(dir) => loadArtifact(dir, tf)`. Required with `modelRegistry`. */
   loader?: ArtifactLoader;
+  /**
+   * Public keys a champion's artifact signature must verify with (`resolveTrust` in
+   * `common/model/signature.ts`); an unsigned or wrongly signed version is refused and counted, the current
+   * champion keeps serving. The services always pass it; without it signatures are not checked (logged).
+   */
+  modelTrust?: ModelTrust;
   /** Serve this model from the start instead of waiting for the registry. */
   initialModel?: LoadedModel;
   /** Version reported for `initialModel`. Default its `metadata.version`. */
@@ -122,6 +131,21 @@ export interface EdgeWorkerOptions {
    * `edge-<clientId>`.
    */
   busGroup?: string;
+  /**
+   * Telemetry and label keys (machineId + seq) remembered to recognise repeats (QoS 1 redelivery, a device
+   * re-sending after a broker restart, a replayed retained message); 0 disables. Default 100,000.
+   */
+  dedupWindow?: number;
+  /**
+   * Labelled samples waiting for the bus, at most (the outbox); while it is full the intake stops
+   * acknowledging (backpressure). Default 10,000.
+   */
+  outboxMaxSamples?: number;
+  /**
+   * How long stop() keeps retrying undelivered retrain requests and labelled samples (bus down), ms; what is
+   * still undelivered then is counted in `driftline_edge_bus_publish_dropped_total` and logged. Default 10,000.
+   */
+  stopGraceMs?: number;
   /** Labelled samples per bus message, at most. Default 100. */
   sampleBatchSize?: number;
   /** Publish a partial batch of labelled samples after this long, ms. Default 250. */
@@ -214,6 +238,12 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   const modelName = options.modelName ?? DEFAULT_MODEL_NAME;
   const batchSize = options.batchSize ?? 64;
   const abort = new AbortController();
+  /** Aborted by stop() after `stopGraceMs`: undelivered bus publishes are then given up (counted). */
+  const giveUp = new AbortController();
+  const stopGraceMs = nonNegativeInt('stopGraceMs', options.stopGraceMs ?? 10_000, 86_400_000);
+  const dedupWindow = nonNegativeInt('dedupWindow', options.dedupWindow ?? 100_000, 10_000_000);
+  const repeats = dedupWindow > 0 ? new RepeatFilter(dedupWindow) : undefined;
+  const outboxMaxSamples = nonNegativeInt('outboxMaxSamples', options.outboxMaxSamples ?? 10_000, 10_000_000);
   if (options.modelRegistry && !options.loader)
     throw new Error('createEdgeWorker: `loader` is required with `modelRegistry`');
   // Validate detector settings now (a RangeError naming the parameter), not when the first model arrives.
@@ -268,7 +298,10 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     logger,
     metrics,
     signal: abort.signal,
+    ...(options.modelTrust ? { trust: options.modelTrust } : {}),
   });
+  if (options.modelRegistry && !options.modelTrust)
+    logger.warn('model signatures are not checked: no trusted public key was given to the worker');
   const status = new StatusPublisher({
     ingest,
     workerId,
@@ -292,10 +325,23 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       windowValues: (groupKey, feature) => trigger.drift?.windowValues?.(groupKey, feature),
     },
   });
+  /** Publishes on the bus until delivered (or given up at stop, counted): nothing owed to the bus is dropped silently. */
+  const publishReliably = async (topic: string, key: string, value: unknown): Promise<void> => {
+    const delivered = await publishUntilDelivered(options.bus, topic, key, value, {
+      signal: giveUp.signal,
+      logger,
+      onRetry: () => metrics.busPublishRetries.inc({ topic }),
+    });
+    if (!delivered) {
+      metrics.busPublishDropped.inc({ topic });
+      throw new Error(`not delivered to ${topic}`);
+    }
+  };
   const trigger = new RetrainTrigger({
     modelName,
     holder,
     bus: options.bus,
+    publish: publishReliably,
     logger,
     metrics,
     track,
@@ -392,34 +438,46 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   });
 
   // Labelled samples go to the bus in small batches (`{ samples: [...] }`), so the store appends in bulk.
+  // The queue is the outbox: bounded, and while the bus is down each batch is retried until delivered, so the
+  // queue fills and pushes back on the intake (labels are then left unacknowledged with the broker).
   const sampleBatcher = new MicroBatcher<LabelledSample>({
     maxBatchSize: options.sampleBatchSize ?? 100,
     maxWaitMs: options.sampleBatchMaxWaitMs ?? 250,
-    maxQueue: Math.max(options.sampleBatchSize ?? 100, 10_000),
+    maxQueue: Math.max(options.sampleBatchSize ?? 100, outboxMaxSamples),
     process: async (samples) => {
-      try {
-        // Keyed by machineId (one message per machine in the batch), so a Kafka partition holds a machine's
-        // samples in order.
-        const byMachine = new Map<string, LabelledSample[]>();
-        for (const s of samples) {
-          const list = byMachine.get(s.machineId);
-          if (list) list.push(s);
-          else byMachine.set(s.machineId, [s]);
-        }
-        for (const [machineId, list] of byMachine)
-          await options.bus.publish(BUS_TOPICS.labelledSamples, machineId, { samples: list });
-      } catch (err) {
-        logger.error('labelled samples could not be published', {
-          samples: samples.length,
-          err: describeError(err),
-        });
+      // Keyed by machineId (one message per machine in the batch), so a Kafka partition holds a machine's
+      // samples in order.
+      const byMachine = new Map<string, LabelledSample[]>();
+      for (const s of samples) {
+        const list = byMachine.get(s.machineId);
+        if (list) list.push(s);
+        else byMachine.set(s.machineId, [s]);
       }
+      let dropped = 0;
+      for (const [machineId, list] of byMachine) {
+        try {
+          await publishReliably(BUS_TOPICS.labelledSamples, machineId, { samples: list });
+        } catch {
+          dropped += list.length;
+        }
+      }
+      if (dropped > 0)
+        logger.error(`${dropped} labelled samples were not delivered to the bus`, {
+          action: 'labelled-samples',
+          outcome: 'failure',
+          samples: dropped,
+        });
     },
+    onDepth: (n) => metrics.outboxDepth.set(n),
     logger,
   });
 
   function onTelemetry(t: Telemetry): Promise<void> | undefined {
     status.messageIn();
+    if (repeats?.telemetryRepeat(t.machineId, t.seq, t.ts)) {
+      metrics.duplicates.inc({ kind: 'telemetry' });
+      return undefined;
+    }
     labelJoin.put(t.machineId, t.seq, { telemetry: t });
     return batcher.push(t);
   }
@@ -427,6 +485,10 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   // ── delayed labels: join, publish the labelled sample, feed the accuracy monitor ──
   function onLabel(l: Label): Promise<void> | undefined {
     status.messageIn();
+    if (repeats?.labelRepeat(l.machineId, l.seq, l.efficiency)) {
+      metrics.duplicates.inc({ kind: 'label' });
+      return undefined;
+    }
     const rec = labelJoin.lookup(l.machineId, l.seq);
     if (!rec) return undefined;
     rec.label = l.efficiency;
@@ -574,12 +636,16 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         champions.stopWatching();
         status.stop();
         ingest.pause();
+        // Undelivered retrain requests and labelled samples (bus down) are retried for stopGraceMs, then given up.
+        const grace = setTimeout(() => giveUp.abort(), stopGraceMs);
         await batcher.close();
         await sampleBatcher.close();
         // A last status (not ready) so observers see this worker leave; awaited with the other publishes.
         status.publishFinal();
         await champions.close();
         await Promise.allSettled([...pending]);
+        clearTimeout(grace);
+        giveUp.abort();
         await ingest.close();
         await holder.close();
         await http?.close();

@@ -9,6 +9,7 @@ import {
   str,
   type ConfigOf,
 } from '../../common/config/env.ts';
+import { keysDirField, signingKeyField } from '../../common/model/signature.ts';
 import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 
 /**
@@ -29,6 +30,10 @@ export const retrainerConfigSpec = {
     description: 'directory of the embedded model registry',
     default: '.driftline/registry',
   }),
+  /** Private key signing each challenger (unset: the embedded default key under `keysDir`). */
+  signingKey: signingKeyField(),
+  /** Directory of the embedded default signing key pair. */
+  keysDir: keysDirField(),
   /** Directory of the embedded labelled-sample store. */
   samplesDir: str('SAMPLES_DIR', {
     description: 'directory of the embedded labelled-sample store',
@@ -44,6 +49,21 @@ export const retrainerConfigSpec = {
   stateDir: str('RETRAINER_STATE_DIR', {
     description: 'directory of the retrainer state (handled request ids)',
     default: '.driftline/retrainer',
+  }),
+  /** Requests waiting behind the running one, at most; beyond, a request is coalesced into the newest waiting. */
+  maxQueued: int('RETRAINER_MAX_QUEUED', {
+    description:
+      'retrain requests waiting behind the running one, at most (beyond, coalesced into the newest waiting)',
+    default: 4,
+    min: 1,
+    max: 1000,
+  }),
+  /** Finished requests the ledger keeps (idempotency memory); the oldest are compacted away. */
+  ledgerMaxFinished: int('RETRAINER_LEDGER_MAX_FINISHED', {
+    description: 'finished retrain requests remembered in the ledger (oldest dropped beyond)',
+    default: 1000,
+    min: 10,
+    max: 1_000_000,
   }),
   /** Fewest recent samples a retrain needs; fewer and the request waits for more data. */
   minSamples: int('RETRAIN_MIN_SAMPLES', {

@@ -11,6 +11,7 @@ import { describeError } from '../../common/errors.ts';
 import { startOpsServer } from '../../common/http/ops-server.ts';
 import { createServiceLogger as createLogger } from '../../common/logging/service-logger.ts';
 import { runMain } from '../../common/main.ts';
+import { resolveSigner } from '../../common/model/signature.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
 import { createSampleStore } from '../../common/samples/factory.ts';
@@ -45,6 +46,13 @@ runMain(async () => {
   const logger = createLogger({ service: 'retrainer', version: VERSION });
   logger.info('starting retrainer', { version: VERSION, config: summarizeConfig(spec, config) });
   const kafka = usesKafka(config);
+
+  // Every challenger is signed: MODEL_SIGNING_KEY, or the embedded default key under MODEL_KEYS_DIR.
+  const signer = await resolveSigner(config.signingKey, config.keysDir);
+  logger.info(`model signing key ${signer.keyId} (public key ${signer.publicKey})`, {
+    keyId: signer.keyId,
+    ...(config.signingKey === undefined ? { keysDir: config.keysDir } : {}),
+  });
 
   const { tf, backend } = await loadTf(logger);
   const promRegistry = new Registry();
@@ -88,6 +96,7 @@ runMain(async () => {
     registry,
     store,
     tracking: mlflowTrackingFor(registry, logger),
+    signer,
     logger,
     config,
     tf,

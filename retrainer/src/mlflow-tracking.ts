@@ -47,6 +47,10 @@ export interface MlflowTrackingOptions {
   experiment?: string;
   /** Logs failed epoch writes (which are fire and forget). Default silent. */
   logger?: Logger;
+  /** First delay of the background retry of a run that could not be ended (MLflow down), ms. Default 1000. */
+  finishRetryMs?: number;
+  /** Longest delay between those retries, ms. Default 60,000. */
+  finishRetryMaxMs?: number;
 }
 
 /** The metrics of one epoch, by their MLflow names. */
@@ -72,15 +76,52 @@ function clip<T extends string | number | boolean>(
   return out;
 }
 
-/** Experiment tracking of retrains on the MLflow server behind `registry`. */
+/**
+ * Experiment tracking of retrains on the MLflow server behind `registry`. A run whose end cannot be recorded
+ * (MLflow down at that moment) is ended later — retried in the background and before the next run — so an
+ * outage leaves no run RUNNING. Not covered: the process dying before MLflow is back.
+ */
 export function createMlflowTracking(
   registry: MlflowRunLogger,
   options: MlflowTrackingOptions = {},
 ): RetrainTracking {
   const logger = options.logger ?? silentLogger();
+  // Runs whose end could not be recorded (MLflow unreachable): ended later, so none is left RUNNING while
+  // this process lives — retried in the background with backoff, and before every new run.
+  const unfinished = new Map<string, TrackedRunStatus>();
+  const firstDelay = options.finishRetryMs ?? 1000;
+  const maxDelay = options.finishRetryMaxMs ?? 60_000;
+  let timer: NodeJS.Timeout | undefined;
+  let delay = firstDelay;
+  const settleUnfinished = async (): Promise<void> => {
+    for (const [runId, status] of unfinished) {
+      try {
+        await registry.finishRun(runId, status);
+      } catch {
+        return;
+      }
+      unfinished.delete(runId);
+      logger.info(`MLflow: run ${runId} ended late as ${status} (MLflow was unreachable when it ended)`, {
+        action: 'tracking-finished-late',
+        runId,
+      });
+    }
+  };
+  const scheduleRetry = (): void => {
+    if (timer || unfinished.size === 0) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void settleUnfinished().then(() => {
+        delay = unfinished.size === 0 ? firstDelay : Math.min(maxDelay, delay * 2);
+        scheduleRetry();
+      });
+    }, delay);
+    timer.unref();
+  };
   return {
     kind: registry.kind,
     async startRun(start: TrackedRunStart): Promise<TrackedRun> {
+      await settleUnfinished();
       const { runId } = await registry.startRun({
         ...(options.experiment !== undefined ? { experiment: options.experiment } : {}),
         runName: start.runName,
@@ -117,7 +158,13 @@ export function createMlflowTracking(
         },
         async finish(status: TrackedRunStatus): Promise<void> {
           await drain();
-          await registry.finishRun(runId, status);
+          try {
+            await registry.finishRun(runId, status);
+          } catch (err) {
+            unfinished.set(runId, status);
+            scheduleRetry();
+            throw err;
+          }
         },
       };
     },

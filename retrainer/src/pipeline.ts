@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
 import type { EpochLog } from '../../common/model/classifier.ts';
 import { evaluate, formatMetrics } from '../../common/model/evaluation.ts';
+import type { ModelSigner } from '../../common/model/signature.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import type { EvalMetrics, LabelledRow, LoadedModel } from '../../common/model/types.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
@@ -75,6 +76,12 @@ export interface RetrainOnceDeps {
    * that builds the retrainer chooses it (`mlflowTrackingFor(registry)` in `main.ts`).
    */
   tracking?: RetrainTracking;
+  /**
+   * Signs each challenger's `metadata.json` before registration (`resolveSigner` in
+   * `common/model/signature.ts`); edge workers refuse unsigned models. The services always pass it; default
+   * none (tests with fake artifacts).
+   */
+  signer?: ModelSigner;
 }
 
 /** Per-call options of {@link retrainOnce}. */
@@ -319,6 +326,15 @@ export async function retrainOnce(
         : {}),
       promote: decision.promote ? 1 : 0,
     });
+
+    // ---- sign: the edge serves only artifacts whose metadata this key signed -------
+    if (deps.signer) {
+      const signature = await deps.signer.signArtifact(trained.dir);
+      log.info(`challenger signed with key ${signature.keyId}`, {
+        action: 'artifact-signed',
+        keyId: signature.keyId,
+      });
+    }
 
     // ---- register before any alias move -----------------------------------------
     const registered = await deps.registry.registerVersion(name, trained.dir, {

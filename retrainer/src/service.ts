@@ -18,8 +18,12 @@ import { defaultTrainer, retrainOnce, type RetrainOnceDeps, type RetrainOutcome 
  * time per model name, publishing `model-promoted` / `model-rejected` on
  * `driftline.model-events` (key = model name).
  *
- * - Validation: a malformed request is rejected with a non-retriable
+ * - Validation: a malformed request, or one for another model than the
+ *   configured `MODEL_NAME`, is rejected with a non-retriable
  *   `ValidationError`, so the bus dead-letters it.
+ * - Bounded: at most `maxQueued` requests wait behind the running one (more
+ *   are coalesced into the newest waiting, which reads the newest data
+ *   anyway); the ledger keeps `ledgerMaxFinished` finished records.
  * - Idempotency: requests are keyed by `requestId`. Each is recorded durably
  *   (`<stateDir>/requests.json`) as `queued` *before* the message is
  *   acknowledged, and with its outcome when done. A redelivery or repeat of a
@@ -306,6 +310,22 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
       throw new ValidationError('invalid_retrain_request', `invalid retrain request: ${parsed.reason}`);
     }
     const r = parsed.value;
+    if (r.modelName !== config.modelName) {
+      // Only the configured model: a request for any other name would open a queue (and ledger records) of its own.
+      metrics.requests.inc({ result: 'wrong-model' });
+      logger.warn(
+        `retrain request for model ${r.modelName} refused: this retrainer serves ${config.modelName}`,
+        {
+          correlationId: r.correlationId,
+          requestId: r.requestId,
+          action: 'retrain-request-refused',
+        },
+      );
+      throw new ValidationError(
+        'unknown_model',
+        `retrain request for model ${JSON.stringify(r.modelName)}: this retrainer serves ${config.modelName}`,
+      );
+    }
     const book = requireLedger();
     const log = logger.child({
       correlationId: r.correlationId,
@@ -333,9 +353,10 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
     }
     const at = new Date().toISOString();
     const l = lane(r.modelName);
-    const episodeJob = [l.current, ...l.queue].find(
-      (j): j is Job => j !== undefined && sameEpisode(j.request, r),
-    );
+    // The same drift episode, or (bounded queue) the newest waiting request when `maxQueued` already wait.
+    const episodeJob =
+      [l.current, ...l.queue].find((j): j is Job => j !== undefined && sameEpisode(j.request, r)) ??
+      (l.queue.length >= config.maxQueued ? l.queue.at(-1) : undefined);
     if (episodeJob) {
       metrics.requests.inc({ result: 'coalesced' });
       await book.put({
@@ -348,7 +369,7 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
         receivedAt: at,
         updatedAt: at,
         attempts: 0,
-        reason: `same drift episode as ${episodeJob.request.requestId} (correlation ${episodeJob.request.correlationId}), already ${episodeJob === l.current ? 'in training' : 'queued'}`,
+        reason: `${sameEpisode(episodeJob.request, r) ? 'same drift episode as' : `queue full (${config.maxQueued} waiting): into`} ${episodeJob.request.requestId} (correlation ${episodeJob.request.correlationId}), already ${episodeJob === l.current ? 'in training' : 'queued'}`,
       });
       log.info('retrain request coalesced into the one in progress', {
         action: 'retrain-request-coalesced',
@@ -380,7 +401,7 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
 
     async start() {
       if (started) return;
-      ledger = await RequestLedger.open(config.stateDir, { logger });
+      ledger = await RequestLedger.open(config.stateDir, { logger, maxFinished: config.ledgerMaxFinished });
       for (const rec of ledger.pending()) {
         if (!rec.request) continue;
         logger.info('resuming retrain request', {

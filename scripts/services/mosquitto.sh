@@ -24,12 +24,16 @@
 #   MOSQUITTO_DEV_PASSWORD   password prefix (default driftline-dev)
 #   MOSQUITTO_DEVICES        number of device accounts m-000… (default 32)
 #   MOSQUITTO_START_TIMEOUT  seconds to wait for the port (default 15)
+#   MOSQUITTO_PERSISTENCE    true: persistent sessions and their queued QoS 1 messages are saved in
+#                            .services/mosquitto/data/ on stop (SIGTERM) and restored on start (the broker
+#                            restart fault test, tests/faults/broker-restart.test.ts); default false
 #
 # Files (all under the git-ignored .services/):
 #   .services/mosquitto/mosquitto.conf   generated config
 #   .services/mosquitto/passwd           password file (hashed, mode 600)
 #   .services/mosquitto/acl              ACL file
 #   .services/mosquitto/mosquitto.pid    pid of the broker
+#   .services/mosquitto/data/            persistence file (MOSQUITTO_PERSISTENCE=true)
 #   .services/logs/mosquitto.log         broker log
 set -euo pipefail
 
@@ -45,6 +49,8 @@ port="${MOSQUITTO_PORT:-1884}"
 prefix="${MOSQUITTO_DEV_PASSWORD:-driftline-dev}"
 devices="${MOSQUITTO_DEVICES:-32}"
 timeout_s="${MOSQUITTO_START_TIMEOUT:-15}"
+persistence="${MOSQUITTO_PERSISTENCE:-false}"
+case "$persistence" in true | false) ;; *) echo "mosquitto.sh: MOSQUITTO_PERSISTENCE must be true or false" >&2; exit 2 ;; esac
 
 log_msg() { echo "mosquitto.sh: $*"; }
 # shellcheck source=lib.sh
@@ -56,7 +62,7 @@ port_open() {
 }
 
 write_files() {
-  mkdir -p "$base" "$log_dir"
+  mkdir -p "$base" "$base/data" "$log_dir"
   umask 077
   # Password file: hashed by mosquitto_passwd (sha512-pbkdf2), one batch call per user.
   local tmp="$passwd.tmp"
@@ -111,7 +117,8 @@ allow_anonymous false
 password_file $passwd
 acl_file $acl
 listener $port 127.0.0.1
-persistence false
+persistence $persistence
+persistence_location $base/data/
 max_queued_messages 100000
 max_inflight_messages 100
 log_dest stdout

@@ -143,10 +143,11 @@ const EMPTY_METRICS: EvalMetrics = {
   confusion: [],
 };
 
-/** Writes a fake artifact (one JSON file) into `dir`. */
+/** Writes a fake artifact (the spec, and a metadata.json the retrainer can sign) into `dir`. */
 export async function writeFakeArtifact(dir: string, spec: FakeModelSpec): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
   await fs.writeFile(path.join(dir, FAKE_FILE), JSON.stringify(spec));
+  await fs.writeFile(path.join(dir, 'metadata.json'), JSON.stringify({ format: 'driftline-fake/1', spec }));
 }
 
 /** Loads a fake artifact as a {@link LoadedModel} (the retrainer's `loadModel` dependency). */
@@ -226,6 +227,8 @@ export class FakeTrainer implements Trainer {
 interface StoredVersion {
   version: ModelVersion;
   spec: FakeModelSpec;
+  /** metadata.json as registered (parsed), when the artifact had one. */
+  metadata?: unknown;
 }
 
 /** An in-memory {@link ModelRegistry} over fake artifacts; `failSetChampion` injects a failure in the alias move. */
@@ -263,6 +266,10 @@ export class MemoryRegistry implements ModelRegistry {
   async registerVersion(name: string, artifactDir: string, info: RegisterInfo): Promise<ModelVersion> {
     this.calls.push(`register`);
     const spec = JSON.parse(await fs.readFile(path.join(artifactDir, FAKE_FILE), 'utf8')) as FakeModelSpec;
+    const metadata: unknown = await fs
+      .readFile(path.join(artifactDir, 'metadata.json'), 'utf8')
+      .then((t) => JSON.parse(t) as unknown)
+      .catch(() => undefined);
     const m = this.model(name);
     const version: ModelVersion = {
       name,
@@ -277,8 +284,13 @@ export class MemoryRegistry implements ModelRegistry {
         ...(info.requestId ? { 'driftline.request_id': info.requestId } : {}),
       },
     };
-    m.versions.push({ version, spec });
+    m.versions.push({ version, spec, ...(metadata !== undefined ? { metadata } : {}) });
     return { ...version };
+  }
+
+  /** The metadata.json registered with `version` (parsed), if its artifact had one. */
+  registeredMetadata(name: string, version: string): unknown {
+    return this.models.get(name)?.versions.find((s) => s.version.version === version)?.metadata;
   }
 
   async getChampion(name: string): Promise<ModelVersion | undefined> {

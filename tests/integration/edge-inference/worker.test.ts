@@ -251,6 +251,8 @@ describe('edge worker against the broker', () => {
 
   it('refuses a corrupted model and keeps serving the one it has', async () => {
     const w = await startWorker('edge-it-corrupt');
+    // The worker acts on the registry's champion alias, the event only makes it look.
+    await registry.setChampion(MODEL, '3', { by: 'test', reason: 'corrupt champion' });
     const dir = await registry.fetchArtifact(MODEL, '3');
     const weights = path.join(dir, 'weights.bin');
     const bytes = await readFile(weights);
@@ -267,6 +269,7 @@ describe('edge worker against the broker', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${w.worker.httpPort}/metrics`)).text();
     expect(metrics).toContain('driftline_edge_model_loads_refused_total{reason="artifact_invalid"} 1');
     await stopWorker(w);
+    await registry.setChampion(MODEL, '1', { by: 'test', reason: 'restore' });
   });
 
   it('hot-swaps under load without losing or repeating a prediction', async () => {
@@ -288,6 +291,7 @@ describe('edge worker against the broker', () => {
         ['4', '2'],
       ] as const) {
         // The event is not awaited: the model loads while telemetry keeps flowing.
+        await registry.setChampion(MODEL, target, { by: 'test', reason: 'swap' });
         void w.bus.publish(BUS_TOPICS.modelEvents, MODEL, modelEvent('model-promoted', target, from));
         do await sendChunk();
         while (w.worker.holder.version !== target && sent < 5000);
@@ -310,6 +314,7 @@ describe('edge worker against the broker', () => {
       expect(w.worker.holder.version).toBe('4');
     } finally {
       await stopWorker(w);
+      await registry.setChampion(MODEL, '1', { by: 'test', reason: 'restore' });
     }
   });
 

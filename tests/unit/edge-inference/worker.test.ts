@@ -241,10 +241,12 @@ describe('edge worker (fake transport)', () => {
       reason: 'test',
       at: Date.now(),
     });
+    reg.champion = '2';
     await bus.publish(BUS_TOPICS.modelEvents, 'driftline-efficiency', event('model-promoted', '2'));
     await bus.idle();
     expect(worker.holder.version).toBe('2');
     expect(reg.models.get('1')?.disposed).toBe(true);
+    reg.champion = '3';
     await bus.publish(BUS_TOPICS.modelEvents, 'driftline-efficiency', event('model-promoted', '3'));
     await bus.idle();
     expect(worker.holder.version).toBe('2');
@@ -252,9 +254,44 @@ describe('edge worker (fake transport)', () => {
     await ingest.telemetry(makeTelemetry('m1', 1));
     await new Promise((r) => setTimeout(r, 20));
     expect(ingest.predictions.at(-1)?.modelVersion).toBe('2');
+    reg.champion = '1';
     await bus.publish(BUS_TOPICS.modelEvents, 'driftline-efficiency', event('model-rolled-back', '1'));
     await bus.idle();
     expect(worker.holder.version).toBe('1');
+  });
+
+  it('acts on the registry champion only: a forged model-promoted event for a rejected version moves nothing', async () => {
+    const bus = new InProcessBus();
+    const ingest = new FakeIngest();
+    // The registry knows versions 1 (champion) and 2 (marked rejected); the event names 2.
+    const reg = fakeRegistry('1');
+    const worker = make({ ingest, bus, modelRegistry: reg, loader: loaderFor(reg), batchMaxWaitMs: 1 });
+    await worker.start();
+    const forged = {
+      type: 'model-promoted',
+      modelName: 'driftline-efficiency',
+      version: '2',
+      previousVersion: '1',
+      metrics: { samples: 10, accuracy: 0.99, macroF1: 0.99 },
+      correlationId: 'forged',
+      requestId: null,
+      reason: 'forged',
+      at: Date.now(),
+    };
+    for (let i = 0; i < 3; i++) await bus.publish(BUS_TOPICS.modelEvents, 'driftline-efficiency', forged);
+    await bus.idle();
+    expect(worker.holder.version).toBe('1');
+    expect(reg.models.has('2')).toBe(false); // never even fetched
+    await ingest.telemetry(makeTelemetry('m1', 1));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(ingest.predictions.at(-1)?.modelVersion).toBe('1');
+    const metrics = await worker.metrics.registry.metrics();
+    expect(metrics).toContain('driftline_edge_model_events_ignored_total{reason="not_champion"} 3');
+    // A hint is still a hint: an event (even a stale one) makes the worker look, and it follows the alias.
+    reg.champion = '4';
+    await bus.publish(BUS_TOPICS.modelEvents, 'driftline-efficiency', forged);
+    await bus.idle();
+    expect(worker.holder.version).toBe('4');
   });
 
   it('is not ready until a champion exists, then loads it', async () => {

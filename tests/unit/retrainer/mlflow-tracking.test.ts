@@ -120,4 +120,32 @@ describe('MLflow tracking adapter (fake MlflowRegistry)', () => {
     expect(calls[4]?.tags).toEqual([{ key: 'driftline.outcome', value: 'promoted' }]);
     expect(calls[5]).toMatchObject({ status: 'FINISHED' });
   });
+
+  it('ends a run later when MLflow was down as it ended: in the background and before the next run', async () => {
+    const { calls, logger } = fakeMlflow();
+    let down = true;
+    const finishRun = logger.finishRun;
+    logger.finishRun = async (runId, status) => {
+      if (down) throw new Error('connect ECONNREFUSED');
+      return finishRun(runId, status);
+    };
+    const tracking = createMlflowTracking(logger, { finishRetryMs: 10, finishRetryMaxMs: 20 });
+    const run = await tracking.startRun({ runName: 'a', params: {}, tags: {} });
+    await expect(run.finish('FAILED')).rejects.toThrow(/ECONNREFUSED/);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(calls.filter((c) => c.op === 'finishRun')).toEqual([]);
+    down = false;
+    await expect
+      .poll(() => calls.filter((c) => c.op === 'finishRun'), { timeout: 2000, interval: 10 })
+      .toEqual([{ op: 'finishRun', runId: 'r1', status: 'FAILED' }]);
+
+    // Down again at the end of a second run: the next run's start ends it first.
+    down = true;
+    const second = await tracking.startRun({ runName: 'b', params: {}, tags: {} });
+    await expect(second.finish('FINISHED')).rejects.toThrow();
+    down = false;
+    calls.length = 0;
+    await tracking.startRun({ runName: 'c', params: {}, tags: {} });
+    expect(calls.map((c) => c.op).slice(0, 2)).toEqual(['finishRun', 'startRun']);
+  });
 });

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InProcessBus } from '../../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../../common/bus/types.ts';
 import { parseModelEvent, type ModelEvent } from '../../../common/events/schemas.ts';
+import { createSigner, createTrust, generateSigningKey } from '../../../common/model/signature.ts';
 import { openFileSampleStore, type FileSampleStore } from '../../../common/samples/file-store.ts';
 import type { RetrainerConfig } from '../../../retrainer/src/config.ts';
 import { retrainOnce } from '../../../retrainer/src/pipeline.ts';
@@ -106,6 +107,31 @@ describe('retrainer service (fake trainer and registry)', () => {
     expect(r.metrics.registry.getSingleMetric('driftline_retrainer_promotions_total')).toBeDefined();
   });
 
+  it('signs the challenger before registering it: the registered metadata verifies with its public key', async () => {
+    const signer = createSigner(generateSigningKey());
+    const r = createRetrainer({
+      bus,
+      registry,
+      store,
+      trainer: new FakeTrainer(better()),
+      config: config(),
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+      signer,
+    });
+    retrainers.push(r);
+    await r.start();
+    await r.submit(makeRequest({ requestId: hex(9) }));
+    await r.idle();
+    expect(r.record(hex(9))?.status).toBe('promoted');
+    const metadata = registry.registeredMetadata(MODEL, '2');
+    expect(metadata).toMatchObject({ signature: { algorithm: 'ed25519', keyId: signer.keyId } });
+    expect(() => createTrust([signer.publicKey]).verifyMetadata(metadata)).not.toThrow();
+    expect(() =>
+      createTrust([createSigner(generateSigningKey()).publicKey]).verifyMetadata(metadata),
+    ).toThrow(/does not verify/);
+  });
+
   it('rejects a worse challenger: the champion stays, the version is marked rejected, model-rejected says why', async () => {
     const trainer = new FakeTrainer({ spec: { kind: 'constant', label: 'Low' } });
     const r = start(trainer);
@@ -181,8 +207,7 @@ describe('retrainer service (fake trainer and registry)', () => {
     expect(b.record(hex(5))).toMatchObject({ status: 'promoted', attempts: 2 });
   });
 
-  it('never overlaps trainings of one model; other models get their own queue', async () => {
-    await registry.seedChampion('other-model', { kind: 'oracle' });
+  it('never overlaps trainings of one model', async () => {
     const trainer = new FakeTrainer({ ...better(), delayMs: 40 });
     const r = start(trainer);
     await r.start();
@@ -192,23 +217,42 @@ describe('retrainer service (fake trainer and registry)', () => {
     await r.idle();
     expect(trainer.jobs).toHaveLength(2);
     expect(trainer.maxActive).toBe(1);
+  });
 
-    const t2 = new FakeTrainer({ ...better(), waitForConcurrent: 2 });
-    const r2 = createRetrainer({
-      bus,
-      registry,
-      store,
-      trainer: t2,
-      config: config({ stateDir: path.join(dir, 'state2') }),
-      loadModel: loadFakeModel,
-      consumeSamples: false,
-    });
-    retrainers.push(r2);
-    await r2.start();
-    await r2.submit(makeRequest({ requestId: hex(8) }));
-    await r2.submit(makeRequest({ requestId: hex(9), modelName: 'other-model' }));
-    await r2.idle();
-    expect(t2.maxActive).toBe(2);
+  it('accepts requests for the configured model only; its queue and ledger stay bounded', async () => {
+    await registry.seedChampion('other-model', { kind: 'oracle' });
+    const trainer = new FakeTrainer({ ...better(), delayMs: 200 });
+    const r = start(trainer);
+    await r.start();
+    // 300 requests for other model names: every one refused (dead-lettered), nothing queued or recorded.
+    let refused = 0;
+    for (let i = 0; i < 300; i++)
+      await r
+        .submit(makeRequest({ requestId: hex(1000 + i), modelName: `other-model-${i}` }))
+        .catch(() => refused++);
+    expect(refused).toBe(300);
+    expect(Object.keys(r.status().lanes)).toEqual([]);
+    // 300 requests of 300 different episodes (champion versions) for the configured model while trainings
+    // run: at most maxQueued (4) ever wait, the rest are coalesced into the newest waiting.
+    let maxQueued = 0;
+    const results: Record<string, number> = {};
+    for (let i = 0; i < 300; i++) {
+      const res = await r.submit(makeRequest({ requestId: hex(2000 + i), championVersion: String(100 + i) }));
+      results[res] = (results[res] ?? 0) + 1;
+      maxQueued = Math.max(maxQueued, r.status().lanes[MODEL]?.queued ?? 0);
+    }
+    expect(Object.keys(r.status().lanes)).toEqual([MODEL]);
+    expect(maxQueued).toBeLessThanOrEqual(4);
+    await r.idle();
+    expect(trainer.jobs.length).toBe(results.accepted);
+    expect((results.accepted ?? 0) + (results.coalesced ?? 0)).toBe(300);
+    const ledger = JSON.parse(await fs.readFile(path.join(dir, 'state', 'requests.json'), 'utf8')) as {
+      requests: { modelName: string; status: string }[];
+    };
+    expect(ledger.requests).toHaveLength(300);
+    expect(ledger.requests.every((x) => x.modelName === MODEL)).toBe(true);
+    const metrics = await r.metrics.registry.metrics();
+    expect(metrics).toContain('driftline_retrainer_requests_total{result="wrong-model"} 300');
   });
 
   it('coalesces a request of the same episode that arrives while its training runs', async () => {

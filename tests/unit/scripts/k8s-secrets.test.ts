@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CredentialStore } from '../../../broker/src/credentials.ts';
+import { publicKeyOf } from '../../../common/model/signature.ts';
 import { secretData } from '../../../scripts/k8s-secrets.ts';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ const env = {
   BRIDGE_MQTT_PASSWORD: 'bridge-pw',
   DEVICE_PASSWORD_PREFIX: 'dev',
   DASHBOARD_OPERATOR_PASSWORD: 'op-pw',
+  MODEL_SIGNING_KEY: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
 };
 
 describe('k8s secrets', () => {
@@ -34,6 +36,16 @@ describe('k8s secrets', () => {
     ).toEqual(['bridge', 'dashboard', 'edge', 'inspection', 'm-000', 'm-001', 'm-002', 'retrainer']);
     const sim = JSON.parse(data['simulator-credentials.json'] ?? '{}') as { devices: Record<string, string> };
     expect(sim.devices['m-001']).toBe('dev-m-001');
+  });
+
+  it('gives the retrainer the model signing key and the edge only its public half', async () => {
+    const data = await secretData(env, 1);
+    expect(data.MODEL_SIGNING_KEY).toBe(env.MODEL_SIGNING_KEY);
+    expect(data.MODEL_VERIFY_KEYS).toBe(publicKeyOf(env.MODEL_SIGNING_KEY));
+    expect(data.MODEL_VERIFY_KEYS).not.toBe(env.MODEL_SIGNING_KEY);
+    await expect(secretData({ ...env, MODEL_SIGNING_KEY: 'not-a-key' }, 1)).rejects.toThrow(
+      /MODEL_SIGNING_KEY is not an Ed25519 private key/,
+    );
   });
 
   it('refuses to run without a vault value', async () => {

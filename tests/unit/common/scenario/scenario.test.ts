@@ -717,3 +717,29 @@ describe('shipped scenarios', () => {
     expect(demo.phases[1]?.rule).toBeDefined();
   });
 });
+
+describe('scenario validation of out-of-range fields (found by tests/fuzz/scenario-files.test.ts)', () => {
+  it('refuses machines past the limit with a ValidationError, not a RangeError from building the ids', () => {
+    for (const machines of [Number.MAX_SAFE_INTEGER, 2 ** 32, 1e9]) {
+      const err = (() => {
+        try {
+          parseScenario({ seed: 1, machines, phases: [{ name: 'a', samples: 10 }] });
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as Error).message).toMatch(/machines/);
+    }
+  });
+
+  it('refuses malformed machineIds and phases with a ValidationError', () => {
+    for (const doc of [
+      { seed: 1, machines: 2, machineIds: 'm-1', phases: [{ name: 'a', samples: 10 }] },
+      { seed: 1, machines: 2, phases: [null] },
+      { seed: 1, machines: 2, phases: [{ name: 'a', samples: 10, faults: [null] }] },
+    ])
+      expect(() => parseScenario(doc)).toThrow(ValidationError);
+  });
+});

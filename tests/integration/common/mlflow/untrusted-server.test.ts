@@ -1,14 +1,14 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isRetriable } from '../../common/errors.ts';
-import { MlflowClient } from '../../common/mlflow/client.ts';
+import { isRetriable } from '../../../../common/errors.ts';
+import { MlflowClient } from '../../../../common/mlflow/client.ts';
 import {
   MlflowMalformedResponseError,
   MlflowResponseTooLargeError,
   MlflowTransportError,
-} from '../../common/mlflow/errors.ts';
-import { MlflowRegistry } from '../../common/registry/mlflow.ts';
+} from '../../../../common/mlflow/errors.ts';
+import { MlflowRegistry } from '../../../../common/registry/mlflow.ts';
 
 /**
  * Issue 10: the MLflow client trusted the server — no size limit on answers,

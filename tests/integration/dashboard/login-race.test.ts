@@ -1,13 +1,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../common/logging/logger.ts';
-import { loadAssets } from '../../dashboard/src/assets.ts';
-import { LoginLimiter, SessionStore, UserDirectory } from '../../dashboard/src/auth.ts';
-import { createRequestHandler } from '../../dashboard/src/http.ts';
-import { EventStreamHub } from '../../dashboard/src/sse.ts';
-import { DashboardStore } from '../../dashboard/src/state.ts';
-import { testUsers } from '../helpers/dashboard/stack.ts';
+import { silentLogger } from '../../../common/logging/logger.ts';
+import { loadAssets } from '../../../dashboard/src/assets.ts';
+import { LoginLimiter, SessionStore, UserDirectory } from '../../../dashboard/src/auth.ts';
+import { createRequestHandler } from '../../../dashboard/src/http.ts';
+import { EventStreamHub } from '../../../dashboard/src/sse.ts';
+import { DashboardStore } from '../../../dashboard/src/state.ts';
+import { testUsers } from '../../helpers/dashboard/stack.ts';
 
 /**
  * Issue 10: the dashboard's login limit (5 failures per address and username)

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../common/logging/logger.ts';
-import { announceDashboard } from '../../bin/lib/announce.ts';
+import { createLogger } from '../../../../common/logging/logger.ts';
+import { announceDashboard } from '../../../../bin/lib/announce.ts';
 
 /**
  * Issue 10: `npm start` logged the generated dashboard operator password at
@@ -39,7 +39,7 @@ describe('the generated operator password', () => {
   });
 
   it('is announced through announceDashboard by npm start (start.ts never formats it into a message)', async () => {
-    const source = await readFile(new URL('../../bin/lib/start.ts', import.meta.url), 'utf8');
+    const source = await readFile(new URL('../../../../bin/lib/start.ts', import.meta.url), 'utf8');
     expect(source).toContain('announceDashboard(');
     // The generated password is never interpolated into a message there (the old log.info line did).
     expect(source).not.toMatch(/\$\{generated\}/);

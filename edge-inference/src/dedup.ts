@@ -1,0 +1,55 @@
+/**
+ * Repeats recognised by machineId + seq within a bounded window. MQTT QoS 1 is
+ * at least once: a device re-sends a message whose PUBACK it did not see (its
+ * broker restarted, its connection dropped), the broker redelivers what the
+ * worker had not acknowledged, and a retained message is replayed to every new
+ * subscriber. Without this each repeat is predicted again and counted twice by
+ * the drift windows and the accuracy monitor.
+ *
+ * A reading is a repeat when the same machine's same `seq` was taken in before
+ * with the same `ts`: a redelivery carries the same payload. The same seq with
+ * another `ts` is a device that restarted its counter (the simulator starts at
+ * 0 on every run); it is taken in and replaces the remembered entry. A label
+ * is a repeat when the same machine's same seq was labelled before with the
+ * same class.
+ *
+ * Memory is bounded: at most `maxEntries` keys, the oldest forgotten first
+ * (insertion order of a Map: O(1) per message). A repeat older than the window
+ * is not recognised; the default (100,000) covers more than the broker's
+ * per-session queue (10,000) and a worker's in-flight messages many times.
+ */
+export class RepeatFilter {
+  private readonly seen = new Map<string, number | string>();
+
+  constructor(private readonly maxEntries = 100_000) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 1)
+      throw new RangeError(`RepeatFilter: maxEntries must be an integer ≥ 1, got ${String(maxEntries)}`);
+  }
+
+  /** Entries remembered. */
+  get size(): number {
+    return this.seen.size;
+  }
+
+  /** True when this telemetry reading was taken in before (and is remembered); otherwise remembers it. */
+  telemetryRepeat(machineId: string, seq: number, ts: number): boolean {
+    return this.check(`t\u0000${machineId}\u0000${seq}`, ts);
+  }
+
+  /** True when this label was taken in before (and is remembered); otherwise remembers it. */
+  labelRepeat(machineId: string, seq: number, efficiency: string): boolean {
+    return this.check(`l\u0000${machineId}\u0000${seq}`, efficiency);
+  }
+
+  private check(key: string, value: number | string): boolean {
+    const before = this.seen.get(key);
+    if (before === value) return true;
+    if (before !== undefined) this.seen.delete(key); // re-inserted as the newest
+    this.seen.set(key, value);
+    if (this.seen.size > this.maxEntries) {
+      const oldest = this.seen.keys().next();
+      if (!oldest.done) this.seen.delete(oldest.value);
+    }
+    return false;
+  }
+}
