@@ -13,6 +13,12 @@ import { SortedSample, ks2sampSorted } from '../../common/stats/ks.ts';
 import { FEATURES, type Feature } from '../../common/schema/features.ts';
 import { Rng } from '../../common/util/rng.ts';
 
+/**
+ * These tests pin the tumbling/hopping `windows` engine; the multi-scale default
+ * has its own tests (tests/unit/common/drift/multiscale-drift.test.ts).
+ */
+const WINDOWS = { detector: 'windows' } as const;
+
 // One reference (the champion's training sample) for the whole file: seed 1, 5,000 rows.
 const REFERENCE = seedReference(1, 5_000);
 const ONSET = 20_250;
@@ -28,7 +34,7 @@ function alarmsOf(
   config: Partial<FeatureDriftConfig> = {},
   machine: (i: number) => string = () => 'm-1',
 ): { at: number[]; detector: FeatureDriftDetector; updates: DriftUpdate[] } {
-  const detector = new FeatureDriftDetector(REFERENCE, config);
+  const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, ...config });
   const at: number[] = [];
   const updates: DriftUpdate[] = [];
   for (let i = 0; i < n; i++) {
@@ -82,7 +88,9 @@ describe('FeatureDriftDetector parameters', () => {
   });
 
   it('ignores undefined overrides (unset env vars)', () => {
-    expect(new FeatureDriftDetector(REFERENCE, { windowSize: undefined }).config.windowSize).toBe(500);
+    expect(new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowSize: undefined }).config.windowSize).toBe(
+      500,
+    );
   });
 
   it('rejects a reference without values, empty or non-finite, with an ArtifactError', () => {
@@ -145,7 +153,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('hopping windows test every hop samples and detect sooner', () => {
-    const detector = new FeatureDriftDetector(REFERENCE, { windowMode: 'hopping', hop: 100 });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowMode: 'hopping', hop: 100 });
     const stream = shifted('temperatureC');
     const tested: number[] = [];
     const alarms: number[] = [];
@@ -174,7 +182,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('reports per-feature statistic, p-value, threshold and drifted flag equal to ks2sampSorted on the same data', () => {
-    const detector = new FeatureDriftDetector(REFERENCE);
+    const detector = new FeatureDriftDetector(REFERENCE, WINDOWS);
     const stream = shifted('powerKw', 9, 2_000);
     const window: number[][] = FEATURES.map(() => []);
     let checked = 0;
@@ -204,7 +212,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('driftDetected is true only right after the alarming update', () => {
-    const detector = new FeatureDriftDetector(REFERENCE);
+    const detector = new FeatureDriftDetector(REFERENCE, WINDOWS);
     const stream = shifted('temperatureC');
     for (let i = 0; i < 21_499; i++) detector.update(stream.next());
     expect(detector.driftDetected).toBe(false);
@@ -217,7 +225,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('skips rows with a non-finite feature without breaking the window', () => {
-    const detector = new FeatureDriftDetector(REFERENCE, { windowSize: 10 });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowSize: 10 });
     const stream = new SeedStream({ seed: 4 });
     for (let i = 0; i < 9; i++) expect(detector.update(stream.next()).tested).toBe(false);
     expect(detector.update({ ...stream.next(), powerKw: Number.NaN }).tested).toBe(false);
@@ -226,7 +234,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('carries telemetry ts and seq into the window bounds', () => {
-    const detector = new FeatureDriftDetector(REFERENCE, { windowSize: 10 });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowSize: 10 });
     const stream = new SeedStream({ seed: 4 });
     let last: DriftUpdate = { tested: false, alarm: null };
     for (let i = 0; i < 10; i++) last = detector.update({ ...stream.next(), ts: 1_000 + i, seq: 50 + i });
@@ -272,7 +280,7 @@ describe('latticeStatistic (the cached exact path)', () => {
         FEATURES.map((f) => [f, REFERENCE.features[f].map((v) => Math.round(v))]),
       ) as typeof REFERENCE.features,
     };
-    const detector = new FeatureDriftDetector(tied, { windowSize: 200 });
+    const detector = new FeatureDriftDetector(tied, { ...WINDOWS, windowSize: 200 });
     const stream = new SeedStream({ seed: 13 });
     const window: number[][] = FEATURES.map(() => []);
     for (let i = 0; i < 2_000; i++) {
@@ -297,7 +305,7 @@ describe('latticeStatistic (the cached exact path)', () => {
 
 describe('FeatureDriftDetector reset and groups', () => {
   it('reset(reference) clears windows, streaks and cooldown; the sample clock goes on', () => {
-    const detector = new FeatureDriftDetector(REFERENCE);
+    const detector = new FeatureDriftDetector(REFERENCE, WINDOWS);
     const stream = shifted('temperatureC');
     for (let i = 0; i < 21_000; i++) detector.update(stream.next());
     // One rejecting window so far (20,500–20,999): one more would alarm.
@@ -322,7 +330,7 @@ describe('FeatureDriftDetector reset and groups', () => {
   });
 
   it('groupBy machine keeps one window per machine', () => {
-    const detector = new FeatureDriftDetector(REFERENCE, { groupBy: 'machine', windowSize: 100 });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, groupBy: 'machine', windowSize: 100 });
     const stream = new SeedStream({ seed: 5 });
     for (let i = 0; i < 99; i++) expect(detector.update(stream.next(), 'm-a').tested).toBe(false);
     for (let i = 0; i < 99; i++) expect(detector.update(stream.next(), 'm-b').tested).toBe(false);
@@ -332,7 +340,7 @@ describe('FeatureDriftDetector reset and groups', () => {
     const b = detector.update(stream.next(), 'm-b');
     expect(b.tested && b.window.from.sampleIndex).toBe(99);
     // groupBy all ignores the machine id.
-    const all = new FeatureDriftDetector(REFERENCE, { windowSize: 100 });
+    const all = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowSize: 100 });
     for (let i = 0; i < 99; i++) all.update(stream.next(), i % 2 ? 'm-a' : 'm-b');
     expect(all.update(stream.next(), 'm-c').tested).toBe(true);
     expect(all.groupKeys()).toEqual(['all']);
@@ -340,7 +348,7 @@ describe('FeatureDriftDetector reset and groups', () => {
 
   it('groupBy machine alarms in the drifted machine only', () => {
     // Even samples from m-even, odd from m-odd; only m-odd's rows are shifted (onset at its own 10,000th row).
-    const detector = new FeatureDriftDetector(REFERENCE, { groupBy: 'machine' });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, groupBy: 'machine' });
     const even = new SeedStream({ seed: 6 });
     const odd = shifted('errorRatePct', 7, 10_000);
     const alarms: string[] = [];
@@ -356,6 +364,7 @@ describe('FeatureDriftDetector reset and groups', () => {
 
   it('drops the least recently updated group beyond maxGroups', () => {
     const detector = new FeatureDriftDetector(REFERENCE, {
+      ...WINDOWS,
       groupBy: 'machine',
       windowSize: 10,
       maxGroups: 2,

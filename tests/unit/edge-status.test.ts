@@ -94,9 +94,9 @@ describe('status building blocks', () => {
 
   it('RecentWindows holds exactly what the detector tests (tumbling and hopping, per machine)', () => {
     for (const config of [
-      { windowSize: 20, windowMode: 'tumbling', groupBy: 'all' },
-      { windowSize: 20, windowMode: 'hopping', hop: 7, groupBy: 'all' },
-      { windowSize: 20, windowMode: 'tumbling', groupBy: 'machine' },
+      { detector: 'windows', windowSize: 20, windowMode: 'tumbling', groupBy: 'all' },
+      { detector: 'windows', windowSize: 20, windowMode: 'hopping', hop: 7, groupBy: 'all' },
+      { detector: 'windows', windowSize: 20, windowMode: 'tumbling', groupBy: 'machine' },
     ] as const) {
       const detector = new FeatureDriftDetector(makeReference(), config);
       const tap = new RecentWindows(detector.config);
@@ -147,7 +147,7 @@ describe('edge worker status messages', () => {
       initialModel: model,
       batchSize: 25,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50 },
+      driftConfig: { detector: 'windows', windowSize: 50 },
       driftWindowMinIntervalMs: 0,
     });
     await worker.start();
@@ -209,7 +209,7 @@ describe('edge worker status messages', () => {
       initialModel: fakeModel('1'),
       batchSize: 25,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50 },
+      driftConfig: { detector: 'windows', windowSize: 50 },
       driftWindowMinIntervalMs: 60_000,
     });
     await worker.start();
@@ -228,7 +228,7 @@ describe('edge worker status messages', () => {
       initialModel: fakeModel('1'),
       batchSize: 50,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50, consecutive: 1, cooldownSamples: 50, alpha: 0.01 },
+      driftConfig: { detector: 'windows', windowSize: 50, consecutive: 1, cooldownSamples: 50, alpha: 0.01 },
       driftWindowMinIntervalMs: 0,
     });
     await worker.start();
@@ -391,7 +391,7 @@ describe('edge worker status messages', () => {
       initialModel: fakeModel('1'),
       batchSize: 25,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50 },
+      driftConfig: { detector: 'windows', windowSize: 50 },
       driftWindowMinIntervalMs: 0,
       statusIntervalMs: 5,
     });
@@ -416,7 +416,7 @@ describe('edge worker status messages', () => {
       initialModel: fakeModel('1'),
       batchSize: 25,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50 },
+      driftConfig: { detector: 'windows', windowSize: 50 },
       statusIntervalMs: 5,
     });
     await worker.start();
