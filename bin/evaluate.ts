@@ -88,7 +88,9 @@ runMain(async () => {
     alarms: main.alarms,
     detectionDelay: main.detectionDelay,
     falseAlarms: main.falseAlarms,
+    retrainRequests: main.alarms.filter((a) => a.requestId !== undefined).length,
     accuracy: main.accuracy,
+    dataQuality: main.dataQuality,
     settings: {
       labelDelaySamples,
       retrainLatencySamples,
@@ -117,6 +119,17 @@ runMain(async () => {
       ]),
     );
     out.falseAlarmsWithoutRetraining = base.falseAlarms;
+    out.shiftsAccepted = loop.shiftsAccepted;
+    out.referenceUpdates = loop.referenceUpdates;
+    // Per phase: covariate alarms after the first accepted shift in it (goal 0 while the shift lasts).
+    out.alarmsAfterShiftAccepted = Object.fromEntries(
+      loop.phases
+        .filter((p) => loop.shiftsAccepted.some((a) => a.at >= p.start && a.at < p.end))
+        .map((p) => {
+          const first = loop.shiftsAccepted.find((a) => a.at >= p.start && a.at < p.end)?.at ?? p.start;
+          return [p.name, loop.alarms.filter((a) => a.at > first && a.at < p.end).length];
+        }),
+    );
   }
   out.elapsedMs = base.elapsedMs + (loop?.elapsedMs ?? 0);
   if (values.json) {

@@ -92,6 +92,7 @@ describe('DriftEpisodeManager', () => {
       attachedAlarms: 51,
       expired: 0,
       closedByChampion: 0,
+      closedByReference: 0,
     });
     expect(m.episode()).toMatchObject({
       requestId: request.requestId,
