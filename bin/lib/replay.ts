@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { AccuracyCusum, type AccuracyCusumConfig } from '../../common/drift/accuracy-cusum.ts';
 import { AccuracyMonitor, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
 import {
   DataQualityDetector,
@@ -57,6 +58,8 @@ export interface ReplayOptions {
   /** Per-machine data-quality checks; `false` turns them off (every row reaches the pooled detector). */
   dataQualityConfig?: Partial<DataQualityConfig> | false;
   accuracyConfig?: Partial<AccuracyMonitorConfig>;
+  /** Prototype (docs/drift-detector-design.md, "Healing"): CUSUMs on the label stream beside the accuracy monitor. Default off. */
+  conceptCusum?: Partial<AccuracyCusumConfig> | false;
   retrainerConfig?: Partial<RetrainerConfig>;
   modelName?: string;
   logger?: Logger;
@@ -227,6 +230,9 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       : null;
     const shiftsAccepted: ReplayResult['shiftsAccepted'] = [];
     const referenceUpdates: ReplayReferenceUpdate[] = [];
+    const cusum = options.conceptCusum
+      ? new AccuracyCusum(model.metadata.validation.accuracy, options.conceptCusum)
+      : null;
     const episodes = new DriftEpisodeManager(
       { modelName, championVersion: version, validationAccuracy: model.metadata.validation.accuracy },
       { now: () => clock, liveAccuracy: () => accuracy.liveAccuracy },
@@ -319,6 +325,10 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
             modelVersion: l.modelVersion,
           });
         if (outcome.alarm) onAlarm(outcome.alarm, index);
+        else if (cusum && outcome.matched) {
+          const a = cusum.record(correct, { sampleIndex: index, ts });
+          if (a) onAlarm(a, index);
+        }
       }
       if (labelHead > 65_536) {
         labels.splice(0, labelHead);
@@ -414,6 +424,7 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       detector.reset(model.reference);
       dq?.reset(model.reference);
       accuracy.reset(model.metadata.validation.accuracy);
+      cusum?.reset(model.metadata.validation.accuracy);
       episodes.championLoaded(version, model.metadata.validation.accuracy);
       championVersions.push({ version, from: index });
       const record = retrains.find((r) => r.version === version);
