@@ -32,6 +32,8 @@ export const featureWindowStatusSchema = z.object({
   threshold: z.number(),
   criticalStatistic: z.number().nullable(),
   drifted: z.boolean(),
+  /** Length of the window this result was tested on (multi-scale detector: the scale reported). */
+  windowSize: z.number().int().min(1).optional(),
 });
 
 /** Reference vs current window of one feature on shared bin edges (counts, not densities). */

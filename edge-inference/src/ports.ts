@@ -28,10 +28,11 @@ export interface DriftPort {
   readonly config?: { readonly groupBy: 'all' | 'machine' };
   /**
    * The current window of one feature of a group, read-only (`FeatureDriftDetector.windowValues`): right
-   * after `update` reports a tested window, the window tested. Without it drift window messages carry no
-   * histograms.
+   * after `update` reports a tested window, the window tested (multi-scale: the window of length
+   * `windowSize`, default the scale the feature's status reports). Without it drift window messages carry
+   * no histograms.
    */
-  windowValues?(groupKey: string, feature: Feature): ArrayLike<number> | undefined;
+  windowValues?(groupKey: string, feature: Feature, windowSize?: number): ArrayLike<number> | undefined;
   /**
    * Forgets one group's window, streaks and cooldown (`FeatureDriftDetector.dropGroup`); used when a machine
    * moves to another worker.

@@ -50,8 +50,11 @@ export interface StatusSources {
   queueDepth(): number;
   /** Dead letters so far, by reason. */
   deadLetters(): Record<string, number>;
-  /** The drift detector's current window of one feature of a group (for the histograms). */
-  windowValues(groupKey: string, feature: Feature): ArrayLike<number> | undefined;
+  /**
+   * The drift detector's current window of one feature of a group (for the histograms); `windowSize`
+   * picks the scale of a multi-scale detector.
+   */
+  windowValues(groupKey: string, feature: Feature, windowSize?: number): ArrayLike<number> | undefined;
 }
 
 /** What a {@link StatusPublisher} works with. */
@@ -200,7 +203,7 @@ export class StatusPublisher {
         features: w.features.map(windowFeatureStatus),
         rejected: [...w.rejected],
       };
-      const histograms = histogramBins > 0 ? this.windowHistograms(w.groupKey) : undefined;
+      const histograms = histogramBins > 0 ? this.windowHistograms(w) : undefined;
       if (histograms) msg.histograms = histograms;
       this.publish('drift-window', STATUS_TOPICS.driftWindow, driftWindowMessageSchema, msg, 0);
     } catch (err) {
@@ -208,15 +211,24 @@ export class StatusPublisher {
     }
   }
 
-  /** Reference (the champion's `reference.json` sample) vs the tested window, per feature, on shared bin edges. */
-  private windowHistograms(groupKey: string): Partial<Record<Feature, Histogram>> | undefined {
+  /**
+   * Reference (the champion's `reference.json` sample) vs the tested window, per feature, on shared bin
+   * edges. With the multi-scale detector, each feature's window is the one of the scale its status reports
+   * (`windowSize`: 400 or 2,000 by default), so `current` sums to that window's length.
+   */
+  private windowHistograms(w: WindowReport): Partial<Record<Feature, Histogram>> | undefined {
+    const groupKey = w.groupKey;
     const { sources, histogramBins } = this.options;
     const reference = sources.model().model?.reference;
     if (!reference) return undefined;
     const out: Partial<Record<Feature, Histogram>> = {};
     let any = false;
     for (const feature of FEATURES) {
-      const current = sources.windowValues(groupKey, feature);
+      const current = sources.windowValues(
+        groupKey,
+        feature,
+        w.features.find((s) => s.feature === feature)?.windowSize,
+      );
       const ref = reference.features[feature] as ArrayLike<number> | undefined;
       if (!current || !ref || ref.length === 0) continue;
       out[feature] = sharedHistogram(ref, current, histogramBins);
@@ -342,6 +354,7 @@ export function windowFeatureStatus(s: FeatureDriftStatus): {
   threshold: number;
   criticalStatistic: number | null;
   drifted: boolean;
+  windowSize?: number;
 } {
   return {
     feature: s.feature,
@@ -350,6 +363,7 @@ export function windowFeatureStatus(s: FeatureDriftStatus): {
     threshold: Number.isFinite(s.threshold) ? s.threshold : 0,
     criticalStatistic: finiteOrNull(s.criticalStatistic),
     drifted: s.drifted,
+    ...(typeof s.windowSize === 'number' && s.windowSize > 0 ? { windowSize: s.windowSize } : {}),
   };
 }
 

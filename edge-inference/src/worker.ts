@@ -289,7 +289,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       counts: () => counts,
       queueDepth: () => batcher.size,
       deadLetters: () => deadLetters.countsByReason(),
-      windowValues: (groupKey, feature) => trigger.drift?.windowValues?.(groupKey, feature),
+      windowValues: (groupKey, feature, windowSize) =>
+        trigger.drift?.windowValues?.(groupKey, feature, windowSize),
     },
   });
   const trigger = new RetrainTrigger({
