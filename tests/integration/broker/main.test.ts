@@ -60,7 +60,7 @@ function start(env: Record<string, string>): {
   return { child, lines, stderr: () => err, exited };
 }
 
-async function until<T>(get: () => T | undefined, what: string, ms = 8000): Promise<T> {
+async function until<T>(get: () => T | undefined, what: string, ms = 25_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = get();
@@ -70,7 +70,8 @@ async function until<T>(get: () => T | undefined, what: string, ms = 8000): Prom
   }
 }
 
-describe('npm run broker', () => {
+// Generous waits: a loaded 2-core machine starts tsx + aedes in seconds, not milliseconds (these are not speed checks).
+describe('npm run broker', { timeout: 90_000 }, () => {
   it('exits 2 with one readable line on a bad setting', async () => {
     const p = start({ BROKER_PORT: 'abc' });
     expect(await p.exited).toBe(2);
