@@ -484,7 +484,9 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
             s.phases.filter((p) => p.changesAnything).map((p) => [p.name, p.secondsToHeal ?? null]),
           ),
           retrains: s.retrains,
-          edge: edge.stats().alarms,
+          // Alarms and adopted references in order, on the edge's sample clock (issue 13, part 3).
+          driftEvents: s.driftEvents,
+          edge: { ...edge.stats().alarms, ...edge.stats().adoption },
           finalChampion: edge.stats().modelVersion,
         };
       })();

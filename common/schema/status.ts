@@ -11,6 +11,8 @@ export const STATUS_TOPICS = {
   driftWindow: 'driftline/drift/window',
   /** One message per alarm (covariate or concept). */
   alarm: 'driftline/drift/alarm',
+  /** One message per adopted drift reference (`reference-updated`, issue 13). */
+  referenceUpdated: 'driftline/drift/reference',
   /** Periodic worker status, `driftline/edge/<workerId>/status`. */
   edgeStatus: (workerId: string): string => `driftline/edge/${workerId}/status`,
   edgeStatusWildcard: 'driftline/edge/+/status',
@@ -73,6 +75,49 @@ export const driftAlarmMessageSchema = z.object({
   liveAccuracy: nullableNumber,
 });
 export type DriftAlarmMessage = z.infer<typeof driftAlarmMessageSchema>;
+
+const referenceSummary = z.object({
+  samples: z.number().int().min(0),
+  mean: z.number(),
+  sd: z.number(),
+  min: z.number(),
+  p05: z.number(),
+  p50: z.number(),
+  p95: z.number(),
+  max: z.number(),
+});
+
+/**
+ * The covariate detector adopted recent rows as its reference (`reference-updated`): after a rejected
+ * challenger whose champion kept its accuracy (`accepted`), or because change went on while settling
+ * (`continuing`). The evidence: per feature the old and new reference and the KS test between them.
+ */
+export const referenceUpdatedMessageSchema = z.object({
+  type: z.literal('reference-updated'),
+  workerId: z.string().min(1).max(128),
+  groupKey: z.string().min(1).max(128),
+  publishedAt: z.number(),
+  modelVersion: z.string(),
+  /** The correlation id of the covariate request whose challenger was rejected. */
+  correlationId: z.string().min(1).max(128),
+  requestId: z.string().max(128).nullable(),
+  reason: z.enum(['accepted', 'continuing']),
+  championAccuracy: nullableNumber,
+  at: samplePoint,
+  from: samplePoint,
+  to: samplePoint,
+  samples: z.number().int().min(1),
+  features: z.array(
+    z.object({
+      feature: featureName,
+      statistic: z.number(),
+      pvalue: z.number(),
+      old: referenceSummary,
+      new: referenceSummary,
+    }),
+  ),
+});
+export type ReferenceUpdatedMessage = z.infer<typeof referenceUpdatedMessageSchema>;
 
 export const edgeStatusMessageSchema = z.object({
   workerId: z.string().min(1).max(128),

@@ -2,7 +2,12 @@ import type { DeadLetterRecord } from '../../common/deadletter.ts';
 import type { ModelEvent, RetrainRequest } from '../../common/events/schemas.ts';
 import type { AliasChange, ModelVersion } from '../../common/registry/types.ts';
 import { EFFICIENCY_CLASSES, FEATURES, type Efficiency, type Feature } from '../../common/schema/features.ts';
-import type { DriftAlarmMessage, DriftWindowMessage, EdgeStatusMessage } from '../../common/schema/status.ts';
+import type {
+  DriftAlarmMessage,
+  DriftWindowMessage,
+  EdgeStatusMessage,
+  ReferenceUpdatedMessage,
+} from '../../common/schema/status.ts';
 import {
   MACHINE_ID_PATTERN,
   parseTopic,
@@ -21,6 +26,7 @@ import type {
   InvalidView,
   MachineView,
   ModelEventView,
+  ReferenceUpdateView,
   ModelView,
   RetrainView,
   Snapshot,
@@ -582,6 +588,64 @@ export class DashboardStore {
     });
     if (this.alarms.length > this.maxAlarms) this.alarms = this.alarms.slice(-this.maxAlarms);
     this.dirty.add('alarms');
+  }
+
+  /**
+   * An edge worker adopted a new drift reference (`reference-updated`): into the model history, and onto the
+   * rejected retrain it answered.
+   */
+  onReferenceUpdate(msg: ReferenceUpdatedMessage): void {
+    const view: ReferenceUpdateView = {
+      workerId: msg.workerId,
+      groupKey: msg.groupKey,
+      publishedAt: msg.publishedAt,
+      reason: msg.reason,
+      at: msg.at.sampleIndex,
+      from: msg.from.sampleIndex,
+      to: msg.to.sampleIndex,
+      samples: msg.samples,
+      championAccuracy: msg.championAccuracy,
+      features: msg.features.slice(0, 3).map((f) => ({
+        feature: f.feature,
+        statistic: f.statistic,
+        pvalue: f.pvalue,
+        oldMean: f.old.mean,
+        newMean: f.new.mean,
+      })),
+    };
+    const dup = this.model.events.some(
+      (x) =>
+        x.type === 'reference-updated' && x.correlationId === msg.correlationId && x.at === msg.publishedAt,
+    );
+    if (dup) return;
+    const top = view.features
+      .map(
+        (f) =>
+          `${f.feature} mean ${f.oldMean.toPrecision(4)} → ${f.newMean.toPrecision(4)} (D ${f.statistic.toFixed(3)})`,
+      )
+      .join('; ');
+    this.model.events.unshift({
+      type: 'reference-updated',
+      version: msg.modelVersion,
+      otherVersion: null,
+      reason:
+        `${msg.workerId} group ${msg.groupKey}: ${msg.samples} rows (samples ${view.from}–${view.to}) adopted as the ` +
+        `drift reference (${msg.reason}${msg.championAccuracy !== null ? `, champion accuracy ${msg.championAccuracy}` : ''}); ${top}`,
+      at: msg.publishedAt,
+      correlationId: msg.correlationId,
+      requestId: msg.requestId,
+      metrics: null,
+      otherMetrics: null,
+    });
+    if (this.model.events.length > MAX_MODEL_EVENTS) this.model.events.length = MAX_MODEL_EVENTS;
+    this.dirty.add('model');
+    const r =
+      (msg.requestId !== null ? this.retrains.get(msg.requestId) : undefined) ??
+      this.retrainByCorrelation(msg.correlationId);
+    if (r !== undefined) {
+      r.referenceUpdate = view;
+      this.dirty.add('retrains');
+    }
   }
 
   /** A periodic edge worker status. */

@@ -51,7 +51,7 @@ export interface EdgeMetrics {
 }
 
 /** Kinds of status messages (labels of the status counters). */
-export const STATUS_KINDS = ['drift-window', 'drift-alarm', 'edge-status'] as const;
+export const STATUS_KINDS = ['drift-window', 'drift-alarm', 'edge-status', 'reference-updated'] as const;
 export type StatusKind = (typeof STATUS_KINDS)[number];
 
 /** Registers the edge metrics on `registry`. Call once per registry. */

@@ -38,6 +38,14 @@ export interface DriftPort {
    * moves to another worker.
    */
   dropGroup?(key: string): boolean;
+  /**
+   * The champion handles the shift that alarmed (its challenger was rejected, the champion kept its
+   * accuracy): adopt recent rows as the reference (`FeatureDriftDetector.acceptShift`, multi-scale only).
+   * Returns the groups that started adopting; the update that completes one reports `referenceUpdate`.
+   */
+  acceptShift?(options?: { groupKey?: string; since?: number }): string[];
+  /** The multi-scale engine when in use (`FeatureDriftDetector.multiscale`): only it can adopt a reference. */
+  readonly multiscale?: object | null;
 }
 
 /**
@@ -97,6 +105,8 @@ export interface EpisodePort {
    * the retrain).
    */
   episode?(sampleIndex?: number): { requestId: string; correlationId: string } | null;
+  /** The open episode ends without a new champion: the detector adopted the shift (`referenceAdopted`). */
+  referenceAdopted?(): boolean;
 }
 
 /** The champion as the registry reports it (`ModelVersion` satisfies it). */

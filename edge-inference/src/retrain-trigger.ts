@@ -8,9 +8,10 @@ import {
   type FeatureDriftStatus,
   type WindowReport,
 } from '../../common/drift/feature-drift.ts';
+import type { ReferenceUpdate } from '../../common/drift/multiscale-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import { describeError } from '../../common/errors.ts';
-import { parseRetrainRequest, type RetrainRequest } from '../../common/events/schemas.ts';
+import { parseRetrainRequest, type ModelRejected, type RetrainRequest } from '../../common/events/schemas.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import type { LoadedModel } from '../../common/model/types.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
@@ -28,7 +29,25 @@ import type { AccuracyPort, DriftPort, EpisodePort } from './ports.ts';
  * A new champion resets the detector's reference, the monitor's baseline and
  * ends the episode. Every alarm gets a fresh correlation id, which the request
  * it opens carries through training, promotion and the hot swap.
+ *
+ * A covariate shift the champion handles ends instead of repeating (issue 13,
+ * part 3): when the retrainer rejects the challenger of the open covariate
+ * request and the champion kept its accuracy on the recent holdout (at least
+ * validation accuracy − `maxDrop`, the accuracy monitor's floor), the
+ * multi-scale detector adopts the shifted rows as its reference
+ * (`acceptShift`), the episode ends, and the update that completes the
+ * adoption is logged and reported as `reference-updated` with its evidence.
  */
+
+/** What a reference update answered: the rejected challenger's request, for observers. */
+export interface ReferenceUpdateOutcome {
+  modelVersion: string;
+  /** The correlation id of the covariate request whose challenger was rejected. */
+  correlationId: string;
+  requestId: string | null;
+  /** The champion's accuracy on the retrainer's recent holdout, when the rejection carried it. */
+  championAccuracy: number | null;
+}
 
 /** How an alarm was handled, for observers (the status publisher). */
 export interface AlarmOutcome {
@@ -85,6 +104,8 @@ export interface RetrainTriggerOptions {
   onWindow: (window: WindowReport) => void;
   /** Every alarm, once the episode manager had it. */
   onAlarm: (alarm: DriftAlarm, outcome: AlarmOutcome) => void;
+  /** Every adopted reference (`reference-updated`). */
+  onReferenceUpdate?: (update: ReferenceUpdate, outcome: ReferenceUpdateOutcome) => void;
 }
 
 /** Alarm → episode → retrain request (see the module comment). */
@@ -97,6 +118,14 @@ export class RetrainTrigger {
   private testedInBatch = false;
   private readonly alarmCounts = { covariate: 0, concept: 0 };
   private requests = 0;
+  /** The request the open episode published (cleared by a new champion or an adopted shift). */
+  private openRequest: { requestId: string; correlationId: string; kind: 'covariate' | 'concept' } | null =
+    null;
+  /** The accepted shift whose adoption is under way: what its `reference-updated` reports. */
+  private accepted: ReferenceUpdateOutcome | null = null;
+  private validationAccuracy: number | null = null;
+  private referenceUpdateCount = 0;
+  private shiftsAcceptedCount = 0;
 
   constructor(private readonly options: RetrainTriggerOptions) {
     this.detector = options.drift === false ? undefined : options.drift;
@@ -128,6 +157,68 @@ export class RetrainTrigger {
   /** Retrain requests published. */
   get retrainRequests(): number {
     return this.requests;
+  }
+
+  /** Covariate shifts accepted (rejected challenger, champion kept its accuracy) and references adopted. */
+  get adoption(): { shiftsAccepted: number; referenceUpdates: number } {
+    return { shiftsAccepted: this.shiftsAcceptedCount, referenceUpdates: this.referenceUpdateCount };
+  }
+
+  /**
+   * The retrainer rejected a challenger. When it answered the open covariate request and the champion kept
+   * its accuracy (>= validation accuracy − `maxDrop`), the detector adopts the shift and the episode ends.
+   * Returns whether the shift was accepted.
+   */
+  challengerRejected(event: ModelRejected): boolean {
+    const { logger, holder, accuracyConfig } = this.options;
+    const open = this.openRequest;
+    if (!open || event.requestId !== open.requestId) return false;
+    const log = logger.child({ correlationId: open.correlationId });
+    const championAccuracy = event.championMetrics?.accuracy ?? null;
+    const floor = this.validationAccuracy === null ? null : this.validationAccuracy - accuracyConfig.maxDrop;
+    const drift = this.detector;
+    if (
+      open.kind !== 'covariate' ||
+      championAccuracy === null ||
+      floor === null ||
+      championAccuracy < floor
+    ) {
+      log.info('challenger rejected; the shift is not accepted (the detector keeps its reference)', {
+        action: 'shift-accepted',
+        outcome: 'skipped',
+        kind: open.kind,
+        championAccuracy,
+        floor,
+      });
+      return false;
+    }
+    if (!drift?.acceptShift || !drift.multiscale) {
+      log.info('challenger rejected and the champion kept its accuracy, but this detector cannot adopt', {
+        action: 'shift-accepted',
+        outcome: 'skipped',
+      });
+      return false;
+    }
+    const groups = drift.acceptShift();
+    this.episodes?.referenceAdopted?.();
+    this.openRequest = null;
+    this.shiftsAcceptedCount++;
+    this.accepted = {
+      modelVersion: holder.version ?? 'unknown',
+      correlationId: open.correlationId,
+      requestId: open.requestId,
+      championAccuracy,
+    };
+    log.info('covariate shift accepted: the champion handles it; adopting it as the reference', {
+      action: 'shift-accepted',
+      outcome: 'success',
+      requestId: open.requestId,
+      challenger: event.version,
+      championAccuracy,
+      floor,
+      groups,
+    });
+    return true;
   }
 
   /** Latest drift test per feature (most significant over groups). */
@@ -163,6 +254,7 @@ export class RetrainTrigger {
         if (!drift.featureSummary) this.exportDrift(u.window.features);
         this.options.onWindow(u.window);
       }
+      if (u.referenceUpdate) this.onReferenceUpdate(u.referenceUpdate);
       if (u.alarm) this.onAlarm(u.alarm);
     } catch (err) {
       logger.error('drift detector failed', { err: describeError(err), batchId });
@@ -208,6 +300,9 @@ export class RetrainTrigger {
     }
     const acc = model.metadata.validation?.accuracy;
     const validationAccuracy = typeof acc === 'number' && acc > 0 && acc <= 1 ? acc : null;
+    this.validationAccuracy = validationAccuracy;
+    this.openRequest = null;
+    this.accepted = null;
     if (o.accuracy !== false) {
       if (validationAccuracy === null) {
         o.logger.warn(`model ${version} has no usable validation accuracy; concept drift monitoring paused`, {
@@ -232,6 +327,35 @@ export class RetrainTrigger {
     // Pending predictions stay in the label join: their labelled samples are still training data
     // (only the accuracy of the model now serving is measured, see recordOutcome).
     o.metrics.liveAccuracy.set(Number.NaN);
+  }
+
+  private onReferenceUpdate(update: ReferenceUpdate): void {
+    const { holder, logger } = this.options;
+    this.referenceUpdateCount++;
+    const outcome: ReferenceUpdateOutcome = this.accepted ?? {
+      modelVersion: holder.version ?? 'unknown',
+      correlationId: randomUUID(),
+      requestId: null,
+      championAccuracy: null,
+    };
+    logger.info(
+      `reference updated (group ${update.groupKey}, ${update.reason}): ${update.samples} rows adopted`,
+      {
+        action: 'reference-updated',
+        correlationId: outcome.correlationId,
+        requestId: outcome.requestId,
+        modelVersion: outcome.modelVersion,
+        groupKey: update.groupKey,
+        reason: update.reason,
+        at: update.at,
+        from: update.from,
+        to: update.to,
+        samples: update.samples,
+        championAccuracy: outcome.championAccuracy,
+        features: update.features,
+      },
+    );
+    this.options.onReferenceUpdate?.(update, outcome);
   }
 
   private onAlarm(alarm: DriftAlarm): void {
@@ -293,6 +417,7 @@ export class RetrainTrigger {
       return undefined;
     }
     const correlationId = checked.value.correlationId;
+    this.openRequest = { requestId: checked.value.requestId, correlationId, kind: checked.value.kind };
     this.requests++;
     metrics.retrainRequests.inc();
     log.info(`publishing retrain request ${checked.value.requestId}`, {

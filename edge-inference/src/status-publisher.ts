@@ -1,5 +1,6 @@
 import { describeError } from '../../common/errors.ts';
 import type { FeatureDriftStatus, WindowReport } from '../../common/drift/feature-drift.ts';
+import type { ReferenceUpdate } from '../../common/drift/multiscale-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import type { LoadedModel } from '../../common/model/types.ts';
@@ -9,7 +10,9 @@ import {
   driftAlarmMessageSchema,
   driftWindowMessageSchema,
   edgeStatusMessageSchema,
+  referenceUpdatedMessageSchema,
   type DriftAlarmMessage,
+  type ReferenceUpdatedMessage,
   type DriftWindowMessage,
   type EdgeStatusMessage,
   type Histogram,
@@ -18,7 +21,7 @@ import type { Prediction } from '../../common/schema/telemetry.ts';
 import { sharedHistogram } from './histogram.ts';
 import type { EdgeIngest } from './ingest.ts';
 import type { EdgeMetrics, StatusKind } from './metrics.ts';
-import type { AlarmOutcome } from './retrain-trigger.ts';
+import type { AlarmOutcome, ReferenceUpdateOutcome } from './retrain-trigger.ts';
 import { ClassMix, LatencyReservoir } from './rolling-stats.ts';
 
 /**
@@ -173,6 +176,33 @@ export class StatusPublisher {
       liveAccuracy: finiteOrNull(outcome.liveAccuracy),
     };
     this.publish('drift-alarm', STATUS_TOPICS.alarm, driftAlarmMessageSchema, msg, 1);
+  }
+
+  /** The `reference-updated` message (QoS 1, like alarms: rare, and the dashboard's model history shows it). */
+  publishReferenceUpdate(update: ReferenceUpdate, outcome: ReferenceUpdateOutcome): void {
+    const msg: ReferenceUpdatedMessage = {
+      type: 'reference-updated',
+      workerId: this.options.workerId,
+      groupKey: update.groupKey,
+      publishedAt: Date.now(),
+      modelVersion: outcome.modelVersion,
+      correlationId: outcome.correlationId,
+      requestId: outcome.requestId,
+      reason: update.reason,
+      championAccuracy: finiteOrNull(outcome.championAccuracy),
+      at: update.at,
+      from: update.from,
+      to: update.to,
+      samples: update.samples,
+      features: update.features.map((f) => ({
+        feature: f.feature,
+        statistic: f.statistic,
+        pvalue: f.pvalue,
+        old: f.old,
+        new: f.new,
+      })),
+    };
+    this.publish('reference-updated', STATUS_TOPICS.referenceUpdated, referenceUpdatedMessageSchema, msg, 1);
   }
 
   /** The window message of a tested window, unless its group published one less than `windowMinIntervalMs` ago. */

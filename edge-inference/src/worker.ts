@@ -181,6 +181,8 @@ export interface EdgeWorkerStats {
   labelJoin: { hits: number; misses: number; evictions: number; pending: number };
   alarms: { covariate: number; concept: number };
   retrainRequests: number;
+  /** Covariate shifts accepted (rejected challenger, champion kept its accuracy) and references adopted. */
+  adoption: { shiftsAccepted: number; referenceUpdates: number };
   liveAccuracy: number | null;
   /** Latest drift test per feature (most significant over groups). */
   drift: FeatureDriftStatus[];
@@ -268,6 +270,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     logger,
     metrics,
     signal: abort.signal,
+    onRejected: (event) => trigger.challengerRejected(event),
   });
   const status = new StatusPublisher({
     ingest,
@@ -309,6 +312,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     episodeTtlSamples: options.episodeTtlSamples,
     onWindow: (w) => status.publishWindow(w),
     onAlarm: (alarm, outcome) => status.publishAlarm(alarm, outcome),
+    onReferenceUpdate: (update, outcome) => status.publishReferenceUpdate(update, outcome),
   });
   holder.onSwap(() => status.championLoaded());
 
@@ -511,6 +515,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       labelJoin: labelJoin.stats,
       alarms: trigger.alarms,
       retrainRequests: trigger.retrainRequests,
+      adoption: trigger.adoption,
       liveAccuracy: trigger.liveAccuracy,
       drift: trigger.featureSummary(),
       status: status.stats(),

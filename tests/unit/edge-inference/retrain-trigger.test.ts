@@ -1,0 +1,196 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { InProcessBus } from '../../../common/bus/in-process.ts';
+import { BUS_TOPICS } from '../../../common/bus/types.ts';
+import { parseRetrainRequest, type RetrainRequest } from '../../../common/events/schemas.ts';
+import type { LoadedModel } from '../../../common/model/types.ts';
+import {
+  STATUS_TOPICS,
+  driftAlarmMessageSchema,
+  referenceUpdatedMessageSchema,
+  type DriftAlarmMessage,
+  type ReferenceUpdatedMessage,
+} from '../../../common/schema/status.ts';
+import type { ChampionRef, RegistryPort } from '../../../edge-inference/src/ports.ts';
+import { FakeIngest, fakeModel, makeTelemetry } from '../../../edge-inference/src/testing/fakes.ts';
+import { createEdgeWorker, type EdgeWorker } from '../../../edge-inference/src/worker.ts';
+
+const workers: EdgeWorker[] = [];
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop()));
+});
+
+/** Multi-scale detector on the fake model's 200-row reference: one scale of 100 every 50. */
+const DRIFT = {
+  detector: 'multiscale',
+  scales: [{ windowSize: 100, hop: 50, share: 1 }],
+  falseAlarmsPerSample: 1e-6,
+  cooldownSamples: 200,
+  adoptionSize: 200,
+  settleSamples: 300,
+} as const;
+
+const registry: RegistryPort = {
+  async getChampion(name: string): Promise<ChampionRef | undefined> {
+    return { name, version: '1' };
+  },
+  async fetchArtifact(_name: string, version: string): Promise<string> {
+    return `/registry/${version}`;
+  },
+};
+
+async function setup(): Promise<{ worker: EdgeWorker; ingest: FakeIngest; bus: InProcessBus }> {
+  const bus = new InProcessBus();
+  const ingest = new FakeIngest();
+  const worker = createEdgeWorker({
+    http: false,
+    championPollMs: 0,
+    ingest,
+    bus,
+    modelRegistry: registry,
+    loader: async (dir): Promise<LoadedModel> => fakeModel(dir.split('/').pop() as string),
+    batchSize: 50,
+    batchMaxWaitMs: 1,
+    driftConfig: DRIFT,
+    driftWindowMinIntervalMs: 60_000,
+  });
+  workers.push(worker);
+  await worker.start();
+  return { worker, ingest, bus };
+}
+
+/** Rows seq from..to-1 of machine m1, temperature raised by `shift` °C. */
+async function feed(ingest: FakeIngest, from: number, to: number, shift: number): Promise<void> {
+  for (let seq = from; seq < to; seq++) {
+    const t = makeTelemetry('m1', seq);
+    await ingest.telemetry({ ...t, temperatureC: t.temperatureC + shift });
+  }
+  await new Promise((r) => setTimeout(r, 20));
+}
+
+function alarms(ingest: FakeIngest): DriftAlarmMessage[] {
+  return ingest.status
+    .filter((s) => s.topic === STATUS_TOPICS.alarm)
+    .map((s) => driftAlarmMessageSchema.parse(s.body));
+}
+
+function referenceUpdates(ingest: FakeIngest): ReferenceUpdatedMessage[] {
+  return ingest.status
+    .filter((s) => s.topic === STATUS_TOPICS.referenceUpdated)
+    .map((s) => referenceUpdatedMessageSchema.parse(s.body));
+}
+
+function requests(bus: InProcessBus): RetrainRequest[] {
+  return bus.retained(BUS_TOPICS.retrainRequests).flatMap((m) => {
+    const r = parseRetrainRequest(m.value);
+    return r.ok ? [r.value] : [];
+  });
+}
+
+function rejected(request: RetrainRequest, championAccuracy: number): Record<string, unknown> {
+  return {
+    type: 'model-rejected',
+    modelName: request.modelName,
+    correlationId: request.correlationId,
+    requestId: request.requestId,
+    reason: 'challenger did not beat the champion',
+    at: Date.now(),
+    version: '2',
+    championVersion: '1',
+    metrics: { samples: 500, accuracy: 0.88, macroF1: 0.88 },
+    championMetrics: { samples: 500, accuracy: championAccuracy, macroF1: championAccuracy },
+  };
+}
+
+describe('retrain trigger: a covariate shift the champion handles ends (issue 13, part 3)', () => {
+  it('adopts the shift after a rejected challenger whose champion kept its accuracy, then finds a second shift', async () => {
+    const { worker, ingest, bus } = await setup();
+    await feed(ingest, 0, 300, 0);
+    await feed(ingest, 300, 600, 30);
+    // +30 °C from sample 300: alarm at 399 (the request), again at 599 after the cooldown.
+    expect(alarms(ingest).map((a) => [a.at.sampleIndex, a.requestId !== undefined])).toEqual([
+      [399, true],
+      [599, false],
+    ]);
+    const [request] = requests(bus);
+    expect(request?.kind).toBe('covariate');
+    await bus.publish(
+      BUS_TOPICS.modelEvents,
+      'driftline-efficiency',
+      rejected(request as RetrainRequest, 0.9),
+    );
+    await bus.idle();
+    expect(worker.stats().adoption).toEqual({ shiftsAccepted: 1, referenceUpdates: 0 });
+
+    await feed(ingest, 600, 2_000, 30);
+    // The 200 rows after the last alarm become the reference: one reference-updated, with its evidence.
+    const [update, ...more] = referenceUpdates(ingest);
+    expect(more).toHaveLength(0);
+    expect(update).toMatchObject({
+      type: 'reference-updated',
+      reason: 'accepted',
+      groupKey: 'all',
+      modelVersion: '1',
+      correlationId: request?.correlationId,
+      requestId: request?.requestId,
+      championAccuracy: 0.9,
+      samples: 200,
+      at: { sampleIndex: 799 },
+      from: { sampleIndex: 600 },
+      to: { sampleIndex: 799 },
+    });
+    expect(update?.features[0]?.feature).toBe('temperatureC');
+    expect(update?.features[0]?.pvalue).toBeLessThan(1e-6);
+    expect((update?.features[0]?.new.mean ?? 0) - (update?.features[0]?.old.mean ?? 0)).toBeCloseTo(30, 0);
+    // 0 further alarms in the rest of the shifted phase (1,400 samples, 7 cooldowns).
+    expect(alarms(ingest)).toHaveLength(2);
+    expect(worker.stats().adoption).toEqual({ shiftsAccepted: 1, referenceUpdates: 1 });
+
+    // A second shift (another +60 °C from sample 2,000) is a new episode against the adopted reference.
+    await feed(ingest, 2_000, 2_600, 90);
+    const later = alarms(ingest).slice(2);
+    expect(later.map((a) => [a.at.sampleIndex, a.requestId !== undefined])).toEqual([
+      [2_049, true],
+      [2_249, false],
+      [2_449, false],
+    ]);
+    expect(requests(bus)).toHaveLength(2);
+    expect(requests(bus)[1]?.features.map((f) => f.feature)).toContain('temperatureC');
+  });
+
+  it('keeps its reference (and keeps alarming) when the rejected challenger’s champion lost accuracy', async () => {
+    const { worker, ingest, bus } = await setup();
+    await feed(ingest, 0, 300, 0);
+    await feed(ingest, 300, 600, 30);
+    const [request] = requests(bus);
+    // Validation accuracy 0.9, maxDrop 0.05: the floor is 0.85.
+    await bus.publish(
+      BUS_TOPICS.modelEvents,
+      'driftline-efficiency',
+      rejected(request as RetrainRequest, 0.84),
+    );
+    await bus.idle();
+    await feed(ingest, 600, 2_000, 30);
+    expect(worker.stats().adoption).toEqual({ shiftsAccepted: 0, referenceUpdates: 0 });
+    expect(referenceUpdates(ingest)).toHaveLength(0);
+    expect(alarms(ingest).map((a) => a.at.sampleIndex)).toEqual([
+      399, 599, 799, 999, 1_199, 1_399, 1_599, 1_799, 1_999,
+    ]);
+  });
+
+  it('ignores a rejection that answers another request, or none', async () => {
+    const { worker, ingest, bus } = await setup();
+    await feed(ingest, 0, 300, 0);
+    await feed(ingest, 300, 600, 30);
+    const request = requests(bus)[0] as RetrainRequest;
+    await bus.publish(BUS_TOPICS.modelEvents, 'driftline-efficiency', {
+      ...rejected(request, 0.9),
+      requestId: 'another-request',
+    });
+    await bus.publish(BUS_TOPICS.modelEvents, 'driftline-efficiency', {
+      ...rejected(request, 0.9),
+      requestId: null,
+    });
+    await bus.idle();
+    expect(worker.stats().adoption.shiftsAccepted).toBe(0);
+  });
+});
