@@ -7,6 +7,7 @@ import { connectMqtt } from '../../common/mqtt/connect.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
 import {
   STATUS_TOPICS,
+  dataQualityMessageSchema,
   driftAlarmMessageSchema,
   referenceUpdatedMessageSchema,
 } from '../../common/schema/status.ts';
@@ -36,7 +37,7 @@ export interface LiveRetrain {
 
 /** A drift alarm or an adopted reference as the edge published it (sample index on the edge's clock). */
 export interface LiveDriftEvent {
-  type: 'covariate' | 'concept' | 'reference-updated';
+  type: 'covariate' | 'concept' | 'reference-updated' | 'data-quality';
   sampleIndex: number;
   atSec: number;
   /** Alarms: set when the alarm opened an episode (asked for a retrain). */
@@ -44,6 +45,10 @@ export interface LiveDriftEvent {
   /** reference-updated: rows adopted and the most changed feature. */
   samples?: number;
   feature?: string;
+  /** data-quality: the machine named, the check, and whether the fault was raised or cleared. */
+  machineId?: string;
+  check?: string;
+  state?: 'fault' | 'cleared';
 }
 
 export interface LiveObserverOptions {
@@ -82,7 +87,13 @@ export class LiveObserver {
     });
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
     await this.client.subscribeAsync(
-      [TOPICS.predictionWildcard, TOPICS.labelWildcard, STATUS_TOPICS.alarm, STATUS_TOPICS.referenceUpdated],
+      [
+        TOPICS.predictionWildcard,
+        TOPICS.labelWildcard,
+        STATUS_TOPICS.alarm,
+        STATUS_TOPICS.referenceUpdated,
+        STATUS_TOPICS.dataQuality,
+      ],
       { qos: 1 },
     );
     const group = `observer-${process.pid}`;
@@ -146,6 +157,20 @@ export class LiveObserver {
       });
       return;
     }
+    if (topic === STATUS_TOPICS.dataQuality) {
+      const q = dataQualityMessageSchema.safeParse(data);
+      if (!q.success) return;
+      this.driftEvents.push({
+        type: 'data-quality',
+        sampleIndex: q.data.at.sampleIndex,
+        atSec: this.seconds(),
+        machineId: q.data.machineId,
+        feature: q.data.feature,
+        check: q.data.check,
+        state: q.data.state,
+      });
+      return;
+    }
     const r = referenceUpdatedMessageSchema.safeParse(data);
     if (!r.success) return;
     this.driftEvents.push({
@@ -158,7 +183,11 @@ export class LiveObserver {
   }
 
   private onMessage(topic: string, payload: Buffer): void {
-    if (topic === STATUS_TOPICS.alarm || topic === STATUS_TOPICS.referenceUpdated)
+    if (
+      topic === STATUS_TOPICS.alarm ||
+      topic === STATUS_TOPICS.referenceUpdated ||
+      topic === STATUS_TOPICS.dataQuality
+    )
       return this.onDriftMessage(topic, payload);
     const t = parseTopic(topic);
     if (!t) return;

@@ -486,7 +486,12 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
           retrains: s.retrains,
           // Alarms and adopted references in order, on the edge's sample clock (issue 13, part 3).
           driftEvents: s.driftEvents,
-          edge: { ...edge.stats().alarms, ...edge.stats().adoption },
+          edge: {
+            ...edge.stats().alarms,
+            ...edge.stats().adoption,
+            dataQuality: { ...edge.stats().dataQuality, faults: undefined },
+            retrainRequests: edge.stats().retrainRequests,
+          },
           finalChampion: edge.stats().modelVersion,
         };
       })();

@@ -13,6 +13,8 @@ export const STATUS_TOPICS = {
   alarm: 'driftline/drift/alarm',
   /** One message per adopted drift reference (`reference-updated`, issue 13). */
   referenceUpdated: 'driftline/drift/reference',
+  /** One message per data-quality fault raised or cleared on one machine (issue 13). */
+  dataQuality: 'driftline/drift/data-quality',
   /** Periodic worker status, `driftline/edge/<workerId>/status`. */
   edgeStatus: (workerId: string): string => `driftline/edge/${workerId}/status`,
   edgeStatusWildcard: 'driftline/edge/+/status',
@@ -118,6 +120,26 @@ export const referenceUpdatedMessageSchema = z.object({
   ),
 });
 export type ReferenceUpdatedMessage = z.infer<typeof referenceUpdatedMessageSchema>;
+
+/**
+ * A data-quality fault on one machine (`fault`: stuck values, out-of-range share, spikes, machine vs fleet),
+ * or its end (`cleared`). While it lasts the machine's readings stay out of drift detection and retraining.
+ */
+export const dataQualityMessageSchema = z.object({
+  type: z.literal('data-quality'),
+  workerId: z.string().min(1).max(128),
+  publishedAt: z.number(),
+  state: z.enum(['fault', 'cleared']),
+  machineId: z.string().min(1).max(128),
+  feature: featureName,
+  check: z.enum(['stuck', 'out-of-range', 'spikes', 'machine-vs-fleet']),
+  at: samplePoint,
+  /** cleared: the sample at which the fault was raised. */
+  since: z.number().optional(),
+  /** fault: what the check saw (counts, value, p-value and its threshold). */
+  evidence: z.record(z.string(), z.number()).optional(),
+});
+export type DataQualityMessage = z.infer<typeof dataQualityMessageSchema>;
 
 export const edgeStatusMessageSchema = z.object({
   workerId: z.string().min(1).max(128),

@@ -7,6 +7,7 @@ import type { Logger } from '../../common/logging/logger.ts';
 import {
   driftAlarmMessageSchema,
   referenceUpdatedMessageSchema,
+  dataQualityMessageSchema,
   driftWindowMessageSchema,
   edgeStatusMessageSchema,
   STATUS_TOPICS,
@@ -109,6 +110,10 @@ export function handleMqttMessage(store: DashboardStore, topic: string, payload:
     if (topic === STATUS_TOPICS.alarm) {
       const r = parseJsonMessage(driftAlarmMessageSchema, payload, MAX_STATUS_BYTES);
       return r.ok ? store.onAlarm(r.value) : store.onInvalid('drift-alarm', r.reason);
+    }
+    if (topic === STATUS_TOPICS.dataQuality) {
+      const r = parseJsonMessage(dataQualityMessageSchema, payload, MAX_STATUS_BYTES);
+      return r.ok ? store.onDataQuality(r.value) : store.onInvalid('data-quality', r.reason);
     }
     if (topic === STATUS_TOPICS.referenceUpdated) {
       const r = parseJsonMessage(referenceUpdatedMessageSchema, payload, MAX_STATUS_BYTES);

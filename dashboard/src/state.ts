@@ -3,6 +3,7 @@ import type { ModelEvent, RetrainRequest } from '../../common/events/schemas.ts'
 import type { AliasChange, ModelVersion } from '../../common/registry/types.ts';
 import { EFFICIENCY_CLASSES, FEATURES, type Efficiency, type Feature } from '../../common/schema/features.ts';
 import type {
+  DataQualityMessage,
   DriftAlarmMessage,
   DriftWindowMessage,
   EdgeStatusMessage,
@@ -133,6 +134,8 @@ interface MachineState {
   deadLetterTotal: number;
   refusedTotal: number;
   sentRate: number;
+  /** Data-quality faults the edge raised on it and has not cleared, by `feature check`. */
+  quality: Map<string, { feature: string; check: string; since: number; workerId: string }>;
 }
 
 interface GroupState {
@@ -297,6 +300,7 @@ export class DashboardStore {
       deadLetterTotal: 0,
       refusedTotal: 0,
       sentRate: 0,
+      quality: new Map(),
     };
     this.machines.set(id, m);
     return m;
@@ -469,6 +473,11 @@ export class DashboardStore {
           faults.push(`${FEATURES[i]} stuck at ${m.lastValues[i]} for ${run} messages`);
       }
     }
+    for (const q of m.quality.values())
+      faults.push(
+        `data quality: ${q.feature} ${q.check} (edge ${q.workerId}, since sample ${q.since}); ` +
+          'readings kept out of drift detection and retraining',
+      );
     const cutoff = t - this.faultWindowMs;
     while (m.deadLetters.length > 0 && (m.deadLetters[0] as Rejection).at < cutoff) m.deadLetters.shift();
     while (m.refused.length > 0 && (m.refused[0] as Rejection).at < cutoff) m.refused.shift();
@@ -646,6 +655,22 @@ export class DashboardStore {
       r.referenceUpdate = view;
       this.dirty.add('retrains');
     }
+  }
+
+  /** A data-quality fault the edge raised on one machine, or its end: shown in the fleet view's faults. */
+  onDataQuality(msg: DataQualityMessage): void {
+    const m = this.machine(msg.machineId, true);
+    if (m === undefined) return this.onInvalid('data-quality', 'machine_limit');
+    const key = `${msg.feature} ${msg.check}`;
+    if (msg.state === 'fault')
+      m.quality.set(key, {
+        feature: msg.feature,
+        check: msg.check,
+        since: msg.at.sampleIndex,
+        workerId: msg.workerId,
+      });
+    else m.quality.delete(key);
+    this.updateFaults(m, this.now());
   }
 
   /** A periodic edge worker status. */

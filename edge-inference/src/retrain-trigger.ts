@@ -8,6 +8,12 @@ import {
   type FeatureDriftStatus,
   type WindowReport,
 } from '../../common/drift/feature-drift.ts';
+import {
+  DataQualityDetector,
+  type DataQualityAlarm,
+  type DataQualityCleared,
+  type DataQualityConfig,
+} from '../../common/drift/data-quality.ts';
 import type { ReferenceUpdate } from '../../common/drift/multiscale-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import { describeError } from '../../common/errors.ts';
@@ -37,6 +43,15 @@ import type { AccuracyPort, DriftPort, EpisodePort } from './ports.ts';
  * multi-scale detector adopts the shifted rows as its reference
  * (`acceptShift`), the episode ends, and the update that completes the
  * adoption is logged and reported as `reference-updated` with its evidence.
+ *
+ * One faulty sensor is not fleet drift (part 4): a per-machine data-quality
+ * detector (`common/drift/data-quality.ts`: stuck values, out-of-range share,
+ * spikes, machine vs fleet) sees every row first. Its alarm names the machine
+ * and is logged and reported as `data-quality` (not a retrain request); while
+ * the fault lasts the machine's rows stay out of the pooled drift detector,
+ * its labelled samples out of the retraining data and its labels out of the
+ * accuracy monitor (`observe` returns true for such a row), and a pooled
+ * alarm every feature of which is in a machine's fault is that fault.
  */
 
 /** What a reference update answered: the rejected challenger's request, for observers. */
@@ -104,6 +119,10 @@ export interface RetrainTriggerOptions {
   onWindow: (window: WindowReport) => void;
   /** Every alarm, once the episode manager had it. */
   onAlarm: (alarm: DriftAlarm, outcome: AlarmOutcome) => void;
+  /** Settings of the data-quality detector; false: none. */
+  dataQualityConfig?: Partial<DataQualityConfig> | false;
+  /** Every data-quality alarm and cleared fault. */
+  onDataQuality?: (event: DataQualityAlarm | (DataQualityCleared & { kind: 'cleared' })) => void;
   /** Every adopted reference (`reference-updated`). */
   onReferenceUpdate?: (update: ReferenceUpdate, outcome: ReferenceUpdateOutcome) => void;
 }
@@ -126,6 +145,8 @@ export class RetrainTrigger {
   private validationAccuracy: number | null = null;
   private referenceUpdateCount = 0;
   private shiftsAcceptedCount = 0;
+  private quality: DataQualityDetector | undefined;
+  private readonly qualityCounts = { alarms: 0, cleared: 0, rowsExcluded: 0, alarmsExplained: 0 };
 
   constructor(private readonly options: RetrainTriggerOptions) {
     this.detector = options.drift === false ? undefined : options.drift;
@@ -157,6 +178,17 @@ export class RetrainTrigger {
   /** Retrain requests published. */
   get retrainRequests(): number {
     return this.requests;
+  }
+
+  /** Data-quality alarms, cleared faults, rows kept out of drift and training, pooled alarms explained. */
+  get dataQuality(): {
+    alarms: number;
+    cleared: number;
+    rowsExcluded: number;
+    alarmsExplained: number;
+    faults: { machineId: string; feature: string; check: string; since: number }[];
+  } {
+    return { ...this.qualityCounts, faults: this.quality?.faults() ?? [] };
   }
 
   /** Covariate shifts accepted (rejected challenger, champion kept its accuracy) and references adopted. */
@@ -239,11 +271,41 @@ export class RetrainTrigger {
     return dropped;
   }
 
-  /** One predicted row into the drift detector (the worker's batch path). */
-  observe(row: Telemetry, batchId: number): void {
-    const drift = this.detector;
-    if (!drift) return;
+  /**
+   * One predicted row into the data-quality and drift detectors (the worker's batch path). Returns true when
+   * the row's machine is in a data-quality fault: the row was kept out of the drift detector, and its label
+   * stays out of the retraining data and the accuracy monitor.
+   */
+  observe(row: Telemetry, batchId: number): boolean {
     const { metrics, logger } = this.options;
+    let faulty = false;
+    if (this.quality) {
+      try {
+        const q = this.quality.update(row, row.machineId);
+        for (const a of q.alarms) this.onQualityAlarm(a);
+        for (const c of q.cleared) {
+          this.qualityCounts.cleared++;
+          logger.info(`data-quality fault cleared: ${c.machineId} ${c.feature} ${c.check}`, {
+            action: 'data-quality-cleared',
+            machineId: c.machineId,
+            feature: c.feature,
+            check: c.check,
+            at: c.at,
+            since: c.since,
+          });
+          this.options.onDataQuality?.({ ...c, kind: 'cleared' });
+        }
+        faulty = this.quality.inFault(row.machineId);
+      } catch (err) {
+        logger.error('data-quality detector failed', { err: describeError(err), batchId });
+      }
+    }
+    if (faulty) {
+      this.qualityCounts.rowsExcluded++;
+      return true;
+    }
+    const drift = this.detector;
+    if (!drift) return false;
     try {
       const u = drift.update(row, row.machineId);
       if (u.tested) {
@@ -255,10 +317,45 @@ export class RetrainTrigger {
         this.options.onWindow(u.window);
       }
       if (u.referenceUpdate) this.onReferenceUpdate(u.referenceUpdate);
-      if (u.alarm) this.onAlarm(u.alarm);
+      if (u.alarm) {
+        // A pooled alarm every feature of which is in a machine's data-quality fault is that fault, not drift.
+        const q = this.quality;
+        const explained =
+          q !== undefined &&
+          u.alarm.features.length > 0 &&
+          u.alarm.features.every((f) => q.machinesInFault(f.feature).length > 0);
+        if (explained) {
+          this.qualityCounts.alarmsExplained++;
+          logger.info('pooled drift alarm explained by a data-quality fault; no retrain', {
+            action: 'drift-alarm',
+            outcome: 'skipped',
+            features: u.alarm.features.map((f) => f.feature),
+            machines: q.machinesInFault(),
+          });
+        } else this.onAlarm(u.alarm);
+      }
     } catch (err) {
       logger.error('drift detector failed', { err: describeError(err), batchId });
     }
+    return false;
+  }
+
+  private onQualityAlarm(a: DataQualityAlarm): void {
+    const { logger, metrics } = this.options;
+    this.qualityCounts.alarms++;
+    metrics.alarms.inc({ kind: 'data-quality' });
+    logger.warn(
+      `data-quality fault on ${a.machineId}: ${a.feature} ${a.check}; its readings leave drift and training`,
+      {
+        action: 'data-quality-alarm',
+        machineId: a.machineId,
+        feature: a.feature,
+        check: a.check,
+        at: a.at,
+        evidence: a.evidence,
+      },
+    );
+    this.options.onDataQuality?.(a);
   }
 
   /** After a batch: exports the detector's per-feature summary when a window was tested in it. */
@@ -287,6 +384,17 @@ export class RetrainTrigger {
   /** A new champion resets the drift reference, the accuracy baseline and the episode. */
   private championLoaded(model: LoadedModel, version: string): void {
     const o = this.options;
+    if (o.dataQualityConfig !== false) {
+      try {
+        if (this.quality) this.quality.reset(model.reference);
+        else this.quality = new DataQualityDetector(model.reference, o.dataQualityConfig ?? {});
+      } catch (err) {
+        o.logger.error(`data-quality checks off for model ${version}: ${describeError(err)}`, {
+          modelVersion: version,
+        });
+        this.quality = undefined;
+      }
+    }
     if (o.drift !== false) {
       try {
         if (this.detector) this.detector.reset(model.reference);

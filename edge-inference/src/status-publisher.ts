@@ -1,5 +1,6 @@
 import { describeError } from '../../common/errors.ts';
 import type { FeatureDriftStatus, WindowReport } from '../../common/drift/feature-drift.ts';
+import type { DataQualityAlarm, DataQualityCleared } from '../../common/drift/data-quality.ts';
 import type { ReferenceUpdate } from '../../common/drift/multiscale-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import type { Logger } from '../../common/logging/logger.ts';
@@ -11,6 +12,8 @@ import {
   driftWindowMessageSchema,
   edgeStatusMessageSchema,
   referenceUpdatedMessageSchema,
+  dataQualityMessageSchema,
+  type DataQualityMessage,
   type DriftAlarmMessage,
   type ReferenceUpdatedMessage,
   type DriftWindowMessage,
@@ -203,6 +206,30 @@ export class StatusPublisher {
       })),
     };
     this.publish('reference-updated', STATUS_TOPICS.referenceUpdated, referenceUpdatedMessageSchema, msg, 1);
+  }
+
+  /** A data-quality fault raised or cleared (QoS 1: the dashboard's fleet view shows the faulty machine). */
+  publishDataQuality(event: DataQualityAlarm | (DataQualityCleared & { kind: 'cleared' })): void {
+    const base = {
+      type: 'data-quality' as const,
+      workerId: this.options.workerId,
+      publishedAt: Date.now(),
+      machineId: event.machineId,
+      feature: event.feature,
+      check: event.check,
+      at: event.at,
+    };
+    const msg: DataQualityMessage =
+      event.kind === 'cleared'
+        ? { ...base, state: 'cleared', since: event.since }
+        : {
+            ...base,
+            state: 'fault',
+            evidence: Object.fromEntries(
+              Object.entries(event.evidence).filter(([, v]) => typeof v === 'number' && Number.isFinite(v)),
+            ) as Record<string, number>,
+          };
+    this.publish('data-quality', STATUS_TOPICS.dataQuality, dataQualityMessageSchema, msg, 1);
   }
 
   /** The window message of a tested window, unless its group published one less than `windowMinIntervalMs` ago. */

@@ -2,6 +2,7 @@ import { Registry } from 'prom-client';
 import { BUS_TOPICS, type EventBus } from '../../common/bus/types.ts';
 import { DeadLetterSink } from '../../common/deadletter.ts';
 import { resolveAccuracyConfig, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
+import type { DataQualityConfig } from '../../common/drift/data-quality.ts';
 import {
   DEFAULT_DRIFT_CONFIG,
   resolveDriftConfig,
@@ -91,6 +92,11 @@ export interface EdgeWorkerOptions {
   maxQueue?: number;
   /** Feature drift detector settings (defaults: the detector's own). Ignored when `drift` is given. */
   driftConfig?: Partial<FeatureDriftConfig>;
+  /**
+   * Per-machine data-quality checks (`DataQualityDetector`): false turns them off. A machine in a fault is
+   * named in a `data-quality` alarm and its rows stay out of drift detection and retraining while it lasts.
+   */
+  dataQualityConfig?: Partial<DataQualityConfig> | false;
   /**
    * A ready-made drift detector, or false for none. Default: a `FeatureDriftDetector` built on the first
    * champion's reference.
@@ -183,6 +189,8 @@ export interface EdgeWorkerStats {
   retrainRequests: number;
   /** Covariate shifts accepted (rejected challenger, champion kept its accuracy) and references adopted. */
   adoption: { shiftsAccepted: number; referenceUpdates: number };
+  /** Data-quality alarms and cleared faults, rows kept out of drift and training, the active faults. */
+  dataQuality: RetrainTrigger['dataQuality'];
   liveAccuracy: number | null;
   /** Latest drift test per feature (most significant over groups). */
   drift: FeatureDriftStatus[];
@@ -206,6 +214,8 @@ interface JoinRecord {
   sampleIndex?: number;
   /** A label that arrived before the prediction. */
   label?: Efficiency;
+  /** Its machine was in a data-quality fault when it was predicted: not training data, not scored. */
+  faulty?: boolean;
 }
 
 /** Wires the model holder, the batch path and the three stages into one worker. Call `start()`. */
@@ -313,6 +323,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     onWindow: (w) => status.publishWindow(w),
     onAlarm: (alarm, outcome) => status.publishAlarm(alarm, outcome),
     onReferenceUpdate: (update, outcome) => status.publishReferenceUpdate(update, outcome),
+    ...(options.dataQualityConfig !== undefined ? { dataQualityConfig: options.dataQualityConfig } : {}),
+    onDataQuality: (event) => status.publishDataQuality(event),
   });
   holder.onSwap(() => status.championLoaded());
 
@@ -369,8 +381,10 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         }),
       );
       const sampleIndex = counts.samples++;
+      const faulty = trigger.observe(t, info.id);
       const rec = labelJoin.peek(t.machineId, t.seq);
       if (rec && rec.telemetry === t) {
+        if (faulty) rec.faulty = true;
         rec.predicted = p.efficiency;
         rec.modelVersion = p.modelVersion;
         rec.sampleIndex = sampleIndex;
@@ -380,7 +394,6 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
           if (waitForRoom) await waitForRoom;
         }
       }
-      trigger.observe(t, info.id);
     }
     trigger.endBatch();
   }
@@ -444,6 +457,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   /** A predicted reading with its label: publish the labelled sample, score the prediction. */
   function completeSample(rec: Required<JoinRecord>): Promise<void> | undefined {
     const t = rec.telemetry;
+    if (rec.faulty === true) {
+      // A reading of a machine in a data-quality fault: not training data, and not a verdict on the model.
+      metrics.samplesExcluded.inc();
+      return undefined;
+    }
     const row = {
       operationMode: t.operationMode,
       ...(Object.fromEntries(FEATURES.map((f) => [f, t[f]])) as Record<(typeof FEATURES)[number], number>),
@@ -516,6 +534,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       alarms: trigger.alarms,
       retrainRequests: trigger.retrainRequests,
       adoption: trigger.adoption,
+      dataQuality: trigger.dataQuality,
       liveAccuracy: trigger.liveAccuracy,
       drift: trigger.featureSummary(),
       status: status.stats(),

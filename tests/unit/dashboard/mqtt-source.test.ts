@@ -233,6 +233,35 @@ describe('handleMqttMessage', () => {
     expect(snap.invalid.bySource['reference-updated']).toEqual({ invalid_schema: 1 });
   });
 
+  it('shows an edge data-quality fault on its machine in the fleet view until it clears', () => {
+    const s = new DashboardStore({ modelName: 'm' });
+    send(s, 'factory/m-002/telemetry', telemetry('m-002'));
+    send(s, 'factory/m-001/telemetry', telemetry('m-001'));
+    const fault = {
+      type: 'data-quality',
+      workerId: 'edge-1',
+      publishedAt: 5,
+      state: 'fault',
+      machineId: 'm-002',
+      feature: 'temperatureC',
+      check: 'stuck',
+      at: { sampleIndex: 20_022, ts: 4 },
+      evidence: { value: 85, run: 6, pvalue: 1e-20, threshold: 3.7e-10 },
+    };
+    send(s, STATUS_TOPICS.dataQuality, fault);
+    const faults = (id: string): string[] =>
+      s.snapshot().machines.find((m) => m.id === id)?.faults ?? ['missing'];
+    expect(faults('m-002')).toEqual([
+      'data quality: temperatureC stuck (edge edge-1, since sample 20022); ' +
+        'readings kept out of drift detection and retraining',
+    ]);
+    expect(faults('m-001')).toEqual([]);
+    send(s, STATUS_TOPICS.dataQuality, { ...fault, state: 'cleared', since: 20_022, evidence: undefined });
+    expect(faults('m-002')).toEqual([]);
+    send(s, STATUS_TOPICS.dataQuality, { ...fault, check: 'bent' });
+    expect(s.snapshot().invalid.bySource['data-quality']).toEqual({ invalid_schema: 1 });
+  });
+
   it('ignores topics it does not read and never throws on odd input', () => {
     const s = new DashboardStore({ modelName: 'm' });
     send(s, 'driftline/retrainer/status', { any: 1 });

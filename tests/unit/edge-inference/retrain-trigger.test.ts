@@ -7,11 +7,21 @@ import {
   STATUS_TOPICS,
   driftAlarmMessageSchema,
   referenceUpdatedMessageSchema,
+  dataQualityMessageSchema,
+  type DataQualityMessage,
   type DriftAlarmMessage,
   type ReferenceUpdatedMessage,
 } from '../../../common/schema/status.ts';
 import type { ChampionRef, RegistryPort } from '../../../edge-inference/src/ports.ts';
-import { FakeIngest, fakeModel, makeTelemetry } from '../../../edge-inference/src/testing/fakes.ts';
+import { SeedStream, seedReference } from '../../../common/drift/synthetic.ts';
+import { labelledSampleSchema } from '../../../common/samples/types.ts';
+import { FEATURES } from '../../../common/schema/features.ts';
+import {
+  FakeIngest,
+  fakeModel,
+  makeTelemetry,
+  ruleLabel,
+} from '../../../edge-inference/src/testing/fakes.ts';
 import { createEdgeWorker, type EdgeWorker } from '../../../edge-inference/src/worker.ts';
 
 const workers: EdgeWorker[] = [];
@@ -192,5 +202,71 @@ describe('retrain trigger: a covariate shift the champion handles ends (issue 13
     });
     await bus.idle();
     expect(worker.stats().adoption.shiftsAccepted).toBe(0);
+  });
+});
+
+describe('retrain trigger: one faulty sensor is not fleet drift (issue 13, part 4)', () => {
+  /**
+   * Four machines in turn (sample i is machine m-00{i % 4}, seq i / 4, as the simulator does), seed streams
+   * against a 5,000-row seed reference, labels right after each reading. m-002's temperature
+   * is stuck at 85 °C (scenarios/sensor-fault.json's faults; here from sample 2,000) and its vibration spikes by ±4 Hz on 5 %.
+   */
+  it('names m-002 within 1,000 samples, keeps its readings out of training, and retrains nothing', async () => {
+    const bus = new InProcessBus();
+    const ingest = new FakeIngest();
+    const model = Object.assign(fakeModel('1', { accuracy: 0.9 }), { reference: seedReference(1, 5_000) });
+    const worker = createEdgeWorker({
+      http: false,
+      championPollMs: 0,
+      ingest,
+      bus,
+      initialModel: model,
+      batchSize: 50,
+      batchMaxWaitMs: 1,
+      driftWindowMinIntervalMs: 60_000,
+      sampleBatchMaxWaitMs: 1,
+    });
+    workers.push(worker);
+    await worker.start();
+    const stream = new SeedStream({ seed: 8 });
+    let spikes = 0;
+    for (let i = 0; i < 6_000; i++) {
+      const row = { ...stream.next() };
+      for (const f of FEATURES) row[f] = Math.round(row[f] * 1e4) / 1e4;
+      const machineId = `m-00${i % 4}`;
+      const seq = Math.floor(i / 4);
+      const efficiency = ruleLabel(row);
+      if (i >= 2_000 && machineId === 'm-002') {
+        row.temperatureC = 85;
+        if (++spikes % 20 === 0) row.vibrationHz += spikes % 40 === 0 ? 4 : -4;
+      }
+      await ingest.telemetry({ machineId, seq, ts: 1_700_000_000_000 + i, ...row });
+      await ingest.label({ machineId, seq, efficiency });
+    }
+    await worker.stop();
+    const quality: DataQualityMessage[] = ingest.status
+      .filter((s) => s.topic === STATUS_TOPICS.dataQuality)
+      .map((s) => dataQualityMessageSchema.parse(s.body));
+    // Named at 2,022: the sixth stuck reading of m-002 (every 4th sample from 2,002). No other machine is named.
+    expect(quality.map((q) => [q.state, q.machineId, q.feature, q.check, q.at.sampleIndex])).toEqual([
+      ['fault', 'm-002', 'temperatureC', 'stuck', 2_022],
+      // The first block test after the onset (2,000-sample blocks) confirms both faults.
+      ['fault', 'm-002', 'temperatureC', 'machine-vs-fleet', 3_999],
+      ['fault', 'm-002', 'vibrationHz', 'spikes', 3_999],
+    ]);
+    expect(quality[0]?.evidence).toMatchObject({ value: 85, run: 6 });
+    // Its later readings stay out of the pooled detector: no covariate alarm, no retrain request.
+    expect(worker.stats().alarms).toEqual({ covariate: 0, concept: 0 });
+    expect(requests(bus)).toHaveLength(0);
+    expect(worker.stats().dataQuality).toMatchObject({ alarms: 3, rowsExcluded: 995 });
+    expect(worker.stats().dataQuality.faults.map((f) => f.machineId)).toEqual(['m-002', 'm-002', 'm-002']);
+    // Retraining data: every reading of the other machines, m-002's only up to the fault's detection.
+    const samples = bus
+      .retained(BUS_TOPICS.labelledSamples)
+      .flatMap((m) => (m.value as { samples: unknown[] }).samples.map((x) => labelledSampleSchema.parse(x)));
+    const m2 = samples.filter((x) => x.machineId === 'm-002');
+    expect(samples.length - m2.length).toBe(4_500);
+    expect(m2).toHaveLength(505);
+    expect(Math.max(...m2.map((x) => x.sampleIndex ?? -1))).toBe(2_018);
   });
 });
