@@ -322,6 +322,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       championPollMs: edgeCfg.championPollMs,
       driftConfig,
       accuracyConfig,
+      ...(edgeCfg.accuracyCusum === 'off' ? { accuracyCusumConfig: false as const } : {}),
+      ...(edgeCfg.dataQuality === 'off' ? { dataQualityConfig: false as const } : {}),
       episodeTtlSamples: edgeCfg.episodeTtlSamples,
       labelJoinMaxPending: edgeCfg.labelJoinMaxPending,
       http: { host: edgeCfg.httpHost, port: edgeCfg.httpPort, maxRows: edgeCfg.predictMaxRows },

@@ -257,6 +257,17 @@ export const edgeConfigSpec = {
     default: DEFAULT_ACCURACY_CONFIG.cooldownLabels,
     min: 0,
   }),
+  accuracyCusum: oneOf('ACCURACY_CUSUM', ['on', 'off'] as const, {
+    description:
+      'Sequential label test beside the window test (Bernoulli CUSUMs, 1e-8 expected false alarms per label): ' +
+      'alarms sooner and dates the change',
+    default: 'on',
+  }),
+  dataQuality: oneOf('DATA_QUALITY', ['on', 'off'] as const, {
+    description:
+      'Per-machine data-quality checks (a faulty machine is named and kept out of drift and training)',
+    default: 'on',
+  }),
   episodeTtlSamples: int('EPISODE_TTL_SAMPLES', {
     description:
       'Samples after which an open drift episode expires, so a ' +

@@ -121,6 +121,8 @@ runMain(async () => {
     championPollMs: config.championPollMs,
     driftConfig,
     accuracyConfig,
+    ...(config.accuracyCusum === 'off' ? { accuracyCusumConfig: false as const } : {}),
+    ...(config.dataQuality === 'off' ? { dataQualityConfig: false as const } : {}),
     episodeTtlSamples: config.episodeTtlSamples,
     labelJoinMaxPending: config.labelJoinMaxPending,
     http: { host: config.httpHost, port: config.httpPort, maxRows: config.predictMaxRows },

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BUS_TOPICS, type EventBus } from '../../common/bus/types.ts';
+import { AccuracyCusum, type AccuracyCusumConfig } from '../../common/drift/accuracy-cusum.ts';
 import { AccuracyMonitor, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
 import { DriftEpisodeManager } from '../../common/drift/episode.ts';
 import {
@@ -119,6 +120,13 @@ export interface RetrainTriggerOptions {
   onWindow: (window: WindowReport) => void;
   /** Every alarm, once the episode manager had it. */
   onAlarm: (alarm: DriftAlarm, outcome: AlarmOutcome) => void;
+  /**
+   * The sequential label test beside the accuracy monitor (`AccuracyCusum`: Bernoulli CUSUMs, at most 1e-8
+   * expected false alarms per label by default); false: none. It alarms sooner on large drops, sees drops
+   * under `maxDrop`, and dates the change (its onset is where the CUSUM left 0), so the retrain window starts
+   * at the change.
+   */
+  accuracyCusumConfig?: Partial<AccuracyCusumConfig> | false;
   /** Settings of the data-quality detector; false: none. */
   dataQualityConfig?: Partial<DataQualityConfig> | false;
   /** Every data-quality alarm and cleared fault. */
@@ -146,6 +154,7 @@ export class RetrainTrigger {
   private referenceUpdateCount = 0;
   private shiftsAcceptedCount = 0;
   private quality: DataQualityDetector | undefined;
+  private cusum: AccuracyCusum | undefined;
   private readonly qualityCounts = { alarms: 0, cleared: 0, rowsExcluded: 0, alarmsExplained: 0 };
 
   constructor(private readonly options: RetrainTriggerOptions) {
@@ -375,7 +384,13 @@ export class RetrainTrigger {
         actual: o.label,
       });
       metrics.liveAccuracy.set(this.monitor.liveAccuracy ?? Number.NaN);
+      // The CUSUM sees every label too; either test's alarm goes to the episode (one request per episode).
+      const sequential = this.cusum?.record(o.predicted === o.label, {
+        ts: o.ts,
+        sampleIndex: o.sampleIndex,
+      });
       if (alarm) this.onAlarm(alarm);
+      else if (sequential) this.onAlarm(sequential);
     } catch (err) {
       logger.error('accuracy monitor failed', { err: describeError(err) });
     }
@@ -419,6 +434,18 @@ export class RetrainTrigger {
         if (!o.accuracy) this.monitor = undefined;
       } else if (this.monitor) this.monitor.reset(validationAccuracy);
       else this.monitor = new AccuracyMonitor(validationAccuracy, o.accuracyConfig);
+    }
+    if (o.accuracyCusumConfig !== false && this.monitor) {
+      try {
+        if (validationAccuracy === null) this.cusum = undefined;
+        else if (this.cusum) this.cusum.reset(validationAccuracy);
+        else this.cusum = new AccuracyCusum(validationAccuracy, o.accuracyCusumConfig ?? {});
+      } catch (err) {
+        o.logger.error(`sequential label test off for model ${version}: ${describeError(err)}`, {
+          modelVersion: version,
+        });
+        this.cusum = undefined;
+      }
     }
     if (this.episodes) this.episodes.championLoaded(version, validationAccuracy);
     else {

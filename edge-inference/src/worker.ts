@@ -2,6 +2,7 @@ import { Registry } from 'prom-client';
 import { BUS_TOPICS, type EventBus } from '../../common/bus/types.ts';
 import { DeadLetterSink } from '../../common/deadletter.ts';
 import { resolveAccuracyConfig, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
+import type { AccuracyCusumConfig } from '../../common/drift/accuracy-cusum.ts';
 import type { DataQualityConfig } from '../../common/drift/data-quality.ts';
 import {
   DEFAULT_DRIFT_CONFIG,
@@ -97,6 +98,8 @@ export interface EdgeWorkerOptions {
    * named in a `data-quality` alarm and its rows stay out of drift detection and retraining while it lasts.
    */
   dataQualityConfig?: Partial<DataQualityConfig> | false;
+  /** The sequential label test beside the accuracy monitor (`AccuracyCusum`); false turns it off. */
+  accuracyCusumConfig?: Partial<AccuracyCusumConfig> | false;
   /**
    * A ready-made drift detector, or false for none. Default: a `FeatureDriftDetector` built on the first
    * champion's reference.
@@ -325,6 +328,9 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     onReferenceUpdate: (update, outcome) => status.publishReferenceUpdate(update, outcome),
     ...(options.dataQualityConfig !== undefined ? { dataQualityConfig: options.dataQualityConfig } : {}),
     onDataQuality: (event) => status.publishDataQuality(event),
+    ...(options.accuracyCusumConfig !== undefined
+      ? { accuracyCusumConfig: options.accuracyCusumConfig }
+      : {}),
   });
   holder.onSwap(() => status.championLoaded());
 

@@ -270,3 +270,60 @@ describe('retrain trigger: one faulty sensor is not fleet drift (issue 13, part 
     expect(Math.max(...m2.map((x) => x.sampleIndex ?? -1))).toBe(2_018);
   });
 });
+
+describe('retrain trigger: the sequential label test (issue 13, part 2)', () => {
+  /** m1 readings, each labelled at once; from seq 1,000 the labels of seq % 10 < 3 disagree (30 % wrong). */
+  async function conceptRun(
+    cusum: boolean,
+  ): Promise<{ alarms: DriftAlarmMessage[]; requests: RetrainRequest[] }> {
+    const bus = new InProcessBus();
+    const ingest = new FakeIngest();
+    const worker = createEdgeWorker({
+      http: false,
+      championPollMs: 0,
+      ingest,
+      bus,
+      initialModel: fakeModel('1', { accuracy: 0.9 }),
+      drift: false,
+      dataQualityConfig: false,
+      batchSize: 10,
+      batchMaxWaitMs: 1,
+      sampleBatchMaxWaitMs: 1,
+      ...(cusum ? {} : { accuracyCusumConfig: false as const }),
+    });
+    workers.push(worker);
+    await worker.start();
+    for (let seq = 0; seq < 1_600; seq++) {
+      const t = makeTelemetry('m1', seq);
+      await ingest.telemetry(t);
+      const right = ruleLabel(t);
+      const wrong = seq >= 1_000 && seq % 10 < 3;
+      await ingest.label({
+        machineId: 'm1',
+        seq,
+        efficiency: wrong ? (right === 'Low' ? 'High' : 'Low') : right,
+      });
+    }
+    await worker.stop();
+    return { alarms: alarms(ingest), requests: requests(bus) };
+  }
+
+  it('alarms sooner than the window test on a 30-point drop, dates its onset, and asks for one retrain', async () => {
+    const window = await conceptRun(false);
+    const both = await conceptRun(true);
+    // The window test (250 labels, maxDrop 0.05, alpha 1e-4): alarm at 1,200, its window reaching back to 951.
+    expect(window.alarms.map((a) => [a.at.sampleIndex, a.onset.sampleIndex])).toEqual([[1_200, 951]]);
+    // With the CUSUMs: alarm at 1,191, dated at the change (1,000); the window test's alarm joins the episode.
+    expect(
+      both.alarms.map((a) => [a.at.sampleIndex, a.onset.sampleIndex, a.requestId !== undefined]),
+    ).toEqual([
+      [1_191, 1_000, true],
+      [1_200, 951, false],
+    ]);
+    expect(both.requests).toHaveLength(1);
+    expect(both.requests[0]).toMatchObject({
+      kind: 'concept',
+      window: { sampleFrom: 1_000, sampleTo: 1_191 },
+    });
+  });
+});

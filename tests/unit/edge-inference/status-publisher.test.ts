@@ -205,6 +205,7 @@ describe('edge worker status messages', () => {
       batchMaxWaitMs: 1,
       sampleBatchMaxWaitMs: 1,
       accuracyConfig: { windowSize: 50, minLabels: 20 },
+      accuracyCusumConfig: false,
     });
     await worker.start();
     for (let seq = 0; seq < 60; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
