@@ -10,7 +10,9 @@ results into .driftline/bench/streams/ (manifest.json); this script reads them.
     .venv-bench/bin/python bench/compare_detectors.py [--jobs 2]
 
 Detectors
-- Driftline FeatureDriftDetector, DEFAULT_DRIFT_CONFIG (figures from manifest.json).
+- Driftline FeatureDriftDetector, DEFAULT_DRIFT_CONFIG (the multi-scale detector), and
+  its previous default (detector 'windows': tumbling 500, 2 consecutive windows), both
+  run by bench/drift.ts (figures from manifest.json).
 - River KSWIN, one per feature; an alarm at a sample when any feature's KSWIN
   fires there. Defaults (alpha=0.005, window_size=100, stat_size=30) and one
   tuned setting (--kswin-tuned, default alpha=1e-6, window_size=1000, stat_size=300:
@@ -28,9 +30,9 @@ no memory beyond its window (and its RNG), so on the shift streams it starts
 warm-up are reported as pre-onset false alarms. Everything else runs the whole
 stream.
 
-Prints two markdown tables (false alarms over the 1,000,000-sample stationary
-stream; delay per shifted feature) and writes them with the raw figures to
-.driftline/bench/compare.json.
+Prints three markdown tables (false alarms over the 1,000,000-sample stationary
+stream; delay per shifted feature for +0.5 sd and for +0.25 sd) and writes them
+with the raw figures to .driftline/bench/compare.json.
 """
 from __future__ import annotations
 
@@ -219,13 +221,24 @@ def main() -> int:
     settings = {"KSWIN default": KSWIN_DEFAULT, "KSWIN tuned": {**KSWIN_DEFAULT, **parse_setting(args.kswin_tuned)}}
 
     results: dict = {"stationarySamples": stationary_n, "detectors": {}}
-    ours_delays = {s["feature"]: s["delay"] for s in manifest["shifts"]}
+    quarter = manifest.get("quarterShifts", [])
+    full_run = stationary_n == manifest["stationary"]["samples"]
     results["detectors"]["Driftline (ours)"] = {
-        "settings": "w=500 tumbling, alpha=1e-3 Bonferroni, 2 consecutive (same feature), exact KS vs 5,000",
-        "stationaryAlarms": manifest["ours"]["stationaryAlarms"] if stationary_n == manifest["stationary"]["samples"] else None,
-        "delays": ours_delays,
-        "preOnsetAlarms": {s["feature"]: s["alarmsBeforeOnset"] for s in manifest["shifts"]},
+        "settings": manifest["ours"].get("settings", "DEFAULT_DRIFT_CONFIG"),
+        "stationaryAlarms": manifest["ours"]["stationaryAlarms"] if full_run else None,
+        "delays": {s["feature"]: s["delay"] for s in manifest["shifts"]},
+        "delaysQuarter": {s["feature"]: s["delay"] for s in quarter},
+        "preOnsetAlarms": {s["feature"]: s["alarmsBeforeOnset"] + sum(q["alarmsBeforeOnset"] for q in quarter if q["feature"] == s["feature"]) for s in manifest["shifts"]},
     }
+    if "windowsEngine" in manifest["ours"]:
+        w = manifest["ours"]["windowsEngine"]
+        results["detectors"]["Driftline before (windows)"] = {
+            "settings": w["settings"],
+            "stationaryAlarms": w["stationaryAlarms"] if full_run else None,
+            "delays": {s["feature"]: s["windowsDelay"] for s in manifest["shifts"]},
+            "delaysQuarter": {s["feature"]: s["windowsDelay"] for s in quarter},
+            "preOnsetAlarms": {s["feature"]: s["windowsAlarmsBeforeOnset"] + sum(q["windowsAlarmsBeforeOnset"] for q in quarter if q["feature"] == s["feature"]) for s in manifest["shifts"]},
+        }
 
     if not args.skip_ksdrift:
         from importlib.metadata import version
@@ -234,16 +247,17 @@ def main() -> int:
             name = f"KSDrift p_val={p_val:g}"
             t0 = time.process_time()
             quiet = ksdrift_windows(x_ref, load(manifest["stationary"]["file"], nf)[:stationary_n], window, p_val)
-            delays, pre = {}, {}
-            for s in manifest["shifts"]:
+            delays, pre, dq = {}, {}, {}
+            for s in manifest["shifts"] + quarter:
                 alarms = ksdrift_windows(x_ref, load(s["file"], nf), window, p_val)
                 a = first_after(alarms, s["onset"])
-                delays[s["feature"]] = None if a is None else a - s["onset"]
-                pre[s["feature"]] = sum(1 for x in alarms if x < s["onset"])
+                (dq if s in quarter else delays)[s["feature"]] = None if a is None else a - s["onset"]
+                pre[s["feature"]] = pre.get(s["feature"], 0) + sum(1 for x in alarms if x < s["onset"])
             results["detectors"][name] = {
                 "settings": f"alibi-detect {version('alibi-detect')}, x_ref 5,000, window {window} tumbling, Bonferroni, p_val={p_val:g}",
                 "stationaryAlarms": len(quiet),
                 "delays": delays,
+                "delaysQuarter": dq,
                 "preOnsetAlarms": pre,
                 "cpuSeconds": round(time.process_time() - t0, 1),
             }
@@ -256,10 +270,11 @@ def main() -> int:
         for name, setting in settings.items():
             for f in range(nf):
                 jobs.append(((name, "stationary"), manifest["stationary"]["file"], nf, f, 0, stationary_n, setting, None))
-            for s in manifest["shifts"]:
+            for s in manifest["shifts"] + quarter:
                 start = max(0, s["onset"] - args.kswin_warmup)
+                tag = s["feature"] if s in manifest["shifts"] else f"quarter:{s['feature']}"
                 for f in range(nf):
-                    jobs.append(((name, s["feature"]), s["file"], nf, f, start, min(s["samples"], s["onset"] + args.kswin_horizon), setting, s["onset"]))
+                    jobs.append(((name, tag), s["file"], nf, f, start, min(s["samples"], s["onset"] + args.kswin_horizon), setting, s["onset"]))
         # Long jobs first so the pool stays busy.
         jobs.sort(key=lambda j: -(j[5] - j[4]) if j[7] is None else 0)
         per: dict = {}
@@ -274,22 +289,25 @@ def main() -> int:
         for name, setting in settings.items():
             quiet = per[(name, "stationary")]
             any_feature = sorted(set().union(*quiet.values()))
-            delays, own, pre = {}, {}, {}
-            for s in manifest["shifts"]:
-                cols = per[(name, s["feature"])]
+            delays, own, pre, dq, ownq = {}, {}, {}, {}, {}
+            for s in manifest["shifts"] + quarter:
+                is_q = s not in manifest["shifts"]
+                cols = per[(name, f"quarter:{s['feature']}" if is_q else s["feature"])]
                 onset = s["onset"]
                 firsts = [first_after(cols[f], onset) for f in range(nf)]
                 hits = [a for a in firsts if a is not None]
-                delays[s["feature"]] = None if not hits else min(hits) - onset
+                (dq if is_q else delays)[s["feature"]] = None if not hits else min(hits) - onset
                 shifted = firsts[features.index(s["feature"])]
-                own[s["feature"]] = None if shifted is None else shifted - onset
-                pre[s["feature"]] = len({a for f in range(nf) for a in cols[f] if a < onset})
+                (ownq if is_q else own)[s["feature"]] = None if shifted is None else shifted - onset
+                pre[s["feature"]] = pre.get(s["feature"], 0) + len({a for f in range(nf) for a in cols[f] if a < onset})
             results["detectors"][name] = {
                 "settings": f"river {version('river')} KSWIN({', '.join(f'{k}={v:g}' for k, v in setting.items())}) per feature, any feature",
                 "stationaryAlarms": len(any_feature),
                 "stationaryAlarmsPerFeature": {features[f]: len(quiet[f]) for f in range(nf)},
                 "delays": delays,
                 "delaysOwnFeature": own,
+                "delaysQuarter": dq,
+                "delaysQuarterOwnFeature": ownq,
                 "preOnsetAlarms": pre,
                 "preOnsetWindow": args.kswin_warmup,
                 "cpuSeconds": round(cpu[name], 1),
@@ -304,34 +322,47 @@ def main() -> int:
     for n in names:
         d = results["detectors"][n]
         lines.append(f"| {n} | {d['settings']} | {fmt(d['stationaryAlarms'], 'n/a (full run only)')} |")
-    lines += [
-        "",
-        f"### Detection delay, +0.5 sd in one feature at sample {manifest['shifts'][0]['onset']:,} (samples from onset to the first alarm at or after it; goal <= 2,000)",
-        "",
-        f"'none': no alarm within the stream ({AFTER:,} samples after the onset) for ours and KSDrift, within --kswin-horizon ({args.kswin_horizon:,}) for KSWIN. "
-        "'(own: …)': the shifted feature's own KSWIN, when another feature's fired first.",
-        "",
-    ]
-    lines.append("| shifted feature | " + " | ".join(names) + " |")
-    lines.append("| --- | " + " | ".join("---:" for _ in names) + " |")
-    for s in manifest["shifts"]:
-        cells = []
-        for n in names:
-            d = results["detectors"][n]
-            v = d["delays"].get(s["feature"])
-            cell = fmt(v)
-            own = d.get("delaysOwnFeature", {}).get(s["feature"], v)
-            if own != v:
-                cell += f" (own: {fmt(own)})"
-            cells.append(cell)
-        lines.append(f"| {s['feature']} | " + " | ".join(cells) + " |")
+    def delay_table(title: str, key: str, own_key: str, shifts: list) -> None:
+        nonlocal lines
+        lines += [
+            "",
+            title,
+            "",
+            f"'none': no alarm within the stream ({AFTER:,} samples after the onset) for ours and KSDrift, within --kswin-horizon ({args.kswin_horizon:,}) for KSWIN. "
+            "'(own: …)': the shifted feature's own KSWIN, when another feature's fired first.",
+            "",
+        ]
+        lines.append("| shifted feature | " + " | ".join(names) + " |")
+        lines.append("| --- | " + " | ".join("---:" for _ in names) + " |")
+        worst = {n: 0 for n in names}
+        for s in shifts:
+            cells = []
+            for n in names:
+                d = results["detectors"][n]
+                v = d.get(key, {}).get(s["feature"])
+                worst[n] = None if v is None or worst[n] is None else max(worst[n], v)
+                cell = fmt(v)
+                own = d.get(own_key, {}).get(s["feature"], v)
+                if own != v:
+                    cell += f" (own: {fmt(own)})"
+                cells.append(cell)
+            lines.append(f"| {s['feature']} | " + " | ".join(cells) + " |")
+        lines.append("| **worst of the nine** | " + " | ".join(fmt(worst[n]) for n in names) + " |")
+
+    delay_table(
+        f"### Detection delay, +0.5 sd in one feature at sample {manifest['shifts'][0]['onset']:,} (samples from onset to the first alarm at or after it; goal <= 600)",
+        "delays", "delaysOwnFeature", manifest["shifts"])
+    if quarter:
+        delay_table(
+            f"### Detection delay, +0.25 sd in one feature at sample {quarter[0]['onset']:,} (goal <= 3,000)",
+            "delaysQuarter", "delaysQuarterOwnFeature", quarter)
     pre_row = []
     for n in names:
         d = results["detectors"][n]
         total = sum(d["preOnsetAlarms"].values())
         span = d.get("preOnsetWindow")
         pre_row.append(f"{total:,}" + (f" (in {span:,}/stream)" if span else ""))
-    lines.append("| alarms before onset, 9 streams | " + " | ".join(pre_row) + " |")
+    lines.append(f"| alarms before onset, {len(manifest['shifts']) + len(quarter)} streams | " + " | ".join(pre_row) + " |")
     table = "\n".join(lines)
     print(table)
     OUT.parent.mkdir(parents=True, exist_ok=True)

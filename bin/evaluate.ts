@@ -19,7 +19,7 @@ import { loadScenarioFile } from '../common/scenario/scenario.ts';
 import { DEFAULT_BOOTSTRAP_DIR, ensureBootstrapArtifact } from './lib/bootstrap.ts';
 import { replayScenario, type ReplayResult } from './lib/replay.ts';
 
-const USAGE = `usage: npm run evaluate -- --scenario-file F [--json] [--retrain] [--label-delay-samples N] [--retrain-latency-samples N] [--model-dir DIR]`;
+const USAGE = `usage: npm run evaluate -- --scenario-file F [--json] [--retrain] [--label-delay-samples N] [--retrain-latency-samples N] [--retrain-min-samples N] [--retrain-epochs N] [--retry-every-samples N] [--concept-cusum] [--model-dir DIR]`;
 
 function intArg(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
@@ -36,6 +36,11 @@ runMain(async () => {
       retrain: { type: 'boolean', default: false },
       'label-delay-samples': { type: 'string' },
       'retrain-latency-samples': { type: 'string' },
+      // Healing levers (docs/drift-detector-design.md, "Healing"): retrain on fewer post-drift labels, shorter training.
+      'retrain-min-samples': { type: 'string' },
+      'retrain-epochs': { type: 'string' },
+      'retry-every-samples': { type: 'string' },
+      'concept-cusum': { type: 'boolean', default: false },
       'model-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -49,6 +54,15 @@ runMain(async () => {
   if (!file) throw new ConfigError(`--scenario-file is required\n${USAGE}`);
   const labelDelaySamples = intArg('label-delay-samples', values['label-delay-samples'], 100);
   const retrainLatencySamples = intArg('retrain-latency-samples', values['retrain-latency-samples'], 2_500);
+  const retryEverySamples = intArg('retry-every-samples', values['retry-every-samples'], 500);
+  const retrainerConfig = {
+    ...(values['retrain-min-samples'] !== undefined
+      ? { minSamples: intArg('retrain-min-samples', values['retrain-min-samples'], 2_000) }
+      : {}),
+    ...(values['retrain-epochs'] !== undefined
+      ? { epochs: intArg('retrain-epochs', values['retrain-epochs'], 40) }
+      : {}),
+  };
   // Drift and accuracy settings come from the same env vars as the edge worker's.
   const edge = loadConfig(edgeConfigSpec);
   const logger = createLogger({ service: 'evaluate', version: VERSION, stream: process.stderr });
@@ -66,6 +80,9 @@ runMain(async () => {
     tf,
     labelDelaySamples,
     retrainLatencySamples,
+    retryEverySamples,
+    retrainerConfig,
+    conceptCusum: values['concept-cusum'] ? {} : false,
     driftConfig: driftConfigOf(edge),
     accuracyConfig: accuracyConfigOf(edge),
     modelName: edge.modelName,
@@ -88,10 +105,14 @@ runMain(async () => {
     alarms: main.alarms,
     detectionDelay: main.detectionDelay,
     falseAlarms: main.falseAlarms,
+    retrainRequests: main.alarms.filter((a) => a.requestId !== undefined).length,
     accuracy: main.accuracy,
+    dataQuality: main.dataQuality,
     settings: {
       labelDelaySamples,
       retrainLatencySamples,
+      retryEverySamples,
+      retrainer: retrainerConfig,
       drift: common.driftConfig,
       accuracy: common.accuracyConfig,
     },
@@ -117,6 +138,17 @@ runMain(async () => {
       ]),
     );
     out.falseAlarmsWithoutRetraining = base.falseAlarms;
+    out.shiftsAccepted = loop.shiftsAccepted;
+    out.referenceUpdates = loop.referenceUpdates;
+    // Per phase: covariate alarms after the first accepted shift in it (goal 0 while the shift lasts).
+    out.alarmsAfterShiftAccepted = Object.fromEntries(
+      loop.phases
+        .filter((p) => loop.shiftsAccepted.some((a) => a.at >= p.start && a.at < p.end))
+        .map((p) => {
+          const first = loop.shiftsAccepted.find((a) => a.at >= p.start && a.at < p.end)?.at ?? p.start;
+          return [p.name, loop.alarms.filter((a) => a.at > first && a.at < p.end).length];
+        }),
+    );
   }
   out.elapsedMs = base.elapsedMs + (loop?.elapsedMs ?? 0);
   if (values.json) {

@@ -5,6 +5,12 @@ import { HealingTracker, type PhaseHealing, type PhaseSpan } from '../../common/
 import { parseModelEvent, parseRetrainRequest } from '../../common/events/schemas.ts';
 import { connectMqtt } from '../../common/mqtt/connect.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
+import {
+  STATUS_TOPICS,
+  dataQualityMessageSchema,
+  driftAlarmMessageSchema,
+  referenceUpdatedMessageSchema,
+} from '../../common/schema/status.ts';
 import { TOPICS, parseTopic, validateMessage } from '../../common/schema/telemetry.ts';
 
 /**
@@ -29,6 +35,22 @@ export interface LiveRetrain {
   challenger?: { accuracy: number; macroF1: number };
 }
 
+/** A drift alarm or an adopted reference as the edge published it (sample index on the edge's clock). */
+export interface LiveDriftEvent {
+  type: 'covariate' | 'concept' | 'reference-updated' | 'data-quality';
+  sampleIndex: number;
+  atSec: number;
+  /** Alarms: set when the alarm opened an episode (asked for a retrain). */
+  requestId?: string;
+  /** reference-updated: rows adopted and the most changed feature. */
+  samples?: number;
+  feature?: string;
+  /** data-quality: the machine named, the check, and whether the fault was raised or cleared. */
+  machineId?: string;
+  check?: string;
+  state?: 'fault' | 'cleared';
+}
+
 export interface LiveObserverOptions {
   mqttUrl: string;
   username: string;
@@ -42,6 +64,7 @@ export interface LiveObserverOptions {
 export class LiveObserver {
   readonly healing: HealingTracker;
   readonly retrains: LiveRetrain[] = [];
+  readonly driftEvents: LiveDriftEvent[] = [];
   private readonly started = Date.now();
   private readonly predictions = new Map<string, Efficiency>();
   private readonly machineIndex: Map<string, number>;
@@ -63,7 +86,16 @@ export class LiveObserver {
       ...(this.options.password ? { password: this.options.password } : {}),
     });
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
-    await this.client.subscribeAsync([TOPICS.predictionWildcard, TOPICS.labelWildcard], { qos: 1 });
+    await this.client.subscribeAsync(
+      [
+        TOPICS.predictionWildcard,
+        TOPICS.labelWildcard,
+        STATUS_TOPICS.alarm,
+        STATUS_TOPICS.referenceUpdated,
+        STATUS_TOPICS.dataQuality,
+      ],
+      { qos: 1 },
+    );
     const group = `observer-${process.pid}`;
     this.subs.push(
       await this.options.bus.subscribe(
@@ -107,7 +139,56 @@ export class LiveObserver {
     return Math.round((Date.now() - this.started) / 100) / 10;
   }
 
+  private onDriftMessage(topic: string, payload: Buffer): void {
+    let data: unknown;
+    try {
+      data = JSON.parse(payload.toString('utf8'));
+    } catch {
+      return;
+    }
+    if (topic === STATUS_TOPICS.alarm) {
+      const r = driftAlarmMessageSchema.safeParse(data);
+      if (!r.success) return;
+      this.driftEvents.push({
+        type: r.data.kind,
+        sampleIndex: r.data.at.sampleIndex,
+        atSec: this.seconds(),
+        ...(r.data.requestId !== undefined ? { requestId: r.data.requestId } : {}),
+      });
+      return;
+    }
+    if (topic === STATUS_TOPICS.dataQuality) {
+      const q = dataQualityMessageSchema.safeParse(data);
+      if (!q.success) return;
+      this.driftEvents.push({
+        type: 'data-quality',
+        sampleIndex: q.data.at.sampleIndex,
+        atSec: this.seconds(),
+        machineId: q.data.machineId,
+        feature: q.data.feature,
+        check: q.data.check,
+        state: q.data.state,
+      });
+      return;
+    }
+    const r = referenceUpdatedMessageSchema.safeParse(data);
+    if (!r.success) return;
+    this.driftEvents.push({
+      type: 'reference-updated',
+      sampleIndex: r.data.at.sampleIndex,
+      atSec: this.seconds(),
+      samples: r.data.samples,
+      ...(r.data.features[0] ? { feature: r.data.features[0].feature } : {}),
+    });
+  }
+
   private onMessage(topic: string, payload: Buffer): void {
+    if (
+      topic === STATUS_TOPICS.alarm ||
+      topic === STATUS_TOPICS.referenceUpdated ||
+      topic === STATUS_TOPICS.dataQuality
+    )
+      return this.onDriftMessage(topic, payload);
     const t = parseTopic(topic);
     if (!t) return;
     const text = payload.toString('utf8');
@@ -148,6 +229,7 @@ export class LiveObserver {
     phases: PhaseHealing[];
     preDriftAccuracy: number | null;
     retrains: LiveRetrain[];
+    driftEvents: LiveDriftEvent[];
   } {
     return {
       labelled: this.labelled,
@@ -155,6 +237,7 @@ export class LiveObserver {
       phases: this.healing.summary(),
       preDriftAccuracy: this.healing.preDriftAccuracy,
       retrains: this.retrains,
+      driftEvents: this.driftEvents,
     };
   }
 

@@ -1,9 +1,16 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { AccuracyCusum, type AccuracyCusumConfig } from '../../common/drift/accuracy-cusum.ts';
 import { AccuracyMonitor, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
+import {
+  DataQualityDetector,
+  type DataQualityAlarm,
+  type DataQualityConfig,
+} from '../../common/drift/data-quality.ts';
 import { DriftEpisodeManager } from '../../common/drift/episode.ts';
 import { FeatureDriftDetector, type FeatureDriftConfig } from '../../common/drift/feature-drift.ts';
+import type { ReferenceUpdate } from '../../common/drift/multiscale-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import { isRetriable } from '../../common/errors.ts';
 import { HealingTracker, type PhaseHealing, type PhaseSpan } from '../../common/eval/healing.ts';
@@ -51,7 +58,11 @@ export interface ReplayOptions {
   /** Samples between retries of a request whose window holds too little data. Default 500. */
   retryEverySamples?: number;
   driftConfig?: Partial<FeatureDriftConfig>;
+  /** Per-machine data-quality checks; `false` turns them off (every row reaches the pooled detector). */
+  dataQualityConfig?: Partial<DataQualityConfig> | false;
   accuracyConfig?: Partial<AccuracyMonitorConfig>;
+  /** Prototype (docs/drift-detector-design.md, "Healing"): CUSUMs on the label stream beside the accuracy monitor. Default off. */
+  conceptCusum?: Partial<AccuracyCusumConfig> | false;
   retrainerConfig?: Partial<RetrainerConfig>;
   modelName?: string;
   logger?: Logger;
@@ -104,6 +115,29 @@ export interface MetricsSummary {
   perClassRecall: Record<Efficiency, number>;
 }
 
+/** The covariate detector adopted recent rows as its reference (see `MultiScaleDriftDetector.acceptShift`). */
+export interface ReplayReferenceUpdate {
+  at: number;
+  reason: 'accepted' | 'continuing';
+  /** Sample range of the adopted rows. */
+  fromSample: number;
+  toSample: number;
+  samples: number;
+  /** Features whose old and new reference differ (KS p <= 1e-3), smallest p first. */
+  changed: { feature: string; oldMean: number; newMean: number; statistic: number; pvalue: number }[];
+}
+
+export interface ReplayDataQuality {
+  alarms: (Pick<DataQualityAlarm, 'machineId' | 'feature' | 'check' | 'evidence'> & { at: number })[];
+  cleared: { at: number; machineId: string; feature: string; check: string }[];
+  /** Rows kept from the pooled drift detector because their machine was in a fault. */
+  rowsExcludedFromDrift: number;
+  /** Labelled samples kept out of the retraining data for the same reason. */
+  labelsExcludedFromTraining: number;
+  /** Pooled covariate alarms explained by a data-quality fault (every feature in a fault), not sent on. */
+  reclassifiedAlarms: number;
+}
+
 export interface ReplayResult {
   samples: number;
   phases: { name: string; start: number; end: number; changesAnything: boolean }[];
@@ -117,6 +151,10 @@ export interface ReplayResult {
   preDriftAccuracy: number | null;
   retrains: ReplayRetrain[];
   championVersions: { version: string; from: number }[];
+  /** Covariate shifts the champion was judged to handle (rejected challenger, champion accuracy held): the detector adopts them. */
+  shiftsAccepted: { at: number; requestId: string; groups: string[] }[];
+  referenceUpdates: ReplayReferenceUpdate[];
+  dataQuality: ReplayDataQuality | null;
   elapsedMs: number;
 }
 
@@ -136,6 +174,8 @@ interface PendingLabel {
   sample: GeneratedSample;
   predicted: Efficiency;
   modelVersion: string;
+  /** Its machine was in a data-quality fault when the reading arrived: not training data. */
+  faulty: boolean;
 }
 
 /** Replays `options.scenario` once. */
@@ -178,6 +218,24 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
     const accuracy = new AccuracyMonitor(model.metadata.validation.accuracy, options.accuracyConfig ?? {}, {
       now: () => clock,
     });
+    const dq =
+      options.dataQualityConfig === false
+        ? null
+        : new DataQualityDetector(model.reference, options.dataQualityConfig ?? {}, { now: () => clock });
+    const dataQuality: ReplayDataQuality | null = dq
+      ? {
+          alarms: [],
+          cleared: [],
+          rowsExcludedFromDrift: 0,
+          labelsExcludedFromTraining: 0,
+          reclassifiedAlarms: 0,
+        }
+      : null;
+    const shiftsAccepted: ReplayResult['shiftsAccepted'] = [];
+    const referenceUpdates: ReplayReferenceUpdate[] = [];
+    const cusum = options.conceptCusum
+      ? new AccuracyCusum(model.metadata.validation.accuracy, options.conceptCusum)
+      : null;
     const episodes = new DriftEpisodeManager(
       { modelName, championVersion: version, validationAccuracy: model.metadata.validation.accuracy },
       { now: () => clock, liveAccuracy: () => accuracy.liveAccuracy },
@@ -246,28 +304,34 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
         labelledTotal++;
         if (correct) correctTotal++;
         const { machineId, seq, ts, operationMode } = telemetry;
-        storeBuffer.push({
-          machineId,
-          seq,
-          ts,
-          sampleIndex: index,
-          row: {
-            operationMode,
-            temperatureC: telemetry.temperatureC,
-            vibrationHz: telemetry.vibrationHz,
-            powerKw: telemetry.powerKw,
-            networkLatencyMs: telemetry.networkLatencyMs,
-            packetLossPct: telemetry.packetLossPct,
-            defectRatePct: telemetry.defectRatePct,
-            productionSpeedUph: telemetry.productionSpeedUph,
-            maintenanceScore: telemetry.maintenanceScore,
-            errorRatePct: telemetry.errorRatePct,
-          },
-          label: label.efficiency,
-          prediction: l.predicted,
-          modelVersion: l.modelVersion,
-        });
+        if (l.faulty && dataQuality) dataQuality.labelsExcludedFromTraining++;
+        else
+          storeBuffer.push({
+            machineId,
+            seq,
+            ts,
+            sampleIndex: index,
+            row: {
+              operationMode,
+              temperatureC: telemetry.temperatureC,
+              vibrationHz: telemetry.vibrationHz,
+              powerKw: telemetry.powerKw,
+              networkLatencyMs: telemetry.networkLatencyMs,
+              packetLossPct: telemetry.packetLossPct,
+              defectRatePct: telemetry.defectRatePct,
+              productionSpeedUph: telemetry.productionSpeedUph,
+              maintenanceScore: telemetry.maintenanceScore,
+              errorRatePct: telemetry.errorRatePct,
+            },
+            label: label.efficiency,
+            prediction: l.predicted,
+            modelVersion: l.modelVersion,
+          });
         if (outcome.alarm) onAlarm(outcome.alarm, index);
+        else if (cusum && outcome.matched) {
+          const a = cusum.record(correct, { sampleIndex: index, ts });
+          if (a) onAlarm(a, index);
+        }
       }
       if (labelHead > 65_536) {
         labels.splice(0, labelHead);
@@ -322,6 +386,27 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
         pendingRequest = null;
         if (outcome.promoted && outcome.version !== undefined)
           pendingSwap = { at: index + latency, version: outcome.version };
+        // A covariate shift the champion handles: its challenger lost, and the champion kept its accuracy on
+        // the recent holdout (at least the accuracy monitor's floor). The detector adopts the shifted data
+        // as its reference and the episode ends, so the alarm stops and the next change is a new episode.
+        const floor = model.metadata.validation.accuracy - accuracy.config.maxDrop;
+        if (
+          !outcome.promoted &&
+          p.request.kind === 'covariate' &&
+          outcome.champion !== null &&
+          outcome.champion.accuracy >= floor &&
+          detector.multiscale
+        ) {
+          const groups = detector.acceptShift();
+          episodes.referenceAdopted();
+          shiftsAccepted.push({ at: index, requestId: p.request.requestId, groups });
+          logger.info('covariate shift accepted: the champion handles it; adopting it as the reference', {
+            action: 'shift-accepted',
+            correlationId: p.request.correlationId,
+            at: index,
+            championAccuracy: outcome.champion.accuracy,
+          });
+        }
       } catch (err) {
         if (isRetriable(err) && p.attempts < 40) {
           p.nextTryAt = index + retryEvery;
@@ -340,7 +425,9 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       model = next;
       version = pendingSwap.version;
       detector.reset(model.reference);
+      dq?.reset(model.reference);
       accuracy.reset(model.metadata.validation.accuracy);
+      cusum?.reset(model.metadata.validation.accuracy);
       episodes.championLoaded(version, model.metadata.validation.accuracy);
       championVersions.push({ version, from: index });
       const record = retrains.find((r) => r.version === version);
@@ -366,10 +453,56 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
         clock = s.telemetry.ts;
         deliverLabels(s.index);
         const t = s.telemetry;
-        const update = detector.update(t, t.machineId);
-        if (update.alarm) onAlarm(update.alarm, s.index);
+        let faulty = false;
+        if (dq && dataQuality) {
+          const q = dq.update(t, t.machineId);
+          for (const a of q.alarms) {
+            dataQuality.alarms.push({
+              at: s.index,
+              machineId: a.machineId,
+              feature: a.feature,
+              check: a.check,
+              evidence: a.evidence,
+            });
+            logger.warn(`data-quality fault: ${a.machineId} ${a.feature} ${a.check}`, {
+              action: 'data-quality-alarm',
+              machineId: a.machineId,
+              feature: a.feature,
+              check: a.check,
+              at: s.index,
+            });
+          }
+          for (const c of q.cleared)
+            dataQuality.cleared.push({
+              at: s.index,
+              machineId: c.machineId,
+              feature: c.feature,
+              check: c.check,
+            });
+          faulty = dq.inFault(t.machineId);
+        }
+        if (faulty && dataQuality) dataQuality.rowsExcludedFromDrift++;
+        else {
+          const update = detector.update(t, t.machineId);
+          if (update.referenceUpdate) referenceUpdates.push(replayReferenceUpdate(update.referenceUpdate));
+          if (update.alarm) {
+            // A pooled alarm every feature of which is in a machine's data-quality fault is that fault, not drift.
+            const explained =
+              dq !== null &&
+              update.alarm.features.length > 0 &&
+              update.alarm.features.every((f) => dq.machinesInFault(f.feature).length > 0);
+            if (explained && dataQuality) dataQuality.reclassifiedAlarms++;
+            else onAlarm(update.alarm, s.index);
+          }
+        }
         accuracy.recordPrediction(t.machineId, t.seq, p.efficiency, { ts: t.ts, sampleIndex: s.index });
-        labels.push({ due: s.index + labelDelay, sample: s, predicted: p.efficiency, modelVersion: version });
+        labels.push({
+          due: s.index + labelDelay,
+          sample: s,
+          predicted: p.efficiency,
+          modelVersion: version,
+          faulty,
+        });
       }
       batch.length = 0;
       if (storeBuffer.length >= 4096) await flushStore();
@@ -412,10 +545,32 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       preDriftAccuracy: healing.preDriftAccuracy,
       retrains,
       championVersions,
+      shiftsAccepted,
+      referenceUpdates,
+      dataQuality,
       elapsedMs: Math.round(performance.now() - started),
     };
   } finally {
     await registry.close();
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+function replayReferenceUpdate(u: ReferenceUpdate): ReplayReferenceUpdate {
+  return {
+    at: u.at.sampleIndex,
+    reason: u.reason,
+    fromSample: u.from.sampleIndex,
+    toSample: u.to.sampleIndex,
+    samples: u.samples,
+    changed: u.features
+      .filter((f) => f.pvalue <= 1e-3)
+      .map((f) => ({
+        feature: f.feature,
+        oldMean: f.old.mean,
+        newMean: f.new.mean,
+        statistic: f.statistic,
+        pvalue: f.pvalue,
+      })),
+  };
 }

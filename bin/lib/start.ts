@@ -330,6 +330,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       championPollMs: edgeCfg.championPollMs,
       driftConfig,
       accuracyConfig,
+      ...(edgeCfg.accuracyCusum === 'off' ? { accuracyCusumConfig: false as const } : {}),
+      ...(edgeCfg.dataQuality === 'off' ? { dataQualityConfig: false as const } : {}),
       episodeTtlSamples: edgeCfg.episodeTtlSamples,
       labelJoinMaxPending: edgeCfg.labelJoinMaxPending,
       dedupWindow: edgeCfg.dedupWindow,
@@ -495,7 +497,14 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
             s.phases.filter((p) => p.changesAnything).map((p) => [p.name, p.secondsToHeal ?? null]),
           ),
           retrains: s.retrains,
-          edge: edge.stats().alarms,
+          // Alarms and adopted references in order, on the edge's sample clock (issue 13, part 3).
+          driftEvents: s.driftEvents,
+          edge: {
+            ...edge.stats().alarms,
+            ...edge.stats().adoption,
+            dataQuality: { ...edge.stats().dataQuality, faults: undefined },
+            retrainRequests: edge.stats().retrainRequests,
+          },
           finalChampion: edge.stats().modelVersion,
         };
       })();

@@ -70,6 +70,8 @@ export interface EpisodeStats {
   attachedAlarms: number;
   expired: number;
   closedByChampion: number;
+  /** Episodes closed because the champion was judged to handle the shift and the detector adopted it. */
+  closedByReference: number;
 }
 
 const MAX_GROUPS_LISTED = 32;
@@ -118,6 +120,7 @@ export class DriftEpisodeManager {
     attachedAlarms: 0,
     expired: 0,
     closedByChampion: 0,
+    closedByReference: 0,
   };
 
   constructor(
@@ -193,6 +196,20 @@ export class DriftEpisodeManager {
       this.open = null;
       this.counters.closedByChampion++;
     }
+  }
+
+  /**
+   * The open episode's question is answered without a new champion: its
+   * challenger was rejected because the champion did not lose accuracy, and
+   * the covariate detector adopts the shifted data as its reference. The
+   * episode closes, so the next real change opens a new one (a new retrain
+   * request). Returns whether an episode was open.
+   */
+  referenceAdopted(): boolean {
+    if (!this.open) return false;
+    this.open = null;
+    this.counters.closedByReference++;
+    return true;
   }
 
   private expire(sampleIndex: number): void {

@@ -1,11 +1,21 @@
-import { ArtifactError } from '../errors.ts';
 import type { ReferenceSample } from '../model/types.ts';
 import { FEATURES, type Feature } from '../schema/features.ts';
-import { SortedSample, ks2sampSorted, type KsMethod } from '../stats/ks.ts';
+import { ks2sampSorted, type KsMethod, type SortedSample } from '../stats/ks.ts';
 import { gcd, latticeStatistic } from '../stats/ks-exact.ts';
 import type { FeatureEvidence } from '../events/schemas.ts';
 import { CORRECTIONS, benjaminiHochberg, bonferroni, type Correction } from './multiple-testing.ts';
+import {
+  DEFAULT_MULTISCALE_CONFIG,
+  MultiScaleDriftDetector,
+  resolveMultiScaleConfig,
+  type DriftScale,
+  type ReferenceUpdate,
+  type SettleState,
+} from './multiscale-drift.ts';
+import { sortReference } from './reference.ts';
 import type { DriftAlarm, SamplePoint } from './types.ts';
+
+export { sortReference };
 
 /**
  * Covariate drift: is the distribution of the inputs still the one the
@@ -21,24 +31,54 @@ import type { DriftAlarm, SamplePoint } from './types.ts';
  * `driftDetected` (true only right after the update that raised an alarm), or
  * use the returned {@link DriftUpdate}.
  *
- * Defaults ({@link DEFAULT_DRIFT_CONFIG}): tumbling windows of 500 samples,
- * family-wise alpha 1e-3 per window (Bonferroni over the nine features), an
- * alarm after 2 consecutive windows rejecting the *same* feature, 5,000
- * samples of cooldown, exact KS p-values against the artifact's reference
- * sample (5,000 per feature). On a stationary stream that budgets about 5e-4
- * expected false alarms per million samples (without the persistence rule it
- * would be 2), and a 0.5 sd shift of one feature is caught within three
- * windows of its onset. The derivation, its assumptions (independent samples)
- * and what changes with hopping windows or a smaller reference:
+ * Two engines ({@link DetectorKind}). The default, `multiscale`
+ * (`MultiScaleDriftDetector`, `multiscale-drift.ts`): exact KS on the last 400
+ * samples every 50 and the last 2,000 every 250 per feature, one rejection
+ * alarms, thresholds set so the expected false alarms stay under 2.5e-7 per
+ * sample (exact per-test rejection probability, union bound: `ks-budget.ts`);
+ * the design study and measured delays: `docs/drift-detector-design.md`.
+ *
+ * `windows` (the default before issue 13, {@link DEFAULT_DRIFT_CONFIG} with
+ * `detector: 'windows'`): tumbling windows of 500 samples, family-wise alpha
+ * 1e-3 per window (Bonferroni over the nine features), an alarm after 2
+ * consecutive windows rejecting the *same* feature, 5,000 samples of cooldown,
+ * exact KS p-values against the artifact's reference sample (5,000 per
+ * feature). On a stationary stream that budgets about 5e-4 expected false
+ * alarms per million samples (without the persistence rule it would be 2),
+ * and a 0.5 sd shift of one feature is caught within three windows of its
+ * onset. The derivation, its assumptions (independent samples) and what
+ * changes with hopping windows or a smaller reference:
  * `docs/drift-false-alarms.md`; measured figures: the README.
  */
 
+/**
+ * Which engine `FeatureDriftDetector` runs: `multiscale` (the default since
+ * issue 13: `MultiScaleDriftDetector`, exact KS at windows of 400 and 2,000
+ * sliding by 50 and 250 samples, false-alarm budget per sample; see
+ * `multiscale-drift.ts` and docs/drift-detector-design.md) or `windows` (the
+ * tumbling/hopping windows with a per-window alpha and consecutive windows
+ * described above). `windowSize`, `windowMode`, `hop`, `alpha`, `correction`,
+ * `consecutive`, `persistence` and `method` apply to `windows` only;
+ * `scales`, `falseAlarmsPerSample`, `adoptionSize` and `settleSamples` to
+ * `multiscale` only; `groupBy`, `cooldownSamples` and `maxGroups` to both.
+ */
+export type DetectorKind = 'multiscale' | 'windows';
 export type GroupBy = 'all' | 'machine';
 export type WindowMode = 'tumbling' | 'hopping';
 export type Persistence = 'same-feature' | 'any-feature';
 export type { KsMethod };
 
 export interface FeatureDriftConfig {
+  /** The engine (see {@link DetectorKind}). */
+  readonly detector: DetectorKind;
+  /** multiscale: window lengths, hops and budget shares. */
+  readonly scales: readonly DriftScale[];
+  /** multiscale: bound on the expected false alarms per sample. */
+  readonly falseAlarmsPerSample: number;
+  /** multiscale: rows of a reference adopted after an accepted shift. */
+  readonly adoptionSize: number;
+  /** multiscale: samples after a reference update during which further change updates it again. */
+  readonly settleSamples: number;
   /** One window for all machines (`all`) or one per machine id (`machine`). */
   readonly groupBy: GroupBy;
   /**
@@ -68,6 +108,11 @@ export interface FeatureDriftConfig {
 
 /** The defaults; see the module comment for the false-alarm and power calculation. */
 export const DEFAULT_DRIFT_CONFIG: Readonly<FeatureDriftConfig> = Object.freeze({
+  detector: 'multiscale',
+  scales: DEFAULT_MULTISCALE_CONFIG.scales,
+  falseAlarmsPerSample: DEFAULT_MULTISCALE_CONFIG.falseAlarmsPerSample,
+  adoptionSize: DEFAULT_MULTISCALE_CONFIG.adoptionSize,
+  settleSamples: DEFAULT_MULTISCALE_CONFIG.settleSamples,
   groupBy: 'all',
   windowMode: 'tumbling',
   windowSize: 500,
@@ -81,6 +126,7 @@ export const DEFAULT_DRIFT_CONFIG: Readonly<FeatureDriftConfig> = Object.freeze(
   maxGroups: 256,
 });
 
+const DETECTORS: readonly DetectorKind[] = ['multiscale', 'windows'];
 const GROUP_BYS: readonly GroupBy[] = ['all', 'machine'];
 const WINDOW_MODES: readonly WindowMode[] = ['tumbling', 'hopping'];
 const PERSISTENCES: readonly Persistence[] = ['same-feature', 'any-feature'];
@@ -118,6 +164,7 @@ export function resolveDriftConfig(
   for (const key of Object.keys(defined)) {
     if (!(key in DEFAULT_DRIFT_CONFIG)) throw new RangeError(`unknown drift parameter ${key}`);
   }
+  checkEnum('detector', c.detector, DETECTORS);
   checkEnum('groupBy', c.groupBy, GROUP_BYS);
   checkEnum('windowMode', c.windowMode, WINDOW_MODES);
   checkInt('windowSize', c.windowSize, MIN_WINDOW_SIZE, MAX_WINDOW_SIZE);
@@ -131,7 +178,24 @@ export function resolveDriftConfig(
   checkInt('cooldownSamples', c.cooldownSamples, 0, Number.MAX_SAFE_INTEGER);
   checkEnum('method', c.method, METHODS);
   checkInt('maxGroups', c.maxGroups, 1, 1_000_000);
+  if (c.detector === 'multiscale') {
+    const m = resolveMultiScaleConfig(multiscaleOf(c));
+    c.scales = m.scales;
+  }
   return Object.freeze(c);
+}
+
+/** The multi-scale engine's parameters out of a resolved config. */
+function multiscaleOf(c: FeatureDriftConfig): Parameters<typeof resolveMultiScaleConfig>[0] {
+  return {
+    groupBy: c.groupBy,
+    scales: c.scales,
+    falseAlarmsPerSample: c.falseAlarmsPerSample,
+    cooldownSamples: c.cooldownSamples,
+    maxGroups: c.maxGroups,
+    adoptionSize: c.adoptionSize,
+    settleSamples: c.settleSamples,
+  };
 }
 
 /** What {@link FeatureDriftDetector.update} accepts: the nine features, and `ts`/`seq` when the row is telemetry. */
@@ -151,6 +215,8 @@ export interface FeatureDriftStatus {
   drifted: boolean;
   /** Rejecting windows in a row for this feature. */
   streak: number;
+  /** Window length this result was computed on (multi-scale detector: the scale reported); absent for one window size. */
+  windowSize?: number;
 }
 
 /** Result of one window test. */
@@ -166,8 +232,14 @@ export interface WindowReport {
 }
 
 export type DriftUpdate =
-  | { readonly tested: false; readonly alarm: null }
-  | { readonly tested: true; readonly window: WindowReport; readonly alarm: DriftAlarm | null };
+  | { readonly tested: false; readonly alarm: null; readonly referenceUpdate?: ReferenceUpdate }
+  | {
+      readonly tested: true;
+      readonly window: WindowReport;
+      readonly alarm: DriftAlarm | null;
+      /** multiscale: the reference this update adopted (see `MultiScaleDriftDetector.acceptShift`). */
+      readonly referenceUpdate?: ReferenceUpdate;
+    };
 
 const NOT_TESTED: DriftUpdate = Object.freeze({ tested: false, alarm: null });
 
@@ -246,34 +318,6 @@ export function asymptoticCriticalStatistic(p: number, n: number, m: number): nu
 }
 
 /**
- * Validates a champion's reference sample and sorts each feature once.
- * Throws ArtifactError when a feature is missing, empty or not finite.
- */
-export function sortReference(reference: ReferenceSample): SortedSample[] {
-  if (
-    typeof reference !== 'object' ||
-    reference === null ||
-    typeof reference.features !== 'object' ||
-    reference.features === null
-  ) {
-    throw new ArtifactError('reference sample has no features');
-  }
-  return FEATURES.map((f) => {
-    const values = (reference.features as Partial<Record<Feature, unknown>>)[f];
-    if (!Array.isArray(values) && !ArrayBuffer.isView(values))
-      throw new ArtifactError(`reference sample has no values for ${f}`);
-    const arr = values as ArrayLike<unknown>;
-    if (arr.length < 1) throw new ArtifactError(`reference sample for ${f} is empty`);
-    for (let i = 0; i < arr.length; i++) {
-      const v = arr[i];
-      if (typeof v !== 'number' || !Number.isFinite(v))
-        throw new ArtifactError(`reference sample for ${f} has a non-finite value at ${i}`);
-    }
-    return new SortedSample(arr as ArrayLike<number>);
-  });
-}
-
-/**
  * Per-feature two-sample KS drift detector over windows of live rows. See the
  * module comment for the statistics behind the defaults.
  *
@@ -297,6 +341,8 @@ export class FeatureDriftDetector {
   /** Sorted copy of one feature's window, reused by every test. */
   private readonly scratch: Float64Array;
   private cacheHits = 0;
+  /** The multi-scale engine when `config.detector` is `multiscale`: every public method delegates to it. */
+  private readonly engine: MultiScaleDriftDetector | null;
 
   constructor(
     reference: ReferenceSample,
@@ -304,6 +350,10 @@ export class FeatureDriftDetector {
     options: { now?: () => number } = {},
   ) {
     this.config = resolveDriftConfig(config);
+    this.engine =
+      this.config.detector === 'multiscale'
+        ? new MultiScaleDriftDetector(reference, multiscaleOf(this.config), options)
+        : null;
     this.refs = sortReference(reference);
     this.refSizes = this.refs.map((r) => r.size);
     this.now = options.now ?? Date.now;
@@ -313,20 +363,49 @@ export class FeatureDriftDetector {
 
   /** True right after the update that raised an alarm; false after the next one. */
   get driftDetected(): boolean {
+    if (this.engine) return this.engine.driftDetected;
     return this.lastAlarm !== null;
   }
 
   /** The alarm of the latest update, if it raised one. */
   get alarm(): DriftAlarm | null {
+    if (this.engine) return this.engine.alarm;
     return this.lastAlarm;
+  }
+
+  /** multiscale: the reference adopted by the latest update, if any (null for `windows`). */
+  get referenceUpdate(): ReferenceUpdate | null {
+    return this.engine ? this.engine.referenceUpdate : null;
   }
 
   /** Samples seen so far (the detector's sample clock; the next sample gets this index). */
   get sampleIndex(): number {
+    if (this.engine) return this.engine.sampleIndex;
     return this.samples;
   }
 
+  /** The multi-scale engine, or null with `detector: 'windows'`. */
+  get multiscale(): MultiScaleDriftDetector | null {
+    return this.engine;
+  }
+
+  /**
+   * multiscale: the champion handles the shift that alarmed; the group(s) adopt
+   * recent rows as their reference (see `MultiScaleDriftDetector.acceptShift`).
+   * Throws with `detector: 'windows'`.
+   */
+  acceptShift(options: { groupKey?: string; since?: number } = {}): string[] {
+    if (!this.engine) throw new Error('acceptShift needs the multiscale detector');
+    return this.engine.acceptShift(options);
+  }
+
+  /** multiscale: whether a group is adopting a new reference (`normal` for `windows`). */
+  settleState(groupKey?: string): SettleState {
+    return this.engine ? this.engine.settleState(groupKey) : 'normal';
+  }
+
   get stats(): FeatureDriftStats {
+    if (this.engine) return this.engine.stats;
     return {
       samples: this.samples,
       skipped: this.skipped,
@@ -340,6 +419,7 @@ export class FeatureDriftDetector {
 
   /** Size of the reference sample of each feature, in FEATURES order. */
   get referenceSizes(): readonly number[] {
+    if (this.engine) return this.engine.referenceSizes;
     return this.refSizes;
   }
 
@@ -348,6 +428,7 @@ export class FeatureDriftDetector {
    * streak and cooldown is cleared. The sample clock keeps counting.
    */
   reset(reference: ReferenceSample): void {
+    if (this.engine) return this.engine.reset(reference);
     const refs = sortReference(reference);
     this.refs = refs;
     this.refSizes = refs.map((r) => r.size);
@@ -357,6 +438,7 @@ export class FeatureDriftDetector {
 
   /** Adds one row. `machineId` selects the group when grouping by machine. */
   update(row: DriftInput, machineId = 'all'): DriftUpdate {
+    if (this.engine) return this.engine.update(row, machineId);
     const index = this.samples++;
     this.lastAlarm = null;
     // Named loads, not row[FEATURES[f]]: a keyed load of a double field boxes it
@@ -421,17 +503,21 @@ export class FeatureDriftDetector {
    * another edge worker; when it comes back it starts a fresh window). True when it existed.
    */
   dropGroup(key: string): boolean {
+    if (this.engine) return this.engine.dropGroup(key);
     return this.groups.delete(key);
   }
 
   /**
    * The current window of `feature` in group `groupKey` (`all`, or a machine id):
-   * a read-only view of the detector's own buffer, in ring order (not sorted), or
-   * undefined until the group holds a full window. Right after {@link update}
-   * reports a tested window it is exactly the window tested; the next update
-   * changes it.
+   * a read-only view of the detector's own buffer, or undefined until the group
+   * holds a full window. Right after {@link update} reports a tested window it
+   * is exactly the window tested; the next update changes it. `windows` engine:
+   * the ring in ring order (not sorted), `windowSize` ignored. `multiscale`: the
+   * sorted window the scale of length `windowSize` tested last (default: the
+   * scale the feature's latest status reports, `FeatureDriftStatus.windowSize`).
    */
-  windowValues(groupKey: string, feature: Feature): ArrayLike<number> | undefined {
+  windowValues(groupKey: string, feature: Feature, windowSize?: number): ArrayLike<number> | undefined {
+    if (this.engine) return this.engine.windowValues(groupKey, feature, windowSize);
     const g = this.groups.get(groupKey);
     const w = this.config.windowSize;
     const f = FEATURES.indexOf(feature);
@@ -441,11 +527,13 @@ export class FeatureDriftDetector {
 
   /** Keys of the live groups (`all`, or machine ids). */
   groupKeys(): string[] {
+    if (this.engine) return this.engine.groupKeys();
     return [...this.groups.keys()];
   }
 
   /** Latest per-feature results of one group (default: `all`, or the only group); empty before its first sample. */
   features(groupKey?: string): FeatureDriftStatus[] {
+    if (this.engine) return this.engine.features(groupKey);
     const g =
       groupKey === undefined
         ? (this.groups.get('all') ?? (this.groups.size === 1 ? [...this.groups.values()][0] : undefined))
@@ -459,6 +547,7 @@ export class FeatureDriftDetector {
    * feature, whatever the number of machines: what Prometheus exports.
    */
   featureSummary(): FeatureDriftStatus[] {
+    if (this.engine) return this.engine.featureSummary();
     const m = this.config.windowSize;
     return FEATURES.map((feature, f) => {
       let best: Group | undefined;

@@ -11,6 +11,10 @@ export const STATUS_TOPICS = {
   driftWindow: 'driftline/drift/window',
   /** One message per alarm (covariate or concept). */
   alarm: 'driftline/drift/alarm',
+  /** One message per adopted drift reference (`reference-updated`, issue 13). */
+  referenceUpdated: 'driftline/drift/reference',
+  /** One message per data-quality fault raised or cleared on one machine (issue 13). */
+  dataQuality: 'driftline/drift/data-quality',
   /** Periodic worker status, `driftline/edge/<workerId>/status`. */
   edgeStatus: (workerId: string): string => `driftline/edge/${workerId}/status`,
   edgeStatusWildcard: 'driftline/edge/+/status',
@@ -32,6 +36,8 @@ export const featureWindowStatusSchema = z.object({
   threshold: z.number(),
   criticalStatistic: z.number().nullable(),
   drifted: z.boolean(),
+  /** Length of the window this result was tested on (multi-scale detector: the scale reported). */
+  windowSize: z.number().int().min(1).optional(),
 });
 
 /** Reference vs current window of one feature on shared bin edges (counts, not densities). */
@@ -71,6 +77,69 @@ export const driftAlarmMessageSchema = z.object({
   liveAccuracy: nullableNumber,
 });
 export type DriftAlarmMessage = z.infer<typeof driftAlarmMessageSchema>;
+
+const referenceSummary = z.object({
+  samples: z.number().int().min(0),
+  mean: z.number(),
+  sd: z.number(),
+  min: z.number(),
+  p05: z.number(),
+  p50: z.number(),
+  p95: z.number(),
+  max: z.number(),
+});
+
+/**
+ * The covariate detector adopted recent rows as its reference (`reference-updated`): after a rejected
+ * challenger whose champion kept its accuracy (`accepted`), or because change went on while settling
+ * (`continuing`). The evidence: per feature the old and new reference and the KS test between them.
+ */
+export const referenceUpdatedMessageSchema = z.object({
+  type: z.literal('reference-updated'),
+  workerId: z.string().min(1).max(128),
+  groupKey: z.string().min(1).max(128),
+  publishedAt: z.number(),
+  modelVersion: z.string(),
+  /** The correlation id of the covariate request whose challenger was rejected. */
+  correlationId: z.string().min(1).max(128),
+  requestId: z.string().max(128).nullable(),
+  reason: z.enum(['accepted', 'continuing']),
+  championAccuracy: nullableNumber,
+  at: samplePoint,
+  from: samplePoint,
+  to: samplePoint,
+  samples: z.number().int().min(1),
+  features: z.array(
+    z.object({
+      feature: featureName,
+      statistic: z.number(),
+      pvalue: z.number(),
+      old: referenceSummary,
+      new: referenceSummary,
+    }),
+  ),
+});
+export type ReferenceUpdatedMessage = z.infer<typeof referenceUpdatedMessageSchema>;
+
+/**
+ * A data-quality fault on one machine (`fault`: stuck values, out-of-range share, spikes, machine vs fleet),
+ * or its end (`cleared`). While it lasts the machine's readings stay out of drift detection and retraining.
+ */
+export const dataQualityMessageSchema = z.object({
+  type: z.literal('data-quality'),
+  workerId: z.string().min(1).max(128),
+  publishedAt: z.number(),
+  state: z.enum(['fault', 'cleared']),
+  machineId: z.string().min(1).max(128),
+  feature: featureName,
+  check: z.enum(['stuck', 'out-of-range', 'spikes', 'machine-vs-fleet']),
+  at: samplePoint,
+  /** cleared: the sample at which the fault was raised. */
+  since: z.number().optional(),
+  /** fault: what the check saw (counts, value, p-value and its threshold). */
+  evidence: z.record(z.string(), z.number()).optional(),
+});
+export type DataQualityMessage = z.infer<typeof dataQualityMessageSchema>;
 
 export const edgeStatusMessageSchema = z.object({
   workerId: z.string().min(1).max(128),

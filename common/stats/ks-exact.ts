@@ -63,6 +63,23 @@ export function exactTwoSample(
 }
 
 /**
+ * Exact two-sided two-sample p-value P(D_{n1,n2} >= h / lcm(n1, n2)) under H0
+ * for a lattice statistic h (an integer): {@link exactTwoSample} at d = h / lcm,
+ * as scipy's `_attempt_exact_2kssamp`. NaN where scipy's exact method fails (it
+ * would fall back to the asymptotic p-value). For detectors that compare lattice
+ * statistics with a precomputed critical h and cache p-values by h
+ * (`common/drift/ks-budget.ts`).
+ */
+export function exactTwoSidedPvalue(n1: number, n2: number, h: number): number {
+  if (!Number.isInteger(n1) || !Number.isInteger(n2) || n1 < 1 || n2 < 1 || !Number.isInteger(h) || h < 0)
+    throw new RangeError(`exactTwoSidedPvalue: sizes must be positive integers and h a non-negative integer`);
+  const g = gcd(n1, n2);
+  const lcm = (n1 / g) * n2;
+  const r = exactTwoSample(n1, n2, g, h / lcm, true);
+  return r.success ? Math.min(1, Math.max(0, r.prob)) : Number.NaN;
+}
+
+/**
  * Port of `_compute_prob_outside_square(n, h)`: Pr(D_{n,n} >= h/n), the
  * proportion of paths that pass outside the lines x - y = +/-h.
  */

@@ -6,6 +6,8 @@ import { describeError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import {
   driftAlarmMessageSchema,
+  referenceUpdatedMessageSchema,
+  dataQualityMessageSchema,
   driftWindowMessageSchema,
   edgeStatusMessageSchema,
   STATUS_TOPICS,
@@ -108,6 +110,14 @@ export function handleMqttMessage(store: DashboardStore, topic: string, payload:
     if (topic === STATUS_TOPICS.alarm) {
       const r = parseJsonMessage(driftAlarmMessageSchema, payload, MAX_STATUS_BYTES);
       return r.ok ? store.onAlarm(r.value) : store.onInvalid('drift-alarm', r.reason);
+    }
+    if (topic === STATUS_TOPICS.dataQuality) {
+      const r = parseJsonMessage(dataQualityMessageSchema, payload, MAX_STATUS_BYTES);
+      return r.ok ? store.onDataQuality(r.value) : store.onInvalid('data-quality', r.reason);
+    }
+    if (topic === STATUS_TOPICS.referenceUpdated) {
+      const r = parseJsonMessage(referenceUpdatedMessageSchema, payload, MAX_STATUS_BYTES);
+      return r.ok ? store.onReferenceUpdate(r.value) : store.onInvalid('reference-updated', r.reason);
     }
     if (EDGE_STATUS_RE.test(topic)) {
       const r = parseJsonMessage(edgeStatusMessageSchema, payload, MAX_STATUS_BYTES);

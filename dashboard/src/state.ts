@@ -2,7 +2,13 @@ import type { DeadLetterRecord } from '../../common/deadletter.ts';
 import type { ModelEvent, RetrainRequest } from '../../common/events/schemas.ts';
 import type { AliasChange, ModelVersion } from '../../common/registry/types.ts';
 import { EFFICIENCY_CLASSES, FEATURES, type Efficiency, type Feature } from '../../common/schema/features.ts';
-import type { DriftAlarmMessage, DriftWindowMessage, EdgeStatusMessage } from '../../common/schema/status.ts';
+import type {
+  DataQualityMessage,
+  DriftAlarmMessage,
+  DriftWindowMessage,
+  EdgeStatusMessage,
+  ReferenceUpdatedMessage,
+} from '../../common/schema/status.ts';
 import {
   MACHINE_ID_PATTERN,
   parseTopic,
@@ -21,6 +27,7 @@ import type {
   InvalidView,
   MachineView,
   ModelEventView,
+  ReferenceUpdateView,
   ModelView,
   RetrainView,
   Snapshot,
@@ -127,6 +134,8 @@ interface MachineState {
   deadLetterTotal: number;
   refusedTotal: number;
   sentRate: number;
+  /** Data-quality faults the edge raised on it and has not cleared, by `feature check`. */
+  quality: Map<string, { feature: string; check: string; since: number; workerId: string }>;
 }
 
 interface GroupState {
@@ -291,6 +300,7 @@ export class DashboardStore {
       deadLetterTotal: 0,
       refusedTotal: 0,
       sentRate: 0,
+      quality: new Map(),
     };
     this.machines.set(id, m);
     return m;
@@ -463,6 +473,11 @@ export class DashboardStore {
           faults.push(`${FEATURES[i]} stuck at ${m.lastValues[i]} for ${run} messages`);
       }
     }
+    for (const q of m.quality.values())
+      faults.push(
+        `data quality: ${q.feature} ${q.check} (edge ${q.workerId}, since sample ${q.since}); ` +
+          'readings kept out of drift detection and retraining',
+      );
     const cutoff = t - this.faultWindowMs;
     while (m.deadLetters.length > 0 && (m.deadLetters[0] as Rejection).at < cutoff) m.deadLetters.shift();
     while (m.refused.length > 0 && (m.refused[0] as Rejection).at < cutoff) m.refused.shift();
@@ -582,6 +597,80 @@ export class DashboardStore {
     });
     if (this.alarms.length > this.maxAlarms) this.alarms = this.alarms.slice(-this.maxAlarms);
     this.dirty.add('alarms');
+  }
+
+  /**
+   * An edge worker adopted a new drift reference (`reference-updated`): into the model history, and onto the
+   * rejected retrain it answered.
+   */
+  onReferenceUpdate(msg: ReferenceUpdatedMessage): void {
+    const view: ReferenceUpdateView = {
+      workerId: msg.workerId,
+      groupKey: msg.groupKey,
+      publishedAt: msg.publishedAt,
+      reason: msg.reason,
+      at: msg.at.sampleIndex,
+      from: msg.from.sampleIndex,
+      to: msg.to.sampleIndex,
+      samples: msg.samples,
+      championAccuracy: msg.championAccuracy,
+      features: msg.features.slice(0, 3).map((f) => ({
+        feature: f.feature,
+        statistic: f.statistic,
+        pvalue: f.pvalue,
+        oldMean: f.old.mean,
+        newMean: f.new.mean,
+      })),
+    };
+    const dup = this.model.events.some(
+      (x) =>
+        x.type === 'reference-updated' && x.correlationId === msg.correlationId && x.at === msg.publishedAt,
+    );
+    if (dup) return;
+    const top = view.features
+      .map(
+        (f) =>
+          `${f.feature} mean ${f.oldMean.toPrecision(4)} → ${f.newMean.toPrecision(4)} (D ${f.statistic.toFixed(3)})`,
+      )
+      .join('; ');
+    this.model.events.unshift({
+      type: 'reference-updated',
+      version: msg.modelVersion,
+      otherVersion: null,
+      reason:
+        `${msg.workerId} group ${msg.groupKey}: ${msg.samples} rows (samples ${view.from}–${view.to}) adopted as the ` +
+        `drift reference (${msg.reason}${msg.championAccuracy !== null ? `, champion accuracy ${msg.championAccuracy}` : ''}); ${top}`,
+      at: msg.publishedAt,
+      correlationId: msg.correlationId,
+      requestId: msg.requestId,
+      metrics: null,
+      otherMetrics: null,
+    });
+    if (this.model.events.length > MAX_MODEL_EVENTS) this.model.events.length = MAX_MODEL_EVENTS;
+    this.dirty.add('model');
+    const r =
+      (msg.requestId !== null ? this.retrains.get(msg.requestId) : undefined) ??
+      this.retrainByCorrelation(msg.correlationId);
+    if (r !== undefined) {
+      r.referenceUpdate = view;
+      this.dirty.add('retrains');
+    }
+  }
+
+  /** A data-quality fault the edge raised on one machine, or its end: shown in the fleet view's faults. */
+  onDataQuality(msg: DataQualityMessage): void {
+    const m = this.machine(msg.machineId, true);
+    if (m === undefined) return this.onInvalid('data-quality', 'machine_limit');
+    const key = `${msg.feature} ${msg.check}`;
+    if (msg.state === 'fault')
+      m.quality.set(key, {
+        feature: msg.feature,
+        check: msg.check,
+        since: msg.at.sampleIndex,
+        workerId: msg.workerId,
+      });
+    else m.quality.delete(key);
+    this.updateFaults(m, this.now());
   }
 
   /** A periodic edge worker status. */

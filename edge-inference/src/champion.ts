@@ -1,6 +1,6 @@
 import { BUS_TOPICS, type EventBus, type Subscription } from '../../common/bus/types.ts';
 import { ArtifactError, describeError, isRetriable } from '../../common/errors.ts';
-import { parseModelEvent } from '../../common/events/schemas.ts';
+import { parseModelEvent, type ModelRejected } from '../../common/events/schemas.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import { ModelSignatureError, type ModelTrust } from '../../common/model/signature.ts';
 import { sleep } from '../../common/util/sleep.ts';
@@ -56,6 +56,8 @@ export interface ChampionFollowerOptions {
    * signatures are not checked (tests with fake registries only; the services always pass one).
    */
   trust?: ModelTrust;
+  /** A challenger was rejected (the champion stays): the retrain trigger may adopt the shift it answered. */
+  onRejected?: (event: ModelRejected) => void;
 }
 
 /** Loads, follows and hot-swaps the champion (see the module comment). */
@@ -132,6 +134,17 @@ export class ChampionFollower {
       BUS_TOPICS.modelEvents,
       { group: busGroup, fromBeginning: false },
       async (msg) => {
+        const rejected = parseModelEvent(msg.value);
+        if (rejected.ok && rejected.value.type === 'model-rejected' && !signal.aborted) {
+          try {
+            this.options.onRejected?.(rejected.value);
+          } catch (err) {
+            logger.error('model-rejected event could not be applied', {
+              correlationId: rejected.value.correlationId,
+              err: describeError(err),
+            });
+          }
+        }
         const { change, problem } = toModelChange(msg.value);
         if (problem) logger.warn(`ignoring a malformed model event: ${problem}`, { offset: msg.offset });
         if (!change || signal.aborted) return;

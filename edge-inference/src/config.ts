@@ -13,8 +13,10 @@ import {
   DEFAULT_DRIFT_CONFIG,
   MAX_WINDOW_SIZE,
   MIN_WINDOW_SIZE,
+  resolveDriftConfig,
   type FeatureDriftConfig,
 } from '../../common/drift/feature-drift.ts';
+import type { DriftScale } from '../../common/drift/multiscale-drift.ts';
 import { ConfigError } from '../../common/errors.ts';
 import { DEFAULT_ACCURACY_CONFIG, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
 import { DEFAULT_EPISODE_TTL_SAMPLES } from '../../common/drift/episode.ts';
@@ -33,6 +35,24 @@ export const DEFAULT_EDGE_CLIENT_ID = `driftline-edge-${
     .replace(/[^A-Za-z0-9_.-]/g, '-')
     .slice(0, 40) || 'local'
 }`;
+
+/** `DRIFT_SCALES`: `WINDOW/HOP[/SHARE]` items separated by commas. */
+const SCALES_PATTERN = /^[\d./,\s]+$/;
+/** One `DRIFT_SCALES` item: `WINDOW/HOP` or `WINDOW/HOP/SHARE` (integers, and a share like 1, 0.5 or .5). */
+function isScaleItem(item: string): boolean {
+  const parts = item.trim().split('/');
+  return (
+    (parts.length === 2 || parts.length === 3) &&
+    parts.slice(0, 2).every((p) => /^\d+$/.test(p)) &&
+    (parts[2] === undefined || /^\d*\.?\d+$/.test(parts[2]))
+  );
+}
+
+/** Scales as `DRIFT_SCALES` writes them (`400/50,2000/250`; shares only when they are not equal). */
+export function formatScales(scales: readonly DriftScale[]): string {
+  const equal = scales.every((s) => Math.abs(s.share - 1 / scales.length) < 1e-12);
+  return scales.map((s) => `${s.windowSize}/${s.hop}${equal ? '' : `/${s.share}`}`).join(',');
+}
 
 /** Settings of `npm run edge` (and the edge part of `npm start`). Drift defaults are the detector's own. */
 export const edgeConfigSpec = {
@@ -133,38 +153,75 @@ export const edgeConfigSpec = {
     min: 0,
     max: 3_600_000,
   }),
+  driftDetector: oneOf('DRIFT_DETECTOR', ['multiscale', 'windows'] as const, {
+    description:
+      'Covariate drift engine: multiscale (exact KS on several sliding windows, DRIFT_SCALES, a budget of ' +
+      'DRIFT_FALSE_ALARMS_PER_SAMPLE) or windows (tumbling/hopping DRIFT_WINDOW_SIZE windows, DRIFT_ALPHA, ' +
+      'DRIFT_CONSECUTIVE)',
+    default: DEFAULT_DRIFT_CONFIG.detector,
+  }),
+  driftScales: str('DRIFT_SCALES', {
+    description:
+      'multiscale: the windows tested, as WINDOW/HOP[/SHARE] separated by commas (shares of the budget; ' +
+      'equal when left out)',
+    default: formatScales(DEFAULT_DRIFT_CONFIG.scales),
+    pattern: SCALES_PATTERN,
+    allowed: 'WINDOW/HOP[/SHARE],… e.g. 400/50,2000/250',
+  }),
+  driftFalseAlarmsPerSample: num('DRIFT_FALSE_ALARMS_PER_SAMPLE', {
+    description: 'multiscale: bound on the expected false alarms per sample (all scales and features)',
+    default: DEFAULT_DRIFT_CONFIG.falseAlarmsPerSample,
+    min: 1e-15,
+    max: 0.01,
+  }),
+  driftAdoptionSize: int('DRIFT_ADOPTION_SIZE', {
+    description:
+      'multiscale: rows adopted as the new reference when the champion handles a covariate shift ' +
+      '(reference-updated)',
+    default: DEFAULT_DRIFT_CONFIG.adoptionSize,
+    min: 100,
+    max: 1_000_000,
+  }),
+  driftSettleSamples: int('DRIFT_SETTLE_SAMPLES', {
+    description:
+      'multiscale: samples after a reference update during which further change updates the reference ' +
+      'instead of alarming',
+    default: DEFAULT_DRIFT_CONFIG.settleSamples,
+    min: 0,
+  }),
   driftGroupBy: oneOf('DRIFT_GROUP_BY', ['all', 'machine'] as const, {
     description: 'One drift window for all machines, or one per machine',
     default: DEFAULT_DRIFT_CONFIG.groupBy,
   }),
   driftWindowSize: int('DRIFT_WINDOW_SIZE', {
-    description: 'Samples per drift window',
+    description: 'windows: samples per drift window',
     default: DEFAULT_DRIFT_CONFIG.windowSize,
     min: MIN_WINDOW_SIZE,
     max: MAX_WINDOW_SIZE,
   }),
   driftWindowMode: oneOf('DRIFT_WINDOW_MODE', ['tumbling', 'hopping'] as const, {
-    description: 'tumbling: disjoint windows; hopping: the last window, tested every DRIFT_HOP samples',
+    description:
+      'windows: tumbling (disjoint windows) or hopping (the last window, tested every DRIFT_HOP samples)',
     default: DEFAULT_DRIFT_CONFIG.windowMode,
   }),
   driftHop: int('DRIFT_HOP', {
-    description: 'Samples between tests in hopping mode (at most DRIFT_WINDOW_SIZE)',
+    description: 'windows: samples between tests in hopping mode (at most DRIFT_WINDOW_SIZE)',
     default: DEFAULT_DRIFT_CONFIG.hop,
     min: 1,
     max: MAX_WINDOW_SIZE,
   }),
   driftAlpha: num('DRIFT_ALPHA', {
-    description: 'Family-wise significance of one window (all features together)',
+    description: 'windows: family-wise significance of one window (all features together)',
     default: DEFAULT_DRIFT_CONFIG.alpha,
     min: 1e-12,
     max: 0.5,
   }),
   driftCorrection: oneOf('DRIFT_CORRECTION', CORRECTIONS, {
-    description: 'How the per-feature p-values share alpha',
+    description: 'windows: how the per-feature p-values share alpha',
     default: DEFAULT_DRIFT_CONFIG.correction,
   }),
   driftConsecutive: int('DRIFT_CONSECUTIVE', {
-    description: 'Rejecting windows in a row needed for an alarm',
+    description: 'windows: rejecting windows in a row needed for an alarm',
     default: DEFAULT_DRIFT_CONFIG.consecutive,
     min: 1,
     max: 1000,
@@ -202,6 +259,17 @@ export const edgeConfigSpec = {
     description: 'Labels after a concept alarm during which no other fires',
     default: DEFAULT_ACCURACY_CONFIG.cooldownLabels,
     min: 0,
+  }),
+  accuracyCusum: oneOf('ACCURACY_CUSUM', ['on', 'off'] as const, {
+    description:
+      'Sequential label test beside the window test (Bernoulli CUSUMs, 1e-8 expected false alarms per label): ' +
+      'alarms sooner and dates the change',
+    default: 'on',
+  }),
+  dataQuality: oneOf('DATA_QUALITY', ['on', 'off'] as const, {
+    description:
+      'Per-machine data-quality checks (a faulty machine is named and kept out of drift and training)',
+    default: 'on',
   }),
   episodeTtlSamples: int('EPISODE_TTL_SAMPLES', {
     description:
@@ -250,6 +318,25 @@ export const edgeConfigSpec = {
 
 export type EdgeConfig = ConfigOf<typeof edgeConfigSpec>;
 
+/**
+ * `DRIFT_SCALES` → scales. Shares left out split what the given ones leave equally; every window, hop and the
+ * shares' sum are checked by the detector (`resolveDriftConfig`), which names a bad one.
+ */
+export function parseScales(text: string): DriftScale[] {
+  if (!SCALES_PATTERN.test(text) || !text.split(',').every(isScaleItem))
+    throw new ConfigError(
+      `Invalid configuration: DRIFT_SCALES=${JSON.stringify(text)} is not WINDOW/HOP[/SHARE],…`,
+    );
+  const items = text.split(',').map((item) => item.trim().split('/').map(Number));
+  const given = items.reduce((sum, i) => sum + (i[2] ?? 0), 0);
+  const open = items.filter((i) => i[2] === undefined).length;
+  return items.map(([windowSize, hop, share]) => ({
+    windowSize: windowSize as number,
+    hop: hop as number,
+    share: share ?? (1 - given) / open,
+  }));
+}
+
 /** The detector parameters the config sets (the rest keep the detector's defaults). */
 export function driftConfigOf(config: EdgeConfig): Partial<FeatureDriftConfig> {
   if (config.driftWindowMode === 'hopping' && config.driftHop > config.driftWindowSize) {
@@ -258,7 +345,12 @@ export function driftConfigOf(config: EdgeConfig): Partial<FeatureDriftConfig> {
         `most DRIFT_WINDOW_SIZE=${config.driftWindowSize} in hopping mode`,
     );
   }
-  return {
+  const drift: Partial<FeatureDriftConfig> = {
+    detector: config.driftDetector,
+    scales: parseScales(config.driftScales),
+    falseAlarmsPerSample: config.driftFalseAlarmsPerSample,
+    adoptionSize: config.driftAdoptionSize,
+    settleSamples: config.driftSettleSamples,
     groupBy: config.driftGroupBy,
     windowSize: config.driftWindowSize,
     windowMode: config.driftWindowMode,
@@ -269,6 +361,16 @@ export function driftConfigOf(config: EdgeConfig): Partial<FeatureDriftConfig> {
     consecutive: config.driftConsecutive,
     cooldownSamples: config.driftCooldownSamples,
   };
+  try {
+    resolveDriftConfig(drift);
+  } catch (err) {
+    const detail = (err as Error).message;
+    const names = /scale|share|falseAlarms|per-test alpha/i.test(detail)
+      ? 'DRIFT_SCALES / DRIFT_FALSE_ALARMS_PER_SAMPLE'
+      : 'DRIFT_*';
+    throw new ConfigError(`Invalid configuration: ${names}: ${detail}`);
+  }
+  return drift;
 }
 
 /** The accuracy monitor parameters the config sets. */

@@ -130,6 +130,8 @@ runMain(async () => {
     championPollMs: config.championPollMs,
     driftConfig,
     accuracyConfig,
+    ...(config.accuracyCusum === 'off' ? { accuracyCusumConfig: false as const } : {}),
+    ...(config.dataQuality === 'off' ? { dataQualityConfig: false as const } : {}),
     episodeTtlSamples: config.episodeTtlSamples,
     labelJoinMaxPending: config.labelJoinMaxPending,
     dedupWindow: config.dedupWindow,

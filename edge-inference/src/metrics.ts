@@ -22,8 +22,10 @@ export interface EdgeMetrics {
   readonly driftStatistic: Gauge<'feature'>;
   /** Drift windows tested. */
   readonly driftWindows: Counter;
-  /** Alarms raised, by kind (`covariate`, `concept`). */
+  /** Alarms raised, by kind (`covariate`, `concept`, `data-quality`). */
   readonly alarms: Counter<'kind'>;
+  /** Labelled readings of machines in a data-quality fault, kept out of training and the accuracy monitor. */
+  readonly samplesExcluded: Counter;
   /** Retrain requests published on the bus. */
   readonly retrainRequests: Counter;
   /** 1 for the model version being served. */
@@ -61,7 +63,13 @@ export interface EdgeMetrics {
 }
 
 /** Kinds of status messages (labels of the status counters). */
-export const STATUS_KINDS = ['drift-window', 'drift-alarm', 'edge-status'] as const;
+export const STATUS_KINDS = [
+  'drift-window',
+  'drift-alarm',
+  'edge-status',
+  'reference-updated',
+  'data-quality',
+] as const;
 export type StatusKind = (typeof STATUS_KINDS)[number];
 
 /** Registers the edge metrics on `registry`. Call once per registry. */
@@ -114,6 +122,11 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       name: 'driftline_edge_alarms_total',
       help: 'Drift alarms raised, by kind',
       labelNames: ['kind'],
+      registers,
+    }),
+    samplesExcluded: new Counter({
+      name: 'driftline_edge_samples_excluded_total',
+      help: 'Labelled readings of machines in a data-quality fault, kept out of training',
       registers,
     }),
     retrainRequests: new Counter({

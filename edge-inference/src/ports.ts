@@ -28,15 +28,24 @@ export interface DriftPort {
   readonly config?: { readonly groupBy: 'all' | 'machine' };
   /**
    * The current window of one feature of a group, read-only (`FeatureDriftDetector.windowValues`): right
-   * after `update` reports a tested window, the window tested. Without it drift window messages carry no
-   * histograms.
+   * after `update` reports a tested window, the window tested (multi-scale: the window of length
+   * `windowSize`, default the scale the feature's status reports). Without it drift window messages carry
+   * no histograms.
    */
-  windowValues?(groupKey: string, feature: Feature): ArrayLike<number> | undefined;
+  windowValues?(groupKey: string, feature: Feature, windowSize?: number): ArrayLike<number> | undefined;
   /**
    * Forgets one group's window, streaks and cooldown (`FeatureDriftDetector.dropGroup`); used when a machine
    * moves to another worker.
    */
   dropGroup?(key: string): boolean;
+  /**
+   * The champion handles the shift that alarmed (its challenger was rejected, the champion kept its
+   * accuracy): adopt recent rows as the reference (`FeatureDriftDetector.acceptShift`, multi-scale only).
+   * Returns the groups that started adopting; the update that completes one reports `referenceUpdate`.
+   */
+  acceptShift?(options?: { groupKey?: string; since?: number }): string[];
+  /** The multi-scale engine when in use (`FeatureDriftDetector.multiscale`): only it can adopt a reference. */
+  readonly multiscale?: object | null;
 }
 
 /**
@@ -96,6 +105,8 @@ export interface EpisodePort {
    * the retrain).
    */
   episode?(sampleIndex?: number): { requestId: string; correlationId: string } | null;
+  /** The open episode ends without a new champion: the detector adopted the shift (`referenceAdopted`). */
+  referenceAdopted?(): boolean;
 }
 
 /** The champion as the registry reports it (`ModelVersion` satisfies it). */

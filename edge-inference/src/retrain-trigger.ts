@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BUS_TOPICS, type EventBus } from '../../common/bus/types.ts';
+import { AccuracyCusum, type AccuracyCusumConfig } from '../../common/drift/accuracy-cusum.ts';
 import { AccuracyMonitor, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
 import { DriftEpisodeManager } from '../../common/drift/episode.ts';
 import {
@@ -8,9 +9,16 @@ import {
   type FeatureDriftStatus,
   type WindowReport,
 } from '../../common/drift/feature-drift.ts';
+import {
+  DataQualityDetector,
+  type DataQualityAlarm,
+  type DataQualityCleared,
+  type DataQualityConfig,
+} from '../../common/drift/data-quality.ts';
+import type { ReferenceUpdate } from '../../common/drift/multiscale-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import { describeError } from '../../common/errors.ts';
-import { parseRetrainRequest, type RetrainRequest } from '../../common/events/schemas.ts';
+import { parseRetrainRequest, type ModelRejected, type RetrainRequest } from '../../common/events/schemas.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import type { LoadedModel } from '../../common/model/types.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
@@ -28,7 +36,34 @@ import type { AccuracyPort, DriftPort, EpisodePort } from './ports.ts';
  * A new champion resets the detector's reference, the monitor's baseline and
  * ends the episode. Every alarm gets a fresh correlation id, which the request
  * it opens carries through training, promotion and the hot swap.
+ *
+ * A covariate shift the champion handles ends instead of repeating (issue 13,
+ * part 3): when the retrainer rejects the challenger of the open covariate
+ * request and the champion kept its accuracy on the recent holdout (at least
+ * validation accuracy − `maxDrop`, the accuracy monitor's floor), the
+ * multi-scale detector adopts the shifted rows as its reference
+ * (`acceptShift`), the episode ends, and the update that completes the
+ * adoption is logged and reported as `reference-updated` with its evidence.
+ *
+ * One faulty sensor is not fleet drift (part 4): a per-machine data-quality
+ * detector (`common/drift/data-quality.ts`: stuck values, out-of-range share,
+ * spikes, machine vs fleet) sees every row first. Its alarm names the machine
+ * and is logged and reported as `data-quality` (not a retrain request); while
+ * the fault lasts the machine's rows stay out of the pooled drift detector,
+ * its labelled samples out of the retraining data and its labels out of the
+ * accuracy monitor (`observe` returns true for such a row), and a pooled
+ * alarm every feature of which is in a machine's fault is that fault.
  */
+
+/** What a reference update answered: the rejected challenger's request, for observers. */
+export interface ReferenceUpdateOutcome {
+  modelVersion: string;
+  /** The correlation id of the covariate request whose challenger was rejected. */
+  correlationId: string;
+  requestId: string | null;
+  /** The champion's accuracy on the retrainer's recent holdout, when the rejection carried it. */
+  championAccuracy: number | null;
+}
 
 /** How an alarm was handled, for observers (the status publisher). */
 export interface AlarmOutcome {
@@ -90,6 +125,19 @@ export interface RetrainTriggerOptions {
   onWindow: (window: WindowReport) => void;
   /** Every alarm, once the episode manager had it. */
   onAlarm: (alarm: DriftAlarm, outcome: AlarmOutcome) => void;
+  /**
+   * The sequential label test beside the accuracy monitor (`AccuracyCusum`: Bernoulli CUSUMs, at most 1e-8
+   * expected false alarms per label by default); false: none. It alarms sooner on large drops, sees drops
+   * under `maxDrop`, and dates the change (its onset is where the CUSUM left 0), so the retrain window starts
+   * at the change.
+   */
+  accuracyCusumConfig?: Partial<AccuracyCusumConfig> | false;
+  /** Settings of the data-quality detector; false: none. */
+  dataQualityConfig?: Partial<DataQualityConfig> | false;
+  /** Every data-quality alarm and cleared fault. */
+  onDataQuality?: (event: DataQualityAlarm | (DataQualityCleared & { kind: 'cleared' })) => void;
+  /** Every adopted reference (`reference-updated`). */
+  onReferenceUpdate?: (update: ReferenceUpdate, outcome: ReferenceUpdateOutcome) => void;
 }
 
 /** Alarm → episode → retrain request (see the module comment). */
@@ -102,6 +150,17 @@ export class RetrainTrigger {
   private testedInBatch = false;
   private readonly alarmCounts = { covariate: 0, concept: 0 };
   private requests = 0;
+  /** The request the open episode published (cleared by a new champion or an adopted shift). */
+  private openRequest: { requestId: string; correlationId: string; kind: 'covariate' | 'concept' } | null =
+    null;
+  /** The accepted shift whose adoption is under way: what its `reference-updated` reports. */
+  private accepted: ReferenceUpdateOutcome | null = null;
+  private validationAccuracy: number | null = null;
+  private referenceUpdateCount = 0;
+  private shiftsAcceptedCount = 0;
+  private quality: DataQualityDetector | undefined;
+  private cusum: AccuracyCusum | undefined;
+  private readonly qualityCounts = { alarms: 0, cleared: 0, rowsExcluded: 0, alarmsExplained: 0 };
 
   constructor(private readonly options: RetrainTriggerOptions) {
     this.detector = options.drift === false ? undefined : options.drift;
@@ -135,6 +194,79 @@ export class RetrainTrigger {
     return this.requests;
   }
 
+  /** Data-quality alarms, cleared faults, rows kept out of drift and training, pooled alarms explained. */
+  get dataQuality(): {
+    alarms: number;
+    cleared: number;
+    rowsExcluded: number;
+    alarmsExplained: number;
+    faults: { machineId: string; feature: string; check: string; since: number }[];
+  } {
+    return { ...this.qualityCounts, faults: this.quality?.faults() ?? [] };
+  }
+
+  /** Covariate shifts accepted (rejected challenger, champion kept its accuracy) and references adopted. */
+  get adoption(): { shiftsAccepted: number; referenceUpdates: number } {
+    return { shiftsAccepted: this.shiftsAcceptedCount, referenceUpdates: this.referenceUpdateCount };
+  }
+
+  /**
+   * The retrainer rejected a challenger. When it answered the open covariate request and the champion kept
+   * its accuracy (>= validation accuracy − `maxDrop`), the detector adopts the shift and the episode ends.
+   * Returns whether the shift was accepted.
+   */
+  challengerRejected(event: ModelRejected): boolean {
+    const { logger, holder, accuracyConfig } = this.options;
+    const open = this.openRequest;
+    if (!open || event.requestId !== open.requestId) return false;
+    const log = logger.child({ correlationId: open.correlationId });
+    const championAccuracy = event.championMetrics?.accuracy ?? null;
+    const floor = this.validationAccuracy === null ? null : this.validationAccuracy - accuracyConfig.maxDrop;
+    const drift = this.detector;
+    if (
+      open.kind !== 'covariate' ||
+      championAccuracy === null ||
+      floor === null ||
+      championAccuracy < floor
+    ) {
+      log.info('challenger rejected; the shift is not accepted (the detector keeps its reference)', {
+        action: 'shift-accepted',
+        outcome: 'skipped',
+        kind: open.kind,
+        championAccuracy,
+        floor,
+      });
+      return false;
+    }
+    if (!drift?.acceptShift || !drift.multiscale) {
+      log.info('challenger rejected and the champion kept its accuracy, but this detector cannot adopt', {
+        action: 'shift-accepted',
+        outcome: 'skipped',
+      });
+      return false;
+    }
+    const groups = drift.acceptShift();
+    this.episodes?.referenceAdopted?.();
+    this.openRequest = null;
+    this.shiftsAcceptedCount++;
+    this.accepted = {
+      modelVersion: holder.version ?? 'unknown',
+      correlationId: open.correlationId,
+      requestId: open.requestId,
+      championAccuracy,
+    };
+    log.info('covariate shift accepted: the champion handles it; adopting it as the reference', {
+      action: 'shift-accepted',
+      outcome: 'success',
+      requestId: open.requestId,
+      challenger: event.version,
+      championAccuracy,
+      floor,
+      groups,
+    });
+    return true;
+  }
+
   /** Latest drift test per feature (most significant over groups). */
   featureSummary(): FeatureDriftStatus[] {
     return this.detector?.featureSummary?.() ?? [];
@@ -153,11 +285,41 @@ export class RetrainTrigger {
     return dropped;
   }
 
-  /** One predicted row into the drift detector (the worker's batch path). */
-  observe(row: Telemetry, batchId: number): void {
-    const drift = this.detector;
-    if (!drift) return;
+  /**
+   * One predicted row into the data-quality and drift detectors (the worker's batch path). Returns true when
+   * the row's machine is in a data-quality fault: the row was kept out of the drift detector, and its label
+   * stays out of the retraining data and the accuracy monitor.
+   */
+  observe(row: Telemetry, batchId: number): boolean {
     const { metrics, logger } = this.options;
+    let faulty = false;
+    if (this.quality) {
+      try {
+        const q = this.quality.update(row, row.machineId);
+        for (const a of q.alarms) this.onQualityAlarm(a);
+        for (const c of q.cleared) {
+          this.qualityCounts.cleared++;
+          logger.info(`data-quality fault cleared: ${c.machineId} ${c.feature} ${c.check}`, {
+            action: 'data-quality-cleared',
+            machineId: c.machineId,
+            feature: c.feature,
+            check: c.check,
+            at: c.at,
+            since: c.since,
+          });
+          this.options.onDataQuality?.({ ...c, kind: 'cleared' });
+        }
+        faulty = this.quality.inFault(row.machineId);
+      } catch (err) {
+        logger.error('data-quality detector failed', { err: describeError(err), batchId });
+      }
+    }
+    if (faulty) {
+      this.qualityCounts.rowsExcluded++;
+      return true;
+    }
+    const drift = this.detector;
+    if (!drift) return false;
     try {
       const u = drift.update(row, row.machineId);
       if (u.tested) {
@@ -168,10 +330,46 @@ export class RetrainTrigger {
         if (!drift.featureSummary) this.exportDrift(u.window.features);
         this.options.onWindow(u.window);
       }
-      if (u.alarm) this.onAlarm(u.alarm);
+      if (u.referenceUpdate) this.onReferenceUpdate(u.referenceUpdate);
+      if (u.alarm) {
+        // A pooled alarm every feature of which is in a machine's data-quality fault is that fault, not drift.
+        const q = this.quality;
+        const explained =
+          q !== undefined &&
+          u.alarm.features.length > 0 &&
+          u.alarm.features.every((f) => q.machinesInFault(f.feature).length > 0);
+        if (explained) {
+          this.qualityCounts.alarmsExplained++;
+          logger.info('pooled drift alarm explained by a data-quality fault; no retrain', {
+            action: 'drift-alarm',
+            outcome: 'skipped',
+            features: u.alarm.features.map((f) => f.feature),
+            machines: q.machinesInFault(),
+          });
+        } else this.onAlarm(u.alarm);
+      }
     } catch (err) {
       logger.error('drift detector failed', { err: describeError(err), batchId });
     }
+    return false;
+  }
+
+  private onQualityAlarm(a: DataQualityAlarm): void {
+    const { logger, metrics } = this.options;
+    this.qualityCounts.alarms++;
+    metrics.alarms.inc({ kind: 'data-quality' });
+    logger.warn(
+      `data-quality fault on ${a.machineId}: ${a.feature} ${a.check}; its readings leave drift and training`,
+      {
+        action: 'data-quality-alarm',
+        machineId: a.machineId,
+        feature: a.feature,
+        check: a.check,
+        at: a.at,
+        evidence: a.evidence,
+      },
+    );
+    this.options.onDataQuality?.(a);
   }
 
   /** After a batch: exports the detector's per-feature summary when a window was tested in it. */
@@ -191,7 +389,13 @@ export class RetrainTrigger {
         actual: o.label,
       });
       metrics.liveAccuracy.set(this.monitor.liveAccuracy ?? Number.NaN);
+      // The CUSUM sees every label too; either test's alarm goes to the episode (one request per episode).
+      const sequential = this.cusum?.record(o.predicted === o.label, {
+        ts: o.ts,
+        sampleIndex: o.sampleIndex,
+      });
       if (alarm) this.onAlarm(alarm);
+      else if (sequential) this.onAlarm(sequential);
     } catch (err) {
       logger.error('accuracy monitor failed', { err: describeError(err) });
     }
@@ -200,6 +404,17 @@ export class RetrainTrigger {
   /** A new champion resets the drift reference, the accuracy baseline and the episode. */
   private championLoaded(model: LoadedModel, version: string): void {
     const o = this.options;
+    if (o.dataQualityConfig !== false) {
+      try {
+        if (this.quality) this.quality.reset(model.reference);
+        else this.quality = new DataQualityDetector(model.reference, o.dataQualityConfig ?? {});
+      } catch (err) {
+        o.logger.error(`data-quality checks off for model ${version}: ${describeError(err)}`, {
+          modelVersion: version,
+        });
+        this.quality = undefined;
+      }
+    }
     if (o.drift !== false) {
       try {
         if (this.detector) this.detector.reset(model.reference);
@@ -213,6 +428,9 @@ export class RetrainTrigger {
     }
     const acc = model.metadata.validation?.accuracy;
     const validationAccuracy = typeof acc === 'number' && acc > 0 && acc <= 1 ? acc : null;
+    this.validationAccuracy = validationAccuracy;
+    this.openRequest = null;
+    this.accepted = null;
     if (o.accuracy !== false) {
       if (validationAccuracy === null) {
         o.logger.warn(`model ${version} has no usable validation accuracy; concept drift monitoring paused`, {
@@ -221,6 +439,18 @@ export class RetrainTrigger {
         if (!o.accuracy) this.monitor = undefined;
       } else if (this.monitor) this.monitor.reset(validationAccuracy);
       else this.monitor = new AccuracyMonitor(validationAccuracy, o.accuracyConfig);
+    }
+    if (o.accuracyCusumConfig !== false && this.monitor) {
+      try {
+        if (validationAccuracy === null) this.cusum = undefined;
+        else if (this.cusum) this.cusum.reset(validationAccuracy);
+        else this.cusum = new AccuracyCusum(validationAccuracy, o.accuracyCusumConfig ?? {});
+      } catch (err) {
+        o.logger.error(`sequential label test off for model ${version}: ${describeError(err)}`, {
+          modelVersion: version,
+        });
+        this.cusum = undefined;
+      }
     }
     if (this.episodes) this.episodes.championLoaded(version, validationAccuracy);
     else {
@@ -237,6 +467,35 @@ export class RetrainTrigger {
     // Pending predictions stay in the label join: their labelled samples are still training data
     // (only the accuracy of the model now serving is measured, see recordOutcome).
     o.metrics.liveAccuracy.set(Number.NaN);
+  }
+
+  private onReferenceUpdate(update: ReferenceUpdate): void {
+    const { holder, logger } = this.options;
+    this.referenceUpdateCount++;
+    const outcome: ReferenceUpdateOutcome = this.accepted ?? {
+      modelVersion: holder.version ?? 'unknown',
+      correlationId: randomUUID(),
+      requestId: null,
+      championAccuracy: null,
+    };
+    logger.info(
+      `reference updated (group ${update.groupKey}, ${update.reason}): ${update.samples} rows adopted`,
+      {
+        action: 'reference-updated',
+        correlationId: outcome.correlationId,
+        requestId: outcome.requestId,
+        modelVersion: outcome.modelVersion,
+        groupKey: update.groupKey,
+        reason: update.reason,
+        at: update.at,
+        from: update.from,
+        to: update.to,
+        samples: update.samples,
+        championAccuracy: outcome.championAccuracy,
+        features: update.features,
+      },
+    );
+    this.options.onReferenceUpdate?.(update, outcome);
   }
 
   private onAlarm(alarm: DriftAlarm): void {
@@ -298,6 +557,7 @@ export class RetrainTrigger {
       return undefined;
     }
     const correlationId = checked.value.correlationId;
+    this.openRequest = { requestId: checked.value.requestId, correlationId, kind: checked.value.kind };
     this.requests++;
     metrics.retrainRequests.inc();
     log.info(`publishing retrain request ${checked.value.requestId}`, {

@@ -1,5 +1,7 @@
 import { describeError } from '../../common/errors.ts';
 import type { FeatureDriftStatus, WindowReport } from '../../common/drift/feature-drift.ts';
+import type { DataQualityAlarm, DataQualityCleared } from '../../common/drift/data-quality.ts';
+import type { ReferenceUpdate } from '../../common/drift/multiscale-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import type { LoadedModel } from '../../common/model/types.ts';
@@ -9,7 +11,11 @@ import {
   driftAlarmMessageSchema,
   driftWindowMessageSchema,
   edgeStatusMessageSchema,
+  referenceUpdatedMessageSchema,
+  dataQualityMessageSchema,
+  type DataQualityMessage,
   type DriftAlarmMessage,
+  type ReferenceUpdatedMessage,
   type DriftWindowMessage,
   type EdgeStatusMessage,
   type Histogram,
@@ -18,7 +24,7 @@ import type { Prediction } from '../../common/schema/telemetry.ts';
 import { sharedHistogram } from './histogram.ts';
 import type { EdgeIngest } from './ingest.ts';
 import type { EdgeMetrics, StatusKind } from './metrics.ts';
-import type { AlarmOutcome } from './retrain-trigger.ts';
+import type { AlarmOutcome, ReferenceUpdateOutcome } from './retrain-trigger.ts';
 import { ClassMix, LatencyReservoir } from './rolling-stats.ts';
 
 /**
@@ -50,8 +56,11 @@ export interface StatusSources {
   queueDepth(): number;
   /** Dead letters so far, by reason. */
   deadLetters(): Record<string, number>;
-  /** The drift detector's current window of one feature of a group (for the histograms). */
-  windowValues(groupKey: string, feature: Feature): ArrayLike<number> | undefined;
+  /**
+   * The drift detector's current window of one feature of a group (for the histograms); `windowSize`
+   * picks the scale of a multi-scale detector.
+   */
+  windowValues(groupKey: string, feature: Feature, windowSize?: number): ArrayLike<number> | undefined;
 }
 
 /** What a {@link StatusPublisher} works with. */
@@ -172,6 +181,57 @@ export class StatusPublisher {
     this.publish('drift-alarm', STATUS_TOPICS.alarm, driftAlarmMessageSchema, msg, 1);
   }
 
+  /** The `reference-updated` message (QoS 1, like alarms: rare, and the dashboard's model history shows it). */
+  publishReferenceUpdate(update: ReferenceUpdate, outcome: ReferenceUpdateOutcome): void {
+    const msg: ReferenceUpdatedMessage = {
+      type: 'reference-updated',
+      workerId: this.options.workerId,
+      groupKey: update.groupKey,
+      publishedAt: Date.now(),
+      modelVersion: outcome.modelVersion,
+      correlationId: outcome.correlationId,
+      requestId: outcome.requestId,
+      reason: update.reason,
+      championAccuracy: finiteOrNull(outcome.championAccuracy),
+      at: update.at,
+      from: update.from,
+      to: update.to,
+      samples: update.samples,
+      features: update.features.map((f) => ({
+        feature: f.feature,
+        statistic: f.statistic,
+        pvalue: f.pvalue,
+        old: f.old,
+        new: f.new,
+      })),
+    };
+    this.publish('reference-updated', STATUS_TOPICS.referenceUpdated, referenceUpdatedMessageSchema, msg, 1);
+  }
+
+  /** A data-quality fault raised or cleared (QoS 1: the dashboard's fleet view shows the faulty machine). */
+  publishDataQuality(event: DataQualityAlarm | (DataQualityCleared & { kind: 'cleared' })): void {
+    const base = {
+      type: 'data-quality' as const,
+      workerId: this.options.workerId,
+      publishedAt: Date.now(),
+      machineId: event.machineId,
+      feature: event.feature,
+      check: event.check,
+      at: event.at,
+    };
+    const msg: DataQualityMessage =
+      event.kind === 'cleared'
+        ? { ...base, state: 'cleared', since: event.since }
+        : {
+            ...base,
+            state: 'fault',
+            evidence: Object.fromEntries(
+              Object.entries(event.evidence).filter(([, v]) => typeof v === 'number' && Number.isFinite(v)),
+            ) as Record<string, number>,
+          };
+    this.publish('data-quality', STATUS_TOPICS.dataQuality, dataQualityMessageSchema, msg, 1);
+  }
+
   /** The window message of a tested window, unless its group published one less than `windowMinIntervalMs` ago. */
   publishWindow(w: WindowReport): void {
     const { ingest, windowMinIntervalMs, histogramBins, workerId } = this.options;
@@ -200,7 +260,7 @@ export class StatusPublisher {
         features: w.features.map(windowFeatureStatus),
         rejected: [...w.rejected],
       };
-      const histograms = histogramBins > 0 ? this.windowHistograms(w.groupKey) : undefined;
+      const histograms = histogramBins > 0 ? this.windowHistograms(w) : undefined;
       if (histograms) msg.histograms = histograms;
       this.publish('drift-window', STATUS_TOPICS.driftWindow, driftWindowMessageSchema, msg, 0);
     } catch (err) {
@@ -208,15 +268,24 @@ export class StatusPublisher {
     }
   }
 
-  /** Reference (the champion's `reference.json` sample) vs the tested window, per feature, on shared bin edges. */
-  private windowHistograms(groupKey: string): Partial<Record<Feature, Histogram>> | undefined {
+  /**
+   * Reference (the champion's `reference.json` sample) vs the tested window, per feature, on shared bin
+   * edges. With the multi-scale detector, each feature's window is the one of the scale its status reports
+   * (`windowSize`: 400 or 2,000 by default), so `current` sums to that window's length.
+   */
+  private windowHistograms(w: WindowReport): Partial<Record<Feature, Histogram>> | undefined {
+    const groupKey = w.groupKey;
     const { sources, histogramBins } = this.options;
     const reference = sources.model().model?.reference;
     if (!reference) return undefined;
     const out: Partial<Record<Feature, Histogram>> = {};
     let any = false;
     for (const feature of FEATURES) {
-      const current = sources.windowValues(groupKey, feature);
+      const current = sources.windowValues(
+        groupKey,
+        feature,
+        w.features.find((s) => s.feature === feature)?.windowSize,
+      );
       const ref = reference.features[feature] as ArrayLike<number> | undefined;
       if (!current || !ref || ref.length === 0) continue;
       out[feature] = sharedHistogram(ref, current, histogramBins);
@@ -342,6 +411,7 @@ export function windowFeatureStatus(s: FeatureDriftStatus): {
   threshold: number;
   criticalStatistic: number | null;
   drifted: boolean;
+  windowSize?: number;
 } {
   return {
     feature: s.feature,
@@ -350,6 +420,7 @@ export function windowFeatureStatus(s: FeatureDriftStatus): {
     threshold: Number.isFinite(s.threshold) ? s.threshold : 0,
     criticalStatistic: finiteOrNull(s.criticalStatistic),
     drifted: s.drifted,
+    ...(typeof s.windowSize === 'number' && s.windowSize > 0 ? { windowSize: s.windowSize } : {}),
   };
 }
 

@@ -2,6 +2,8 @@ import { Registry } from 'prom-client';
 import { BUS_TOPICS, type EventBus } from '../../common/bus/types.ts';
 import { DeadLetterSink } from '../../common/deadletter.ts';
 import { resolveAccuracyConfig, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
+import type { AccuracyCusumConfig } from '../../common/drift/accuracy-cusum.ts';
+import type { DataQualityConfig } from '../../common/drift/data-quality.ts';
 import {
   DEFAULT_DRIFT_CONFIG,
   resolveDriftConfig,
@@ -100,6 +102,13 @@ export interface EdgeWorkerOptions {
   maxQueue?: number;
   /** Feature drift detector settings (defaults: the detector's own). Ignored when `drift` is given. */
   driftConfig?: Partial<FeatureDriftConfig>;
+  /**
+   * Per-machine data-quality checks (`DataQualityDetector`): false turns them off. A machine in a fault is
+   * named in a `data-quality` alarm and its rows stay out of drift detection and retraining while it lasts.
+   */
+  dataQualityConfig?: Partial<DataQualityConfig> | false;
+  /** The sequential label test beside the accuracy monitor (`AccuracyCusum`); false turns it off. */
+  accuracyCusumConfig?: Partial<AccuracyCusumConfig> | false;
   /**
    * A ready-made drift detector, or false for none. Default: a `FeatureDriftDetector` built on the first
    * champion's reference.
@@ -205,6 +214,10 @@ export interface EdgeWorkerStats {
   labelJoin: { hits: number; misses: number; evictions: number; pending: number };
   alarms: { covariate: number; concept: number };
   retrainRequests: number;
+  /** Covariate shifts accepted (rejected challenger, champion kept its accuracy) and references adopted. */
+  adoption: { shiftsAccepted: number; referenceUpdates: number };
+  /** Data-quality alarms and cleared faults, rows kept out of drift and training, the active faults. */
+  dataQuality: RetrainTrigger['dataQuality'];
   liveAccuracy: number | null;
   /** Latest drift test per feature (most significant over groups). */
   drift: FeatureDriftStatus[];
@@ -228,6 +241,8 @@ interface JoinRecord {
   sampleIndex?: number;
   /** A label that arrived before the prediction. */
   label?: Efficiency;
+  /** Its machine was in a data-quality fault when it was predicted: not training data, not scored. */
+  faulty?: boolean;
 }
 
 /** Wires the model holder, the batch path and the three stages into one worker. Call `start()`. */
@@ -299,6 +314,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     metrics,
     signal: abort.signal,
     ...(options.modelTrust ? { trust: options.modelTrust } : {}),
+    onRejected: (event) => trigger.challengerRejected(event),
   });
   if (options.modelRegistry && !options.modelTrust)
     logger.warn('model signatures are not checked: no trusted public key was given to the worker');
@@ -322,7 +338,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       counts: () => counts,
       queueDepth: () => batcher.size,
       deadLetters: () => deadLetters.countsByReason(),
-      windowValues: (groupKey, feature) => trigger.drift?.windowValues?.(groupKey, feature),
+      windowValues: (groupKey, feature, windowSize) =>
+        trigger.drift?.windowValues?.(groupKey, feature, windowSize),
     },
   });
   /** Publishes on the bus until delivered (or given up at stop, counted): nothing owed to the bus is dropped silently. */
@@ -354,6 +371,12 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     episodeTtlSamples: options.episodeTtlSamples,
     onWindow: (w) => status.publishWindow(w),
     onAlarm: (alarm, outcome) => status.publishAlarm(alarm, outcome),
+    onReferenceUpdate: (update, outcome) => status.publishReferenceUpdate(update, outcome),
+    ...(options.dataQualityConfig !== undefined ? { dataQualityConfig: options.dataQualityConfig } : {}),
+    onDataQuality: (event) => status.publishDataQuality(event),
+    ...(options.accuracyCusumConfig !== undefined
+      ? { accuracyCusumConfig: options.accuracyCusumConfig }
+      : {}),
   });
   holder.onSwap(() => status.championLoaded());
 
@@ -410,8 +433,10 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         }),
       );
       const sampleIndex = counts.samples++;
+      const faulty = trigger.observe(t, info.id);
       const rec = labelJoin.peek(t.machineId, t.seq);
       if (rec && rec.telemetry === t) {
+        if (faulty) rec.faulty = true;
         rec.predicted = p.efficiency;
         rec.modelVersion = p.modelVersion;
         rec.sampleIndex = sampleIndex;
@@ -421,7 +446,6 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
           if (waitForRoom) await waitForRoom;
         }
       }
-      trigger.observe(t, info.id);
     }
     trigger.endBatch();
   }
@@ -501,6 +525,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   /** A predicted reading with its label: publish the labelled sample, score the prediction. */
   function completeSample(rec: Required<JoinRecord>): Promise<void> | undefined {
     const t = rec.telemetry;
+    if (rec.faulty === true) {
+      // A reading of a machine in a data-quality fault: not training data, and not a verdict on the model.
+      metrics.samplesExcluded.inc();
+      return undefined;
+    }
     const row = {
       operationMode: t.operationMode,
       ...(Object.fromEntries(FEATURES.map((f) => [f, t[f]])) as Record<(typeof FEATURES)[number], number>),
@@ -572,6 +601,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       labelJoin: labelJoin.stats,
       alarms: trigger.alarms,
       retrainRequests: trigger.retrainRequests,
+      adoption: trigger.adoption,
+      dataQuality: trigger.dataQuality,
       liveAccuracy: trigger.liveAccuracy,
       drift: trigger.featureSummary(),
       status: status.stats(),

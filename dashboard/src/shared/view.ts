@@ -187,11 +187,29 @@ export interface RetrainView {
   reason: string | null;
   candidateMetrics: ModelMetrics | null;
   championMetrics: ModelMetrics | null;
+  /** The edge adopted the shift as its drift reference after this rejection (`reference-updated`). */
+  referenceUpdate?: ReferenceUpdateView;
 }
 
-/** A model event as received (promoted, rejected, rolled back). */
+/** A `reference-updated` from an edge worker: the covariate detector adopted recent rows as its reference. */
+export interface ReferenceUpdateView {
+  workerId: string;
+  groupKey: string;
+  publishedAt: number;
+  reason: 'accepted' | 'continuing';
+  /** Sample index that completed the adoption, and the adopted rows' range. */
+  at: number;
+  from: number;
+  to: number;
+  samples: number;
+  championAccuracy: number | null;
+  /** The most changed features: KS between the old and the new reference, and the means. */
+  features: { feature: string; statistic: number; pvalue: number; oldMean: number; newMean: number }[];
+}
+
+/** A model event as received (promoted, rejected, rolled back; reference updated by an edge worker). */
 export interface ModelEventView {
-  type: 'model-promoted' | 'model-rejected' | 'model-rolled-back';
+  type: 'model-promoted' | 'model-rejected' | 'model-rolled-back' | 'reference-updated';
   version: string;
   /** The other version involved: previous champion, the champion that stayed, or the version rolled back. */
   otherVersion: string | null;

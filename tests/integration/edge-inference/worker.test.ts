@@ -373,7 +373,7 @@ describe('edge worker against the broker', () => {
   it('publishes drift windows and its status through the broker (the edge role may publish driftline/#)', async () => {
     const w = await startWorker('edge-it-status', {
       statusIntervalMs: 100,
-      driftConfig: { windowSize: 50 },
+      driftConfig: { detector: 'windows', windowSize: 50 },
       driftWindowMinIntervalMs: 0,
       backend: 'cpu',
     });

@@ -159,6 +159,109 @@ describe('handleMqttMessage', () => {
     expect(snap.alarms[0]).toMatchObject({ kind: 'concept', requestId: null, liveAccuracy: 0.6 });
   });
 
+  it('shows a reference-updated in the model history and on the rejected retrain it answered', () => {
+    const s = new DashboardStore({ modelName: 'm' });
+    s.onRetrainRequest({
+      type: 'retrain-request',
+      requestId: 'req-1',
+      correlationId: 'c1',
+      modelName: 'm',
+      championVersion: '3',
+      kind: 'covariate',
+      requestedAt: 1,
+      sampleIndex: 399,
+      features: [{ feature: 'temperatureC', statistic: 0.9, pvalue: 1e-9 }],
+      window: { fromTs: 1, toTs: 2, sampleFrom: 300, sampleTo: 399 },
+      liveAccuracy: null,
+      validationAccuracy: 0.9,
+      groupKey: 'all',
+    });
+    s.onModelEvent({
+      type: 'model-rejected',
+      modelName: 'm',
+      correlationId: 'c1',
+      requestId: 'req-1',
+      reason: 'challenger did not beat the champion',
+      at: 2,
+      version: '4',
+      championVersion: '3',
+      metrics: { samples: 500, accuracy: 0.88, macroF1: 0.88 },
+      championMetrics: { samples: 500, accuracy: 0.9, macroF1: 0.9 },
+    });
+    const summary = { samples: 200, mean: 60, sd: 10, min: 40, p05: 45, p50: 60, p95: 75, max: 80 };
+    const message = {
+      type: 'reference-updated',
+      workerId: 'edge-1',
+      groupKey: 'all',
+      publishedAt: 5,
+      modelVersion: '3',
+      correlationId: 'c1',
+      requestId: 'req-1',
+      reason: 'accepted',
+      championAccuracy: 0.9,
+      at: { sampleIndex: 799, ts: 4 },
+      from: { sampleIndex: 600, ts: 3 },
+      to: { sampleIndex: 799, ts: 4 },
+      samples: 200,
+      features: [
+        {
+          feature: 'temperatureC',
+          statistic: 0.95,
+          pvalue: 1e-40,
+          old: summary,
+          new: { ...summary, mean: 90 },
+        },
+      ],
+    };
+    send(s, STATUS_TOPICS.referenceUpdated, message);
+    send(s, STATUS_TOPICS.referenceUpdated, message);
+    send(s, STATUS_TOPICS.referenceUpdated, { ...message, samples: 0 });
+    const snap = s.snapshot();
+    expect(snap.model.events.map((e) => e.type)).toEqual(['reference-updated', 'model-rejected']);
+    expect(snap.model.events[0]?.reason).toContain(
+      '200 rows (samples 600–799) adopted as the drift reference',
+    );
+    expect(snap.retrains[0]).toMatchObject({
+      outcome: 'rejected',
+      referenceUpdate: {
+        samples: 200,
+        from: 600,
+        to: 799,
+        features: [{ feature: 'temperatureC', newMean: 90 }],
+      },
+    });
+    expect(snap.invalid.bySource['reference-updated']).toEqual({ invalid_schema: 1 });
+  });
+
+  it('shows an edge data-quality fault on its machine in the fleet view until it clears', () => {
+    const s = new DashboardStore({ modelName: 'm' });
+    send(s, 'factory/m-002/telemetry', telemetry('m-002'));
+    send(s, 'factory/m-001/telemetry', telemetry('m-001'));
+    const fault = {
+      type: 'data-quality',
+      workerId: 'edge-1',
+      publishedAt: 5,
+      state: 'fault',
+      machineId: 'm-002',
+      feature: 'temperatureC',
+      check: 'stuck',
+      at: { sampleIndex: 20_022, ts: 4 },
+      evidence: { value: 85, run: 6, pvalue: 1e-20, threshold: 3.7e-10 },
+    };
+    send(s, STATUS_TOPICS.dataQuality, fault);
+    const faults = (id: string): string[] =>
+      s.snapshot().machines.find((m) => m.id === id)?.faults ?? ['missing'];
+    expect(faults('m-002')).toEqual([
+      'data quality: temperatureC stuck (edge edge-1, since sample 20022); ' +
+        'readings kept out of drift detection and retraining',
+    ]);
+    expect(faults('m-001')).toEqual([]);
+    send(s, STATUS_TOPICS.dataQuality, { ...fault, state: 'cleared', since: 20_022, evidence: undefined });
+    expect(faults('m-002')).toEqual([]);
+    send(s, STATUS_TOPICS.dataQuality, { ...fault, check: 'bent' });
+    expect(s.snapshot().invalid.bySource['data-quality']).toEqual({ invalid_schema: 1 });
+  });
+
   it('ignores topics it does not read and never throws on odd input', () => {
     const s = new DashboardStore({ modelName: 'm' });
     send(s, 'driftline/retrainer/status', { any: 1 });

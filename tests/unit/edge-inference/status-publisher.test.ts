@@ -75,7 +75,7 @@ describe('edge worker status messages', () => {
       initialModel: model,
       batchSize: 25,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50 },
+      driftConfig: { detector: 'windows', windowSize: 50 },
       driftWindowMinIntervalMs: 0,
     });
     await worker.start();
@@ -137,7 +137,7 @@ describe('edge worker status messages', () => {
       initialModel: fakeModel('1'),
       batchSize: 25,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50 },
+      driftConfig: { detector: 'windows', windowSize: 50 },
       driftWindowMinIntervalMs: 60_000,
     });
     await worker.start();
@@ -156,7 +156,7 @@ describe('edge worker status messages', () => {
       initialModel: fakeModel('1'),
       batchSize: 50,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50, consecutive: 1, cooldownSamples: 50, alpha: 0.01 },
+      driftConfig: { detector: 'windows', windowSize: 50, consecutive: 1, cooldownSamples: 50, alpha: 0.01 },
       driftWindowMinIntervalMs: 0,
     });
     await worker.start();
@@ -205,6 +205,7 @@ describe('edge worker status messages', () => {
       batchMaxWaitMs: 1,
       sampleBatchMaxWaitMs: 1,
       accuracyConfig: { windowSize: 50, minLabels: 20 },
+      accuracyCusumConfig: false,
     });
     await worker.start();
     for (let seq = 0; seq < 60; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
@@ -319,7 +320,7 @@ describe('edge worker status messages', () => {
       initialModel: fakeModel('1'),
       batchSize: 25,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50 },
+      driftConfig: { detector: 'windows', windowSize: 50 },
       driftWindowMinIntervalMs: 0,
       statusIntervalMs: 5,
     });
@@ -344,7 +345,7 @@ describe('edge worker status messages', () => {
       initialModel: fakeModel('1'),
       batchSize: 25,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50 },
+      driftConfig: { detector: 'windows', windowSize: 50 },
       statusIntervalMs: 5,
     });
     await worker.start();

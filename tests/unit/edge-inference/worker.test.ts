@@ -195,7 +195,7 @@ describe('edge worker (fake transport)', () => {
       initialModel: fakeModel('1'),
       batchSize: 50,
       batchMaxWaitMs: 1,
-      driftConfig: { windowSize: 50, consecutive: 1, cooldownSamples: 50, alpha: 0.01 },
+      driftConfig: { detector: 'windows', windowSize: 50, consecutive: 1, cooldownSamples: 50, alpha: 0.01 },
     });
     await worker.start();
     for (let seq = 0; seq < 400; seq++) {

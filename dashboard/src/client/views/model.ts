@@ -88,20 +88,31 @@ class RetrainRow {
     this.challenger.set(
       r.outcome === 'pending' ? 'training…' : metrics(r.candidateVersion, r.candidateMetrics),
     );
+    const adopted = r.referenceUpdate;
     setText(
       this.outcome,
       r.outcome === 'pending'
         ? 'pending'
         : r.outcome === 'promoted'
           ? `promoted v${r.candidateVersion ?? '?'}`
-          : 'rejected',
+          : adopted !== undefined
+            ? 'rejected · reference updated'
+            : 'rejected',
     );
     setClassName(
       this.outcome,
       `badge ${r.outcome === 'promoted' ? 'badge-ok' : r.outcome === 'rejected' ? 'badge-plain' : 'badge-warn'}`,
     );
-    setText(this.why, r.reason ?? DASH);
-    setTitle(this.why, r.reason ?? '');
+    const why =
+      adopted === undefined
+        ? (r.reason ?? DASH)
+        : `${r.reason ?? ''} — the champion handles the shift: ${adopted.samples} rows (samples ` +
+          `${adopted.from}–${adopted.to}) adopted as the drift reference` +
+          (adopted.features.length > 0
+            ? ` (${adopted.features.map((f) => `${f.feature} ${f.oldMean.toPrecision(3)} → ${f.newMean.toPrecision(3)}`).join(', ')})`
+            : '');
+    setText(this.why, why);
+    setTitle(this.why, why);
   }
 }
 

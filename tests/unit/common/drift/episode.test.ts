@@ -92,6 +92,7 @@ describe('DriftEpisodeManager', () => {
       attachedAlarms: 51,
       expired: 0,
       closedByChampion: 0,
+      closedByReference: 0,
     });
     expect(m.episode()).toMatchObject({
       requestId: request.requestId,
@@ -157,7 +158,7 @@ describe('DriftEpisodeManager', () => {
   });
 
   it('end to end: a persistent 0.5 sd shift alarms every cooldown, and the episode emits exactly one request', () => {
-    const detector = new FeatureDriftDetector(seedReference(1, 5_000));
+    const detector = new FeatureDriftDetector(seedReference(1, 5_000), { detector: 'windows' });
     const stream = new SeedStream({
       seed: 3,
       shift: { feature: 'temperatureC', delta: 0.5 * seedSd('temperatureC'), onset: 20_250 },

@@ -15,6 +15,12 @@ import { makeReference, makeTelemetry } from '../../../../edge-inference/src/tes
 import { FEATURES, type Feature } from '../../../../common/schema/features.ts';
 import { Rng } from '../../../../common/util/rng.ts';
 
+/**
+ * These tests pin the tumbling/hopping `windows` engine; the multi-scale default
+ * has its own tests (tests/unit/common/drift/multiscale-drift.test.ts).
+ */
+const WINDOWS = { detector: 'windows' } as const;
+
 // One reference (the champion's training sample) for the whole file: seed 1, 5,000 rows.
 const REFERENCE = seedReference(1, 5_000);
 const ONSET = 20_250;
@@ -30,7 +36,7 @@ function alarmsOf(
   config: Partial<FeatureDriftConfig> = {},
   machine: (i: number) => string = () => 'm-1',
 ): { at: number[]; detector: FeatureDriftDetector; updates: DriftUpdate[] } {
-  const detector = new FeatureDriftDetector(REFERENCE, config);
+  const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, ...config });
   const at: number[] = [];
   const updates: DriftUpdate[] = [];
   for (let i = 0; i < n; i++) {
@@ -84,7 +90,9 @@ describe('FeatureDriftDetector parameters', () => {
   });
 
   it('ignores undefined overrides (unset env vars)', () => {
-    expect(new FeatureDriftDetector(REFERENCE, { windowSize: undefined }).config.windowSize).toBe(500);
+    expect(new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowSize: undefined }).config.windowSize).toBe(
+      500,
+    );
   });
 
   it('rejects a reference without values, empty or non-finite, with an ArtifactError', () => {
@@ -147,7 +155,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('hopping windows test every hop samples and detect sooner', () => {
-    const detector = new FeatureDriftDetector(REFERENCE, { windowMode: 'hopping', hop: 100 });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowMode: 'hopping', hop: 100 });
     const stream = shifted('temperatureC');
     const tested: number[] = [];
     const alarms: number[] = [];
@@ -176,7 +184,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('reports per-feature statistic, p-value, threshold and drifted flag equal to ks2sampSorted on the same data', () => {
-    const detector = new FeatureDriftDetector(REFERENCE);
+    const detector = new FeatureDriftDetector(REFERENCE, WINDOWS);
     const stream = shifted('powerKw', 9, 2_000);
     const window: number[][] = FEATURES.map(() => []);
     let checked = 0;
@@ -206,7 +214,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('driftDetected is true only right after the alarming update', () => {
-    const detector = new FeatureDriftDetector(REFERENCE);
+    const detector = new FeatureDriftDetector(REFERENCE, WINDOWS);
     const stream = shifted('temperatureC');
     for (let i = 0; i < 21_499; i++) detector.update(stream.next());
     expect(detector.driftDetected).toBe(false);
@@ -219,7 +227,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('skips rows with a non-finite feature without breaking the window', () => {
-    const detector = new FeatureDriftDetector(REFERENCE, { windowSize: 10 });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowSize: 10 });
     const stream = new SeedStream({ seed: 4 });
     for (let i = 0; i < 9; i++) expect(detector.update(stream.next()).tested).toBe(false);
     expect(detector.update({ ...stream.next(), powerKw: Number.NaN }).tested).toBe(false);
@@ -228,7 +236,7 @@ describe('FeatureDriftDetector on seeded streams', () => {
   });
 
   it('carries telemetry ts and seq into the window bounds', () => {
-    const detector = new FeatureDriftDetector(REFERENCE, { windowSize: 10 });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowSize: 10 });
     const stream = new SeedStream({ seed: 4 });
     let last: DriftUpdate = { tested: false, alarm: null };
     for (let i = 0; i < 10; i++) last = detector.update({ ...stream.next(), ts: 1_000 + i, seq: 50 + i });
@@ -274,7 +282,7 @@ describe('latticeStatistic (the cached exact path)', () => {
         FEATURES.map((f) => [f, REFERENCE.features[f].map((v) => Math.round(v))]),
       ) as typeof REFERENCE.features,
     };
-    const detector = new FeatureDriftDetector(tied, { windowSize: 200 });
+    const detector = new FeatureDriftDetector(tied, { ...WINDOWS, windowSize: 200 });
     const stream = new SeedStream({ seed: 13 });
     const window: number[][] = FEATURES.map(() => []);
     for (let i = 0; i < 2_000; i++) {
@@ -299,7 +307,7 @@ describe('latticeStatistic (the cached exact path)', () => {
 
 describe('FeatureDriftDetector reset and groups', () => {
   it('reset(reference) clears windows, streaks and cooldown; the sample clock goes on', () => {
-    const detector = new FeatureDriftDetector(REFERENCE);
+    const detector = new FeatureDriftDetector(REFERENCE, WINDOWS);
     const stream = shifted('temperatureC');
     for (let i = 0; i < 21_000; i++) detector.update(stream.next());
     // One rejecting window so far (20,500–20,999): one more would alarm.
@@ -324,7 +332,7 @@ describe('FeatureDriftDetector reset and groups', () => {
   });
 
   it('groupBy machine keeps one window per machine', () => {
-    const detector = new FeatureDriftDetector(REFERENCE, { groupBy: 'machine', windowSize: 100 });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, groupBy: 'machine', windowSize: 100 });
     const stream = new SeedStream({ seed: 5 });
     for (let i = 0; i < 99; i++) expect(detector.update(stream.next(), 'm-a').tested).toBe(false);
     for (let i = 0; i < 99; i++) expect(detector.update(stream.next(), 'm-b').tested).toBe(false);
@@ -334,7 +342,7 @@ describe('FeatureDriftDetector reset and groups', () => {
     const b = detector.update(stream.next(), 'm-b');
     expect(b.tested && b.window.from.sampleIndex).toBe(99);
     // groupBy all ignores the machine id.
-    const all = new FeatureDriftDetector(REFERENCE, { windowSize: 100 });
+    const all = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, windowSize: 100 });
     for (let i = 0; i < 99; i++) all.update(stream.next(), i % 2 ? 'm-a' : 'm-b');
     expect(all.update(stream.next(), 'm-c').tested).toBe(true);
     expect(all.groupKeys()).toEqual(['all']);
@@ -342,7 +350,7 @@ describe('FeatureDriftDetector reset and groups', () => {
 
   it('groupBy machine alarms in the drifted machine only', () => {
     // Even samples from m-even, odd from m-odd; only m-odd's rows are shifted (onset at its own 10,000th row).
-    const detector = new FeatureDriftDetector(REFERENCE, { groupBy: 'machine' });
+    const detector = new FeatureDriftDetector(REFERENCE, { ...WINDOWS, groupBy: 'machine' });
     const even = new SeedStream({ seed: 6 });
     const odd = shifted('errorRatePct', 7, 10_000);
     const alarms: string[] = [];
@@ -358,6 +366,7 @@ describe('FeatureDriftDetector reset and groups', () => {
 
   it('drops the least recently updated group beyond maxGroups', () => {
     const detector = new FeatureDriftDetector(REFERENCE, {
+      ...WINDOWS,
       groupBy: 'machine',
       windowSize: 10,
       maxGroups: 2,
@@ -375,9 +384,9 @@ describe('FeatureDriftDetector reset and groups', () => {
 describe('windowValues (what the edge status histograms show)', () => {
   it('the detector exposes exactly the window it tested (tumbling and hopping, per machine)', () => {
     for (const config of [
-      { windowSize: 20, windowMode: 'tumbling', groupBy: 'all' },
-      { windowSize: 20, windowMode: 'hopping', hop: 7, groupBy: 'all' },
-      { windowSize: 20, windowMode: 'tumbling', groupBy: 'machine' },
+      { ...WINDOWS, windowSize: 20, windowMode: 'tumbling', groupBy: 'all' },
+      { ...WINDOWS, windowSize: 20, windowMode: 'hopping', hop: 7, groupBy: 'all' },
+      { ...WINDOWS, windowSize: 20, windowMode: 'tumbling', groupBy: 'machine' },
     ] as const) {
       const detector = new FeatureDriftDetector(makeReference(), config);
       // No full window yet: nothing to show.
@@ -400,6 +409,49 @@ describe('windowValues (what the edge status histograms show)', () => {
         });
       }
       expect(tested).toBeGreaterThan(3);
+    }
+  });
+
+  it('multiscale: each scale exposes the window it tested last, the feature status names the scale', () => {
+    const scales = [
+      { windowSize: 20, hop: 5, share: 0.5 },
+      { windowSize: 60, hop: 15, share: 0.5 },
+    ];
+    for (const groupBy of ['all', 'machine'] as const) {
+      const detector = new FeatureDriftDetector(makeReference(), { scales, groupBy });
+      expect(detector.windowValues(groupBy === 'all' ? 'all' : 'm0', 'temperatureC', 20)).toBeUndefined();
+      const seen = new Map<string, Telemetry[]>();
+      const testedBy = new Set<number>();
+      for (let seq = 0; seq < 400; seq++) {
+        const t = makeTelemetry(`m${seq % 3}`, seq);
+        const key = groupBy === 'all' ? 'all' : t.machineId;
+        const rows = seen.get(key) ?? [];
+        rows.push(t);
+        seen.set(key, rows);
+        const u = detector.update(t, t.machineId);
+        if (!u.tested) continue;
+        const all = seen.get(u.window.groupKey) ?? [];
+        for (const { windowSize: w, hop } of scales) {
+          // A scale tested now: its window is exactly the last w rows.
+          if (all.length < w || all.length % hop !== 0) continue;
+          testedBy.add(w);
+          FEATURES.forEach((f) => {
+            const got = Array.from(detector.windowValues(u.window.groupKey, f, w) ?? []);
+            expect(got).toEqual(
+              all
+                .slice(-w)
+                .map((r) => r[f])
+                .sort((a, b) => a - b),
+            );
+          });
+        }
+        for (const s of u.window.features) {
+          expect(s.windowSize === 20 || s.windowSize === 60).toBe(true);
+          expect(detector.windowValues(u.window.groupKey, s.feature)).toHaveLength(s.windowSize as number);
+        }
+      }
+      expect([...testedBy].sort((a, b) => a - b)).toEqual([20, 60]);
+      expect(detector.windowValues('nope', 'temperatureC')).toBeUndefined();
     }
   });
 });
