@@ -130,7 +130,8 @@ describe('edge worker delivery', () => {
       batchMaxWaitMs: 1,
       sampleBatchMaxWaitMs: 1,
       outboxMaxSamples: 100,
-      driftConfig: { windowSize: 50, consecutive: 1, cooldownSamples: 50, alpha: 0.01 },
+      driftConfig: { detector: 'windows', windowSize: 50, consecutive: 1, cooldownSamples: 50, alpha: 0.01 },
+      dataQualityConfig: false, // one machine shifted by +60 °C would be a sensor fault, not fleet drift
     });
     await worker.start();
     // 300 labelled readings, shifted so the detector alarms: the outbox (100) fills and the intake waits.
