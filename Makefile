@@ -44,9 +44,9 @@ test-external: test-deps ## the real-server suites: start the local services, ru
 	scripts/services/all.sh start
 	status=0; npm run test:external || status=$$?; scripts/services/all.sh stop; exit $$status
 
-test: test-deps ## lint, then every suite: in-process and real-server
+test: test-deps ## lint, then every suite: in-process and real-server (fuzz suites at 10,000 cases each)
 	npm run lint
-	npm test
+	FUZZ_RUNS=10000 npm test
 	scripts/services/all.sh start
 	status=0; npm run test:external || status=$$?; scripts/services/all.sh stop; exit $$status
 

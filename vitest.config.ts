@@ -8,7 +8,15 @@ import { junitReporting } from './scripts/ci/vitest-junit.ts';
  */
 export default defineConfig({
   test: {
-    include: ['tests/unit/**/*.test.ts', 'tests/integration/**/*.test.ts', 'tests/e2e/**/*.test.ts'],
+    include: [
+      'tests/unit/**/*.test.ts',
+      'tests/integration/**/*.test.ts',
+      'tests/e2e/**/*.test.ts',
+      // Attacks and faults reproduced in-process, and the generated bad-input suites
+      // (FUZZ_RUNS cases each; `make test` sets the full count).
+      'tests/faults/**/*.test.ts',
+      'tests/fuzz/**/*.test.ts',
+    ],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',

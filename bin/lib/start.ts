@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { startBroker, type RunningBroker } from '../../broker/src/broker.ts';
-import { brokerConfigSpec } from '../../broker/src/config.ts';
+import { brokerConfigSpec, limitsFromConfig, loginGuardFromConfig } from '../../broker/src/config.ts';
 import { CredentialStore, generatePassword } from '../../broker/src/credentials.ts';
 import { createBusFromEnv } from './bus.ts';
 import type { EventBus } from '../../common/bus/types.ts';
@@ -38,6 +38,7 @@ import {
   phaseChangesAnything,
   type Scenario,
 } from '../../simulator/src/scenario.ts';
+import { announceDashboard } from './announce.ts';
 import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from './bootstrap.ts';
 import { LiveObserver } from './observer.ts';
 
@@ -66,6 +67,12 @@ export interface StartOptions {
   labelDelayMs?: number;
   /** Loggers per service. */
   loggerFor: (service: string) => Logger;
+  /**
+   * Where secrets meant for the person at the terminal go (the generated
+   * dashboard password): never a logger, whose lines may be shipped to
+   * Elasticsearch. Default: stderr.
+   */
+  terminal?: (text: string) => void;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -238,6 +245,9 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
           credentials,
           logger: brokerLogger,
           registry: new Registry(),
+          acl: { devicesMaySubscribeOwn: brokerCfg.deviceSubscribeOwn },
+          limits: limitsFromConfig(brokerCfg),
+          loginGuard: loginGuardFromConfig(brokerCfg),
         });
       try {
         broker = await start(brokerCfg.port, brokerCfg.wsPort, brokerCfg.httpPort);
@@ -362,13 +372,12 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       }
       const d = dashboard;
       closers.push({ name: 'dashboard', close: () => d.close() });
-      log.info(
-        `dashboard: ${dashboard.url}${generated ? `  (user "operator", password "${generated}" — generated for this run; set DASHBOARD_USERS_FILE to choose your own)` : ''}`,
-        {
-          action: 'dashboard-started',
-          url: dashboard.url,
-        },
-      );
+      announceDashboard({
+        log,
+        terminal: options.terminal ?? ((text) => process.stderr.write(text)),
+        url: dashboard.url,
+        generatedPassword: generated,
+      });
     }
 
     // ---- observer (summary), simulator ---------------------------------------------------

@@ -1,14 +1,19 @@
 import type { EventEmitter } from 'node:events';
-import { Aedes, type AedesOptions } from 'aedes';
+import type { Socket } from 'node:net';
+import { Aedes, type AedesOptions, type Client } from 'aedes';
 import type { Registry } from 'prom-client';
 import { describeError } from '../../common/errors.ts';
 import { startOpsServer, type OpsServer } from '../../common/http/ops-server.ts';
 import type { Logger } from '../../common/logging/logger.ts';
-import { DEFAULT_ACL_POLICY, isSysTopic, type AclPolicy } from './acl.ts';
+import { MAX_PAYLOAD_BYTES } from '../../common/schema/telemetry.ts';
+import { DEFAULT_ACL_POLICY, isSysTopic, type AclPolicy, type Role } from './acl.ts';
 import type { CredentialStore } from './credentials.ts';
 import { createAuthHooks } from './hooks.ts';
 import { listenTcp, listenTls, listenWebSocket, type ConnectionHandler, type Listener } from './listeners.ts';
+import { LoginGuard, type LoginGuardOptions } from './login-guard.ts';
 import { createBrokerMetrics } from './metrics.ts';
+import { guardPacketSize } from './packet-guard.ts';
+import { BoundedQueuePersistence } from './persistence.ts';
 
 /** The mqtts listener. */
 export interface BrokerTlsOptions {
@@ -18,6 +23,73 @@ export interface BrokerTlsOptions {
   key: string | Buffer;
   /** Server certificate chain, PEM contents (not a path). */
   cert: string | Buffer;
+}
+
+/** Size and queue limits of the broker (see broker/README.md, "Limits"). */
+export interface BrokerLimits {
+  /**
+   * Largest MQTT packet (header included) a client may send before its login
+   * succeeded — the CONNECT with its will. Checked as the header announces the
+   * length; a bigger packet closes the connection before it is buffered.
+   */
+  maxPacketBytesPreLogin: number;
+  /** Largest packet per role after the login, same check. */
+  maxPacketBytes: Record<Role, number>;
+  /** Largest PUBLISH payload per role; a bigger one is refused and the connection closed. */
+  maxPayloadBytes: Partial<Record<Role, number>>;
+  /** QoS 1/2 messages queued per persistent session (default in-memory persistence only), 1–65,535. */
+  maxQueuedPerClient: number;
+  /** Roles that may publish retained messages; others are refused and disconnected. */
+  retainRoles: readonly Role[];
+}
+
+/** Packet limit of the service roles (edge, bridge, dashboard, retrainer, admin). */
+const SERVICE_PACKET_BYTES = 256 * 1024;
+/** Packet limit of field clients (devices, inspection stations): a telemetry payload plus topic and header. */
+const DEVICE_PACKET_BYTES = 8 * 1024;
+
+export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
+  maxPacketBytesPreLogin: 8 * 1024,
+  maxPacketBytes: {
+    device: DEVICE_PACKET_BYTES,
+    inspection: DEVICE_PACKET_BYTES,
+    edge: SERVICE_PACKET_BYTES,
+    bridge: SERVICE_PACKET_BYTES,
+    dashboard: SERVICE_PACKET_BYTES,
+    retrainer: SERVICE_PACKET_BYTES,
+    admin: SERVICE_PACKET_BYTES,
+  },
+  // The edge refuses larger telemetry and labels anyway (common/schema/telemetry.ts); refusing them here
+  // keeps them from reaching the edge, the bridge and the dashboard at all.
+  maxPayloadBytes: { device: MAX_PAYLOAD_BYTES, inspection: MAX_PAYLOAD_BYTES },
+  maxQueuedPerClient: 10_000,
+  retainRoles: ['admin'],
+};
+
+/** Default limits with the per-device and per-service packet sizes set (the shape of the broker's config). */
+export function brokerLimits(o: {
+  preLogin?: number;
+  device?: number;
+  service?: number;
+  maxQueuedPerClient?: number;
+}): BrokerLimits {
+  const d = DEFAULT_BROKER_LIMITS;
+  const device = o.device ?? DEVICE_PACKET_BYTES;
+  const service = o.service ?? SERVICE_PACKET_BYTES;
+  return {
+    ...d,
+    maxPacketBytesPreLogin: o.preLogin ?? d.maxPacketBytesPreLogin,
+    maxPacketBytes: {
+      device,
+      inspection: device,
+      edge: service,
+      bridge: service,
+      dashboard: service,
+      retrainer: service,
+      admin: service,
+    },
+    maxQueuedPerClient: o.maxQueuedPerClient ?? d.maxQueuedPerClient,
+  };
 }
 
 export interface BrokerOptions {
@@ -39,8 +111,15 @@ export interface BrokerOptions {
   httpPort?: number | null;
   /** ACL knobs; default {@link DEFAULT_ACL_POLICY}. */
   acl?: AclPolicy;
-  /** An aedes persistence (e.g. aedes-persistence-redis); default aedes' in-memory one. */
+  /**
+   * An aedes persistence (e.g. aedes-persistence-redis); default aedes' in-memory one with
+   * the outgoing queue of each persistent session bounded by `limits.maxQueuedPerClient`.
+   */
   persistence?: AedesOptions['persistence'];
+  /** Packet, payload and queue limits; default {@link DEFAULT_BROKER_LIMITS}. */
+  limits?: Partial<BrokerLimits>;
+  /** Failed-login limits and the bound on concurrent password checks; default `DEFAULT_LOGIN_GUARD`. */
+  loginGuard?: Partial<LoginGuardOptions>;
 }
 
 export interface RunningBroker {
@@ -92,13 +171,43 @@ async function bind(
 export async function startBroker(options: BrokerOptions): Promise<RunningBroker> {
   const host = options.host ?? '127.0.0.1';
   const { logger } = options;
+  const limits: BrokerLimits = { ...DEFAULT_BROKER_LIMITS, ...options.limits };
   const current: { aedes?: Aedes } = {};
-  const metrics = createBrokerMetrics(options.registry, () => current.aedes?.connectedClients ?? 0);
+  const loginGuard = new LoginGuard(options.loginGuard ?? {});
+  const bounded =
+    options.persistence === undefined
+      ? new BoundedQueuePersistence({
+          maxQueuedPerClient: limits.maxQueuedPerClient,
+          onDrop: (clientId, packet, first) => {
+            metrics.queueDropped.inc();
+            if (first)
+              logger.warn('outgoing queue full: dropping messages for this session until it drains', {
+                clientId,
+                limit: limits.maxQueuedPerClient,
+                topic: packet.topic,
+              });
+          },
+          onRecover: (clientId, dropped) =>
+            logger.warn('outgoing queue has room again', {
+              clientId,
+              dropped,
+              limit: limits.maxQueuedPerClient,
+            }),
+        })
+      : undefined;
+  const metrics = createBrokerMetrics(options.registry, {
+    connectedClients: () => current.aedes?.connectedClients ?? 0,
+    queuedMessages: () => bounded?.queuedMessages ?? 0,
+    authChecks: () => ({ running: loginGuard.gate.active, waiting: loginGuard.gate.waiting }),
+  });
   const hooks = createAuthHooks({
     credentials: options.credentials,
     logger,
     metrics,
     policy: options.acl ?? DEFAULT_ACL_POLICY,
+    loginGuard,
+    maxPayloadBytes: limits.maxPayloadBytes,
+    retainRoles: limits.retainRoles,
   });
 
   const aedes = await Aedes.createBroker({
@@ -106,9 +215,15 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     authorizePublish: hooks.authorizePublish,
     authorizeSubscribe: hooks.authorizeSubscribe,
     authorizeForward: hooks.authorizeForward,
-    ...(options.persistence === undefined ? {} : { persistence: options.persistence }),
+    persistence: options.persistence ?? bounded,
   });
   current.aedes = aedes;
+  // A removed user, or one whose password, role or machine changed, is disconnected at once.
+  const stopWatchingUsers = options.credentials.onChange(() => {
+    // aedes keeps its connected clients in `clients` (by id); its typings do not declare it.
+    const clients = (aedes as unknown as { clients: Record<string, Client> }).clients;
+    hooks.revokeStale(Object.values(clients));
+  });
 
   aedes.on('publish', (packet, client) => {
     if (client === null || isSysTopic(packet.topic)) return;
@@ -138,11 +253,34 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   (aedes as EventEmitter).on('error', (err: Error) => logger.error('broker error', { err: err.message }));
 
   const handle: ConnectionHandler = (stream, req) => {
-    aedes.handle(stream, req);
+    const conn: { client?: Client } = {};
+    guardPacketSize(
+      stream,
+      () => {
+        const principal = hooks.principalOf(conn.client ?? null);
+        if (principal === undefined) return limits.maxPacketBytesPreLogin;
+        // A role missing from a partial `limits.maxPacketBytes` keeps the pre-login limit, never none.
+        return limits.maxPacketBytes[principal.role] ?? limits.maxPacketBytesPreLogin;
+      },
+      (violation) => {
+        const principal = hooks.principalOf(conn.client ?? null);
+        metrics.packetsTooLarge.inc({ role: principal?.role ?? 'prelogin' });
+        logger.warn('packet too large: connection closed', {
+          action: 'packet_limit',
+          outcome: 'failure',
+          ...violation,
+          clientId: conn.client?.id ?? undefined,
+          username: principal?.username,
+          remoteAddress: (stream as Partial<Socket>).remoteAddress ?? req?.socket.remoteAddress,
+        });
+      },
+    );
+    conn.client = aedes.handle(stream, req);
   };
   const listeners: Listener[] = [];
   let ops: OpsServer | undefined;
   const closeAll = async (): Promise<void> => {
+    stopWatchingUsers();
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     await Promise.all(listeners.map((l) => l.close()));
     await ops?.close();

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../../common/errors.ts';
 import { bool, int, optionalStr, str, type ConfigOf, type Field } from '../../common/config/env.ts';
-import type { BrokerTlsOptions } from './broker.ts';
+import { brokerLimits, type BrokerLimits, type BrokerTlsOptions } from './broker.ts';
+import type { LoginGuardOptions } from './login-guard.ts';
 
 /** A port (0 = pick a free one) or `off` to disable the listener (null). */
 export function portOrOff(env: string, opts: { description: string; default: number }): Field<number | null> {
@@ -81,9 +82,91 @@ export const brokerConfigSpec = {
     description: 'Devices may subscribe to their own factory/<id>/#',
     default: true,
   }),
+  maxPacketBytesPreLogin: int('BROKER_MAX_PACKET_BYTES_PRELOGIN', {
+    description:
+      'Largest MQTT packet before the login succeeded (the CONNECT and its will), bytes; a bigger one closes the connection as its header arrives',
+    default: 8192,
+    min: 128,
+    max: 268_435_460,
+  }),
+  maxPacketBytesDevice: int('BROKER_MAX_PACKET_BYTES_DEVICE', {
+    description:
+      'Largest MQTT packet from a device or inspection station after login, bytes (their payloads are also capped at 4096 bytes)',
+    default: 8192,
+    min: 256,
+    max: 268_435_460,
+  }),
+  maxPacketBytesService: int('BROKER_MAX_PACKET_BYTES_SERVICE', {
+    description:
+      'Largest MQTT packet from the edge, bridge, dashboard, retrainer and admin after login, bytes',
+    default: 262_144,
+    min: 256,
+    max: 268_435_460,
+  }),
+  maxQueuedPerClient: int('BROKER_MAX_QUEUED_PER_CLIENT', {
+    description:
+      'QoS 1 messages queued per persistent session (offline or not acknowledging); beyond, new ones are dropped and counted',
+    default: 10_000,
+    min: 1,
+    max: 65_535,
+  }),
+  authMaxConcurrent: int('BROKER_AUTH_MAX_CONCURRENT', {
+    description: 'Password checks (scrypt) running at once',
+    default: 4,
+    min: 1,
+    max: 64,
+  }),
+  authMaxQueued: int('BROKER_AUTH_MAX_QUEUED', {
+    description:
+      'Password checks waiting at once (served round-robin by client address); beyond, CONNACK 3 (server unavailable)',
+    default: 256,
+    min: 0,
+    max: 100_000,
+  }),
+  loginFailureWindowMs: int('BROKER_LOGIN_FAILURE_WINDOW_MS', {
+    description: 'Window of the failed-login limits, ms',
+    default: 60_000,
+    min: 1000,
+    max: 86_400_000,
+  }),
+  loginMaxFailuresPerAddress: int('BROKER_LOGIN_MAX_FAILURES_PER_ADDRESS', {
+    description:
+      'Failed (or pending) logins per client address within the window; beyond, CONNACK 3 without a password check',
+    default: 30,
+    min: 1,
+    max: 1_000_000,
+  }),
+  loginMaxFailuresPerUsername: int('BROKER_LOGIN_MAX_FAILURES_PER_USERNAME', {
+    description:
+      'Failed (or pending) logins per username within the window; beyond, CONNACK 3 without a password check',
+    default: 10,
+    min: 1,
+    max: 1_000_000,
+  }),
 } satisfies Record<string, Field<unknown>>;
 
 export type BrokerConfig = ConfigOf<typeof brokerConfigSpec>;
+
+/** The broker's packet and queue limits from its config. */
+export function limitsFromConfig(config: BrokerConfig): BrokerLimits {
+  return brokerLimits({
+    preLogin: config.maxPacketBytesPreLogin,
+    device: config.maxPacketBytesDevice,
+    service: config.maxPacketBytesService,
+    maxQueuedPerClient: config.maxQueuedPerClient,
+  });
+}
+
+/** The broker's login limits from its config. */
+export function loginGuardFromConfig(config: BrokerConfig): Partial<LoginGuardOptions> {
+  return {
+    maxConcurrent: config.authMaxConcurrent,
+    maxQueued: config.authMaxQueued,
+    windowMs: config.loginFailureWindowMs,
+    maxFailuresPerAddress: config.loginMaxFailuresPerAddress,
+    maxFailuresPerUsername: config.loginMaxFailuresPerUsername,
+  };
+}
 
 /**
  * Reads the TLS key and certificate named by the config. Undefined when TLS is

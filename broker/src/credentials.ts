@@ -208,6 +208,11 @@ export class CredentialStore {
   private readonly cacheKeySecret = randomBytes(32);
   /** Hash checked for unknown usernames so they cost the same time as wrong passwords. */
   private dummyHash: Promise<PasswordHash> | undefined;
+  /** The entry fingerprint each principal handed out was made from (see {@link isCurrent}). */
+  private readonly issuedFrom = new WeakMap<Principal, string>();
+  private readonly changeListeners = new Set<() => void>();
+  /** scrypt password checks run since start (cache hits and shared checks not included). */
+  hashChecks = 0;
 
   private constructor(file: string | undefined, options: CredentialStoreOptions) {
     this.file = file;
@@ -259,6 +264,7 @@ export class CredentialStore {
       });
     }
     this.cache.clear();
+    this.changed();
   }
 
   /**
@@ -290,6 +296,7 @@ export class CredentialStore {
     };
     this.users.set(entry.username, entry);
     this.forget(entry.username);
+    this.changed();
     return summarize(entry);
   }
 
@@ -297,7 +304,44 @@ export class CredentialStore {
   remove(username: string): boolean {
     const existed = this.users.delete(username);
     this.forget(username);
+    if (existed) this.changed();
     return existed;
+  }
+
+  /**
+   * Calls `listener` after every change of the users: a reload of the file,
+   * an add, a remove. Returns a function that unregisters it.
+   */
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  /**
+   * Whether a principal this store handed out still matches its user: the user
+   * exists with the same role, machine and password hash. False after the user
+   * was removed, re-added, given a new password, role or machine — the broker
+   * then disconnects the clients logged in with it.
+   */
+  isCurrent(principal: Principal): boolean {
+    const issued = this.issuedFrom.get(principal);
+    const entry = this.users.get(principal.username);
+    return issued !== undefined && entry !== undefined && issued === fingerprint(entry);
+  }
+
+  /**
+   * The principal of a login still in the success cache, without running
+   * scrypt; undefined when it is not cached (or expired). The broker serves
+   * cached logins before its rate limits and concurrency bound.
+   */
+  cached(username: string, password: string | Buffer): Principal | undefined {
+    if (this.cacheTtlMs <= 0) return undefined;
+    const key = this.cacheKey(username, password);
+    const hit = this.cache.get(key);
+    if (hit === undefined) return undefined;
+    if (hit.expiresAt > this.now()) return hit.principal;
+    this.cache.delete(key);
+    return undefined;
   }
 
   /** Every user, sorted by name, without hashes. */
@@ -359,7 +403,18 @@ export class CredentialStore {
     await writeFileAtomic(this.file, `${JSON.stringify(data, null, 2)}\n`);
   }
 
+  private changed(): void {
+    for (const listener of this.changeListeners) {
+      try {
+        listener();
+      } catch {
+        // a listener's failure must not break the reload
+      }
+    }
+  }
+
   private async check(username: string, password: string | Buffer): Promise<Principal | undefined> {
+    this.hashChecks++;
     const entry = this.users.get(username);
     if (entry === undefined) {
       this.dummyHash ??= hashPassword('driftline-dummy', this.params);
@@ -369,11 +424,13 @@ export class CredentialStore {
     if (!(await verifyPassword(password, entry.password))) return undefined;
     // The user may have been removed or replaced while scrypt ran.
     if (this.users.get(username) !== entry) return undefined;
-    return {
+    const principal: Principal = {
       username: entry.username,
       role: entry.role,
       ...(entry.machineId === undefined ? {} : { machineId: entry.machineId }),
     };
+    this.issuedFrom.set(principal, fingerprint(entry));
+    return principal;
   }
 
   private cacheKey(username: string, password: string | Buffer): string {
@@ -405,6 +462,11 @@ export function watchCredentials(
   };
   watchFile(file, { interval: options.intervalMs, persistent: false }, listener);
   return () => unwatchFile(file, listener);
+}
+
+/** What makes a login valid: role, machine and the password hash (a reload keeps it for unchanged users). */
+function fingerprint(e: Entry): string {
+  return JSON.stringify([e.role, e.machineId ?? null, e.password.salt, e.password.hash]);
 }
 
 function summarize(e: Entry): CredentialSummary {

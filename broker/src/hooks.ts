@@ -16,9 +16,11 @@ import {
   rulesFor,
   type AclPolicy,
   type Principal,
+  type Role,
 } from './acl.ts';
-import type { CredentialStore } from './credentials.ts';
-import type { AuthFailureReason, BrokerMetrics, RoleLabel } from './metrics.ts';
+import { USERNAME_PATTERN, type CredentialStore } from './credentials.ts';
+import { LoginGuard } from './login-guard.ts';
+import type { AuthFailureReason, BrokerMetrics, PublishRejectReason, RoleLabel } from './metrics.ts';
 
 /**
  * The aedes hooks that enforce authentication and the ACL, log every refusal
@@ -31,6 +33,12 @@ export interface AuthHooksOptions {
   readonly logger: Logger;
   readonly metrics: BrokerMetrics;
   readonly policy: AclPolicy;
+  /** Failed-login limits and the bound on concurrent password checks; default limits when absent. */
+  readonly loginGuard?: LoginGuard;
+  /** Largest PUBLISH payload per role, bytes; roles not listed are limited by their packet size only. */
+  readonly maxPayloadBytes?: Partial<Record<Role, number>>;
+  /** Roles that may publish retained messages. Default: `admin` only. */
+  readonly retainRoles?: readonly Role[];
 }
 
 export interface AuthHooks extends Required<
@@ -40,6 +48,12 @@ export interface AuthHooks extends Required<
   principalOf(client: Client | null): Principal | undefined;
   /** Call on aedes' `clientDisconnect`: releases the client id of a clean session. */
   released(client: Client): void;
+  /**
+   * Closes every connected client whose user was removed or whose role,
+   * machine or password changed (call after the credentials changed).
+   * Returns how many were closed.
+   */
+  revokeStale(clients: Iterable<Client>): number;
 }
 
 /** CONNACK return codes of MQTT 3.1.1 (aedes' own enum is an ambient const enum). */
@@ -60,6 +74,9 @@ export function remoteAddress(client: Client): string | undefined {
 
 export function createAuthHooks(options: AuthHooksOptions): AuthHooks {
   const { credentials, logger, metrics, policy } = options;
+  const guard = options.loginGuard ?? new LoginGuard();
+  const retainRoles = new Set<Role>(options.retainRoles ?? ['admin']);
+  const maxPayloadBytes = options.maxPayloadBytes ?? {};
   const principals = new WeakMap<Client, Principal>();
   /**
    * Which user owns each client id: the live connection's, and for clean:false
@@ -78,6 +95,7 @@ export function createAuthHooks(options: AuthHooksOptions): AuthHooks {
     reason: AuthFailureReason,
     done: (err: AuthenticateError) => void,
     err: AuthenticateError,
+    extra: Record<string, unknown> = {},
   ): void {
     metrics.authFailures.inc({ reason });
     logger.warn('MQTT login refused', {
@@ -87,104 +105,190 @@ export function createAuthHooks(options: AuthHooksOptions): AuthHooks {
       clientId: client.id,
       username,
       remoteAddress: remoteAddress(client),
+      ...extra,
     });
     done(err);
+  }
+
+  /** An ACL denial of a publish: logged, counted, connection closed. */
+  function denyPublish(
+    client: Client | null,
+    packet: PublishPacket,
+    reason: string,
+    done: (err: Error) => void,
+  ): void {
+    metrics.aclDenials.inc({ action: 'publish', role: roleOf(client) });
+    logger.warn('publish denied', {
+      action: 'authorize_publish',
+      outcome: 'failure',
+      reason,
+      clientId: client?.id,
+      username: principalOf(client)?.username,
+      topic: packet.topic,
+      qos: packet.qos,
+    });
+    // aedes closes the connection on an error: MQTT 3.1.1 has no negative PUBACK ([MQTT-3.3.5-2]).
+    done(new Error(`not authorized to publish to ${packet.topic}`));
+  }
+
+  /** Refuses a publish the ACL allowed (size, retain): logged, counted, connection closed. */
+  function rejectPublish(
+    client: Client | null,
+    packet: PublishPacket,
+    reason: PublishRejectReason,
+    detail: string,
+    done: (err: Error) => void,
+  ): void {
+    const principal = principalOf(client);
+    metrics.publishRejected.inc({ reason, role: roleOf(client) });
+    logger.warn('publish refused', {
+      action: 'authorize_publish',
+      outcome: 'failure',
+      reason,
+      detail,
+      clientId: client?.id,
+      username: principal?.username,
+      topic: packet.topic,
+      qos: packet.qos,
+    });
+    done(new Error(`publish to ${packet.topic} refused: ${detail}`));
   }
 
   return {
     principalOf,
 
     authenticate(client, username, password, done) {
+      const refuse = (
+        name: string | undefined,
+        reason: AuthFailureReason,
+        message: string,
+        code: 2 | 3 | 4 | 5,
+        extra: Record<string, unknown> = {},
+      ): void => refuseLogin(client, name, reason, (e) => done(e, false), authError(message, code), extra);
       if (username === undefined || username === '') {
-        refuseLogin(
-          client,
-          undefined,
-          'anonymous',
-          (e) => done(e, false),
-          authError('anonymous login is not allowed', CONNACK_NOT_AUTHORIZED),
-        );
+        refuse(undefined, 'anonymous', 'anonymous login is not allowed', CONNACK_NOT_AUTHORIZED);
+        return;
+      }
+      if (!USERNAME_PATTERN.test(username)) {
+        // No user of that name can exist: refused without a hash and without a limiter entry.
+        refuse(username.slice(0, 64), 'unknown_user', 'bad user name or password', CONNACK_BAD_CREDENTIALS);
         return;
       }
       if (password === undefined || password.length === 0) {
-        refuseLogin(
-          client,
+        refuse(
           username,
           credentials.has(username) ? 'bad_password' : 'unknown_user',
-          (e) => done(e, false),
-          authError('bad user name or password', CONNACK_BAD_CREDENTIALS),
+          'bad user name or password',
+          CONNACK_BAD_CREDENTIALS,
         );
         return;
       }
-      credentials.verify(username, password).then(
-        (principal) => {
-          if (principal === undefined) {
-            const reason = credentials.has(username) ? 'bad_password' : 'unknown_user';
-            refuseLogin(
-              client,
-              username,
-              reason,
-              (e) => done(e, false),
-              authError('bad user name or password', CONNACK_BAD_CREDENTIALS),
-            );
-            return;
-          }
-          const owner = owners.get(client.id);
-          if (owner !== undefined && owner.username !== principal.username) {
-            refuseLogin(
-              client,
-              username,
-              'session_taken',
-              (e) => done(e, false),
-              authError(`client id ${client.id} belongs to another user`, CONNACK_IDENTIFIER_REJECTED),
-            );
-            return;
-          }
-          principals.set(client, principal);
-          owners.set(client.id, { username: principal.username, client, persistent: !client.clean });
-          logger.debug('MQTT login accepted', {
-            action: 'authenticate',
-            outcome: 'success',
-            clientId: client.id,
+      const accept = (principal: Principal): void => {
+        const owner = owners.get(client.id);
+        if (owner !== undefined && owner.username !== principal.username) {
+          refuse(
             username,
-            role: principal.role,
-          });
-          done(null, true);
-        },
-        (err: unknown) => {
-          logger.error('credential check failed', { clientId: client.id, username, err: describeError(err) });
-          refuseLogin(
-            client,
-            username,
-            'error',
-            (e) => done(e, false),
-            authError('server unavailable', CONNACK_SERVER_UNAVAILABLE),
+            'session_taken',
+            `client id ${client.id} belongs to another user`,
+            CONNACK_IDENTIFIER_REJECTED,
           );
-        },
-      );
+          return;
+        }
+        principals.set(client, principal);
+        owners.set(client.id, { username: principal.username, client, persistent: !client.clean });
+        logger.debug('MQTT login accepted', {
+          action: 'authenticate',
+          outcome: 'success',
+          clientId: client.id,
+          username,
+          role: principal.role,
+        });
+        done(null, true);
+      };
+      // A login in the success cache costs no scrypt: served before the limits.
+      const cached = credentials.cached(username, password);
+      if (cached !== undefined) {
+        accept(cached);
+        return;
+      }
+      guard
+        .check(remoteAddress(client) ?? 'unknown', username, () => credentials.verify(username, password))
+        .then(
+          (result) => {
+            switch (result.outcome) {
+              case 'accepted':
+                accept(result.principal);
+                return;
+              case 'rejected':
+                refuse(
+                  username,
+                  credentials.has(username) ? 'bad_password' : 'unknown_user',
+                  'bad user name or password',
+                  CONNACK_BAD_CREDENTIALS,
+                );
+                return;
+              case 'rate_limited':
+                refuse(
+                  username,
+                  'rate_limited',
+                  'too many failed logins; try later',
+                  CONNACK_SERVER_UNAVAILABLE,
+                  {
+                    limitedBy: result.limitedBy,
+                    retryAfterS: result.retryAfterS,
+                  },
+                );
+                return;
+              case 'overloaded':
+                refuse(
+                  username,
+                  'overloaded',
+                  'too many logins pending; try later',
+                  CONNACK_SERVER_UNAVAILABLE,
+                );
+                return;
+            }
+          },
+          (err: unknown) => {
+            logger.error('credential check failed', {
+              clientId: client.id,
+              username,
+              err: describeError(err),
+            });
+            refuse(username, 'error', 'server unavailable', CONNACK_SERVER_UNAVAILABLE);
+          },
+        );
     },
 
     authorizePublish(client: Client | null, packet: PublishPacket, done) {
       const principal = principalOf(client);
-      const decision =
-        principal === undefined
-          ? { allowed: false as const, reason: 'no authenticated client' }
-          : canPublish(principal, packet.topic, policy);
+      if (principal === undefined) {
+        denyPublish(client, packet, 'no authenticated client', done);
+        return;
+      }
+      const decision = canPublish(principal, packet.topic, policy);
       if (decision.allowed) {
+        // MQTT 3.1.1 has no negative PUBACK: like an ACL denial, these close the connection.
+        if (packet.retain && !retainRoles.has(principal.role)) {
+          rejectPublish(
+            client,
+            packet,
+            'retain',
+            `role ${principal.role} may not publish retained messages`,
+            done,
+          );
+          return;
+        }
+        const max = maxPayloadBytes[principal.role];
+        const size = packet.payload.length;
+        if (max !== undefined && size > max) {
+          rejectPublish(client, packet, 'payload_too_large', `payload is ${size} bytes (limit ${max})`, done);
+          return;
+        }
         done(null);
         return;
       }
-      metrics.aclDenials.inc({ action: 'publish', role: roleOf(client) });
-      logger.warn('publish denied', {
-        action: 'authorize_publish',
-        outcome: 'failure',
-        reason: decision.reason,
-        clientId: client?.id,
-        username: principal?.username,
-        topic: packet.topic,
-        qos: packet.qos,
-      });
-      // aedes closes the connection on an error: MQTT 3.1.1 has no negative PUBACK ([MQTT-3.3.5-2]).
-      done(new Error(`not authorized to publish to ${packet.topic}`));
+      denyPublish(client, packet, decision.reason, done);
     },
 
     authorizeSubscribe(client: Client, subscription: Subscription, done) {
@@ -233,6 +337,25 @@ export function createAuthHooks(options: AuthHooksOptions): AuthHooks {
     released(client: Client) {
       const owner = owners.get(client.id);
       if (owner !== undefined && owner.client === client && !owner.persistent) owners.delete(client.id);
+    },
+
+    revokeStale(clients: Iterable<Client>): number {
+      let closed = 0;
+      for (const client of clients) {
+        const principal = principals.get(client);
+        if (principal === undefined || credentials.isCurrent(principal)) continue;
+        principals.delete(client);
+        metrics.revokedDisconnects.inc();
+        logger.warn('credentials revoked: disconnecting', {
+          action: 'revoke',
+          clientId: client.id,
+          username: principal.username,
+          role: principal.role,
+        });
+        client.close();
+        closed++;
+      }
+      return closed;
     },
   };
 }

@@ -7,7 +7,7 @@ import { runMain } from '../../common/main.ts';
 import { onShutdown } from '../../common/util/shutdown.ts';
 import { VERSION } from '../../common/version.ts';
 import { startBroker } from './broker.ts';
-import { brokerConfigSpec, loadTls } from './config.ts';
+import { brokerConfigSpec, limitsFromConfig, loadTls, loginGuardFromConfig } from './config.ts';
 import { CredentialStore, watchCredentials } from './credentials.ts';
 
 /** `npm run broker`: the secured MQTT broker as its own process. Changes to the credentials file are picked up without a restart. */
@@ -51,6 +51,8 @@ runMain(async () => {
     registry,
     httpPort: config.httpPort,
     acl: { devicesMaySubscribeOwn: config.deviceSubscribeOwn },
+    limits: limitsFromConfig(config),
+    loginGuard: loginGuardFromConfig(config),
   });
   logger.info('broker ready', {
     users: credentials.size,

@@ -2,7 +2,11 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Role } from './acl.ts';
 
 /** Why a login was refused; the label of `driftline_broker_auth_failures_total`. */
-export type AuthFailureReason = 'anonymous' | 'unknown_user' | 'bad_password' | 'session_taken' | 'error';
+export type AuthFailureReason =
+  'anonymous' | 'unknown_user' | 'bad_password' | 'session_taken' | 'rate_limited' | 'overloaded' | 'error';
+
+/** Why a PUBLISH the ACL allowed was still refused (and the connection closed). */
+export type PublishRejectReason = 'payload_too_large' | 'retain';
 
 /** Role label for clients without a principal (e.g. a will published after the client left). */
 export type RoleLabel = Role | 'unknown';
@@ -17,19 +21,55 @@ export interface BrokerMetrics {
   readonly authFailures: Counter<'reason'>;
   /** Refused publishes and subscriptions. */
   readonly aclDenials: Counter<'action' | 'role'>;
+  /** Connections closed for announcing a packet above their limit, by role (`prelogin` before the login). */
+  readonly packetsTooLarge: Counter<'role'>;
+  /** Publishes refused for their payload size or retain flag, by reason and role. */
+  readonly publishRejected: Counter<'reason' | 'role'>;
+  /** Messages not queued for a persistent session because its queue was full. */
+  readonly queueDropped: Counter;
+  /** Connections closed because their user was removed or changed. */
+  readonly revokedDisconnects: Counter;
+}
+
+/** Live figures read at scrape time. */
+export interface BrokerGauges {
+  connectedClients(): number;
+  /** Messages queued for persistent sessions, all clients. */
+  queuedMessages?(): number;
+  /** Password checks running and waiting. */
+  authChecks?(): { running: number; waiting: number };
 }
 
 /**
  * Registers the broker metrics on `registry`. `connectedClients` is read at
  * scrape time, so the gauge can never drift from the broker's own count.
  */
-export function createBrokerMetrics(registry: Registry, connectedClients: () => number): BrokerMetrics {
+export function createBrokerMetrics(registry: Registry, live: BrokerGauges): BrokerMetrics {
   new Gauge({
     name: 'driftline_broker_connected_clients',
     help: 'MQTT clients currently connected and authenticated',
     registers: [registry],
     collect() {
-      this.set(connectedClients());
+      this.set(live.connectedClients());
+    },
+  });
+  new Gauge({
+    name: 'driftline_broker_queued_messages',
+    help: 'QoS 1/2 messages queued for persistent sessions (all clients)',
+    registers: [registry],
+    collect() {
+      this.set(live.queuedMessages?.() ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'driftline_broker_auth_checks',
+    help: 'Password checks (scrypt) running and waiting for a slot',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const c = live.authChecks?.() ?? { running: 0, waiting: 0 };
+      this.set({ state: 'running' }, c.running);
+      this.set({ state: 'waiting' }, c.waiting);
     },
   });
   return {
@@ -55,6 +95,28 @@ export function createBrokerMetrics(registry: Registry, connectedClients: () => 
       name: 'driftline_broker_acl_denials_total',
       help: 'Publishes and subscriptions refused by the ACL',
       labelNames: ['action', 'role'],
+      registers: [registry],
+    }),
+    packetsTooLarge: new Counter({
+      name: 'driftline_broker_packets_too_large_total',
+      help: 'Connections closed for announcing an MQTT packet above their limit, by role (prelogin: before the login)',
+      labelNames: ['role'],
+      registers: [registry],
+    }),
+    publishRejected: new Counter({
+      name: 'driftline_broker_publish_rejected_total',
+      help: 'Publishes refused (connection closed) for their payload size or retain flag',
+      labelNames: ['reason', 'role'],
+      registers: [registry],
+    }),
+    queueDropped: new Counter({
+      name: 'driftline_broker_queue_dropped_total',
+      help: 'Messages not queued for a persistent session because its queue was full',
+      registers: [registry],
+    }),
+    revokedDisconnects: new Counter({
+      name: 'driftline_broker_revoked_disconnects_total',
+      help: 'Connections closed because their user was removed or its credentials changed',
       registers: [registry],
     }),
   };

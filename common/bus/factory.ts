@@ -51,10 +51,16 @@ export const busConfigSpec = {
   kafkaSaslMechanism: oneOf(
     'KAFKA_SASL_MECHANISM',
     ['none', 'plain', 'scram-sha-256', 'scram-sha-512'] as const,
-    { description: 'SASL mechanism for Kafka', default: 'none' },
+    {
+      description:
+        'SASL mechanism for Kafka: scram-sha-512 with the per-service users of docs/kafka-security.md (scripts/services/kafka.sh requires it)',
+      default: 'none',
+    },
   ),
   /** SASL user. */
-  kafkaSaslUsername: optionalStr('KAFKA_SASL_USERNAME', { description: 'SASL user name for Kafka' }),
+  kafkaSaslUsername: optionalStr('KAFKA_SASL_USERNAME', {
+    description: 'SASL user name for Kafka: the service’s own user (edge, retrainer, bridge, dashboard)',
+  }),
   /** SASL password. */
   kafkaSaslPassword: optionalStr('KAFKA_SASL_PASSWORD', {
     description: 'SASL password for Kafka',

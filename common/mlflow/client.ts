@@ -1,13 +1,17 @@
 import { ArtifactError, ConfigError, isRetriable } from '../errors.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { retry, type RetryOptions } from '../util/retry.ts';
+import type { z } from 'zod';
 import {
   errorFromFetchFailure,
   errorFromResponse,
   MlflowAlreadyExistsError,
+  MlflowMalformedResponseError,
   MlflowNotFoundError,
+  MlflowResponseTooLargeError,
   safeToResend,
 } from './errors.ts';
+import { responses } from './schemas.ts';
 import type {
   MlflowExperiment,
   MlflowListArtifactsResponse,
@@ -34,6 +38,11 @@ import type {
  * retried; calls that create something (a run, a model version) are resent only
  * when the server surely did not act (429/503, connection refused), so a retry
  * never registers a version twice.
+ *
+ * The server is not trusted: every answer is read as a stream and the transfer
+ * aborted past `maxResponseBytes` (JSON) or `maxArtifactBytes` (artifact
+ * downloads), and every JSON answer is checked against its zod schema
+ * (`schemas.ts`) before anything reads it.
  */
 
 /** Options of {@link MlflowClient}. */
@@ -52,6 +61,10 @@ export interface MlflowClientOptions {
   timeoutMs?: number;
   /** Deadline of one artifact upload/download, ms. Default 120 000. */
   artifactTimeoutMs?: number;
+  /** Largest JSON answer read, bytes; a bigger one is aborted. Default 16 MiB. */
+  maxResponseBytes?: number;
+  /** Largest artifact file downloaded, bytes; a bigger one is aborted. Default 256 MiB. */
+  maxArtifactBytes?: number;
   /** Retry policy for retriable failures (attempts, delays). Default: 5 attempts from 200 ms. */
   retry?: Omit<RetryOptions, 'shouldRetry' | 'onRetry'>;
   /** Logs retries at warn. Default: silent. */
@@ -77,6 +90,51 @@ interface RequestSpec {
   idempotent?: boolean;
   /** Deadline override, ms. */
   timeoutMs?: number;
+  /** Size limit of the answer override, bytes. */
+  maxBytes?: number;
+}
+
+/** Bytes of a non-2xx answer kept for the error message; the rest is not read. */
+const ERROR_BODY_BYTES = 64 * 1024;
+
+/**
+ * Reads a response body up to `limit` bytes. Past it: with `truncate`, stops
+ * and keeps the first `limit` bytes; otherwise throws `tooLarge()`. Either way
+ * the rest of the transfer is cancelled, never buffered.
+ */
+async function readCapped(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+  options: { truncate: boolean; tooLarge: (seen: number) => Error },
+): Promise<Uint8Array> {
+  if (body === null) return new Uint8Array(0);
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > limit) {
+        await reader.cancel().catch(() => undefined);
+        if (!options.truncate) throw options.tooLarge(total);
+        parts.push(value.subarray(0, value.byteLength - (total - limit)));
+        total = limit;
+        break;
+      }
+      parts.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
 }
 
 const API = '/api/2.0/mlflow';
@@ -130,6 +188,8 @@ export class MlflowClient {
   private readonly authorization: string | undefined;
   private readonly timeoutMs: number;
   private readonly artifactTimeoutMs: number;
+  private readonly maxResponseBytes: number;
+  private readonly maxArtifactBytes: number;
   private readonly retryOptions: Omit<RetryOptions, 'shouldRetry' | 'onRetry'>;
   private readonly logger: Logger;
 
@@ -163,6 +223,8 @@ export class MlflowClient {
       this.authorization = `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}`;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.artifactTimeoutMs = options.artifactTimeoutMs ?? 120_000;
+    this.maxResponseBytes = options.maxResponseBytes ?? 16 * 1024 * 1024;
+    this.maxArtifactBytes = options.maxArtifactBytes ?? 256 * 1024 * 1024;
     this.retryOptions = { attempts: 5, initialDelayMs: 200, maxDelayMs: 5000, ...options.retry };
     this.logger = options.logger ?? silentLogger();
   }
@@ -197,15 +259,26 @@ export class MlflowClient {
     }
     let response: Response;
     let payload: Uint8Array;
+    const limit = spec.maxBytes ?? this.maxResponseBytes;
+    const abort = new AbortController();
     try {
       response = await this.fetchFn(this.url(spec.path, spec.query), {
         method: spec.method,
         headers,
         ...(body !== undefined ? { body } : {}),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), abort.signal]),
       });
-      payload = new Uint8Array(await response.arrayBuffer());
+      const declared = Number(response.headers.get('content-length') ?? NaN);
+      if (response.ok && Number.isFinite(declared) && declared > limit) {
+        abort.abort();
+        throw new MlflowResponseTooLargeError(endpoint, limit, 0);
+      }
+      payload = await readCapped(response.body, response.ok ? limit : ERROR_BODY_BYTES, {
+        truncate: !response.ok,
+        tooLarge: (seen) => new MlflowResponseTooLargeError(endpoint, limit, seen),
+      });
     } catch (err) {
+      abort.abort();
       throw errorFromFetchFailure(err, endpoint, this.baseUrl, timeoutMs);
     }
     if (!response.ok)
@@ -229,16 +302,30 @@ export class MlflowClient {
     });
   }
 
-  /** Sends with retries; parses the JSON answer (`{}` for an empty body). */
-  private async request<T>(spec: RequestSpec): Promise<T> {
+  /**
+   * Sends with retries; parses the JSON answer (`{}` for an empty body) and
+   * checks it against `schema`. Not JSON: a retriable transport error (a
+   * proxy's page); JSON of the wrong shape: {@link MlflowMalformedResponseError}.
+   */
+  private async request<S extends z.ZodType>(spec: RequestSpec, schema: S): Promise<z.infer<S>> {
+    const endpoint = `${spec.method} ${spec.path}`;
     const payload = await this.send(spec);
-    if (payload.byteLength === 0) return {} as T;
-    const text = Buffer.from(payload).toString('utf8');
-    try {
-      return JSON.parse(text) as T;
-    } catch {
-      throw errorFromResponse(502, `non-JSON answer: ${text.slice(0, 200)}`, `${spec.method} ${spec.path}`);
+    let json: unknown = {};
+    if (payload.byteLength > 0) {
+      const text = Buffer.from(payload).toString('utf8');
+      try {
+        json = JSON.parse(text);
+      } catch {
+        throw errorFromResponse(502, `non-JSON answer: ${text.slice(0, 200)}`, endpoint);
+      }
     }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success)
+      throw new MlflowMalformedResponseError(
+        endpoint,
+        parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
+      );
+    return parsed.data;
   }
 
   // ---- experiments -------------------------------------------------------
@@ -246,11 +333,14 @@ export class MlflowClient {
   /** `GET /api/2.0/mlflow/experiments/get-by-name`; undefined when it does not exist. */
   async getExperimentByName(name: string): Promise<MlflowExperiment | undefined> {
     try {
-      const res = await this.request<{ experiment: MlflowExperiment }>({
-        method: 'GET',
-        path: `${API}/experiments/get-by-name`,
-        query: { experiment_name: name },
-      });
+      const res = await this.request(
+        {
+          method: 'GET',
+          path: `${API}/experiments/get-by-name`,
+          query: { experiment_name: name },
+        },
+        responses.experiment,
+      );
       return res.experiment;
     } catch (err) {
       if (err instanceof MlflowNotFoundError) return undefined;
@@ -263,11 +353,14 @@ export class MlflowClient {
     name: string,
     options: { artifactLocation?: string; tags?: Record<string, string> } = {},
   ): Promise<string> {
-    const res = await this.request<{ experiment_id: string }>({
-      method: 'POST',
-      path: `${API}/experiments/create`,
-      json: { name, artifact_location: options.artifactLocation, tags: toTags(options.tags) },
-    });
+    const res = await this.request(
+      {
+        method: 'POST',
+        path: `${API}/experiments/create`,
+        json: { name, artifact_location: options.artifactLocation, tags: toTags(options.tags) },
+      },
+      responses.experimentId,
+    );
     return res.experiment_id;
   }
 
@@ -294,17 +387,20 @@ export class MlflowClient {
     startTime?: number;
     tags?: Record<string, string>;
   }): Promise<MlflowRun> {
-    const res = await this.request<{ run: MlflowRun }>({
-      method: 'POST',
-      path: `${API}/runs/create`,
-      json: {
-        experiment_id: options.experimentId,
-        run_name: options.runName,
-        start_time: options.startTime ?? Date.now(),
-        tags: toTags(options.tags),
+    const res = await this.request(
+      {
+        method: 'POST',
+        path: `${API}/runs/create`,
+        json: {
+          experiment_id: options.experimentId,
+          run_name: options.runName,
+          start_time: options.startTime ?? Date.now(),
+          tags: toTags(options.tags),
+        },
+        idempotent: false,
       },
-      idempotent: false,
-    });
+      responses.run,
+    );
     return res.run;
   }
 
@@ -315,16 +411,19 @@ export class MlflowClient {
     endTime?: number;
     runName?: string;
   }): Promise<MlflowRunInfo> {
-    const res = await this.request<{ run_info: MlflowRunInfo }>({
-      method: 'POST',
-      path: `${API}/runs/update`,
-      json: {
-        run_id: options.runId,
-        status: options.status,
-        end_time: options.endTime,
-        run_name: options.runName,
+    const res = await this.request(
+      {
+        method: 'POST',
+        path: `${API}/runs/update`,
+        json: {
+          run_id: options.runId,
+          status: options.status,
+          end_time: options.endTime,
+          run_name: options.runName,
+        },
       },
-    });
+      responses.runInfo,
+    );
     return res.run_info;
   }
 
@@ -336,30 +435,39 @@ export class MlflowClient {
     runId: string,
     batch: { metrics?: MlflowMetric[]; params?: MlflowParam[]; tags?: MlflowTag[] },
   ): Promise<void> {
-    await this.request({
-      method: 'POST',
-      path: `${API}/runs/log-batch`,
-      json: {
-        run_id: runId,
-        metrics: batch.metrics ?? [],
-        params: batch.params ?? [],
-        tags: batch.tags ?? [],
+    await this.request(
+      {
+        method: 'POST',
+        path: `${API}/runs/log-batch`,
+        json: {
+          run_id: runId,
+          metrics: batch.metrics ?? [],
+          params: batch.params ?? [],
+          tags: batch.tags ?? [],
+        },
       },
-    });
+      responses.empty,
+    );
   }
 
   /** `POST /api/2.0/mlflow/runs/set-tag`. */
   async setTag(runId: string, key: string, value: string): Promise<void> {
-    await this.request({ method: 'POST', path: `${API}/runs/set-tag`, json: { run_id: runId, key, value } });
+    await this.request(
+      { method: 'POST', path: `${API}/runs/set-tag`, json: { run_id: runId, key, value } },
+      responses.empty,
+    );
   }
 
   /** `GET /api/2.0/mlflow/runs/get`. Throws `MlflowNotFoundError` for an unknown run. */
   async getRun(runId: string): Promise<MlflowRun> {
-    const res = await this.request<{ run: MlflowRun }>({
-      method: 'GET',
-      path: `${API}/runs/get`,
-      query: { run_id: runId },
-    });
+    const res = await this.request(
+      {
+        method: 'GET',
+        path: `${API}/runs/get`,
+        query: { run_id: runId },
+      },
+      responses.run,
+    );
     return res.run;
   }
 
@@ -368,11 +476,14 @@ export class MlflowClient {
     const out: MlflowMetric[] = [];
     let pageToken: string | undefined;
     do {
-      const page = await this.request<{ metrics?: MlflowMetric[]; next_page_token?: string }>({
-        method: 'GET',
-        path: `${API}/metrics/get-history`,
-        query: { run_id: runId, metric_key: metricKey, page_token: pageToken },
-      });
+      const page = await this.request(
+        {
+          method: 'GET',
+          path: `${API}/metrics/get-history`,
+          query: { run_id: runId, metric_key: metricKey, page_token: pageToken },
+        },
+        responses.metricHistory,
+      );
       out.push(...(page.metrics ?? []));
       pageToken = page.next_page_token || undefined;
     } while (pageToken);
@@ -387,11 +498,14 @@ export class MlflowClient {
     path?: string,
     pageToken?: string,
   ): Promise<MlflowListArtifactsResponse> {
-    return this.request<MlflowListArtifactsResponse>({
-      method: 'GET',
-      path: `${API}/artifacts/list`,
-      query: { run_id: runId, path, page_token: pageToken },
-    });
+    return this.request(
+      {
+        method: 'GET',
+        path: `${API}/artifacts/list`,
+        query: { run_id: runId, path, page_token: pageToken },
+      },
+      responses.artifactList,
+    );
   }
 
   /** `PUT /api/2.0/mlflow-artifacts/artifacts/<proxyPath>`: uploads one file through the artifact proxy. */
@@ -404,21 +518,16 @@ export class MlflowClient {
     });
   }
 
-  /** `GET /api/2.0/mlflow-artifacts/artifacts/<proxyPath>`: downloads one file through the artifact proxy. */
+  /**
+   * `GET /api/2.0/mlflow-artifacts/artifacts/<proxyPath>`: downloads one file through the artifact
+   * proxy, at most `maxArtifactBytes` (a bigger answer is aborted: `MlflowResponseTooLargeError`).
+   */
   async downloadArtifact(proxyPath: string): Promise<Uint8Array> {
     return this.send({
       method: 'GET',
       path: `${ARTIFACT_PROXY_PREFIX}/${encodeArtifactPath(proxyPath)}`,
       timeoutMs: this.artifactTimeoutMs,
-    });
-  }
-
-  /** `GET /api/2.0/mlflow-artifacts/artifacts?path=<proxyPath>`: lists one directory of the proxy (base names). */
-  async listProxiedArtifacts(proxyPath: string): Promise<MlflowListArtifactsResponse> {
-    return this.request<MlflowListArtifactsResponse>({
-      method: 'GET',
-      path: ARTIFACT_PROXY_PREFIX,
-      query: { path: proxyPath },
+      maxBytes: this.maxArtifactBytes,
     });
   }
 
@@ -429,40 +538,52 @@ export class MlflowClient {
     name: string,
     options: { tags?: Record<string, string>; description?: string } = {},
   ): Promise<MlflowRegisteredModel> {
-    const res = await this.request<{ registered_model: MlflowRegisteredModel }>({
-      method: 'POST',
-      path: `${API}/registered-models/create`,
-      json: { name, tags: toTags(options.tags), description: options.description },
-    });
+    const res = await this.request(
+      {
+        method: 'POST',
+        path: `${API}/registered-models/create`,
+        json: { name, tags: toTags(options.tags), description: options.description },
+      },
+      responses.registeredModel,
+    );
     return res.registered_model;
   }
 
   /** `GET /api/2.0/mlflow/registered-models/get` (with its tags and aliases). Throws `MlflowNotFoundError`. */
   async getRegisteredModel(name: string): Promise<MlflowRegisteredModel> {
-    const res = await this.request<{ registered_model: MlflowRegisteredModel }>({
-      method: 'GET',
-      path: `${API}/registered-models/get`,
-      query: { name },
-    });
+    const res = await this.request(
+      {
+        method: 'GET',
+        path: `${API}/registered-models/get`,
+        query: { name },
+      },
+      responses.registeredModel,
+    );
     return res.registered_model;
   }
 
   /** `POST /api/2.0/mlflow/registered-models/set-tag`. */
   async setRegisteredModelTag(name: string, key: string, value: string): Promise<void> {
-    await this.request({
-      method: 'POST',
-      path: `${API}/registered-models/set-tag`,
-      json: { name, key, value },
-    });
+    await this.request(
+      {
+        method: 'POST',
+        path: `${API}/registered-models/set-tag`,
+        json: { name, key, value },
+      },
+      responses.empty,
+    );
   }
 
   /** `DELETE /api/2.0/mlflow/registered-models/delete-tag`. */
   async deleteRegisteredModelTag(name: string, key: string): Promise<void> {
-    await this.request({
-      method: 'DELETE',
-      path: `${API}/registered-models/delete-tag`,
-      json: { name, key },
-    });
+    await this.request(
+      {
+        method: 'DELETE',
+        path: `${API}/registered-models/delete-tag`,
+        json: { name, key },
+      },
+      responses.empty,
+    );
   }
 
   // ---- model versions ----------------------------------------------------
@@ -475,28 +596,34 @@ export class MlflowClient {
     tags?: Record<string, string>;
     description?: string;
   }): Promise<MlflowModelVersion> {
-    const res = await this.request<{ model_version: MlflowModelVersion }>({
-      method: 'POST',
-      path: `${API}/model-versions/create`,
-      json: {
-        name: options.name,
-        source: options.source,
-        run_id: options.runId,
-        tags: toTags(options.tags),
-        description: options.description,
+    const res = await this.request(
+      {
+        method: 'POST',
+        path: `${API}/model-versions/create`,
+        json: {
+          name: options.name,
+          source: options.source,
+          run_id: options.runId,
+          tags: toTags(options.tags),
+          description: options.description,
+        },
+        idempotent: false,
       },
-      idempotent: false,
-    });
+      responses.modelVersion,
+    );
     return res.model_version;
   }
 
   /** `GET /api/2.0/mlflow/model-versions/get`. Throws `MlflowNotFoundError`. */
   async getModelVersion(name: string, version: string): Promise<MlflowModelVersion> {
-    const res = await this.request<{ model_version: MlflowModelVersion }>({
-      method: 'GET',
-      path: `${API}/model-versions/get`,
-      query: { name, version },
-    });
+    const res = await this.request(
+      {
+        method: 'GET',
+        path: `${API}/model-versions/get`,
+        query: { name, version },
+      },
+      responses.modelVersion,
+    );
     return res.model_version;
   }
 
@@ -504,16 +631,19 @@ export class MlflowClient {
   async searchModelVersions(
     options: { filter?: string; maxResults?: number; orderBy?: string[]; pageToken?: string } = {},
   ): Promise<MlflowSearchModelVersionsResponse> {
-    return this.request<MlflowSearchModelVersionsResponse>({
-      method: 'GET',
-      path: `${API}/model-versions/search`,
-      query: {
-        filter: options.filter,
-        max_results: options.maxResults,
-        order_by: options.orderBy,
-        page_token: options.pageToken,
+    return this.request(
+      {
+        method: 'GET',
+        path: `${API}/model-versions/search`,
+        query: {
+          filter: options.filter,
+          max_results: options.maxResults,
+          order_by: options.orderBy,
+          page_token: options.pageToken,
+        },
       },
-    });
+      responses.modelVersionSearch,
+    );
   }
 
   /** Every page of {@link searchModelVersions}. */
@@ -534,36 +664,48 @@ export class MlflowClient {
 
   /** `POST /api/2.0/mlflow/model-versions/set-tag`. */
   async setModelVersionTag(name: string, version: string, key: string, value: string): Promise<void> {
-    await this.request({
-      method: 'POST',
-      path: `${API}/model-versions/set-tag`,
-      json: { name, version, key, value },
-    });
+    await this.request(
+      {
+        method: 'POST',
+        path: `${API}/model-versions/set-tag`,
+        json: { name, version, key, value },
+      },
+      responses.empty,
+    );
   }
 
   /** `DELETE /api/2.0/mlflow/model-versions/delete-tag`. */
   async deleteModelVersionTag(name: string, version: string, key: string): Promise<void> {
-    await this.request({
-      method: 'DELETE',
-      path: `${API}/model-versions/delete-tag`,
-      json: { name, version, key },
-    });
+    await this.request(
+      {
+        method: 'DELETE',
+        path: `${API}/model-versions/delete-tag`,
+        json: { name, version, key },
+      },
+      responses.empty,
+    );
   }
 
   // ---- aliases -----------------------------------------------------------
 
   /** `POST /api/2.0/mlflow/registered-models/alias`: points `alias` at `version` (moves it if set). */
   async setAlias(name: string, alias: string, version: string): Promise<void> {
-    await this.request({
-      method: 'POST',
-      path: `${API}/registered-models/alias`,
-      json: { name, alias, version },
-    });
+    await this.request(
+      {
+        method: 'POST',
+        path: `${API}/registered-models/alias`,
+        json: { name, alias, version },
+      },
+      responses.empty,
+    );
   }
 
   /** `DELETE /api/2.0/mlflow/registered-models/alias`. */
   async deleteAlias(name: string, alias: string): Promise<void> {
-    await this.request({ method: 'DELETE', path: `${API}/registered-models/alias`, json: { name, alias } });
+    await this.request(
+      { method: 'DELETE', path: `${API}/registered-models/alias`, json: { name, alias } },
+      responses.empty,
+    );
   }
 
   /**
@@ -573,11 +715,14 @@ export class MlflowClient {
    */
   async getModelVersionByAlias(name: string, alias: string): Promise<MlflowModelVersion | undefined> {
     try {
-      const res = await this.request<{ model_version: MlflowModelVersion }>({
-        method: 'GET',
-        path: `${API}/registered-models/alias`,
-        query: { name, alias },
-      });
+      const res = await this.request(
+        {
+          method: 'GET',
+          path: `${API}/registered-models/alias`,
+          query: { name, alias },
+        },
+        responses.modelVersion,
+      );
       return res.model_version;
     } catch (err) {
       if (err instanceof MlflowNotFoundError) return undefined;

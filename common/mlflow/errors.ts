@@ -9,7 +9,12 @@ import type { MlflowErrorBody } from './types.ts';
  * - `RESOURCE_ALREADY_EXISTS` → {@link MlflowAlreadyExistsError};
  * - `RESOURCE_DOES_NOT_EXIST` (and a 404) → {@link MlflowNotFoundError};
  * - `INVALID_PARAMETER_VALUE` → {@link MlflowInvalidParameterError};
- * - any other 4xx (401, 403, `PERMISSION_DENIED`, …) → {@link MlflowApiError}; all non-retriable.
+ * - any other 4xx (401, 403, `PERMISSION_DENIED`, …) → {@link MlflowApiError}; all non-retriable;
+ * - a 2xx answer above the client's size limit → {@link MlflowResponseTooLargeError} (not retriable:
+ *   the same request gets the same answer);
+ * - a 2xx JSON answer whose shape does not match the endpoint's schema →
+ *   {@link MlflowMalformedResponseError} (not retriable); a 2xx answer that is not JSON at all (a
+ *   proxy's error page) stays a retriable {@link MlflowTransportError}.
  */
 
 /** What every MLflow error carries besides the message. */
@@ -68,6 +73,40 @@ export class MlflowTransportError extends TransportError {
     this.errorCode = details.errorCode;
     this.endpoint = details.endpoint;
     this.notSent = details.notSent ?? false;
+  }
+}
+
+/** An answer above the client's size limit: the transfer was aborted there. Not retriable. */
+export class MlflowResponseTooLargeError extends DriftlineError {
+  /** `METHOD path` of the call. */
+  readonly endpoint: string;
+  /** The limit, bytes. */
+  readonly limitBytes: number;
+
+  constructor(endpoint: string, limitBytes: number, seenBytes: number) {
+    super(
+      `MLflow ${endpoint} answered more than ${limitBytes} bytes (read ${seenBytes} before aborting); refusing it`,
+      { code: 'MLFLOW_RESPONSE_TOO_LARGE', retriable: false },
+    );
+    this.endpoint = endpoint;
+    this.limitBytes = limitBytes;
+  }
+}
+
+/** A JSON answer that does not have the shape the endpoint promises. Not retriable. */
+export class MlflowMalformedResponseError extends DriftlineError {
+  /** `METHOD path` of the call. */
+  readonly endpoint: string;
+  /** The first problems, `path: message`. */
+  readonly issues: readonly string[];
+
+  constructor(endpoint: string, issues: readonly string[]) {
+    super(`MLflow ${endpoint} answered an unexpected shape: ${issues.slice(0, 3).join('; ')}`, {
+      code: 'MLFLOW_MALFORMED_RESPONSE',
+      retriable: false,
+    });
+    this.endpoint = endpoint;
+    this.issues = issues;
   }
 }
 

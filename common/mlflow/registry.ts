@@ -236,34 +236,6 @@ export class MlflowRegistry implements ModelRegistry {
     return files;
   }
 
-  /** Downloads the run's `<artifactPath>/…` (recursively) into `destDir`; returns the relative paths written. */
-  async downloadArtifactDir(runId: string, artifactPath: string, destDir: string): Promise<string[]> {
-    const run = await this.client.getRun(runId);
-    const root = proxyPathFromUri(run.info.artifact_uri);
-    const prefix = artifactPath.replace(/^\/+|\/+$/g, '');
-    const written: string[] = [];
-    const walk = async (runRelDir: string): Promise<void> => {
-      let pageToken: string | undefined;
-      do {
-        const page = await this.client.listArtifacts(runId, runRelDir, pageToken);
-        for (const file of page.files ?? []) {
-          if (file.is_dir) {
-            await walk(file.path);
-            continue;
-          }
-          const rel = path.posix.relative(prefix, file.path);
-          const target = path.join(destDir, ...rel.split('/'));
-          await mkdir(path.dirname(target), { recursive: true });
-          await writeFile(target, await this.client.downloadArtifact(`${root}/${file.path}`));
-          written.push(rel);
-        }
-        pageToken = page.next_page_token || undefined;
-      } while (pageToken);
-    };
-    await walk(prefix);
-    return written.sort();
-  }
-
   /** Terminates a run (`FINISHED`, `FAILED` or `KILLED`). */
   async finishRun(
     runId: string,

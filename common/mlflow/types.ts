@@ -70,7 +70,8 @@ export interface MlflowRun {
 export interface MlflowFileInfo {
   /** Relative path (run listing: from the run's root; proxy listing: the base name). */
   path: string;
-  is_dir: boolean;
+  /** Omitted (proto3 JSON default) for files. */
+  is_dir?: boolean;
   file_size?: number;
 }
 

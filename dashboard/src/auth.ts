@@ -7,6 +7,7 @@ import {
 } from 'node:crypto';
 import { z } from 'zod';
 import { ConfigError } from '../../common/errors.ts';
+import { AttemptLimiter, type AttemptRule } from '../../common/security/attempt-limiter.ts';
 import type { DashboardRole } from './shared/view.ts';
 
 /**
@@ -299,60 +300,81 @@ export interface LoginLimiterOptions {
   maxFailuresPerAddress?: number;
   /** Window, ms. Default 5 minutes. */
   windowMs?: number;
+  /** Addresses and address+username pairs tracked at most; least recently used forgotten first. Default 50,000. */
+  maxKeys?: number;
   now?: () => number;
+}
+
+/** A login attempt holding its slot in the limiter: settle it once with the outcome. */
+export interface LoginAttempt {
+  readonly ok: true;
+  fail(): void;
+  succeed(): void;
+  /** The check errored: counts nothing. */
+  cancel(): void;
 }
 
 /**
  * Limits failed logins per client address and username (guessing one
- * password) and per address (spraying many usernames). A refused attempt does
- * not run scrypt. A success clears that username's failures from that address.
+ * password) and per address (spraying many usernames). An attempt
+ * {@link reserve}s its slot before the password is checked and counts as a
+ * failure until it settles, so parallel guesses are limited like sequential
+ * ones: a refused attempt does not run scrypt. A success clears that
+ * username's failures from that address. Memory is bounded per key
+ * (least recently used forgotten first), never by clearing everything.
  */
 export class LoginLimiter {
-  private readonly failures = new Map<string, number[]>();
+  private readonly limiter: AttemptLimiter;
   private readonly maxFailures: number;
   private readonly maxPerAddress: number;
-  private readonly windowMs: number;
-  private readonly now: () => number;
 
   constructor(options: LoginLimiterOptions = {}) {
     this.maxFailures = options.maxFailures ?? 5;
     this.maxPerAddress = options.maxFailuresPerAddress ?? 20;
-    this.windowMs = options.windowMs ?? 300_000;
-    this.now = options.now ?? Date.now;
+    this.limiter = new AttemptLimiter({
+      windowMs: options.windowMs ?? 300_000,
+      maxKeys: options.maxKeys ?? 50_000,
+      ...(options.now === undefined ? {} : { now: options.now }),
+    });
   }
 
-  private recent(key: string, t: number): number[] {
-    const list = (this.failures.get(key) ?? []).filter((at) => t - at < this.windowMs);
-    if (list.length === 0) this.failures.delete(key);
-    else this.failures.set(key, list);
-    return list;
+  private rules(address: string, username: string): AttemptRule[] {
+    return [
+      { key: `u\u0000${address}\u0000${username}`, max: this.maxFailures },
+      { key: `a\u0000${address}`, max: this.maxPerAddress },
+    ];
   }
 
-  /** Seconds until another attempt is allowed, or 0 when allowed now. */
+  /** Keys tracked (for tests). */
+  get size(): number {
+    return this.limiter.size;
+  }
+
+  /** Takes a slot before checking a password, or says how many seconds to wait. */
+  reserve(address: string, username: string): LoginAttempt | { ok: false; retryAfterS: number } {
+    const rules = this.rules(address, username);
+    const r = this.limiter.reserve(rules);
+    if (!r.ok) return { ok: false, retryAfterS: r.retryAfterS };
+    return {
+      ok: true,
+      fail: () => r.fail(),
+      succeed: () => r.succeed([(rules[0] as AttemptRule).key]),
+      cancel: () => r.cancel(),
+    };
+  }
+
+  /** Seconds until another attempt is allowed, or 0 when allowed now. Reserves nothing. */
   retryAfter(address: string, username: string): number {
-    const t = this.now();
-    const pair = this.recent(`u\u0000${address}\u0000${username}`, t);
-    const addr = this.recent(`a\u0000${address}`, t);
-    let until = 0;
-    if (pair.length >= this.maxFailures)
-      until = Math.max(until, (pair[pair.length - this.maxFailures] as number) + this.windowMs);
-    if (addr.length >= this.maxPerAddress)
-      until = Math.max(until, (addr[addr.length - this.maxPerAddress] as number) + this.windowMs);
-    return until === 0 ? 0 : Math.max(1, Math.ceil((until - t) / 1000));
+    return this.limiter.retryAfter(this.rules(address, username));
   }
 
+  /** Records a failed login (outside a reservation). */
   fail(address: string, username: string): void {
-    const t = this.now();
-    if (this.failures.size > 50_000) this.failures.clear(); // bounded memory under a flood; the flood itself stays limited per window
-    for (const key of [`u\u0000${address}\u0000${username}`, `a\u0000${address}`]) {
-      const list = this.failures.get(key) ?? [];
-      list.push(t);
-      if (list.length > 100) list.splice(0, list.length - 100);
-      this.failures.set(key, list);
-    }
+    this.limiter.fail(this.rules(address, username));
   }
 
+  /** Forgets this username's failures from this address. */
   succeed(address: string, username: string): void {
-    this.failures.delete(`u\u0000${address}\u0000${username}`);
+    this.limiter.clear((this.rules(address, username)[0] as AttemptRule).key);
   }
 }

@@ -161,8 +161,10 @@ export function createRequestHandler(deps: DashboardHttpDeps): http.RequestListe
       throw new HttpError(400, 'expected {"username": string, "password": string}');
     }
     const address = req.socket.remoteAddress ?? 'unknown';
-    const wait = deps.limiter.retryAfter(address, username);
-    if (wait > 0) {
+    // The attempt takes its slot before scrypt runs: parallel guesses are limited like sequential ones.
+    const attempt = deps.limiter.reserve(address, username);
+    if (!attempt.ok) {
+      const wait = attempt.retryAfterS;
       logger.warn('dashboard login refused: too many failed attempts', {
         action: 'login',
         outcome: 'failure',
@@ -172,13 +174,19 @@ export function createRequestHandler(deps: DashboardHttpDeps): http.RequestListe
       res.setHeader('retry-after', String(wait));
       return sendJson(res, 429, { error: `too many failed logins; try again in ${wait} s` });
     }
-    const user = await deps.users.verify(username, password);
+    let user: Awaited<ReturnType<UserDirectory['verify']>>;
+    try {
+      user = await deps.users.verify(username, password);
+    } catch (err) {
+      attempt.cancel();
+      throw err;
+    }
     if (user === undefined) {
-      deps.limiter.fail(address, username);
+      attempt.fail();
       logger.warn('dashboard login failed', { action: 'login', outcome: 'failure', address });
       return sendJson(res, 401, { error: 'invalid username or password' });
     }
-    deps.limiter.succeed(address, username);
+    attempt.succeed();
     const { token, session } = sessions.create(user);
     logger.info('dashboard login', {
       action: 'login',

@@ -10,11 +10,22 @@
 #            (a generated pom under .services/kafka/, a local Maven repository
 #            under .services/cache/m2, so a second run downloads nothing), writes
 #            server.properties (broker+controller in one JVM, node.id 1) and a
-#            log4j config, formats the storage once with a random cluster id,
-#            then runs `java kafka.Kafka server.properties` in the background and
-#            waits until the broker answers a Kafka client (kafkajs from
-#            node_modules: metadata + describeCluster). Starting a running
-#            broker is a no-op.
+#            log4j config, formats the storage once with a random cluster id and
+#            the SCRAM users, then runs `java kafka.Kafka server.properties` in the
+#            background, waits until the broker answers a Kafka client (kafkajs
+#            from node_modules, as admin: metadata + describeCluster), and creates
+#            the Driftline topics and per-service ACLs
+#            (scripts/services/kafka-provision.ts). Starting a running broker is a no-op.
+#
+# Security (docs/kafka-security.md): the client listener is SASL_PLAINTEXT with
+# SCRAM-SHA-512 only; the controller listener SASL_PLAINTEXT with PLAIN (KRaft
+# controllers cannot use SCRAM); StandardAuthorizer with
+# allow.everyone.if.no.acl.found=false, super users broker, controller and admin.
+# SCRAM users: broker (inter-broker), admin (tests, tools), edge, retrainer,
+# bridge, dashboard. Passwords: KAFKA_<USER>_PASSWORD, else
+# "${KAFKA_DEV_PASSWORD:-driftline-dev}-<user>" — development defaults for this
+# loopback-only broker, never for a real cluster. Changing a password (or the
+# user list) reformats the local data on the next start.
 #   stop     TERM, wait up to 30 s (controlled shutdown), then KILL.
 #   status   prints running/stopped; exit code 0 when running, 1 otherwise.
 #   jars DIR resolves the same jars into DIR (nothing started): the Kafka image of
@@ -28,11 +39,14 @@
 #   KAFKA_HEAP_OPTS          JVM heap flags (default -Xms256m -Xmx512m)
 #   KAFKA_M2_REPO            Maven local repository (default .services/cache/m2)
 #   KAFKA_LOG4J_VERSION      log4j2 slf4j binding added for Kafka 4.x (default 2.25.5, as Kafka 4.4.0)
+#   KAFKA_DEV_PASSWORD       prefix of the development passwords (default driftline-dev)
+#   KAFKA_<USER>_PASSWORD    password of one user (BROKER, CONTROLLER, ADMIN, EDGE, RETRAINER, BRIDGE, DASHBOARD)
+#   KAFKA_TOPIC_PREFIX       topic prefix the provisioned topics and ACLs use (default none)
 #
 # Files (all under the git-ignored .services/):
 #   .services/kafka/pom-<version>.xml   generated pom (kafka_2.13 + the slf4j→log4j binding)
 #   .services/kafka/libs-<version>/     the jars (marker .complete when the copy finished)
-#   .services/kafka/config/             server.properties, log4j config
+#   .services/kafka/config/             server.properties (mode 600: holds the JAAS passwords), log4j config
 #   .services/kafka/data/               KRaft metadata + topic logs (formatted once)
 #   .services/kafka/kafka.pid           pid of the JVM (leader of its own process group)
 #   .services/logs/kafka.log            broker log (log4j console appender + JVM output)
@@ -56,6 +70,19 @@ heap="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 major="${version%%.*}"
 
 log_msg() { echo "kafka.sh: $*"; }
+
+# SCRAM users created at format time; the services' users get ACLs from kafka-provision.ts.
+scram_users=(broker admin edge retrainer bridge dashboard)
+password_for() {
+  local var="KAFKA_${1^^}_PASSWORD"
+  if [ -n "${!var:-}" ]; then echo "${!var}"; else echo "${KAFKA_DEV_PASSWORD:-driftline-dev}-$1"; fi
+}
+# Fingerprint of the users and passwords the data was formatted with (SCRAM credentials live in the metadata log).
+security_fingerprint() {
+  local u out=""
+  for u in "${scram_users[@]}" controller; do out+="$u=$(password_for "$u");"; done
+  printf '%s' "$out" | sha256sum | cut -c1-64
+}
 # shellcheck source=lib.sh
 . "$root/scripts/services/lib.sh"
 
@@ -69,9 +96,9 @@ port_open() {
 # broker writes once it serves requests is taken instead.
 client_ok() {
   if command -v node >/dev/null 2>&1 && [ -d "$root/node_modules/kafkajs" ]; then
-    (cd "$root" && KAFKA_CHECK_BROKER="127.0.0.1:$port" timeout 20 node --input-type=module -e '
+    (cd "$root" && KAFKA_CHECK_BROKER="127.0.0.1:$port" KAFKA_CHECK_PASSWORD="$(password_for admin)" timeout 20 node --input-type=module -e '
       import { Kafka, logLevel } from "kafkajs";
-      const kafka = new Kafka({ clientId: "kafka-sh-health", brokers: [process.env.KAFKA_CHECK_BROKER], logLevel: logLevel.NOTHING, connectionTimeout: 3000, retry: { retries: 0 } });
+      const kafka = new Kafka({ clientId: "kafka-sh-health", brokers: [process.env.KAFKA_CHECK_BROKER], sasl: { mechanism: "scram-sha-512", username: "admin", password: process.env.KAFKA_CHECK_PASSWORD }, logLevel: logLevel.NOTHING, connectionTimeout: 3000, retry: { retries: 0 } });
       const admin = kafka.admin();
       try {
         await admin.connect();
@@ -153,16 +180,32 @@ ensure_jars() {
 
 write_config() {
   mkdir -p "$conf" "$data" "$log_dir"
-  cat >"$conf/server.properties" <<EOF
-# Generated by scripts/services/kafka.sh: single node, KRaft combined mode.
+  chmod 700 "$conf"
+  local broker_pw controller_pw
+  broker_pw="$(password_for broker)"
+  controller_pw="$(password_for controller)"
+  (umask 077 && cat >"$conf/server.properties" <<EOF
+# Generated by scripts/services/kafka.sh: single node, KRaft combined mode,
+# SASL/SCRAM for clients, PLAIN for the controller, ACLs (docs/kafka-security.md).
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-inter.broker.listener.name=PLAINTEXT
+listeners=SASL_PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$port
+inter.broker.listener.name=SASL_PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+# Clients and the broker itself: SCRAM-SHA-512 (users stored in the metadata log at format time).
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$broker_pw";
+# KRaft controllers cannot authenticate with SCRAM (its credentials live in the metadata they serve): PLAIN.
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" password="$controller_pw" user_controller="$controller_pw";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:broker;User:controller;User:admin
 log.dirs=$data/logs
 metadata.log.dir=$data/metadata
 num.partitions=1
@@ -184,6 +227,7 @@ log.retention.check.interval.ms=60000
 num.network.threads=2
 num.io.threads=4
 EOF
+  )
   # Log to the console; `start` sends stdout/stderr to .services/logs/kafka.log.
   cat >"$conf/log4j2.properties" <<'EOF'
 status = warn
@@ -249,13 +293,21 @@ java_opts() {
 
 format_storage() {
   local marker="$data/.driftline-kafka-version"
+  local sec_marker="$data/.driftline-kafka-security"
+  local fingerprint
+  fingerprint="$(security_fingerprint)"
   if [ -f "$data/metadata/meta.properties" ] && [ -f "$marker" ]; then
     local had
     had="$(cat "$marker")"
     # Data written by another major release is not guaranteed readable (and a
     # 4.x log cannot be downgraded): it is local test data, start afresh.
-    if [ "${had%%.*}" = "$major" ]; then return 0; fi
-    log_msg "data in $data was formatted by Kafka $had; reformatting for $version"
+    # Likewise data formatted without these SCRAM users (or with other passwords).
+    if [ "${had%%.*}" = "$major" ] && [ "$(cat "$sec_marker" 2>/dev/null)" = "$fingerprint" ]; then return 0; fi
+    if [ "${had%%.*}" = "$major" ]; then
+      log_msg "data in $data was formatted without these SCRAM users/passwords; reformatting (local test data)"
+    else
+      log_msg "data in $data was formatted by Kafka $had; reformatting for $version"
+    fi
   fi
   rm -rf "$data"
   mkdir -p "$data"
@@ -267,13 +319,31 @@ format_storage() {
     echo "kafka.sh: StorageTool random-uuid failed (got '$cluster_id'); see $log" >&2
     exit 1
   fi
-  log_msg "formatting $data (cluster id $cluster_id)"
-  if ! "$java" "${opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$conf/server.properties" >>"$log" 2>&1; then
+  log_msg "formatting $data (cluster id $cluster_id, SCRAM users ${scram_users[*]})"
+  local scram=() u
+  for u in "${scram_users[@]}"; do
+    scram+=(--add-scram "SCRAM-SHA-512=[name=$u,password=$(password_for "$u")]")
+  done
+  if ! "$java" "${opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$conf/server.properties" "${scram[@]}" >>"$log" 2>&1; then
     echo "kafka.sh: formatting the storage failed; last log lines:" >&2
     tail -n 30 "$log" >&2 || true
     exit 1
   fi
   echo "$version" >"$marker"
+  echo "$fingerprint" >"$sec_marker"
+}
+
+# Topics and per-service ACLs (idempotent), as the admin super user.
+provision() {
+  if ! command -v node >/dev/null 2>&1 || [ ! -d "$root/node_modules/tsx" ]; then
+    echo "kafka.sh: node_modules missing: topics and ACLs not provisioned (run npm ci, then scripts/services/kafka.sh start)" >&2
+    return 1
+  fi
+  if ! (cd "$root" && KAFKA_PORT="$port" KAFKA_ADMIN_PASSWORD="$(password_for admin)" \
+      timeout 60 node --import tsx scripts/services/kafka-provision.ts); then
+    echo "kafka.sh: provisioning topics and ACLs failed" >&2
+    return 1
+  fi
 }
 
 do_status() {
@@ -297,6 +367,7 @@ do_status() {
 do_start() {
   if healthy; then
     log_msg "already running at 127.0.0.1:$port"
+    provision
     return 0
   fi
   if read_pid >/dev/null; then
@@ -328,7 +399,8 @@ do_start() {
   deadline=$(($(date +%s) + timeout_s))
   while [ "$(date +%s)" -lt "$deadline" ]; do
     if healthy; then
-      log_msg "ready at 127.0.0.1:$port (pid $pid, Kafka $version)"
+      log_msg "ready at 127.0.0.1:$port (pid $pid, Kafka $version, SASL/SCRAM-SHA-512)"
+      provision
       return 0
     fi
     if ! kill -0 "$pid" 2>/dev/null; then

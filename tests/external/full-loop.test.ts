@@ -32,6 +32,7 @@ import {
   type RetrainRequest,
 } from '../../common/events/schemas.ts';
 import { createLogger, type Logger } from '../../common/logging/logger.ts';
+import { kafkaAuth, kafkaAuthEnv } from './helpers/kafka-auth.ts';
 
 const TRACKING_URI = (process.env.MLFLOW_TRACKING_URI || 'http://127.0.0.1:5055').replace(/\/+$/, '');
 const BROKERS = (process.env.KAFKA_BROKERS || '127.0.0.1:9092').split(',').map((s) => s.trim());
@@ -138,6 +139,7 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
     // One consumer group per topic: two subscriptions sharing a group id would split the topics between them.
     listener = await createBus({
       kafkaBrokers: BROKERS,
+      ...kafkaAuth(),
       topicPrefix: PREFIX,
       clientId: `full-loop-test-${RUN_ID}`,
       logger: loggerFor('test-listener'),
@@ -164,6 +166,7 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
     stateRoot = await mkdtemp(path.join(tmpdir(), 'driftline-full-loop-'));
     const env: NodeJS.ProcessEnv = {
       KAFKA_BROKERS: BROKERS.join(','),
+      ...kafkaAuthEnv(),
       KAFKA_TOPIC_PREFIX: PREFIX,
       MLFLOW_TRACKING_URI: TRACKING_URI,
       MODEL_NAME: MODEL,

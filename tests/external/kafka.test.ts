@@ -35,6 +35,7 @@ import {
   seedLabel,
 } from '../../retrainer/src/testing/fakes.ts';
 import type { Trainer, TrainResult } from '../../retrainer/src/trainer.ts';
+import { kafkaAuth } from './helpers/kafka-auth.ts';
 
 const BROKERS = (process.env.KAFKA_BROKERS || '127.0.0.1:9092').split(',').map((s) => s.trim());
 const RUN = `dl-test-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -52,6 +53,7 @@ const fast: Partial<KafkaBusOptions> = {
 function newBus(test: string, options: Partial<KafkaBusOptions> = {}): KafkaBus {
   return new KafkaBus({
     brokers: BROKERS,
+    ...kafkaAuth(),
     clientId: 'driftline-test',
     topicPrefix: prefix(test),
     ...fast,
@@ -78,6 +80,7 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } 
 const kafka = new Kafka({
   clientId: 'driftline-test-admin',
   brokers: BROKERS,
+  ...kafkaAuth(),
   logLevel: logLevel.NOTHING,
   connectionTimeout: 3000,
   retry: { retries: 1 },
@@ -149,6 +152,7 @@ describe('KafkaBus against a real broker', () => {
     // A second service starting against existing topics: no error, nothing changed.
     const again = await createBus({
       kafkaBrokers: BROKERS,
+      ...kafkaAuth(),
       topicPrefix: prefix('topics'),
       ...options,
       partitions: 2,
@@ -339,6 +343,7 @@ describe('KafkaSampleStore against a real broker', () => {
     await kafkaUp();
     const store = await openKafkaSampleStore({
       brokers: BROKERS,
+      ...kafkaAuth(),
       clientId: 'driftline-test',
       topicPrefix: prefix('store'),
       partitions: 3,
@@ -416,6 +421,7 @@ describe('retrainer on Kafka', () => {
     await registry.seedChampion(MODEL, { kind: 'oracle' });
     const store = await openKafkaSampleStore({
       brokers: BROKERS,
+      ...kafkaAuth(),
       clientId: 'driftline-test',
       topicPrefix: prefix(p),
     });

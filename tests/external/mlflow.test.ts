@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactError } from '../../common/errors.ts';
-import { MlflowClient } from '../../common/mlflow/client.ts';
+import { MlflowClient, proxyPathFromUri } from '../../common/mlflow/client.ts';
 import { MlflowAlreadyExistsError, MlflowNotFoundError } from '../../common/mlflow/errors.ts';
 import { MlflowRegistry } from '../../common/mlflow/registry.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
@@ -141,7 +141,12 @@ describe(`MLflow at ${TRACKING_URI}`, () => {
     const listing = await client.listArtifacts(run.runId, 'model');
     expect((listing.files ?? []).map((f) => f.path).sort()).toEqual(uploaded.map((f) => `model/${f}`));
     const back = path.join(tmp, 'run-back');
-    expect(await registry.downloadArtifactDir(run.runId, 'model', back)).toEqual(uploaded);
+    await mkdir(back, { recursive: true });
+    for (const file of uploaded)
+      await writeFile(
+        path.join(back, file),
+        await client.downloadArtifact(`${proxyPathFromUri(run.artifactUri)}/model/${file}`),
+      );
     await sameFiles(art, back);
 
     await registry.finishRun(run.runId, 'FINISHED');

@@ -24,6 +24,7 @@ import { makeTelemetry, ruleLabel } from '../../edge-inference/src/testing/fakes
 import { createEdgeWorker, type EdgeWorker } from '../../edge-inference/src/worker.ts';
 import { defaultScenario, machineIdsOf } from '../../simulator/src/scenario.ts';
 import { startSimulator, type SimulatorCredentials } from '../../simulator/src/publisher.ts';
+import { kafkaAuth } from './helpers/kafka-auth.ts';
 
 /**
  * The scale-out path end to end: the aedes broker in-process, the MQTT → Kafka
@@ -116,6 +117,7 @@ async function requireKafka(): Promise<void> {
   const kafka = new Kafka({
     clientId: 'scale-out-check',
     brokers: BROKERS,
+    ...kafkaAuth(),
     logLevel: logLevel.NOTHING,
     connectionTimeout: 3000,
     retry: { retries: 1 },
@@ -136,7 +138,13 @@ async function requireKafka(): Promise<void> {
 async function startEdge(name: string): Promise<Edge> {
   const model = await loadArtifact(artifactDir, tf);
   const ingest = new KafkaIngest({
-    kafka: { brokers: BROKERS, clientId: `${RUN}${name}`, topicPrefix: RUN, logger: silentLogger() },
+    kafka: {
+      brokers: BROKERS,
+      ...kafkaAuth(),
+      clientId: `${RUN}${name}`,
+      topicPrefix: RUN,
+      logger: silentLogger(),
+    },
     mqtt: { url: broker.mqttUrl, clientId: `${RUN}edge-${name}`, ...EDGE, reconnectPeriodMs: 100 },
     sessionTimeoutMs: 10_000,
     heartbeatIntervalMs: 300,
@@ -253,7 +261,13 @@ beforeAll(async () => {
 
   bridge = new KafkaBridge({
     mqtt: { url: broker.mqttUrl, clientId: `${RUN}bridge`, ...BRIDGE, reconnectPeriodMs: 100 },
-    kafka: { brokers: BROKERS, clientId: `${RUN}bridge`, topicPrefix: RUN, logger: silentLogger() },
+    kafka: {
+      brokers: BROKERS,
+      ...kafkaAuth(),
+      clientId: `${RUN}bridge`,
+      topicPrefix: RUN,
+      logger: silentLogger(),
+    },
     partitions: PARTITIONS,
     retentionMs: 3_600_000,
   });
@@ -270,6 +284,7 @@ afterAll(async () => {
   const admin = new Kafka({
     clientId: `${RUN}cleanup`,
     brokers: BROKERS,
+    ...kafkaAuth(),
     logLevel: logLevel.NOTHING,
     retry: { retries: 0 },
   }).admin();

@@ -23,6 +23,15 @@ describe('broker config', () => {
       scryptCost: 15,
       authCacheTtlMs: 60_000,
       deviceSubscribeOwn: true,
+      maxPacketBytesPreLogin: 8192,
+      maxPacketBytesDevice: 8192,
+      maxPacketBytesService: 262_144,
+      maxQueuedPerClient: 10_000,
+      authMaxConcurrent: 4,
+      authMaxQueued: 256,
+      loginFailureWindowMs: 60_000,
+      loginMaxFailuresPerAddress: 30,
+      loginMaxFailuresPerUsername: 10,
     });
     expect(summarizeConfig(brokerConfigSpec, c)).toMatchObject({
       BROKER_HOST: '127.0.0.1',
