@@ -3,13 +3,13 @@
 # them into the Minikube node (the cluster pulls from nowhere else: imagePullPolicy IfNotPresent).
 #
 # Usage: scripts/images/build.sh [--load] [--list] [NAME...]
-#   NAME      broker kafka-bridge edge-inference retrainer dashboard simulator kafka mlflow elasticsearch
+#   NAME      broker kafka-bridge edge-inference retrainer dashboard simulator jobs kafka mlflow elasticsearch
 #             (default: all of them)
 #   --load    then copy them into the Minikube node (scripts/cluster/minikube.sh load: skips images
 #             the node already has with the same ID)
 #   --list    print the image references a build would produce, and exit
 #
-# Service images (<service>/Dockerfile, kafka-bridge/Dockerfile) build FROM $BASE_NODE_IMAGE with the
+# Service images (<service>/Dockerfile, kafka-bridge/Dockerfile, jobs/Dockerfile) build FROM $BASE_NODE_IMAGE with the
 # repository as context (.dockerignore keeps it to the sources); their first stage installs the
 # production node_modules once and every service image shares those layers. Infrastructure images
 # (scripts/images/<name>/) are built from the same artifacts the tests run, at the versions of the
@@ -37,7 +37,7 @@ source "$HERE/../cluster/lib.sh"
 # shellcheck source=versions.sh
 source "$HERE/versions.sh"
 
-SERVICES=(broker kafka-bridge edge-inference retrainer dashboard simulator)
+SERVICES=(broker kafka-bridge edge-inference retrainer dashboard simulator jobs)
 INFRA=(kafka mlflow elasticsearch)
 IMG_CACHE="$CACHE_ROOT/images"
 DEPLOY_STATE="$CACHE_ROOT/deploy"
@@ -173,19 +173,32 @@ for n in "${names[@]}"; do
   built+=("$(ref "$n")")
 done
 
+# Kibana: deployed only where its image is on this docker engine (there is no other source for it here).
+kibana_ref="docker.elastic.co/kibana/kibana:$ELASTICSEARCH_VERSION"
+if image_exists "$kibana_ref"; then
+  log "Kibana image $kibana_ref present: it will be deployed"
+  built+=("$kibana_ref")
+else
+  log "no Kibana image ($kibana_ref is not on this docker engine): the deployment skips Kibana"
+  kibana_ref=""
+fi
+
 # What the deployment uses: every image, the ones not rebuilt now keep their last reference.
 state="$DEPLOY_STATE/images.yml"
 declare -A refs=()
 if [ -f "$state" ]; then
-  while IFS=': ' read -r k v; do [[ "$k" =~ ^[a-z-]+$ ]] && refs[$k]="${v//\"/}"; done < <(sed -n 's/^  \([a-z-]*\): \(.*\)$/\1: \2/p' "$state")
+  while IFS=': ' read -r k v; do
+    if [[ "$k" =~ ^[a-z-]+$ ]]; then refs[$k]="${v//\"/}"; fi
+  done < <(sed -n 's/^  \([a-z-]*\): \(.*\)$/\1: \2/p' "$state")
 fi
 for n in "${names[@]}"; do refs[$n]="$(ref "$n")"; done
+refs[kibana]="$kibana_ref"
 {
   echo "# Written by scripts/images/build.sh $(date -Iseconds): the images the deployment uses (Ansible: driftline_images)."
   echo "driftline_images_revision: \"$revision\""
   echo "driftline_images:"
-  for n in "${SERVICES[@]}" "${INFRA[@]}"; do
-    [ -n "${refs[$n]:-}" ] && echo "  $n: \"${refs[$n]}\""
+  for n in "${SERVICES[@]}" "${INFRA[@]}" kibana; do
+    if [ -n "${refs[$n]+set}" ]; then echo "  $n: \"${refs[$n]}\""; fi
   done
 } >"$state.tmp"
 mv "$state.tmp" "$state"
