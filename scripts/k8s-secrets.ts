@@ -10,6 +10,8 @@
  *   simulator-secrets       simulator-credentials.json: the demo devices' and inspection passwords
  *   kafka-secrets           KAFKA_<USER>_PASSWORD of every SCRAM user, for the broker (created at format time)
  *   kafka-admin-secrets     KAFKA_SASL_PASSWORD of the Kafka admin, for the kafka-provision Job only
+ *   smoke-secrets           device.json: the login of device smoke-000, which only the smoke test uses
+ *                           (make smoke: publishes telemetry through the broker and awaits its prediction)
  * Each carries the annotation driftline.io/inputs-hash: a hash of the inputs, so Ansible re-renders
  * (new random salts) only when a vault value changed and a second deploy changes nothing.
  *   npx tsx scripts/k8s-secrets.ts [--namespace driftline] [--machines 8] [--hash-only]
@@ -49,6 +51,13 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
       devices[id] = `${devicePrefix}-${id}`;
       await store.add({ username: id, role: 'device', machineId: id, password: devices[id] });
     }
+    const smokePassword = `${devicePrefix}-${SMOKE_DEVICE}`;
+    await store.add({
+      username: 'smoke-000',
+      role: 'device',
+      machineId: 'smoke-000',
+      password: smokePassword,
+    });
     await store.add({ username: 'edge', role: 'edge', password: edge });
     await store.add({ username: 'dashboard', role: 'dashboard', password: dashboard });
     await store.add({ username: 'inspection', role: 'inspection', password: inspection });
@@ -66,11 +75,16 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
       EDGE_MQTT_PASSWORD: edge,
       DASHBOARD_MQTT_PASSWORD: dashboard,
       BRIDGE_MQTT_PASSWORD: bridge,
+      [SMOKE_PASSWORD_KEY]: smokePassword,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** The device the smoke test logs in as (its own machine id: the simulator never plays it). */
+export const SMOKE_DEVICE = 'smoke-000';
+const SMOKE_PASSWORD_KEY = 'smoke-device-password';
 
 /** The Kafka users whose SCRAM passwords the vault holds (docs/kafka-security.md). */
 export const KAFKA_USERS = [
@@ -96,7 +110,7 @@ export const SECRET_INPUTS = [
 ] as const;
 
 /** Version of the Secrets' layout: part of the inputs hash, so a new layout is rendered once. */
-const LAYOUT = 'per-workload-v1';
+const LAYOUT = 'per-workload-v2';
 
 /** A hash of every input (values included) and the machine count: equal hashes render equal Secrets. */
 export function inputsHash(env: NodeJS.ProcessEnv, machines: number): string {
@@ -164,6 +178,13 @@ export async function k8sSecrets(
     secret('kafka-secrets', 'kafka', kafka),
     secret('kafka-admin-secrets', 'kafka-provision', {
       KAFKA_SASL_PASSWORD: kafka.KAFKA_ADMIN_PASSWORD as string,
+    }),
+    secret('smoke-secrets', 'smoke-test', {
+      'device.json': JSON.stringify({
+        username: SMOKE_DEVICE,
+        machineId: SMOKE_DEVICE,
+        password: data[SMOKE_PASSWORD_KEY] as string,
+      }),
     }),
   ];
 }

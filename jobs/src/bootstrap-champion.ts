@@ -5,6 +5,7 @@ import { runMain } from '../../common/main.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import { VERSION } from '../../common/version.ts';
+import { flushLogs } from './logs.ts';
 import { ensureChampion } from '../../bin/lib/bootstrap.ts';
 
 /**
@@ -52,6 +53,7 @@ runMain(async () => {
           action: 'bootstrap-skipped',
           modelVersion: existing.version,
         });
+        await flushLogs(logger);
         return;
       }
       break;
@@ -67,4 +69,5 @@ runMain(async () => {
     action: 'bootstrap-champion',
     modelVersion: champion.version,
   });
+  await flushLogs(logger);
 });

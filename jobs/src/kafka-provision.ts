@@ -7,6 +7,7 @@ import { createServiceLogger } from '../../common/logging/service-logger.ts';
 import { runMain } from '../../common/main.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import { VERSION } from '../../common/version.ts';
+import { flushLogs } from './logs.ts';
 
 /**
  * The cluster's Kafka provisioning (a Kubernetes Job, k8s/base/kafka-provision.yaml): as the `admin`
@@ -85,5 +86,6 @@ runMain(async () => {
     });
   } finally {
     await admin.disconnect().catch(() => undefined);
+    await flushLogs(logger);
   }
 });

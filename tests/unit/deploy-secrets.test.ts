@@ -38,7 +38,17 @@ describe('k8s secrets', () => {
         .list()
         .map((u) => u.username)
         .sort(),
-    ).toEqual(['bridge', 'dashboard', 'edge', 'inspection', 'm-000', 'm-001', 'm-002', 'retrainer']);
+    ).toEqual([
+      'bridge',
+      'dashboard',
+      'edge',
+      'inspection',
+      'm-000',
+      'm-001',
+      'm-002',
+      'retrainer',
+      'smoke-000',
+    ]);
     const sim = JSON.parse(data['simulator-credentials.json'] ?? '{}') as { devices: Record<string, string> };
     expect(sim.devices['m-001']).toBe('dev-m-001');
   });
@@ -59,7 +69,13 @@ describe('k8s secrets', () => {
       'kafka-secrets',
       'retrainer-secrets',
       'simulator-secrets',
+      'smoke-secrets',
     ]);
+    expect(JSON.parse(byName['smoke-secrets']?.['device.json'] ?? '{}')).toEqual({
+      username: 'smoke-000',
+      machineId: 'smoke-000',
+      password: 'dev-smoke-000',
+    });
     for (const x of secrets) expect(x.metadata.namespace).toBe('plant-7');
     expect(byName['edge-inference-secrets']).toEqual({
       EDGE_MQTT_PASSWORD: 'edge-pw',
