@@ -38,6 +38,55 @@ const securityRules = {
   'no-extend-native': 'error',
 };
 
+/**
+ * Service boundaries, enforced on relative imports (an import that climbs to the repository root
+ * and into another top-level folder):
+ * - a service (`broker/`, `edge-inference/`, `retrainer/`, `dashboard/`, `simulator/`, the cluster's
+ *   set-up `jobs/`) imports only `common/` and its own folder — its image holds just those (scripts/check-image-imports.ts);
+ * - `common/` imports no service;
+ * - `bin/` (the all-in-one runner and the offline evaluator) may import every service;
+ * - `tests/`, `bench/` and `scripts/` may import anything; nothing else imports them.
+ */
+const SERVICES = ['broker', 'edge-inference', 'retrainer', 'dashboard', 'simulator', 'jobs'];
+const TOOLING = ['bin', 'tests', 'bench', 'scripts'];
+
+/** A no-restricted-imports rule refusing relative imports of these top-level folders. */
+function refuse(folders, message) {
+  return ['error', { patterns: [{ regex: `^(\\.\\./)+(${folders.join('|')})/`, message }] }];
+}
+
+const boundaries = [
+  ...SERVICES.map((service) => ({
+    files: [`${service}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': refuse(
+        [...SERVICES.filter((s) => s !== service), ...TOOLING],
+        `${service}/ may import only common/ and its own folder: its image holds just those. ` +
+          'Code two services share belongs in common/.',
+      ),
+    },
+  })),
+  {
+    files: ['common/**/*.ts'],
+    rules: {
+      'no-restricted-imports': refuse(
+        [...SERVICES, ...TOOLING],
+        'common/ is shared by every service and imports none of them (nor bin/, tests/, bench/, scripts/).',
+      ),
+    },
+  },
+  {
+    // The all-in-one runner and the offline evaluator may import every service.
+    files: ['bin/**/*.ts'],
+    rules: {
+      'no-restricted-imports': refuse(
+        TOOLING.filter((f) => f !== 'bin'),
+        'bin/ may import common/ and every service, not tests/, bench/ or scripts/.',
+      ),
+    },
+  },
+];
+
 export default tseslint.config(
   {
     ignores: [
@@ -87,5 +136,6 @@ export default tseslint.config(
     plugins: { security },
     rules: securityRules,
   },
+  ...boundaries,
   prettier,
 );

@@ -1,12 +1,12 @@
 import type { Browser, Page } from 'playwright-core';
-import { ScriptedPipeline } from '../dashboard/src/testing/feed.ts';
-import { login } from '../dashboard/src/testing/http-client.ts';
+import { ScriptedPipeline } from '../tests/helpers/dashboard/feed.ts';
+import { login } from '../tests/helpers/dashboard/http-client.ts';
 import {
   DASHBOARD_LOGINS,
   startDashboardStack,
   TEST_MODEL,
   type DashboardStack,
-} from '../dashboard/src/testing/stack.ts';
+} from '../tests/helpers/dashboard/stack.ts';
 import { launchChromium } from '../tests/external/helpers/dashboard-browser.ts';
 
 /**

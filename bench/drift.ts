@@ -18,14 +18,11 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import {
-  DEFAULT_DRIFT_CONFIG,
-  FeatureDriftDetector,
-  latticeStatistic,
-} from '../common/drift/feature-drift.ts';
+import { DEFAULT_DRIFT_CONFIG, FeatureDriftDetector } from '../common/drift/feature-drift.ts';
 import { SeedStream, seedReference, seedSd, type MutableRow } from '../common/drift/synthetic.ts';
 import type { ReferenceSample } from '../common/model/types.ts';
 import { FEATURES, type Feature } from '../common/schema/features.ts';
+import { latticeStatistic } from '../common/stats/ks-exact.ts';
 import { SortedSample, ks2sampSorted } from '../common/stats/ks.ts';
 import { Rng } from '../common/util/rng.ts';
 

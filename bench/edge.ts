@@ -12,8 +12,8 @@ import { MicroBatcher } from '../edge-inference/src/batcher.ts';
 import { predictTelemetry } from '../edge-inference/src/predict.ts';
 import { FakeIngest } from '../edge-inference/src/testing/fakes.ts';
 import { createEdgeWorker } from '../edge-inference/src/worker.ts';
-import { generateStream } from '../simulator/src/generator.ts';
-import { defaultScenario } from '../simulator/src/scenario.ts';
+import { generateStream } from '../common/scenario/generator.ts';
+import { defaultScenario } from '../common/scenario/scenario.ts';
 
 /**
  * Edge worker figures (`npm run bench -- edge`): messages per second and
@@ -173,7 +173,9 @@ export async function run(): Promise<Record<string, unknown>> {
     return {
       backend,
       available: true,
-      note: 'saturated: pushed as fast as backpressure allows (latency includes queueing); paced: fixed arrival rate, batch 64 / 20 ms',
+      note:
+        'saturated: pushed as fast as backpressure allows (latency ' +
+        'includes queueing); paced: fixed arrival rate, batch 64 / 20 ms',
       saturated,
       paced,
       worker,

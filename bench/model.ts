@@ -5,8 +5,8 @@ import { loadArtifact, saveArtifact } from '../common/model/artifact.ts';
 import { evaluateModel, trainClassifier } from '../common/model/classifier.ts';
 import { loadTf } from '../common/model/tf.ts';
 import type { LabelledRow } from '../common/model/types.ts';
-import { generateStream } from '../simulator/src/generator.ts';
-import { defaultScenario } from '../simulator/src/scenario.ts';
+import { generateStream } from '../common/scenario/generator.ts';
+import { defaultScenario } from '../common/scenario/scenario.ts';
 
 /**
  * Classifier figures: which tfjs backend runs, what one `predict` call costs

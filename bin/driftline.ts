@@ -92,7 +92,8 @@ runMain(async () => {
     loggerFor,
   });
   log.info(
-    `running: MQTT ${system.mqttUrl}${system.dashboardUrl ? `, dashboard ${system.dashboardUrl}` : ''} — Ctrl+C stops everything cleanly`,
+    `running: MQTT ${system.mqttUrl}${system.dashboardUrl ? `, dashboard ${system.dashboardUrl}` : ''} ` +
+      `— Ctrl+C stops everything cleanly`,
   );
 
   const shutdown = async (): Promise<void> => {

@@ -15,8 +15,8 @@ import { runMain } from '../common/main.ts';
 import { loadTf } from '../common/model/tf.ts';
 import { VERSION } from '../common/version.ts';
 import { accuracyConfigOf, driftConfigOf, edgeConfigSpec } from '../edge-inference/src/config.ts';
-import { loadScenarioFile } from '../simulator/src/scenario.ts';
-import { DEFAULT_BOOTSTRAP_DIR, ensureBootstrapArtifact } from './lib/bootstrap.ts';
+import { loadScenarioFile } from '../common/scenario/scenario.ts';
+import { DEFAULT_BOOTSTRAP_DIR, ensureBootstrapArtifact } from '../common/registry/bootstrap.ts';
 import { replayScenario, type ReplayResult } from './lib/replay.ts';
 
 const USAGE = `usage: npm run evaluate -- --scenario-file F [--json] [--retrain] [--label-delay-samples N] [--retrain-latency-samples N] [--model-dir DIR]`;
@@ -124,7 +124,8 @@ runMain(async () => {
     return;
   }
   const lines = [
-    `${file}: ${main.samples} samples, ${main.alarms.length} alarm(s), ${main.falseAlarms} false alarm(s), accuracy ${main.accuracy.overall?.toFixed(4) ?? 'n/a'}`,
+    `${file}: ${main.samples} samples, ${main.alarms.length} alarm(s), ${main.falseAlarms} ` +
+      `false alarm(s), accuracy ${main.accuracy.overall?.toFixed(4) ?? 'n/a'}`,
   ];
   for (const p of main.phases) {
     const h = main.healing.find((x) => x.name === p.name);
@@ -134,7 +135,8 @@ runMain(async () => {
   }
   for (const r of loop?.retrains ?? []) {
     lines.push(
-      `  retrain at ${r.requestedAt} (${r.kind}): ${r.promoted ? `promoted v${r.version}` : 'not promoted'} — ${r.reason}`,
+      `  retrain at ${r.requestedAt} (${r.kind}): ` +
+        `${r.promoted ? `promoted v${r.version}` : 'not promoted'} — ${r.reason}`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -22,7 +22,7 @@ import { CredentialStore } from '../broker/src/credentials.ts';
 import { ConfigError } from '../common/errors.ts';
 import { runMain } from '../common/main.ts';
 import { hashDashboardPassword } from '../dashboard/src/auth.ts';
-import { defaultMachineIds } from '../simulator/src/scenario.ts';
+import { defaultMachineIds } from '../common/scenario/scenario.ts';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

@@ -11,16 +11,16 @@ import type { RetrainRequest } from '../../common/events/schemas.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
 import type { Tf } from '../../common/model/tf.ts';
-import type { EvalMetrics, LoadedModel } from '../../common/model/types.ts';
+import { DEFAULT_MODEL_NAME, type EvalMetrics, type LoadedModel } from '../../common/model/types.ts';
 import { DirectoryRegistry } from '../../common/registry/directory.ts';
 import { MemorySampleStore } from '../../common/samples/memory-store.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
-import { retrainOnce } from '../../retrainer/src/retrain-once.ts';
+import { retrainOnce } from '../../retrainer/src/pipeline.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
 import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
-import { generateStream, phaseBounds, type GeneratedSample } from '../../simulator/src/generator.ts';
-import { phaseChangesAnything, type Scenario } from '../../simulator/src/scenario.ts';
+import { generateStream, phaseBounds, type GeneratedSample } from '../../common/scenario/generator.ts';
+import { phaseChangesAnything, type Scenario } from '../../common/scenario/scenario.ts';
 
 /**
  * The offline replay behind `npm run evaluate`: a scenario runs through the
@@ -43,7 +43,10 @@ export interface ReplayOptions {
   labelDelaySamples?: number;
   /** Predict batch size (the edge's micro-batch). Default 64. */
   batchSize?: number;
-  /** Samples between a promotion and the swap (time the live system spends training and loading). Default 2,500 (5 s at 500 msg/s). */
+  /**
+   * Samples between a promotion and the swap (time the live system spends training and loading). Default
+   * 2,500 (5 s at 500 msg/s).
+   */
   retrainLatencySamples?: number;
   /** Samples between retries of a request whose window holds too little data. Default 500. */
   retryEverySamples?: number;
@@ -139,7 +142,7 @@ interface PendingLabel {
 export async function replayScenario(options: ReplayOptions): Promise<ReplayResult> {
   const started = performance.now();
   const logger = options.logger ?? silentLogger();
-  const modelName = options.modelName ?? 'driftline-efficiency';
+  const modelName = options.modelName ?? DEFAULT_MODEL_NAME;
   const labelDelay = options.labelDelaySamples ?? 100;
   const batchSize = options.batchSize ?? 64;
   const latency = options.retrainLatencySamples ?? 2_500;

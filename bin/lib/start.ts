@@ -23,9 +23,10 @@ import { accuracyConfigOf, driftConfigOf, edgeConfigSpec } from '../../edge-infe
 import { createEdgeWorker, type EdgeWorker } from '../../edge-inference/src/worker.ts';
 import { retrainerConfigSpec } from '../../retrainer/src/config.ts';
 import { RetrainerMetrics } from '../../retrainer/src/metrics.ts';
-import { createRetrainer, type Retrainer } from '../../retrainer/src/retrainer.ts';
+import { mlflowTrackingFor } from '../../retrainer/src/mlflow-tracking.ts';
+import { createRetrainer, type Retrainer } from '../../retrainer/src/service.ts';
 import { simulatorConfigSpec } from '../../simulator/src/config.ts';
-import { phaseBounds } from '../../simulator/src/generator.ts';
+import { phaseBounds } from '../../common/scenario/generator.ts';
 import {
   startSimulator,
   type RunningSimulator,
@@ -37,9 +38,9 @@ import {
   machineIdsOf,
   phaseChangesAnything,
   type Scenario,
-} from '../../simulator/src/scenario.ts';
+} from '../../common/scenario/scenario.ts';
 import { announceDashboard } from './announce.ts';
-import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from './bootstrap.ts';
+import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from '../../common/registry/bootstrap.ts';
 import { LiveObserver } from './observer.ts';
 
 /**
@@ -91,7 +92,10 @@ interface Accounts {
   dashboard: { username: string; password?: string };
 }
 
-/** Scrypt cost of the random service passwords provisioned in memory for the embedded broker (24 random bytes need no slow hash). */
+/**
+ * Scrypt cost of the random service passwords provisioned in memory for the embedded broker (24 random bytes
+ * need no slow hash).
+ */
 const EMBEDDED_SCRYPT_COST = 12;
 
 async function provisionEmbedded(store: CredentialStore, machineIds: readonly string[]): Promise<Accounts> {
@@ -125,7 +129,8 @@ async function externalAccounts(
 ): Promise<Accounts> {
   if (credentialsFile === undefined) {
     throw new ConfigError(
-      'Invalid configuration: MQTT_URL points at an external broker, so SIMULATOR_CREDENTIALS_FILE must give the device and inspection passwords',
+      'Invalid configuration: MQTT_URL points at an external broker, so ' +
+        'SIMULATOR_CREDENTIALS_FILE must give the device and inspection passwords',
     );
   }
   let parsed: { devices?: Record<string, string>; inspection?: { username: string; password: string } };
@@ -253,7 +258,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
         broker = await start(brokerCfg.port, brokerCfg.wsPort, brokerCfg.httpPort);
       } catch (err) {
         log.warn(
-          `broker ports ${brokerCfg.port}/${brokerCfg.wsPort ?? '-'}/${brokerCfg.httpPort ?? '-'} unavailable (${describeError(err)}); using free ports`,
+          `broker ports ${brokerCfg.port}/${brokerCfg.wsPort ?? '-'}/${brokerCfg.httpPort ?? '-'} ` +
+            `unavailable (${describeError(err)}); using free ports`,
         );
         broker = await start(0, brokerCfg.wsPort === null ? null : 0, brokerCfg.httpPort === null ? null : 0);
       }
@@ -261,7 +267,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       closers.push({ name: 'broker', close: () => b.close() });
       mqttUrl = broker.mqttUrl;
       log.info(
-        `embedded MQTT broker on ${broker.mqttUrl}${broker.wsUrl ? ` and ${broker.wsUrl}` : ''}; ${machineIds.length} device accounts provisioned in memory`,
+        `embedded MQTT broker on ${broker.mqttUrl}${broker.wsUrl ? ` and ${broker.wsUrl}` : ''}; ` +
+          `${machineIds.length} device accounts provisioned in memory`,
       );
     }
 
@@ -277,12 +284,14 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
     log.info(`event bus: ${bus.kind}; sample store: ${store.kind}; model registry: ${modelRegistry.kind}`);
 
     // ---- retrainer ------------------------------------------------------------
+    const retrainerLogger = options.loggerFor('retrainer');
     const retrainer: Retrainer = createRetrainer({
       bus,
       registry: modelRegistry,
       store,
       tf,
-      logger: options.loggerFor('retrainer'),
+      logger: retrainerLogger,
+      tracking: mlflowTrackingFor(modelRegistry, retrainerLogger),
       metrics: new RetrainerMetrics(new Registry()),
       config: {
         ...retrainerCfg,
@@ -298,7 +307,7 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
     const edge: EdgeWorker = createEdgeWorker({
       bus,
       logger: options.loggerFor('edge-inference'),
-      registry: new Registry(),
+      metricsRegistry: new Registry(),
       modelRegistry,
       modelName: edgeCfg.modelName,
       loader: (dir) => loadArtifact(dir, tf),
@@ -330,7 +339,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
     }
     closers.push({ name: 'edge worker', close: () => edge.stop() });
     log.info(
-      `edge worker serving ${edgeCfg.modelName} v${edge.stats().modelVersion ?? '?'} on ${backend}; POST /predict, /metrics on http://${edgeCfg.httpHost}:${edge.httpPort ?? '?'}`,
+      `edge worker serving ${edgeCfg.modelName} v${edge.stats().modelVersion ?? '?'} on ` +
+        `${backend}; POST /predict, /metrics on http://${edgeCfg.httpHost}:${edge.httpPort ?? '?'}`,
     );
 
     // ---- dashboard ---------------------------------------------------------------
@@ -415,7 +425,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       onPhase: (p) => {
         observer?.phaseStarted(p.index);
         log.info(
-          `phase ${p.index + 1}/${phases.length} "${p.name}" started${p.changesAnything ? ' (the data changes now)' : ''}`,
+          `phase ${p.index + 1}/${phases.length} "${p.name}" ` +
+            `started${p.changesAnything ? ' (the data changes now)' : ''}`,
           { action: 'phase-started', phase: p.name },
         );
       },
@@ -440,7 +451,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       const o = observer;
       finished = (async () => {
         await simulator.done;
-        // The last labels are already published (done waits for them); let the edge judge them and the retrainer finish.
+        // The last labels are already published (done waits for them); let the edge judge them and the
+        // retrainer finish.
         await new Promise((r) => setTimeout(r, 1500));
         for (
           let i = 0;

@@ -11,6 +11,7 @@ import {
 import { int, optionalStr, str, type ConfigOf, type Field } from '../../common/config/env.ts';
 import { TransportError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
+import type { MqttConnection } from '../../common/mqtt/connect.ts';
 import { TOPICS, parseTopic } from '../../common/schema/telemetry.ts';
 import { sleep } from '../../common/util/sleep.ts';
 
@@ -124,16 +125,8 @@ export const bridgeConfigSpec = {
 export type BridgeConfig = ConfigOf<typeof bridgeConfigSpec>;
 
 export interface KafkaBridgeOptions {
-  mqtt: {
-    url: string;
-    /** Stable client id: the broker keeps the session (subscriptions, queued QoS 1 messages). */
-    clientId: string;
-    username?: string;
-    password?: string;
-    ca?: string | Buffer;
-    /** Delay between reconnect attempts, ms. Default 1000. */
-    reconnectPeriodMs?: number;
-  };
+  /** The bridge's MQTT connection; a stable client id, since the bridge keeps a persistent session. */
+  mqtt: Omit<MqttConnection, 'connectAttempts'>;
   /** Kafka connection; `topicPrefix` is prepended to the topic (isolated runs, shared clusters). */
   kafka: KafkaConnectionOptions & { topicPrefix?: string };
   /** Partitions of the topic when the bridge creates it. Default 12. */

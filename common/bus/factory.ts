@@ -86,7 +86,8 @@ function saslOf(config: BusConfig): KafkaConnectionOptions['sasl'] {
   if (config.kafkaSaslMechanism === 'none') return undefined;
   if (config.kafkaSaslUsername === undefined || config.kafkaSaslPassword === undefined) {
     throw new ConfigError(
-      `Invalid configuration: KAFKA_SASL_MECHANISM=${config.kafkaSaslMechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`,
+      `Invalid configuration: KAFKA_SASL_MECHANISM=${config.kafkaSaslMechanism} ` +
+        `needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`,
     );
   }
   return {

@@ -101,7 +101,10 @@ export interface KafkaBusOptions extends KafkaConnectionOptions {
   heartbeatIntervalMs?: number;
   /** Longest a fetch waits for data, ms (bounds how fast `close` and rebalances react). Default 1000. */
   maxWaitTimeMs?: number;
-  /** Bytes of the original value kept in a dead-letter record; larger values are referenced by partition/offset only. Default 256 KiB. */
+  /**
+   * Bytes of the original value kept in a dead-letter record; larger values are referenced by
+   * partition/offset only. Default 256 KiB.
+   */
   deadLetterMaxBytes?: number;
 }
 
@@ -251,7 +254,8 @@ export function resolveKafkaBusOptions(o: KafkaBusOptions): ResolvedKafkaBusOpti
   checkInt(problems, 'heartbeatIntervalMs', r.heartbeatIntervalMs, 100);
   if (Number.isInteger(r.heartbeatIntervalMs) && r.heartbeatIntervalMs * 3 > r.sessionTimeoutMs)
     problems.push(
-      `heartbeatIntervalMs (${r.heartbeatIntervalMs}) must be at most a third of sessionTimeoutMs (${r.sessionTimeoutMs})`,
+      `heartbeatIntervalMs (${r.heartbeatIntervalMs}) must be at ` +
+        `most a third of sessionTimeoutMs (${r.sessionTimeoutMs})`,
     );
   checkInt(problems, 'maxWaitTimeMs', r.maxWaitTimeMs, 0, 60_000);
   checkInt(problems, 'deadLetterMaxBytes', r.deadLetterMaxBytes, 0, 900 * 1024);
@@ -394,7 +398,10 @@ export async function ensureTopics(
   return counts;
 }
 
-/** Encodes a value as the bus does: JSON text. Throws a non-retriable `ValidationError` for values JSON cannot carry. */
+/**
+ * Encodes a value as the bus does: JSON text. Throws a non-retriable `ValidationError` for values JSON cannot
+ * carry.
+ */
 export function encodeValue(value: unknown): string {
   let text: string | undefined;
   try {
@@ -543,7 +550,10 @@ export class KafkaBus implements EventBus {
     };
   }
 
-  /** Connects the admin client and the producer and creates the bus topics; idempotent. A failure is a `TransportError`. */
+  /**
+   * Connects the admin client and the producer and creates the bus topics; idempotent. A failure is a
+   * `TransportError`.
+   */
   connect(): Promise<void> {
     if (this.stopping || this.closed) return Promise.reject(new Error('bus is closed'));
     this.connecting ??= (async () => {
@@ -834,7 +844,8 @@ class ConsumerSubscription implements KafkaSubscription {
       offset: message.offset,
       timestamp: Number(message.timestamp),
     };
-    // Long handlers and redelivery waits keep the membership alive (kafkajs heartbeats only between messages otherwise).
+    // Long handlers and redelivery waits keep the membership alive (kafkajs heartbeats only between messages
+    // otherwise).
     const beat = setInterval(() => void heartbeat().catch(() => undefined), o.heartbeatIntervalMs);
     try {
       await this.deliver(partition, message, busMessage);

@@ -66,7 +66,8 @@ export async function applyVaultEnv(env: NodeJS.ProcessEnv = process.env): Promi
       password = (await readFile(env.DRIFTLINE_VAULT_PASSWORD_FILE, 'utf8')).trim();
     } catch (err) {
       throw new ConfigError(
-        `DRIFTLINE_VAULT_PASSWORD_FILE=${JSON.stringify(env.DRIFTLINE_VAULT_PASSWORD_FILE)} cannot be read: ${(err as Error).message}`,
+        `DRIFTLINE_VAULT_PASSWORD_FILE=${JSON.stringify(env.DRIFTLINE_VAULT_PASSWORD_FILE)} ` +
+          `cannot be read: ${(err as Error).message}`,
       );
     }
   }

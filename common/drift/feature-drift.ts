@@ -2,6 +2,7 @@ import { ArtifactError } from '../errors.ts';
 import type { ReferenceSample } from '../model/types.ts';
 import { FEATURES, type Feature } from '../schema/features.ts';
 import { SortedSample, ks2sampSorted, type KsMethod } from '../stats/ks.ts';
+import { gcd, latticeStatistic } from '../stats/ks-exact.ts';
 import type { FeatureEvidence } from '../events/schemas.ts';
 import { CORRECTIONS, benjaminiHochberg, bonferroni, type Correction } from './multiple-testing.ts';
 import type { DriftAlarm, SamplePoint } from './types.ts';
@@ -20,63 +21,16 @@ import type { DriftAlarm, SamplePoint } from './types.ts';
  * `driftDetected` (true only right after the update that raised an alarm), or
  * use the returned {@link DriftUpdate}.
  *
- * ## Default thresholds and the false-alarm budget
- *
- * Defaults ({@link DEFAULT_DRIFT_CONFIG}): tumbling windows of w = 500 samples,
- * family-wise alpha = 1e-3 per window (Bonferroni: 1.11e-4 per feature), an
- * alarm after 2 consecutive windows rejecting the *same* feature, a cooldown
- * of 5,000 samples, exact KS p-values against a reference of n = 5,000 per
- * feature (the artifact's `reference.json`).
- *
- * False alarms on a stationary stream (the `seed` profile), per 1,000,000 samples:
- * - windows: 1e6 / 500 = 2,000; KS tests: 9 · 2,000 = 18,000; pairs of
- *   consecutive windows: 1,999.
- * - Unconditionally a feature's test rejects with probability <= 1.11e-4
- *   (exact test: the critical statistic is D >= 0.1036, whose exact two-sample
- *   p-value for n = 5,000, m = 500 is 1.076e-4).
- * - The reference is one fixed sample, so successive windows are independent
- *   only *given* the reference: P(feature f rejects in a window | reference) =
- *   p_f varies with the reference. Computed exactly (non-crossing probability
- *   of the window's empirical CDF between the bands the reference's ECDF ± D
- *   sets, a Poisson dynamic programme over the 5,001 reference intervals) for
- *   200 random references: E[p_f] = 1.14e-4, E[p_f²] = 2.53e-8 (2.1 × alpha_f²),
- *   95th percentile of p_f 2.9e-4, worst of 200 8.2e-4.
- * - Same-feature persistence: P(alarm at a given pair) = Σ_f E[p_f²] =
- *   9 · 2.53e-8 = 2.3e-7, so E[false alarms per 1e6 samples] = 1,999 · 2.3e-7
- *   ≈ 4.6e-4 (about one false alarm per 2 billion samples). Even for the worst
- *   reference seen (p_f = 8.2e-4 for one feature, the rest typical): 1,999 ·
- *   (8.2e-4)² ≈ 1.3e-3.
- * - Had we chosen any-feature persistence: P(both windows of a pair reject some
- *   feature) = E[(Σ_f p_f)²] = Σ_f E[p_f²] + Σ_{f≠g} E[p_f]·E[p_g] = 2.3e-7 +
- *   72 · (1.14e-4)² = 1.2e-6, E ≈ 1,999 · 1.2e-6 ≈ 2.3e-3 — also far below 1, but 5× worse, and
- *   a real covariate shift persists in the feature it affects, so nothing is
- *   lost by asking for the same one (`persistence: 'any-feature'` is available
- *   for drift spread thinly over many features).
- * - Without the `consecutive` requirement (k = 1) the same budget would be
- *   2,000 · 1e-3 = 2 false alarms per 1e6 samples: that is why k = 2.
- *
- * Power for a 0.5 sd shift of one feature (uniform feature: the KS distance
- * between U(a,b) and U(a,b) + 0.5·(b−a)/√12 is 0.144): the observed D of a fully
- * shifted window of 500 has mean 0.168 and exceeded the critical 0.1036 in
- * 20,000 of 20,000 simulated windows (w = 400: 20,000/20,000 too; w = 250 at this
- * alpha: 20,000/20,000; at alpha 1e-4 w = 250 only 89 %). Detection delay from the
- * onset: at most the rest of the onset window plus two full windows (≤ 1,500
- * samples; ≈ 1,000 when the partly shifted onset window already rejects), so the
- * 2,000-sample goal holds even if one window misses.
- *
- * Measured (`bench/drift.ts`, float32 seed streams, reference seed 1): 0 alarms
- * over 1,000,000 stationary samples; +0.5 sd at sample 20,250 alarmed after 749 samples (onset window
- * already rejected: vibrationHz, packetLossPct, defectRatePct) or 1,249 (the other
- * six). `bench/compare_detectors.py --false-alarm-budget 200` recomputes the
- * conditional rates above.
- *
- * Caveats: the budget assumes independent samples; real telemetry is
- * autocorrelated per machine, which makes a window less informative than 500
- * independent draws and KS more liberal — group by machine only with windows
- * long enough to span the autocorrelation, or raise `consecutive`. Hopping
- * windows overlap, so their tests are correlated and `consecutive` buys less.
- * A smaller reference (e.g. 1,000) inflates the conditional false-alarm rate
- * (E[p_f²] = 6.1 × alpha_f² for n = 1,000, worst of 40 references 1.5e-3).
+ * Defaults ({@link DEFAULT_DRIFT_CONFIG}): tumbling windows of 500 samples,
+ * family-wise alpha 1e-3 per window (Bonferroni over the nine features), an
+ * alarm after 2 consecutive windows rejecting the *same* feature, 5,000
+ * samples of cooldown, exact KS p-values against the artifact's reference
+ * sample (5,000 per feature). On a stationary stream that budgets about 5e-4
+ * expected false alarms per million samples (without the persistence rule it
+ * would be 2), and a 0.5 sd shift of one feature is caught within three
+ * windows of its onset. The derivation, its assumptions (independent samples)
+ * and what changes with hopping windows or a smaller reference:
+ * `docs/drift-false-alarms.md`; measured figures: the README.
  */
 
 export type GroupBy = 'all' | 'machine';
@@ -87,7 +41,10 @@ export type { KsMethod };
 export interface FeatureDriftConfig {
   /** One window for all machines (`all`) or one per machine id (`machine`). */
   readonly groupBy: GroupBy;
-  /** `tumbling`: disjoint windows, tested when full. `hopping`: the last `windowSize` samples, tested every `hop` samples. */
+  /**
+   * `tumbling`: disjoint windows, tested when full. `hopping`: the last `windowSize` samples, tested every
+   * `hop` samples.
+   */
   readonly windowMode: WindowMode;
   /** Samples per window (per feature). */
   readonly windowSize: number;
@@ -467,6 +424,21 @@ export class FeatureDriftDetector {
     return this.groups.delete(key);
   }
 
+  /**
+   * The current window of `feature` in group `groupKey` (`all`, or a machine id):
+   * a read-only view of the detector's own buffer, in ring order (not sorted), or
+   * undefined until the group holds a full window. Right after {@link update}
+   * reports a tested window it is exactly the window tested; the next update
+   * changes it.
+   */
+  windowValues(groupKey: string, feature: Feature): ArrayLike<number> | undefined {
+    const g = this.groups.get(groupKey);
+    const w = this.config.windowSize;
+    const f = FEATURES.indexOf(feature);
+    if (!g || g.filled < w || f < 0) return undefined;
+    return g.values.subarray(f * w, (f + 1) * w);
+  }
+
   /** Keys of the live groups (`all`, or machine ids). */
   groupKeys(): string[] {
     return [...this.groups.keys()];
@@ -557,11 +529,11 @@ export class FeatureDriftDetector {
    * KS test of feature f's sorted window against its reference into g.statistic/pvalue.
    *
    * The exact two-sided p-value depends only on the sizes and on the statistic's
-   * lattice index h = D·lcm(n, m), and costs ~3 ms for n = 5,000, m = 500 (the
+   * lattice index h = D·lcm(n, m), and is the expensive part of the test (the
    * path-counting recursion). So the statistic is computed here by one merge in
    * integer arithmetic, and the p-value of each h is computed once by
-   * `ks2sampSorted` and cached: windows of a stationary stream land on a few
-   * hundred distinct h, and the test costs the merge and the sort. The cache is
+   * `ks2sampSorted` and cached: windows of a stationary stream land on few
+   * distinct h, and the test costs the merge and the sort (figures: the README). The cache is
    * shared by all detectors (the exact p-value is a pure function of n, m, h).
    */
   private ksTest(f: number, sorted: Float64Array, g: Group): void {
@@ -709,40 +681,6 @@ function exactPvalueCache(n1: number, n2: number): Map<number, number> {
     exactPvalues.set(key, c);
   }
   return c;
-}
-
-function gcd(a: number, b: number): number {
-  while (b !== 0) {
-    const t = a % b;
-    a = b;
-    b = t;
-  }
-  return a;
-}
-
-/**
- * h = lcm · max |F_x − F_y| over the pooled data, for sorted x (n1) and y (n2),
- * in integers: at each distinct pooled value v, i = #x <= v and j = #y <= v, and
- * lcm·(i/n1 − j/n2) = i·a − j·b with a = lcm/n1, b = lcm/n2. This is exactly
- * `round(D · lcm)` for scipy's two-sided D (ties handled the same way: ECDFs
- * are right-continuous, evaluated at every pooled point).
- */
-export function latticeStatistic(x: Float64Array, y: Float64Array, a: number, b: number): number {
-  const n1 = x.length;
-  const n2 = y.length;
-  let i = 0;
-  let j = 0;
-  let h = 0;
-  while (i < n1 || j < n2) {
-    const v =
-      j >= n2 || (i < n1 && (x[i] as number) <= (y[j] as number)) ? (x[i] as number) : (y[j] as number);
-    while (i < n1 && (x[i] as number) <= v) i++;
-    while (j < n2 && (y[j] as number) <= v) j++;
-    const d = i * a - j * b;
-    const ad = d < 0 ? -d : d;
-    if (ad > h) h = ad;
-  }
-  return h;
 }
 
 function point(sampleIndex: number, ts: number, seq: number): SamplePoint {

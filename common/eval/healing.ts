@@ -35,7 +35,10 @@ export interface PhaseHealing {
   accuracy: number | null;
   /** Drifting phases only: labelled samples from the phase start to healed, or null. */
   samplesToHeal: number | null;
-  /** Drifting phases only, when wall-clock times were given: seconds from the phase's first sample to healed, or null. */
+  /**
+   * Drifting phases only, when wall-clock times were given: seconds from the phase's first sample to healed,
+   * or null.
+   */
   secondsToHeal?: number | null;
   /** Lowest rolling accuracy seen inside the phase (full windows only); null if none. */
   minRollingAccuracy: number | null;
@@ -99,7 +102,10 @@ export class HealingTracker {
       this.phaseStartTime[phaseIndex] = timeMs;
   }
 
-  /** One labelled outcome of sample `sampleIndex` (labels must arrive in sample order per phase; small reordering is harmless). */
+  /**
+   * One labelled outcome of sample `sampleIndex` (labels must arrive in sample order per phase; small
+   * reordering is harmless).
+   */
   record(sampleIndex: number, isCorrect: boolean, timeMs?: number): void {
     const p = this.phaseOf(sampleIndex);
     if (p < 0) return;

@@ -58,7 +58,10 @@ export const DROP_REASONS: readonly DropReason[] = [
 
 /** What {@link ElasticsearchTransport.stats} reports. */
 export interface ShipperStats {
-  /** `running`; `backoff` after a failure until the next attempt; `stopped` after a failed product check; `closing`/`closed`. */
+  /**
+   * `running`; `backoff` after a failure until the next attempt; `stopped` after a failed product check;
+   * `closing`/`closed`.
+   */
   state: 'running' | 'backoff' | 'stopped' | 'closing' | 'closed';
   /** Documents waiting in the buffer (not counting the batch in flight). */
   buffered: number;
@@ -117,7 +120,10 @@ export interface ElasticsearchTransportOptions {
   requestTimeoutMs?: number;
   /** How long {@link ElasticsearchTransport.close} keeps trying to flush. Default 5 s. */
   closeTimeoutMs?: number;
-  /** Period of the warn line summarising drops and failures (only written when something went wrong). 0: never. Default 60 s. */
+  /**
+   * Period of the warn line summarising drops and failures (only written when something went wrong). 0:
+   * never. Default 60 s.
+   */
   reportIntervalMs?: number;
   /** Install the index template before the first batch. Default true. */
   installTemplate?: boolean;
@@ -557,7 +563,8 @@ export class ElasticsearchTransport extends TransportStream {
       this.templateDone = true;
       this.lastError = `index template ${this.indexPrefix} not installed: ${describe(err)}`;
       this.reporter.warn(
-        `elasticsearch log shipping: could not install index template ${this.indexPrefix} (${describe(err)}); shipping with dynamic mappings`,
+        `elasticsearch log shipping: could not install index template ` +
+          `${this.indexPrefix} (${describe(err)}); shipping with dynamic mappings`,
         {
           action: 'log-shipping-degraded',
           node: this.nodeText,
@@ -607,7 +614,8 @@ export class ElasticsearchTransport extends TransportStream {
       if (retry.length > 0) {
         this.requeue(retry);
         this.noteFailure(
-          `Elasticsearch answered 429/5xx for ${retry.length} document(s)${rejection !== undefined ? `; ${rejection}` : ''}`,
+          `Elasticsearch answered 429/5xx for ${retry.length} ` +
+            `document(s)${rejection !== undefined ? `; ${rejection}` : ''}`,
         );
         return false;
       }
@@ -690,7 +698,10 @@ export class ElasticsearchTransport extends TransportStream {
     );
   }
 
-  /** The periodic warn line: only when documents were dropped, batches failed, or a backoff is on since the last one. */
+  /**
+   * The periodic warn line: only when documents were dropped, batches failed, or a backoff is on since the
+   * last one.
+   */
   private report(): void {
     if (this.state === 'stopped' || this.state === 'closed') return;
     const s = this.stats();
@@ -699,7 +710,8 @@ export class ElasticsearchTransport extends TransportStream {
     this.lastReport = { droppedTotal: s.droppedTotal, failedBatches: s.failedBatches };
     if (droppedSince === 0 && failedSince === 0 && s.state !== 'backoff') return;
     this.reporter.warn(
-      `elasticsearch log shipping degraded: ${droppedSince} document(s) dropped and ${failedSince} batch(es) failed since the last report; ${s.buffered} buffered${s.lastError ? `; last error: ${s.lastError}` : ''}`,
+      `elasticsearch log shipping degraded: ${droppedSince} document(s) dropped and ${failedSince} batch(es) ` +
+        `failed since the last report; ${s.buffered} buffered${s.lastError ? `; last error: ${s.lastError}` : ''}`,
       {
         action: 'log-shipping-degraded',
         node: this.nodeText,
@@ -758,7 +770,8 @@ export class ElasticsearchTransport extends TransportStream {
 export const elasticsearchConfigSpec = {
   url: optionalUrl('ELASTICSEARCH_URL', {
     description:
-      'Elasticsearch to ship ECS logs to, e.g. http://127.0.0.1:9200 (unset: logs go to the console only; put credentials in the variables below, not in the URL)',
+      'Elasticsearch to ship ECS logs to, e.g. http://127.0.0.1:9200 (unset: logs go ' +
+      'to the console only; put credentials in the variables below, not in the URL)',
     protocols: ['http:', 'https:'],
   }),
   apiKey: optionalStr('ELASTICSEARCH_API_KEY', {

@@ -172,7 +172,8 @@ export function proxyPathFromUri(uri: string): string {
     if (at !== -1) return uri.slice(at + ARTIFACT_PROXY_PREFIX.length + 1).replace(/\/+$/, '');
   }
   throw new ArtifactError(
-    `artifact location ${JSON.stringify(uri)} is not served through the MLflow artifact proxy; run the server with --serve-artifacts (scripts/services/mlflow.sh does)`,
+    `artifact location ${JSON.stringify(uri)} is not served through the MLflow artifact ` +
+      `proxy; run the server with --serve-artifacts (scripts/services/mlflow.sh does)`,
   );
 }
 
@@ -210,7 +211,8 @@ export class MlflowClient {
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
       throw new ConfigError(
-        `MLFLOW_TRACKING_URI=${JSON.stringify(uri)}: only http(s) tracking servers are supported (not file stores or databricks)`,
+        `MLFLOW_TRACKING_URI=${JSON.stringify(uri)}: only http(s) ` +
+          `tracking servers are supported (not file stores or databricks)`,
       );
     }
     this.baseUrl = uri.replace(/\/+$/, '');
@@ -348,7 +350,10 @@ export class MlflowClient {
     }
   }
 
-  /** `POST /api/2.0/mlflow/experiments/create`; returns the new experiment id. Throws `MlflowAlreadyExistsError` when taken. */
+  /**
+   * `POST /api/2.0/mlflow/experiments/create`; returns the new experiment id. Throws
+   * `MlflowAlreadyExistsError` when taken.
+   */
   async createExperiment(
     name: string,
     options: { artifactLocation?: string; tags?: Record<string, string> } = {},
@@ -588,7 +593,10 @@ export class MlflowClient {
 
   // ---- model versions ----------------------------------------------------
 
-  /** `POST /api/2.0/mlflow/model-versions/create`: `source` is `runs:/<run_id>/<path>` or an `mlflow-artifacts:` URI. */
+  /**
+   * `POST /api/2.0/mlflow/model-versions/create`: `source` is `runs:/<run_id>/<path>` or an
+   * `mlflow-artifacts:` URI.
+   */
   async createModelVersion(options: {
     name: string;
     source: string;

@@ -1,14 +1,23 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ArtifactError, describeError } from '../errors.ts';
+import { fsyncDir } from '../util/atomic-file.ts';
+import { METADATA_FILE, sha256Bytes } from './artifact-files.ts';
 import { EFFICIENCY_CLASSES, FEATURES, OPERATION_MODES } from '../schema/features.ts';
 import { type TfModel, type TrainedClassifier, predictEncoded, toClassProbabilities } from './classifier.ts';
 import { INPUT_SIZE, NUM_CLASSES, checkScaler, encodeBatch } from './encode.ts';
 import type { Tf } from './tf.ts';
-import type { ClassProbabilities, FeatureRow, LoadedModel, ModelMetadata, ReferenceSample } from './types.ts';
+import {
+  DEFAULT_MODEL_NAME,
+  type ClassProbabilities,
+  type FeatureRow,
+  type LoadedModel,
+  type ModelMetadata,
+  type ReferenceSample,
+} from './types.ts';
 
 /**
  * Model artifacts on disk. An artifact is a directory of four files:
@@ -33,14 +42,13 @@ export const MODEL_FILE = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
 /** The drift detector's reference sample. */
 export const REFERENCE_FILE = 'reference.json';
-/** {@link ModelMetadata}; written last. */
-export const METADATA_FILE = 'metadata.json';
 /** Files whose checksums metadata.json lists. */
 export const CHECKSUMMED_FILES = [MODEL_FILE, WEIGHTS_FILE, REFERENCE_FILE] as const;
-/** Every file of an artifact, metadata.json last (copy in this order: a present metadata.json marks a complete copy). */
+/**
+ * Every file of an artifact, metadata.json last (copy in this order: a present metadata.json marks a complete
+ * copy).
+ */
 export const ARTIFACT_FILES = [...CHECKSUMMED_FILES, METADATA_FILE] as const;
-/** Registered model name used when none is given. */
-export const DEFAULT_MODEL_NAME = 'driftline-efficiency';
 
 /** sha256 (hex) and size of one file. */
 export interface FileDigest {
@@ -204,7 +212,8 @@ export async function loadArtifact(dir: string, tf: Tf): Promise<LoadedModel> {
   ) {
     model.dispose();
     throw new ArtifactError(
-      `artifact ${dir} is incompatible: the network maps ${inShape} to ${outShape}, this worker needs [null,${INPUT_SIZE}] to [null,${NUM_CLASSES}]`,
+      `artifact ${dir} is incompatible: the network maps ${inShape} to ${outShape}, ` +
+        `this worker needs [null,${INPUT_SIZE}] to [null,${NUM_CLASSES}]`,
     );
   }
   return new ArtifactModel(tf, model, metadata, reference, dir);
@@ -218,7 +227,10 @@ export interface WarmStart {
   dispose(): void;
 }
 
-/** Loads (and verifies, like {@link loadArtifact}) the artifact at `dir` and returns copies of its weights and its scaler. */
+/**
+ * Loads (and verifies, like {@link loadArtifact}) the artifact at `dir` and returns copies of its weights and
+ * its scaler.
+ */
 export async function loadWarmStart(dir: string, tf: Tf): Promise<WarmStart> {
   const loaded = (await loadArtifact(dir, tf)) as ArtifactModel;
   try {
@@ -291,13 +303,15 @@ async function readVerified(
     const data = await readArtifactFile(dir, name);
     if (data.byteLength !== expected.bytes) {
       throw new ArtifactError(
-        `artifact ${dir}: ${name} is ${data.byteLength} bytes, metadata.json says ${expected.bytes} (truncated or replaced)`,
+        `artifact ${dir}: ${name} is ${data.byteLength} bytes, ` +
+          `metadata.json says ${expected.bytes} (truncated or replaced)`,
       );
     }
-    const actual = sha256(data);
+    const actual = sha256Bytes(data);
     if (actual !== expected.sha256) {
       throw new ArtifactError(
-        `artifact ${dir}: checksum mismatch for ${name}: sha256 ${actual}, metadata.json says ${expected.sha256} (corrupted)`,
+        `artifact ${dir}: checksum mismatch for ${name}: sha256 ` +
+          `${actual}, metadata.json says ${expected.sha256} (corrupted)`,
       );
     }
     contents[name] = data;
@@ -428,13 +442,8 @@ function parseReference(data: Buffer, dir: string): ReferenceSample {
   return r as ReferenceSample;
 }
 
-/** sha256 (hex) of `data`. */
-export function sha256(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
 function digest(data: Uint8Array): FileDigest {
-  return { sha256: sha256(data), bytes: data.byteLength };
+  return { sha256: sha256Bytes(data), bytes: data.byteLength };
 }
 
 /**
@@ -493,7 +502,7 @@ export async function copyArtifact(
   // The checksummed files were verified above; re-check what was just read (it could have changed since).
   for (const f of files) {
     const expected = metadata.files[f.name];
-    if (expected && sha256(f.data) !== expected.sha256)
+    if (expected && sha256Bytes(f.data) !== expected.sha256)
       throw new ArtifactError(`artifact ${src}: ${f.name} changed while being copied`);
   }
   await writeDirectoryAtomically(dest, files, options);
@@ -539,7 +548,7 @@ export async function writeDirectoryAtomically(
       }
       await options.onFileWritten?.(f.name);
     }
-    await fsyncDir(tmp);
+    await fsyncDir(tmp, { strict: true });
     if (await exists(target)) {
       if (!options.overwrite) throw new ArtifactError(`artifact directory ${target} already exists`);
       old = path.join(parent, `.${base}.old-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -552,7 +561,7 @@ export async function writeDirectoryAtomically(
       old = undefined;
       throw err;
     }
-    await fsyncDir(parent);
+    await fsyncDir(parent, { strict: true });
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     throw err instanceof ArtifactError
@@ -568,19 +577,5 @@ async function exists(p: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    // Some platforms (Windows) cannot open or fsync directories; the data files themselves were fsynced.
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw err;
-  } finally {
-    await fh?.close();
   }
 }

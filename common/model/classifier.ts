@@ -1,16 +1,8 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import { EFFICIENCY_CLASSES, FEATURES, type Efficiency, type Feature } from '../schema/features.ts';
 import { Rng } from '../util/rng.ts';
-import {
-  INPUT_SIZE,
-  NUM_CLASSES,
-  checkScaler,
-  classIndex,
-  encodeBatch,
-  encodeRow,
-  fitScaler,
-} from './encode.ts';
-import { evaluate, LOG_LOSS_EPS } from './metrics.ts';
+import { INPUT_SIZE, NUM_CLASSES, checkScaler, classIndex, encodeBatch, fitScaler } from './encode.ts';
+import { evaluate, LOG_LOSS_EPS } from './evaluation.ts';
 import type { Tf } from './tf.ts';
 import type {
   ClassProbabilities,
@@ -60,7 +52,10 @@ export interface TrainOptions extends NetworkOptions {
   batchSize?: number;
   /** Initial Adam learning rate. Default 0.05. */
   learningRate?: number;
-  /** Learning rate reached at the last epoch, as a fraction of the initial one (cosine decay). Default 0.05; 1 disables decay. */
+  /**
+   * Learning rate reached at the last epoch, as a fraction of the initial one (cosine decay). Default 0.05; 1
+   * disables decay.
+   */
   finalLearningRateFraction?: number;
   /** Seeds the split, the shuffling, the initialisers and the reference sample. Default 1. */
   seed?: number;
@@ -113,7 +108,10 @@ export interface TrainedClassifier {
   durationMs: number;
 }
 
-/** Defaults of {@link TrainOptions}, tuned on the seed profile for WASM (≈0.99 held-out accuracy from 10k samples in a few seconds). */
+/**
+ * Defaults of {@link TrainOptions}, tuned on the seed profile for WASM (≈0.99 held-out accuracy from 10k
+ * samples in a few seconds).
+ */
 export const DEFAULT_TRAIN_OPTIONS = {
   hidden: [32, 16] as readonly number[],
   epochs: 30,
@@ -400,11 +398,6 @@ export function predictRows(
   rows: readonly FeatureRow[],
 ): ClassProbabilities[] {
   return toClassProbabilities(predictEncoded(tf, model, encodeBatch(rows, scaler), rows.length));
-}
-
-/** Predicts one row (convenience wrapper around {@link predictRows}). */
-export function predictRow(tf: Tf, model: TfModel, scaler: Scaler, row: FeatureRow): ClassProbabilities {
-  return toClassProbabilities(predictEncoded(tf, model, encodeRow(row, scaler), 1))[0] as ClassProbabilities;
 }
 
 /** Scores `model` on labelled rows. */

@@ -12,7 +12,10 @@ export const INPUT_SIZE = FEATURES.length + OPERATION_MODES.length;
 /** Number of output classes. */
 export const NUM_CLASSES = EFFICIENCY_CLASSES.length;
 
-/** Standard deviations below this are treated as 1 (a constant feature carries no information; avoid dividing by ~0). */
+/**
+ * Standard deviations below this are treated as 1 (a constant feature carries no information; avoid dividing
+ * by ~0).
+ */
 const MIN_STD = 1e-9;
 
 /**

@@ -67,7 +67,8 @@ export async function loadTf(
     const loaded = await loading;
     if (choice !== 'auto' && choice !== loaded.backend) {
       throw new TfBackendError(
-        `tfjs is already running on backend ${loaded.backend} (requested ${loadedChoice ?? 'auto'} first); cannot switch to ${choice} in the same process`,
+        `tfjs is already running on backend ${loaded.backend} (requested ` +
+          `${loadedChoice ?? 'auto'} first); cannot switch to ${choice} in the same process`,
       );
     }
     return loaded;
@@ -87,7 +88,8 @@ function parseChoice(raw: string | undefined): TfBackendChoice {
   const value = (raw ?? '').trim().toLowerCase() || 'auto';
   if ((TF_BACKEND_CHOICES as readonly string[]).includes(value)) return value as TfBackendChoice;
   throw new ConfigError(
-    `Invalid configuration: TF_BACKEND=${JSON.stringify(raw)} is invalid: expected one of ${TF_BACKEND_CHOICES.join(', ')}`,
+    `Invalid configuration: TF_BACKEND=${JSON.stringify(raw)} is ` +
+      `invalid: expected one of ${TF_BACKEND_CHOICES.join(', ')}`,
   );
 }
 

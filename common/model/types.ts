@@ -5,6 +5,9 @@ import type { Efficiency, Feature, OperationMode } from '../schema/features.ts';
  * bootstrap trainer, the edge worker and the retrainer.
  */
 
+/** The registered model name every service uses unless `MODEL_NAME` names another. */
+export const DEFAULT_MODEL_NAME = 'driftline-efficiency';
+
 /** One model input: the nine features plus the operation mode (a Telemetry record satisfies it). */
 export type FeatureRow = { operationMode: OperationMode } & Record<Feature, number>;
 

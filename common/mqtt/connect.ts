@@ -1,21 +1,38 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 
-/** Options for {@link connectMqtt}. */
-export interface MqttConnectOptions {
+/**
+ * Where and as whom a service connects to the broker: the connection settings
+ * of every Driftline MQTT client (edge worker, Kafka ingest, MQTT→Kafka bridge).
+ */
+export interface MqttConnection {
   /** Broker URL: `mqtt://`, `mqtts://`, `ws://` or `wss://`. */
   url: string;
-  /** MQTT client id; must be unique per broker. */
+  /**
+   * MQTT client id; must be unique per broker. A client with a persistent session keeps it
+   * stable across restarts: the broker keeps its subscriptions and queued QoS 1 messages.
+   */
   clientId: string;
+  /** User of the service account. */
   username?: string;
+  /** Its password. */
   password?: string;
-  /** false keeps the session (and QoS 1 messages queued while away) across reconnects. Default true. */
-  clean?: boolean;
-  /** Delay between reconnect attempts, ms; 0 disables reconnecting. Default 1000. */
-  reconnectPeriodMs?: number;
-  /** Give up the first connection after this long, ms. Default 10,000. */
-  connectTimeoutMs?: number;
   /** Trust this CA (PEM) for mqtts/wss. */
   ca?: string | Buffer;
+  /** Delay between reconnect attempts, ms; 0 disables reconnecting. Default 1000. */
+  reconnectPeriodMs?: number;
+  /**
+   * Attempts of the first connection before the client's start fails; default: keep trying
+   * until it is closed. (Read by the clients that retry their first connection: the edge ingests.)
+   */
+  connectAttempts?: number;
+}
+
+/** Options for {@link connectMqtt} (one attempt: the caller retries). */
+export interface MqttConnectOptions extends Omit<MqttConnection, 'connectAttempts'> {
+  /** false keeps the session (and QoS 1 messages queued while away) across reconnects. Default true. */
+  clean?: boolean;
+  /** Give up the first connection after this long, ms. Default 10,000. */
+  connectTimeoutMs?: number;
   /** Accept self-signed server certificates (development only). */
   rejectUnauthorized?: boolean;
   /** Messages queued while offline, at most. Default unbounded by mqtt.js; set for devices. */

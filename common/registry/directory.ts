@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/pro
 import path from 'node:path';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { describeError } from '../errors.ts';
-import { verifyArtifactFiles, type ListedFile } from './artifact-files.ts';
+import { verifyArtifactFiles, type ListedFile } from '../model/artifact-files.ts';
 import {
   appendLineSync,
   copyAndSync,
@@ -10,7 +10,7 @@ import {
   readJsonIfExists,
   writeAndSync,
   writeFileAtomic,
-} from './atomic-fs.ts';
+} from '../util/atomic-file.ts';
 import { assertModelName, assertVersion, RegistryError } from './errors.ts';
 import { compareVersions, deriveStatus, rollbackTarget } from './history.ts';
 import { withDirLock } from './lock.ts';
@@ -401,11 +401,9 @@ export class DirectoryRegistry implements ModelRegistry {
       action,
     };
     const next: AliasFile = { format: 'driftline-registry-aliases/1', champion: to, lastChange: change };
-    await writeFileAtomic(
-      this.aliasFile(name),
-      `${JSON.stringify(next, null, 2)}\n`,
-      this.faults.beforeAliasRename,
-    );
+    await writeFileAtomic(this.aliasFile(name), `${JSON.stringify(next, null, 2)}\n`, {
+      beforeRename: this.faults.beforeAliasRename,
+    });
     await this.appendHistory(name, change);
     this.logger.info(action === 'rollback' ? 'champion rolled back' : 'champion promoted', {
       action: `registry.${action}`,

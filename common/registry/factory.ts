@@ -1,5 +1,5 @@
 import type { Logger } from '../logging/logger.ts';
-import { MlflowRegistry } from '../mlflow/registry.ts';
+import { MlflowRegistry } from './mlflow.ts';
 import { DEFAULT_REGISTRY_DIR, DirectoryRegistry } from './directory.ts';
 import type { ModelRegistry } from './types.ts';
 
@@ -11,7 +11,10 @@ import type { ModelRegistry } from './types.ts';
 
 /** Options of {@link createRegistry}. */
 export interface CreateRegistryOptions {
-  /** MLflow tracking server URL. Default: `MLFLOW_TRACKING_URI` from `env`; empty means "use the directory registry". */
+  /**
+   * MLflow tracking server URL. Default: `MLFLOW_TRACKING_URI` from `env`; empty means "use the directory
+   * registry".
+   */
   mlflowTrackingUri?: string;
   /** Root of the directory registry (used when no tracking URI is set). Default `.driftline/registry`. */
   registryDir?: string;

@@ -4,7 +4,7 @@
  * registry CLI (list, history, rollback).
  *
  * Two implementations: {@link DirectoryRegistry} (`common/registry/directory.ts`,
- * the embedded default) and `MlflowRegistry` (`common/mlflow/registry.ts`);
+ * the embedded default) and `MlflowRegistry` (`common/registry/mlflow.ts`);
  * `createRegistry` (`common/registry/factory.ts`) picks one from the environment.
  *
  * Version numbers: the registry assigns them ("1", "2", … — the string of an

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { DriftlineError, ValidationError, describeError } from '../errors.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
-import { fsyncDir, isErrno, writeFileAtomic } from './atomic.ts';
+import { fsyncDir, isErrno, writeFileAtomic } from '../util/atomic-file.ts';
 import {
   labelledSampleSchema,
   matchesWindow,
@@ -135,7 +135,10 @@ function parseLine(line: string): LabelledSample | undefined {
   return parsed.success ? parsed.data : undefined;
 }
 
-/** Splits a segment's text into complete lines; `torn` is the text after the last newline (a partial record), if any. */
+/**
+ * Splits a segment's text into complete lines; `torn` is the text after the last newline (a partial record),
+ * if any.
+ */
 function splitLines(text: string): { lines: string[]; torn: string } {
   const end = text.lastIndexOf('\n');
   const lines = end < 0 ? [] : text.slice(0, end).split('\n');
@@ -332,7 +335,9 @@ export class FileSampleStore implements LabelledSampleStore {
       minSampleIndex: info.minSampleIndex,
       maxSampleIndex: info.maxSampleIndex,
     };
-    await writeFileAtomic(path.join(this.dir, metaFile(info.id)), `${JSON.stringify(meta)}\n`);
+    await writeFileAtomic(path.join(this.dir, metaFile(info.id)), `${JSON.stringify(meta)}\n`, {
+      mkdir: true,
+    });
   }
 
   /** Reads a segment to rebuild its info; with `repair`, truncates a torn last line. */
@@ -408,7 +413,10 @@ export class FileSampleStore implements LabelledSampleStore {
     });
   }
 
-  /** Appends `text` to the active segment; on failure cuts a partial write off so the next record does not join a torn line. */
+  /**
+   * Appends `text` to the active segment; on failure cuts a partial write off so the next record does not
+   * join a torn line.
+   */
   private async writeOrRollBack(text: string): Promise<void> {
     const handle = this.handle as fs.FileHandle;
     try {

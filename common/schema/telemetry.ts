@@ -128,7 +128,9 @@ export function validateObject<K extends Kind>(
       return {
         ok: false,
         reason: 'unknown_fields',
-        detail: `unknown fields ${extraKeys.slice(0, 5).join(', ')} take ${size} bytes (limit ${MAX_EXTRA_FIELDS_BYTES})`,
+        detail:
+          `unknown fields ${extraKeys.slice(0, 5).join(', ')} ` +
+          `take ${size} bytes (limit ${MAX_EXTRA_FIELDS_BYTES})`,
       };
     }
   }
@@ -180,13 +182,10 @@ export function validateMessage<K extends Kind>(
     return {
       ok: false,
       reason: 'machine_id_mismatch',
-      detail: `payload machineId ${JSON.stringify(result.value.machineId)} does not match topic machine ${JSON.stringify(t.machineId)}`,
+      detail:
+        `payload machineId ${JSON.stringify(result.value.machineId)} ` +
+        `does not match topic machine ${JSON.stringify(t.machineId)}`,
     };
   }
   return result;
-}
-
-/** Feature values of a telemetry record in {@link FEATURES} order. */
-export function featureVector(t: Telemetry): number[] {
-  return FEATURES.map((f) => t[f]);
 }

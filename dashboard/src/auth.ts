@@ -87,7 +87,8 @@ export function parseUsers(text: string, where: string): DashboardUser[] {
       const issue = r.error.issues[0];
       const at = [i, ...(issue?.path ?? [])].join('.');
       throw new ConfigError(
-        `${where} is invalid at ${at}: ${issue?.message ?? 'unexpected shape'} (expected {"username","role":"viewer"|"operator","salt","hash"}, see npm run dashboard -- hash-password)`,
+        `${where} is invalid at ${at}: ${issue?.message ?? 'unexpected shape'} (expected ` +
+          `{"username","role":"viewer"|"operator","salt","hash"}, see npm run dashboard -- hash-password)`,
       );
     }
     users.push(r.data);

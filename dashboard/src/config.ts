@@ -11,6 +11,7 @@ import {
 import { ConfigError } from '../../common/errors.ts';
 import { DEFAULT_REGISTRY_DIR } from '../../common/registry/directory.ts';
 import { parseUsers, type DashboardUser } from './auth.ts';
+import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 
 /** Settings of `npm run dashboard` (the all-in-one process passes the same values to `startDashboard`). */
 export const dashboardConfigSpec = {
@@ -51,7 +52,7 @@ export const dashboardConfigSpec = {
   }),
   modelName: str('MODEL_NAME', {
     description: 'Registered model to follow',
-    default: 'driftline-efficiency',
+    default: DEFAULT_MODEL_NAME,
     pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/,
     allowed: 'a model name (letters, digits, _ . -)',
   }),
@@ -132,7 +133,8 @@ export async function loadDashboardUsers(
   }
   if (users.length === 0) {
     throw new ConfigError(
-      'Invalid configuration: no dashboard users: set DASHBOARD_USERS_FILE or DASHBOARD_USERS (create entries with npm run dashboard -- hash-password --username NAME --role operator --file users.json)',
+      'Invalid configuration: no dashboard users: set DASHBOARD_USERS_FILE or DASHBOARD_USERS (create ' +
+        'entries with npm run dashboard -- hash-password --username NAME --role operator --file users.json)',
     );
   }
   return users;

@@ -9,6 +9,7 @@ import {
   type ModelRolledBack,
 } from '../../common/events/schemas.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
+import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
 import { loadAssets } from './assets.ts';
 import {
@@ -27,7 +28,6 @@ import { EventStreamHub } from './sse.ts';
 import { DashboardStore } from './state.ts';
 
 /** Model the dashboard follows when none is given. */
-export const DEFAULT_MODEL_NAME = 'driftline-efficiency';
 
 /** Options of {@link startDashboard}. */
 export interface DashboardOptions {
@@ -35,7 +35,10 @@ export interface DashboardOptions {
   host?: string;
   /** HTTP port; 0 picks a free one (read it from the returned `url`). */
   port: number;
-  /** Broker URL (`mqtt://`, `mqtts://`, `ws://`, `wss://`); the dashboard subscribes to `factory/#` and `driftline/#`. */
+  /**
+   * Broker URL (`mqtt://`, `mqtts://`, `ws://`, `wss://`); the dashboard subscribes to `factory/#` and
+   * `driftline/#`.
+   */
   mqttUrl: string;
   /** Broker user of the dashboard service account (role `dashboard`: subscribe only). */
   mqttUsername?: string;
@@ -43,7 +46,10 @@ export interface DashboardOptions {
   mqttPassword?: string;
   /** PEM CA certificate to trust for `mqtts://` / `wss://`. */
   mqttCa?: string | Buffer;
-  /** Event bus: retrain requests and model events are read (group `dashboard`); rollbacks publish `model-rolled-back`. */
+  /**
+   * Event bus: retrain requests and model events are read (group `dashboard`); rollbacks publish
+   * `model-rolled-back`.
+   */
   bus: EventBus;
   /** Model registry: champion, versions and alias history are shown; the rollback action moves the alias. */
   registry: ModelRegistry;
@@ -82,7 +88,10 @@ export interface RunningDashboard {
   readonly ready: Promise<void>;
   /** The in-memory state (tests and the all-in-one process may read it). */
   readonly store: DashboardStore;
-  /** Stops serving, ends every stream, disconnects from the broker and the bus. Leaves `bus` and `registry` open (the caller owns them). */
+  /**
+   * Stops serving, ends every stream, disconnects from the broker and the bus. Leaves `bus` and `registry`
+   * open (the caller owns them).
+   */
   close(): Promise<void>;
 }
 

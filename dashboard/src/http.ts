@@ -57,7 +57,10 @@ export class HttpError extends Error {
 export interface RollbackResult {
   from: string | null;
   to: string;
-  /** False when the registry moved but the `model-rolled-back` event could not be published (the edge still follows by polling). */
+  /**
+   * False when the registry moved but the `model-rolled-back` event could not be published (the edge still
+   * follows by polling).
+   */
   eventPublished: boolean;
 }
 

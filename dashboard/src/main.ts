@@ -29,7 +29,8 @@ if (process.argv[2] === 'hash-password') {
   });
 } else if (process.argv.length > 2) {
   process.stderr.write(
-    `unknown argument ${JSON.stringify(process.argv[2])}: npm run dashboard [-- hash-password --username NAME --role viewer|operator [--file users.json]]\n`,
+    `unknown argument ${JSON.stringify(process.argv[2])}: npm run dashboard [-- ` +
+      `hash-password --username NAME --role viewer|operator [--file users.json]]\n`,
   );
   process.exitCode = 2;
 } else {

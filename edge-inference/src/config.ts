@@ -20,8 +20,12 @@ import { DEFAULT_ACCURACY_CONFIG, type AccuracyMonitorConfig } from '../../commo
 import { DEFAULT_EPISODE_TTL_SAMPLES } from '../../common/drift/episode.ts';
 import { CORRECTIONS } from '../../common/drift/multiple-testing.ts';
 import { DEFAULT_REGISTRY_DIR } from '../../common/registry/directory.ts';
+import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 
-/** Default stable MQTT client id: one per host (a pod name in Kubernetes), so the broker keeps this worker's session. */
+/**
+ * Default stable MQTT client id: one per host (a pod name in Kubernetes), so the broker keeps this worker's
+ * session.
+ */
 export const DEFAULT_EDGE_CLIENT_ID = `driftline-edge-${
   os
     .hostname()
@@ -50,19 +54,22 @@ export const edgeConfigSpec = {
   }),
   clientId: str('EDGE_CLIENT_ID', {
     description:
-      'Stable MQTT client id (persistent session: QoS 1 messages queued while away are delivered on reconnect); unique per replica',
+      'Stable MQTT client id (persistent session: QoS 1 messages queued ' +
+      'while away are delivered on reconnect); unique per replica',
     default: DEFAULT_EDGE_CLIENT_ID,
     pattern: /^[A-Za-z0-9_.:-]{1,64}$/,
     allowed: '1-64 letters, digits, _ . : -',
   }),
   ingest: oneOf('EDGE_INGEST', ['mqtt', 'kafka'] as const, {
     description:
-      'Where telemetry comes from: mqtt (subscribe on the broker; one worker) or kafka (driftline.telemetry from npm run bridge, one consumer group: several workers share the machines; needs KAFKA_BROKERS)',
+      'Where telemetry comes from: mqtt (subscribe on the broker; one worker) or kafka (driftline.telemetry ' +
+      'from npm run bridge, one consumer group: several workers share the machines; needs KAFKA_BROKERS)',
     default: 'mqtt',
   }),
   kafkaGroup: str('EDGE_KAFKA_GROUP', {
     description:
-      'Consumer group of the edge workers with EDGE_INGEST=kafka (the same for every replica; KAFKA_TOPIC_PREFIX is prepended)',
+      'Consumer group of the edge workers with EDGE_INGEST=kafka ' +
+      '(the same for every replica; KAFKA_TOPIC_PREFIX is prepended)',
     default: 'driftline-edge',
     pattern: /^[A-Za-z0-9._-]{1,200}$/,
     allowed: "letters, digits, '.', '_' and '-'",
@@ -104,7 +111,7 @@ export const edgeConfigSpec = {
   }),
   modelName: str('MODEL_NAME', {
     description: 'Registered model to serve',
-    default: 'driftline-efficiency',
+    default: DEFAULT_MODEL_NAME,
     pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/,
     allowed: 'a model name (letters, digits, _ . -)',
   }),
@@ -195,7 +202,8 @@ export const edgeConfigSpec = {
   }),
   episodeTtlSamples: int('EPISODE_TTL_SAMPLES', {
     description:
-      'Samples after which an open drift episode expires, so a retrain that never produced a champion is asked for again',
+      'Samples after which an open drift episode expires, so a ' +
+      'retrain that never produced a champion is asked for again',
     default: DEFAULT_EPISODE_TTL_SAMPLES,
     min: 1,
   }),
@@ -220,7 +228,8 @@ export type EdgeConfig = ConfigOf<typeof edgeConfigSpec>;
 export function driftConfigOf(config: EdgeConfig): Partial<FeatureDriftConfig> {
   if (config.driftWindowMode === 'hopping' && config.driftHop > config.driftWindowSize) {
     throw new ConfigError(
-      `Invalid configuration: DRIFT_HOP=${config.driftHop} must be at most DRIFT_WINDOW_SIZE=${config.driftWindowSize} in hopping mode`,
+      `Invalid configuration: DRIFT_HOP=${config.driftHop} must be at ` +
+        `most DRIFT_WINDOW_SIZE=${config.driftWindowSize} in hopping mode`,
     );
   }
   return {
@@ -240,7 +249,8 @@ export function driftConfigOf(config: EdgeConfig): Partial<FeatureDriftConfig> {
 export function accuracyConfigOf(config: EdgeConfig): Partial<AccuracyMonitorConfig> {
   if (config.accuracyMinLabels > config.accuracyWindow) {
     throw new ConfigError(
-      `Invalid configuration: ACCURACY_MIN_LABELS=${config.accuracyMinLabels} must be at most ACCURACY_WINDOW=${config.accuracyWindow}`,
+      `Invalid configuration: ACCURACY_MIN_LABELS=${config.accuracyMinLabels} ` +
+        `must be at most ACCURACY_WINDOW=${config.accuracyWindow}`,
     );
   }
   return {

@@ -75,7 +75,9 @@ export function validatePredictRow(
       error: {
         reason: 'unknown_fields',
         field: unknown,
-        detail: `unknown field ${JSON.stringify(unknown)}; allowed: ${[...REQUIRED_FIELDS, ...OPTIONAL_FIELDS].join(', ')}`,
+        detail:
+          `unknown field ${JSON.stringify(unknown)}; allowed: ` +
+          `${[...REQUIRED_FIELDS, ...OPTIONAL_FIELDS].join(', ')}`,
       },
     };
   }

@@ -2,7 +2,7 @@ import type { IPublishPacket, MqttClient } from 'mqtt';
 import type { DeadLetterRecord, DeadLetterSink } from '../../common/deadletter.ts';
 import { TransportError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
-import { connectMqtt } from '../../common/mqtt/connect.ts';
+import { connectMqtt, type MqttConnection } from '../../common/mqtt/connect.ts';
 import {
   TOPICS,
   parseTopic,
@@ -58,23 +58,12 @@ export interface EdgeIngest {
   close(): Promise<void>;
 }
 
-export interface MqttIngestOptions {
-  /** Broker URL (`mqtt://`, `mqtts://`, `ws://`, `wss://`). */
-  url: string;
-  /** Stable client id: the broker keeps this session's subscriptions and queued messages. One per worker replica. */
-  clientId: string;
-  username?: string;
-  password?: string;
-  /** CA certificate (PEM) for mqtts/wss. */
-  ca?: string | Buffer;
+/** The connection (a stable client id per worker replica: a persistent session), and the worker's sinks. */
+export interface MqttIngestOptions extends MqttConnection {
   /** Rejected messages go here (counted, logged, published on `driftline/dead-letter`). */
   deadLetters: DeadLetterSink;
   logger?: Logger;
   metrics?: EdgeMetrics;
-  /** Delay between reconnect attempts, ms. Default 1000. */
-  reconnectPeriodMs?: number;
-  /** Attempts of the first connection before giving up; default: keep trying until closed. */
-  connectAttempts?: number;
   /** How long close() waits for unacknowledged publishes, ms. Default 5000. */
   closeTimeoutMs?: number;
 }

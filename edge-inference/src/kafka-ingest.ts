@@ -4,7 +4,7 @@ import { createKafkaClient, type KafkaConnectionOptions } from '../../common/bus
 import type { DeadLetterRecord } from '../../common/deadletter.ts';
 import { TransportError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
-import { connectMqtt } from '../../common/mqtt/connect.ts';
+import { connectMqtt, type MqttConnection } from '../../common/mqtt/connect.ts';
 import {
   TOPICS,
   validateMessage,
@@ -98,19 +98,16 @@ export interface KafkaIngestOptions {
   kafka: KafkaConnectionOptions & { topicPrefix?: string };
   /** Logical consumer group. Default `driftline-edge`: one group for all edge workers. */
   group?: string;
-  /** Where a new group starts: the oldest retained message (default; nothing forwarded before the first worker is lost) or only new ones. */
+  /**
+   * Where a new group starts: the oldest retained message (default; nothing forwarded before the first worker
+   * is lost) or only new ones.
+   */
   fromBeginning?: boolean;
-  /** MQTT side: predictions, dead letters, status. */
-  mqtt: {
-    url: string;
-    /** Client id of this worker's MQTT publisher (unique per worker). Clean session: it subscribes to nothing. */
-    clientId: string;
-    username?: string;
-    password?: string;
-    ca?: string | Buffer;
-    reconnectPeriodMs?: number;
-    connectAttempts?: number;
-  };
+  /**
+   * MQTT side: predictions, dead letters, status. The client id of this worker's publisher is
+   * unique per worker; its session is clean (it subscribes to nothing).
+   */
+  mqtt: MqttConnection;
   logger?: Logger;
   /** Consumer session timeout, ms. Default 30,000. */
   sessionTimeoutMs?: number;
@@ -218,7 +215,8 @@ export class KafkaIngest implements EdgeIngest {
     this.handlers = handlers as IngestHandlers & Partial<IngestHooks>;
     if (!this.handlers.drain)
       this.logger.warn(
-        'kafka ingest: the worker has no drain hook; offsets are committed once messages are handed over (predictions in flight may be lost on a crash)',
+        'kafka ingest: the worker has no drain hook; offsets are committed once ' +
+          'messages are handed over (predictions in flight may be lost on a crash)',
       );
     const m = this.options.mqtt;
     const client = await retry(

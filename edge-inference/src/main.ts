@@ -50,7 +50,8 @@ runMain(async () => {
       ca = await readFile(config.mqttCaFile);
     } catch (err) {
       throw new ConfigError(
-        `Invalid configuration: EDGE_MQTT_CA_FILE=${JSON.stringify(config.mqttCaFile)} cannot be read: ${describeError(err)}`,
+        `Invalid configuration: EDGE_MQTT_CA_FILE=${JSON.stringify(config.mqttCaFile)} ` +
+          `cannot be read: ${describeError(err)}`,
       );
     }
   }
@@ -62,8 +63,8 @@ runMain(async () => {
   // loadTf logs the backend it picked (tensorflow, wasm or cpu).
   const { tf, backend } = await loadTf(logger);
 
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  const metricsRegistry = new Registry();
+  collectDefaultMetrics({ register: metricsRegistry });
   const modelRegistry = createRegistry({
     registryDir: config.registryDir,
     // '' selects the directory registry: the config already read MLFLOW_TRACKING_URI.
@@ -78,7 +79,8 @@ runMain(async () => {
   logger.info(`event bus: ${bus.kind}`, { bus: bus.kind });
   if (!usesKafka(config))
     logger.info(
-      'in-process bus: retrain requests and labelled samples reach only this process (set KAFKA_BROKERS to reach a separate retrainer)',
+      'in-process bus: retrain requests and labelled samples reach only ' +
+        'this process (set KAFKA_BROKERS to reach a separate retrainer)',
     );
 
   const mqtt = {
@@ -88,7 +90,8 @@ runMain(async () => {
     ...(config.mqttPassword !== undefined ? { password: config.mqttPassword } : {}),
     ...(ca !== undefined ? { ca } : {}),
   };
-  // EDGE_INGEST=kafka: telemetry from driftline.telemetry (npm run bridge) in the shared consumer group; predictions still go out over MQTT.
+  // EDGE_INGEST=kafka: telemetry from driftline.telemetry (npm run bridge) in the shared consumer group;
+  // predictions still go out over MQTT.
   const ingest =
     config.ingest === 'kafka'
       ? new KafkaIngest({
@@ -106,7 +109,7 @@ runMain(async () => {
   const worker = createEdgeWorker({
     bus,
     logger,
-    registry,
+    metricsRegistry,
     modelRegistry,
     modelName: config.modelName,
     loader: (dir) => loadArtifact(dir, tf),

@@ -3,9 +3,8 @@ import type { DriftInput, DriftUpdate, FeatureDriftStatus } from '../../common/d
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import type { RetrainRequest } from '../../common/events/schemas.ts';
 import type { ReferenceSample } from '../../common/model/types.ts';
-import type { Efficiency } from '../../common/schema/features.ts';
+import type { Efficiency, Feature } from '../../common/schema/features.ts';
 import type { EdgeMetrics } from './metrics.ts';
-import type { WindowShape } from './status.ts';
 
 /**
  * The narrow interfaces the worker needs from the shared drift, accuracy,
@@ -22,9 +21,21 @@ export interface DriftPort {
   reset(reference: ReferenceSample): void;
   /** Per feature, the most significant latest result over all groups (what Prometheus exports). */
   featureSummary?(): FeatureDriftStatus[];
-  /** Window size and grouping (`FeatureDriftDetector.config`): without it drift window messages carry no histograms. */
-  readonly config?: WindowShape;
-  /** Forgets one group's window, streaks and cooldown (`FeatureDriftDetector.dropGroup`); used when a machine moves to another worker. */
+  /**
+   * Grouping (`FeatureDriftDetector.config`): with `machine`, the worker forgets the groups of machines that
+   * moved away.
+   */
+  readonly config?: { readonly groupBy: 'all' | 'machine' };
+  /**
+   * The current window of one feature of a group, read-only (`FeatureDriftDetector.windowValues`): right
+   * after `update` reports a tested window, the window tested. Without it drift window messages carry no
+   * histograms.
+   */
+  windowValues?(groupKey: string, feature: Feature): ArrayLike<number> | undefined;
+  /**
+   * Forgets one group's window, streaks and cooldown (`FeatureDriftDetector.dropGroup`); used when a machine
+   * moves to another worker.
+   */
   dropGroup?(key: string): boolean;
 }
 
@@ -71,13 +82,19 @@ export interface AccuracyPort {
   snapshot?(): { labelled: number };
 }
 
-/** Turns alarms into at most one retrain request per drift episode (`DriftEpisodeManager` in common/drift/episode.ts). */
+/**
+ * Turns alarms into at most one retrain request per drift episode (`DriftEpisodeManager` in
+ * common/drift/episode.ts).
+ */
 export interface EpisodePort {
   /** The request to publish when the alarm opens an episode; null when it attaches to the open one. */
   onAlarm(alarm: DriftAlarm, sampleIndex?: number): RetrainRequest | null;
   /** A new champion is serving: the open episode is over; later alarms are against `version`. */
   championLoaded(version: string, validationAccuracy?: number | null): void;
-  /** The open episode, if any (an attached alarm is published with its correlation id, so observers link it to the retrain). */
+  /**
+   * The open episode, if any (an attached alarm is published with its correlation id, so observers link it to
+   * the retrain).
+   */
   episode?(sampleIndex?: number): { requestId: string; correlationId: string } | null;
 }
 

@@ -1,30 +1,24 @@
-import { existsSync, realpathSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ConfigError, ValidationError } from '../../common/errors.ts';
-import { createLogger, silentLogger, type Logger } from '../../common/logging/logger.ts';
+import { ConfigError } from '../../common/errors.ts';
+import { createLogger } from '../../common/logging/logger.ts';
 import { runMain } from '../../common/main.ts';
-import { saveArtifact } from '../../common/model/artifact.ts';
-import { evaluateModel, trainClassifier, DEFAULT_TRAIN_OPTIONS } from '../../common/model/classifier.ts';
-import { formatMetrics } from '../../common/model/metrics.ts';
-import { loadTf } from '../../common/model/tf.ts';
-import type { EvalMetrics, LabelledRow, ModelMetadata } from '../../common/model/types.ts';
+import {
+  DEFAULT_SCENARIO_FILE,
+  runBootstrapTraining,
+  type BootstrapTrainingOptions,
+} from '../../common/model/bootstrap.ts';
+import { DEFAULT_TRAIN_OPTIONS } from '../../common/model/classifier.ts';
+import { formatMetrics } from '../../common/model/evaluation.ts';
 import { VERSION } from '../../common/version.ts';
-import { generateStream } from '../../simulator/src/generator.ts';
-import { defaultScenario, loadScenarioFile, type Scenario } from '../../simulator/src/scenario.ts';
 
 /**
  * `npm run train -- --out DIR [...]`: trains the first champion (version
  * `bootstrap`) on simulated data from the first phase of a scenario, writes it
  * as an artifact, and scores it on a held-out stream of the scenario's profile
- * at baseline, generated with a different seed.
+ * at baseline, generated with a different seed (`common/model/bootstrap.ts`).
  */
-
-/** The scenario used when `--scenario-file` is not given (relative to the repository root). */
-export const DEFAULT_SCENARIO_FILE = fileURLToPath(
-  new URL('../../scenarios/stationary.json', import.meta.url),
-);
 
 /** `--help` text. */
 export const TRAIN_USAGE = `usage: npm run train -- --out DIR [options]
@@ -38,33 +32,10 @@ export const TRAIN_USAGE = `usage: npm run train -- --out DIR [options]
   --force                replace DIR if it exists
   -h, --help             this text`;
 
-/** Parsed command line of the trainer. */
-export interface TrainCliOptions {
-  out: string;
-  scenarioFile: string;
-  samples: number;
-  epochs: number;
-  seed: number;
-  holdout: number;
-  force: boolean;
-}
-
-/** What {@link runBootstrapTraining} reports. */
-export interface BootstrapResult {
-  out: string;
-  metadata: ModelMetadata;
-  backend: string;
-  /** Held-out quality. */
-  holdout: EvalMetrics;
-  holdoutSeed: number;
-  generateMs: number;
-  trainMs: number;
-}
-
 const INT = /^\d+$/;
 
 /** Parses the trainer's flags; every bad value is reported in one {@link ConfigError}. Returns undefined for --help. */
-export function parseTrainArgs(argv: readonly string[]): TrainCliOptions | undefined {
+export function parseTrainArgs(argv: readonly string[]): BootstrapTrainingOptions | undefined {
   let values: Record<string, string | boolean | undefined>;
   try {
     values = parseArgs({
@@ -97,7 +68,7 @@ export function parseTrainArgs(argv: readonly string[]): TrainCliOptions | undef
     }
     return n;
   };
-  const options: TrainCliOptions = {
+  const options: BootstrapTrainingOptions = {
     out: typeof values.out === 'string' ? values.out : '',
     scenarioFile:
       typeof values['scenario-file'] === 'string' ? values['scenario-file'] : DEFAULT_SCENARIO_FILE,
@@ -110,115 +81,6 @@ export function parseTrainArgs(argv: readonly string[]): TrainCliOptions | undef
   if (options.out.trim() === '') errors.push('--out DIR is required');
   if (errors.length > 0) throw new ConfigError(`Invalid configuration: ${errors.join('; ')}`);
   return options;
-}
-
-/** Takes up to `limit` labelled rows from the first phase of `scenario`. */
-export function firstPhaseRows(scenario: Scenario, limit: number): LabelledRow[] {
-  const rows: LabelledRow[] = [];
-  if (limit <= 0) return rows;
-  for (const s of generateStream(scenario)) {
-    if (s.phaseIndex !== 0) break;
-    rows.push({ row: s.telemetry, label: s.label.efficiency });
-    if (rows.length >= limit) break;
-  }
-  return rows;
-}
-
-/** A seed for the held-out stream that differs from the training scenario's. */
-export function holdoutSeedFor(seed: number): number {
-  const s = (seed + 1_000_003) % 2 ** 31;
-  return s === seed ? s + 1 : s;
-}
-
-/**
- * Trains the bootstrap champion as the CLI does and writes its artifact.
- * Exported so the all-in-one `start` command can call it in-process.
- */
-export async function runBootstrapTraining(
-  options: TrainCliOptions,
-  logger: Logger = silentLogger(),
-): Promise<BootstrapResult> {
-  let scenario: Scenario;
-  try {
-    scenario = await loadScenarioFile(options.scenarioFile);
-  } catch (err) {
-    // A bad scenario file is a configuration mistake: one readable line, exit 2.
-    if (err instanceof ValidationError) throw new ConfigError(err.message);
-    throw err;
-  }
-  const out = path.resolve(options.out);
-  // Fail before spending the training time.
-  if (!options.force && existsSync(out))
-    throw new ConfigError(`${out} already exists (pass --force to replace it)`);
-  const { tf, backend } = await loadTf(logger);
-  const first = scenario.phases[0];
-  let started = performance.now();
-  const data = firstPhaseRows(scenario, options.samples);
-  if (first && data.length < options.samples)
-    logger.warn(`the first phase (${first.name}) has only ${data.length} samples; training on those`, {
-      requested: options.samples,
-    });
-  const holdoutSeed = holdoutSeedFor(scenario.seed);
-  const holdoutScenario = defaultScenario({
-    machines: scenario.machines,
-    profile: scenario.profile,
-    seed: holdoutSeed,
-  });
-  const holdoutRows = firstPhaseRows(holdoutScenario, options.holdout);
-  const generateMs = performance.now() - started;
-  logger.info('training bootstrap model', {
-    scenario: options.scenarioFile,
-    phase: first?.name,
-    samples: data.length,
-    epochs: options.epochs,
-    seed: options.seed,
-    backend,
-  });
-
-  started = performance.now();
-  const trained = await trainClassifier(tf, data, {
-    epochs: options.epochs,
-    seed: options.seed,
-    onEpoch: (epoch, log) => {
-      logger.debug(`epoch ${epoch}/${options.epochs}`, {
-        epoch,
-        loss: log.loss,
-        valAccuracy: log.valAccuracy,
-        valMacroF1: log.valMacroF1,
-      });
-    },
-  });
-  const trainMs = performance.now() - started;
-  try {
-    const holdout = evaluateModel(tf, trained.model, trained.scaler, holdoutRows);
-    const metadata = await saveArtifact(
-      out,
-      trained,
-      {
-        version: 'bootstrap',
-        source: {
-          kind: 'bootstrap',
-          scenarioFile: options.scenarioFile,
-          scenarioSeed: scenario.seed,
-          profile: scenario.profile,
-          phase: first?.name,
-          samples: data.length,
-          holdout: {
-            seed: holdoutSeed,
-            samples: holdoutRows.length,
-            accuracy: holdout.accuracy,
-            macroF1: holdout.macroF1,
-          },
-          trainMs: Math.round(trainMs),
-          driftlineVersion: VERSION,
-        },
-      },
-      { overwrite: options.force },
-    );
-    return { out, metadata, backend, holdout, holdoutSeed, generateMs, trainMs };
-  } finally {
-    trained.model.dispose();
-  }
 }
 
 async function main(): Promise<void> {

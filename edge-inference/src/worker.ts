@@ -1,102 +1,74 @@
-import { randomUUID } from 'node:crypto';
 import { Registry } from 'prom-client';
-import { BUS_TOPICS, type EventBus, type Subscription } from '../../common/bus/types.ts';
+import { BUS_TOPICS, type EventBus } from '../../common/bus/types.ts';
 import { DeadLetterSink } from '../../common/deadletter.ts';
-import {
-  AccuracyMonitor,
-  resolveAccuracyConfig,
-  type AccuracyMonitorConfig,
-} from '../../common/drift/accuracy-monitor.ts';
+import { resolveAccuracyConfig, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
 import {
   DEFAULT_DRIFT_CONFIG,
-  FeatureDriftDetector,
   resolveDriftConfig,
   type FeatureDriftConfig,
   type FeatureDriftStatus,
-  type WindowReport,
 } from '../../common/drift/feature-drift.ts';
-import { DriftEpisodeManager } from '../../common/drift/episode.ts';
-import type { DriftAlarm } from '../../common/drift/types.ts';
-import { ArtifactError, describeError, isRetriable } from '../../common/errors.ts';
-import { parseModelEvent, parseRetrainRequest, type RetrainRequest } from '../../common/events/schemas.ts';
+import { describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
-import type { LoadedModel } from '../../common/model/types.ts';
+import { DEFAULT_MODEL_NAME, type LoadedModel } from '../../common/model/types.ts';
+import type { MqttConnection } from '../../common/mqtt/connect.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
-import { FEATURES, type Efficiency, type Feature } from '../../common/schema/features.ts';
-import {
-  STATUS_TOPICS,
-  driftAlarmMessageSchema,
-  driftWindowMessageSchema,
-  edgeStatusMessageSchema,
-  type DriftAlarmMessage,
-  type DriftWindowMessage,
-  type EdgeStatusMessage,
-  type Histogram,
-} from '../../common/schema/status.ts';
+import { FEATURES, type Efficiency } from '../../common/schema/features.ts';
 import { TOPICS, type Label, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
-import { sleep } from '../../common/util/sleep.ts';
 import { MicroBatcher, type BatchInfo } from './batcher.ts';
+import { ChampionFollower } from './champion.ts';
+import { DEFAULT_HISTOGRAM_BINS, MAX_HISTOGRAM_BINS } from './histogram.ts';
 import { startEdgeHttp, type EdgeHttp } from './http.ts';
 import { MqttIngest, type EdgeIngest, type IngestHandlers } from './ingest.ts';
 import { LabelJoin } from './label-join.ts';
-import { createEdgeMetrics, type EdgeMetrics, type StatusKind } from './metrics.ts';
+import { createEdgeMetrics, type EdgeMetrics } from './metrics.ts';
 import { ModelHolder, type ArtifactLoader } from './model-holder.ts';
-import type {
-  AccuracyPort,
-  ChampionRef,
-  DriftPort,
-  EpisodePort,
-  IngestHooks,
-  ModelChange,
-  RegistryPort,
-} from './ports.ts';
+import type { AccuracyPort, DriftPort, EpisodePort, IngestHooks, RegistryPort } from './ports.ts';
 import { predictTelemetry } from './predict.ts';
-import {
-  ClassMix,
-  DEFAULT_HISTOGRAM_BINS,
-  LatencyReservoir,
-  MAX_HISTOGRAM_BINS,
-  RecentWindows,
-  checkWorkerId,
-  finiteOrNull,
-  sharedHistogram,
-  windowFeatureStatus,
-} from './status.ts';
+import { RetrainTrigger } from './retrain-trigger.ts';
+import { StatusPublisher, checkWorkerId } from './status-publisher.ts';
 
-/** Default registered model name. */
-export const DEFAULT_MODEL_NAME = 'driftline-efficiency';
+/**
+ * The edge worker: wiring, and the batch path. Telemetry and labels come in
+ * through the ingest (MQTT, or Kafka when scaled out); telemetry is predicted in
+ * micro-batches with the model the batch leased at its start, predictions go
+ * out, each reading waits in the label join for its delayed label, and the
+ * joined, labelled samples go to the bus for the retrainer. Three stages with
+ * their own state hang off the batch path:
+ *
+ * - `champion.ts` — which model serves: wait for the registry's champion,
+ *   follow it through model events and the registry watch, hot-swap it;
+ * - `retrain-trigger.ts` — drift detector and accuracy monitor → drift episode
+ *   → at most one retrain request per episode; reset by each new champion;
+ * - `status-publisher.ts` — drift window, alarm and worker status messages for
+ *   observers, best effort.
+ */
 
-/** MQTT connection settings, used when no `ingest` is given. */
-export interface EdgeMqttOptions {
-  /** Broker URL (`mqtt://127.0.0.1:1883`, `mqtts://…`, `ws://…`). */
-  url: string;
-  /** Stable client id: the broker keeps this session (subscriptions and queued QoS 1 messages) across reconnects. One per replica. */
-  clientId: string;
-  /** User of the `edge` service account. */
-  username?: string;
-  /** Its password. */
-  password?: string;
-  /** CA certificate (PEM) to trust for mqtts/wss. */
-  ca?: string | Buffer;
-  /** Delay between reconnect attempts, ms. Default 1000. */
-  reconnectPeriodMs?: number;
-  /** Attempts of the first connection before start() fails; default unlimited (until stop()). */
-  connectAttempts?: number;
-}
-
-/** Options of {@link createEdgeWorker}. Everything is injected; only `bus` and a transport (`mqtt` or `ingest`) are required. */
+/**
+ * Options of {@link createEdgeWorker}. Everything is injected; only `bus` and a transport (`mqtt` or
+ * `ingest`) are required.
+ */
 export interface EdgeWorkerOptions {
-  /** Event bus: retrain requests and labelled samples are published on it, model events are read from it. Not closed by the worker. */
+  /**
+   * Event bus: retrain requests and labelled samples are published on it, model events are read from it. Not
+   * closed by the worker.
+   */
   bus: EventBus;
-  /** MQTT settings; the worker builds an {@link MqttIngest} from them. Ignored when `ingest` is given. */
-  mqtt?: EdgeMqttOptions;
+  /**
+   * MQTT connection of the `edge` service account (one stable client id per replica); the worker
+   * builds an {@link MqttIngest} from it. Ignored when `ingest` is given.
+   */
+  mqtt?: MqttConnection;
   /** A ready-made transport (tests pass a fake). One of `mqtt` or `ingest` is required. */
   ingest?: EdgeIngest;
   /** Logger; default silent. */
   logger?: Logger;
-  /** Prometheus registry for the edge metrics and the dead-letter counter; default a new one. One registry per worker. */
-  registry?: Registry;
-  /** Where champions come from (`createRegistry()` / `DirectoryRegistry`); without it only `initialModel` is served and model events are ignored. */
+  /** Prometheus registry of the edge metrics and the dead-letter counter; default a new one. One per worker. */
+  metricsRegistry?: Registry;
+  /**
+   * Where champions come from (`createRegistry()` / `DirectoryRegistry`); without it only `initialModel` is
+   * served and model events are ignored.
+   */
   modelRegistry?: RegistryPort;
   /** Registered model name to serve. Default `driftline-efficiency`. */
   modelName?: string;
@@ -106,7 +78,10 @@ export interface EdgeWorkerOptions {
   initialModel?: LoadedModel;
   /** Version reported for `initialModel`. Default its `metadata.version`. */
   initialModelVersion?: string;
-  /** Check the registry for a champion change this often, ms (covers bus events that never reach this process); 0 disables. Default 10,000. */
+  /**
+   * Check the registry for a champion change this often, ms (covers bus events that never reach this
+   * process); 0 disables. Default 10,000.
+   */
   championPollMs?: number;
   /** Flush a batch at this many messages. Default 64. */
   batchSize?: number;
@@ -116,29 +91,50 @@ export interface EdgeWorkerOptions {
   maxQueue?: number;
   /** Feature drift detector settings (defaults: the detector's own). Ignored when `drift` is given. */
   driftConfig?: Partial<FeatureDriftConfig>;
-  /** A ready-made drift detector, or false for none. Default: a `FeatureDriftDetector` built on the first champion's reference. */
+  /**
+   * A ready-made drift detector, or false for none. Default: a `FeatureDriftDetector` built on the first
+   * champion's reference.
+   */
   drift?: DriftPort | false;
   /** Accuracy monitor settings (defaults: the monitor's own). Ignored when `accuracy` is given. */
   accuracyConfig?: Partial<AccuracyMonitorConfig>;
-  /** A ready-made accuracy monitor, or false for none. Default: an `AccuracyMonitor` against the champion's validation accuracy. */
+  /**
+   * A ready-made accuracy monitor, or false for none. Default: an `AccuracyMonitor` against the champion's
+   * validation accuracy.
+   */
   accuracy?: AccuracyPort | false;
   /** Alarm → at most one retrain request per episode. Default: a `DriftEpisodeManager` built on the first champion. */
   episodes?: EpisodePort;
-  /** Samples after which an open drift episode expires and a new alarm may ask again. Default: the episode manager's (100,000). */
+  /**
+   * Samples after which an open drift episode expires and a new alarm may ask again. Default: the episode
+   * manager's (100,000).
+   */
   episodeTtlSamples?: number;
   /** Predictions kept waiting for their delayed label, at most (the oldest is evicted). Default 50,000. */
   labelJoinMaxPending?: number;
-  /** HTTP server for /predict, /healthz, /readyz, /metrics; false: none. Default `{ host: '127.0.0.1', port: 9102 }`. */
+  /**
+   * HTTP server for /predict, /healthz, /readyz, /metrics; false: none. Default `{ host: '127.0.0.1', port:
+   * 9102 }`.
+   */
   http?: { host?: string; port: number; maxRows?: number; maxBodyBytes?: number } | false;
-  /** Bus consumer group for model events; unique per worker so every replica hears every event. Default `edge-<clientId>`. */
+  /**
+   * Bus consumer group for model events; unique per worker so every replica hears every event. Default
+   * `edge-<clientId>`.
+   */
   busGroup?: string;
   /** Labelled samples per bus message, at most. Default 100. */
   sampleBatchSize?: number;
   /** Publish a partial batch of labelled samples after this long, ms. Default 250. */
   sampleBatchMaxWaitMs?: number;
-  /** This worker in the status messages and their topic `driftline/edge/<workerId>/status` (1-128 characters, no `/ + #`). Default the MQTT client id (`edge-worker` with an injected transport). */
+  /**
+   * This worker in the status messages and their topic `driftline/edge/<workerId>/status` (1-128 characters,
+   * no `/ + #`). Default the MQTT client id (`edge-worker` with an injected transport).
+   */
   workerId?: string;
-  /** tfjs backend the models run on (what `loadTf()` reported: `tensorflow`, `wasm`, `cpu`), for the status. Default `unknown`. */
+  /**
+   * tfjs backend the models run on (what `loadTf()` reported: `tensorflow`, `wasm`, `cpu`), for the status.
+   * Default `unknown`.
+   */
   backend?: string;
   /** Publish the worker status (`driftline/edge/<workerId>/status`) this often, ms; 0: never. Default 1000. */
   statusIntervalMs?: number;
@@ -188,7 +184,10 @@ export interface EdgeWorkerStats {
   liveAccuracy: number | null;
   /** Latest drift test per feature (most significant over groups). */
   drift: FeatureDriftStatus[];
-  /** Status messages for observers: published, failed (best effort, never retried), drift windows left out by the rate limit. */
+  /**
+   * Status messages for observers: published, failed (best effort, never retried), drift windows left out by
+   * the rate limit.
+   */
   status: { published: number; failed: number; windowsSkipped: number };
 }
 
@@ -207,25 +206,13 @@ interface JoinRecord {
   label?: Efficiency;
 }
 
-/** Reads a `driftline.model-events` value; undefined for events the worker ignores (`model-rejected`) or malformed ones (reason given). */
-export function toModelChange(value: unknown): { change?: ModelChange; problem?: string } {
-  const parsed = parseModelEvent(value);
-  if (!parsed.ok) return { problem: parsed.reason };
-  const e = parsed.value;
-  if (e.type !== 'model-promoted' && e.type !== 'model-rolled-back') return {};
-  return {
-    change: { type: e.type, modelName: e.modelName, version: e.version, correlationId: e.correlationId },
-  };
-}
-
-/** Wires model holder, batcher, drift detector, accuracy monitor and episode manager into one worker. Call `start()`. */
+/** Wires the model holder, the batch path and the three stages into one worker. Call `start()`. */
 export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   const logger = options.logger ?? silentLogger();
-  const registry = options.registry ?? new Registry();
-  const metrics = createEdgeMetrics(registry);
+  const metricsRegistry = options.metricsRegistry ?? new Registry();
+  const metrics = createEdgeMetrics(metricsRegistry);
   const modelName = options.modelName ?? DEFAULT_MODEL_NAME;
   const batchSize = options.batchSize ?? 64;
-  const championPollMs = options.championPollMs ?? 10_000;
   const abort = new AbortController();
   if (options.modelRegistry && !options.loader)
     throw new Error('createEdgeWorker: `loader` is required with `modelRegistry`');
@@ -244,38 +231,17 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     MAX_HISTOGRAM_BINS,
   );
   const workerId = checkWorkerId(options.workerId ?? options.mqtt?.clientId ?? 'edge-worker');
-  const backend = options.backend ?? 'unknown';
 
   const holder = new ModelHolder({ logger, metrics, ...(options.loader ? { loader: options.loader } : {}) });
-  let ingest: EdgeIngest;
   const deadLetters = new DeadLetterSink({
     source: 'edge-inference',
     logger,
-    registry,
+    registry: metricsRegistry,
     publish: (topic, record) => ingest.publishDeadLetter(topic, record),
   });
-  if (options.ingest) ingest = options.ingest;
-  else if (options.mqtt) {
-    const m = options.mqtt;
-    ingest = new MqttIngest({
-      url: m.url,
-      clientId: m.clientId,
-      deadLetters,
-      logger,
-      metrics,
-      ...(m.username !== undefined ? { username: m.username } : {}),
-      ...(m.password !== undefined ? { password: m.password } : {}),
-      ...(m.ca !== undefined ? { ca: m.ca } : {}),
-      ...(m.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: m.reconnectPeriodMs } : {}),
-      ...(m.connectAttempts !== undefined ? { connectAttempts: m.connectAttempts } : {}),
-    });
-  } else throw new Error('createEdgeWorker needs `mqtt` or `ingest`');
-  const busGroup = options.busGroup ?? `edge-${options.mqtt?.clientId ?? 'worker'}`;
+  const ingest: EdgeIngest = options.ingest ?? mqttIngest(options.mqtt, { deadLetters, logger, metrics });
 
-  const labelJoin = new LabelJoin<JoinRecord>({
-    maxPending: options.labelJoinMaxPending ?? 50_000,
-    onOutcome: (outcome) => metrics.labelJoin.inc({ outcome }),
-  });
+  /** Publishes in flight (predictions, dead letters, requests, samples, status): drain and stop wait for them. */
   const pending = new Set<Promise<unknown>>();
   const track = (p: Promise<unknown>): void => {
     pending.add(p);
@@ -284,361 +250,66 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       () => pending.delete(p),
     );
   };
-  const counts = {
-    predictions: 0,
-    batches: 0,
-    refusedFetches: 0,
-    alarms: { covariate: 0, concept: 0 },
-    retrainRequests: 0,
-  };
-  /** Rows seen by the worker: the sample clock of drift windows, retrain requests and labelled samples. */
-  let sampleClock = 0;
-  const refusedVersions = new Set<string>();
-  let drift: DriftPort | undefined = options.drift === false ? undefined : options.drift;
-  let accuracy: AccuracyPort | undefined = options.accuracy === false ? undefined : options.accuracy;
-  let episodes: EpisodePort | undefined = options.episodes;
-  /** Set just before an alarm reaches the episode manager: the correlation id of the request it may open. */
-  let alarmCorrelationId = '';
-
-  // ── status for observers (dashboard): fed on the hot path without allocating, built when due ──
-  const status = { published: 0, failed: 0, windowsSkipped: 0, messagesIn: 0 };
-  const latencies = new LatencyReservoir();
-  /** Predicted-class mix over the accuracy window's length (the monitor's own mix is not fed: the worker joins labels itself). */
-  const predictedMix = new ClassMix(accuracyConfig.windowSize);
-  /** The latest window of each drift group, for the histograms (the detector does not expose its windows). */
-  let recentWindows: RecentWindows | undefined;
-  let recentWindowsOf: DriftPort | undefined;
-  /** Last drift window message per group (rate limit), least recently published first. */
-  const windowPublishedAt = new Map<string, number>();
-  let statusTimer: NodeJS.Timeout | undefined;
-  let lastStatus = { at: 0, messagesIn: 0, predictions: 0, batches: 0 };
-
-  // ── a new champion resets the drift reference, the accuracy baseline and the episode ──
-  holder.onSwap(({ model, version }) => {
-    if (options.drift !== false) {
-      try {
-        if (drift) drift.reset(model.reference);
-        else drift = new FeatureDriftDetector(model.reference, driftConfig);
-      } catch (err) {
-        logger.error(`drift detection off for model ${version}: ${describeError(err)}`, {
-          modelVersion: version,
-        });
-        if (!options.drift) drift = undefined;
-      }
-    }
-    const acc = model.metadata.validation?.accuracy;
-    const validationAccuracy = typeof acc === 'number' && acc > 0 && acc <= 1 ? acc : null;
-    if (options.accuracy !== false) {
-      if (validationAccuracy === null) {
-        logger.warn(`model ${version} has no usable validation accuracy; concept drift monitoring paused`, {
-          modelVersion: version,
-        });
-        if (!options.accuracy) accuracy = undefined;
-      } else if (accuracy) accuracy.reset(validationAccuracy);
-      else accuracy = new AccuracyMonitor(validationAccuracy, accuracyConfig);
-    }
-    if (episodes) episodes.championLoaded(version, validationAccuracy);
-    else {
-      episodes = new DriftEpisodeManager(
-        {
-          modelName,
-          championVersion: version,
-          validationAccuracy,
-          ...(options.episodeTtlSamples !== undefined
-            ? { episodeTtlSamples: options.episodeTtlSamples }
-            : {}),
-        },
-        { liveAccuracy: () => accuracy?.liveAccuracy ?? null, correlationId: () => alarmCorrelationId },
-      );
-    }
-    // Pending predictions stay in the join: their labelled samples are still training data
-    // (only the accuracy of the model now serving is measured, see onLabel).
-    metrics.liveAccuracy.set(Number.NaN);
-    predictedMix.clear();
+  /** `samples` is the sample clock of drift windows, retrain requests and labelled samples: rows predicted. */
+  const counts = { predictions: 0, batches: 0, samples: 0 };
+  const labelJoin = new LabelJoin<JoinRecord>({
+    maxPending: options.labelJoinMaxPending ?? 50_000,
+    onOutcome: (outcome) => metrics.labelJoin.inc({ outcome }),
   });
 
-  // ── alarms → retrain requests ──
-  function onAlarm(alarm: DriftAlarm): void {
-    const version = holder.version ?? 'unknown';
-    // One correlation id per alarm; when the alarm opens an episode it becomes the request's, and
-    // follows it through training, promotion and the hot swap.
-    const correlationId = randomUUID();
-    alarmCorrelationId = correlationId;
-    counts.alarms[alarm.kind]++;
-    metrics.alarms.inc({ kind: alarm.kind });
-    const log = logger.child({ correlationId });
-    log.warn(`${alarm.kind} drift alarm on model ${version} (group ${alarm.groupKey})`, {
-      action: 'drift-alarm',
-      kind: alarm.kind,
-      modelVersion: version,
-      groupKey: alarm.groupKey,
-      features: alarm.features,
-      liveAccuracy: alarm.liveAccuracy,
-      onset: alarm.onset,
-      at: alarm.at,
-    });
-    const request = requestRetrain(alarm, log);
-    // An alarm that attached to an open episode carries that episode's correlation id (no requestId: it asked for nothing).
-    const open = request ? null : (episodes?.episode?.(sampleClock) ?? null);
-    publishAlarm(
-      alarm,
-      version,
-      request?.correlationId ?? open?.correlationId ?? correlationId,
-      request?.requestId,
-    );
-  }
-
-  /** The alarm to the episode manager; publishes and returns the retrain request when the alarm opened an episode. */
-  function requestRetrain(alarm: DriftAlarm, log: Logger): RetrainRequest | undefined {
-    if (!episodes) return undefined;
-    let request: RetrainRequest | null;
-    try {
-      request = episodes.onAlarm(alarm, sampleClock);
-    } catch (err) {
-      log.error('episode manager failed on an alarm', { err: describeError(err) });
-      return undefined;
-    }
-    if (!request) {
-      log.info('alarm joins an episode that already asked for a retrain; no new request', {
-        action: 'retrain-request',
-        outcome: 'skipped',
-      });
-      return undefined;
-    }
-    const checked = parseRetrainRequest(request);
-    if (!checked.ok) {
-      log.error(`retrain request is invalid and was not published: ${checked.reason}`, {
-        action: 'retrain-request',
-        outcome: 'failure',
-      });
-      return undefined;
-    }
-    const correlationId = checked.value.correlationId;
-    counts.retrainRequests++;
-    metrics.retrainRequests.inc();
-    log.info(`publishing retrain request ${checked.value.requestId}`, {
-      action: 'retrain-request',
-      requestId: checked.value.requestId,
-      kind: alarm.kind,
-    });
-    track(
-      options.bus.publish(BUS_TOPICS.retrainRequests, modelName, checked.value).then(
-        () =>
-          logger.info('retrain request published', {
-            action: 'retrain-request',
-            outcome: 'success',
-            correlationId,
-            requestId: checked.value.requestId,
-          }),
-        (err: unknown) =>
-          logger.error('retrain request could not be published', {
-            action: 'retrain-request',
-            outcome: 'failure',
-            correlationId,
-            err: describeError(err),
-          }),
-      ),
-    );
-    return checked.value;
-  }
-
-  // ── status messages (best effort: counted and logged at debug when they fail, never thrown) ──
-  function statusFailed(kind: StatusKind, err: unknown): void {
-    status.failed++;
-    metrics.statusPublishFailures.inc({ kind });
-    logger.debug(`${kind} status message not published`, { kind, err: describeError(err) });
-  }
-
-  /** Validates `msg` with its schema (observers drop what does not match) and publishes it, not retained. */
-  function publishStatus(
-    kind: StatusKind,
-    topic: string,
-    schema: {
-      safeParse(v: unknown): {
-        success: boolean;
-        error?: { issues: readonly { path: readonly PropertyKey[]; message: string }[] };
-      };
+  // ── the stages ──
+  const champions = new ChampionFollower({
+    registry: options.modelRegistry,
+    modelName,
+    holder,
+    bus: options.bus,
+    busGroup: options.busGroup ?? `edge-${options.mqtt?.clientId ?? 'worker'}`,
+    pollMs: options.championPollMs ?? 10_000,
+    logger,
+    metrics,
+    signal: abort.signal,
+  });
+  const status = new StatusPublisher({
+    ingest,
+    workerId,
+    backend: options.backend ?? 'unknown',
+    busKind: options.bus.kind,
+    registryKind: options.modelRegistry ? (options.modelRegistry.kind ?? 'unknown') : 'none',
+    intervalMs: statusIntervalMs,
+    windowMinIntervalMs: driftWindowMinIntervalMs,
+    histogramBins,
+    classMixSize: accuracyConfig.windowSize,
+    metrics,
+    logger,
+    track,
+    sources: {
+      ready: () => worker.ready(),
+      model: () => ({ model: holder.current, version: holder.version }),
+      accuracy: () => ({ live: trigger.liveAccuracy, labelled: trigger.labelled }),
+      counts: () => counts,
+      queueDepth: () => batcher.size,
+      deadLetters: () => deadLetters.countsByReason(),
+      windowValues: (groupKey, feature) => trigger.drift?.windowValues?.(groupKey, feature),
     },
-    msg: unknown,
-    qos: 0 | 1,
-  ): void {
-    if (!ingest.publishStatus) return;
-    try {
-      const checked = schema.safeParse(msg);
-      if (!checked.success) {
-        const issue = checked.error?.issues[0];
-        throw new Error(
-          `message does not match its schema: ${issue?.path.map(String).join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
-        );
-      }
-      track(
-        ingest.publishStatus(topic, msg, qos).then(
-          () => {
-            status.published++;
-            metrics.statusPublished.inc({ kind });
-          },
-          (err: unknown) => statusFailed(kind, err),
-        ),
-      );
-    } catch (err) {
-      statusFailed(kind, err);
-    }
-  }
-
-  function publishAlarm(
-    alarm: DriftAlarm,
-    modelVersion: string,
-    correlationId: string,
-    requestId: string | undefined,
-  ): void {
-    const msg: DriftAlarmMessage = {
-      workerId,
-      kind: alarm.kind,
-      groupKey: alarm.groupKey,
-      publishedAt: Date.now(),
-      modelVersion,
-      correlationId,
-      ...(requestId !== undefined ? { requestId } : {}),
-      at: alarm.at,
-      onset: alarm.onset,
-      features: alarm.features.map((f) => ({ feature: f.feature, statistic: f.statistic, pvalue: f.pvalue })),
-      liveAccuracy: finiteOrNull(alarm.liveAccuracy ?? accuracy?.liveAccuracy),
-    };
-    // QoS 1: alarms are rare and the dashboard's alarm list should not miss one.
-    publishStatus('drift-alarm', STATUS_TOPICS.alarm, driftAlarmMessageSchema, msg, 1);
-  }
-
-  /** The recent-window tap of detector `d` (created when the detector changes); undefined when histograms are off or `d` has no config. */
-  function windowTap(d: DriftPort): RecentWindows | undefined {
-    if (recentWindowsOf !== d) {
-      recentWindowsOf = d;
-      recentWindows =
-        histogramBins > 0 && ingest.publishStatus && d.config ? new RecentWindows(d.config) : undefined;
-    }
-    return recentWindows;
-  }
-
-  /** Reference (the champion's `reference.json` sample) vs the tested window, per feature, on shared bin edges. */
-  function windowHistograms(groupKey: string): Partial<Record<Feature, Histogram>> | undefined {
-    const reference = holder.current?.reference;
-    const tap = recentWindows;
-    if (!reference || !tap || recentWindowsOf !== drift) return undefined;
-    const out: Partial<Record<Feature, Histogram>> = {};
-    let any = false;
-    for (let f = 0; f < FEATURES.length; f++) {
-      const feature = FEATURES[f] as Feature;
-      const current = tap.values(groupKey, f);
-      const ref = reference.features[feature] as ArrayLike<number> | undefined;
-      if (!current || !ref || ref.length === 0) continue;
-      out[feature] = sharedHistogram(ref, current, histogramBins);
-      any = true;
-    }
-    return any ? out : undefined;
-  }
-
-  function publishWindow(w: WindowReport): void {
-    if (!ingest.publishStatus) return;
-    const now = Date.now();
-    const last = windowPublishedAt.get(w.groupKey);
-    if (last !== undefined && now - last < driftWindowMinIntervalMs) {
-      status.windowsSkipped++;
-      return;
-    }
-    windowPublishedAt.delete(w.groupKey);
-    windowPublishedAt.set(w.groupKey, now);
-    if (windowPublishedAt.size > MAX_RATE_LIMITED_GROUPS) {
-      const oldest = windowPublishedAt.keys().next();
-      if (!oldest.done) windowPublishedAt.delete(oldest.value);
-    }
-    try {
-      const msg: DriftWindowMessage = {
-        workerId,
-        groupKey: w.groupKey,
-        windowIndex: w.windowIndex,
-        publishedAt: now,
-        modelVersion: holder.version ?? 'unknown',
-        from: w.from,
-        to: w.to,
-        features: w.features.map(windowFeatureStatus),
-        rejected: [...w.rejected],
-      };
-      const histograms = histogramBins > 0 ? windowHistograms(w.groupKey) : undefined;
-      if (histograms) msg.histograms = histograms;
-      publishStatus('drift-window', STATUS_TOPICS.driftWindow, driftWindowMessageSchema, msg, 0);
-    } catch (err) {
-      statusFailed('drift-window', err);
-    }
-  }
-
-  /** The periodic worker status; rates are over the time since the previous one. */
-  function edgeStatus(stopping: boolean): EdgeStatusMessage {
-    const now = Date.now();
-    const seconds = (now - lastStatus.at) / 1000;
-    const perSec = (n: number): number => (seconds > 0 && n > 0 ? n / seconds : 0);
-    const dPredictions = counts.predictions - lastStatus.predictions;
-    const dBatches = counts.batches - lastStatus.batches;
-    const msg: EdgeStatusMessage = {
-      workerId,
-      publishedAt: now,
-      ready: !stopping && worker.ready(),
-      modelVersion: holder.version ?? null,
-      backend,
-      validationAccuracy: validationAccuracyOf(holder.current),
-      liveAccuracy: finiteOrNull(accuracy?.liveAccuracy),
-      labelled: accuracy?.snapshot?.().labelled ?? 0,
-      predictedMix: predictedMix.shares(),
-      messagesInPerSec: perSec(status.messagesIn - lastStatus.messagesIn),
-      predictionsOutPerSec: perSec(dPredictions),
-      meanBatchSize: dBatches > 0 ? dPredictions / dBatches : 0,
-      latencyMs: latencies.drain(),
-      queueDepth: batcher.size,
-      deadLetters: deadLetters.countsByReason(),
-      bus: options.bus.kind,
-      registry: options.modelRegistry ? (options.modelRegistry.kind ?? 'unknown') : 'none',
-    };
-    lastStatus = {
-      at: now,
-      messagesIn: status.messagesIn,
-      predictions: counts.predictions,
-      batches: counts.batches,
-    };
-    return msg;
-  }
-
-  function publishEdgeStatus(stopping = false): void {
-    if (!ingest.publishStatus) return;
-    try {
-      publishStatus(
-        'edge-status',
-        STATUS_TOPICS.edgeStatus(workerId),
-        edgeStatusMessageSchema,
-        edgeStatus(stopping),
-        0,
-      );
-    } catch (err) {
-      statusFailed('edge-status', err);
-    }
-  }
-
-  function startStatus(): void {
-    lastStatus = {
-      at: Date.now(),
-      messagesIn: status.messagesIn,
-      predictions: counts.predictions,
-      batches: counts.batches,
-    };
-    latencies.drain();
-    if (statusIntervalMs <= 0 || !ingest.publishStatus) return;
-    statusTimer = setInterval(() => publishEdgeStatus(), statusIntervalMs);
-    statusTimer.unref();
-  }
-
-  function exportDrift(features: readonly FeatureDriftStatus[]): void {
-    for (const f of features) {
-      metrics.driftPValue.set({ feature: f.feature }, f.pvalue ?? Number.NaN);
-      metrics.driftStatistic.set({ feature: f.feature }, f.statistic ?? Number.NaN);
-    }
-  }
+  });
+  const trigger = new RetrainTrigger({
+    modelName,
+    holder,
+    bus: options.bus,
+    logger,
+    metrics,
+    track,
+    sampleClock: () => counts.samples,
+    drift: options.drift,
+    driftConfig,
+    accuracy: options.accuracy,
+    accuracyConfig,
+    episodes: options.episodes,
+    episodeTtlSamples: options.episodeTtlSamples,
+    onWindow: (w) => status.publishWindow(w),
+    onAlarm: (alarm, outcome) => status.publishAlarm(alarm, outcome),
+  });
+  holder.onSwap(() => status.championLoaded());
 
   // ── the critical path: one predict call per batch, with the model captured at the batch start ──
   async function processBatch(batch: Telemetry[], info: BatchInfo): Promise<void> {
@@ -674,15 +345,13 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     }
     counts.batches++;
     metrics.batchSize.observe(batch.length);
-    let tested = false;
     for (let i = 0; i < predictions.length; i++) {
       const p = predictions[i] as Prediction;
       const t = batch[i] as Telemetry;
       counts.predictions++;
       metrics.predictions.inc({ efficiency: p.efficiency });
       metrics.latency.observe(p.latencyMs / 1000);
-      latencies.add(p.latencyMs);
-      predictedMix.add(p.efficiency);
+      status.predicted(p);
       // Not awaited here: waiting for PUBACKs inside the batch could stall the intake that reads them.
       track(
         ingest.publishPrediction(p).catch((err: unknown) => {
@@ -694,7 +363,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
           });
         }),
       );
-      const sampleIndex = sampleClock++;
+      const sampleIndex = counts.samples++;
       const rec = labelJoin.peek(t.machineId, t.seq);
       if (rec && rec.telemetry === t) {
         rec.predicted = p.efficiency;
@@ -706,28 +375,9 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
           if (waitForRoom) await waitForRoom;
         }
       }
-      if (drift) {
-        try {
-          windowTap(drift)?.push(t, t.machineId);
-          const u = drift.update(t, t.machineId);
-          if (u.tested) {
-            tested = true;
-            metrics.driftWindows.inc();
-            if (u.window.rejected.length > 0)
-              logger.debug('drift window rejected', {
-                groupKey: u.window.groupKey,
-                rejected: u.window.rejected,
-              });
-            if (!drift.featureSummary) exportDrift(u.window.features);
-            publishWindow(u.window);
-          }
-          if (u.alarm) onAlarm(u.alarm);
-        } catch (err) {
-          logger.error('drift detector failed', { err: describeError(err), batchId: info.id });
-        }
-      }
+      trigger.observe(t, info.id);
     }
-    if (tested && drift?.featureSummary) exportDrift(drift.featureSummary());
+    trigger.endBatch();
   }
 
   const batcher = new MicroBatcher<Telemetry>({
@@ -748,7 +398,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     maxQueue: Math.max(options.sampleBatchSize ?? 100, 10_000),
     process: async (samples) => {
       try {
-        // Keyed by machineId (one message per machine in the batch), so a Kafka partition holds a machine's samples in order.
+        // Keyed by machineId (one message per machine in the batch), so a Kafka partition holds a machine's
+        // samples in order.
         const byMachine = new Map<string, LabelledSample[]>();
         for (const s of samples) {
           const list = byMachine.get(s.machineId);
@@ -768,14 +419,14 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   });
 
   function onTelemetry(t: Telemetry): Promise<void> | undefined {
-    status.messagesIn++;
+    status.messageIn();
     labelJoin.put(t.machineId, t.seq, { telemetry: t });
     return batcher.push(t);
   }
 
   // ── delayed labels: join, publish the labelled sample, feed the accuracy monitor ──
   function onLabel(l: Label): Promise<void> | undefined {
-    status.messagesIn++;
+    status.messageIn();
     const rec = labelJoin.lookup(l.machineId, l.seq);
     if (!rec) return undefined;
     rec.label = l.efficiency;
@@ -802,21 +453,13 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       prediction: rec.predicted,
       modelVersion: rec.modelVersion,
     };
-    // Only predictions of the model now serving count towards its live accuracy.
-    if (accuracy && rec.modelVersion === holder.version) {
-      try {
-        const alarm = accuracy.recordOutcome(rec.predicted === rec.label, {
-          ts: t.ts,
-          sampleIndex: rec.sampleIndex,
-          actual: rec.label,
-        });
-        const live = accuracy.liveAccuracy;
-        metrics.liveAccuracy.set(live ?? Number.NaN);
-        if (alarm) onAlarm(alarm);
-      } catch (err) {
-        logger.error('accuracy monitor failed', { err: describeError(err) });
-      }
-    }
+    trigger.recordOutcome({
+      predicted: rec.predicted,
+      label: rec.label,
+      modelVersion: rec.modelVersion,
+      ts: t.ts,
+      sampleIndex: rec.sampleIndex,
+    });
     return sampleBatcher.push(sample);
   }
 
@@ -829,16 +472,13 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
 
   function forgetMachines(machineIds: readonly string[]): number {
     let dropped = 0;
-    if (drift?.dropGroup && drift.config?.groupBy === 'machine') {
-      for (const id of machineIds) {
-        if (drift.dropGroup(id)) dropped++;
-        windowPublishedAt.delete(id);
-      }
-      // The histogram tap keeps its own per-machine rings: start it afresh too (display only; refills within a window).
-      if (dropped > 0) recentWindowsOf = undefined;
+    if (trigger.groupsByMachine) {
+      dropped = trigger.dropGroups(machineIds);
+      status.forgetGroups(machineIds);
     }
     // With groupBy 'all' the one window keeps its rows; from now on it fills with this worker's current machines only.
-    // Predictions of these machines still waiting for a label stay in the bounded join until evicted: their labels now go to the new owner.
+    // Predictions of these machines still waiting for a label stay in the bounded join until evicted: their
+    // labels now go to the new owner.
     logger.info(`forgetting ${machineIds.length} machine(s) moved to another worker`, {
       action: 'forget-machines',
       machines: machineIds.length,
@@ -847,127 +487,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     return dropped;
   }
 
-  // ── champions from the registry ──
-  async function loadVersion(version: string, correlationId?: string): Promise<boolean> {
-    const reg = options.modelRegistry;
-    if (!reg) throw new Error('no model registry configured');
-    if (holder.version === version) return true;
-    const log = correlationId ? logger.child({ correlationId }) : logger;
-    log.info(`fetching model ${modelName}@${version}`, { action: 'model-fetch', modelVersion: version });
-    let dir: string;
-    try {
-      dir = await reg.fetchArtifact(modelName, version);
-    } catch (err) {
-      if (err instanceof ArtifactError) {
-        refusedVersions.add(version);
-        counts.refusedFetches++;
-        metrics.loadsRefused.inc({ reason: 'artifact_invalid' });
-        log.error(`model load refused (${describeError(err)}); keeping ${holder.version ?? 'no model'}`, {
-          action: 'model-load',
-          outcome: 'failure',
-          modelVersion: version,
-        });
-        return false;
-      }
-      throw err;
-    }
-    const outcome = await holder.load(dir, { version, ...(correlationId ? { correlationId } : {}) });
-    if (!outcome.ok && outcome.reason === 'artifact_invalid') refusedVersions.add(version);
-    return outcome.ok;
-  }
-
-  async function onModelChange(change: ModelChange): Promise<void> {
-    if (change.modelName !== modelName) return;
-    logger.info(`${change.type}: ${change.modelName}@${change.version}`, {
-      action: change.type,
-      modelVersion: change.version,
-      correlationId: change.correlationId,
-    });
-    // An explicit event retries a version refused earlier (its artifact may have been repaired).
-    refusedVersions.delete(change.version);
-    await loadVersion(change.version, change.correlationId);
-  }
-
-  async function waitForChampion(): Promise<void> {
-    const reg = options.modelRegistry;
-    if (!reg) {
-      if (!holder.current)
-        logger.warn('no model registry and no initial model: waiting for a model (not ready)');
-      await Promise.race([
-        holder.waitForModel(),
-        new Promise((r) => abort.signal.addEventListener('abort', r, { once: true })),
-      ]);
-      return;
-    }
-    let announced: string | undefined;
-    while (!holder.current && !abort.signal.aborted) {
-      let note: string | undefined;
-      try {
-        const champion = await reg.getChampion(modelName);
-        if (!champion) note = `no champion for ${modelName} yet; waiting (not ready)`;
-        else if (refusedVersions.has(champion.version))
-          note = `champion ${modelName}@${champion.version} was refused; waiting for another (not ready)`;
-        else if (await loadVersion(champion.version)) break;
-      } catch (err) {
-        note = `registry not available (${describeError(err)}); retrying (not ready)`;
-      }
-      if (note && note !== announced) {
-        announced = note;
-        logger.warn(note, { action: 'model-wait' });
-      }
-      await sleep(championPollMs > 0 ? Math.min(championPollMs, 1000) : 1000, abort.signal);
-    }
-  }
-
-  // ── following the champion without the bus (separate processes on the in-process bus, missed events) ──
-  let unwatch: (() => void) | undefined;
-  let followQueue: Promise<unknown> = Promise.resolve();
-  function onChampionSeen(champion: ChampionRef | undefined): void {
-    if (
-      !champion ||
-      abort.signal.aborted ||
-      champion.version === holder.version ||
-      refusedVersions.has(champion.version)
-    )
-      return;
-    followQueue = followQueue
-      .then(async () => {
-        if (abort.signal.aborted || champion.version === holder.version) return;
-        logger.info(
-          `registry champion is ${champion.version}, serving ${holder.version ?? 'none'}: loading`,
-          { action: 'model-follow' },
-        );
-        await loadVersion(champion.version);
-      })
-      .catch((err: unknown) =>
-        logger.warn('following the registry champion failed; will retry', { err: describeError(err) }),
-      );
-  }
-  function followChampion(): void {
-    const reg = options.modelRegistry;
-    if (!reg || championPollMs <= 0) return;
-    if (reg.watchChampion) {
-      // emitInitial: a champion that changed between the start-up load and the first poll is not missed.
-      unwatch = reg.watchChampion(modelName, onChampionSeen, {
-        intervalMs: championPollMs,
-        emitInitial: true,
-        onError: (err) => logger.debug('champion watch failed', { err: describeError(err) }),
-      });
-      return;
-    }
-    const timer = setInterval(() => {
-      reg
-        .getChampion(modelName)
-        .then(onChampionSeen, (err: unknown) =>
-          logger.debug('champion poll failed', { err: describeError(err) }),
-        );
-    }, championPollMs);
-    timer.unref();
-    unwatch = () => clearInterval(timer);
-  }
-
   let http: EdgeHttp | undefined;
-  let modelEvents: Subscription | undefined;
   let started = false;
   let stopping: Promise<void> | undefined;
 
@@ -979,20 +499,20 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       return http?.port;
     },
     ready: () => holder.current !== undefined && ingest.connected,
-    loadVersion,
+    loadVersion: (version, correlationId) => champions.loadVersion(version, correlationId),
     stats: () => ({
       predictions: counts.predictions,
       batches: counts.batches,
       queued: batcher.size,
       modelVersion: holder.version,
-      refusedLoads: holder.refusedLoads + counts.refusedFetches,
+      refusedLoads: holder.refusedLoads + champions.refusedFetches,
       deadLetters: deadLetters.total,
       labelJoin: labelJoin.stats,
-      alarms: { ...counts.alarms },
-      retrainRequests: counts.retrainRequests,
-      liveAccuracy: accuracy?.liveAccuracy ?? null,
-      drift: drift?.featureSummary?.() ?? [],
-      status: { published: status.published, failed: status.failed, windowsSkipped: status.windowsSkipped },
+      alarms: trigger.alarms,
+      retrainRequests: trigger.retrainRequests,
+      liveAccuracy: trigger.liveAccuracy,
+      drift: trigger.featureSummary(),
+      status: status.stats(),
     }),
 
     async start() {
@@ -1003,7 +523,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         http = await startEdgeHttp({
           host: h.host ?? '127.0.0.1',
           port: h.port,
-          registry,
+          registry: metricsRegistry,
           holder,
           logger,
           ...(h.maxRows !== undefined ? { maxRows: h.maxRows } : {}),
@@ -1016,32 +536,13 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         });
         logger.info(`edge http listening on ${h.host ?? '127.0.0.1'}:${http.port}`, { port: http.port });
       }
-      if (options.modelRegistry) {
-        modelEvents = await options.bus.subscribe(
-          BUS_TOPICS.modelEvents,
-          { group: busGroup, fromBeginning: false },
-          async (msg) => {
-            const { change, problem } = toModelChange(msg.value);
-            if (problem) logger.warn(`ignoring a malformed model event: ${problem}`, { offset: msg.offset });
-            if (!change || abort.signal.aborted) return;
-            try {
-              await onModelChange(change);
-            } catch (err) {
-              logger.error('model event could not be applied', {
-                correlationId: change.correlationId,
-                err: describeError(err),
-              });
-              if (isRetriable(err)) throw err;
-            }
-          },
-        );
-      }
+      await champions.subscribe();
       if (options.initialModel)
         holder.swap(
           options.initialModel,
           options.initialModelVersion ?? options.initialModel.metadata.version,
         );
-      await waitForChampion();
+      await champions.waitForChampion();
       if (abort.signal.aborted) return;
       try {
         const handlers: IngestHandlers & IngestHooks = {
@@ -1057,8 +558,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         if (abort.signal.aborted) return; // stop() while connecting
         throw err;
       }
-      followChampion();
-      startStatus();
+      champions.follow();
+      status.start();
       logger.info(`edge worker consuming: serving ${modelName}@${holder.version ?? '?'}`, {
         action: 'start',
         outcome: 'success',
@@ -1070,17 +571,14 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     stop() {
       stopping ??= (async () => {
         abort.abort();
-        unwatch?.();
-        const statusWasRunning = statusTimer !== undefined;
-        clearInterval(statusTimer);
-        statusTimer = undefined;
+        champions.stopWatching();
+        status.stop();
         ingest.pause();
         await batcher.close();
         await sampleBatcher.close();
         // A last status (not ready) so observers see this worker leave; awaited with the other publishes.
-        if (statusWasRunning) publishEdgeStatus(true);
-        await followQueue;
-        await modelEvents?.close();
+        status.publishFinal();
+        await champions.close();
         await Promise.allSettled([...pending]);
         await ingest.close();
         await holder.close();
@@ -1097,8 +595,23 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   return worker;
 }
 
-/** Drift groups whose last window message time is kept for the rate limit, at most. */
-const MAX_RATE_LIMITED_GROUPS = 4096;
+/** The MQTT ingest of `createEdgeWorker`'s `mqtt` option. */
+function mqttIngest(
+  mqtt: MqttConnection | undefined,
+  sinks: { deadLetters: DeadLetterSink; logger: Logger; metrics: EdgeMetrics },
+): EdgeIngest {
+  if (!mqtt) throw new Error('createEdgeWorker needs `mqtt` or `ingest`');
+  return new MqttIngest({
+    url: mqtt.url,
+    clientId: mqtt.clientId,
+    ...sinks,
+    ...(mqtt.username !== undefined ? { username: mqtt.username } : {}),
+    ...(mqtt.password !== undefined ? { password: mqtt.password } : {}),
+    ...(mqtt.ca !== undefined ? { ca: mqtt.ca } : {}),
+    ...(mqtt.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: mqtt.reconnectPeriodMs } : {}),
+    ...(mqtt.connectAttempts !== undefined ? { connectAttempts: mqtt.connectAttempts } : {}),
+  });
+}
 
 function nonNegativeInt(name: string, v: number, max: number): number {
   if (!Number.isInteger(v) || v < 0 || v > max)
@@ -1106,21 +619,8 @@ function nonNegativeInt(name: string, v: number, max: number): number {
   return v;
 }
 
-/** The champion's validation accuracy from its metadata, or null when missing or out of [0, 1]. */
-function validationAccuracyOf(model: LoadedModel | undefined): number | null {
-  const acc = model?.metadata.validation?.accuracy;
-  return typeof acc === 'number' && acc >= 0 && acc <= 1 ? acc : null;
-}
-
 /** A small window without an explicit hop gets hop = window (hop must not exceed the window, even when unused). */
 function normalizeDriftConfig(c: Partial<FeatureDriftConfig>): Partial<FeatureDriftConfig> {
   if (c.hop !== undefined || c.windowSize === undefined) return c;
   return { ...c, hop: Math.min(DEFAULT_DRIFT_CONFIG.hop, c.windowSize) };
-}
-
-/** Creates and starts a worker. */
-export async function startEdgeWorker(options: EdgeWorkerOptions): Promise<EdgeWorker> {
-  const worker = createEdgeWorker(options);
-  await worker.start();
-  return worker;
 }

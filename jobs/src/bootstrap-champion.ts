@@ -6,13 +6,13 @@ import { createRegistry } from '../../common/registry/factory.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import { VERSION } from '../../common/version.ts';
 import { flushLogs } from './logs.ts';
-import { ensureChampion } from '../../bin/lib/bootstrap.ts';
+import { ensureChampion } from '../../common/registry/bootstrap.ts';
 
 /**
  * The cluster's first champion (a Kubernetes Job, k8s/base/bootstrap-champion-job.yaml): when the
  * registered model MODEL_NAME has no `champion` alias in MLflow (MLFLOW_TRACKING_URI), trains the
  * bootstrap model from scenarios/stationary.json exactly as `npm start` does for its embedded registry
- * (bin/lib/bootstrap.ts: 40,000 samples, 30 epochs, seed 1), registers it and points `champion` at it.
+ * (common/registry/bootstrap.ts: 40,000 samples, 30 epochs, seed 1), registers it and points `champion` at it.
  * With a champion in place it exits at once: it never replaces a model the retrainer promoted. Waits for
  * MLflow (BOOTSTRAP_WAIT_S, default 300 s) first.
  *

@@ -9,6 +9,7 @@ import {
   str,
   type ConfigOf,
 } from '../../common/config/env.ts';
+import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 
 /**
  * Settings of the retrainer, read from the environment by `main.ts` and
@@ -19,7 +20,7 @@ export const retrainerConfigSpec = {
   /** Registered model the retrainer trains and promotes. */
   modelName: str('MODEL_NAME', {
     description: 'registered model name the retrainer trains and promotes',
-    default: 'driftline-efficiency',
+    default: DEFAULT_MODEL_NAME,
     pattern: /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/,
     allowed: "letters, digits, '.', '_' and '-'",
   }),

@@ -62,7 +62,10 @@ export interface DatasetRequest {
   window: SampleWindow;
   /** Kind of drift: decides the old-data share. */
   kind: 'covariate' | 'concept';
-  /** Ignore the window's upper bounds (use everything since the onset); the service does this when it retries for more data. */
+  /**
+   * Ignore the window's upper bounds (use everything since the onset); the service does this when it retries
+   * for more data.
+   */
   extendToLatest?: boolean;
 }
 
@@ -145,7 +148,8 @@ export function splitRecent(
     options.holdoutShare + options.validationShare < 1
   )) {
     throw new RangeError(
-      `holdoutShare and validationShare must be positive and sum to less than 1, got ${options.holdoutShare} and ${options.validationShare}`,
+      `holdoutShare and validationShare must be positive and sum to less ` +
+        `than 1, got ${options.holdoutShare} and ${options.validationShare}`,
     );
   }
   const rng = new Rng(options.seed);

@@ -18,7 +18,10 @@ import type { EvalMetrics } from '../../common/model/types.ts';
 
 /** Thresholds of the gate. */
 export interface GateConfig {
-  /** Minimum accuracy gain over the champion on the holdout (absolute fraction). `PROMOTION_MIN_GAIN`, default 0.005. */
+  /**
+   * Minimum accuracy gain over the champion on the holdout (absolute fraction). `PROMOTION_MIN_GAIN`, default
+   * 0.005.
+   */
   minGain: number;
   /** Largest tolerated macro-F1 drop versus the champion (absolute). `PROMOTION_MAX_MACRO_F1_DROP`, default 0.01. */
   maxMacroF1Drop: number;
@@ -74,7 +77,9 @@ export function decidePromotion(
   if (champion && champion.samples !== challenger.samples) {
     return {
       promote: false,
-      reason: `champion and challenger were scored on different holdouts (${champion.samples} vs ${challenger.samples} samples)`,
+      reason:
+        `champion and challenger were scored on different holdouts ` +
+        `(${champion.samples} vs ${challenger.samples} samples)`,
       causes: ['invalid-metrics'],
       accuracyGain: 0,
       macroF1Delta: 0,
@@ -102,7 +107,8 @@ export function decidePromotion(
     if (f1Delta < -config.maxMacroF1Drop) {
       causes.push('macro-f1-drop');
       problems.push(
-        `macro-F1 drops from ${f4(champion.macroF1)} to ${f4(challenger.macroF1)} (tolerance ${f4(config.maxMacroF1Drop)})`,
+        `macro-F1 drops from ${f4(champion.macroF1)} to ` +
+          `${f4(challenger.macroF1)} (tolerance ${f4(config.maxMacroF1Drop)})`,
       );
     }
   }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { RetrainRequest } from '../../common/events/schemas.ts';
 import { DriftlineError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
-import { isErrno, writeFileAtomic } from '../../common/samples/atomic.ts';
+import { isErrno, writeFileAtomic } from '../../common/util/atomic-file.ts';
 
 /**
  * The retrainer's durable record of retrain requests, keyed by `requestId`
@@ -102,7 +102,10 @@ export class RequestLedger {
     this.maxFinished = maxFinished;
   }
 
-  /** Loads `<dir>/requests.json` (an unreadable file is set aside as `requests.json.corrupt-<time>` and the ledger starts empty). */
+  /**
+   * Loads `<dir>/requests.json` (an unreadable file is set aside as `requests.json.corrupt-<time>` and the
+   * ledger starts empty).
+   */
   static async open(dir: string, options: LedgerOptions = {}): Promise<RequestLedger> {
     const logger = options.logger ?? silentLogger();
     const ledger = new RequestLedger(path.resolve(dir, 'requests.json'), options.maxFinished ?? 1000);
@@ -203,7 +206,7 @@ export class RequestLedger {
         format: 'driftline-retrainer-requests/1',
         requests: [...this.records.values()],
       };
-      await writeFileAtomic(this.file, `${JSON.stringify(body, null, 1)}\n`);
+      await writeFileAtomic(this.file, `${JSON.stringify(body, null, 1)}\n`, { mkdir: true });
     });
     this.chain = run.catch(() => undefined);
     return run;

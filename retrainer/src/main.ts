@@ -18,7 +18,8 @@ import { onShutdown } from '../../common/util/shutdown.ts';
 import { VERSION } from '../../common/version.ts';
 import { retrainerConfigSpec } from './config.ts';
 import { RetrainerMetrics } from './metrics.ts';
-import { createRetrainer } from './retrainer.ts';
+import { mlflowTrackingFor } from './mlflow-tracking.ts';
+import { createRetrainer } from './service.ts';
 
 /**
  * `npm run retrainer`: the retrainer as its own process. Consumes retrain
@@ -76,14 +77,17 @@ runMain(async () => {
   });
   if (!kafka)
     logger.warn(
-      'standalone retrainer on the in-process bus: it receives only what this process publishes (set KAFKA_BROKERS, or run `npm start` for the whole loop)',
+      'standalone retrainer on the in-process bus: it receives only what this ' +
+        'process publishes (set KAFKA_BROKERS, or run `npm start` for the whole loop)',
     );
 
   // On Kafka the store is the labelled-samples topic itself: no sink copies it anywhere.
+  // Experiment tracking goes with the registry: MLflow runs for the MLflow registry, none otherwise.
   const retrainer = createRetrainer({
     bus,
     registry,
     store,
+    tracking: mlflowTrackingFor(registry, logger),
     logger,
     config,
     tf,

@@ -1,10 +1,16 @@
-import type { RetrainRequest } from '../../common/events/schemas.ts';
 import { describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import type { MlflowClient } from '../../common/mlflow/client.ts';
-import type { MlflowRegistry } from '../../common/mlflow/registry.ts';
 import type { EpochLog } from '../../common/model/classifier.ts';
-import type { RetrainTracking, TrackedRun, TrackedRunStart, TrackedRunStatus } from './retrain-once.ts';
+import { MlflowRegistry } from '../../common/registry/mlflow.ts';
+import type { ModelRegistry } from '../../common/registry/types.ts';
+import {
+  TAG_VALUE_MAX_CHARS,
+  type RetrainTracking,
+  type TrackedRun,
+  type TrackedRunStart,
+  type TrackedRunStatus,
+} from './tracking.ts';
 
 /**
  * The retrainer's experiment tracking on MLflow: each retrain is a run in the
@@ -17,11 +23,13 @@ import type { RetrainTracking, TrackedRun, TrackedRunStart, TrackedRunStatus } f
  * is `runs:/<run>/model` and its files are uploaded into that run through the
  * artifact proxy.
  *
- * Used automatically by `retrainOnce` when the registry is an `MlflowRegistry`.
+ * Chosen by the process that builds the retrainer (`main.ts`, the all-in-one
+ * runner) through {@link mlflowTrackingFor}: MLflow runs when the registry is
+ * an `MlflowRegistry`.
  */
 
-/** MLflow's limit on a run tag value (`MAX_TAG_VAL_LENGTH`). */
-export const MLFLOW_TAG_VALUE_LIMIT = 8000;
+/** MLflow's limit on a run tag value (`MAX_TAG_VAL_LENGTH`): what every tracker must accept. */
+export const MLFLOW_TAG_VALUE_LIMIT = TAG_VALUE_MAX_CHARS;
 /** MLflow's limit on a param value (`MAX_PARAM_VAL_LENGTH`). */
 export const MLFLOW_PARAM_VALUE_LIMIT = 6000;
 
@@ -51,41 +59,6 @@ export function epochMetrics(log: EpochLog): Record<string, number> {
     learning_rate: log.learningRate,
     epoch_ms: log.durationMs,
   };
-}
-
-/**
- * The drift report of a request as JSON of at most `maxChars` characters:
- * kind, detector group, champion, live and validation accuracy, window and the
- * drifted features with their KS statistic and p-value (most significant
- * first). When too long, the least significant features are dropped (counted
- * in `droppedFeatures`), so the value stays valid JSON.
- */
-export function driftReportJson(request: RetrainRequest, maxChars = MLFLOW_TAG_VALUE_LIMIT): string {
-  const base = {
-    kind: request.kind,
-    groupKey: request.groupKey,
-    championVersion: request.championVersion,
-    requestedAt: request.requestedAt,
-    ...(request.sampleIndex !== undefined ? { sampleIndex: request.sampleIndex } : {}),
-    liveAccuracy: request.liveAccuracy,
-    validationAccuracy: request.validationAccuracy,
-    window: request.window,
-  };
-  const features = request.features.map((f) => ({
-    feature: f.feature,
-    statistic: f.statistic,
-    pvalue: f.pvalue,
-  }));
-  for (let keep = features.length; keep >= 0; keep--) {
-    const dropped = features.length - keep;
-    const json = JSON.stringify({
-      ...base,
-      features: features.slice(0, keep),
-      ...(dropped > 0 ? { droppedFeatures: dropped } : {}),
-    });
-    if (json.length <= maxChars) return json;
-  }
-  return JSON.stringify({ kind: request.kind, truncated: true }).slice(0, maxChars);
 }
 
 /** Clips tag and param values to MLflow's limits. */
@@ -149,4 +122,15 @@ export function createMlflowTracking(
       };
     },
   };
+}
+
+/**
+ * The experiment tracking that goes with `registry`: MLflow runs (experiment
+ * `driftline`) in the registry's MLflow server when it is an `MlflowRegistry`,
+ * none otherwise.
+ */
+export function mlflowTrackingFor(registry: ModelRegistry, logger?: Logger): RetrainTracking | undefined {
+  return registry instanceof MlflowRegistry
+    ? createMlflowTracking(registry, logger ? { logger } : {})
+    : undefined;
 }

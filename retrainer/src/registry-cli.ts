@@ -5,6 +5,7 @@ import { describeError, DriftlineError } from '../../common/errors.ts';
 import { createLogger } from '../../common/logging/logger.ts';
 import { DEFAULT_REGISTRY_DIR } from '../../common/registry/directory.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
+import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 import type { AliasChange, ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
 
 /**
@@ -39,8 +40,6 @@ options:
 
 environment: MLFLOW_TRACKING_URI selects MLflow; otherwise REGISTRY_DIR (default ${DEFAULT_REGISTRY_DIR}).`;
 
-const DEFAULT_MODEL = 'driftline-efficiency';
-
 function short(checksum: string): string {
   return checksum ? checksum.slice(0, 12) : '-';
 }
@@ -72,7 +71,10 @@ function formatVersion(v: ModelVersion): string {
 
 function formatChange(c: AliasChange): string {
   const move = `${c.from ? `v${c.from}` : '(none)'} → v${c.to}`;
-  return `${c.at}  ${c.action.padEnd(8)}  ${move.padEnd(14)}  by ${c.by}: ${c.reason}${c.correlationId ? `  [${c.correlationId}]` : ''}`;
+  return (
+    `${c.at}  ${c.action.padEnd(8)}  ${move.padEnd(14)}  by ${c.by}: ` +
+    `${c.reason}${c.correlationId ? `  [${c.correlationId}]` : ''}`
+  );
 }
 
 /** Runs one CLI command; returns the exit code. Exported for tests. */
@@ -116,7 +118,7 @@ export async function runRegistryCli(
     return 2;
   }
   const env = io.env ?? process.env;
-  const model = values.model ?? env.MODEL_NAME ?? DEFAULT_MODEL;
+  const model = values.model ?? env.MODEL_NAME ?? DEFAULT_MODEL_NAME;
   if (command === 'rollback' && !values.reason) {
     io.err('rollback needs --reason TEXT (it is recorded in the history)');
     return 2;
@@ -179,7 +181,8 @@ export async function runRegistryCli(
           });
         else {
           io.out(
-            `rolled back ${model}: champion v${before?.version ?? '?'} → v${after.version} (by ${by}: ${values.reason})`,
+            `rolled back ${model}: champion v${before?.version ?? '?'} ` +
+              `→ v${after.version} (by ${by}: ${values.reason})`,
           );
           io.out(formatVersion(after));
         }

@@ -11,10 +11,15 @@ import { onShutdown } from '../../common/util/shutdown.ts';
 import { VERSION } from '../../common/version.ts';
 import { simulatorConfigSpec, type SimulatorConfig } from './config.ts';
 import { loadCredentialsFile } from './credentials.ts';
-import { generateStream } from './generator.ts';
+import { generateStream } from '../../common/scenario/generator.ts';
 import { writeJsonl } from './jsonl.ts';
 import { startSimulator, type RunningSimulator } from './publisher.ts';
-import { defaultScenario, loadScenarioFile, machineIdsOf, type Scenario } from './scenario.ts';
+import {
+  defaultScenario,
+  loadScenarioFile,
+  machineIdsOf,
+  type Scenario,
+} from '../../common/scenario/scenario.ts';
 
 export const USAGE = `usage: npm run simulate -- [options]
 

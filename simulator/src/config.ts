@@ -1,6 +1,6 @@
 import { int, oneOf, optionalStr, str, type ConfigOf, type Field } from '../../common/config/env.ts';
-import { PROFILE_NAMES } from './profiles.ts';
-import { MAX_MACHINES } from './scenario.ts';
+import { PROFILE_NAMES } from '../../common/scenario/profiles.ts';
+import { MAX_MACHINES } from '../../common/scenario/scenario.ts';
 
 /** Telemetry messages per second per machine, or `max`: as fast as the broker accepts. */
 export type Rate = number | 'max';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { ConfigError } from '../../common/errors.ts';
-import { describeIssues } from './issues.ts';
+import { describeIssues } from '../../common/scenario/issues.ts';
 import type { SimulatorCredentials } from './publisher.ts';
 
 /**

@@ -1,9 +1,8 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import type { Writable } from 'node:stream';
 import type { Label, Telemetry } from '../../common/schema/telemetry.ts';
-import type { GeneratedSample } from './generator.ts';
+import type { GeneratedSample } from '../../common/scenario/generator.ts';
 
 /**
  * The offline form of a stream: one JSON object per line,
@@ -17,7 +16,8 @@ export interface JsonlRecord {
 
 /** One line (without the newline). */
 export function formatJsonlLine(sample: GeneratedSample): string {
-  return JSON.stringify({ telemetry: sample.telemetry, label: sample.label, phase: sample.phaseName });
+  const record: JsonlRecord = { telemetry: sample.telemetry, label: sample.label, phase: sample.phaseName };
+  return JSON.stringify(record);
 }
 
 /** Lines are written in chunks of about this many characters. */
@@ -58,12 +58,4 @@ export async function writeJsonl(
     await Promise.race([once(out, 'finish'), failed]);
   }
   return { samples: count, bytes };
-}
-
-/** Reads a JSON-lines stream file back, one record per line (blank lines skipped). */
-export async function* readJsonl(path: string): AsyncGenerator<JsonlRecord> {
-  const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
-  for await (const line of lines) {
-    if (line.trim() !== '') yield JSON.parse(line) as JsonlRecord;
-  }
 }

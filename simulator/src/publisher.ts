@@ -3,9 +3,14 @@ import { ConfigError, TransportError, describeError } from '../../common/errors.
 import type { Logger } from '../../common/logging/logger.ts';
 import { connectMqtt } from '../../common/mqtt/connect.ts';
 import { TOPICS, type Label } from '../../common/schema/telemetry.ts';
-import { generateStream, phaseBounds } from './generator.ts';
-import type { ProfileName } from './profiles.ts';
-import { defaultScenario, machineIdsOf, phaseChangesAnything, type Scenario } from './scenario.ts';
+import { generateStream, phaseBounds } from '../../common/scenario/generator.ts';
+import type { ProfileName } from '../../common/scenario/profiles.ts';
+import {
+  defaultScenario,
+  machineIdsOf,
+  phaseChangesAnything,
+  type Scenario,
+} from '../../common/scenario/scenario.ts';
 import { Pacer } from './scheduler.ts';
 import { Fifo, RateMeter } from './stats.ts';
 
@@ -132,7 +137,8 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
     const missing = ids.filter((id) => typeof credentials.devices[id] !== 'string');
     if (missing.length > 0)
       throw new ConfigError(
-        `credentials: no password for machine${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''}`,
+        `credentials: no password for machine${missing.length > 1 ? 's' : ''} ` +
+          `${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''}`,
       );
   }
 

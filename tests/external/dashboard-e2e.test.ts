@@ -2,11 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DASHBOARD_LOGINS,
-  startDashboardStack,
-  type DashboardStack,
-} from '../../dashboard/src/testing/stack.ts';
+import { DASHBOARD_LOGINS, startDashboardStack, type DashboardStack } from '../helpers/dashboard/stack.ts';
 import { launchChromium, signIn, watchPage, type PageProblems } from './helpers/dashboard-browser.ts';
 import { startProxy, type CuttableProxy } from './helpers/dashboard-proxy.ts';
 import { scriptedSource, type DashboardDataSource } from './helpers/dashboard-source.ts';
@@ -33,7 +29,10 @@ let context: BrowserContext;
 let page: Page;
 let problems: PageProblems;
 
-/** Playwright's locator assertions live in @playwright/test; with playwright-core we poll through vitest's expect.poll. */
+/**
+ * Playwright's locator assertions live in @playwright/test; with playwright-core we poll through vitest's
+ * expect.poll.
+ */
 const T = { timeout: 15_000, interval: 50 };
 const text = (l: Locator): Promise<string> => l.textContent().then((t) => t ?? '');
 const classes = (l: Locator): Promise<string> => l.getAttribute('class').then((c) => c ?? '');

@@ -37,7 +37,10 @@ let page: Page;
 let problems: PageProblems;
 const started = Date.now();
 
-/** Playwright's locator assertions live in @playwright/test; with playwright-core we poll through vitest's expect.poll. */
+/**
+ * Playwright's locator assertions live in @playwright/test; with playwright-core we poll through vitest's
+ * expect.poll.
+ */
 const T = { timeout: 20_000, interval: 100 };
 /** Waits on the pipeline itself: detection, retraining, promotion. */
 const SLOW = { timeout: 120_000, interval: 100 };

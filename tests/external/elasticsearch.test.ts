@@ -63,7 +63,8 @@ describe(`Elasticsearch at ${URL}`, () => {
   function requireNode(): void {
     if (unreachable) {
       throw new Error(
-        `Elasticsearch is not reachable at ${URL} (${unreachable.message}); start it with scripts/services/elasticsearch.sh start`,
+        `Elasticsearch is not reachable at ${URL} (${unreachable.message}); ` +
+          `start it with scripts/services/elasticsearch.sh start`,
       );
     }
   }

@@ -189,7 +189,8 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
       env,
     });
     stream.write(
-      `---- system started after ${((Date.now() - started) / 1000).toFixed(1)} s; model ${MODEL}, topic prefix ${PREFIX}\n`,
+      `---- system started after ${((Date.now() - started) / 1000).toFixed(1)} ` +
+        `s; model ${MODEL}, topic prefix ${PREFIX}\n`,
     );
     const finished = system.finished;
     if (!finished) throw new Error('startSystem did not return a finished promise despite exitAfterPhases');
@@ -242,7 +243,9 @@ describe(`full loop on Kafka ${BROKERS.join(',')} and MLflow ${TRACKING_URI}`, (
     );
     const search = await mlflow<{ runs?: Run[] }>('POST', 'runs/search', {
       experiment_ids: [experiment.experiment.experiment_id],
-      filter: `tags.\`driftline.model_name\` = '${MODEL}' and tags.\`driftline.correlation_id\` = '${promotedEvent.correlationId}'`,
+      filter:
+        `tags.\`driftline.model_name\` = '${MODEL}' and ` +
+        `tags.\`driftline.correlation_id\` = '${promotedEvent.correlationId}'`,
       max_results: 10,
     });
     const runs = search.runs ?? [];

@@ -25,7 +25,7 @@ import { TransportError, ValidationError, describeError } from '../../common/err
 import { openKafkaSampleStore } from '../../common/samples/kafka-store.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import type { RetrainerConfig } from '../../retrainer/src/config.ts';
-import { createRetrainer } from '../../retrainer/src/retrainer.ts';
+import { createRetrainer } from '../../retrainer/src/service.ts';
 import {
   FakeTrainer,
   MemoryRegistry,
@@ -89,7 +89,10 @@ const admin: Admin = kafka.admin();
 const cleanups: (() => Promise<unknown>)[] = [];
 let reachable: Promise<void> | undefined;
 
-/** Every test starts with this: an unreachable broker fails each test (a failing beforeAll would only mark them skipped). */
+/**
+ * Every test starts with this: an unreachable broker fails each test (a failing beforeAll would only mark
+ * them skipped).
+ */
 function kafkaUp(): Promise<void> {
   reachable ??= (async () => {
     try {

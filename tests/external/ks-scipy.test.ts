@@ -271,7 +271,8 @@ describe('ks2samp agrees with scipy.stats.ks_2samp', () => {
         `${nExact} exact, ${nAsymp} asymp (${nAutoAsymp} by 'auto' above 10000, ${nFallback} exact->asymp fallbacks); ` +
         `max |statistic dev| ${maxStatDev.toExponential(2)}; ` +
         `exact max abs dev ${maxExactAbs.toExponential(2)}, max rel dev ${maxExactRel.toExponential(2)}; ` +
-        `asymp max abs dev ${maxAsympAbs.toExponential(2)}; python ${pythonSeconds.toFixed(1)} s, TypeScript ${jsSeconds.toFixed(1)} s (both paths)`,
+        `asymp max abs dev ${maxAsympAbs.toExponential(2)}; python ` +
+        `${pythonSeconds.toFixed(1)} s, TypeScript ${jsSeconds.toFixed(1)} s (both paths)`,
     );
     expect(failures, failures.slice(0, 20).join('\n')).toEqual([]);
     // the generated mix must reach every regime it is meant to cover

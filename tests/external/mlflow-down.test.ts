@@ -22,16 +22,17 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from '../../bin/lib/bootstrap.ts';
+import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from '../../common/registry/bootstrap.ts';
 import { InProcessBus } from '../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../common/bus/types.ts';
 import { parseModelEvent } from '../../common/events/schemas.ts';
 import { createLogger, type Logger } from '../../common/logging/logger.ts';
-import { MlflowRegistry } from '../../common/mlflow/registry.ts';
+import { MlflowRegistry } from '../../common/registry/mlflow.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import { MemorySampleStore } from '../../common/samples/memory-store.ts';
 import { isFinal } from '../../retrainer/src/ledger.ts';
-import { createRetrainer, type Retrainer } from '../../retrainer/src/retrainer.ts';
+import { mlflowTrackingFor } from '../../retrainer/src/mlflow-tracking.ts';
+import { createRetrainer, type Retrainer } from '../../retrainer/src/service.ts';
 import { makeRequest, makeSamples, seedLabel } from '../../retrainer/src/testing/fakes.ts';
 import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
 
@@ -87,7 +88,8 @@ class SwitchableProxy {
           at < 0
             ? chunk
             : Buffer.from(
-                `${text.slice(0, at)}\r\nhost: ${this.target.host}:${this.target.port}\r\n${text.slice(at + host.length)}`,
+                `${text.slice(0, at)}\r\nhost: ` +
+                  `${this.target.host}:${this.target.port}\r\n${text.slice(at + host.length)}`,
                 'latin1',
               ),
         );
@@ -200,6 +202,7 @@ describe(`MLflow (${TRACKING_URI}) down at promotion time`, () => {
     retrainer = createRetrainer({
       bus,
       registry,
+      tracking: mlflowTrackingFor(registry, logger),
       store,
       tf,
       trainer: createInThreadTrainer({ tf }),

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactError } from '../../common/errors.ts';
 import { MlflowClient, proxyPathFromUri } from '../../common/mlflow/client.ts';
 import { MlflowAlreadyExistsError, MlflowNotFoundError } from '../../common/mlflow/errors.ts';
-import { MlflowRegistry } from '../../common/mlflow/registry.ts';
+import { MlflowRegistry } from '../../common/registry/mlflow.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
 import type { ModelVersion } from '../../common/registry/types.ts';
 

@@ -19,7 +19,8 @@ const USERS = {
 type User = (typeof USERS)[keyof typeof USERS];
 
 const MISSING =
-  'mosquitto_pub/mosquitto_sub not found: run scripts/setup/system-packages.sh (installs the Debian package mosquitto-clients)';
+  'mosquitto_pub/mosquitto_sub not found: run scripts/setup/system-packages.sh ' +
+  '(installs the Debian package mosquitto-clients)';
 
 let broker: RunningBroker;
 const children = new Set<ChildProcess>();

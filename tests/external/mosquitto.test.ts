@@ -17,7 +17,7 @@ import { TOPICS, type Prediction } from '../../common/schema/telemetry.ts';
 import { makeTelemetry, ruleLabel } from '../../edge-inference/src/testing/fakes.ts';
 import { createEdgeWorker } from '../../edge-inference/src/worker.ts';
 import { startSimulator, type SimulatorCredentials } from '../../simulator/src/publisher.ts';
-import { defaultScenario, machineIdsOf } from '../../simulator/src/scenario.ts';
+import { defaultScenario, machineIdsOf } from '../../common/scenario/scenario.ts';
 
 /**
  * Eclipse Mosquitto (`scripts/services/mosquitto.sh start`: 127.0.0.1:1884,
@@ -73,7 +73,8 @@ beforeAll(async () => {
     await probe.endAsync(true);
   } catch (err) {
     throw new Error(
-      `Mosquitto is not reachable at ${URL} as admin/${PREFIX}-admin: start it with \`scripts/services/mosquitto.sh start\` (${describeError(err)})`,
+      `Mosquitto is not reachable at ${URL} as admin/${PREFIX}-admin: start it ` +
+        `with \`scripts/services/mosquitto.sh start\` (${describeError(err)})`,
     );
   }
   tmp = await mkdtemp(path.join(os.tmpdir(), 'driftline-mosquitto-'));
@@ -212,7 +213,8 @@ describe('Mosquitto', () => {
     expect(s1.length).toBeGreaterThan(0);
     expect(s2.length).toBeGreaterThan(0);
     console.info(
-      `mosquitto $share: ${split.length}/${machines.length} machines split across both subscribers; ${example}: s1 got ${s1.length} seqs, s2 got ${s2.length}`,
+      `mosquitto $share: ${split.length}/${machines.length} machines split across ` +
+        `both subscribers; ${example}: s1 got ${s1.length} seqs, s2 got ${s2.length}`,
     );
   }, 60_000);
 

@@ -22,7 +22,7 @@ import { KafkaIngest } from '../../edge-inference/src/kafka-ingest.ts';
 import type { DriftPort } from '../../edge-inference/src/ports.ts';
 import { makeTelemetry, ruleLabel } from '../../edge-inference/src/testing/fakes.ts';
 import { createEdgeWorker, type EdgeWorker } from '../../edge-inference/src/worker.ts';
-import { defaultScenario, machineIdsOf } from '../../simulator/src/scenario.ts';
+import { defaultScenario, machineIdsOf } from '../../common/scenario/scenario.ts';
 import { startSimulator, type SimulatorCredentials } from '../../simulator/src/publisher.ts';
 import { kafkaAuth } from './helpers/kafka-auth.ts';
 
@@ -108,9 +108,13 @@ async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Pr
 function diagnostics(): string {
   const ingests = edges.map(
     (e) =>
-      `${e.name}: partitions [${e.ingest.assignedPartitions().join(',')}] ${JSON.stringify(e.ingest.stats())} predictions ${e.worker.stats().predictions}`,
+      `${e.name}: partitions [${e.ingest.assignedPartitions().join(',')}] ` +
+      `${JSON.stringify(e.ingest.stats())} predictions ${e.worker.stats().predictions}`,
   );
-  return `telemetry seen ${telemetrySeen.length}, bridge ${JSON.stringify(bridge?.stats())}, ${ingests.join('; ')}, observed ${observed.length}, dead letters ${deadLetters.length}`;
+  return (
+    `telemetry seen ${telemetrySeen.length}, bridge ${JSON.stringify(bridge?.stats())}, ` +
+    `${ingests.join('; ')}, observed ${observed.length}, dead letters ${deadLetters.length}`
+  );
 }
 
 async function requireKafka(): Promise<void> {
@@ -128,7 +132,8 @@ async function requireKafka(): Promise<void> {
     await admin.describeCluster();
   } catch (err) {
     throw new Error(
-      `Kafka is not reachable at ${BROKERS.join(',')} (KAFKA_BROKERS): start it with \`scripts/services/kafka.sh start\` (${describeError(err)})`,
+      `Kafka is not reachable at ${BROKERS.join(',')} (KAFKA_BROKERS): start ` +
+        `it with \`scripts/services/kafka.sh start\` (${describeError(err)})`,
     );
   } finally {
     await admin.disconnect().catch(() => undefined);
@@ -459,7 +464,8 @@ describe('scale-out: edge workers as one Kafka consumer group behind the MQTT br
     expect(a.ingest.stats().machinesForgotten).toBeGreaterThan(0);
     expect(bridge?.stats().forwarded.telemetry).toBe(TOTAL);
     console.info(
-      `scale-out: ${TOTAL} predictions, ${rebalances} rebalances on A, B served ${bMachines.length} machines, ${elapsed} ms`,
+      `scale-out: ${TOTAL} predictions, ${rebalances} rebalances ` +
+        `on A, B served ${bMachines.length} machines, ${elapsed} ms`,
     );
   }, 150_000);
 });

@@ -7,7 +7,7 @@ import { LoginLimiter, SessionStore, UserDirectory } from '../../dashboard/src/a
 import { createRequestHandler } from '../../dashboard/src/http.ts';
 import { EventStreamHub } from '../../dashboard/src/sse.ts';
 import { DashboardStore } from '../../dashboard/src/state.ts';
-import { testUsers } from '../../dashboard/src/testing/stack.ts';
+import { testUsers } from '../helpers/dashboard/stack.ts';
 
 /**
  * Issue 10: the dashboard's login limit (5 failures per address and username)

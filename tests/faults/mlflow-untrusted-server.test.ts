@@ -8,7 +8,7 @@ import {
   MlflowResponseTooLargeError,
   MlflowTransportError,
 } from '../../common/mlflow/errors.ts';
-import { MlflowRegistry } from '../../common/mlflow/registry.ts';
+import { MlflowRegistry } from '../../common/registry/mlflow.ts';
 
 /**
  * Issue 10: the MLflow client trusted the server — no size limit on answers,

@@ -1,11 +1,12 @@
 import type { DeadLetterRecord } from '../../../common/deadletter.ts';
-import type {
-  ClassProbabilities,
-  EvalMetrics,
-  FeatureRow,
-  LoadedModel,
-  ModelMetadata,
-  ReferenceSample,
+import {
+  DEFAULT_MODEL_NAME,
+  type ClassProbabilities,
+  type EvalMetrics,
+  type FeatureRow,
+  type LoadedModel,
+  type ModelMetadata,
+  type ReferenceSample,
 } from '../../../common/model/types.ts';
 import {
   EFFICIENCY_CLASSES,
@@ -115,7 +116,7 @@ export function fakeModel(version: string, options: FakeModelOptions = {}): Fake
   let disposed = false;
   const metadata: ModelMetadata = {
     format: 'driftline-model/1',
-    name: 'driftline-efficiency',
+    name: DEFAULT_MODEL_NAME,
     version,
     createdAt: new Date(0).toISOString(),
     trainedWith: 'fake',

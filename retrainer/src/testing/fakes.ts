@@ -3,13 +3,14 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { RetrainRequest } from '../../../common/events/schemas.ts';
-import type {
-  ClassProbabilities,
-  EvalMetrics,
-  FeatureRow,
-  LoadedModel,
-  ModelMetadata,
-  ReferenceSample,
+import {
+  DEFAULT_MODEL_NAME,
+  type ClassProbabilities,
+  type EvalMetrics,
+  type FeatureRow,
+  type LoadedModel,
+  type ModelMetadata,
+  type ReferenceSample,
 } from '../../../common/model/types.ts';
 import { RegistryError } from '../../../common/registry/errors.ts';
 import type {
@@ -46,7 +47,10 @@ export function seedLabel(row: FeatureRow, speedShift = 0): Efficiency {
   return 'Low';
 }
 
-/** `n` samples with consecutive ts (1 s apart from `startTs`) and sample indices from `startIndex`, labelled by `label`. */
+/**
+ * `n` samples with consecutive ts (1 s apart from `startTs`) and sample indices from `startIndex`, labelled
+ * by `label`.
+ */
 export function makeSamples(
   n: number,
   options: {
@@ -88,7 +92,7 @@ export function makeRequest(overrides: Partial<RetrainRequest> = {}): RetrainReq
     type: 'retrain-request',
     requestId,
     correlationId: `corr-${requestId.slice(0, 8)}`,
-    modelName: 'driftline-efficiency',
+    modelName: DEFAULT_MODEL_NAME,
     championVersion: '1',
     kind: 'concept',
     requestedAt: 1_700_000_000_000,

@@ -1,8 +1,8 @@
 import { BUS_TOPICS } from '../../../common/bus/types.ts';
 import { parseModelEvent } from '../../../common/events/schemas.ts';
 import type { Feature } from '../../../common/schema/features.ts';
-import { ScriptedPipeline, promoteChallenger } from '../../../dashboard/src/testing/feed.ts';
-import { TEST_MODEL, type DashboardStack } from '../../../dashboard/src/testing/stack.ts';
+import { ScriptedPipeline, promoteChallenger } from '../../helpers/dashboard/feed.ts';
+import { TEST_MODEL, type DashboardStack } from '../../helpers/dashboard/stack.ts';
 
 /**
  * Where the dashboard's end-to-end tests get their data. Today a scripted

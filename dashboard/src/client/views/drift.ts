@@ -122,7 +122,8 @@ class AlarmRow {
     setText(this.evidence, ev);
     setTitle(
       this.evidence,
-      `${ev}\ncorrelation ${a.correlationId}${a.requestId !== null ? `\nrequest ${a.requestId}` : ' (joined an open episode)'}`,
+      `${ev}\ncorrelation ` +
+        `${a.correlationId}${a.requestId !== null ? `\nrequest ${a.requestId}` : ' (joined an open episode)'}`,
     );
     this.acc.set(pct(a.liveAccuracy));
     this.model.set(version(a.modelVersion));
@@ -147,7 +148,10 @@ class AlarmRow {
   }
 }
 
-/** The live drift panel: per-feature KS results with sparklines, reference vs current distributions, the alarm timeline. */
+/**
+ * The live drift panel: per-feature KS results with sparklines, reference vs current distributions, the alarm
+ * timeline.
+ */
 export class DriftView {
   private readonly seen = new Seen();
   private readonly rows: FeatureRow[];
@@ -250,7 +254,8 @@ export class DriftView {
     }
     setText(
       this.meta,
-      `window #${g.windowIndex} · samples ${g.from.sampleIndex}–${g.to.sampleIndex} · champion ${version(g.modelVersion)} · ${g.workerId} · ${clock(g.publishedAt)}`,
+      `window #${g.windowIndex} · samples ${g.from.sampleIndex}–${g.to.sampleIndex} · ` +
+        `champion ${version(g.modelVersion)} · ${g.workerId} · ${clock(g.publishedAt)}`,
     );
     setText(
       this.summary,
@@ -280,7 +285,8 @@ export class DriftView {
     const f = g?.features.find((x) => x.feature === this.feature);
     setText(
       this.histNote,
-      `· ${this.feature}, window #${g?.histogramsWindow ?? '?'}${f?.statistic != null ? ` · KS D = ${f.statistic.toFixed(3)}` : ''}`,
+      `· ${this.feature}, window ` +
+        `#${g?.histogramsWindow ?? '?'}${f?.statistic != null ? ` · KS D = ${f.statistic.toFixed(3)}` : ''}`,
     );
     this.hist.setData([h0.edges, stepShares(h0.reference), stepShares(h0.current)]);
     this.ecdf.setData([h0.edges, cumulativeShares(h0.reference), cumulativeShares(h0.current)]);

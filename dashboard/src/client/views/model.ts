@@ -81,7 +81,8 @@ class RetrainRow {
     setText(this.trigger, trig);
     setTitle(
       this.trigger,
-      `${trig}${r.groupKey !== null ? `\ngroup ${r.groupKey}` : ''}\ncorrelation ${r.correlationId}${r.requestId !== null ? `\nrequest ${r.requestId}` : ''}`,
+      `${trig}${r.groupKey !== null ? `\ngroup ${r.groupKey}` : ''}\ncorrelation ` +
+        `${r.correlationId}${r.requestId !== null ? `\nrequest ${r.requestId}` : ''}`,
     );
     this.champion.set(metrics(r.championVersion, r.championMetrics));
     this.challenger.set(
@@ -238,7 +239,8 @@ export class ModelView {
     if (c === null || this.deps.session.role !== 'operator') return;
     setText(
       byId('rollback-text'),
-      `The champion of ${this.deps.session.modelName} is v${c.version}. Rolling back moves the champion alias to the previous champion and tells every edge worker to switch.`,
+      `The champion of ${this.deps.session.modelName} is v${c.version}. Rolling back moves ` +
+        `the champion alias to the previous champion and tells every edge worker to switch.`,
     );
     show(byId('rollback-error'), false);
     byId<HTMLInputElement>('rollback-reason').value = '';
@@ -330,7 +332,8 @@ export class ModelView {
     const obs = s.pipeline.observedAccuracy;
     setText(
       byId('acc-meta'),
-      `${w !== undefined ? `edge: ${w.labelled.toLocaleString('en-US')} labelled predictions` : 'no edge status'} · dashboard join: ${pct(obs.accuracy)} over ${obs.labelled} labels`,
+      `${w !== undefined ? `edge: ${w.labelled.toLocaleString('en-US')} labelled predictions` : 'no edge status'} ` +
+        `· dashboard join: ${pct(obs.accuracy)} over ${obs.labelled} labels`,
     );
     let mix = w?.predictedMix;
     if (mix === undefined) {

@@ -172,7 +172,8 @@ export class PipelineView {
       }
       return v;
     };
-    // Whole milliseconds from 10 ms up, so three real latencies (e.g. 74 · 227 · 272) fit the KPI card; the title keeps a decimal.
+    // Whole milliseconds from 10 ms up, so three real latencies (e.g. 74 · 227 · 272) fit the KPI card; the
+    // title keeps a decimal.
     const ms = (v: number | null): string => num(v, v !== null && v >= 10 ? 0 : 1);
     const latency = byId('pipe-latency');
     setText(latency, none ? DASH : `${ms(worst('p50'))} · ${ms(worst('p95'))} · ${ms(worst('p99'))}`);

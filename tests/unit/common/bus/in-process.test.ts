@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { InProcessBus } from '../../../../common/bus/in-process.ts';
+import { BUS_TOPICS, type BusMessage } from '../../../../common/bus/types.ts';
+import { TransportError } from '../../../../common/errors.ts';
+
+describe('InProcessBus', () => {
+  it('delivers in order to each group, once per group', async () => {
+    const bus = new InProcessBus();
+    const a: unknown[] = [];
+    const b: unknown[] = [];
+    await bus.subscribe('t', { group: 'a' }, async (m) => void a.push(m.value));
+    await bus.subscribe('t', { group: 'b' }, async (m) => void b.push(m.value));
+    for (let i = 0; i < 5; i++) await bus.publish('t', 'k', { i });
+    await bus.idle();
+    expect(a).toEqual([0, 1, 2, 3, 4].map((i) => ({ i })));
+    expect(b).toEqual(a);
+    await bus.close();
+  });
+
+  it('splits a group between its members without duplicates', async () => {
+    const bus = new InProcessBus();
+    const seen: number[] = [];
+    const handler = async (m: BusMessage): Promise<void> => void seen.push((m.value as { i: number }).i);
+    await bus.subscribe('t', { group: 'g' }, handler);
+    await bus.subscribe('t', { group: 'g' }, handler);
+    for (let i = 0; i < 10; i++) await bus.publish('t', String(i), { i });
+    await bus.idle();
+    expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  it('replays retained messages to a group that subscribes late', async () => {
+    const bus = new InProcessBus();
+    await bus.publish('t', 'k', 1);
+    const got: unknown[] = [];
+    await bus.subscribe('t', { group: 'late' }, async (m) => void got.push(m.value));
+    await bus.idle();
+    expect(got).toEqual([1]);
+  });
+
+  it('redelivers on a retriable error and dead-letters on any other', async () => {
+    const bus = new InProcessBus({ redeliveryDelayMs: 1 });
+    let attempts = 0;
+    await bus.subscribe('t', { group: 'g' }, async (m) => {
+      if (m.value === 'flaky' && attempts++ < 2) throw new TransportError('try again');
+      if (m.value === 'poison') throw new Error('cannot parse');
+    });
+    const dead: unknown[] = [];
+    await bus.subscribe(BUS_TOPICS.deadLetter, { group: 'dlq' }, async (m) => void dead.push(m.value));
+    await bus.publish('t', 'k', 'flaky');
+    await bus.publish('t', 'k', 'poison');
+    await bus.publish('t', 'k', 'fine');
+    await bus.idle();
+    expect(attempts).toBe(3);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ topic: 't', value: 'poison', reason: 'Error: cannot parse' });
+  });
+
+  it('copies values so publishers cannot mutate what consumers see', async () => {
+    const bus = new InProcessBus();
+    const value = { n: 1 };
+    let got: unknown;
+    await bus.subscribe('t', { group: 'g' }, async (m) => {
+      got = m.value;
+    });
+    await bus.publish('t', 'k', value);
+    value.n = 2;
+    await bus.idle();
+    expect(got).toEqual({ n: 1 });
+  });
+});

@@ -1,0 +1,56 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../../../common/logging/logger.ts';
+
+function capture(format: 'json' | 'pretty'): {
+  lines: () => string[];
+  logger: ReturnType<typeof createLogger>;
+} {
+  const stream = new PassThrough();
+  const chunks: string[] = [];
+  stream.on('data', (c: Buffer) => chunks.push(c.toString()));
+  const logger = createLogger({
+    service: 'edge-inference',
+    version: '1.2.3',
+    format,
+    stream,
+    level: 'debug',
+  });
+  return { logger, lines: () => chunks.join('').split('\n').filter(Boolean) };
+}
+
+describe('logger', () => {
+  it('writes ECS JSON with service, level, correlation id as trace.id', async () => {
+    const { logger, lines } = capture('json');
+    logger
+      .child({ correlationId: 'abc-123' })
+      .info('drift alarm', { machineId: 'm-1', action: 'drift-alarm', features: ['vibrationHz'] });
+    await new Promise((r) => setImmediate(r));
+    const doc = JSON.parse(lines()[0] ?? '{}') as Record<string, unknown>;
+    expect(doc['log.level']).toBe('info');
+    expect(doc.message).toBe('drift alarm');
+    expect(doc.service).toEqual({ name: 'edge-inference', version: '1.2.3' });
+    expect(doc.trace).toEqual({ id: 'abc-123' });
+    expect(doc.event).toEqual({ action: 'drift-alarm' });
+    expect(doc.labels).toEqual({ machine_id: 'm-1' });
+    expect(doc.driftline).toEqual({ features: ['vibrationHz'] });
+    expect(typeof doc['@timestamp']).toBe('string');
+    expect(doc.ecs).toBeDefined();
+  });
+
+  it('writes ECS error fields', async () => {
+    const { logger, lines } = capture('json');
+    logger.error('load failed', { err: new TypeError('bad checksum') });
+    await new Promise((r) => setImmediate(r));
+    const doc = JSON.parse(lines()[0] ?? '{}') as { error: { type: string; message: string } };
+    expect(doc.error.type).toBe('TypeError');
+    expect(doc.error.message).toBe('bad checksum');
+  });
+
+  it('writes readable lines in pretty mode', async () => {
+    const { logger, lines } = capture('pretty');
+    logger.warn('slow', { durationMs: 12 });
+    await new Promise((r) => setImmediate(r));
+    expect(lines()[0]).toMatch(/warn +\[edge-inference\] slow {2}durationMs=12/);
+  });
+});

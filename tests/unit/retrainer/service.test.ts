@@ -1,0 +1,333 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InProcessBus } from '../../../common/bus/in-process.ts';
+import { BUS_TOPICS } from '../../../common/bus/types.ts';
+import { parseModelEvent, type ModelEvent } from '../../../common/events/schemas.ts';
+import { openFileSampleStore, type FileSampleStore } from '../../../common/samples/file-store.ts';
+import type { RetrainerConfig } from '../../../retrainer/src/config.ts';
+import { retrainOnce } from '../../../retrainer/src/pipeline.ts';
+import { createRetrainer, infraRetryDelayMs, type Retrainer } from '../../../retrainer/src/service.ts';
+import {
+  FakeTrainer,
+  MemoryRegistry,
+  loadFakeModel,
+  makeRequest,
+  makeSamples,
+  seedLabel,
+  type FakeTrainerOptions,
+} from '../../../retrainer/src/testing/fakes.ts';
+
+const MODEL = 'driftline-efficiency';
+const T0 = 1_700_000_000_000;
+const hex = (n: number): string => n.toString(16).padStart(32, '0');
+
+describe('retrainer service (fake trainer and registry)', () => {
+  let dir: string;
+  let store: FileSampleStore;
+  let bus: InProcessBus;
+  let registry: MemoryRegistry;
+  const retrainers: Retrainer[] = [];
+
+  beforeEach(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'driftline-retrainer-'));
+    store = await openFileSampleStore({ dir: path.join(dir, 'samples') });
+    // After the drift: labels follow a shifted rule, which the champion (the seed rule) gets partly wrong.
+    await store.append(makeSamples(1000, { label: (r) => seedLabel(r, 150) }));
+    bus = new InProcessBus({ redeliveryDelayMs: 1 });
+    registry = new MemoryRegistry();
+    await registry.seedChampion(MODEL, { kind: 'oracle' });
+  });
+  afterEach(async () => {
+    for (const r of retrainers.splice(0)) await r.close();
+    await bus.close();
+    await store.close();
+    await registry.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  const config = (over: Partial<RetrainerConfig> = {}): Partial<RetrainerConfig> => ({
+    stateDir: path.join(dir, 'state'),
+    minSamples: 200,
+    dataRetryMs: 10,
+    dataMaxAttempts: 3,
+    timeoutMs: 5000,
+    ...over,
+  });
+  function start(
+    trainer: FakeTrainer,
+    over: Partial<RetrainerConfig> = {},
+    b: InProcessBus = bus,
+  ): Retrainer {
+    const r = createRetrainer({
+      bus: b,
+      registry,
+      store,
+      trainer,
+      config: config(over),
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+    });
+    retrainers.push(r);
+    return r;
+  }
+  async function events(b: InProcessBus = bus): Promise<ModelEvent[]> {
+    await b.idle();
+    return b.retained(BUS_TOPICS.modelEvents).map((m) => {
+      const p = parseModelEvent(m.value);
+      if (!p.ok) throw new Error(p.reason);
+      return p.value;
+    });
+  }
+  const better = (): FakeTrainerOptions => ({ spec: { kind: 'oracle', speedShift: 150 } });
+
+  it('promotes a better challenger and publishes model-promoted with the correlation id', async () => {
+    const trainer = new FakeTrainer(better());
+    const r = start(trainer);
+    await r.start();
+    const req = makeRequest({ requestId: hex(1), correlationId: 'drift-abc' });
+    await bus.publish(BUS_TOPICS.retrainRequests, MODEL, req);
+    await bus.idle();
+    await r.idle();
+    expect((await registry.getChampion(MODEL))?.version).toBe('2');
+    expect(registry.calls).toEqual(['register', 'setChampion 2']);
+    const [ev] = await events();
+    expect(ev).toMatchObject({
+      type: 'model-promoted',
+      version: '2',
+      previousVersion: '1',
+      correlationId: 'drift-abc',
+      requestId: hex(1),
+      modelName: MODEL,
+    });
+    expect(bus.retained(BUS_TOPICS.modelEvents)[0]?.key).toBe(MODEL);
+    expect(r.record(hex(1))).toMatchObject({ status: 'promoted', version: '2' });
+    expect(r.metrics.registry.getSingleMetric('driftline_retrainer_promotions_total')).toBeDefined();
+  });
+
+  it('rejects a worse challenger: the champion stays, the version is marked rejected, model-rejected says why', async () => {
+    const trainer = new FakeTrainer({ spec: { kind: 'constant', label: 'Low' } });
+    const r = start(trainer);
+    await r.start();
+    await bus.publish(BUS_TOPICS.retrainRequests, MODEL, makeRequest({ requestId: hex(2) }));
+    await bus.idle();
+    await r.idle();
+    expect((await registry.getChampion(MODEL))?.version).toBe('1');
+    expect((await registry.getVersion(MODEL, '2'))?.status).toBe('rejected');
+    const [ev] = await events();
+    expect(ev).toMatchObject({ type: 'model-rejected', version: '2', championVersion: '1' });
+    expect(ev?.reason).toMatch(/below the floor|not better/);
+  });
+
+  it('trains once when the same request is delivered twice', async () => {
+    const trainer = new FakeTrainer(better());
+    const r = start(trainer);
+    await r.start();
+    const req = makeRequest({ requestId: hex(3) });
+    await bus.publish(BUS_TOPICS.retrainRequests, MODEL, req);
+    await bus.idle();
+    await r.idle();
+    await bus.publish(BUS_TOPICS.retrainRequests, MODEL, req);
+    await bus.idle();
+    await r.idle();
+    expect(trainer.jobs).toHaveLength(1);
+    expect(await events()).toHaveLength(1);
+  });
+
+  it('trains once across a restart with the same state directory', async () => {
+    const req = makeRequest({ requestId: hex(4) });
+    const first = new FakeTrainer(better());
+    const a = start(first);
+    await a.start();
+    await a.submit(req);
+    await a.idle();
+    await a.close();
+    expect(first.jobs).toHaveLength(1);
+
+    // A new process: new bus (the request is redelivered from the start), same state dir.
+    const bus2 = new InProcessBus();
+    const second = new FakeTrainer(better());
+    const b = start(second, {}, bus2);
+    await b.start();
+    await bus2.publish(BUS_TOPICS.retrainRequests, MODEL, req);
+    await bus2.idle();
+    await b.idle();
+    expect(second.jobs).toHaveLength(0);
+    expect(b.record(hex(4))?.status).toBe('promoted');
+    expect(await events(bus2)).toHaveLength(0);
+    await b.close();
+    await bus2.close();
+  });
+
+  it('resumes a request that was accepted but not finished when the process stopped', async () => {
+    // Too little data in the window: it waits; the process stops meanwhile.
+    const req = makeRequest({ requestId: hex(5), window: { fromTs: T0 + 900_000, toTs: T0 + 950_000 } });
+    const a = start(new FakeTrainer(better()), { dataRetryMs: 60_000 });
+    await a.start();
+    await a.submit(req);
+    for (let i = 0; i < 200 && a.record(hex(5))?.status !== 'waiting-for-data'; i++)
+      await new Promise((res) => setTimeout(res, 10));
+    expect(a.record(hex(5))?.status).toBe('waiting-for-data');
+    await a.close();
+    expect(a.record(hex(5))?.status).toBe('queued');
+
+    await store.append(makeSamples(300, { startIndex: 1000, label: (r) => seedLabel(r, 150) }));
+    const trainer = new FakeTrainer(better());
+    const b = start(trainer);
+    await b.start();
+    await b.idle();
+    expect(trainer.jobs).toHaveLength(1);
+    expect(b.record(hex(5))).toMatchObject({ status: 'promoted', attempts: 2 });
+  });
+
+  it('never overlaps trainings of one model; other models get their own queue', async () => {
+    await registry.seedChampion('other-model', { kind: 'oracle' });
+    const trainer = new FakeTrainer({ ...better(), delayMs: 40 });
+    const r = start(trainer);
+    await r.start();
+    // Different champion versions: different episodes, so both train, one after the other.
+    await r.submit(makeRequest({ requestId: hex(6), championVersion: '1' }));
+    await r.submit(makeRequest({ requestId: hex(7), championVersion: '0' }));
+    await r.idle();
+    expect(trainer.jobs).toHaveLength(2);
+    expect(trainer.maxActive).toBe(1);
+
+    const t2 = new FakeTrainer({ ...better(), waitForConcurrent: 2 });
+    const r2 = createRetrainer({
+      bus,
+      registry,
+      store,
+      trainer: t2,
+      config: config({ stateDir: path.join(dir, 'state2') }),
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+    });
+    retrainers.push(r2);
+    await r2.start();
+    await r2.submit(makeRequest({ requestId: hex(8) }));
+    await r2.submit(makeRequest({ requestId: hex(9), modelName: 'other-model' }));
+    await r2.idle();
+    expect(t2.maxActive).toBe(2);
+  });
+
+  it('coalesces a request of the same episode that arrives while its training runs', async () => {
+    const trainer = new FakeTrainer({ ...better(), delayMs: 60 });
+    const r = start(trainer);
+    await r.start();
+    await bus.publish(
+      BUS_TOPICS.retrainRequests,
+      MODEL,
+      makeRequest({ requestId: hex(10), groupKey: 'all' }),
+    );
+    await bus.idle();
+    await bus.publish(
+      BUS_TOPICS.retrainRequests,
+      MODEL,
+      makeRequest({ requestId: hex(11), groupKey: 'm-1' }),
+    );
+    await bus.idle();
+    await r.idle();
+    expect(trainer.jobs).toHaveLength(1);
+    expect(r.record(hex(11))).toMatchObject({ status: 'coalesced', coalescedInto: hex(10) });
+    expect(await events()).toHaveLength(1);
+  });
+
+  it('dead-letters a malformed request', async () => {
+    const r = start(new FakeTrainer());
+    await r.start();
+    await bus.publish(BUS_TOPICS.retrainRequests, MODEL, { type: 'retrain-request', requestId: 'not-hex' });
+    await bus.idle();
+    const dead = bus.retained(BUS_TOPICS.deadLetter);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]?.value).toMatchObject({
+      group: 'retrainer',
+      reason: expect.stringMatching(/ValidationError: invalid retrain request/),
+    });
+  });
+
+  it('reports a failed and a timed-out training as model-rejected; the champion stays', async () => {
+    const failing = start(new FakeTrainer({ fail: new Error('tensor shapes do not match') }));
+    await failing.start();
+    await failing.submit(makeRequest({ requestId: hex(12) }));
+    await failing.idle();
+    await failing.close();
+    const slow = createRetrainer({
+      bus,
+      registry,
+      store,
+      trainer: new FakeTrainer({ ...better(), delayMs: 10_000 }),
+      config: config({ timeoutMs: 100 }),
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+    });
+    retrainers.push(slow);
+    await slow.start();
+    await slow.submit(makeRequest({ requestId: hex(13), championVersion: '7' }));
+    await slow.idle();
+    const evs = await events();
+    expect(evs.map((e) => [e.type, e.reason])).toEqual([
+      ['model-rejected', 'training failed: tensor shapes do not match'],
+      ['model-rejected', 'training timed out after 100 ms'],
+    ]);
+    expect(slow.record(hex(13))?.status).toBe('timed-out');
+    expect((await registry.getChampion(MODEL))?.version).toBe('1');
+    expect(await registry.listVersions(MODEL)).toHaveLength(1);
+  });
+
+  it('gives up after the capped attempts when the data never suffices', async () => {
+    const r = start(new FakeTrainer(), { minSamples: 5000, dataMaxAttempts: 3 });
+    await r.start();
+    await r.submit(makeRequest({ requestId: hex(14) }));
+    await r.idle();
+    expect(r.record(hex(14))).toMatchObject({ status: 'insufficient-data', attempts: 3 });
+    const [ev] = await events();
+    expect(ev).toMatchObject({
+      type: 'model-rejected',
+      reason: 'not enough data: 1000 of 5000 samples after 3 attempt(s)',
+    });
+  });
+});
+
+describe('retrainOnce', () => {
+  it('keeps the old champion when the alias move fails after registration', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'driftline-once-'));
+    const store = await openFileSampleStore({ dir: path.join(dir, 'samples') });
+    await store.append(makeSamples(600, { label: (r) => seedLabel(r, 150) }));
+    const registry = new MemoryRegistry();
+    await registry.seedChampion(MODEL, { kind: 'oracle' });
+    registry.failSetChampion = new Error('disk full');
+    const outcome = await retrainOnce(makeRequest({ requestId: hex(20) }), {
+      store,
+      registry,
+      trainer: new FakeTrainer({ spec: { kind: 'oracle', speedShift: 150 } }),
+      loadModel: loadFakeModel,
+      config: { stateDir: path.join(dir, 'state'), minSamples: 200 },
+    });
+    expect(outcome).toMatchObject({
+      status: 'failed',
+      promoted: false,
+      version: '2',
+      previousVersion: '1',
+      reason: 'promotion failed: Error: disk full',
+    });
+    expect(outcome.challenger?.accuracy).toBe(1);
+    expect(outcome.champion?.accuracy).toBeLessThan(0.9);
+    expect(outcome.trainedOn).toMatchObject({ samples: 600, from: T0, to: T0 + 599_000, oldSamples: 0 });
+    expect((await registry.getChampion(MODEL))?.version).toBe('1');
+    expect(registry.calls).toEqual(['register', 'setChampion 2']);
+    // The scratch directory is cleaned up.
+    expect(await fs.readdir(path.join(dir, 'state', 'work'))).toEqual([]);
+    await store.close();
+    await registry.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+});
+
+describe('retry backoff after a retriable infrastructure error', () => {
+  it('doubles from dataRetryMs and is capped', () => {
+    expect([1, 2, 3, 4].map((n) => infraRetryDelayMs(1000, n))).toEqual([1000, 2000, 4000, 8000]);
+    expect(infraRetryDelayMs(1000, 50)).toBe(60_000);
+    expect(infraRetryDelayMs(120_000, 3)).toBe(120_000);
+  });
+});
