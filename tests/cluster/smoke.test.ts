@@ -6,7 +6,9 @@
  *    Jobs completed.
  * 2. A device (smoke-000, its login from the smoke-secrets Secret) publishes telemetry over MQTT and its
  *    prediction comes back (broker → kafka-bridge → Kafka → edge → broker).
- * 3. The self-healing loop inside the cluster: the simulator Deployment plays scenarios/loop-short.json
+ * 3. The self-healing loop inside the cluster: from a steady state (every edge worker's live accuracy
+ *    ≥ 0.95, no training running: after an earlier run the system first heals back to the restored
+ *    stream), the simulator Deployment plays scenarios/loop-short.json
  *    (a concept drift) → the edge raises a drift alarm and asks for a retrain → the retrainer trains,
  *    promotes → MLflow's `champion` alias moves to the new version → every edge worker serves it. Then the
  *    simulator is put back exactly as Ansible deployed it (same field manager, so a later deploy is still
@@ -41,6 +43,8 @@ const SCENARIO = 'scenarios/loop-short.json';
 /** Messages per second per machine while the drift scenario plays (4 machines). */
 const LOOP_RATE_HZ = Number(process.env.SMOKE_LOOP_RATE_HZ || 50);
 const LOOP_TIMEOUT_MS = Number(process.env.SMOKE_LOOP_TIMEOUT_S || 900) * 1000;
+/** How long the loop waits for a steady state before it starts (see the loop test). */
+const SETTLE_TIMEOUT_MS = Number(process.env.SMOKE_SETTLE_TIMEOUT_S || 900) * 1000;
 const OUT = path.resolve('test-results/cluster');
 
 const t0 = Date.now();
@@ -227,7 +231,7 @@ describe(`Driftline deployed in namespace ${NAMESPACE}`, () => {
         JSON.stringify({
           machineId: device.machineId,
           seq,
-          ts: new Date().toISOString(),
+          ts: Date.now(),
           operationMode: 'Active',
           temperatureC: 60,
           vibrationHz: 2.5,
@@ -261,14 +265,30 @@ describe(`Driftline deployed in namespace ${NAMESPACE}`, () => {
     async () => {
       const mlflow = await forward('svc/mlflow', 5000);
       const retrainer = await forward('svc/retrainer', 9103);
+      // Start from a steady state: a champion that fits the stream the simulator plays now (after an earlier
+      // smoke run the last champion learnt the drifted rule, and the restored stream heals it back first).
+      const settled = await waitFor(
+        'a steady state (live accuracy >= 0.95 on every edge worker with labels, no training running)',
+        async () => {
+          const m = await edgeMetrics();
+          const acc = [...m.values()]
+            .map((x) => metric(x, 'driftline_edge_live_accuracy'))
+            .filter((v) => Number.isFinite(v));
+          const training = metric(
+            parseMetrics((await get(`${retrainer.url}/metrics`)).text),
+            'driftline_retrainer_trainings_in_progress',
+          );
+          return acc.length > 0 && acc.every((v) => v >= 0.95) && training === 0 ? acc : undefined;
+        },
+        SETTLE_TIMEOUT_MS,
+        5000,
+      );
       const before = await mlflowChampion(mlflow);
-      expect(before, 'the bootstrap champion').toBeGreaterThanOrEqual(1);
+      expect(before, 'a champion (the bootstrap one at least)').toBeGreaterThanOrEqual(1);
       const edge0 = await edgeMetrics();
-      const alarms0 = sum(edge0, 'driftline_edge_alarms_total');
-      const retr0 = parseMetrics((await get(`${retrainer.url}/metrics`)).text);
-      const promotions0 = metric(retr0, 'driftline_retrainer_promotions_total');
       mark(
-        `loop: champion v${before}, ${edge0.size} edge worker(s) serving ${servedVersions(edge0).join(',')}`,
+        `loop: steady state: champion v${before}, ${edge0.size} edge worker(s) serving ` +
+          `${servedVersions(edge0).join(',')}, live accuracy ${settled.map((v) => v.toFixed(3)).join(',')}`,
       );
 
       // The simulator Deployment plays the drift scenario (same manifest, two env values changed).
@@ -314,6 +334,12 @@ describe(`Driftline deployed in namespace ${NAMESPACE}`, () => {
         LOOP_TIMEOUT_MS,
       );
       mark('loop: drift phase started');
+      // Everything below must happen after the drift started.
+      const edge1 = await edgeMetrics();
+      const alarms0 = sum(edge1, 'driftline_edge_alarms_total');
+      const retr0 = parseMetrics((await get(`${retrainer.url}/metrics`)).text);
+      const promotions0 = metric(retr0, 'driftline_retrainer_promotions_total');
+      const versionAtDrift = (await mlflowChampion(mlflow)) as number;
 
       await waitFor(
         'a drift alarm on the edge',
@@ -353,7 +379,7 @@ describe(`Driftline deployed in namespace ${NAMESPACE}`, () => {
         'the champion alias on a new version in MLflow',
         async () => {
           const v = await mlflowChampion(mlflow);
-          return v !== undefined && before !== undefined && v > before ? v : undefined;
+          return v !== undefined && v > versionAtDrift ? v : undefined;
         },
         LOOP_TIMEOUT_MS,
         1000,
@@ -369,9 +395,9 @@ describe(`Driftline deployed in namespace ${NAMESPACE}`, () => {
         1000,
       );
       mark(`loop: ${versions.length} edge worker(s) swapped to v${after}`);
-      expect(after).toBeGreaterThan(before as number);
+      expect(after).toBeGreaterThan(versionAtDrift);
     },
-    LOOP_TIMEOUT_MS * 2,
+    LOOP_TIMEOUT_MS * 2 + SETTLE_TIMEOUT_MS,
   );
 
   it('puts the simulator back as deployed', async () => {
