@@ -344,6 +344,15 @@ export class CredentialStore {
     return undefined;
   }
 
+  /**
+   * A key naming one login (username and a keyed hash of the password, never
+   * the password): equal for identical logins, so a caller can let them share
+   * one check.
+   */
+  loginKey(username: string, password: string | Buffer): string {
+    return this.cacheKey(username, password);
+  }
+
   /** Every user, sorted by name, without hashes. */
   list(): CredentialSummary[] {
     return [...this.users.values()].map(summarize).sort((a, b) => a.username.localeCompare(b.username));

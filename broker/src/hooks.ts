@@ -19,7 +19,7 @@ import {
   type Role,
 } from './acl.ts';
 import { USERNAME_PATTERN, type CredentialStore } from './credentials.ts';
-import { LoginGuard } from './login-guard.ts';
+import { LoginGuard, type LoginCheck } from './login-guard.ts';
 import type { AuthFailureReason, BrokerMetrics, PublishRejectReason, RoleLabel } from './metrics.ts';
 
 /**
@@ -75,6 +75,8 @@ export function remoteAddress(client: Client): string | undefined {
 export function createAuthHooks(options: AuthHooksOptions): AuthHooks {
   const { credentials, logger, metrics, policy } = options;
   const guard = options.loginGuard ?? new LoginGuard();
+  /** Checks running now, by login (see `loginKey`): identical logins wait for one check. */
+  const loginsInFlight = new Map<string, Promise<LoginCheck>>();
   const retainRoles = new Set<Role>(options.retainRoles ?? ['admin']);
   const maxPayloadBytes = options.maxPayloadBytes ?? {};
   const principals = new WeakMap<Client, Principal>();
@@ -211,53 +213,61 @@ export function createAuthHooks(options: AuthHooksOptions): AuthHooks {
         accept(cached);
         return;
       }
-      guard
-        .check(remoteAddress(client) ?? 'unknown', username, () => credentials.verify(username, password))
-        .then(
-          (result) => {
-            switch (result.outcome) {
-              case 'accepted':
-                accept(result.principal);
-                return;
-              case 'rejected':
-                refuse(
-                  username,
-                  credentials.has(username) ? 'bad_password' : 'unknown_user',
-                  'bad user name or password',
-                  CONNACK_BAD_CREDENTIALS,
-                );
-                return;
-              case 'rate_limited':
-                refuse(
-                  username,
-                  'rate_limited',
-                  'too many failed logins; try later',
-                  CONNACK_SERVER_UNAVAILABLE,
-                  {
-                    limitedBy: result.limitedBy,
-                    retryAfterS: result.retryAfterS,
-                  },
-                );
-                return;
-              case 'overloaded':
-                refuse(
-                  username,
-                  'overloaded',
-                  'too many logins pending; try later',
-                  CONNACK_SERVER_UNAVAILABLE,
-                );
-                return;
-            }
-          },
-          (err: unknown) => {
-            logger.error('credential check failed', {
-              clientId: client.id,
-              username,
-              err: describeError(err),
-            });
-            refuse(username, 'error', 'server unavailable', CONNACK_SERVER_UNAVAILABLE);
-          },
-        );
+      // The same login already being checked (a reconnect storm of one device) shares that
+      // check: no rate-limit slot and no scrypt of its own.
+      const key = credentials.loginKey(username, password);
+      let check = loginsInFlight.get(key);
+      if (check === undefined) {
+        check = guard
+          .check(remoteAddress(client) ?? 'unknown', username, () => credentials.verify(username, password))
+          .finally(() => loginsInFlight.delete(key));
+        loginsInFlight.set(key, check);
+      }
+      check.then(
+        (result) => {
+          switch (result.outcome) {
+            case 'accepted':
+              accept(result.principal);
+              return;
+            case 'rejected':
+              refuse(
+                username,
+                credentials.has(username) ? 'bad_password' : 'unknown_user',
+                'bad user name or password',
+                CONNACK_BAD_CREDENTIALS,
+              );
+              return;
+            case 'rate_limited':
+              refuse(
+                username,
+                'rate_limited',
+                'too many failed logins; try later',
+                CONNACK_SERVER_UNAVAILABLE,
+                {
+                  limitedBy: result.limitedBy,
+                  retryAfterS: result.retryAfterS,
+                },
+              );
+              return;
+            case 'overloaded':
+              refuse(
+                username,
+                'overloaded',
+                'too many logins pending; try later',
+                CONNACK_SERVER_UNAVAILABLE,
+              );
+              return;
+          }
+        },
+        (err: unknown) => {
+          logger.error('credential check failed', {
+            clientId: client.id,
+            username,
+            err: describeError(err),
+          });
+          refuse(username, 'error', 'server unavailable', CONNACK_SERVER_UNAVAILABLE);
+        },
+      );
     },
 
     authorizePublish(client: Client | null, packet: PublishPacket, done) {

@@ -350,6 +350,28 @@ export function kafkaError(what: string, err: unknown): TransportError {
 }
 
 /**
+ * The topics' metadata once every partition has a leader. `createTopics({ waitForLeaders })`
+ * returns when the controller has elected them, but a loaded broker may still answer
+ * "This server does not host this topic-partition" for a moment after; a produce in that
+ * moment failed, so wait (up to `timeoutMs`) until the metadata agrees.
+ */
+async function topicsWithLeaders(
+  admin: Admin,
+  topics: string[],
+  timeoutMs = 15_000,
+): Promise<Awaited<ReturnType<Admin['fetchTopicMetadata']>>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const metadata = await admin.fetchTopicMetadata({ topics });
+    const ready = metadata.topics.every(
+      (t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0),
+    );
+    if (ready || Date.now() >= deadline) return metadata;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
  * Creates the topics that do not exist yet (idempotent; safe when another
  * process creates them at the same time) and returns the partition count of
  * each. An existing topic with fewer partitions than asked is logged, not
@@ -384,7 +406,10 @@ export async function ensureTopics(
       topics: missing.map((s) => `${s.topic} (${s.partitions} partitions, retention ${s.retentionMs} ms)`),
     });
   }
-  const metadata = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.topic) });
+  const metadata = await topicsWithLeaders(
+    admin,
+    specs.map((s) => s.topic),
+  );
   const counts = new Map<string, number>();
   for (const t of metadata.topics) counts.set(t.name, t.partitions.length);
   for (const s of specs) {

@@ -16,8 +16,9 @@ import { retry } from '../../common/util/retry.ts';
 import { openKafkaSampleStore } from '../../common/samples/kafka-store.ts';
 import { CONTRACT_TOPICS, eventBusContract } from '../contracts/event-bus.ts';
 import { sampleStoreContract } from '../contracts/sample-store.ts';
+import { KAFKA_BROKERS, kafkaAuth } from './helpers/kafka-auth.ts';
 
-const BROKERS = (process.env.KAFKA_BROKERS || '127.0.0.1:9092').split(',').map((s) => s.trim());
+const BROKERS = KAFKA_BROKERS;
 const RUN = `dl-contract-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 let counter = 0;
 const prefix = (test: string): string => `${RUN}.${test}-${++counter}.`;
@@ -25,6 +26,7 @@ const prefix = (test: string): string => `${RUN}.${test}-${++counter}.`;
 const admin: Admin = new Kafka({
   clientId: 'driftline-contract-admin',
   brokers: BROKERS,
+  ...kafkaAuth(),
   logLevel: logLevel.NOTHING,
   connectionTimeout: 3000,
   retry: { retries: 1 },
@@ -101,6 +103,7 @@ eventBusContract(
     await kafkaUp();
     const bus = new KafkaBus({
       brokers: BROKERS,
+      ...kafkaAuth(),
       clientId: 'driftline-contract',
       topicPrefix: prefix(test),
       partitions: 3,
@@ -133,6 +136,7 @@ sampleStoreContract('KafkaSampleStore', async (test) => {
   await kafkaUp();
   const store = await openKafkaSampleStore({
     brokers: BROKERS,
+    ...kafkaAuth(),
     clientId: 'driftline-contract',
     topicPrefix: prefix(test),
     partitions: 3,

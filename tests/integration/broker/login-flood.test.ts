@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RawMqtt } from '../../../scripts/attacks/raw-mqtt.ts';
+import { CredentialStore } from '../../../broker/src/credentials.ts';
 import { startTestBroker, USERS, type TestBroker } from './helpers.ts';
 
 /**
@@ -64,6 +65,21 @@ describe('login flood', () => {
     // The right password is refused too while the username is locked: the attacker cannot tell.
     const right = await t.open();
     expect(await right.connect({ clientId: 'owner', ...USERS.device })).toBe(CONNACK_SERVER_UNAVAILABLE);
+  });
+
+  it('lets 40 simultaneous identical logins of one device (cold cache) share one check: all accepted, none rate-limited', async () => {
+    // A device fleet reconnecting after a broker restart, or one client retrying fast: every CONNECT
+    // carries the same login. With attempts reserved per connection, the 11th would be refused
+    // (per-username limit 10); identical logins wait for the one check already running instead.
+    t = await startTestBroker({ credentials: CredentialStore.inMemory({ scryptCost: 10, cacheTtlMs: 0 }) });
+    const before = t.credentials.hashChecks;
+    const conns = await Promise.all(Array.from({ length: 40 }, () => t!.open()));
+    const codes = await Promise.all(
+      conns.map((c, i) => c.connect({ clientId: `storm-${i}`, ...USERS.device })),
+    );
+    expect(tally(codes)).toEqual({ 0: 40 });
+    expect(t.credentials.hashChecks - before).toBeLessThan(40);
+    expect(await t.metric('driftline_broker_auth_failures_total', { reason: 'rate_limited' })).toBe(0);
   });
 
   it('serves a login still in the success cache during a lockout, without scrypt', async () => {

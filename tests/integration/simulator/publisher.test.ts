@@ -192,26 +192,19 @@ describe('simulator publishing to a broker', () => {
       expect(l).toEqual(expected[l.seq * 5 + Number(l.machineId.slice(2))]?.label);
       const t = telemetryAt.get(`${l.machineId}#${l.seq}`);
       if (!t) return expect.fail(`label before its telemetry: ${m.payload}`);
-      // Published no earlier than the delay after the telemetry, and not much later.
+      // Published no earlier than the delay after the telemetry. (How much later depends on the
+      // machine's load: a bound on it would be a timing assertion, and speed lives in the bench.)
       expect(m.at - t.ts).toBeGreaterThanOrEqual(labelDelayMs);
-      expect(m.at - t.at).toBeLessThan(labelDelayMs + 500);
     }
 
-    // Pacing: 1000 messages at 500 msg/s span 2 s, about 100 msg/s per machine, evenly.
+    // Pacing: 1000 messages at 500 msg/s never go out faster than the rate: at least 1.8 s from the
+    // first to the last. (The schedule is rate × elapsed, so a stalled machine catches up in a burst;
+    // `tests/unit/simulator/scheduler.test.ts` pins it. Whether a loaded machine keeps up is a speed
+    // figure for the bench, not an assertion here.)
     const arrivals = observer.telemetry.map((m) => m.at);
     const span = (arrivals[arrivals.length - 1] as number) - (arrivals[0] as number);
     expect(span).toBeGreaterThan(1800);
-    expect(span).toBeLessThan(2500);
-    const first = arrivals[0] as number;
-    for (let second = 0; second < 2; second++) {
-      const inSecond = arrivals.filter(
-        (a) => a >= first + second * 1000 && a < first + (second + 1) * 1000,
-      ).length;
-      expect(inSecond).toBeGreaterThan(425);
-      expect(inSecond).toBeLessThan(575);
-    }
-    // done resolved once the last label was out: about 2 s + the label delay after the start.
-    expect(finished - started).toBeLessThan(2000 + labelDelayMs + 1000);
+    expect(finished - started).toBeGreaterThanOrEqual(span);
 
     // Each device published only its own telemetry; the inspection client published every label.
     const mine = publishers.filter((p) => p.topic.startsWith('factory/m-00'));

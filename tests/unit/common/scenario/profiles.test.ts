@@ -293,16 +293,3 @@ describe('realistic profile', () => {
     expect(classes.size).toBe(3);
   });
 });
-
-describe('generation speed', () => {
-  it('generates at least 500,000 samples per second (seed profile)', () => {
-    const scenario = parseScenario({ seed: 5, machines: 4, phases: [{ name: 'b', samples: 500_000 }] });
-    let n = 0;
-    const started = performance.now();
-    for (const s of generateStream(scenario)) n += s.telemetry.seq >= 0 ? 1 : 0;
-    const perSecond = n / ((performance.now() - started) / 1000);
-    expect(n).toBe(500_000);
-    // Generous floor so a loaded CI machine does not flake; locally it is several times faster.
-    expect(perSecond).toBeGreaterThan(250_000);
-  });
-});
