@@ -28,7 +28,7 @@
 #
 # Env: DRIFTLINE_IMAGE_TAG, DRIFTLINE_CACHE (default ~/.cache/driftline), BASE_NODE_IMAGE (default
 #      driftline/base-node:20), BASE_JRE_IMAGE (driftline/base-jre:21), BASE_PYTHON_IMAGE
-#      (driftline/base-python:3), KAFKA_M2_REPO (default $DRIFTLINE_CACHE/m2).
+#      (driftline/base-python:3), KAFKA_M2_REPO (default ~/.m2/repository, where the Elasticsearch jars go too).
 set -euo pipefail
 LOG_TAG=images
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,7 +46,7 @@ mkdir -p "$IMG_CACHE" "$DEPLOY_STATE" "$IMG_LOGS"
 BASE_NODE_IMAGE="${BASE_NODE_IMAGE:-driftline/base-node:20}"
 BASE_JRE_IMAGE="${BASE_JRE_IMAGE:-driftline/base-jre:21}"
 BASE_PYTHON_IMAGE="${BASE_PYTHON_IMAGE:-driftline/base-python:3}"
-export KAFKA_M2_REPO="${KAFKA_M2_REPO:-$CACHE_ROOT/m2}"
+export KAFKA_M2_REPO="${KAFKA_M2_REPO:-$HOME/.m2/repository}"
 
 load=0 list=0 names=()
 for a in "$@"; do
