@@ -96,7 +96,7 @@ describe(`the deployment in namespace ${NAMESPACE}`, () => {
   it('the teardown needs no vault password (make teardown, Jenkins post.cleanup): --check runs through', async () => {
     // As `make teardown` runs it (ANSIBLE_VARS_ENABLED= : group_vars/all/vault.yml is not loaded), with every
     // way to the vault password removed; --check deletes nothing.
-    const env = { ...process.env, ANSIBLE_VARS_ENABLED: '', XDG_CONFIG_HOME: os.tmpdir() };
+    const env: NodeJS.ProcessEnv = { ...process.env, ANSIBLE_VARS_ENABLED: '', XDG_CONFIG_HOME: os.tmpdir() };
     delete env.ANSIBLE_VAULT_PASSWORD_FILE;
     delete env.ANSIBLE_VAULT_PASSWORD;
     const makefile = await readFile(path.join(ROOT, 'Makefile'), 'utf8');
