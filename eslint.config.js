@@ -41,13 +41,13 @@ const securityRules = {
 /**
  * Service boundaries, enforced on relative imports (an import that climbs to the repository root
  * and into another top-level folder):
- * - a service (`broker/`, `edge-inference/`, `retrainer/`, `dashboard/`, `simulator/`) imports only
- *   `common/` and its own folder — its image holds just those (scripts/check-image-imports.ts);
+ * - a service (`broker/`, `edge-inference/`, `retrainer/`, `dashboard/`, `simulator/`, the cluster's
+ *   set-up `jobs/`) imports only `common/` and its own folder — its image holds just those (scripts/check-image-imports.ts);
  * - `common/` imports no service;
  * - `bin/` (the all-in-one runner and the offline evaluator) may import every service;
  * - `tests/`, `bench/` and `scripts/` may import anything; nothing else imports them.
  */
-const SERVICES = ['broker', 'edge-inference', 'retrainer', 'dashboard', 'simulator'];
+const SERVICES = ['broker', 'edge-inference', 'retrainer', 'dashboard', 'simulator', 'jobs'];
 const TOOLING = ['bin', 'tests', 'bench', 'scripts'];
 
 /** A no-restricted-imports rule refusing relative imports of these top-level folders. */

@@ -16,7 +16,7 @@ import { loadTf } from '../common/model/tf.ts';
 import { VERSION } from '../common/version.ts';
 import { accuracyConfigOf, driftConfigOf, edgeConfigSpec } from '../edge-inference/src/config.ts';
 import { loadScenarioFile } from '../common/scenario/scenario.ts';
-import { DEFAULT_BOOTSTRAP_DIR, ensureBootstrapArtifact } from './lib/bootstrap.ts';
+import { DEFAULT_BOOTSTRAP_DIR, ensureBootstrapArtifact } from '../common/registry/bootstrap.ts';
 import { replayScenario, type ReplayResult } from './lib/replay.ts';
 
 const USAGE = `usage: npm run evaluate -- --scenario-file F [--json] [--retrain] [--label-delay-samples N] [--retrain-latency-samples N] [--retrain-min-samples N] [--retrain-epochs N] [--retry-every-samples N] [--concept-cusum] [--model-dir DIR]`;

@@ -41,7 +41,7 @@ import {
   type Scenario,
 } from '../../common/scenario/scenario.ts';
 import { announceDashboard } from './announce.ts';
-import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from './bootstrap.ts';
+import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from '../../common/registry/bootstrap.ts';
 import { LiveObserver } from './observer.ts';
 
 /**

@@ -102,6 +102,16 @@ export const bridgeConfigSpec = {
     pattern: /^[A-Za-z0-9_.:-]{1,64}$/,
     allowed: '1-64 letters, digits, _ . : -',
   }),
+  httpHost: str('BRIDGE_HTTP_HOST', {
+    description: 'Interface of /healthz, /readyz and Prometheus /metrics (0.0.0.0 for all)',
+    default: '127.0.0.1',
+  }),
+  httpPort: int('BRIDGE_HTTP_PORT', {
+    description: 'Port of /healthz, /readyz and Prometheus /metrics (0 picks a free port)',
+    default: 9104,
+    min: 0,
+    max: 65535,
+  }),
   topicPartitions: int('BRIDGE_TOPIC_PARTITIONS', {
     description:
       'Partitions of driftline.telemetry when the bridge creates it: the most edge workers that can share the load',

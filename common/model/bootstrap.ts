@@ -17,7 +17,7 @@ import type { EvalMetrics, LabelledRow, ModelMetadata } from './types.ts';
  * artifact and scored on a held-out stream of the scenario's profile at
  * baseline, generated with a different seed. `npm run train`
  * (`edge-inference/src/train-cli.ts`) and the all-in-one runner
- * (`bin/lib/bootstrap.ts`) both train it with this module.
+ * (`common/registry/bootstrap.ts`) both train it with this module.
  */
 
 /** The scenario used when `--scenario-file` is not given (relative to the repository root). */

@@ -2,7 +2,7 @@
 # A local single-node Elasticsearch for Driftline's log shipper
 # (common/logging/elasticsearch-transport.ts and tests/external/elasticsearch.test.ts).
 #
-# Usage: scripts/services/elasticsearch.sh start|stop|status|restart
+# Usage: scripts/services/elasticsearch.sh start|stop|status|restart|assemble DIR
 #
 # There is no Elasticsearch download here (no Debian package, no elastic.co), so
 # the node is assembled from Maven Central: the real server jar
@@ -26,6 +26,9 @@
 #            running node is a no-op.
 #   stop     TERM (the node closes cleanly), wait up to 30 s, then KILL.
 #   status   running/stopped; exit code 0 when healthy, 1 otherwise.
+#   assemble DIR  assembles the same node into DIR (nothing started): the Elasticsearch
+#            image of scripts/images/build.sh is built from it. The launcher is compiled
+#            for Java 21 (--release 21), the image's JRE.
 #
 # Environment:
 #   ELASTICSEARCH_PORT            HTTP port (default 9200; when unset it is taken from
@@ -205,7 +208,7 @@ ensure_dist() {
     mv META-INF/es-plugins/transport-netty4/* . && rm -rf META-INF
   )
   write_launcher "$build/home/launcher"
-  "$java_home/bin/javac" -nowarn --module-path "$build/home/lib" --add-modules ALL-MODULE-PATH -d "$build/home/launcher" "$build/home/launcher/DriftlineEsNode.java"
+  "$java_home/bin/javac" -nowarn --release 21 --module-path "$build/home/lib" --add-modules ALL-MODULE-PATH -d "$build/home/launcher" "$build/home/launcher/DriftlineEsNode.java"
   mv "$build/home" "$home"
   rm -rf "$build"
   echo "$want" > "$marker"
@@ -316,8 +319,13 @@ case "${1:-}" in
   stop) do_stop ;;
   status) do_status ;;
   restart) do_stop; do_start ;;
+  assemble)
+    home="${2:?usage: $0 assemble DIR}"
+    base="$(dirname "$home")"
+    ensure_dist "$(find_java)"
+    ;;
   *)
-    echo "usage: $0 start|stop|status|restart" >&2
+    echo "usage: $0 start|stop|status|restart|assemble DIR" >&2
     exit 2
     ;;
 esac

@@ -3,7 +3,7 @@
 # Docker) for Driftline's Kafka event bus (common/bus/kafka.ts), the Kafka
 # sample store (common/samples/kafka-store.ts) and tests/external/kafka.test.ts.
 #
-# Usage: scripts/services/kafka.sh start|stop|status|restart
+# Usage: scripts/services/kafka.sh start|stop|status|restart|jars DIR
 #
 #   start    resolves org.apache.kafka:kafka_2.13:$KAFKA_VERSION and its runtime
 #            dependencies from Maven Central with `mvn dependency:copy-dependencies`
@@ -28,6 +28,8 @@
 # user list) reformats the local data on the next start.
 #   stop     TERM, wait up to 30 s (controlled shutdown), then KILL.
 #   status   prints running/stopped; exit code 0 when running, 1 otherwise.
+#   jars DIR resolves the same jars into DIR (nothing started): the Kafka image of
+#            scripts/images/build.sh is built from them, so the cluster runs what the tests run.
 #
 # Environment:
 #   KAFKA_VERSION            Kafka release from Maven Central (default 4.4.0; see README.md)
@@ -422,8 +424,12 @@ case "${1:-}" in
   stop) do_stop ;;
   status) do_status ;;
   restart) do_stop; do_start ;;
+  jars)
+    libs="${2:?usage: $0 jars DIR}"
+    ensure_jars
+    ;;
   *)
-    echo "usage: $0 start|stop|status|restart" >&2
+    echo "usage: $0 start|stop|status|restart|jars DIR" >&2
     exit 2
     ;;
 esac

@@ -5,13 +5,15 @@ import { loadConfig, summarizeConfig, type Field } from '../../common/config/env
 import { ConfigError, ValidationError } from '../../common/errors.ts';
 import { createServiceLogger as createLogger } from '../../common/logging/service-logger.ts';
 import { runMain } from '../../common/main.ts';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { startOpsServer, type OpsServer } from '../../common/http/ops-server.ts';
 import { onShutdown } from '../../common/util/shutdown.ts';
 import { VERSION } from '../../common/version.ts';
 import { simulatorConfigSpec, type SimulatorConfig } from './config.ts';
 import { loadCredentialsFile } from './credentials.ts';
 import { generateStream } from '../../common/scenario/generator.ts';
 import { writeJsonl } from './jsonl.ts';
-import { startSimulator } from './publisher.ts';
+import { startSimulator, type RunningSimulator } from './publisher.ts';
 import {
   defaultScenario,
   loadScenarioFile,
@@ -184,9 +186,49 @@ async function main(): Promise<void> {
     seed: config.seed,
     ...(maxSamples !== undefined ? { maxSamples } : {}),
   });
-  onShutdown(logger, () => simulator.stop());
+  const ops = config.httpPort > 0 ? await startSimulatorOps(simulator, config) : undefined;
+  onShutdown(logger, async () => {
+    await simulator.stop();
+    await ops?.close();
+  });
   await simulator.done;
   await simulator.stop();
+  await ops?.close();
+}
+
+/** /healthz, /readyz and /metrics of a publishing simulator (SIMULATOR_HTTP_PORT): probes and Prometheus. */
+async function startSimulatorOps(simulator: RunningSimulator, config: SimulatorConfig): Promise<OpsServer> {
+  const registry = new Registry();
+  let last = { published: 0, labelsPublished: 0 };
+  new Counter({
+    name: 'driftline_simulator_published_total',
+    help: 'Simulated readings acknowledged by the broker, by kind (telemetry, label)',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    collect() {
+      const s = simulator.stats();
+      this.inc({ kind: 'telemetry' }, s.published - last.published);
+      this.inc({ kind: 'label' }, s.labelsPublished - last.labelsPublished);
+      last = { published: s.published, labelsPublished: s.labelsPublished };
+    },
+  });
+  new Gauge({
+    name: 'driftline_simulator_phase_info',
+    help: 'The scenario phase being played (value 1, label phase)',
+    labelNames: ['phase'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.set({ phase: simulator.stats().phase }, 1);
+    },
+  });
+  return startOpsServer({
+    port: config.httpPort,
+    host: config.httpHost,
+    registry,
+    health: () => ({ service: 'simulator', ...simulator.stats() }),
+    ready: () => ({ ready: true, detail: { phase: simulator.stats().phase } }),
+  });
 }
 
 /** True when this file is the program being run (not imported by a test). */

@@ -65,6 +65,16 @@ export const simulatorConfigSpec = {
     description: 'Profile played without a scenario file',
     default: 'seed',
   }),
+  httpPort: int('SIMULATOR_HTTP_PORT', {
+    description: 'Port of /healthz, /readyz and Prometheus /metrics while publishing (0: no such server)',
+    default: 0,
+    min: 0,
+    max: 65535,
+  }),
+  httpHost: str('SIMULATOR_HTTP_HOST', {
+    description: 'Interface of the SIMULATOR_HTTP_PORT server (0.0.0.0 for all)',
+    default: '127.0.0.1',
+  }),
   seed: int('SIMULATOR_SEED', {
     description: 'Seed of the stream played without a scenario file',
     default: 1,

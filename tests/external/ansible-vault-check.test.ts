@@ -158,7 +158,7 @@ describe('ansible-playbook deploy.yml refuses to run without proper secrets', ()
       env: withPassword(),
     });
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/vault\.yml: encrypted, 7 values, no placeholder/);
+    expect(r.out).toMatch(/vault\.yml: encrypted, 14 values, no placeholder/);
     expect(r.out).toMatch(/failed=0/);
     // Only the check ran: the deploy tasks are not tagged vault-check.
     expect(r.out).not.toContain('Check that minikube');

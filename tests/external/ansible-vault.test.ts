@@ -194,6 +194,46 @@ describe('scripts/vault.ts', () => {
     expect(again.out).toMatch(/exists; pass --force/);
   });
 
+  it('update adds generated values for keys the example gained, keeps every existing value, and the CLI opens it', async () => {
+    const file = path.join(dir, 'update', 'vault.yml');
+    const oldExample = path.join(dir, 'update', 'old-example.yml');
+    await mkdir(path.dirname(file), { recursive: true });
+    const keys = Object.keys(parseFlatYaml(await readFile(EXAMPLE, 'utf8')));
+    // A vault made from an older example: without the last three keys.
+    await writeFile(
+      oldExample,
+      keys
+        .slice(0, -3)
+        .map((k) => `${k}: change-me`)
+        .join('\n') + '\n',
+    );
+    const init = await tsx(['init', '--file', file, '--example', oldExample], {
+      ANSIBLE_VAULT_PASSWORD_FILE: pwFile,
+    });
+    expect(init.code, init.out).toBe(0);
+    const before = parseFlatYaml(
+      (await sh('ansible-vault', ['view', '--vault-password-file', pwFile, file])).stdout,
+    );
+    const check = await tsx(['check', '--file', file], { ANSIBLE_VAULT_PASSWORD_FILE: pwFile });
+    expect(check.code).toBe(2);
+    expect(check.out).toContain(`missing or empty: ${keys.slice(-3).join(', ')}`);
+    const up = await tsx(['update', '--file', file], { ANSIBLE_VAULT_PASSWORD_FILE: pwFile });
+    expect(up.code, up.out).toBe(0);
+    expect(up.out).toContain(
+      `added generated values for ${keys.slice(-3).join(', ')} (existing values kept)`,
+    );
+    const after = parseFlatYaml(
+      (await sh('ansible-vault', ['view', '--vault-password-file', pwFile, file])).stdout,
+    );
+    expect(Object.keys(after)).toEqual(keys);
+    for (const k of keys.slice(0, -3)) expect(after[k], k).toBe(before[k]);
+    for (const k of keys.slice(-3)) expect(after[k], k).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    for (const v of Object.values(after)) expect(up.out).not.toContain(v);
+    expect((await tsx(['check', '--file', file], { ANSIBLE_VAULT_PASSWORD_FILE: pwFile })).code).toBe(0);
+    const again = await tsx(['update', '--file', file], { ANSIBLE_VAULT_PASSWORD_FILE: pwFile });
+    expect(again.out).toContain('every key of the example has a value; nothing changed');
+  });
+
   it('takes the password from ANSIBLE_VAULT_PASSWORD, or creates one outside the repository', async () => {
     const fromEnv = path.join(dir, 'env', 'vault.yml');
     const r = await tsx(['init', '--file', fromEnv], { ANSIBLE_VAULT_PASSWORD: 'pw-from-env' });

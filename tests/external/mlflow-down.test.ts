@@ -22,7 +22,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from '../../bin/lib/bootstrap.ts';
+import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from '../../common/registry/bootstrap.ts';
 import { InProcessBus } from '../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../common/bus/types.ts';
 import { parseModelEvent } from '../../common/events/schemas.ts';

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureChampion } from '../../bin/lib/bootstrap.ts';
+import { ensureChampion } from '../../common/registry/bootstrap.ts';
 import { InProcessBus } from '../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../common/bus/types.ts';
 import { parseModelEvent } from '../../common/events/schemas.ts';

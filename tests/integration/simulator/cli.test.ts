@@ -263,3 +263,53 @@ describe.concurrent('simulator CLI', () => {
     expect(observer.labels.length).toBeGreaterThanOrEqual(10);
   });
 });
+
+// Not concurrent with the runs above: two simulators of the same machines would take each other's MQTT sessions.
+describe('simulator CLI ops server', () => {
+  it('serves /healthz, /readyz and /metrics with SIMULATOR_HTTP_PORT while publishing', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer();
+      probe.listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    // Its own observer client id (observe() derives it from the machines): m-001 only.
+    const observer = await observe(['m-001']);
+    let scraped = { health: 0, ready: 0, metrics: '' };
+    const run = await simulate(
+      [
+        '--machines',
+        '2',
+        '--rate',
+        '20',
+        '--mqtt-url',
+        url,
+        '--credentials-file',
+        join(dir, 'credentials.json'),
+      ],
+      {
+        direct: true,
+        env: { SIMULATOR_HTTP_PORT: String(port) },
+        onStart: (kill) => {
+          void waitFor(() => observer.telemetry.length >= 5, 15_000, 'telemetry')
+            .then(async () => {
+              const base = `http://127.0.0.1:${port}`;
+              scraped = {
+                health: (await fetch(`${base}/healthz`)).status,
+                ready: (await fetch(`${base}/readyz`)).status,
+                metrics: await (await fetch(`${base}/metrics`)).text(),
+              };
+            })
+            .finally(() => kill('SIGTERM'));
+        },
+      },
+    );
+    await observer.client.endAsync();
+    expect(run.code).toBe(0);
+    expect(scraped.health).toBe(200);
+    expect(scraped.ready).toBe(200);
+    expect(scraped.metrics).toMatch(/driftline_simulator_published_total\{kind="telemetry"\} [1-9]/);
+    expect(scraped.metrics).toContain('driftline_simulator_phase_info{phase=');
+  });
+});

@@ -56,6 +56,8 @@ describe('check-image-imports: the repository', () => {
       'broker',
       'dashboard',
       'edge-inference',
+      'jobs',
+      'kafka-bridge',
       'retrainer',
       'simulator',
     ]);
@@ -68,6 +70,17 @@ describe('check-image-imports: the repository', () => {
         'broker/src/credentials-cli.ts',
         'broker/src/kafka-bridge-main.ts',
       ]),
+    );
+    // The bridge's own image holds the bridge and common/ only; the jobs image its two programs.
+    const bridge = reports.find((r) => r.service === 'kafka-bridge');
+    expect(bridge?.entries).toEqual(['broker/src/kafka-bridge-main.ts']);
+    expect(bridge?.needed.filter((f) => f.startsWith('broker/'))).toEqual([
+      'broker/src/kafka-bridge-main.ts',
+      'broker/src/kafka-bridge.ts',
+    ]);
+    const jobs = reports.find((r) => r.service === 'jobs');
+    expect(jobs?.entries).toEqual(
+      expect.arrayContaining(['jobs/src/kafka-provision.ts', 'jobs/src/bootstrap-champion.ts']),
     );
     // The training worker is started through new URL(…, import.meta.url), package.json read likewise.
     const retrainer = reports.find((r) => r.service === 'retrainer');

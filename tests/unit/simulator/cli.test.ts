@@ -16,6 +16,8 @@ describe('simulator configuration', () => {
       scenarioFile: undefined,
       profile: 'seed',
       seed: 1,
+      httpPort: 0,
+      httpHost: '127.0.0.1',
     });
     expect([out, maxSamples, help]).toEqual([undefined, undefined, false]);
     expect(Object.values(simulatorConfigSpec).map((f) => f.env)).toEqual(

@@ -1,12 +1,18 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { Logger } from '../../common/logging/logger.ts';
-import { describeError } from '../../common/errors.ts';
-import { verifyArtifact } from '../../common/model/artifact.ts';
-import { createTrust, type ModelSigner } from '../../common/model/signature.ts';
-import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
-import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
-import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../common/model/bootstrap.ts';
+import type { Logger } from '../logging/logger.ts';
+import { describeError } from '../errors.ts';
+import { verifyArtifact } from '../model/artifact.ts';
+import { createTrust, type ModelSigner } from '../model/signature.ts';
+import { DEFAULT_MODEL_NAME } from '../model/types.ts';
+import type { ModelRegistry, ModelVersion } from './types.ts';
+import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../model/bootstrap.ts';
+
+/**
+ * The first champion of a registry: trained from the stationary scenario when the registry has none,
+ * registered and promoted. Used by the all-in-one runner (`npm start`, its directory registry), the
+ * offline evaluator and the cluster's bootstrap-champion Job (jobs/src/bootstrap-champion.ts, MLflow).
+ */
 
 /** Where the bootstrap champion's artifact is cached between runs. */
 export const DEFAULT_BOOTSTRAP_DIR = `.driftline/bootstrap/${DEFAULT_MODEL_NAME}`;

@@ -2,11 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureChampion } from '../../../bin/lib/bootstrap.ts';
-import { silentLogger } from '../../../common/logging/logger.ts';
-import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../../common/model/bootstrap.ts';
-import { createSigner, createTrust, generateSigningKey } from '../../../common/model/signature.ts';
-import { DirectoryRegistry } from '../../../common/registry/directory.ts';
+import { ensureChampion } from '../../../../common/registry/bootstrap.ts';
+import { silentLogger } from '../../../../common/logging/logger.ts';
+import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../../../common/model/bootstrap.ts';
+import { createSigner, createTrust, generateSigningKey } from '../../../../common/model/signature.ts';
+import { DirectoryRegistry } from '../../../../common/registry/directory.ts';
 
 /**
  * Promise (`npm start` on embedded defaults): the bootstrap champion is signed with the local key, so the

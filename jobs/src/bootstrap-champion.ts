@@ -1,0 +1,85 @@
+import { int, loadConfig, str } from '../../common/config/env.ts';
+import { ConfigError, describeError } from '../../common/errors.ts';
+import { createServiceLogger } from '../../common/logging/service-logger.ts';
+import { runMain } from '../../common/main.ts';
+import { createRegistry } from '../../common/registry/factory.ts';
+import { sleep } from '../../common/util/sleep.ts';
+import { VERSION } from '../../common/version.ts';
+import { flushLogs } from './logs.ts';
+import { ensureChampion } from '../../common/registry/bootstrap.ts';
+import { createSigner } from '../../common/model/signature.ts';
+
+/**
+ * The cluster's first champion (a Kubernetes Job, k8s/base/bootstrap-champion-job.yaml): when the
+ * registered model MODEL_NAME has no `champion` alias in MLflow (MLFLOW_TRACKING_URI), trains the
+ * bootstrap model from scenarios/stationary.json exactly as `npm start` does for its embedded registry
+ * (common/registry/bootstrap.ts: 40,000 samples, 30 epochs, seed 1), registers it and points `champion` at it.
+ * The model is signed with MODEL_SIGNING_KEY (the retrainer's key: edge workers refuse unsigned models).
+ * With a champion in place it exits at once: it never replaces a model the retrainer promoted. Waits for
+ * MLflow (BOOTSTRAP_WAIT_S, default 300 s) first.
+ *
+ *   node --import tsx jobs/src/bootstrap-champion.ts
+ */
+const spec = {
+  trackingUri: str('MLFLOW_TRACKING_URI', {
+    description: 'MLflow tracking server whose registry gets the first champion',
+    default: '',
+  }),
+  modelName: str('MODEL_NAME', { description: 'Registered model', default: 'driftline-efficiency' }),
+  workDir: str('BOOTSTRAP_DIR', {
+    description: 'Where the bootstrap artifact is written before it is uploaded',
+    default: '.driftline/bootstrap/driftline-efficiency',
+  }),
+  signingKey: str('MODEL_SIGNING_KEY', {
+    description: "Ed25519 private key signing the bootstrap model (the retrainer's, from the vault)",
+    default: '',
+    secret: true,
+  }),
+  waitSeconds: int('BOOTSTRAP_WAIT_S', {
+    description: 'How long the bootstrap job waits for MLflow, seconds',
+    default: 300,
+    min: 1,
+    max: 3600,
+  }),
+};
+
+runMain(async () => {
+  const config = loadConfig(spec);
+  if (config.trackingUri.trim() === '')
+    throw new ConfigError(
+      'Invalid configuration: MLFLOW_TRACKING_URI is required (the registry to bootstrap)',
+    );
+  if (config.signingKey.trim() === '')
+    throw new ConfigError(
+      'Invalid configuration: MODEL_SIGNING_KEY is required (edge workers refuse an unsigned champion)',
+    );
+  const signer = createSigner(config.signingKey.trim());
+  const logger = createServiceLogger({ service: 'bootstrap-champion', version: VERSION });
+  const registry = createRegistry({ mlflowTrackingUri: config.trackingUri, logger });
+  const deadline = Date.now() + config.waitSeconds * 1000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const existing = await registry.getChampion(config.modelName);
+      if (existing) {
+        logger.info(`${config.modelName} already has a champion (v${existing.version}): nothing to do`, {
+          action: 'bootstrap-skipped',
+          modelVersion: existing.version,
+        });
+        await flushLogs(logger);
+        return;
+      }
+      break;
+    } catch (err) {
+      if (Date.now() > deadline)
+        throw new Error(`MLflow did not answer within ${config.waitSeconds} s: ${describeError(err)}`);
+      logger.info('waiting for MLflow', { attempt, err: describeError(err) });
+      await sleep(3000);
+    }
+  }
+  const champion = await ensureChampion(registry, config.modelName, config.workDir, logger, signer);
+  logger.info(`${config.modelName} v${champion.version} is the champion`, {
+    action: 'bootstrap-champion',
+    modelVersion: champion.version,
+  });
+  await flushLogs(logger);
+});

@@ -1,0 +1,57 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+// .ci/run with a stand-in `make` first on PATH: it records its arguments and exits with a chosen status,
+// so the switch is tested without running the project's tests or touching a cluster.
+const ciRun = fileURLToPath(new URL('../../../.ci/run', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'ci-run-'));
+const calls = join(dir, 'calls');
+writeFileSync(
+  join(dir, 'make'),
+  `#!/bin/sh\nprintf '%s CI=%s\\n' "$*" "$CI" >> '${calls}'\nexit "\${FAKE_MAKE_STATUS:-0}"\n`,
+);
+chmodSync(join(dir, 'make'), 0o755);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function run(env: Record<string, string>) {
+  rmSync(calls, { force: true });
+  const r = spawnSync('bash', [ciRun], {
+    env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ''}`, ...env },
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  let made = '';
+  try {
+    made = readFileSync(calls, 'utf8');
+  } catch {
+    // make was never called
+  }
+  return { status: r.status, out: r.stdout + r.stderr, made };
+}
+
+describe('.ci/run CI_CLUSTER switch', () => {
+  it('CI_CLUSTER=0 runs exactly `make test`, says the cluster stage is skipped, and exits with its status', () => {
+    for (const status of [0, 3]) {
+      const r = run({ CI_CLUSTER: '0', FAKE_MAKE_STATUS: String(status) });
+      expect(r.made).toBe('test CI=true\n');
+      expect(r.status).toBe(status);
+      expect(r.out).toMatch(/CI_CLUSTER=0 .*cluster stage SKIPPED/);
+    }
+  });
+
+  it('refuses any value other than 0 or 1 before running anything', () => {
+    const r = run({ CI_CLUSTER: 'yes' });
+    expect(r.status).toBe(2);
+    expect(r.made).toBe('');
+    expect(r.out).toContain('CI_CLUSTER must be 1');
+  });
+
+  it('defaults to 1: the cluster stage is on unless switched off', () => {
+    const text = readFileSync(ciRun, 'utf8');
+    expect(text).toContain('case "${CI_CLUSTER:-1}" in');
+  });
+});
