@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DeadLetterSink } from '../../../common/deadletter.ts';
+import { silentLogger } from '../../../common/logging/logger.ts';
 import type { Prediction } from '../../../common/schema/telemetry.ts';
 import { MqttIngest } from '../../../edge-inference/src/ingest.ts';
 
@@ -19,7 +20,11 @@ describe('MqttIngest.publishPredictions', () => {
     const ingest = new MqttIngest({
       url: 'mqtt://127.0.0.1:1',
       clientId: 'edge-test',
-      deadLetters: new DeadLetterSink({ source: 'edge-inference', publish: async () => undefined }),
+      deadLetters: new DeadLetterSink({
+        source: 'edge-inference',
+        logger: silentLogger(),
+        publish: async () => undefined,
+      }),
     });
     const failed: number[] = [];
     await ingest.publishPredictions([prediction(1), prediction(2)], (p, err) => {
