@@ -59,7 +59,29 @@ export interface LiveObserverOptions {
   phases: readonly PhaseSpan[];
   /** Machine ids in the scenario's round-robin order: sample i is machine i % n, seq floor(i / n). */
   machineIds: readonly string[];
+  /** Predictions, and labels, kept waiting for their partner at most (the oldest is evicted, counted). */
+  maxPending?: number;
 }
+
+/** How the observer's join of predictions and labels went. */
+export interface ObserverJoinStats {
+  /** Prediction messages received (a redelivered one counts again). */
+  predictions: number;
+  /** Label messages received. */
+  labels: number;
+  /** Labels joined with their prediction: `labelled`. */
+  joined: number;
+  /** Labels that arrived before their prediction (the edge lagged), joined when it came. */
+  labelsFirst: number;
+  /** Predictions evicted from the bounded buffer before their label arrived. */
+  evictedPredictions: number;
+  /** Labels evicted before their prediction arrived. */
+  evictedLabels: number;
+  /** Labels still waiting for their prediction (never predicted, or not yet). */
+  pendingLabels: number;
+}
+
+const DEFAULT_MAX_PENDING = 200_000;
 
 export class LiveObserver {
   readonly healing: HealingTracker;
@@ -67,7 +89,17 @@ export class LiveObserver {
   readonly driftEvents: LiveDriftEvent[] = [];
   private readonly started = Date.now();
   private readonly predictions = new Map<string, Efficiency>();
+  /** Labels that overtook their prediction, waiting for it. */
+  private readonly labels = new Map<string, { machineId: string; seq: number; efficiency: Efficiency }>();
   private readonly machineIndex: Map<string, number>;
+  private readonly maxPending: number;
+  private readonly counts = {
+    predictions: 0,
+    labels: 0,
+    labelsFirst: 0,
+    evictedPredictions: 0,
+    evictedLabels: 0,
+  };
   private client: MqttClient | undefined;
   private subs: Subscription[] = [];
   labelled = 0;
@@ -76,6 +108,7 @@ export class LiveObserver {
   constructor(private readonly options: LiveObserverOptions) {
     this.healing = new HealingTracker(options.phases);
     this.machineIndex = new Map(options.machineIds.map((id, i) => [id, i]));
+    this.maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
   }
 
   async start(): Promise<void> {
@@ -182,7 +215,12 @@ export class LiveObserver {
     });
   }
 
-  private onMessage(topic: string, payload: Buffer): void {
+  /**
+   * One message: a drift event, a prediction or a label. Predictions and labels meet in either order: a label is
+   * published a fixed delay after its telemetry, so when the edge lags by more
+   * than that delay the label arrives first and waits for its prediction.
+   */
+  onMessage(topic: string, payload: Buffer): void {
     if (
       topic === STATUS_TOPICS.alarm ||
       topic === STATUS_TOPICS.referenceUpdated ||
@@ -193,29 +231,65 @@ export class LiveObserver {
     if (!t) return;
     const text = payload.toString('utf8');
     if (t.kind === 'prediction') {
+      let p: { machineId?: unknown; seq?: unknown; efficiency?: unknown };
       try {
-        const p = JSON.parse(text) as { machineId?: unknown; seq?: unknown; efficiency?: unknown };
-        if (typeof p.machineId === 'string' && typeof p.seq === 'number' && typeof p.efficiency === 'string')
-          this.predictions.set(`${p.machineId}\u0000${p.seq}`, p.efficiency as Efficiency);
+        p = JSON.parse(text) as typeof p;
       } catch {
-        // not ours to judge: the edge validated it
+        return; // not ours to judge: the edge validated it
       }
-      if (this.predictions.size > 200_000) this.predictions.clear();
+      if (typeof p.machineId !== 'string' || typeof p.seq !== 'number' || typeof p.efficiency !== 'string')
+        return;
+      this.counts.predictions++;
+      const key = `${p.machineId}\u0000${p.seq}`;
+      const waiting = this.labels.get(key);
+      if (waiting !== undefined) {
+        this.labels.delete(key);
+        this.record(waiting.machineId, waiting.seq, p.efficiency as Efficiency, waiting.efficiency);
+        return;
+      }
+      this.predictions.set(key, p.efficiency as Efficiency);
+      if (this.predictions.size > this.maxPending) {
+        this.predictions.delete(this.predictions.keys().next().value as string);
+        this.counts.evictedPredictions++;
+      }
       return;
     }
     const v = validateMessage('label', topic, text);
     if (!v.ok) return;
-    const key = `${v.value.machineId}\u0000${v.value.seq}`;
+    this.counts.labels++;
+    const { machineId, seq, efficiency } = v.value;
+    const key = `${machineId}\u0000${seq}`;
     const predicted = this.predictions.get(key);
-    if (predicted === undefined) return;
+    if (predicted === undefined) {
+      this.counts.labelsFirst++;
+      this.labels.set(key, { machineId, seq, efficiency });
+      if (this.labels.size > this.maxPending) {
+        this.labels.delete(this.labels.keys().next().value as string);
+        this.counts.evictedLabels++;
+      }
+      return;
+    }
     this.predictions.delete(key);
-    const m = this.machineIndex.get(v.value.machineId);
+    this.record(machineId, seq, predicted, efficiency);
+  }
+
+  private record(machineId: string, seq: number, predicted: Efficiency, label: Efficiency): void {
+    const m = this.machineIndex.get(machineId);
     if (m === undefined) return;
-    const index = v.value.seq * this.options.machineIds.length + m;
-    const ok = predicted === v.value.efficiency;
+    const index = seq * this.options.machineIds.length + m;
+    const ok = predicted === label;
     this.labelled++;
     if (ok) this.correct++;
     this.healing.record(index, ok, Date.now());
+  }
+
+  /** How the join of predictions and labels went (see {@link ObserverJoinStats}). */
+  joinStats(): ObserverJoinStats {
+    return {
+      ...this.counts,
+      joined: this.labelled,
+      pendingLabels: this.labels.size,
+    };
   }
 
   /** Marks the wall-clock start of a phase (the simulator's onPhase). */

@@ -42,7 +42,7 @@ import {
 } from '../../common/scenario/scenario.ts';
 import { announceDashboard } from './announce.ts';
 import { DEFAULT_BOOTSTRAP_DIR, ensureChampion } from '../../common/registry/bootstrap.ts';
-import { LiveObserver } from './observer.ts';
+import { LiveObserver, type ObserverJoinStats } from './observer.ts';
 
 /**
  * `npm start` / `make start`: the whole loop in one process on embedded
@@ -467,6 +467,22 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
         // The last labels are already published (done waits for them); let the edge judge them and the
         // retrainer finish.
         await new Promise((r) => setTimeout(r, 1500));
+        // A lagging edge is still predicting (or its predictions are still on their way to the observer): wait
+        // until every published label has met its prediction, or nothing moved for 5 s.
+        const labelsPublished = simulator.stats().labelsPublished;
+        let progress = -1;
+        let stalledSince = Date.now();
+        for (;;) {
+          const j = o.joinStats();
+          if (j.labels >= labelsPublished && j.pendingLabels === 0) break;
+          const now = Date.now();
+          const moved = j.labels + j.joined + j.predictions;
+          if (moved !== progress) {
+            progress = moved;
+            stalledSince = now;
+          } else if (now - stalledSince > 5000) break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
         for (
           let i = 0;
           i < 120 && Object.values(retrainer.status().lanes).some((l) => l.current !== undefined);
@@ -482,6 +498,7 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
           wallSeconds: Math.round((Date.now() - runStarted) / 100) / 10,
           backend,
           labelled: s.labelled,
+          labels: labelAccounting(simulator.stats().labelsPublished, o.joinStats(), edge.stats().labelJoin),
           accuracy: s.accuracy,
           preDriftAccuracy: s.preDriftAccuracy,
           phases: s.phases.map((p) => ({
@@ -515,4 +532,30 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
     await stop();
     throw err;
   }
+}
+
+/**
+ * Where every published label went, in the run summary: joined with its
+ * prediction by the observer (`joined` = `labelled`), or not joined because its
+ * prediction was evicted from the observer's bounded buffer (or the label
+ * itself, waiting for a prediction, was). `unexplained` = published − joined −
+ * evicted: labels or predictions lost on the way; 0 in a sound run. `edge` is
+ * the worker's own join (the labelled samples the retrainer gets).
+ */
+export function labelAccounting(
+  published: number,
+  observer: ObserverJoinStats,
+  edge: { hits: number; misses: number; evictions: number; pending: number },
+): Record<string, number | Record<string, number>> {
+  // A label whose prediction was evicted waits for it until the end, or is evicted itself.
+  const evicted = observer.evictedLabels + Math.min(observer.pendingLabels, observer.evictedPredictions);
+  return {
+    published,
+    received: observer.labels,
+    joined: observer.joined,
+    beforePrediction: observer.labelsFirst,
+    evicted,
+    unexplained: published - observer.joined - evicted,
+    edge: { joined: edge.hits, missed: edge.misses, evicted: edge.evictions, pending: edge.pending },
+  };
 }

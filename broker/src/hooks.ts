@@ -14,6 +14,7 @@ import {
   filterCovers,
   isSysTopic,
   rulesFor,
+  type AclDecision,
   type AclPolicy,
   type Principal,
   type Role,
@@ -21,6 +22,9 @@ import {
 import { USERNAME_PATTERN, type CredentialStore } from './credentials.ts';
 import { LoginGuard, type LoginCheck } from './login-guard.ts';
 import type { AuthFailureReason, BrokerMetrics, PublishRejectReason, RoleLabel } from './metrics.ts';
+
+/** Topics whose ACL decision is remembered per principal (the map starts over beyond). */
+const ACL_CACHE_TOPICS = 1024;
 
 /**
  * The aedes hooks that enforce authentication and the ACL, log every refusal
@@ -90,6 +94,29 @@ export function createAuthHooks(options: AuthHooksOptions): AuthHooks {
   const principalOf = (client: Client | null): Principal | undefined =>
     client === null ? undefined : principals.get(client);
   const roleOf = (client: Client | null): RoleLabel => principalOf(client)?.role ?? 'unknown';
+  // ACL decisions per principal and topic: a device publishes to one topic, a subscriber receives a few dozen,
+  // so the filters are matched once per topic, not once per message. A principal is replaced on every login.
+  const publishDecisions = new WeakMap<Principal, Map<string, AclDecision>>();
+  const readDecisions = new WeakMap<Principal, Map<string, boolean>>();
+  const cached = <V>(
+    cache: WeakMap<Principal, Map<string, V>>,
+    p: Principal,
+    topic: string,
+    f: () => V,
+  ): V => {
+    let m = cache.get(p);
+    if (m === undefined) {
+      m = new Map();
+      cache.set(p, m);
+    }
+    let v = m.get(topic);
+    if (v === undefined) {
+      v = f();
+      if (m.size >= ACL_CACHE_TOPICS) m.clear();
+      m.set(topic, v);
+    }
+    return v;
+  };
 
   function refuseLogin(
     client: Client,
@@ -276,7 +303,9 @@ export function createAuthHooks(options: AuthHooksOptions): AuthHooks {
         denyPublish(client, packet, 'no authenticated client', done);
         return;
       }
-      const decision = canPublish(principal, packet.topic, policy);
+      const decision = cached(publishDecisions, principal, packet.topic, () =>
+        canPublish(principal, packet.topic, policy),
+      );
       if (decision.allowed) {
         // MQTT 3.1.1 has no negative PUBACK: like an ACL denial, these close the connection.
         if (packet.retain && !retainRoles.has(principal.role)) {
@@ -331,7 +360,9 @@ export function createAuthHooks(options: AuthHooksOptions): AuthHooks {
       const sys = isSysTopic(packet.topic);
       if (
         principal === undefined ||
-        !rulesFor(principal, policy).subscribe.some((f) => filterCovers(f, packet.topic))
+        !cached(readDecisions, principal, packet.topic, () =>
+          rulesFor(principal, policy).subscribe.some((f) => filterCovers(f, packet.topic)),
+        )
       ) {
         logger.debug('delivery dropped: receiver may not read this topic', {
           clientId: client.id,

@@ -27,20 +27,27 @@ import { sleep } from '../../common/util/sleep.ts';
  * see each machine on exactly one worker, in order, and join a machine's
  * labels on the worker that predicted its telemetry.
  *
- * Delivery: a QoS 1 message is acknowledged (PUBACK) only after Kafka acked
- * the record (idempotent producer, `acks=all`; see `handleMessage` in start()). When Kafka
- * is unreachable the bridge retries with backoff and does not read further
- * messages: they wait in its broker session. A bridge that dies before the
- * PUBACK gets the message again on its next session: at least once (the
+ * Delivery: messages are forwarded in batches — every message that arrives
+ * while a Kafka send is in flight goes into the next one (at most
+ * `maxBatch`) — and a QoS 1 message is acknowledged (PUBACK) only after Kafka
+ * acked the batch that holds it (idempotent producer, `acks=all`, one send at
+ * a time, so a machine's messages keep their order). mqtt.js reads the next
+ * message only after the previous one is handled and its PUBACK handed to the
+ * socket, so the bridge holds the PUBACK back itself (`holdPuback`) and lets
+ * mqtt.js read on; past `maxPending` unacknowledged messages it stops reading
+ * until a batch is in Kafka. When Kafka is unreachable the bridge retries the
+ * batch with backoff and reads no further than `maxPending`: later messages wait
+ * in its broker session. A bridge that dies before the PUBACK gets the message
+ * again on its next session (held PUBACKs of a dropped connection are
+ * discarded, so redelivered messages are forwarded again): at least once (the
  * idempotent producer removes the producer's own retries, not a redelivery
  * after a crash; the edge tolerates both, see the README).
  *
  * Payloads are not validated (the edge does, and dead-letters): the value is
  * `{ kind, topic, payload, receivedAt }` with the original JSON text.
  *
- * Throughput: mqtt.js hands over one QoS 1 message at a time and the PUBACK
- * must follow the Kafka ack, so one bridge forwards roughly 1 / (Kafka produce
- * round trip) messages per second (a few hundred to a few thousand on a LAN).
+ * Throughput: one Kafka round trip per batch, not per message (bench/pipeline.ts,
+ * BENCHMARKS.md).
  */
 
 /** Logical Kafka topic of the bridged telemetry and labels (the edge's `kafka-ingest.ts` reads it). */
@@ -136,6 +143,18 @@ export interface KafkaBridgeOptions {
   logger?: Logger;
   /** Longest pause between attempts of a failed Kafka send, ms. Default 5000. */
   maxRetryDelayMs?: number;
+  /** Messages per Kafka send at most. Default 2000. */
+  maxBatch?: number;
+  /** Messages read but not yet acknowledged (in Kafka or waiting for it) at most. Default 5000. */
+  maxPending?: number;
+  /** Sends the records (tests inject a fake); default the idempotent kafkajs producer. */
+  send?: (records: BridgeRecord[]) => Promise<void>;
+}
+
+/** One Kafka record of the bridge. */
+export interface BridgeRecord {
+  key: string;
+  value: BridgedMessage;
 }
 
 export interface KafkaBridgeStats {
@@ -145,6 +164,8 @@ export interface KafkaBridgeStats {
   ignored: number;
   /** Kafka sends that failed and were retried. */
   retries: number;
+  /** Kafka sends (batches) that succeeded. */
+  batches: number;
 }
 
 /** Options of {@link bridgeOptionsFromConfig} besides the config. */
@@ -180,16 +201,33 @@ export class KafkaBridge {
   private closing = false;
   private closed: Promise<void> | undefined;
   private readonly abort = new AbortController();
-  private inFlight: Promise<void> | undefined;
+  /** Messages waiting for the next send, with the PUBACKs to release once Kafka has them. */
+  private queue: Pending[] = [];
+  /** The send loop while it runs. */
+  private sending: Promise<void> | undefined;
+  /** Messages read and not yet acknowledged to the broker. */
+  private unacked = 0;
+  /** Readers waiting for room below `maxPending`. */
+  private readonly waitingForRoom: (() => void)[] = [];
+  /** PUBACKs held back by packet id, until the message is in Kafka (see holdPuback). */
+  private readonly held = new Map<number, Pending>();
+  /** Bumped when the MQTT connection drops: PUBACKs held for an earlier connection are never sent. */
+  private connection = 0;
+  private sendPacket: ((packet: { cmd: string; messageId?: number }, cb?: () => void) => void) | undefined;
+  private readonly maxBatch: number;
+  private readonly maxPending: number;
   private readonly counts: KafkaBridgeStats = {
     forwarded: { telemetry: 0, label: 0 },
     ignored: 0,
     retries: 0,
+    batches: 0,
   };
 
   constructor(private readonly options: KafkaBridgeOptions) {
     this.logger = options.logger ?? silentLogger();
     this.topic = `${options.kafka.topicPrefix ?? ''}${BRIDGE_TOPIC}`;
+    this.maxBatch = options.maxBatch ?? 2000;
+    this.maxPending = Math.max(options.maxPending ?? 5000, this.maxBatch);
     const kafka = createKafkaClient({ ...options.kafka, logger: this.logger });
     this.admin = kafka.admin();
     this.producer = kafka.producer({
@@ -205,6 +243,7 @@ export class KafkaBridge {
       forwarded: { ...this.counts.forwarded },
       ignored: this.counts.ignored,
       retries: this.counts.retries,
+      batches: this.counts.batches,
     };
   }
 
@@ -216,25 +255,7 @@ export class KafkaBridge {
   /** Connects Kafka (creates the topic), then MQTT, subscribes and starts forwarding. */
   async start(): Promise<void> {
     if (this.client || this.closing) throw new Error('bridge already started or closed');
-    try {
-      await this.admin.connect();
-      await this.producer.connect();
-      await ensureTopics(
-        this.admin,
-        [
-          {
-            topic: this.topic,
-            partitions: this.options.partitions ?? 12,
-            retentionMs: this.options.retentionMs ?? 7 * 24 * 3600 * 1000,
-          },
-        ],
-        this.logger,
-      );
-    } catch (err) {
-      await this.producer.disconnect().catch(() => undefined);
-      await this.admin.disconnect().catch(() => undefined);
-      throw kafkaError(`kafka bridge: cannot connect to ${this.options.kafka.brokers.join(',')}`, err);
-    }
+    if (!this.options.send) await this.connectKafka();
     const m = this.options.mqtt;
     const opts: IClientOptions = {
       clientId: m.clientId,
@@ -248,15 +269,15 @@ export class KafkaBridge {
     if (m.ca !== undefined) opts.ca = m.ca;
     const client = mqtt.connect(m.url, opts);
     // Installed before the first packet can arrive (messages queued in the session come right after CONNACK).
-    // mqtt.js sends the PUBACK of a QoS 1 message when this callback is called without an error, and reads the
-    // next message only then. (`customHandleAcks` would do the same but mqtt.js honours it only for MQTT 5,
-    // which aedes does not speak.)
+    // mqtt.js reads the next message once this callback is called; the PUBACK it then sends is held back
+    // (holdPuback) until the message is in Kafka.
     client.handleMessage = (packet: IPublishPacket, callback: (err?: Error) => void) => {
       this.onMessage(packet).then(
         (ack) => callback(ack ? undefined : new Error('bridge closing; message left for redelivery')),
         (err: unknown) => callback(err instanceof Error ? err : new Error(describeError(err))),
       );
     };
+    this.holdPuback(client);
     try {
       await new Promise<void>((resolve, reject) => {
         const onConnect = (): void => {
@@ -283,6 +304,9 @@ export class KafkaBridge {
       if (!this.closing) this.logger.warn('bridge mqtt client error', { err: describeError(err) });
     });
     client.on('close', () => {
+      // The broker redelivers whatever this connection did not acknowledge; never acknowledge it on the next one.
+      this.connection++;
+      this.held.clear();
       if (!this.closing) this.logger.warn('bridge disconnected from broker; reconnecting', { url: m.url });
     });
     const grants = await client.subscribeAsync({
@@ -306,44 +330,123 @@ export class KafkaBridge {
     });
   }
 
-  /** Forwards one message; resolves true when it may be acknowledged, false when closing left it for redelivery. */
-  private onMessage(packet: IPublishPacket): Promise<boolean> {
-    const p = this.forward(
-      packet.topic,
-      typeof packet.payload === 'string' ? Buffer.from(packet.payload) : Buffer.from(packet.payload),
-      packet,
-    );
-    this.inFlight = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    return p;
+  /** Connects the producer and the admin client and creates the topic. */
+  private async connectKafka(): Promise<void> {
+    try {
+      await this.admin.connect();
+      await this.producer.connect();
+      await ensureTopics(
+        this.admin,
+        [
+          {
+            topic: this.topic,
+            partitions: this.options.partitions ?? 12,
+            retentionMs: this.options.retentionMs ?? 7 * 24 * 3600 * 1000,
+          },
+        ],
+        this.logger,
+      );
+    } catch (err) {
+      await this.producer.disconnect().catch(() => undefined);
+      await this.admin.disconnect().catch(() => undefined);
+      throw kafkaError(`kafka bridge: cannot connect to ${this.options.kafka.brokers.join(',')}`, err);
+    }
   }
 
-  private async forward(topic: string, payload: Buffer, packet: IPublishPacket): Promise<boolean> {
+  /**
+   * mqtt.js sends a QoS 1 message's PUBACK as soon as `handleMessage` calls
+   * back, and only then reads the next message. To batch and still acknowledge
+   * only what Kafka has, the bridge wraps the client's packet writer: a PUBACK
+   * for a message still on its way to Kafka is kept (mqtt.js is told it was
+   * written and reads on) and written by {@link release} after the send.
+   * (`_sendPacket` is mqtt.js 5's internal writer; the wrapper passes
+   * everything else through unchanged.)
+   */
+  private holdPuback(client: MqttClient): void {
+    const internal = client as unknown as {
+      _sendPacket: (packet: { cmd: string; messageId?: number }, cb?: () => void, ...rest: unknown[]) => void;
+    };
+    const original = internal._sendPacket.bind(client);
+    this.sendPacket = original;
+    internal._sendPacket = (packet, cb, ...rest) => {
+      if (packet.cmd === 'puback' && packet.messageId !== undefined) {
+        const p = this.held.get(packet.messageId);
+        if (p !== undefined && !p.sent) {
+          p.puback = true;
+          cb?.();
+          return;
+        }
+      }
+      original(packet, cb, ...rest);
+    };
+  }
+
+  /**
+   * Queues one message for the next Kafka send. Resolves true at once (mqtt.js
+   * reads on; the PUBACK waits for Kafka) — or, past `maxPending`, once there
+   * is room — and false when closing (not acknowledged: redelivered).
+   */
+  private async onMessage(packet: IPublishPacket): Promise<boolean> {
     if (this.closing) return false;
-    const record = bridgeRecord(topic, payload);
+    const record = bridgeRecord(packet.topic, Buffer.from(packet.payload));
     if (!record) {
       this.counts.ignored++;
-      this.logger.warn('bridge ignored a message on an unexpected topic', { topic });
+      this.logger.warn('bridge ignored a message on an unexpected topic', { topic: packet.topic });
       return true;
     }
+    const p: Pending = {
+      record,
+      messageId: packet.messageId,
+      connection: this.connection,
+      sent: false,
+      puback: false,
+    };
+    if (packet.qos > 0 && packet.messageId !== undefined) this.held.set(packet.messageId, p);
+    this.queue.push(p);
+    this.unacked++;
+    this.sending ??= this.sendLoop();
+    while (this.unacked > this.maxPending && !this.closing)
+      await new Promise<void>((resolve) => this.waitingForRoom.push(resolve));
+    return true;
+  }
+
+  /** Sends the queue in batches, one send at a time (order), retrying a failed batch until it is in Kafka. */
+  private async sendLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.length <= this.maxBatch ? this.queue : this.queue.slice(0, this.maxBatch);
+        this.queue = this.queue.length <= this.maxBatch ? [] : this.queue.slice(this.maxBatch);
+        if (!(await this.sendWithRetry(batch))) return;
+        this.release(batch);
+      }
+    } finally {
+      this.sending = undefined;
+    }
+  }
+
+  private async sendWithRetry(batch: Pending[]): Promise<boolean> {
+    const records = batch.map((p) => p.record);
     let delay = 100;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.producer.send({
-          topic: this.topic,
-          acks: -1,
-          messages: [{ key: record.key, value: JSON.stringify(record.value), headers: messageHeaders() }],
-        });
-        this.counts.forwarded[record.value.kind]++;
+        if (this.options.send) await this.options.send(records);
+        else
+          await this.producer.send({
+            topic: this.topic,
+            acks: -1,
+            messages: records.map((r) => ({
+              key: r.key,
+              value: JSON.stringify(r.value),
+              headers: messageHeaders(),
+            })),
+          });
+        this.counts.batches++;
         return true;
       } catch (err) {
         if (this.closing) return false;
         this.counts.retries++;
         this.logger.warn('kafka send failed; retrying (the broker keeps later messages in the session)', {
-          topic,
-          messageId: packet.messageId,
+          messages: batch.length,
           attempt,
           delayMs: delay,
           err: describeError(err),
@@ -355,13 +458,29 @@ export class KafkaBridge {
     }
   }
 
+  /** The batch is in Kafka: write the PUBACKs held for it (on the connection that read it) and make room. */
+  private release(batch: Pending[]): void {
+    for (const p of batch) {
+      this.counts.forwarded[p.record.value.kind]++;
+      p.sent = true;
+      if (p.messageId === undefined) continue;
+      if (this.held.get(p.messageId) === p) this.held.delete(p.messageId);
+      if (p.puback && p.connection === this.connection)
+        this.sendPacket?.({ cmd: 'puback', messageId: p.messageId });
+    }
+    this.unacked -= batch.length;
+    while (this.unacked <= this.maxPending && this.waitingForRoom.length > 0) this.waitingForRoom.shift()?.();
+  }
+
   /** Stops reading, lets the message in flight finish (acknowledged only if Kafka acked it), disconnects both sides. Idempotent. */
   close(): Promise<void> {
     this.closed ??= (async () => {
       this.closing = true;
       this.abort.abort();
       const client = this.client;
-      if (this.inFlight) await this.inFlight;
+      for (const wake of this.waitingForRoom.splice(0)) wake();
+      // The batch being sent finishes (its PUBACKs go out); what is still queued stays unacknowledged.
+      if (this.sending) await this.sending;
       // Let the PUBACK of the last forwarded message go out before the socket closes.
       if (client) await client.endAsync(false).catch(() => undefined);
       await this.producer.disconnect().catch(() => undefined);
@@ -370,6 +489,18 @@ export class KafkaBridge {
     })();
     return this.closed;
   }
+}
+
+/** A message between MQTT and Kafka. */
+interface Pending {
+  record: BridgeRecord;
+  messageId: number | undefined;
+  /** The MQTT connection it was read on. */
+  connection: number;
+  /** In Kafka. */
+  sent: boolean;
+  /** mqtt.js asked to write its PUBACK (held until `sent`). */
+  puback: boolean;
 }
 
 /** Creates and starts a bridge. */

@@ -39,6 +39,8 @@ export interface MqttConnectOptions extends Omit<MqttConnection, 'connectAttempt
   queueQoSZero?: boolean;
 }
 
+const noop = (): void => undefined;
+
 /** Connects with MQTT 3.1.1 and waits for CONNACK; rejects with the broker's reason on refusal. */
 export async function connectMqtt(options: MqttConnectOptions): Promise<MqttClient> {
   const opts: IClientOptions = {
@@ -49,6 +51,9 @@ export async function connectMqtt(options: MqttConnectOptions): Promise<MqttClie
     protocolVersion: 4,
     queueQoSZero: options.queueQoSZero ?? false,
   };
+  // mqtt.js logs every packet through `debug` (formatting arguments per call even when disabled is cheap, but
+  // not free at thousands of messages a second); keep it only when DEBUG asks for mqttjs.
+  if (!/mqttjs/.test(process.env.DEBUG ?? '')) opts.log = noop;
   if (options.username !== undefined) opts.username = options.username;
   if (options.password !== undefined) opts.password = options.password;
   if (options.ca !== undefined) opts.ca = options.ca;

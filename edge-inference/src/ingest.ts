@@ -47,6 +47,12 @@ export interface EdgeIngest {
   pause(): void;
   /** Publishes one prediction (QoS 1); resolves when the broker acknowledged it. */
   publishPrediction(p: Prediction): Promise<void>;
+  /**
+   * Publishes a batch's predictions (QoS 1, one message each, as {@link publishPrediction}) with one
+   * promise for the batch, which resolves when the broker acknowledged or refused every one; each
+   * failure goes to `onError`. Optional: without it the worker calls `publishPrediction` per prediction.
+   */
+  publishPredictions?(ps: readonly Prediction[], onError: (p: Prediction, err: Error) => void): Promise<void>;
   /** Publishes one dead-letter record (QoS 1). */
   publishDeadLetter(topic: string, record: DeadLetterRecord): Promise<void>;
   /**
@@ -239,6 +245,29 @@ export class MqttIngest implements EdgeIngest {
 
   publishPrediction(p: Prediction): Promise<void> {
     return this.publish(TOPICS.prediction(p.machineId), p);
+  }
+
+  publishPredictions(ps: readonly Prediction[], onError: (p: Prediction, err: Error) => void): Promise<void> {
+    const client = this.client;
+    if (!client) {
+      for (const p of ps) onError(p, new TransportError('not connected'));
+      return Promise.resolve();
+    }
+    // One promise and one tracked entry per batch instead of several per prediction (GC on the hot path).
+    return this.track(
+      new Promise<void>((resolve) => {
+        let left = ps.length;
+        if (left === 0) resolve();
+        for (const p of ps) {
+          const topic = TOPICS.prediction(p.machineId);
+          client.publish(topic, JSON.stringify(p), { qos: 1, retain: false }, (err) => {
+            if (err)
+              onError(p, new TransportError(`publish to ${topic} failed: ${err.message}`, { cause: err }));
+            if (--left === 0) resolve();
+          });
+        }
+      }),
+    );
   }
 
   publishDeadLetter(topic: string, record: DeadLetterRecord): Promise<void> {

@@ -380,6 +380,15 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   });
   holder.onSwap(() => status.championLoaded());
 
+  function onPublishError(p: Prediction, err: unknown): void {
+    metrics.publishFailures.inc();
+    logger.error('prediction publish failed', {
+      machineId: p.machineId,
+      seq: p.seq,
+      err: describeError(err),
+    });
+  }
+
   // ── the critical path: one predict call per batch, with the model captured at the batch start ──
   async function processBatch(batch: Telemetry[], info: BatchInfo): Promise<void> {
     let lease = holder.acquire();
@@ -414,6 +423,11 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     }
     counts.batches++;
     metrics.batchSize.observe(batch.length);
+    // Not awaited here: waiting for PUBACKs inside the batch could stall the intake that reads them.
+    if (ingest.publishPredictions) track(ingest.publishPredictions(predictions, onPublishError));
+    else
+      for (const p of predictions)
+        track(ingest.publishPrediction(p).catch((err: unknown) => onPublishError(p, err)));
     for (let i = 0; i < predictions.length; i++) {
       const p = predictions[i] as Prediction;
       const t = batch[i] as Telemetry;
@@ -421,17 +435,6 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       metrics.predictions.inc({ efficiency: p.efficiency });
       metrics.latency.observe(p.latencyMs / 1000);
       status.predicted(p);
-      // Not awaited here: waiting for PUBACKs inside the batch could stall the intake that reads them.
-      track(
-        ingest.publishPrediction(p).catch((err: unknown) => {
-          metrics.publishFailures.inc();
-          logger.error('prediction publish failed', {
-            machineId: p.machineId,
-            seq: p.seq,
-            err: describeError(err),
-          });
-        }),
-      );
       const sampleIndex = counts.samples++;
       const faulty = trigger.observe(t, info.id);
       const rec = labelJoin.peek(t.machineId, t.seq);

@@ -5,6 +5,8 @@ import {
   MAX_PAYLOAD_BYTES,
   parseTopic,
   validateMessage,
+  labelSchema,
+  telemetrySchema,
   validateObject,
   type Telemetry,
 } from '../../../../common/schema/telemetry.ts';
@@ -186,5 +188,63 @@ describe('label schema', () => {
       ok: false,
       reason: 'machine_id_mismatch',
     });
+  });
+});
+
+describe('validateObject fast path (issue 12)', () => {
+  const valid = (): Record<string, unknown> => ({
+    machineId: 'm-001',
+    seq: 7,
+    ts: 1_700_000_000_000,
+    operationMode: 'Active',
+    ...Object.fromEntries(FEATURES.map((f) => [f, (VALID_LIMITS[f][0] + VALID_LIMITS[f][1]) / 2])),
+  });
+  const odd: unknown[] = [
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    -1,
+    -0,
+    0,
+    0.5,
+    1.5,
+    2 ** 53,
+    2 ** 53 - 1,
+    8.64e15,
+    8.64e15 + 1,
+    1e300,
+    '1',
+    '',
+    null,
+    true,
+    [],
+    {},
+    'Active',
+    'Idle',
+    'Low',
+    'High',
+    'm-002',
+    'a/b',
+    'x'.repeat(65),
+  ];
+
+  it('accepts exactly what the zod schema accepts, field by field', () => {
+    const fields = ['machineId', 'seq', 'ts', 'operationMode', ...FEATURES];
+    for (const field of fields) {
+      const values = [...odd, ...(FEATURES.includes(field as never) ? VALID_LIMITS[field as never] : [])];
+      for (const v of values) {
+        const o = { ...valid(), [field]: v };
+        expect(validateObject('telemetry', o).ok, `${field} = ${String(v)}`).toBe(
+          telemetrySchema.safeParse(o).success,
+        );
+      }
+    }
+    for (const field of ['machineId', 'seq', 'efficiency']) {
+      for (const v of odd) {
+        const o = { machineId: 'm-1', seq: 3, efficiency: 'Medium', [field]: v };
+        expect(validateObject('label', o).ok, `${field} = ${String(v)}`).toBe(
+          labelSchema.safeParse(o).success,
+        );
+      }
+    }
   });
 });

@@ -1,0 +1,154 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/**
+ * Request/response over the IPC channel of a forked benchmark process: the
+ * parent sends `{ id, cmd, args }`, the child answers `{ id, ok, value | error }`.
+ * Each role (`broker`, `publisher`, `subscriber`, `edge`, `bridge`, `kafka-counter`)
+ * is one file in this folder that calls {@link serve}.
+ */
+
+type Handler = (args: unknown) => Promise<unknown> | unknown;
+
+interface Request {
+  id: number;
+  cmd: string;
+  args?: unknown;
+}
+
+interface Response {
+  id: number;
+  ok: boolean;
+  value?: unknown;
+  error?: string;
+}
+
+/** Child side: answers the parent's requests with `handlers`; `exit` ends the process after answering. */
+export function serve(handlers: Record<string, Handler>): void {
+  if (!process.send) throw new Error('a benchmark role runs as a forked child (bench/pipeline.ts)');
+  process.on('message', (raw: unknown) => {
+    const req = raw as Request;
+    const reply = (r: Omit<Response, 'id'>): void => {
+      process.send?.({ id: req.id, ...r });
+    };
+    if (req.cmd === 'exit') {
+      reply({ ok: true });
+      setTimeout(() => process.exit(0), 50);
+      return;
+    }
+    const h = handlers[req.cmd];
+    if (!h) {
+      reply({ ok: false, error: `unknown command ${req.cmd}` });
+      return;
+    }
+    Promise.resolve()
+      .then(() => h(req.args))
+      .then(
+        (value) => reply({ ok: true, value }),
+        (err: unknown) =>
+          reply({ ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
+      );
+  });
+  // The parent went away: nothing left to measure.
+  process.on('disconnect', () => process.exit(0));
+}
+
+/** A forked role, as the parent sees it. */
+export interface Role {
+  readonly name: string;
+  readonly pid: number;
+  request<T = unknown>(cmd: string, args?: unknown, timeoutMs?: number): Promise<T>;
+  /** Asks the child to exit; kills it after a grace period. */
+  close(): Promise<void>;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** CPU profiles of the children go to this directory when set (`BENCH_CPU_PROF_DIR`). */
+function profileArgs(name: string): string[] {
+  const dir = process.env.BENCH_CPU_PROF_DIR;
+  if (!dir) return [];
+  const only = process.env.BENCH_CPU_PROF_ROLES?.split(',');
+  if (only && !only.some((r) => name.startsWith(r))) return [];
+  // One directory per role: tsx's loader thread writes a profile of its own (Node's default names keep both).
+  return ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, `${name}-${Date.now()}`)}`];
+}
+
+/** Forks `bench/pipeline/<file>.ts` as `name` and waits until it listens. */
+export async function spawnRole(
+  file: string,
+  name: string,
+  options: { env?: NodeJS.ProcessEnv; heapMb?: number } = {},
+): Promise<Role> {
+  const child: ChildProcess = fork(path.join(here, `${file}.ts`), [], {
+    execArgv: ['--import', 'tsx', ...profileArgs(name)],
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  let next = 1;
+  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let exited: Error | undefined;
+  child.on('message', (raw: unknown) => {
+    const res = raw as Response;
+    const w = waiting.get(res.id);
+    if (!w) return;
+    waiting.delete(res.id);
+    if (res.ok) w.resolve(res.value);
+    else w.reject(new Error(`${name}: ${res.error ?? 'failed'}`));
+  });
+  child.on('exit', (code, signal) => {
+    exited = new Error(`${name} exited (code ${code ?? '-'}, signal ${signal ?? '-'})`);
+    for (const w of waiting.values()) w.reject(exited);
+    waiting.clear();
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', () => resolve());
+    child.once('error', reject);
+  });
+  const role: Role = {
+    name,
+    pid: child.pid ?? -1,
+    request<T>(cmd: string, args?: unknown, timeoutMs = 120_000): Promise<T> {
+      if (exited) return Promise.reject(exited);
+      const id = next++;
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          reject(new Error(`${name}: ${cmd} timed out after ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiting.set(id, {
+          resolve: (v) => {
+            clearTimeout(timer);
+            resolve(v as T);
+          },
+          reject: (e) => {
+            clearTimeout(timer);
+            reject(e);
+          },
+        });
+        child.send({ id, cmd, args } satisfies Request);
+      });
+    },
+    async close() {
+      if (exited) return;
+      const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      await role.request('exit', undefined, 5000).catch(() => undefined);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await gone;
+      clearTimeout(timer);
+    },
+  };
+  return role;
+}
+
+/** CPU seconds (user + system) and resident memory of this process. */
+export function selfUsage(): { cpuSeconds: number; rssMb: number; heapUsedMb: number } {
+  const c = process.cpuUsage();
+  const m = process.memoryUsage();
+  return {
+    cpuSeconds: (c.user + c.system) / 1e6,
+    rssMb: Math.round((m.rss / 2 ** 20) * 10) / 10,
+    heapUsedMb: Math.round((m.heapUsed / 2 ** 20) * 10) / 10,
+  };
+}
