@@ -66,7 +66,9 @@ export async function ensureBootstrapArtifact(dir: string, logger: Logger): Prom
  * With `signer`, the bootstrap artifact is signed with it (edge workers refuse unsigned models), and in a
  * directory registry (local state of `npm start`) a champion this key did not sign — state left by an older
  * version, or by another key — is replaced by the signed bootstrap, so the edge has a model it accepts. An
- * MLflow registry is never changed that way: the edge refuses such a champion and says why.
+ * MLflow registry is changed that way only with `replaceUnsigned` (the cluster's bootstrap-champion Job: the
+ * deployment holds the signing key, and a champion it did not sign is one its edge workers refuse — e.g. a
+ * deployment upgraded from before models were signed); otherwise the edge refuses such a champion and says why.
  */
 export async function ensureChampion(
   registry: ModelRegistry,
@@ -74,7 +76,9 @@ export async function ensureChampion(
   bootstrapDir: string,
   logger: Logger,
   signer?: ModelSigner,
+  options: { replaceUnsigned?: boolean } = {},
 ): Promise<ModelVersion> {
+  const replaceUnsigned = options.replaceUnsigned ?? registry.kind.startsWith('directory');
   const existing = await registry.getChampion(modelName);
   let replacing: string | undefined;
   if (existing && signer) {
@@ -83,7 +87,7 @@ export async function ensureChampion(
         await registry.fetchArtifact(modelName, existing.version),
       );
     } catch (err) {
-      if (!registry.kind.startsWith('directory')) {
+      if (!replaceUnsigned) {
         logger.error(
           `champion ${modelName}@${existing.version} does not carry a signature by key ${signer.keyId} ` +
             `(${describeError(err)}): edge workers trusting only this key will refuse it`,

@@ -7,7 +7,13 @@ import { sleep } from '../../common/util/sleep.ts';
 import { VERSION } from '../../common/version.ts';
 import { flushLogs } from './logs.ts';
 import { ensureChampion } from '../../common/registry/bootstrap.ts';
-import { createSigner } from '../../common/model/signature.ts';
+import {
+  createSigner,
+  createTrust,
+  ModelSignatureError,
+  type ModelSigner,
+} from '../../common/model/signature.ts';
+import type { ModelRegistry } from '../../common/registry/types.ts';
 
 /**
  * The cluster's first champion (a Kubernetes Job, k8s/base/bootstrap-champion-job.yaml): when the
@@ -15,7 +21,8 @@ import { createSigner } from '../../common/model/signature.ts';
  * bootstrap model from scenarios/stationary.json exactly as `npm start` does for its embedded registry
  * (common/registry/bootstrap.ts: 40,000 samples, 30 epochs, seed 1), registers it and points `champion` at it.
  * The model is signed with MODEL_SIGNING_KEY (the retrainer's key: edge workers refuse unsigned models).
- * With a champion in place it exits at once: it never replaces a model the retrainer promoted. Waits for
+ * With a champion signed by that key in place it exits at once: it never replaces a model the retrainer
+ * promoted (the retrainer signs with the same key). Waits for
  * MLflow (BOOTSTRAP_WAIT_S, default 300 s) first.
  *
  *   node --import tsx jobs/src/bootstrap-champion.ts
@@ -43,6 +50,22 @@ const spec = {
   }),
 };
 
+/** Whether the registry's version carries a valid signature by `signer`'s key. */
+async function signedBy(
+  signer: ModelSigner,
+  registry: ModelRegistry,
+  modelName: string,
+  version: string,
+): Promise<boolean> {
+  try {
+    await createTrust([signer.publicKey]).verifyArtifact(await registry.fetchArtifact(modelName, version));
+    return true;
+  } catch (err) {
+    if (err instanceof ModelSignatureError) return false;
+    throw err;
+  }
+}
+
 runMain(async () => {
   const config = loadConfig(spec);
   if (config.trackingUri.trim() === '')
@@ -60,11 +83,14 @@ runMain(async () => {
   for (let attempt = 1; ; attempt++) {
     try {
       const existing = await registry.getChampion(config.modelName);
-      if (existing) {
-        logger.info(`${config.modelName} already has a champion (v${existing.version}): nothing to do`, {
-          action: 'bootstrap-skipped',
-          modelVersion: existing.version,
-        });
+      if (existing && (await signedBy(signer, registry, config.modelName, existing.version))) {
+        logger.info(
+          `${config.modelName} already has a signed champion (v${existing.version}): nothing to do`,
+          {
+            action: 'bootstrap-skipped',
+            modelVersion: existing.version,
+          },
+        );
         await flushLogs(logger);
         return;
       }
@@ -76,7 +102,11 @@ runMain(async () => {
       await sleep(3000);
     }
   }
-  const champion = await ensureChampion(registry, config.modelName, config.workDir, logger, signer);
+  const champion = await ensureChampion(registry, config.modelName, config.workDir, logger, signer, {
+    // A champion this deployment's key did not sign (one from before models were signed) is one the edge
+    // workers refuse: the signed bootstrap model replaces it, logged with the reason.
+    replaceUnsigned: true,
+  });
   logger.info(`${config.modelName} v${champion.version} is the champion`, {
     action: 'bootstrap-champion',
     modelVersion: champion.version,

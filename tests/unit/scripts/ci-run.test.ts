@@ -43,15 +43,34 @@ describe('.ci/run CI_CLUSTER switch', () => {
     }
   });
 
-  it('refuses any value other than 0 or 1 before running anything', () => {
+  it('refuses any value other than auto, 0 or 1 before running anything', () => {
     const r = run({ CI_CLUSTER: 'yes' });
     expect(r.status).toBe(2);
     expect(r.made).toBe('');
-    expect(r.out).toContain('CI_CLUSTER must be 1');
+    expect(r.out).toContain('CI_CLUSTER must be auto, 1');
   });
 
-  it('defaults to 1: the cluster stage is on unless switched off', () => {
+  it('auto (the default) on an agent without the cluster toolchain: exactly `make test`, and says why', () => {
+    const cache = mkdtempSync(join(tmpdir(), 'ci-run-cache-'));
+    try {
+      const envs: Record<string, string>[] = [
+        { DRIFTLINE_CACHE: cache },
+        { DRIFTLINE_CACHE: cache, CI_CLUSTER: 'auto' },
+      ];
+      for (const env of envs) {
+        const r = run({ ...env, FAKE_MAKE_STATUS: '4' });
+        expect(r.made).toBe('test CI=true\n');
+        expect(r.status).toBe(4);
+        expect(r.out).toMatch(/cluster stage SKIPPED: the cluster toolchain is not built on this agent/);
+      }
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
+  });
+
+  it('auto looks for the six binaries scripts/cluster/build-binaries.sh caches (static check: running the stage needs a cluster)', () => {
     const text = readFileSync(ciRun, 'utf8');
-    expect(text).toContain('case "${CI_CLUSTER:-1}" in');
+    expect(text).toContain('mode="${CI_CLUSTER:-auto}"');
+    expect(text).toMatch(/for b in kube-apiserver kubelet kubeadm kubectl etcd minikube; do/);
   });
 });

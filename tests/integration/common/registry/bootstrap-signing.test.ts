@@ -60,4 +60,31 @@ describe('bootstrap champion signing', () => {
     expect(await registry.listVersions(MODEL)).toHaveLength(2);
     await registry.close();
   });
+
+  it('leaves an unsigned champion of a shared registry alone unless told to replace it (the cluster Job)', async () => {
+    const signer = createSigner(generateSigningKey());
+    const trust = createTrust([signer.publicKey]);
+    const local = new DirectoryRegistry({ root: path.join(dir, 'shared') });
+    // A registry that is not the local directory one (MLflow in the cluster), same behaviour otherwise.
+    const shared = new Proxy(local, {
+      get: (target, prop, receiver) =>
+        prop === 'kind' ? 'mlflow' : (Reflect.get(target, prop, receiver) as unknown),
+    });
+    const old = await local.registerVersion(MODEL, artifact, { correlationId: 'old', metrics: {} });
+    await local.setChampion(MODEL, old.version, { by: 'test', reason: 'deployed before signing' });
+
+    const kept = await ensureChampion(shared, MODEL, artifact, silentLogger(), signer);
+    expect(kept.version).toBe(old.version);
+    expect(await local.listVersions(MODEL)).toHaveLength(1);
+
+    const replaced = await ensureChampion(shared, MODEL, artifact, silentLogger(), signer, {
+      replaceUnsigned: true,
+    });
+    expect(replaced.version).not.toBe(old.version);
+    expect((await local.getChampion(MODEL))?.version).toBe(replaced.version);
+    await expect(trust.verifyArtifact(await local.fetchArtifact(MODEL, replaced.version))).resolves.toBe(
+      undefined,
+    );
+    await local.close();
+  });
 });
