@@ -209,6 +209,7 @@ describe(`MLflow (${TRACKING_URI}) down at promotion time`, () => {
       logger,
       consumeSamples: false,
       config: {
+        modelName: MODEL, // the retrainer serves this model only
         stateDir: path.join(tmp, 'state'),
         minSamples: 500,
         epochs: 8,

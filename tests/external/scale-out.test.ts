@@ -164,6 +164,7 @@ async function startEdge(name: string): Promise<Edge> {
   };
   // The real detector, recording every tested window (per machine: groupBy machine).
   const detector = new FeatureDriftDetector(model.reference, {
+    detector: 'windows', // tumbling windows of WINDOW rows: what the assertions below count
     groupBy: 'machine',
     windowSize: WINDOW,
     hop: WINDOW,
