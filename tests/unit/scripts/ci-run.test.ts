@@ -19,8 +19,11 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function run(env: Record<string, string>) {
   rmSync(calls, { force: true });
+  // Not what an outer .ci/run exported (this suite runs inside CI too): each case sets its own.
+  const inherited = { ...process.env };
+  for (const k of ['CI_CLUSTER', 'CI_RUN_INNER', 'CI_BUDGET_S', 'DRIFTLINE_CACHE']) delete inherited[k];
   const r = spawnSync('bash', [ciRun], {
-    env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ''}`, ...env },
+    env: { ...inherited, PATH: `${dir}:${process.env.PATH ?? ''}`, ...env },
     encoding: 'utf8',
     timeout: 20_000,
   });
