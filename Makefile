@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help install start test test-once test-fast test-external lint sast typecheck test-deps services-up services-down services-status bench clean buildtestup cluster images deploy smoke teardown down vault
+.PHONY: help install start test test-once test-fast test-external lint sast typecheck test-deps services-up services-down services-status bench clean buildtestup cluster images deploy smoke teardown down vault docs-screenshots
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test: test-deps ## lint, then every suite: in-process and real-server (fuzz suit
 	FUZZ_RUNS=10000 npm test
 	scripts/services/all.sh start
 	status=0; npm run test:external || status=$$?; scripts/services/all.sh stop; exit $$status
+
+docs-screenshots: test-deps ## refresh docs/dashboard-*.png from the live dashboard browser test (Chromium, embedded defaults)
+	UPDATE_DOCS_SCREENSHOTS=1 npx vitest run --config vitest.external.config.ts tests/external/dashboard-live.test.ts
 
 sast: install ## npm audit against security/audit-exceptions.json, and the ESLint security rules
 	npm run sast

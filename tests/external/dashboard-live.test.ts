@@ -17,8 +17,9 @@ import { launchChromium, signIn, watchPage, type PageProblems } from './helpers/
  * sees the machines report, then — without reloading the page — the drift
  * panel highlights vibrationHz, the alarm appears in the timeline, and the
  * retrain and the new champion v2 appear in the model view. Screenshots and
- * the system's log go to test-results/dashboard-live/; the final drift, fleet
- * and model screenshots replace docs/dashboard-*.png.
+ * the system's log go to test-results/dashboard-live/; with
+ * UPDATE_DOCS_SCREENSHOTS=1 (`make docs-screenshots`) the final drift, fleet and
+ * model screenshots replace docs/dashboard-*.png.
  */
 
 const SHOTS = path.resolve('test-results/dashboard-live');
@@ -246,11 +247,12 @@ describe('dashboard in Chromium on the real pipeline', () => {
     expect(problems.errors).toEqual([]);
     expect(problems.consoleErrors).toEqual([]);
     expect(problems.dialogs).toEqual([]);
+    // The README's screenshots come from this run only when asked (`make docs-screenshots`): a test run
+    // leaves the working tree as it found it (CI's test-once stamp needs a clean tree).
+    if (process.env.UPDATE_DOCS_SCREENSHOTS === '1') {
+      await copyFile(path.join(SHOTS, '02-drift-alarm.png'), path.join(DOCS, 'dashboard-drift.png'));
+      await copyFile(path.join(SHOTS, '04-fleet.png'), path.join(DOCS, 'dashboard-fleet.png'));
+      await copyFile(path.join(SHOTS, '05-model.png'), path.join(DOCS, 'dashboard-model.png'));
+    }
   }, 180_000);
-
-  it('refreshes the docs screenshots from this run', async () => {
-    await copyFile(path.join(SHOTS, '02-drift-alarm.png'), path.join(DOCS, 'dashboard-drift.png'));
-    await copyFile(path.join(SHOTS, '04-fleet.png'), path.join(DOCS, 'dashboard-fleet.png'));
-    await copyFile(path.join(SHOTS, '05-model.png'), path.join(DOCS, 'dashboard-model.png'));
-  });
 });
