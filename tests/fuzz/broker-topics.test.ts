@@ -7,7 +7,7 @@ import { FUZZ_RUNS, FUZZ_SEED } from './runs.ts';
 /**
  * Bad MQTT topic names against the broker (issue 10, "Bad input"): wildcards,
  * `$SYS`, very long, unicode, NUL, invalid UTF-8, empty, other machines' and
- * near-miss topics — FUZZ_RUNS generated cases per surface (1,000 in
+ * near-miss topics — FUZZ_RUNS generated cases per surface (200 in
  * `npm test`, 10,000 in `make test`), with good telemetry from another device
  * interleaved. Promised, and asserted:
  *

@@ -177,6 +177,8 @@ async function check(
   for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k)) env[k] = v;
   Object.assign(env, { npm_config_registry: registry, npm_config_cache: path.join(root, 'npm-cache') });
   const args = [
+    '--import',
+    'tsx',
     path.resolve('scripts/ci/audit-check.ts'),
     '--exceptions',
     file,
@@ -188,7 +190,7 @@ async function check(
     today,
   ];
   return new Promise((resolve, reject) => {
-    const child = spawn(path.resolve('node_modules/.bin/tsx'), args, {
+    const child = spawn(process.execPath, args, {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
