@@ -7,6 +7,19 @@ export function num(v: number | null | undefined, digits = 2): string {
   return v.toFixed(digits);
 }
 
+/**
+ * A latency in ms in at most four characters, so three of them fit one KPI card: one decimal below 10 ms,
+ * whole ms below 1 s, then thousands ("1.8k", "18k", "180k"); a loaded machine reaches seconds.
+ */
+export function latencyMs(v: number | null | undefined): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return DASH;
+  if (v < 9.95) return v.toFixed(1);
+  if (v < 999.5) return v.toFixed(0);
+  if (v < 9_950) return `${(v / 1000).toFixed(1)}k`;
+  if (v < 999_500) return `${(v / 1000).toFixed(0)}k`;
+  return '>1M';
+}
+
 /** Compact numbers for sensor readings: 3 significant digits, up to 2 decimals. */
 export function reading(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return DASH;

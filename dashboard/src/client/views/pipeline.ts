@@ -1,7 +1,7 @@
 import type { ConnectionView, WorkerView } from '../../shared/view.ts';
 import { throughputChart, widthOf, type Chart } from '../charts.ts';
 import { byId, cell, h, KeyedRows, setClassName, setText, setTitle, show, Slot } from '../dom.ts';
-import { ago, clock, count, DASH, num, rate, version } from '../format.ts';
+import { ago, clock, count, DASH, latencyMs, num, rate, version } from '../format.ts';
 import { Seen, type ClientState } from '../state.ts';
 import { backendName } from './model.ts';
 
@@ -172,11 +172,14 @@ export class PipelineView {
       }
       return v;
     };
-    // Whole milliseconds from 10 ms up, so three real latencies (e.g. 74 · 227 · 272) fit the KPI card; the
-    // title keeps a decimal.
-    const ms = (v: number | null): string => num(v, v !== null && v >= 10 ? 0 : 1);
+    // At most four characters each (74 · 227 · 272, or 1.0k · 1.8k · 1.8k on a loaded machine), so the three
+    // fit the KPI card; thousands get a smaller font (`long`). The title keeps a decimal.
     const latency = byId('pipe-latency');
-    setText(latency, none ? DASH : `${ms(worst('p50'))} · ${ms(worst('p95'))} · ${ms(worst('p99'))}`);
+    const text = none
+      ? DASH
+      : `${latencyMs(worst('p50'))} · ${latencyMs(worst('p95'))} · ${latencyMs(worst('p99'))}`;
+    setText(latency, text);
+    setClassName(latency, text.includes('k') || text.includes('M') ? 'kpi-value long' : 'kpi-value');
     setTitle(
       latency,
       none
