@@ -24,7 +24,7 @@ import { CredentialStore } from '../broker/src/credentials.ts';
 import { ConfigError } from '../common/errors.ts';
 import { runMain } from '../common/main.ts';
 import { publicKeyOf } from '../common/model/signature.ts';
-import { hashDashboardPassword } from '../dashboard/src/auth.ts';
+import { DEFAULT_SCRYPT, hashDashboardPassword } from '../dashboard/src/auth.ts';
 import { defaultMachineIds } from '../common/scenario/scenario.ts';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -37,7 +37,17 @@ function need(env: NodeJS.ProcessEnv, name: string): string {
 }
 
 /** The Secret's string data. Exported for the unit test. */
-export async function secretData(env: NodeJS.ProcessEnv, machines: number): Promise<Record<string, string>> {
+/** How the password hashes are made: the services' defaults unless a caller (a test) asks for a cheaper cost. */
+export interface HashOptions {
+  /** scrypt cost exponent (N = 2^cost) for the broker logins and the operator login. Default: the services'. */
+  readonly scryptCost?: number;
+}
+
+export async function secretData(
+  env: NodeJS.ProcessEnv,
+  machines: number,
+  hashing: HashOptions = {},
+): Promise<Record<string, string>> {
   const edge = need(env, 'EDGE_MQTT_PASSWORD');
   const dashboard = need(env, 'DASHBOARD_MQTT_PASSWORD');
   const inspection = need(env, 'INSPECTION_MQTT_PASSWORD');
@@ -50,7 +60,10 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
   const dir = await mkdtemp(path.join(tmpdir(), 'driftline-secrets-'));
   try {
     const file = path.join(dir, 'credentials.json');
-    const store = await CredentialStore.open(file);
+    const store = await CredentialStore.open(
+      file,
+      hashing.scryptCost !== undefined ? { scryptCost: hashing.scryptCost } : {},
+    );
     const devices: Record<string, string> = {};
     for (const id of defaultMachineIds(machines)) {
       devices[id] = `${devicePrefix}-${id}`;
@@ -69,7 +82,14 @@ export async function secretData(env: NodeJS.ProcessEnv, machines: number): Prom
     await store.add({ username: 'retrainer', role: 'retrainer', password: retrainer });
     await store.add({ username: 'bridge', role: 'bridge', password: bridge });
     await store.save();
-    const users = [await hashDashboardPassword('operator', 'operator', operator)];
+    const users = [
+      await hashDashboardPassword(
+        'operator',
+        'operator',
+        operator,
+        hashing.scryptCost !== undefined ? { N: 2 ** hashing.scryptCost, r: 8, p: 1 } : DEFAULT_SCRYPT,
+      ),
+    ];
     return {
       'credentials.json': await readFile(file, 'utf8'),
       'dashboard-users.json': JSON.stringify(users),
@@ -146,11 +166,12 @@ export async function k8sSecrets(
   env: NodeJS.ProcessEnv,
   machines: number,
   namespace: string,
+  hashing: HashOptions = {},
 ): Promise<K8sSecret[]> {
   const kafka: Record<string, string> = {};
   for (const u of KAFKA_USERS)
     kafka[`KAFKA_${u.toUpperCase()}_PASSWORD`] = need(env, `KAFKA_${u.toUpperCase()}_PASSWORD`);
-  const data = await secretData(env, machines);
+  const data = await secretData(env, machines, hashing);
   const hash = inputsHash(env, machines);
   const secret = (name: string, workload: string, stringData: Record<string, string>): K8sSecret => ({
     apiVersion: 'v1',

@@ -24,6 +24,9 @@ const env = {
   KAFKA_DASHBOARD_PASSWORD: 'k-dashboard',
 };
 
+/** The services' scrypt cost in the first test; a cheap one elsewhere (the hashing is not what they check). */
+const CHEAP = { scryptCost: 10 };
+
 describe('k8s secrets', () => {
   it('holds only hashes in the broker credentials and dashboard users, and logs in with the vault passwords', async () => {
     const data = await secretData(env, 3);
@@ -53,24 +56,32 @@ describe('k8s secrets', () => {
     ]);
     const sim = JSON.parse(data['simulator-credentials.json'] ?? '{}') as { devices: Record<string, string> };
     expect(sim.devices['m-001']).toBe('dev-m-001');
+    // The services' own cost (the broker's default, 2^15), and the vault passwords log in.
+    const stored = JSON.parse(creds) as { users: { password: { params: { N: number } } }[] };
+    expect(stored.users.map((u) => u.password.params.N)).toEqual(stored.users.map(() => 2 ** 15));
+    expect((await store.verify('edge', 'edge-pw'))?.role).toBe('edge');
+    expect((await store.verify('m-002', 'dev-m-002'))?.machineId).toBe('m-002');
+    expect(await store.verify('edge', 'dash-pw')).toBeUndefined();
   });
 
   it('gives the retrainer the model signing key and the edge only its public half', async () => {
-    const data = await secretData(env, 1);
+    const data = await secretData(env, 1, CHEAP);
     expect(data.MODEL_SIGNING_KEY).toBe(env.MODEL_SIGNING_KEY);
     expect(data.MODEL_VERIFY_KEYS).toBe(publicKeyOf(env.MODEL_SIGNING_KEY));
     expect(data.MODEL_VERIFY_KEYS).not.toBe(env.MODEL_SIGNING_KEY);
-    await expect(secretData({ ...env, MODEL_SIGNING_KEY: 'not-a-key' }, 1)).rejects.toThrow(
+    await expect(secretData({ ...env, MODEL_SIGNING_KEY: 'not-a-key' }, 1, CHEAP)).rejects.toThrow(
       /MODEL_SIGNING_KEY is not an Ed25519 private key/,
     );
   });
 
   it('refuses to run without a vault value', async () => {
-    await expect(secretData({ ...env, EDGE_MQTT_PASSWORD: '' }, 1)).rejects.toThrow(/EDGE_MQTT_PASSWORD/);
+    await expect(secretData({ ...env, EDGE_MQTT_PASSWORD: '' }, 1, CHEAP)).rejects.toThrow(
+      /EDGE_MQTT_PASSWORD/,
+    );
   });
 
   it('gives each workload its own Secret, holding only what that workload reads', async () => {
-    const secrets = await k8sSecrets(env, 2, 'plant-7');
+    const secrets = await k8sSecrets(env, 2, 'plant-7', CHEAP);
     const byName = Object.fromEntries(secrets.map((x) => [x.metadata.name, x.stringData]));
     expect(Object.keys(byName).sort()).toEqual([
       'bootstrap-secrets',
@@ -124,8 +135,8 @@ describe('k8s secrets', () => {
   });
 
   it('marks every Secret with a hash of its inputs: stable across renders, different when a value changes', async () => {
-    const a = await k8sSecrets(env, 2, 'driftline');
-    const b = await k8sSecrets(env, 2, 'driftline');
+    const a = await k8sSecrets(env, 2, 'driftline', CHEAP);
+    const b = await k8sSecrets(env, 2, 'driftline', CHEAP);
     // New random salts every render …
     expect(a[0]?.stringData['credentials.json']).not.toBe(b[0]?.stringData['credentials.json']);
     // … but the same inputs hash, which is what Ansible compares before rendering again.
