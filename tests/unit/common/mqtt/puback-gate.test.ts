@@ -35,7 +35,11 @@ const publish = (messageId: number, over: Partial<IPublishPacket> = {}): IPublis
   ...over,
 });
 
-function setup(): { client: FakeClient; gate: PubackGate; take: (p: IPublishPacket) => HeldPuback | undefined } {
+function setup(): {
+  client: FakeClient;
+  gate: PubackGate;
+  take: (p: IPublishPacket) => HeldPuback | undefined;
+} {
   const client = new FakeClient();
   const gate = new PubackGate(client as unknown as MqttClient);
   const take = (p: IPublishPacket): HeldPuback | undefined => {
