@@ -14,6 +14,7 @@ import { LoginGuard, type LoginGuardOptions } from './login-guard.ts';
 import { createBrokerMetrics } from './metrics.ts';
 import { guardPacketSize } from './packet-guard.ts';
 import { BoundedQueuePersistence } from './persistence.ts';
+import { markRedeliveries } from './redelivery.ts';
 
 /** The mqtts listener. */
 export interface BrokerTlsOptions {
@@ -215,7 +216,8 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     authorizePublish: hooks.authorizePublish,
     authorizeSubscribe: hooks.authorizeSubscribe,
     authorizeForward: hooks.authorizeForward,
-    persistence: options.persistence ?? bounded,
+    // Re-deliveries to a reconnecting persistent session carry DUP (aedes never sets it).
+    persistence: markRedeliveries(options.persistence ?? bounded),
   });
   current.aedes = aedes;
   // A removed user, or one whose password, role or machine changed, is disconnected at once.

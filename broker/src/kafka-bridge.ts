@@ -12,6 +12,7 @@ import { int, optionalStr, str, type ConfigOf, type Field } from '../../common/c
 import { TransportError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import type { MqttConnection } from '../../common/mqtt/connect.ts';
+import { PubackGate, type HeldPuback } from '../../common/mqtt/puback-gate.ts';
 import { TOPICS, parseTopic } from '../../common/schema/telemetry.ts';
 import { sleep } from '../../common/util/sleep.ts';
 
@@ -33,8 +34,8 @@ import { sleep } from '../../common/util/sleep.ts';
  * acked the batch that holds it (idempotent producer, `acks=all`, one send at
  * a time, so a machine's messages keep their order). mqtt.js reads the next
  * message only after the previous one is handled and its PUBACK handed to the
- * socket, so the bridge holds the PUBACK back itself (`holdPuback`) and lets
- * mqtt.js read on; past `maxPending` unacknowledged messages it stops reading
+ * socket, so the bridge holds the PUBACK back (`common/mqtt/puback-gate.ts`)
+ * and lets mqtt.js read on; past `maxPending` unacknowledged messages it stops reading
  * until a batch is in Kafka. When Kafka is unreachable the bridge retries the
  * batch with backoff and reads no further than `maxPending`: later messages wait
  * in its broker session. A bridge that dies before the PUBACK gets the message
@@ -209,11 +210,6 @@ export class KafkaBridge {
   private unacked = 0;
   /** Readers waiting for room below `maxPending`. */
   private readonly waitingForRoom: (() => void)[] = [];
-  /** PUBACKs held back by packet id, until the message is in Kafka (see holdPuback). */
-  private readonly held = new Map<number, Pending>();
-  /** Bumped when the MQTT connection drops: PUBACKs held for an earlier connection are never sent. */
-  private connection = 0;
-  private sendPacket: ((packet: { cmd: string; messageId?: number }, cb?: () => void) => void) | undefined;
   private readonly maxBatch: number;
   private readonly maxPending: number;
   private readonly counts: KafkaBridgeStats = {
@@ -269,15 +265,19 @@ export class KafkaBridge {
     if (m.ca !== undefined) opts.ca = m.ca;
     const client = mqtt.connect(m.url, opts);
     // Installed before the first packet can arrive (messages queued in the session come right after CONNACK).
-    // mqtt.js reads the next message once this callback is called; the PUBACK it then sends is held back
-    // (holdPuback) until the message is in Kafka.
+    // mqtt.js reads the next message once this callback is called; the PUBACK is held back by the gate
+    // until the message is in Kafka.
+    const gate = new PubackGate(client);
     client.handleMessage = (packet: IPublishPacket, callback: (err?: Error) => void) => {
-      this.onMessage(packet).then(
-        (ack) => callback(ack ? undefined : new Error('bridge closing; message left for redelivery')),
+      const held = this.closing ? undefined : gate.hold(packet);
+      this.onMessage(packet, held).then(
+        (ack) => {
+          if (ack) gate.handBack(held, callback);
+          else callback(new Error('bridge closing; message left for redelivery'));
+        },
         (err: unknown) => callback(err instanceof Error ? err : new Error(describeError(err))),
       );
     };
-    this.holdPuback(client);
     try {
       await new Promise<void>((resolve, reject) => {
         const onConnect = (): void => {
@@ -304,9 +304,8 @@ export class KafkaBridge {
       if (!this.closing) this.logger.warn('bridge mqtt client error', { err: describeError(err) });
     });
     client.on('close', () => {
-      // The broker redelivers whatever this connection did not acknowledge; never acknowledge it on the next one.
-      this.connection++;
-      this.held.clear();
+      // The broker redelivers whatever this connection did not acknowledge; the gate never acknowledges it on
+      // the next one.
       if (!this.closing) this.logger.warn('bridge disconnected from broker; reconnecting', { url: m.url });
     });
     const grants = await client.subscribeAsync({
@@ -354,54 +353,20 @@ export class KafkaBridge {
   }
 
   /**
-   * mqtt.js sends a QoS 1 message's PUBACK as soon as `handleMessage` calls
-   * back, and only then reads the next message. To batch and still acknowledge
-   * only what Kafka has, the bridge wraps the client's packet writer: a PUBACK
-   * for a message still on its way to Kafka is kept (mqtt.js is told it was
-   * written and reads on) and written by {@link release} after the send.
-   * (`_sendPacket` is mqtt.js 5's internal writer; the wrapper passes
-   * everything else through unchanged.)
-   */
-  private holdPuback(client: MqttClient): void {
-    const internal = client as unknown as {
-      _sendPacket: (packet: { cmd: string; messageId?: number }, cb?: () => void, ...rest: unknown[]) => void;
-    };
-    const original = internal._sendPacket.bind(client);
-    this.sendPacket = original;
-    internal._sendPacket = (packet, cb, ...rest) => {
-      if (packet.cmd === 'puback' && packet.messageId !== undefined) {
-        const p = this.held.get(packet.messageId);
-        if (p !== undefined && !p.sent) {
-          p.puback = true;
-          cb?.();
-          return;
-        }
-      }
-      original(packet, cb, ...rest);
-    };
-  }
-
-  /**
    * Queues one message for the next Kafka send. Resolves true at once (mqtt.js
    * reads on; the PUBACK waits for Kafka) — or, past `maxPending`, once there
    * is room — and false when closing (not acknowledged: redelivered).
    */
-  private async onMessage(packet: IPublishPacket): Promise<boolean> {
+  private async onMessage(packet: IPublishPacket, held: HeldPuback | undefined): Promise<boolean> {
     if (this.closing) return false;
     const record = bridgeRecord(packet.topic, Buffer.from(packet.payload));
     if (!record) {
       this.counts.ignored++;
       this.logger.warn('bridge ignored a message on an unexpected topic', { topic: packet.topic });
+      held?.release();
       return true;
     }
-    const p: Pending = {
-      record,
-      messageId: packet.messageId,
-      connection: this.connection,
-      sent: false,
-      puback: false,
-    };
-    if (packet.qos > 0 && packet.messageId !== undefined) this.held.set(packet.messageId, p);
+    const p: Pending = { record, held };
     this.queue.push(p);
     this.unacked++;
     this.sending ??= this.sendLoop();
@@ -462,11 +427,7 @@ export class KafkaBridge {
   private release(batch: Pending[]): void {
     for (const p of batch) {
       this.counts.forwarded[p.record.value.kind]++;
-      p.sent = true;
-      if (p.messageId === undefined) continue;
-      if (this.held.get(p.messageId) === p) this.held.delete(p.messageId);
-      if (p.puback && p.connection === this.connection)
-        this.sendPacket?.({ cmd: 'puback', messageId: p.messageId });
+      p.held?.release();
     }
     this.unacked -= batch.length;
     while (this.unacked <= this.maxPending && this.waitingForRoom.length > 0) this.waitingForRoom.shift()?.();
@@ -494,13 +455,8 @@ export class KafkaBridge {
 /** A message between MQTT and Kafka. */
 interface Pending {
   record: BridgeRecord;
-  messageId: number | undefined;
-  /** The MQTT connection it was read on. */
-  connection: number;
-  /** In Kafka. */
-  sent: boolean;
-  /** mqtt.js asked to write its PUBACK (held until `sent`). */
-  puback: boolean;
+  /** Its PUBACK, released once Kafka has the message (undefined for QoS 0). */
+  held: HeldPuback | undefined;
 }
 
 /** Creates and starts a bridge. */

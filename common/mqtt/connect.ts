@@ -37,6 +37,12 @@ export interface MqttConnectOptions extends Omit<MqttConnection, 'connectAttempt
   rejectUnauthorized?: boolean;
   /** Messages queued while offline, at most. Default unbounded by mqtt.js; set for devices. */
   queueQoSZero?: boolean;
+  /**
+   * Called with the client before it can receive a packet: install `handleMessage` (and a PUBACK gate) here,
+   * since a persistent session's queued messages arrive right after CONNACK — before this function resolves —
+   * and mqtt.js' default handler acknowledges them unread.
+   */
+  onClient?: (client: MqttClient) => void;
 }
 
 const noop = (): void => undefined;
@@ -59,6 +65,7 @@ export async function connectMqtt(options: MqttConnectOptions): Promise<MqttClie
   if (options.ca !== undefined) opts.ca = options.ca;
   if (options.rejectUnauthorized !== undefined) opts.rejectUnauthorized = options.rejectUnauthorized;
   const client = mqtt.connect(options.url, opts);
+  options.onClient?.(client);
   await new Promise<void>((resolve, reject) => {
     const onConnect = (): void => {
       cleanup();

@@ -64,6 +64,11 @@ export const predictionSchema = z.object({
   probabilities: z.object({ Low: probability, Medium: probability, High: probability }),
   modelVersion: z.string().min(1),
   latencyMs: z.number().min(0),
+  /**
+   * Present (true) when the telemetry came as a redelivery (MQTT DUP: the edge worker that took it before died
+   * or lost its connection before acknowledging it): the same machineId + seq may have been predicted already.
+   */
+  redelivered: z.boolean().optional(),
 });
 export type Prediction = z.infer<typeof predictionSchema>;
 

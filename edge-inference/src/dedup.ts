@@ -17,6 +17,22 @@
  * (insertion order of a Map: O(1) per message). A repeat older than the window
  * is not recognised; the default (100,000) covers more than the broker's
  * per-session queue (10,000) and a worker's in-flight messages many times.
+ *
+ * In memory only, on purpose: a restarted worker starts with an empty window.
+ * Persisting it (or per-machine high-water marks) would not remove the
+ * duplicates a crash makes — the worker dies between the broker acknowledging
+ * a prediction and the worker writing its mark as easily as before the
+ * PUBACK — so it could only narrow the window, at the cost of a disk write
+ * (and an fsync, to mean anything) per batch on the hot path, state that
+ * outlives the process in a pod without a volume, and high-water marks are
+ * wrong here anyway: a device that restarts its counter reuses seqs (the
+ * simulator starts at 0 every run), which only the (seq, ts) pairs tell
+ * apart. And a filter that wrongly dropped a redelivered reading would turn
+ * at-least-once into a loss. Instead the redelivery is recognisable
+ * downstream: the broker marks it (MQTT DUP), the prediction made from it
+ * carries `redelivered: true` (ingest.ts), and the new worker's fresh drift
+ * windows count it once. The duplicates after a crash are bounded by what the
+ * worker had published but not yet acknowledged.
  */
 export class RepeatFilter {
   private readonly seen = new Map<string, number | string>();

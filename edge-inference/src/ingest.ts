@@ -3,6 +3,7 @@ import type { DeadLetterRecord, DeadLetterSink } from '../../common/deadletter.t
 import { TransportError, describeError } from '../../common/errors.ts';
 import { silentLogger, type Logger } from '../../common/logging/logger.ts';
 import { connectMqtt, type MqttConnection } from '../../common/mqtt/connect.ts';
+import { PubackGate, type HeldPuback } from '../../common/mqtt/puback-gate.ts';
 import {
   TOPICS,
   parseTopic,
@@ -19,21 +20,58 @@ import { publishJson } from './mqtt-publish.ts';
  * The worker's MQTT side: takes telemetry and labels in, validates every
  * message, sends rejects to the dead-letter topic, publishes predictions.
  *
- * Delivery: the session is persistent (`clean: false`, stable client id) and
- * both subscriptions are QoS 1, so messages published while the worker is away
- * are delivered when it comes back. A message is acknowledged (PUBACK) only
- * after the worker has taken it: the telemetry handler may return a promise
- * (the batcher's backpressure) and the intake waits for it before reading the
- * next message. While stopping, new messages are left unacknowledged so the
- * broker delivers them again to the next session. Delivery is at least once: a
- * message acknowledged just before a crash may be lost from the in-memory queue
- * (at most the queue limit), and one predicted but not acknowledged before a
- * disconnect is predicted again after the reconnect.
+ * Delivery, at least once: the session is persistent (`clean: false`, stable
+ * client id) and both subscriptions are QoS 1, so the broker keeps every
+ * message the worker has not acknowledged (PUBACK) — while it is away, and
+ * after it died — and sends it again to the next connection with this client
+ * id. A telemetry message is acknowledged only once it is safe: its prediction
+ * was published and the broker acknowledged that publish, or it was
+ * dead-lettered (that publish acknowledged too), or it was recognised as a
+ * repeat of a reading already predicted. Until then its PUBACK is held back
+ * (`common/mqtt/puback-gate.ts`, the hold the MQTT → Kafka bridge uses) and
+ * mqtt.js reads on, so a worker killed mid-batch loses nothing: whatever was
+ * queued, being predicted or being published is redelivered to the restarted
+ * worker. A label is acknowledged once the worker has taken it (joined, or its
+ * labelled sample queued in the outbox).
+ *
+ * Duplicates: a message predicted and published but not yet acknowledged when
+ * the worker died is predicted again after the restart. The broker marks a
+ * redelivery with the MQTT DUP flag; the prediction made from it carries
+ * `redelivered: true` (counted in `driftline_edge_redelivered_total`) so
+ * consumers can recognise the repeat by machineId + seq. Within one worker life
+ * repeats are recognised and dropped by the de-dup window (`dedup.ts`).
+ *
+ * Backpressure: the telemetry handler may return a promise (the batcher's
+ * queue is full) and the intake waits for it before handing the message back
+ * to mqtt.js, which reads the next one only then: the socket stops, TCP pushes
+ * back on the broker, the broker keeps the rest in the session. The
+ * unacknowledged messages are those queued (at most the batcher's `maxQueue`),
+ * the batch being predicted and the predictions waiting for the broker's
+ * PUBACK; the intake never waits on the latter (their PUBACKs arrive on the
+ * socket it would stop reading). They count towards the broker's per-session
+ * limits — aedes: no in-flight window for QoS 1, a queue of 10,000 per session
+ * (`BROKER_MAX_QUEUED_PER_CLIENT`); Mosquitto: `max_inflight_messages` (20 by
+ * default, 100 in scripts/services/mosquitto.sh) — so keep `EDGE_BATCH_SIZE`
+ * within the in-flight window (else each batch waits `EDGE_BATCH_MAX_WAIT_MS`)
+ * and the queue well below the session queue. While stopping, new messages are
+ * not acknowledged: the broker redelivers them to the next session.
  */
 
-/** What the intake hands over. Returning a promise delays the acknowledgement and the next message. */
+/** A taken message whose acknowledgement waits for {@link Delivery.release}; {@link HeldPuback} over MQTT. */
+export interface Delivery {
+  /** The broker marked it a redelivery (MQTT DUP): it may have been taken, and predicted, before. */
+  readonly redelivered: boolean;
+  /** The message is safe (predicted and published, dead-lettered, a recognised repeat): acknowledge it. */
+  release(): void;
+}
+
+/** What the intake hands over. Returning a promise delays the next message (backpressure). */
 export interface IngestHandlers {
-  telemetry(t: Telemetry): Promise<void> | undefined | void;
+  /**
+   * One valid telemetry reading. With a `delivery` (MQTT QoS 1) the handler must release it once the reading
+   * is safe; without one (QoS 0, the Kafka ingest) it was acknowledged by the transport's own rule.
+   */
+  telemetry(t: Telemetry, delivery?: Delivery): Promise<void> | undefined | void;
   label(l: Label): Promise<void> | undefined | void;
 }
 
@@ -62,6 +100,8 @@ export interface EdgeIngest {
   publishStatus?(topic: string, body: unknown, qos: 0 | 1): Promise<void>;
   /** Waits for outstanding publishes, then disconnects. */
   close(): Promise<void>;
+  /** Messages taken and not yet acknowledged (held PUBACKs); undefined for a transport without them. */
+  readonly unacknowledged?: number;
 }
 
 /** The connection (a stable client id per worker replica: a persistent session), and the worker's sinks. */
@@ -82,6 +122,7 @@ function isAuthRefusal(err: unknown): boolean {
 
 export class MqttIngest implements EdgeIngest {
   private client: MqttClient | undefined;
+  private gate: PubackGate | undefined;
   private handlers: IngestHandlers | undefined;
   private stopping = false;
   private closed = false;
@@ -96,6 +137,10 @@ export class MqttIngest implements EdgeIngest {
 
   get connected(): boolean {
     return this.isConnected;
+  }
+
+  get unacknowledged(): number {
+    return this.gate?.size ?? 0;
   }
 
   /** The underlying client (tests use it to force a disconnect). */
@@ -114,6 +159,8 @@ export class MqttIngest implements EdgeIngest {
           clientId,
           clean: false,
           reconnectPeriodMs: this.options.reconnectPeriodMs ?? 1000,
+          // Before CONNACK: the session's queued messages (and redeliveries) come right after it.
+          onClient: (c) => this.intake(c),
           ...(this.options.username !== undefined ? { username: this.options.username } : {}),
           ...(this.options.password !== undefined ? { password: this.options.password } : {}),
           ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
@@ -159,7 +206,6 @@ export class MqttIngest implements EdgeIngest {
     });
     client.on('offline', () => (this.isConnected = false));
     client.on('error', (err) => this.logger.warn('mqtt client error', { err: describeError(err) }));
-    client.handleMessage = (packet, callback) => this.onPacket(packet, callback);
 
     const grants = await client.subscribeAsync({
       [TOPICS.telemetryWildcard]: { qos: 1 },
@@ -182,55 +228,70 @@ export class MqttIngest implements EdgeIngest {
     });
   }
 
-  private onPacket(packet: IPublishPacket, callback: (err?: Error) => void): void {
+  /** Takes the client's messages through the PUBACK gate; called for each new client, before its CONNACK. */
+  private intake(client: MqttClient): void {
+    const gate = new PubackGate(client);
+    this.gate = gate;
+    client.handleMessage = (packet, callback) => this.onPacket(gate, packet, callback);
+  }
+
+  private onPacket(gate: PubackGate, packet: IPublishPacket, callback: (err?: Error) => void): void {
     if (this.stopping || !this.handlers) {
       // Not acknowledged: the broker redelivers it to the next session.
       callback(new Error('edge worker stopping; message left for redelivery'));
       return;
     }
+    const held = gate.hold(packet);
     const { topic } = packet;
     const payload = packet.payload;
     const kind = parseTopic(topic)?.kind;
     if (kind !== 'telemetry' && kind !== 'label') {
-      this.track(
-        this.options.deadLetters.reject(
-          topic,
-          payload,
-          'invalid_topic',
-          `unexpected topic ${JSON.stringify(topic)}`,
-        ),
-      );
-      callback();
+      this.deadLetter(held, topic, payload, 'invalid_topic', `unexpected topic ${JSON.stringify(topic)}`);
+      gate.handBack(held, callback);
       return;
     }
     const v = validateMessage(kind, topic, payload);
     if (!v.ok) {
-      // Never awaited here: awaiting a QoS 1 publish inside the intake would block the PUBACK it waits for.
-      this.track(this.options.deadLetters.reject(topic, payload, v.reason, v.detail));
-      callback();
+      this.deadLetter(held, topic, payload, v.reason, v.detail);
+      gate.handBack(held, callback);
       return;
     }
     this.options.metrics?.messagesIn.inc({ kind });
     let pending: Promise<void> | undefined | void;
     try {
-      pending =
-        kind === 'telemetry'
-          ? this.handlers.telemetry(v.value as Telemetry)
-          : this.handlers.label(v.value as Label);
+      if (kind === 'telemetry') pending = this.handlers.telemetry(v.value as Telemetry, held);
+      else {
+        pending = this.handlers.label(v.value as Label);
+        held?.release(); // taken: written when handed back
+      }
     } catch (err) {
       this.logger.error('message handler failed', { topic, err: describeError(err) });
-      callback();
+      held?.release();
+      gate.handBack(held, callback);
       return;
     }
     if (pending) {
       pending.then(
-        () => callback(),
+        () => gate.handBack(held, callback),
         (err: unknown) => {
           this.logger.error('message handler failed', { topic, err: describeError(err) });
-          callback();
+          gate.handBack(held, callback);
         },
       );
-    } else callback();
+    } else gate.handBack(held, callback);
+  }
+
+  /** Rejects a message; acknowledged once the dead-letter record is published (or failed: logged and counted). */
+  private deadLetter(
+    held: HeldPuback | undefined,
+    topic: string,
+    payload: Uint8Array | string,
+    reason: string,
+    detail: string,
+  ): void {
+    // Never awaited here: awaiting a QoS 1 publish inside the intake would block the PUBACK it waits for.
+    const done = this.track(this.options.deadLetters.reject(topic, payload, reason, detail));
+    if (held) void done.finally(() => held.release()).catch(() => undefined);
   }
 
   private track<T>(p: Promise<T>): Promise<T> {

@@ -54,6 +54,12 @@ export interface EdgeMetrics {
   readonly outboxDepth: Gauge;
   /** Telemetry and labels recognised as repeats (same machineId + seq) and not processed again, by kind. */
   readonly duplicates: Counter<'kind'>;
+  /** Predictions made from telemetry the broker marked as a redelivery (MQTT DUP), published with `redelivered`. */
+  readonly redelivered: Counter;
+  /** Messages taken and not yet acknowledged (held PUBACKs), read from {@link watchUnacknowledged}'s source. */
+  readonly unacknowledged: Gauge;
+  /** Sets where `unacknowledged` is read from at each scrape (the ingest's count). */
+  watchUnacknowledged(source: () => number): void;
   /** Batches whose processing threw. */
   readonly batchErrors: Counter;
   /** Status messages for observers published, by kind (`drift-window`, `drift-alarm`, `edge-status`). */
@@ -75,6 +81,7 @@ export type StatusKind = (typeof STATUS_KINDS)[number];
 /** Registers the edge metrics on `registry`. Call once per registry. */
 export function createEdgeMetrics(registry: Registry): EdgeMetrics {
   const registers = [registry];
+  let unacknowledged: () => number = () => 0;
   const metrics: EdgeMetrics = {
     registry,
     messagesIn: new Counter({
@@ -206,6 +213,23 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       labelNames: ['kind'],
       registers,
     }),
+    redelivered: new Counter({
+      name: 'driftline_edge_redelivered_total',
+      help: 'Predictions made from telemetry the broker marked as a redelivery (MQTT DUP)',
+      registers,
+    }),
+    unacknowledged: new Gauge({
+      name: 'driftline_edge_unacknowledged_messages',
+      help: 'Messages taken and not yet acknowledged to the broker (queued, being predicted, being published)',
+      registers,
+      // Read at each scrape: no per-message cost.
+      collect() {
+        this.set(unacknowledged());
+      },
+    }),
+    watchUnacknowledged(source) {
+      unacknowledged = source;
+    },
     batchErrors: new Counter({
       name: 'driftline_edge_batch_errors_total',
       help: 'Batches whose processing failed',

@@ -24,7 +24,7 @@ import { ChampionFollower } from './champion.ts';
 import { RepeatFilter } from './dedup.ts';
 import { DEFAULT_HISTOGRAM_BINS, MAX_HISTOGRAM_BINS } from './histogram.ts';
 import { startEdgeHttp, type EdgeHttp } from './http.ts';
-import { MqttIngest, type EdgeIngest, type IngestHandlers } from './ingest.ts';
+import { MqttIngest, type Delivery, type EdgeIngest, type IngestHandlers } from './ingest.ts';
 import { LabelJoin } from './label-join.ts';
 import { createEdgeMetrics, type EdgeMetrics } from './metrics.ts';
 import { ModelHolder, type ArtifactLoader } from './model-holder.ts';
@@ -229,13 +229,19 @@ export interface EdgeWorkerStats {
 }
 
 /**
- * A reading waiting for its delayed label. It enters the join when the
- * telemetry is taken in, before it is predicted, so a label that overtakes its
- * queued reading still matches: the label is parked on the record and the
- * sample completes when the prediction is made.
+ * A reading taken in: queued for its batch, then waiting for its delayed label.
+ * It enters the join when the telemetry is taken in, before it is predicted, so
+ * a label that overtakes its queued reading still matches: the label is parked
+ * on the record and the sample completes when the prediction is made.
  */
 interface JoinRecord {
   telemetry: Telemetry;
+  /** Its acknowledgement, released once the prediction is published (MQTT QoS 1; else undefined). */
+  delivery: Delivery | undefined;
+  /** Its prediction was published (or it was dead-lettered): repeats of it may be acknowledged at once. */
+  settled?: boolean;
+  /** Repeats (a reconnect's redeliveries) that came while it was unsettled: acknowledged with it. */
+  repeats?: Delivery[];
   predicted?: Efficiency;
   modelVersion?: string;
   sampleIndex?: number;
@@ -285,6 +291,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     publish: (topic, record) => ingest.publishDeadLetter(topic, record),
   });
   const ingest: EdgeIngest = options.ingest ?? mqttIngest(options.mqtt, { deadLetters, logger, metrics });
+  metrics.watchUnacknowledged(() => ingest.unacknowledged ?? 0);
 
   /** Publishes in flight (predictions, dead letters, requests, samples, status): drain and stop wait for them. */
   const pending = new Set<Promise<unknown>>();
@@ -389,8 +396,18 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     });
   }
 
+  /** The record's message is safe: acknowledge it and the repeats that waited for it. */
+  function settle(rec: JoinRecord): void {
+    rec.settled = true;
+    rec.delivery?.release();
+    rec.delivery = undefined;
+    if (rec.repeats) for (const d of rec.repeats.splice(0)) d.release();
+  }
+
   // ── the critical path: one predict call per batch, with the model captured at the batch start ──
-  async function processBatch(batch: Telemetry[], info: BatchInfo): Promise<void> {
+  async function processBatch(records: JoinRecord[], info: BatchInfo): Promise<void> {
+    const batch = new Array<Telemetry>(records.length);
+    for (let i = 0; i < records.length; i++) batch[i] = (records[i] as JoinRecord).telemetry;
     let lease = holder.acquire();
     while (!lease) {
       // Only before the first model: hold the batch (and, through backpressure, the intake) until one arrives.
@@ -408,14 +425,16 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         modelVersion: lease.version,
         err: describeError(err),
       });
-      for (const t of batch)
+      for (const rec of records)
         track(
-          deadLetters.reject(
-            TOPICS.telemetry(t.machineId),
-            JSON.stringify(t),
-            'predict_failed',
-            `model ${lease.version}: ${describeError(err)}`,
-          ),
+          deadLetters
+            .reject(
+              TOPICS.telemetry(rec.telemetry.machineId),
+              JSON.stringify(rec.telemetry),
+              'predict_failed',
+              `model ${lease.version}: ${describeError(err)}`,
+            )
+            .finally(() => settle(rec)),
         );
       return;
     } finally {
@@ -423,11 +442,30 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     }
     counts.batches++;
     metrics.batchSize.observe(batch.length);
-    // Not awaited here: waiting for PUBACKs inside the batch could stall the intake that reads them.
-    if (ingest.publishPredictions) track(ingest.publishPredictions(predictions, onPublishError));
-    else
-      for (const p of predictions)
-        track(ingest.publishPrediction(p).catch((err: unknown) => onPublishError(p, err)));
+    for (let i = 0; i < records.length; i++)
+      if ((records[i] as JoinRecord).delivery?.redelivered === true) {
+        (predictions[i] as Prediction).redelivered = true;
+        metrics.redelivered.inc();
+      }
+    // Not awaited here: waiting for PUBACKs inside the batch could stall the intake that reads them. Once the
+    // broker acknowledged a prediction, its telemetry is acknowledged; one whose publish failed is not (the
+    // broker redelivers it to the next session).
+    let failed: Set<Prediction> | undefined;
+    const onError = (p: Prediction, err: unknown): void => {
+      onPublishError(p, err);
+      (failed ??= new Set()).add(p);
+    };
+    const published = ingest.publishPredictions
+      ? ingest.publishPredictions(predictions, onError)
+      : Promise.all(
+          predictions.map((p) => ingest.publishPrediction(p).catch((err: unknown) => onError(p, err))),
+        );
+    track(
+      published.then(() => {
+        for (let i = 0; i < records.length; i++)
+          if (!failed?.has(predictions[i] as Prediction)) settle(records[i] as JoinRecord);
+      }),
+    );
     for (let i = 0; i < predictions.length; i++) {
       const p = predictions[i] as Prediction;
       const t = batch[i] as Telemetry;
@@ -438,7 +476,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       const sampleIndex = counts.samples++;
       const faulty = trigger.observe(t, info.id);
       const rec = labelJoin.peek(t.machineId, t.seq);
-      if (rec && rec.telemetry === t) {
+      if (rec !== undefined && rec === records[i]) {
         if (faulty) rec.faulty = true;
         rec.predicted = p.efficiency;
         rec.modelVersion = p.modelVersion;
@@ -453,7 +491,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     trigger.endBatch();
   }
 
-  const batcher = new MicroBatcher<Telemetry>({
+  const batcher = new MicroBatcher<JoinRecord>({
     maxBatchSize: batchSize,
     maxWaitMs: options.batchMaxWaitMs ?? 20,
     maxQueue: options.maxQueue ?? batchSize * 16,
@@ -499,14 +537,23 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     logger,
   });
 
-  function onTelemetry(t: Telemetry): Promise<void> | undefined {
+  function onTelemetry(t: Telemetry, delivery?: Delivery): Promise<void> | undefined {
     status.messageIn();
     if (repeats?.telemetryRepeat(t.machineId, t.seq, t.ts)) {
       metrics.duplicates.inc({ kind: 'telemetry' });
+      if (delivery) {
+        // A redelivery after a reconnect may overtake its original, still queued or being published:
+        // acknowledged with it, so a crash before then loses neither.
+        const original = labelJoin.peek(t.machineId, t.seq);
+        if (original && original.settled !== true && original.telemetry.ts === t.ts)
+          (original.repeats ??= []).push(delivery);
+        else delivery.release();
+      }
       return undefined;
     }
-    labelJoin.put(t.machineId, t.seq, { telemetry: t });
-    return batcher.push(t);
+    const rec: JoinRecord = { telemetry: t, delivery };
+    labelJoin.put(t.machineId, t.seq, rec);
+    return batcher.push(rec);
   }
 
   // ── delayed labels: join, publish the labelled sample, feed the accuracy monitor ──

@@ -17,7 +17,7 @@ import {
   type Feature,
 } from '../../../common/schema/features.ts';
 import type { Label, Prediction, Telemetry } from '../../../common/schema/telemetry.ts';
-import type { EdgeIngest, IngestHandlers } from '../ingest.ts';
+import type { Delivery, EdgeIngest, IngestHandlers } from '../ingest.ts';
 
 /**
  * Test doubles of the edge worker's collaborators: a model that records every
@@ -177,11 +177,14 @@ export class FakeIngest implements EdgeIngest {
     this.connected = true;
   }
 
-  /** Delivers one telemetry message like the MQTT intake: waits for the handler's backpressure promise. */
-  async telemetry(t: Telemetry): Promise<void> {
+  /**
+   * Delivers one telemetry message like the MQTT intake: waits for the handler's backpressure promise. With a
+   * `delivery` (see {@link FakeDelivery}) the worker must release it once the reading is safe.
+   */
+  async telemetry(t: Telemetry, delivery?: Delivery): Promise<void> {
     if (!this.handlers) throw new Error('not started');
     if (this.paused) return;
-    await this.handlers.telemetry(t);
+    await this.handlers.telemetry(t, delivery);
   }
 
   async label(l: Label): Promise<void> {
@@ -214,5 +217,14 @@ export class FakeIngest implements EdgeIngest {
 
   async close(): Promise<void> {
     this.connected = false;
+  }
+}
+
+/** A {@link Delivery} that records when it was released (what a held MQTT PUBACK would do). */
+export class FakeDelivery implements Delivery {
+  released = 0;
+  constructor(readonly redelivered = false) {}
+  release(): void {
+    this.released++;
   }
 }
