@@ -11,7 +11,7 @@ import {
   writeAndSync,
   writeFileAtomic,
 } from '../util/atomic-file.ts';
-import { assertModelName, assertVersion, RegistryError } from './errors.ts';
+import { assertModelName, assertVersion, RegistryError, storageError } from './errors.ts';
 import { compareVersions, deriveStatus, rollbackTarget } from './history.ts';
 import { withDirLock } from './lock.ts';
 import { pollChampion, type ChampionSource } from './watch.ts';
@@ -290,7 +290,40 @@ export class DirectoryRegistry implements ModelRegistry {
 
   // ---- writes ------------------------------------------------------------
 
-  async registerVersion(name: string, artifactDir: string, info: RegisterInfo): Promise<ModelVersion> {
+  // Each write reports a full or unwritable registry directory as a typed RegistryError
+  // (REGISTRY_STORAGE_FULL, retriable; REGISTRY_STORAGE_DENIED): what was being done, where, what to do.
+  // Nothing half-written is left visible: a registration is assembled in .tmp/ (removed on failure) and the
+  // alias file is replaced atomically.
+
+  private async writing<T>(doing: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw storageError(err, doing, this.root);
+    }
+  }
+
+  registerVersion(name: string, artifactDir: string, info: RegisterInfo): Promise<ModelVersion> {
+    return this.writing(`cannot register a version of ${name}`, () => this.register(name, artifactDir, info));
+  }
+
+  setChampion(name: string, version: string, audit: AliasAudit): Promise<void> {
+    return this.writing(`cannot promote ${name} version ${version}`, () =>
+      this.promote(name, version, audit),
+    );
+  }
+
+  rollback(name: string, audit: AliasAudit): Promise<ModelVersion> {
+    return this.writing(`cannot roll ${name} back`, () => this.rollBack(name, audit));
+  }
+
+  markRejected(name: string, version: string, reason: string, correlationId?: string): Promise<void> {
+    return this.writing(`cannot mark ${name} version ${version} rejected`, () =>
+      this.reject(name, version, reason, correlationId),
+    );
+  }
+
+  private async register(name: string, artifactDir: string, info: RegisterInfo): Promise<ModelVersion> {
     const modelDir = this.modelDir(name);
     const source = await verifyArtifactFiles(artifactDir);
     const tmpRoot = path.join(modelDir, '.tmp');
@@ -447,7 +480,7 @@ export class DirectoryRegistry implements ModelRegistry {
     await verifyArtifactFiles(this.artifactDir(name, version), record.checksum);
   }
 
-  async setChampion(name: string, version: string, audit: AliasAudit): Promise<void> {
+  private async promote(name: string, version: string, audit: AliasAudit): Promise<void> {
     assertVersion(version);
     await mkdir(this.modelDir(name), { recursive: true });
     await withDirLock(
@@ -468,7 +501,7 @@ export class DirectoryRegistry implements ModelRegistry {
     );
   }
 
-  async rollback(name: string, audit: AliasAudit): Promise<ModelVersion> {
+  private async rollBack(name: string, audit: AliasAudit): Promise<ModelVersion> {
     await mkdir(this.modelDir(name), { recursive: true });
     const target = await withDirLock(
       this.lockDir(name),
@@ -498,7 +531,7 @@ export class DirectoryRegistry implements ModelRegistry {
     return version;
   }
 
-  async markRejected(name: string, version: string, reason: string, correlationId?: string): Promise<void> {
+  private async reject(name: string, version: string, reason: string, correlationId?: string): Promise<void> {
     assertVersion(version);
     await mkdir(this.modelDir(name), { recursive: true });
     await withDirLock(
