@@ -35,6 +35,7 @@ import type {
  *     versions/<v>/artifact/…       the artifact files (metadata.json + the files it lists)
  *     versions/<v>/version.json     the registration record (checksum, metrics, tags, run id)
  *     versions/<v>/rejected.json    present once the version was rejected (reason, when, correlation id)
+ *     versions/<v>/signature.json   the registry-version signature, once signed (opaque text)
  *     aliases.json                  {"champion": "<v>", "lastChange": {…}}
  *     history.jsonl                 one AliasChange per line, oldest first
  *     .tmp/                         registrations in progress (never read)
@@ -177,6 +178,15 @@ export class DirectoryRegistry implements ModelRegistry {
     return readJsonIfExists<RejectionRecord>(path.join(this.versionDir(name, version), 'rejected.json'));
   }
 
+  private async readVersionSignature(name: string, version: string): Promise<string | undefined> {
+    try {
+      return await readFile(path.join(this.versionDir(name, version), 'signature.json'), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   private async readAliases(name: string): Promise<AliasFile> {
     return (
       (await readJsonIfExists<AliasFile>(this.aliasFile(name))) ?? { format: 'driftline-registry-aliases/1' }
@@ -220,6 +230,7 @@ export class DirectoryRegistry implements ModelRegistry {
     rejection: RejectionRecord | undefined,
     champion: string | undefined,
     history: readonly AliasChange[],
+    versionSignature?: string,
   ): ModelVersion {
     const status = deriveStatus(record.version, {
       champion,
@@ -236,6 +247,7 @@ export class DirectoryRegistry implements ModelRegistry {
       metrics: { ...record.metrics },
       tags: { ...record.tags },
       ...(record.runId !== undefined ? { runId: record.runId } : {}),
+      ...(versionSignature !== undefined ? { versionSignature } : {}),
     };
   }
 
@@ -249,12 +261,13 @@ export class DirectoryRegistry implements ModelRegistry {
   async getVersion(name: string, version: string): Promise<ModelVersion | undefined> {
     const record = await this.readRecord(name, version);
     if (!record) return undefined;
-    const [rejection, aliases, history] = await Promise.all([
+    const [rejection, aliases, history, signature] = await Promise.all([
       this.readRejection(name, version),
       this.readAliases(name),
       this.history(name),
+      this.readVersionSignature(name, version),
     ]);
-    return this.toModelVersion(record, rejection, aliases.champion, history);
+    return this.toModelVersion(record, rejection, aliases.champion, history, signature);
   }
 
   async listVersions(name: string): Promise<ModelVersion[]> {
@@ -264,9 +277,11 @@ export class DirectoryRegistry implements ModelRegistry {
     for (const version of versions) {
       const record = await this.readRecord(name, version);
       if (!record) continue;
-      out.push(
-        this.toModelVersion(record, await this.readRejection(name, version), aliases.champion, history),
-      );
+      const [rejection, signature] = await Promise.all([
+        this.readRejection(name, version),
+        this.readVersionSignature(name, version),
+      ]);
+      out.push(this.toModelVersion(record, rejection, aliases.champion, history, signature));
     }
     return out;
   }
@@ -315,6 +330,17 @@ export class DirectoryRegistry implements ModelRegistry {
 
   rollback(name: string, audit: AliasAudit): Promise<ModelVersion> {
     return this.writing(`cannot roll ${name} back`, () => this.rollBack(name, audit));
+  }
+
+  setVersionSignature(name: string, version: string, signature: string): Promise<void> {
+    return this.writing(`cannot store the version signature of ${name} version ${version}`, async () => {
+      if (!(await this.readRecord(name, version)))
+        throw new RegistryError(
+          'REGISTRY_NOT_FOUND',
+          `${name} version ${version} does not exist in ${this.kind}`,
+        );
+      await writeFileAtomic(path.join(this.versionDir(name, version), 'signature.json'), signature);
+    });
   }
 
   markRejected(name: string, version: string, reason: string, correlationId?: string): Promise<void> {

@@ -3,6 +3,7 @@ import { ArtifactError, describeError, isRetriable } from '../../common/errors.t
 import { parseModelEvent, type ModelRejected } from '../../common/events/schemas.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import { ModelSignatureError, type ModelTrust } from '../../common/model/signature.ts';
+import { metadataChecksum } from '../../common/model/version-signature.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import type { EdgeMetrics } from './metrics.ts';
 import type { ModelHolder } from './model-holder.ts';
@@ -51,9 +52,11 @@ export interface ChampionFollowerOptions {
   /** Aborted when the worker stops: waiting and following end. */
   signal: AbortSignal;
   /**
-   * Public keys a fetched artifact's signature must verify with before it is loaded; an unsigned or
-   * wrongly signed version is refused (counted, logged) and the current champion keeps serving. Without it
-   * signatures are not checked (tests with fake registries only; the services always pass one).
+   * Public keys a fetched artifact's signatures must verify with before it is loaded — the metadata
+   * signature and the registry-version signature (bound to this name, version number and checksum); an
+   * unsigned, wrongly signed or replayed version is refused (counted by reason, logged) and the current
+   * champion keeps serving. Without it signatures are not checked (tests with fake registries only; the
+   * services always pass one).
    */
   trust?: ModelTrust;
   /** A challenger was rejected (the champion stays): the retrain trigger may adopt the shift it answered. */
@@ -100,8 +103,15 @@ export class ChampionFollower {
       throw err;
     }
     if (this.options.trust) {
+      // The registry entry first (a transport error here is retried, not a refusal).
+      const registered = await reg.getVersion(modelName, version);
       try {
         await this.options.trust.verifyArtifact(dir);
+        // Bound to this registry version: an older signed artifact registered again is refused.
+        this.options.trust.verifyVersion(
+          { name: modelName, version, checksum: await metadataChecksum(dir) },
+          registered?.versionSignature,
+        );
       } catch (err) {
         if (!(err instanceof ArtifactError)) throw err;
         const reason = err instanceof ModelSignatureError ? err.reason : 'artifact_invalid';

@@ -124,6 +124,8 @@ export interface RegistryPort {
   getChampion(name: string): Promise<ChampionRef | undefined>;
   /** A local directory holding the verified artifact of `name`@`version`; ArtifactError on a checksum mismatch. */
   fetchArtifact(name: string, version: string): Promise<string>;
+  /** One version as registered: its registry-version signature is checked before it is loaded. */
+  getVersion(name: string, version: string): Promise<{ versionSignature?: string } | undefined>;
   /** Calls `onChange` whenever the champion changes; returns a function that stops watching. */
   watchChampion?(
     name: string,
