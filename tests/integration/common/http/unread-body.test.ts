@@ -158,6 +158,7 @@ describe('bodies answered without being read, on a kept-alive connection', () =>
         if (sent % (1_048_576 * 4) === 0) await new Promise((r) => setImmediate(r));
       }
       socket.destroy();
+      console.log(JSON.stringify({ surface: which, declaredMiB: 64, sentMiB: sent / 1_048_576, ended }));
       expect(answer).toMatch(/^HTTP\/1\.1 40[14] /);
       expect(answer.toLowerCase()).toContain('connection: close');
       expect(ended).toBe(true);
