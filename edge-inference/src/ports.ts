@@ -114,6 +114,8 @@ export interface ChampionRef {
   name: string;
   /** Registry-assigned version: what predictions report. */
   version: string;
+  /** Its registry-version signature as stored, when the registry reports it (a refused version is tried again when it changes). */
+  versionSignature?: string;
 }
 
 /** The registry as the worker uses it (`ModelRegistry` satisfies it). */
