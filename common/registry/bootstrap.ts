@@ -126,7 +126,7 @@ export async function ensureChampion(
     }
   }
   const meta = await verifyArtifact(dir);
-  const registered = await registry.registerVersion(modelName, dir, {
+  const version = await registry.registerVersion(modelName, dir, {
     correlationId: 'bootstrap',
     metrics: {
       accuracy: meta.validation.accuracy,
@@ -138,8 +138,7 @@ export async function ensureChampion(
     source: 'bootstrap',
   });
   // Signed for its version before the alias moves: the edge refuses a version without that signature.
-  if (signer) await signRegisteredVersion(registry, signer, registered, dir);
-  const version = registered;
+  if (signer) await signRegisteredVersion(registry, signer, version, dir);
   await registry.setChampion(modelName, version.version, {
     by: 'bootstrap',
     reason: replacing ?? 'first champion, trained from the stationary scenario',
