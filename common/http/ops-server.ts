@@ -1,6 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { guardUnreadBody } from './body.ts';
+
+/** Request bodies: {@link readBody} lives in `./body.ts` with the guard for bodies left unread. */
+export { readBody } from './body.ts';
 
 /** A route handler; returns true when it answered the request. */
 export type Route = (
@@ -40,40 +44,10 @@ export function sendJson(res: http.ServerResponse, status: number, body: unknown
   res.end(text);
 }
 
-/**
- * Reads a request body up to `limit` bytes; rejects with a status-carrying error (413) beyond it. The rest of
- * an oversized body is read and discarded (up to another `limit` bytes, then the socket is destroyed), so the
- * client receives the 413: closing a socket with unread data resets the connection, and the client sees
- * "socket hang up" instead of the answer.
- */
-export function readBody(req: http.IncomingMessage, limit = 1_048_576): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        if (!over) {
-          over = true;
-          chunks.length = 0;
-          reject(Object.assign(new Error(`request body over ${limit} bytes`), { status: 413 }));
-        }
-        if (size > 2 * limit) req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      if (!over) resolve(Buffer.concat(chunks));
-    });
-    req.on('error', reject);
-  });
-}
-
 /** The HTTP server every service runs for `/healthz`, `/readyz` and Prometheus `/metrics`. */
 export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
   const server = http.createServer((req, res) => {
+    guardUnreadBody(req, res);
     void handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) sendJson(res, 500, { error: (err as Error).message });
       else res.end();

@@ -13,6 +13,13 @@ import type { Field } from '../config/env.ts';
 import { ArtifactError, ConfigError, describeError } from '../errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { METADATA_FILE } from './artifact-files.ts';
+import {
+  parseVersionSignature,
+  VERSION_SIGNATURE_FORMAT,
+  versionSignedBytes,
+  type VersionClaim,
+  type VersionSignature,
+} from './version-signature.ts';
 
 /**
  * Model authenticity: Ed25519 signatures over an artifact's `metadata.json`.
@@ -35,9 +42,10 @@ import { METADATA_FILE } from './artifact-files.ts';
  * first use under the local state directory ({@link DEFAULT_MODEL_KEYS_DIR}), shared by the retrainer and
  * the edge of one machine.
  *
- * Not covered: replaying an older *signed* artifact as a new registry version (the edge would serve it;
- * it was a model this retrainer produced). Rotating keys: list the old and the new public key in
- * `MODEL_VERIFY_KEYS` while versions signed by either may be promoted.
+ * Replaying an older *signed* artifact as a new registry version is caught by the second signature, over
+ * the registry version (`version-signature.ts`): {@link ModelSigner.signVersion}, {@link ModelTrust.verifyVersion}.
+ * Rotating keys: list the old and the new public key in `MODEL_VERIFY_KEYS` while versions signed by
+ * either may be promoted.
  */
 
 /** Signature algorithm of this format. */
@@ -58,11 +66,17 @@ export interface ModelSignature {
   value: string;
 }
 
-/** A model signature failed: missing, malformed, or made by a key this worker does not trust. */
+/**
+ * Why a model was refused: `unsigned` (no metadata signature), `signature_invalid` (malformed, unknown key,
+ * or does not verify — either signature), `version_unsigned` (no registry-version signature),
+ * `version_mismatch` (a valid version signature, made for another version or other files).
+ */
+export type SignatureRefusal = 'unsigned' | 'signature_invalid' | 'version_unsigned' | 'version_mismatch';
+
+/** A model signature failed: missing, malformed, made by a key this worker does not trust, or for another version. */
 export class ModelSignatureError extends ArtifactError {
-  /** `unsigned` (no signature) or `signature_invalid` (malformed, unknown key, or does not verify). */
-  readonly reason: 'unsigned' | 'signature_invalid';
-  constructor(reason: 'unsigned' | 'signature_invalid', message: string) {
+  readonly reason: SignatureRefusal;
+  constructor(reason: SignatureRefusal, message: string) {
     super(message);
     this.reason = reason;
   }
@@ -81,6 +95,8 @@ export interface ModelSigner {
   signArtifact(dir: string): Promise<ModelSignature>;
   /** The signature of a metadata object (without writing anything). */
   signMetadata(metadata: Record<string, unknown>): ModelSignature;
+  /** The registry-version signature of `claim`, as stored in the registry (JSON text). */
+  signVersion(claim: VersionClaim): string;
 }
 
 /** Public keys the edge accepts. */
@@ -91,6 +107,11 @@ export interface ModelTrust {
   verifyMetadata(metadata: unknown, where?: string): void;
   /** Reads `dir/metadata.json` and verifies its signature (the loader checks the files against it). */
   verifyArtifact(dir: string): Promise<void>;
+  /**
+   * Throws {@link ModelSignatureError} unless `stored` (the registry's version signature, JSON text) is a valid
+   * signature by a trusted key of exactly `expected`: the version being loaded and the checksum of its files.
+   */
+  verifyVersion(expected: VersionClaim, stored: string | undefined): void;
 }
 
 /** The canonical JSON of a value: object keys sorted, no whitespace. */
@@ -190,6 +211,18 @@ export function createSigner(signingKey: string): ModelSigner {
     keyId,
     publicKey: raw.toString('base64url'),
     signMetadata,
+    signVersion(claim) {
+      const stored: VersionSignature = {
+        format: VERSION_SIGNATURE_FORMAT,
+        name: claim.name,
+        version: claim.version,
+        checksum: claim.checksum,
+        algorithm: SIGNATURE_ALGORITHM,
+        keyId,
+        value: sign(null, versionSignedBytes(claim), key).toString('base64url'),
+      };
+      return JSON.stringify(stored);
+    },
     async signArtifact(dir) {
       const file = path.join(dir, METADATA_FILE);
       let metadata: unknown;
@@ -240,9 +273,34 @@ export function createTrust(publicKeys: readonly string[]): ModelTrust {
         `verify with the trusted key${keyIds.length > 1 ? 's' : ''} ${keyIds.join(', ')}`,
     );
   };
+  const verifyVersion = (expected: VersionClaim, stored: string | undefined): void => {
+    const what = `${expected.name}@${expected.version}`;
+    if (stored === undefined || stored === '')
+      throw new ModelSignatureError(
+        'version_unsigned',
+        `${what} carries no registry-version signature (promoted without one, or signed before versions ` +
+          `were signed): refusing it`,
+      );
+    const sig = parseVersionSignature(stored);
+    if (!sig) throw new ModelSignatureError('signature_invalid', `${what}: malformed version signature`);
+    const value = Buffer.from(sig.value, 'base64url');
+    if (![...keys.values()].some((key) => verify(null, versionSignedBytes(sig), key, value)))
+      throw new ModelSignatureError(
+        'signature_invalid',
+        `${what}: version signature (key ${sig.keyId.slice(0, 16)}) does not verify with the trusted keys`,
+      );
+    if (sig.name !== expected.name || sig.version !== expected.version || sig.checksum !== expected.checksum)
+      throw new ModelSignatureError(
+        'version_mismatch',
+        `${what}: its version signature was made for ${sig.name}@${sig.version} (checksum ` +
+          `${sig.checksum.slice(0, 12)}), not for this version (checksum ${expected.checksum.slice(0, 12)}): ` +
+          `an artifact registered again under another version number is refused`,
+      );
+  };
   return {
     keyIds,
     verifyMetadata,
+    verifyVersion,
     async verifyArtifact(dir) {
       const file = path.join(dir, METADATA_FILE);
       let metadata: unknown;

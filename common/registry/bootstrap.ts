@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logging/logger.ts';
-import { describeError } from '../errors.ts';
+import { ArtifactError, describeError, isRetriable } from '../errors.ts';
 import { verifyArtifact } from '../model/artifact.ts';
 import { createTrust, type ModelSigner } from '../model/signature.ts';
 import { DEFAULT_MODEL_NAME } from '../model/types.ts';
+import { signLegacyChampions, signRegisteredVersion } from './sign-version.ts';
 import type { ModelRegistry, ModelVersion } from './types.ts';
 import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../model/bootstrap.ts';
 
@@ -69,6 +70,12 @@ export async function ensureBootstrapArtifact(dir: string, logger: Logger): Prom
  * MLflow registry is changed that way only with `replaceUnsigned` (the cluster's bootstrap-champion Job: the
  * deployment holds the signing key, and a champion it did not sign is one its edge workers refuse — e.g. a
  * deployment upgraded from before models were signed); otherwise the edge refuses such a champion and says why.
+ *
+ * Version signatures: the bootstrap champion is signed for its registry version before the alias moves; and
+ * a registry whose champions were promoted before versions were signed is upgraded here
+ * ({@link signLegacyChampions}: every version that was champion, carries this key's metadata signature
+ * and is the first with its checksum gets its version signature) — so the cluster's bootstrap-champion Job
+ * and `npm start` upgrade a deployment in place, and rollbacks to those champions keep working.
  */
 export async function ensureChampion(
   registry: ModelRegistry,
@@ -86,7 +93,13 @@ export async function ensureChampion(
       await createTrust([signer.publicKey]).verifyArtifact(
         await registry.fetchArtifact(modelName, existing.version),
       );
+      // The upgrade to version signatures: champions promoted before them are signed for their version
+      // (the edge refuses a version without one); an older artifact registered again is not.
+      const { refused } = await signLegacyChampions(registry, signer, modelName, logger);
+      if (refused.includes(existing.version))
+        throw new ArtifactError('it is an older artifact registered again under a new version number');
     } catch (err) {
+      if (isRetriable(err)) throw err; // the registry is unreachable for now: nothing is decided
       if (!replaceUnsigned) {
         logger.error(
           `champion ${modelName}@${existing.version} does not carry a signature by key ${signer.keyId} ` +
@@ -124,6 +137,8 @@ export async function ensureChampion(
     tags: { source: 'bootstrap' },
     source: 'bootstrap',
   });
+  // Signed for its version before the alias moves: the edge refuses a version without that signature.
+  if (signer) await signRegisteredVersion(registry, signer, version, dir);
   await registry.setChampion(modelName, version.version, {
     by: 'bootstrap',
     reason: replacing ?? 'first champion, trained from the stationary scenario',

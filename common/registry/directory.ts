@@ -11,7 +11,7 @@ import {
   writeAndSync,
   writeFileAtomic,
 } from '../util/atomic-file.ts';
-import { assertModelName, assertVersion, RegistryError } from './errors.ts';
+import { assertModelName, assertVersion, RegistryError, storageError } from './errors.ts';
 import { compareVersions, deriveStatus, rollbackTarget } from './history.ts';
 import { withDirLock } from './lock.ts';
 import { pollChampion, type ChampionSource } from './watch.ts';
@@ -35,6 +35,7 @@ import type {
  *     versions/<v>/artifact/…       the artifact files (metadata.json + the files it lists)
  *     versions/<v>/version.json     the registration record (checksum, metrics, tags, run id)
  *     versions/<v>/rejected.json    present once the version was rejected (reason, when, correlation id)
+ *     versions/<v>/signature.json   the registry-version signature, once signed (opaque text)
  *     aliases.json                  {"champion": "<v>", "lastChange": {…}}
  *     history.jsonl                 one AliasChange per line, oldest first
  *     .tmp/                         registrations in progress (never read)
@@ -177,6 +178,15 @@ export class DirectoryRegistry implements ModelRegistry {
     return readJsonIfExists<RejectionRecord>(path.join(this.versionDir(name, version), 'rejected.json'));
   }
 
+  private async readVersionSignature(name: string, version: string): Promise<string | undefined> {
+    try {
+      return await readFile(path.join(this.versionDir(name, version), 'signature.json'), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   private async readAliases(name: string): Promise<AliasFile> {
     return (
       (await readJsonIfExists<AliasFile>(this.aliasFile(name))) ?? { format: 'driftline-registry-aliases/1' }
@@ -220,6 +230,7 @@ export class DirectoryRegistry implements ModelRegistry {
     rejection: RejectionRecord | undefined,
     champion: string | undefined,
     history: readonly AliasChange[],
+    versionSignature?: string,
   ): ModelVersion {
     const status = deriveStatus(record.version, {
       champion,
@@ -236,6 +247,7 @@ export class DirectoryRegistry implements ModelRegistry {
       metrics: { ...record.metrics },
       tags: { ...record.tags },
       ...(record.runId !== undefined ? { runId: record.runId } : {}),
+      ...(versionSignature !== undefined ? { versionSignature } : {}),
     };
   }
 
@@ -249,12 +261,13 @@ export class DirectoryRegistry implements ModelRegistry {
   async getVersion(name: string, version: string): Promise<ModelVersion | undefined> {
     const record = await this.readRecord(name, version);
     if (!record) return undefined;
-    const [rejection, aliases, history] = await Promise.all([
+    const [rejection, aliases, history, signature] = await Promise.all([
       this.readRejection(name, version),
       this.readAliases(name),
       this.history(name),
+      this.readVersionSignature(name, version),
     ]);
-    return this.toModelVersion(record, rejection, aliases.champion, history);
+    return this.toModelVersion(record, rejection, aliases.champion, history, signature);
   }
 
   async listVersions(name: string): Promise<ModelVersion[]> {
@@ -264,9 +277,11 @@ export class DirectoryRegistry implements ModelRegistry {
     for (const version of versions) {
       const record = await this.readRecord(name, version);
       if (!record) continue;
-      out.push(
-        this.toModelVersion(record, await this.readRejection(name, version), aliases.champion, history),
-      );
+      const [rejection, signature] = await Promise.all([
+        this.readRejection(name, version),
+        this.readVersionSignature(name, version),
+      ]);
+      out.push(this.toModelVersion(record, rejection, aliases.champion, history, signature));
     }
     return out;
   }
@@ -290,7 +305,51 @@ export class DirectoryRegistry implements ModelRegistry {
 
   // ---- writes ------------------------------------------------------------
 
-  async registerVersion(name: string, artifactDir: string, info: RegisterInfo): Promise<ModelVersion> {
+  // Each write reports a full or unwritable registry directory as a typed RegistryError
+  // (REGISTRY_STORAGE_FULL, retriable; REGISTRY_STORAGE_DENIED): what was being done, where, what to do.
+  // Nothing half-written is left visible: a registration is assembled in .tmp/ (removed on failure) and the
+  // alias file is replaced atomically.
+
+  private async writing<T>(doing: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw storageError(err, doing, this.root);
+    }
+  }
+
+  registerVersion(name: string, artifactDir: string, info: RegisterInfo): Promise<ModelVersion> {
+    return this.writing(`cannot register a version of ${name}`, () => this.register(name, artifactDir, info));
+  }
+
+  setChampion(name: string, version: string, audit: AliasAudit): Promise<void> {
+    return this.writing(`cannot promote ${name} version ${version}`, () =>
+      this.promote(name, version, audit),
+    );
+  }
+
+  rollback(name: string, audit: AliasAudit): Promise<ModelVersion> {
+    return this.writing(`cannot roll ${name} back`, () => this.rollBack(name, audit));
+  }
+
+  setVersionSignature(name: string, version: string, signature: string): Promise<void> {
+    return this.writing(`cannot store the version signature of ${name} version ${version}`, async () => {
+      if (!(await this.readRecord(name, version)))
+        throw new RegistryError(
+          'REGISTRY_NOT_FOUND',
+          `${name} version ${version} does not exist in ${this.kind}`,
+        );
+      await writeFileAtomic(path.join(this.versionDir(name, version), 'signature.json'), signature);
+    });
+  }
+
+  markRejected(name: string, version: string, reason: string, correlationId?: string): Promise<void> {
+    return this.writing(`cannot mark ${name} version ${version} rejected`, () =>
+      this.reject(name, version, reason, correlationId),
+    );
+  }
+
+  private async register(name: string, artifactDir: string, info: RegisterInfo): Promise<ModelVersion> {
     const modelDir = this.modelDir(name);
     const source = await verifyArtifactFiles(artifactDir);
     const tmpRoot = path.join(modelDir, '.tmp');
@@ -447,7 +506,7 @@ export class DirectoryRegistry implements ModelRegistry {
     await verifyArtifactFiles(this.artifactDir(name, version), record.checksum);
   }
 
-  async setChampion(name: string, version: string, audit: AliasAudit): Promise<void> {
+  private async promote(name: string, version: string, audit: AliasAudit): Promise<void> {
     assertVersion(version);
     await mkdir(this.modelDir(name), { recursive: true });
     await withDirLock(
@@ -468,7 +527,7 @@ export class DirectoryRegistry implements ModelRegistry {
     );
   }
 
-  async rollback(name: string, audit: AliasAudit): Promise<ModelVersion> {
+  private async rollBack(name: string, audit: AliasAudit): Promise<ModelVersion> {
     await mkdir(this.modelDir(name), { recursive: true });
     const target = await withDirLock(
       this.lockDir(name),
@@ -498,7 +557,7 @@ export class DirectoryRegistry implements ModelRegistry {
     return version;
   }
 
-  async markRejected(name: string, version: string, reason: string, correlationId?: string): Promise<void> {
+  private async reject(name: string, version: string, reason: string, correlationId?: string): Promise<void> {
     assertVersion(version);
     await mkdir(this.modelDir(name), { recursive: true });
     await withDirLock(

@@ -11,13 +11,51 @@ export type RegistryErrorCode =
   /** A name or version string is malformed. */
   | 'REGISTRY_INVALID'
   /** Another process holds the registry lock for too long. */
-  | 'REGISTRY_LOCKED';
+  | 'REGISTRY_LOCKED'
+  /** The registry's storage refuses writes: permissions, a read-only file system, a file where a directory is expected. */
+  | 'REGISTRY_STORAGE_DENIED'
+  /** The registry's storage is full (disk, quota, or the process's file-size limit). */
+  | 'REGISTRY_STORAGE_FULL';
 
-/** A registry operation was refused. Never retriable except `REGISTRY_LOCKED`. */
+/**
+ * A registry operation was refused. Retriable: `REGISTRY_LOCKED` (the other process finishes) and
+ * `REGISTRY_STORAGE_FULL` (space may be freed); the others need a change by someone first.
+ */
 export class RegistryError extends DriftlineError {
   constructor(code: RegistryErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(message, { code, retriable: code === 'REGISTRY_LOCKED', cause: options.cause });
+    super(message, {
+      code,
+      retriable: code === 'REGISTRY_LOCKED' || code === 'REGISTRY_STORAGE_FULL',
+      cause: options.cause,
+    });
   }
+}
+
+const STORAGE_FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+const STORAGE_DENIED = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR']);
+
+/**
+ * A file-system error met while writing the registry at `where`, as a typed {@link RegistryError}
+ * (`REGISTRY_STORAGE_FULL` or `REGISTRY_STORAGE_DENIED`) whose message says what failed and what to do;
+ * any other error is returned as it is.
+ */
+export function storageError(err: unknown, doing: string, where: string): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (typeof code !== 'string' || err instanceof RegistryError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  if (STORAGE_FULL.has(code))
+    return new RegistryError(
+      'REGISTRY_STORAGE_FULL',
+      `${doing}: the model registry ${where} is full (${detail}); free space and retry`,
+      { cause: err },
+    );
+  if (STORAGE_DENIED.has(code))
+    return new RegistryError(
+      'REGISTRY_STORAGE_DENIED',
+      `${doing}: the model registry ${where} is not writable (${detail}); fix its permissions or REGISTRY_DIR`,
+      { cause: err },
+    );
+  return err;
 }
 
 /** Registered model names: letters, digits, `.`, `_`, `-`; no path separators. */

@@ -47,6 +47,7 @@ import { pollChampion, type ChampionSource } from './watch.ts';
  *   and `driftline.files` (the sha256+bytes table), metrics in `driftline.metrics`;
  * - champion: the registered-model alias `champion` (aliases, not the deprecated stages);
  * - rejected: model-version tags `driftline.rejected` (the reason), `driftline.rejected_at`;
+ * - registry-version signature: model-version tag `driftline.version_signature` (opaque JSON text);
  * - promotions: model-version tags `driftline.promoted_at/_by/_reason` (so a
  *   version that was champion once reads as `retired`);
  * - history: one registered-model tag per alias move, key
@@ -92,6 +93,7 @@ const MV = {
   promotedAt: 'driftline.promoted_at',
   promotedBy: 'driftline.promoted_by',
   promotionReason: 'driftline.promotion_reason',
+  versionSignature: 'driftline.version_signature',
 } as const;
 
 /** Registered-model tags owned by the registry. */
@@ -300,6 +302,7 @@ export class MlflowRegistry implements ModelRegistry {
       metrics,
       tags: visible,
       ...(mv.run_id ? { runId: mv.run_id } : {}),
+      ...(tags[MV.versionSignature] !== undefined ? { versionSignature: tags[MV.versionSignature] } : {}),
     };
   }
 
@@ -616,6 +619,15 @@ export class MlflowRegistry implements ModelRegistry {
     if (!version)
       throw new RegistryError('REGISTRY_NOT_FOUND', `${name} version ${target} vanished after rollback`);
     return version;
+  }
+
+  async setVersionSignature(name: string, version: string, signature: string): Promise<void> {
+    if (!(await this.modelVersion(name, version)))
+      throw new RegistryError(
+        'REGISTRY_NOT_FOUND',
+        `${name} version ${version} does not exist in ${this.kind}`,
+      );
+    await this.client.setModelVersionTag(name, version, MV.versionSignature, signature);
   }
 
   async markRejected(name: string, version: string, reason: string, correlationId?: string): Promise<void> {

@@ -45,6 +45,11 @@ export interface ModelVersion {
   tags: Record<string, string>;
   /** Training run that produced it (MLflow run id, or the retrainer's own id). */
   runId?: string;
+  /**
+   * The registry-version signature stored with it (JSON text, `common/model/version-signature.ts`), if any:
+   * opaque to the registry, verified by the edge against this version's name, number and files.
+   */
+  versionSignature?: string;
 }
 
 /** One move of the `champion` alias, as recorded in the history. */
@@ -136,6 +141,12 @@ export interface ModelRegistry {
    * rejected or unknown version with `RegistryError`.
    */
   setChampion(name: string, version: string, audit: AliasAudit): Promise<void>;
+
+  /**
+   * Stores the registry-version signature of `version` (replacing any), as the signer made it; the registry
+   * neither checks nor changes it. Throws `RegistryError` (`REGISTRY_NOT_FOUND`) for an unknown version.
+   */
+  setVersionSignature(name: string, version: string, signature: string): Promise<void>;
 
   /** Records that `version` lost its evaluation (kept for audit, never promoted). Refuses the current champion. */
   markRejected(name: string, version: string, reason: string, correlationId?: string): Promise<void>;

@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import { DriftlineError, describeError } from '../../common/errors.ts';
-import { readBody, sendJson } from '../../common/http/ops-server.ts';
+import { guardUnreadBody, readBody } from '../../common/http/body.ts';
+import { sendJson } from '../../common/http/ops-server.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import type { Asset } from './assets.ts';
 import { safeEqual, type LoginLimiter, type Session, type SessionStore, type UserDirectory } from './auth.ts';
@@ -314,6 +315,8 @@ export function createRequestHandler(deps: DashboardHttpDeps): http.RequestListe
   }
 
   return (req, res) => {
+    // A body the route answers without reading is discarded, within bounds (common/http/body.ts).
+    guardUnreadBody(req, res);
     handle(req, res).catch((err: unknown) => {
       let status = 500;
       let message = 'internal error';

@@ -3,6 +3,7 @@ import { ArtifactError, describeError, isRetriable } from '../../common/errors.t
 import { parseModelEvent, type ModelRejected } from '../../common/events/schemas.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import { ModelSignatureError, type ModelTrust } from '../../common/model/signature.ts';
+import { metadataChecksum } from '../../common/model/version-signature.ts';
 import { sleep } from '../../common/util/sleep.ts';
 import type { EdgeMetrics } from './metrics.ts';
 import type { ModelHolder } from './model-holder.ts';
@@ -51,9 +52,11 @@ export interface ChampionFollowerOptions {
   /** Aborted when the worker stops: waiting and following end. */
   signal: AbortSignal;
   /**
-   * Public keys a fetched artifact's signature must verify with before it is loaded; an unsigned or
-   * wrongly signed version is refused (counted, logged) and the current champion keeps serving. Without it
-   * signatures are not checked (tests with fake registries only; the services always pass one).
+   * Public keys a fetched artifact's signatures must verify with before it is loaded — the metadata
+   * signature and the registry-version signature (bound to this name, version number and checksum); an
+   * unsigned, wrongly signed or replayed version is refused (counted by reason, logged) and the current
+   * champion keeps serving. Without it signatures are not checked (tests with fake registries only; the
+   * services always pass one).
    */
   trust?: ModelTrust;
   /** A challenger was rejected (the champion stays): the retrain trigger may adopt the shift it answered. */
@@ -63,6 +66,12 @@ export interface ChampionFollowerOptions {
 /** Loads, follows and hot-swaps the champion (see the module comment). */
 export class ChampionFollower {
   private readonly refusedVersions = new Set<string>();
+  /**
+   * Versions refused for their signatures, with the registry-version signature they carried then: such a
+   * version is tried again once the registry holds another signature for it (a champion promoted before
+   * versions were signed, signed in place by the bootstrap-champion Job or `npm start`: the upgrade).
+   */
+  private readonly refusedSignatures = new Map<string, string | undefined>();
   private refusedFetchCount = 0;
   private unwatch: (() => void) | undefined;
   private followQueue: Promise<unknown> = Promise.resolve();
@@ -73,6 +82,15 @@ export class ChampionFollower {
   /** Versions whose artifact the registry handed out but failed its checksums or its signature. */
   get refusedFetches(): number {
     return this.refusedFetchCount;
+  }
+
+  /** Refused before, and nothing changed since: not tried again by the watch. */
+  private isRefused(champion: ChampionRef): boolean {
+    if (this.refusedVersions.has(champion.version)) return true;
+    return (
+      this.refusedSignatures.has(champion.version) &&
+      this.refusedSignatures.get(champion.version) === champion.versionSignature
+    );
   }
 
   /** Loads `modelName`@`version` from the registry and hot-swaps it. False when refused. */
@@ -100,12 +118,21 @@ export class ChampionFollower {
       throw err;
     }
     if (this.options.trust) {
+      // The registry entry first (a transport error here is retried, not a refusal).
+      const registered = await reg.getVersion(modelName, version);
       try {
         await this.options.trust.verifyArtifact(dir);
+        // Bound to this registry version: an older signed artifact registered again is refused.
+        this.options.trust.verifyVersion(
+          { name: modelName, version, checksum: await metadataChecksum(dir) },
+          registered?.versionSignature,
+        );
       } catch (err) {
         if (!(err instanceof ArtifactError)) throw err;
         const reason = err instanceof ModelSignatureError ? err.reason : 'artifact_invalid';
-        this.refusedVersions.add(version);
+        if (err instanceof ModelSignatureError)
+          this.refusedSignatures.set(version, registered?.versionSignature);
+        else this.refusedVersions.add(version);
         this.refusedFetchCount++;
         metrics.loadsRefused.inc({ reason });
         log.error(
@@ -179,7 +206,7 @@ export class ChampionFollower {
       try {
         const champion = await reg.getChampion(modelName);
         if (!champion) note = `no champion for ${modelName} yet; waiting (not ready)`;
-        else if (this.refusedVersions.has(champion.version))
+        else if (this.isRefused(champion))
           note = `champion ${modelName}@${champion.version} was refused; waiting for another (not ready)`;
         else if (await this.loadVersion(champion.version)) break;
       } catch (err) {
@@ -255,19 +282,16 @@ export class ChampionFollower {
     if (!champion || champion.version === holder.version) return;
     // An explicit event for the current champion retries it when refused earlier (its artifact may have
     // been repaired); a stale event for another version does not.
-    if (champion.version === change.version) this.refusedVersions.delete(champion.version);
-    else if (this.refusedVersions.has(champion.version)) return;
+    if (champion.version === change.version) {
+      this.refusedVersions.delete(champion.version);
+      this.refusedSignatures.delete(champion.version);
+    } else if (this.isRefused(champion)) return;
     await this.loadVersion(champion.version, change.correlationId);
   }
 
   private onChampionSeen(champion: ChampionRef | undefined): void {
     const { holder, signal, logger } = this.options;
-    if (
-      !champion ||
-      signal.aborted ||
-      champion.version === holder.version ||
-      this.refusedVersions.has(champion.version)
-    )
+    if (!champion || signal.aborted || champion.version === holder.version || this.isRefused(champion))
       return;
     this.followQueue = this.followQueue
       .then(async () => {

@@ -134,8 +134,8 @@ export function predictRoute(options: PredictRouteOptions): Route {
     }
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > maxBody) {
+      // The unread body is discarded, within bounds, or the connection closed (common/http/body.ts).
       sendJson(res, 413, { error: `request body over ${maxBody} bytes`, reason: 'payload_too_large' });
-      req.resume();
       return true;
     }
     let body: Buffer;

@@ -114,6 +114,8 @@ export interface ChampionRef {
   name: string;
   /** Registry-assigned version: what predictions report. */
   version: string;
+  /** Its registry-version signature as stored, when the registry reports it (a refused version is tried again when it changes). */
+  versionSignature?: string;
 }
 
 /** The registry as the worker uses it (`ModelRegistry` satisfies it). */
@@ -124,6 +126,8 @@ export interface RegistryPort {
   getChampion(name: string): Promise<ChampionRef | undefined>;
   /** A local directory holding the verified artifact of `name`@`version`; ArtifactError on a checksum mismatch. */
   fetchArtifact(name: string, version: string): Promise<string>;
+  /** One version as registered: its registry-version signature is checked before it is loaded. */
+  getVersion(name: string, version: string): Promise<{ versionSignature?: string } | undefined>;
   /** Calls `onChange` whenever the champion changes; returns a function that stops watching. */
   watchChampion?(
     name: string,

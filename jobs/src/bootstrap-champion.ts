@@ -14,6 +14,8 @@ import {
   type ModelSigner,
 } from '../../common/model/signature.ts';
 import type { ModelRegistry } from '../../common/registry/types.ts';
+import { signLegacyChampions } from '../../common/registry/sign-version.ts';
+import type { Logger } from '../../common/logging/logger.ts';
 
 /**
  * The cluster's first champion (a Kubernetes Job, k8s/base/bootstrap-champion-job.yaml): when the
@@ -22,7 +24,11 @@ import type { ModelRegistry } from '../../common/registry/types.ts';
  * (common/registry/bootstrap.ts: 40,000 samples, 30 epochs, seed 1), registers it and points `champion` at it.
  * The model is signed with MODEL_SIGNING_KEY (the retrainer's key: edge workers refuse unsigned models).
  * With a champion signed by that key in place it exits at once: it never replaces a model the retrainer
- * promoted (the retrainer signs with the same key). Waits for
+ * promoted (the retrainer signs with the same key). Upgrade to registry-version signatures: champions
+ * promoted before versions were signed (metadata signed by this key, no version signature) are signed for
+ * their version first (common/registry/sign-version.ts), so the edge workers keep accepting them and
+ * rollbacks to them; a champion that is an older artifact registered again is not, and is replaced by the
+ * bootstrap model. Waits for
  * MLflow (BOOTSTRAP_WAIT_S, default 300 s) first.
  *
  *   node --import tsx jobs/src/bootstrap-champion.ts
@@ -50,15 +56,24 @@ const spec = {
   }),
 };
 
-/** Whether the registry's version carries a valid signature by `signer`'s key. */
+/**
+ * Whether the champion `version` carries valid signatures by `signer`'s key — of its metadata and, once the
+ * champions promoted before versions were signed have been signed (the upgrade, `signLegacyChampions`), of
+ * its registry version. An older artifact registered again under a new number gets no version signature.
+ */
 async function signedBy(
   signer: ModelSigner,
   registry: ModelRegistry,
   modelName: string,
   version: string,
+  logger: Logger,
 ): Promise<boolean> {
+  const trust = createTrust([signer.publicKey]);
   try {
-    await createTrust([signer.publicKey]).verifyArtifact(await registry.fetchArtifact(modelName, version));
+    await trust.verifyArtifact(await registry.fetchArtifact(modelName, version));
+    await signLegacyChampions(registry, signer, modelName, logger);
+    const v = await registry.getVersion(modelName, version);
+    trust.verifyVersion({ name: modelName, version, checksum: v?.checksum ?? '' }, v?.versionSignature);
     return true;
   } catch (err) {
     if (err instanceof ModelSignatureError) return false;
@@ -83,7 +98,7 @@ runMain(async () => {
   for (let attempt = 1; ; attempt++) {
     try {
       const existing = await registry.getChampion(config.modelName);
-      if (existing && (await signedBy(signer, registry, config.modelName, existing.version))) {
+      if (existing && (await signedBy(signer, registry, config.modelName, existing.version, logger))) {
         logger.info(
           `${config.modelName} already has a signed champion (v${existing.version}): nothing to do`,
           {

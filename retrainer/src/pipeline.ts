@@ -7,6 +7,7 @@ import { loadArtifact } from '../../common/model/artifact.ts';
 import type { EpochLog } from '../../common/model/classifier.ts';
 import { evaluate, formatMetrics } from '../../common/model/evaluation.ts';
 import type { ModelSigner } from '../../common/model/signature.ts';
+import { signRegisteredVersion } from '../../common/registry/sign-version.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import type { EvalMetrics, LabelledRow, LoadedModel } from '../../common/model/types.ts';
 import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts';
@@ -78,8 +79,9 @@ export interface RetrainOnceDeps {
   tracking?: RetrainTracking;
   /**
    * Signs each challenger's `metadata.json` before registration (`resolveSigner` in
-   * `common/model/signature.ts`); edge workers refuse unsigned models. The services always pass it; default
-   * none (tests with fake artifacts).
+   * `common/model/signature.ts`), and a challenger it promotes for its registry version before the alias
+   * moves (`common/model/version-signature.ts`); edge workers refuse unsigned models. The services always
+   * pass it; default none (tests with fake artifacts).
    */
   signer?: ModelSigner;
 }
@@ -366,7 +368,13 @@ export async function retrainOnce(
       return finish({ ...evaluated, status: 'rejected', promoted: false, reason: decision.reason });
     }
 
-    // ---- promote ------------------------------------------------------------------
+    // ---- sign the registry version, then promote -----------------------------------
+    // The version number exists only now: the signature binds name, number and checksum, so the edge
+    // refuses this artifact registered again under another number. A rejected challenger gets none.
+    if (deps.signer) {
+      await signRegisteredVersion(deps.registry, deps.signer, registered, trained.dir);
+      log.info(`${name} v${version} signed for its registry version`, { action: 'version-signed', version });
+    }
     const promotion = await promoteChallenger(ctx, version, decision);
     if (!promotion.ok)
       return finish({ ...evaluated, status: 'failed', promoted: false, reason: promotion.reason });

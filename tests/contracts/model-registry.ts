@@ -21,7 +21,8 @@ import type { ModelRegistry, ModelVersion } from '../../common/registry/types.ts
  * candidate); the champion cannot be rejected; a rollback returns to the
  * previous champion skipping rejected versions, and fails with
  * `REGISTRY_NO_PREVIOUS` when there is none; `fetchArtifact` gives a verified
- * local copy; a watcher sees every champion change; unknown versions are
+ * local copy; a version signature is stored as given and read back with its
+ * version; a watcher sees every champion change; unknown versions are
  * undefined to the getters and a `REGISTRY_NOT_FOUND` error to the others.
  */
 
@@ -246,6 +247,24 @@ export function modelRegistryContract(
       await registry.registerVersion(model, dir, { correlationId: 'corr-f', metrics: {} });
       await sameFiles(dir, await registry.fetchArtifact(model, '1'));
       await expect(registry.fetchArtifact(model, '2')).rejects.toMatchObject({ code: 'REGISTRY_NOT_FOUND' });
+    });
+
+    it('stores a version signature as given, returns it with that version only; unknown version is REGISTRY_NOT_FOUND', async () => {
+      const r = await fresh('versionsig');
+      const { registry, model } = r;
+      await register(r, 2);
+      expect((await registry.getVersion(model, '1'))?.versionSignature).toBeUndefined();
+      const text = JSON.stringify({ format: 'driftline-version-signature/1', version: '1', value: 'opaque' });
+      await registry.setVersionSignature(model, '1', text);
+      await registry.setChampion(model, '1', audit('bootstrap', 'first'));
+      expect((await registry.getVersion(model, '1'))?.versionSignature).toBe(text);
+      expect((await registry.getChampion(model))?.versionSignature).toBe(text);
+      expect((await registry.listVersions(model)).map((v) => v.versionSignature)).toEqual([text, undefined]);
+      await registry.setVersionSignature(model, '1', `${text} `);
+      expect((await registry.getVersion(model, '1'))?.versionSignature).toBe(`${text} `);
+      await expect(registry.setVersionSignature(model, '3', text)).rejects.toMatchObject({
+        code: 'REGISTRY_NOT_FOUND',
+      });
     });
 
     it('tells a watcher about every champion change, made here or by another registry on the same store', async () => {

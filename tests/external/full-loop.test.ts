@@ -34,8 +34,12 @@ import {
 import { createLogger, type Logger } from '../../common/logging/logger.ts';
 import { kafkaAuth, kafkaAuthEnv } from './helpers/kafka-auth.ts';
 
-const TRACKING_URI = (process.env.MLFLOW_TRACKING_URI || 'http://127.0.0.1:5055').replace(/\/+$/, '');
-const BROKERS = (process.env.KAFKA_BROKERS || '127.0.0.1:9092').split(',').map((s) => s.trim());
+const TRACKING_URI = (
+  process.env.MLFLOW_TRACKING_URI || `http://127.0.0.1:${process.env.MLFLOW_PORT || '5055'}`
+).replace(/\/+$/, '');
+const BROKERS = (process.env.KAFKA_BROKERS || `127.0.0.1:${process.env.KAFKA_PORT || '9092'}`)
+  .split(',')
+  .map((s) => s.trim());
 const RUN_ID = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const MODEL = `driftline-loop-${RUN_ID}`;
 const PREFIX = `loop-${RUN_ID}.`;

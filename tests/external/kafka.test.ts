@@ -37,7 +37,9 @@ import {
 import type { Trainer, TrainResult } from '../../retrainer/src/trainer.ts';
 import { kafkaAuth } from './helpers/kafka-auth.ts';
 
-const BROKERS = (process.env.KAFKA_BROKERS || '127.0.0.1:9092').split(',').map((s) => s.trim());
+const BROKERS = (process.env.KAFKA_BROKERS || `127.0.0.1:${process.env.KAFKA_PORT || '9092'}`)
+  .split(',')
+  .map((s) => s.trim());
 const RUN = `dl-test-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const prefix = (test: string): string => `${RUN}.${test}.`;
 const MODEL = 'driftline-efficiency';

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { MlflowRegistry } from '../../common/registry/mlflow.ts';
 import { modelRegistryContract } from '../contracts/model-registry.ts';
 
-const TRACKING_URI = process.env.MLFLOW_TRACKING_URI || 'http://127.0.0.1:5055';
+const TRACKING_URI =
+  process.env.MLFLOW_TRACKING_URI || `http://127.0.0.1:${process.env.MLFLOW_PORT || '5055'}`;
 const RUN = `driftline-contract-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 let reachable: Promise<void> | undefined;
 

@@ -36,7 +36,9 @@ import { createRetrainer, type Retrainer } from '../../retrainer/src/service.ts'
 import { makeRequest, makeSamples, seedLabel } from '../../retrainer/src/testing/fakes.ts';
 import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
 
-const TRACKING_URI = (process.env.MLFLOW_TRACKING_URI || 'http://127.0.0.1:5055').replace(/\/+$/, '');
+const TRACKING_URI = (
+  process.env.MLFLOW_TRACKING_URI || `http://127.0.0.1:${process.env.MLFLOW_PORT || '5055'}`
+).replace(/\/+$/, '');
 const MODEL = `driftline-down-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const OUT = path.resolve('test-results/mlflow-down');
 /** The request line of the alias move (`MlflowClient.setAlias`). */

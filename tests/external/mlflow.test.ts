@@ -22,7 +22,8 @@ import { MlflowRegistry } from '../../common/registry/mlflow.ts';
 import { createRegistry } from '../../common/registry/factory.ts';
 import type { ModelVersion } from '../../common/registry/types.ts';
 
-const TRACKING_URI = process.env.MLFLOW_TRACKING_URI || 'http://127.0.0.1:5055';
+const TRACKING_URI =
+  process.env.MLFLOW_TRACKING_URI || `http://127.0.0.1:${process.env.MLFLOW_PORT || '5055'}`;
 const MODEL = `driftline-test-${Date.now()}-${randomBytes(3).toString('hex')}`;
 
 function sha256(data: Uint8Array | string): string {

@@ -40,7 +40,7 @@ import { kafkaAuth } from './helpers/kafka-auth.ts';
  * rows from before the move).
  */
 
-const BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092')
+const BROKERS = (process.env.KAFKA_BROKERS ?? `127.0.0.1:${process.env.KAFKA_PORT || '9092'}`)
   .split(',')
   .map((s) => s.trim())
   .filter(Boolean);

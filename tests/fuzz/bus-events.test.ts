@@ -149,6 +149,9 @@ describe(`bad model events (${FUZZ_RUNS} generated)`, () => {
       async fetchArtifact(_name: string, version: string): Promise<string> {
         return `/registry/${version}`;
       },
+      async getVersion() {
+        return {}; // signatures are not checked here (no modelTrust)
+      },
     };
     const bus = new InProcessBus();
     const ingest = new FakeIngest();

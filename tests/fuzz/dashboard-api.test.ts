@@ -40,8 +40,7 @@ const junkText = fc.oneof(
       expectedVersion: fc.oneof(fc.string({ maxLength: 200 }), fc.integer(), fc.constant(undefined)),
     })
     .map((r) => JSON.stringify(r)),
-  // Bodies past the 8 KiB limit to paths that answer without reading them may see the connection reset
-  // after the answer (Node's server), which a client racing its upload sees as a hang-up: kept under it.
+  // A body just under the routes' 8 KiB limit (bodies past it: tests/integration/common/http/unread-body.test.ts).
   fc.constant('x'.repeat(8000)),
 );
 
@@ -77,8 +76,10 @@ describe(`dashboard API with bad requests (${FUZZ_RUNS} generated)`, () => {
             : r.csrf === 'junk'
               ? 'not-the-token'
               : undefined;
-        // One connection per bad request: on a kept-alive connection a body the server answered without
-        // reading desynchronises the next request (noticed by this suite, not fixed here; see RELIABILITY.md).
+        // One connection per bad request: the test client sends a DELETE body without Content-Length or
+        // chunked framing (Node's http client frames neither for DELETE), which no server can delimit: its
+        // bytes read as the next request on a kept-alive connection. The server's side of unread bodies is
+        // tests/integration/common/http/unread-body.test.ts.
         const headers: Record<string, string> = {
           connection: 'close',
           ...(r.contentType ? { 'content-type': r.contentType } : {}),

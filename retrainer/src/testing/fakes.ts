@@ -12,6 +12,7 @@ import {
   type ModelMetadata,
   type ReferenceSample,
 } from '../../../common/model/types.ts';
+import { sha256Bytes } from '../../../common/model/artifact-files.ts';
 import { RegistryError } from '../../../common/registry/errors.ts';
 import type {
   AliasAudit,
@@ -266,16 +267,22 @@ export class MemoryRegistry implements ModelRegistry {
   async registerVersion(name: string, artifactDir: string, info: RegisterInfo): Promise<ModelVersion> {
     this.calls.push(`register`);
     const spec = JSON.parse(await fs.readFile(path.join(artifactDir, FAKE_FILE), 'utf8')) as FakeModelSpec;
-    const metadata: unknown = await fs
+    const metadataText = await fs
       .readFile(path.join(artifactDir, 'metadata.json'), 'utf8')
-      .then((t) => JSON.parse(t) as unknown)
       .catch(() => undefined);
+    let metadata: unknown;
+    try {
+      metadata = metadataText === undefined ? undefined : JSON.parse(metadataText);
+    } catch {
+      metadata = undefined;
+    }
     const m = this.model(name);
     const version: ModelVersion = {
       name,
       version: String(m.versions.length + 1),
       createdAt: new Date().toISOString(),
-      checksum: 'fake',
+      // The sha256 of metadata.json, as the real registries record it ('fake' without one).
+      checksum: metadataText === undefined ? 'fake' : sha256Bytes(Buffer.from(metadataText, 'utf8')),
       status: 'candidate',
       metrics: info.metrics,
       tags: {
@@ -330,6 +337,13 @@ export class MemoryRegistry implements ModelRegistry {
       action: 'promote',
     });
     m.champion = version;
+  }
+
+  async setVersionSignature(name: string, version: string, signature: string): Promise<void> {
+    this.calls.push(`setVersionSignature ${version}`);
+    const v = this.models.get(name)?.versions.find((s) => s.version.version === version);
+    if (!v) throw new RegistryError('REGISTRY_NOT_FOUND', `no version ${version}`);
+    v.version.versionSignature = signature;
   }
 
   async markRejected(name: string, version: string, reason: string): Promise<void> {

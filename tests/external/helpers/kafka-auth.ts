@@ -15,7 +15,9 @@ export type KafkaSasl =
   | ({ mechanism: 'scram-sha-256' } & Credentials)
   | ({ mechanism: 'scram-sha-512' } & Credentials);
 
-export const KAFKA_BROKERS = (process.env.KAFKA_BROKERS || '127.0.0.1:9092').split(',').map((s) => s.trim());
+export const KAFKA_BROKERS = (process.env.KAFKA_BROKERS || `127.0.0.1:${process.env.KAFKA_PORT || '9092'}`)
+  .split(',')
+  .map((s) => s.trim());
 
 /** SASL settings for `user` (default: KAFKA_SASL_USERNAME or admin); undefined with KAFKA_SASL_MECHANISM=none. */
 export function kafkaSasl(user?: string): KafkaSasl | undefined {

@@ -6,6 +6,7 @@ import { InProcessBus } from '../../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../../common/bus/types.ts';
 import { createSigner, createTrust, generateSigningKey } from '../../../common/model/signature.ts';
 import type { LoadedModel } from '../../../common/model/types.ts';
+import { metadataChecksum } from '../../../common/model/version-signature.ts';
 import type { ChampionRef, RegistryPort } from '../../../edge-inference/src/ports.ts';
 import { FakeIngest, fakeModel, makeTelemetry } from '../../../edge-inference/src/testing/fakes.ts';
 import { createEdgeWorker, type EdgeWorker } from '../../../edge-inference/src/worker.ts';
@@ -31,6 +32,7 @@ async function registry(
   versions: Record<string, 'signed' | 'unsigned' | 'forged'>,
 ): Promise<RegistryPort & { champion: string | undefined; fetched: string[] }> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'driftline-edge-sig-'));
+  const signatures = new Map<string, string>();
   dirs.push(root);
   for (const [version, how] of Object.entries(versions)) {
     const dir = path.join(root, version);
@@ -39,8 +41,12 @@ async function registry(
       path.join(dir, 'metadata.json'),
       JSON.stringify({ format: 'driftline-model/1', version }),
     );
-    if (how === 'signed') await retrainerKey.signArtifact(dir);
-    if (how === 'forged') await attackerKey.signArtifact(dir);
+    const key = how === 'signed' ? retrainerKey : how === 'forged' ? attackerKey : undefined;
+    if (key) {
+      await key.signArtifact(dir);
+      const claim = { name: 'driftline-efficiency', version, checksum: await metadataChecksum(dir) };
+      signatures.set(version, key.signVersion(claim));
+    }
   }
   const reg = {
     champion: '1' as string | undefined,
@@ -51,6 +57,10 @@ async function registry(
     async fetchArtifact(_name: string, version: string): Promise<string> {
       reg.fetched.push(version);
       return path.join(root, version);
+    },
+    async getVersion(_name: string, version: string): Promise<{ versionSignature?: string }> {
+      const versionSignature = signatures.get(version);
+      return versionSignature === undefined ? {} : { versionSignature };
     },
   };
   return reg;

@@ -46,6 +46,9 @@ const registry: RegistryPort = {
   async fetchArtifact(_name: string, version: string): Promise<string> {
     return `/registry/${version}`;
   },
+  async getVersion() {
+    return {}; // signatures are not checked here (no modelTrust)
+  },
 };
 
 async function setup(): Promise<{ worker: EdgeWorker; ingest: FakeIngest; bus: InProcessBus }> {

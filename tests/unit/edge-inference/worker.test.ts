@@ -50,6 +50,9 @@ function fakeRegistry(
         throw new ArtifactError(`version ${version}: weights.bin sha256 mismatch`);
       return `/registry/${version}`;
     },
+    async getVersion() {
+      return {}; // signatures are not checked here (no modelTrust)
+    },
   };
   return reg;
 }

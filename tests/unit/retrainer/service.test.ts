@@ -130,6 +130,35 @@ describe('retrainer service (fake trainer and registry)', () => {
     expect(() =>
       createTrust([createSigner(generateSigningKey()).publicKey]).verifyMetadata(metadata),
     ).toThrow(/does not verify/);
+    // Signed for its registry version (name, number, checksum) before the alias moved.
+    const v2 = await registry.getVersion(MODEL, '2');
+    const claim = { name: MODEL, version: '2', checksum: v2?.checksum ?? '' };
+    expect(() => createTrust([signer.publicKey]).verifyVersion(claim, v2?.versionSignature)).not.toThrow();
+    expect(() =>
+      createTrust([signer.publicKey]).verifyVersion({ ...claim, version: '3' }, v2?.versionSignature),
+    ).toThrow(/made for driftline-efficiency@2/);
+    const order = ['setVersionSignature 2', 'setChampion 2'].map((c) => registry.calls.indexOf(c));
+    expect(order[0]).toBeGreaterThanOrEqual(0);
+    expect(order[0]).toBeLessThan(order[1] ?? -1);
+  });
+
+  it('gives a rejected challenger no registry-version signature', async () => {
+    const r = createRetrainer({
+      bus,
+      registry,
+      store,
+      trainer: new FakeTrainer({ spec: { kind: 'constant', label: 'Low' } }),
+      config: config(),
+      loadModel: loadFakeModel,
+      consumeSamples: false,
+      signer: createSigner(generateSigningKey()),
+    });
+    retrainers.push(r);
+    await r.start();
+    await r.submit(makeRequest({ requestId: hex(10) }));
+    await r.idle();
+    expect(r.record(hex(10))?.status).toBe('rejected');
+    expect((await registry.getVersion(MODEL, '2'))?.versionSignature).toBeUndefined();
   });
 
   it('rejects a worse challenger: the champion stays, the version is marked rejected, model-rejected says why', async () => {
