@@ -225,7 +225,9 @@ describe('dashboard in Chromium on the real pipeline', () => {
     await expect.poll(() => text(page.locator('#conn-rows')), T).toContain('connected');
     // Real latencies (tens to hundreds of ms here; seconds on a loaded machine, shown as 1.8k) fit their KPI
     // card instead of ending in an ellipsis.
-    await expect.poll(() => text(page.locator('#pipe-latency')), T).toMatch(/^[\d.]+k? · [\d.]+k? · [\d.]+k?$/);
+    await expect
+      .poll(() => text(page.locator('#pipe-latency')), T)
+      .toMatch(/^[\d.]+k? · [\d.]+k? · [\d.]+k?$/);
     const fit = await page
       .locator('#pipe-latency')
       .evaluate((el) => ({ text: el.textContent, scroll: el.scrollWidth, client: el.clientWidth }));
