@@ -155,6 +155,7 @@ runMain(async () => {
     out.falseAlarmsWithoutRetraining = base.falseAlarms;
     out.shiftsAccepted = loop.shiftsAccepted;
     out.referenceUpdates = loop.referenceUpdates;
+    out.settleChecks = loop.settleChecks;
     // Per phase: covariate alarms after the first accepted shift in it (goal 0 while the shift lasts).
     out.alarmsAfterShiftAccepted = Object.fromEntries(
       loop.phases

@@ -165,6 +165,14 @@ export interface ReplayResult {
   /** Covariate shifts the champion was judged to handle (rejected challenger, champion accuracy held): the detector adopts them. */
   shiftsAccepted: { at: number; requestId: string; groups: string[] }[];
   referenceUpdates: ReplayReferenceUpdate[];
+  /** Rejections while a group settled after an adopted shift: a continuation, or a different change (an alarm). */
+  settleChecks: {
+    at: number;
+    continuing: boolean;
+    reason: string;
+    feature: string | null;
+    ratio: number | null;
+  }[];
   dataQuality: ReplayDataQuality | null;
   elapsedMs: number;
 }
@@ -246,6 +254,7 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       : null;
     const shiftsAccepted: ReplayResult['shiftsAccepted'] = [];
     const referenceUpdates: ReplayReferenceUpdate[] = [];
+    const settleChecks: ReplayResult['settleChecks'] = [];
     const cusum =
       options.conceptCusum === false
         ? null
@@ -526,6 +535,17 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
         else {
           const update = detector.update(t, t.machineId);
           if (update.referenceUpdate) referenceUpdates.push(replayReferenceUpdate(update.referenceUpdate));
+          const check = detector.multiscale?.settleCheck;
+          if (check) {
+            const { at, continuing, reason, feature, ratio } = check;
+            settleChecks.push({
+              at,
+              continuing,
+              reason,
+              feature,
+              ratio: Number.isFinite(ratio) ? ratio : null,
+            });
+          }
           if (update.alarm) {
             // A pooled alarm every feature of which is in a machine's data-quality fault is that fault, not drift.
             const explained =
@@ -588,6 +608,7 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       championVersions,
       shiftsAccepted,
       referenceUpdates,
+      settleChecks,
       dataQuality,
       elapsedMs: Math.round(performance.now() - started),
     };
