@@ -19,7 +19,7 @@ import { loadScenarioFile } from '../common/scenario/scenario.ts';
 import { DEFAULT_BOOTSTRAP_DIR, ensureBootstrapArtifact } from '../common/registry/bootstrap.ts';
 import { replayScenario, type ReplayResult } from './lib/replay.ts';
 
-const USAGE = `usage: npm run evaluate -- --scenario-file F [--json] [--retrain] [--label-delay-samples N] [--retrain-latency-samples N] [--retrain-min-samples N] [--retrain-epochs N] [--retry-every-samples N] [--concept-cusum] [--model-dir DIR]`;
+const USAGE = `usage: npm run evaluate -- --scenario-file F [--json] [--retrain] [--label-delay-samples N] [--retrain-latency-samples N] [--retrain-min-samples N] [--retrain-epochs N] [--retry-every-samples N] [--stage1-min-samples N] [--concept-rerequests N] [--no-concept-cusum] [--model-dir DIR]`;
 
 function intArg(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
@@ -40,7 +40,12 @@ runMain(async () => {
       'retrain-min-samples': { type: 'string' },
       'retrain-epochs': { type: 'string' },
       'retry-every-samples': { type: 'string' },
+      // Two-stage concept retraining (RETRAIN_STAGE1_MIN_SAMPLES; 0: one stage) and re-requests (CONCEPT_REREQUEST_MAX).
+      'stage1-min-samples': { type: 'string' },
+      'concept-rerequests': { type: 'string' },
+      // The sequential label test is on by default, as on the edge (ACCURACY_CUSUM); --concept-cusum is kept as a no-op.
       'concept-cusum': { type: 'boolean', default: false },
+      'no-concept-cusum': { type: 'boolean', default: false },
       'model-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -54,13 +59,17 @@ runMain(async () => {
   if (!file) throw new ConfigError(`--scenario-file is required\n${USAGE}`);
   const labelDelaySamples = intArg('label-delay-samples', values['label-delay-samples'], 100);
   const retrainLatencySamples = intArg('retrain-latency-samples', values['retrain-latency-samples'], 2_500);
-  const retryEverySamples = intArg('retry-every-samples', values['retry-every-samples'], 500);
+  // 250 samples = RETRAIN_DATA_RETRY_MS (500 ms) at 500 msg/s.
+  const retryEverySamples = intArg('retry-every-samples', values['retry-every-samples'], 250);
   const retrainerConfig = {
     ...(values['retrain-min-samples'] !== undefined
       ? { minSamples: intArg('retrain-min-samples', values['retrain-min-samples'], 2_000) }
       : {}),
     ...(values['retrain-epochs'] !== undefined
       ? { epochs: intArg('retrain-epochs', values['retrain-epochs'], 40) }
+      : {}),
+    ...(values['stage1-min-samples'] !== undefined
+      ? { stage1MinSamples: intArg('stage1-min-samples', values['stage1-min-samples'], 600) }
       : {}),
   };
   // Drift and accuracy settings come from the same env vars as the edge worker's.
@@ -82,7 +91,11 @@ runMain(async () => {
     retrainLatencySamples,
     retryEverySamples,
     retrainerConfig,
-    conceptCusum: values['concept-cusum'] ? {} : false,
+    conceptCusum:
+      values['no-concept-cusum'] || (edge.accuracyCusum === 'off' && !values['concept-cusum'])
+        ? (false as const)
+        : {},
+    conceptReRequests: intArg('concept-rerequests', values['concept-rerequests'], edge.conceptReRequests),
     driftConfig: driftConfigOf(edge),
     accuracyConfig: accuracyConfigOf(edge),
     modelName: edge.modelName,
@@ -113,6 +126,8 @@ runMain(async () => {
       retrainLatencySamples,
       retryEverySamples,
       retrainer: retrainerConfig,
+      conceptCusum: common.conceptCusum !== false,
+      conceptReRequests: common.conceptReRequests,
       drift: common.driftConfig,
       accuracy: common.accuracyConfig,
     },
@@ -140,6 +155,7 @@ runMain(async () => {
     out.falseAlarmsWithoutRetraining = base.falseAlarms;
     out.shiftsAccepted = loop.shiftsAccepted;
     out.referenceUpdates = loop.referenceUpdates;
+    out.settleChecks = loop.settleChecks;
     // Per phase: covariate alarms after the first accepted shift in it (goal 0 while the shift lasts).
     out.alarmsAfterShiftAccepted = Object.fromEntries(
       loop.phases
@@ -167,7 +183,7 @@ runMain(async () => {
   }
   for (const r of loop?.retrains ?? []) {
     lines.push(
-      `  retrain at ${r.requestedAt} (${r.kind}): ` +
+      `  retrain at ${r.requestedAt} (${r.kind}${r.stage !== undefined ? `, stage ${r.stage}` : ''}, ${r.minSamples} samples): ` +
         `${r.promoted ? `promoted v${r.version}` : 'not promoted'} — ${r.reason}`,
     );
   }

@@ -33,6 +33,20 @@ export interface LiveRetrain {
   decidedAtSec?: number;
   champion?: { accuracy: number; macroF1: number };
   challenger?: { accuracy: number; macroF1: number };
+  /**
+   * Every model event of the episode (same correlation id), in order: a two-stage concept retrain reports
+   * stage 1 and stage 2, a re-request its own; the fields above are the last one's.
+   */
+  outcomes?: {
+    stage: 1 | 2 | null;
+    requestId: string | null;
+    outcome: 'model-promoted' | 'model-rejected';
+    version: string;
+    decidedAtSec: number;
+    challengerAccuracy: number;
+    championAccuracy: number | null;
+    trainedSamples: number | null;
+  }[];
 }
 
 /** A drift alarm or an adopted reference as the edge published it (sample index on the edge's clock). */
@@ -163,6 +177,16 @@ export class LiveObserver {
           entry.challenger = { accuracy: ev.metrics.accuracy, macroF1: ev.metrics.macroF1 };
           const champion = ev.type === 'model-promoted' ? ev.previousMetrics : ev.championMetrics;
           if (champion) entry.champion = { accuracy: champion.accuracy, macroF1: champion.macroF1 };
+          (entry.outcomes ??= []).push({
+            stage: ev.stage ?? null,
+            requestId: ev.requestId,
+            outcome: ev.type,
+            version: ev.version,
+            decidedAtSec: entry.decidedAtSec,
+            challengerAccuracy: ev.metrics.accuracy,
+            championAccuracy: champion?.accuracy ?? null,
+            trainedSamples: ev.trainedSamples ?? null,
+          });
         },
       ),
     );

@@ -24,7 +24,9 @@ import { MemorySampleStore } from '../../common/samples/memory-store.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import type { Efficiency } from '../../common/schema/features.ts';
 import { retrainOnce } from '../../retrainer/src/pipeline.ts';
-import type { RetrainerConfig } from '../../retrainer/src/config.ts';
+import { resolveRetrainerConfig, type RetrainerConfig } from '../../retrainer/src/config.ts';
+import { planStage, type StagePlan } from '../../retrainer/src/stages.ts';
+import { DEFAULT_CONCEPT_REREQUESTS, onConceptRejected } from '../../edge-inference/src/concept-retry.ts';
 import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
 import { generateStream, phaseBounds, type GeneratedSample } from '../../common/scenario/generator.ts';
 import { phaseChangesAnything, type Scenario } from '../../common/scenario/scenario.ts';
@@ -36,7 +38,10 @@ import { phaseChangesAnything, type Scenario } from '../../common/scenario/scena
  * with `retrain` through the retrainer too: a retrain request becomes a
  * challenger trained on the store's window (in-thread), judged by the
  * promotion gate and, when promoted, swapped in `retrainLatencySamples`
- * samples later.
+ * samples later. As in the live system, a concept retrain runs in two stages
+ * (`retrainer/src/stages.ts`: stage 1 on few labels, then stage 2 against
+ * whoever is champion), and a rejected concept retrain is asked for again
+ * with more data (`edge-inference/src/concept-retry.ts`).
  */
 
 export interface ReplayOptions {
@@ -55,14 +60,16 @@ export interface ReplayOptions {
    * 2,500 (5 s at 500 msg/s).
    */
   retrainLatencySamples?: number;
-  /** Samples between retries of a request whose window holds too little data. Default 500. */
+  /** Samples between retries of a request whose window holds too little data. Default 250 (`RETRAIN_DATA_RETRY_MS` 500 at 500 msg/s). */
   retryEverySamples?: number;
   driftConfig?: Partial<FeatureDriftConfig>;
   /** Per-machine data-quality checks; `false` turns them off (every row reaches the pooled detector). */
   dataQualityConfig?: Partial<DataQualityConfig> | false;
   accuracyConfig?: Partial<AccuracyMonitorConfig>;
-  /** Prototype (docs/drift-detector-design.md, "Healing"): CUSUMs on the label stream beside the accuracy monitor. Default off. */
+  /** The sequential label test beside the accuracy monitor (as on the edge, `ACCURACY_CUSUM`); false: none. Default on. */
   conceptCusum?: Partial<AccuracyCusumConfig> | false;
+  /** Re-requests with more data after rejected concept retrains, per episode (`CONCEPT_REREQUEST_MAX`). Default 3. */
+  conceptReRequests?: number;
   retrainerConfig?: Partial<RetrainerConfig>;
   modelName?: string;
   logger?: Logger;
@@ -84,8 +91,12 @@ export interface ReplayRetrain {
   requestId: string;
   correlationId: string;
   kind: 'covariate' | 'concept';
-  /** Sample index of the alarm that asked for it. */
+  /** Sample index of the alarm that asked for it (or of the stage 1 / rejection it follows). */
   requestedAt: number;
+  /** Two-stage concept retraining: 1 the early model, 2 the follow-up or a re-request; absent: one stage. */
+  stage?: 1 | 2;
+  /** Fewest samples this training waited for. */
+  minSamples: number;
   /** Sample index at which the retrain ran (after waiting for enough data). */
   trainedAt: number | null;
   trainedOn: {
@@ -154,6 +165,14 @@ export interface ReplayResult {
   /** Covariate shifts the champion was judged to handle (rejected challenger, champion accuracy held): the detector adopts them. */
   shiftsAccepted: { at: number; requestId: string; groups: string[] }[];
   referenceUpdates: ReplayReferenceUpdate[];
+  /** Rejections while a group settled after an adopted shift: a continuation, or a different change (an alarm). */
+  settleChecks: {
+    at: number;
+    continuing: boolean;
+    reason: string;
+    feature: string | null;
+    ratio: number | null;
+  }[];
   dataQuality: ReplayDataQuality | null;
   elapsedMs: number;
 }
@@ -186,7 +205,9 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
   const labelDelay = options.labelDelaySamples ?? 100;
   const batchSize = options.batchSize ?? 64;
   const latency = options.retrainLatencySamples ?? 2_500;
-  const retryEvery = options.retryEverySamples ?? 500;
+  const retryEvery = options.retryEverySamples ?? 250;
+  const retrainerConfig = resolveRetrainerConfig(options.retrainerConfig ?? {});
+  const maxReRequests = options.conceptReRequests ?? DEFAULT_CONCEPT_REREQUESTS;
   const { scenario, tf } = options;
 
   const bounds = phaseBounds(scenario);
@@ -233,9 +254,11 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       : null;
     const shiftsAccepted: ReplayResult['shiftsAccepted'] = [];
     const referenceUpdates: ReplayReferenceUpdate[] = [];
-    const cusum = options.conceptCusum
-      ? new AccuracyCusum(model.metadata.validation.accuracy, options.conceptCusum)
-      : null;
+    const settleChecks: ReplayResult['settleChecks'] = [];
+    const cusum =
+      options.conceptCusum === false
+        ? null
+        : new AccuracyCusum(model.metadata.validation.accuracy, options.conceptCusum ?? {});
     const episodes = new DriftEpisodeManager(
       { modelName, championVersion: version, validationAccuracy: model.metadata.validation.accuracy },
       { now: () => clock, liveAccuracy: () => accuracy.liveAccuracy },
@@ -243,13 +266,37 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
 
     const alarms: ReplayAlarm[] = [];
     const retrains: ReplayRetrain[] = [];
-    let pendingRequest: {
+    interface PendingRequest {
       request: RetrainRequest;
+      plan: StagePlan;
       nextTryAt: number;
       attempts: number;
       record: ReplayRetrain;
-    } | null = null;
-    let pendingSwap: { at: number; version: string } | null = null;
+    }
+    let pendingRequest: PendingRequest | null = null;
+    /** Promoted versions waiting to serve, oldest first (stage 1 serves while stage 2 trains). */
+    const pendingSwaps: { at: number; version: string }[] = [];
+    /** The concept request whose rejection the open episode waits for (the edge's open request). */
+    let awaitedConcept: string | null = null;
+    const queueRequest = (request: RetrainRequest, index: number): PendingRequest => {
+      const plan = planStage(request, retrainerConfig);
+      const record: ReplayRetrain = {
+        requestId: request.requestId,
+        correlationId: request.correlationId,
+        kind: request.kind,
+        requestedAt: index,
+        ...(plan.stage !== undefined ? { stage: plan.stage } : {}),
+        minSamples: plan.minSamples,
+        trainedAt: null,
+        trainedOn: null,
+        champion: null,
+        challenger: null,
+        promoted: false,
+        reason: 'pending',
+      };
+      retrains.push(record);
+      return { request, plan, nextTryAt: index, attempts: 0, record };
+    };
     const labels: PendingLabel[] = [];
     let labelHead = 0;
     let storeBuffer: LabelledSample[] = [];
@@ -274,21 +321,9 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
           kind: alarm.kind,
           at: index,
         });
-        if (options.retrain && pendingRequest === null && pendingSwap === null) {
-          const record: ReplayRetrain = {
-            requestId: request.requestId,
-            correlationId: request.correlationId,
-            kind: request.kind,
-            requestedAt: index,
-            trainedAt: null,
-            trainedOn: null,
-            champion: null,
-            challenger: null,
-            promoted: false,
-            reason: 'pending',
-          };
-          retrains.push(record);
-          pendingRequest = { request, nextTryAt: index, attempts: 0, record };
+        if (options.retrain && pendingRequest === null && pendingSwaps.length === 0) {
+          pendingRequest = queueRequest(request, index);
+          awaitedConcept = request.kind === 'concept' ? request.requestId : null;
         }
       }
       alarms.push(entry);
@@ -363,7 +398,7 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
             workDir: path.join(workDir, 'work'),
             config: { stateDir: path.join(workDir, 'state'), ...(options.retrainerConfig ?? {}) },
           },
-          { extendToLatest: p.attempts > 1, windowBy: 'sample' },
+          { extendToLatest: p.attempts > 1, windowBy: 'sample', minSamples: p.plan.minSamples },
         );
         const r = p.record;
         r.trainedAt = index;
@@ -385,7 +420,21 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
         if (outcome.trainingMs !== undefined) r.trainingMs = Math.round(outcome.trainingMs);
         pendingRequest = null;
         if (outcome.promoted && outcome.version !== undefined)
-          pendingSwap = { at: index + latency, version: outcome.version };
+          pendingSwaps.push({ at: index + latency, version: outcome.version });
+        if (p.plan.followUp) {
+          // Stage 2 follows stage 1 whatever its outcome; the episode waits for it only if stage 1 lost.
+          pendingRequest = queueRequest(p.plan.followUp, index);
+          awaitedConcept = outcome.promoted ? null : p.plan.followUp.requestId;
+        } else if (!outcome.promoted && p.request.requestId === awaitedConcept) {
+          const next = onConceptRejected(
+            { trainedSamples: outcome.challenger ? outcome.trainedOn.samples : undefined },
+            episodes.reRequestCount,
+            maxReRequests,
+          );
+          const again = next.action === 're-request' ? episodes.reRequest(index, next.minSamples) : null;
+          awaitedConcept = again?.requestId ?? null;
+          if (again) pendingRequest = queueRequest(again, index);
+        }
         // A covariate shift the champion handles: its challenger lost, and the champion kept its accuracy on
         // the recent holdout (at least the accuracy monitor's floor). The detector adopts the shifted data
         // as its reference and the episode ends, so the alarm stops and the next change is a new episode.
@@ -418,7 +467,9 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
     };
 
     const swapIfDue = async (index: number): Promise<void> => {
+      const pendingSwap = pendingSwaps[0];
       if (!pendingSwap || index < pendingSwap.at) return;
+      pendingSwaps.shift();
       const dir = await registry.fetchArtifact(modelName, pendingSwap.version);
       const next = await loadArtifact(dir, tf);
       model.dispose();
@@ -437,7 +488,6 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
         modelVersion: version,
         at: index,
       });
-      pendingSwap = null;
     };
 
     const batch: GeneratedSample[] = [];
@@ -485,6 +535,17 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
         else {
           const update = detector.update(t, t.machineId);
           if (update.referenceUpdate) referenceUpdates.push(replayReferenceUpdate(update.referenceUpdate));
+          const check = detector.multiscale?.settleCheck;
+          if (check) {
+            const { at, continuing, reason, feature, ratio } = check;
+            settleChecks.push({
+              at,
+              continuing,
+              reason,
+              feature,
+              ratio: Number.isFinite(ratio) ? ratio : null,
+            });
+          }
           if (update.alarm) {
             // A pooled alarm every feature of which is in a machine's data-quality fault is that fault, not drift.
             const explained =
@@ -547,6 +608,7 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       championVersions,
       shiftsAccepted,
       referenceUpdates,
+      settleChecks,
       dataQuality,
       elapsedMs: Math.round(performance.now() - started),
     };

@@ -333,6 +333,7 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       ...(edgeCfg.accuracyCusum === 'off' ? { accuracyCusumConfig: false as const } : {}),
       ...(edgeCfg.dataQuality === 'off' ? { dataQualityConfig: false as const } : {}),
       episodeTtlSamples: edgeCfg.episodeTtlSamples,
+      conceptReRequests: edgeCfg.conceptReRequests,
       labelJoinMaxPending: edgeCfg.labelJoinMaxPending,
       dedupWindow: edgeCfg.dedupWindow,
       outboxMaxSamples: edgeCfg.outboxMaxSamples,

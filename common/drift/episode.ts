@@ -111,6 +111,9 @@ export class DriftEpisodeManager {
   private champion: string;
   private validationAccuracy: number | null;
   private open: EpisodeStatus | null = null;
+  /** The open episode's latest request (what a re-request repeats with more data). */
+  private openRequest: RetrainRequest | null = null;
+  private reRequests = 0;
   private readonly now: () => number;
   private readonly liveAccuracy: () => number | null;
   private readonly makeCorrelationId: (requestId: string) => string;
@@ -183,9 +186,50 @@ export class DriftEpisodeManager {
       kinds: [alarm.kind],
       groups: [alarm.groupKey],
     };
+    this.openRequest = request;
+    this.reRequests = 0;
     this.counters.episodes++;
     this.counters.requests++;
     return request;
+  }
+
+  /**
+   * The open episode's retrain produced no champion (its challenger lost): asks again, now, for a training
+   * on at least `minSamples` samples of the same window (from the episode's start to `sampleIndex`), instead
+   * of waiting for the TTL. The request id is derived from the episode's and the re-request's number, the
+   * correlation id is the episode's. Returns null when no episode is open.
+   */
+  reRequest(sampleIndex: number, minSamples: number): RetrainRequest | null {
+    this.expire(sampleIndex);
+    const first = this.openRequest;
+    if (!this.open || !first) return null;
+    this.reRequests++;
+    const requestId = createHash('sha256')
+      .update(JSON.stringify([this.open.requestId, 'more-data', this.reRequests]))
+      .digest('hex');
+    const now = this.now();
+    const candidate: RetrainRequest = {
+      ...first,
+      requestId,
+      requestedAt: now,
+      sampleIndex,
+      window: {
+        ...first.window,
+        toTs: Math.max(first.window.toTs, now),
+        sampleTo: Math.max(first.window.sampleTo ?? sampleIndex, sampleIndex),
+      },
+      liveAccuracy: this.liveAccuracy() ?? first.liveAccuracy,
+      stage: 2,
+      minSamples,
+    };
+    const request = this.validated(candidate);
+    this.counters.requests++;
+    return request;
+  }
+
+  /** Re-requests made in the open episode. */
+  get reRequestCount(): number {
+    return this.open ? this.reRequests : 0;
   }
 
   /** A new champion is serving: the open episode (if any) is over; later alarms are against `version`. */
@@ -194,6 +238,7 @@ export class DriftEpisodeManager {
     this.validationAccuracy = checkAccuracy(validationAccuracy);
     if (this.open) {
       this.open = null;
+      this.openRequest = null;
       this.counters.closedByChampion++;
     }
   }
@@ -208,6 +253,7 @@ export class DriftEpisodeManager {
   referenceAdopted(): boolean {
     if (!this.open) return false;
     this.open = null;
+    this.openRequest = null;
     this.counters.closedByReference++;
     return true;
   }
@@ -215,6 +261,7 @@ export class DriftEpisodeManager {
   private expire(sampleIndex: number): void {
     if (this.open && sampleIndex - this.open.openedAtSample >= this.episodeTtlSamples) {
       this.open = null;
+      this.openRequest = null;
       this.counters.expired++;
     }
   }
@@ -251,6 +298,10 @@ export class DriftEpisodeManager {
       validationAccuracy: this.validationAccuracy,
       groupKey: alarm.groupKey,
     };
+    return this.validated(candidate);
+  }
+
+  private validated(candidate: RetrainRequest): RetrainRequest {
     const checked = retrainRequestSchema.safeParse(candidate);
     if (!checked.success) {
       const issue = checked.error.issues[0];

@@ -5,6 +5,7 @@ import { SortedSample, ks2samp } from '../stats/ks.ts';
 import { ReferenceIndex, cachedExactPvalue, criticalLattice, type CriticalLattice } from './ks-budget.ts';
 import type { DriftAlarm, SamplePoint } from './types.ts';
 import { sortReference } from './reference.ts';
+import { MOVED_PVALUE, checkContinuation, type AdoptedStep, type ContinuationCheck } from './continuation.ts';
 import type {
   DriftInput,
   DriftUpdate,
@@ -74,7 +75,11 @@ import type {
  * independent of the new reference and the budget above holds for it exactly.
  * A change that goes on (a ramp) while settling updates the reference again;
  * `settleSamples` after the last update without a rejection, normal detection
- * resumes and the next change alarms against the adopted reference. The
+ * resumes and the next change alarms against the adopted reference. A
+ * rejection while settling that is *not* the continuation of the adopted shift
+ * (`continuation.ts`: a feature that did not move in it moves, the shift turns
+ * back, or the features stop moving together as a ramp moves them) ends
+ * settling and alarms at once ({@link settleCheck} says which). The
  * accuracy monitor still watches the champion while the group settles.
  *
  * ## Example
@@ -246,6 +251,13 @@ export interface ReferenceUpdate {
   features: ReferenceFeatureEvidence[];
 }
 
+/** A settle-time rejection and its verdict (see {@link MultiScaleDriftDetector.settleCheck}). */
+export interface SettleCheck extends ContinuationCheck {
+  groupKey: string;
+  /** Sample index of the test. */
+  at: number;
+}
+
 /** Where a group stands after {@link MultiScaleDriftDetector.acceptShift}. */
 export type SettleState = 'normal' | 'collecting' | 'settling';
 
@@ -305,6 +317,8 @@ class Group {
   /** Sample index after which rows may enter the new reference. */
   collectSince = -1;
   settleLeft = 0;
+  /** What the last adoption changed (for telling a ramp's continuation from a new change while settling). */
+  step: AdoptedStep | null = null;
   /** The group's own reference once it adopted one (else the detector's). */
   refs: SortedSample[] | null = null;
   refIndex: ReferenceIndex[] | null = null;
@@ -345,6 +359,7 @@ export class MultiScaleDriftDetector {
   private groupsEvicted = 0;
   private lastAlarm: DriftAlarm | null = null;
   private lastUpdate: ReferenceUpdate | null = null;
+  private lastContinuation: SettleCheck | null = null;
   private readonly merged: Float64Array;
   private readonly incoming: Float64Array;
   private readonly outgoing: Float64Array;
@@ -377,6 +392,15 @@ export class MultiScaleDriftDetector {
 
   get alarm(): DriftAlarm | null {
     return this.lastAlarm;
+  }
+
+  /**
+   * The settle-time check of the latest update, if any (`continuation.ts`): a rejection while a group settled
+   * after an adopted shift, judged the continuation of that shift (a `continuing` update) or a new change
+   * (settling ends and the rejection alarms).
+   */
+  get settleCheck(): SettleCheck | null {
+    return this.lastContinuation;
   }
 
   /** The reference update completed by the latest update, if any. */
@@ -432,6 +456,7 @@ export class MultiScaleDriftDetector {
     this.groups.clear();
     this.lastAlarm = null;
     this.lastUpdate = null;
+    this.lastContinuation = null;
   }
 
   dropGroup(key: string): boolean {
@@ -528,6 +553,7 @@ export class MultiScaleDriftDetector {
     const index = this.samples++;
     this.lastAlarm = null;
     this.lastUpdate = null;
+    this.lastContinuation = null;
     const x0 = row.temperatureC;
     const x1 = row.vibrationHz;
     const x2 = row.powerKw;
@@ -720,6 +746,15 @@ export class MultiScaleDriftDetector {
     };
 
     let alarm: DriftAlarm | null = null;
+    if (any && g.settle === 'settling' && g.step) {
+      // A change that is not the continuation of the adopted shift ends settling and alarms.
+      const check = this.checkSettling(g, g.step);
+      this.lastContinuation = { groupKey: g.key, at: index, ...check };
+      if (!check.continuing) {
+        g.settle = 'normal';
+        g.settleLeft = 0;
+      }
+    }
     if (any && g.settle !== 'normal') {
       // Settling: further change updates the reference instead of alarming.
       if (g.settle === 'settling') this.startCollecting(g, index, 'continuing');
@@ -804,6 +839,31 @@ export class MultiScaleDriftDetector {
     sorted.set(merged.subarray(0, w));
   }
 
+  /** The continuation rules (`continuation.ts`) on the longest rejecting window tested now. */
+  private checkSettling(g: Group, step: AdoptedStep): ContinuationCheck {
+    let sc: ScaleState | undefined;
+    const rejected = new Array<boolean>(NF).fill(false);
+    for (const s of g.scales) {
+      if (s.lastCount !== g.count) continue; // not tested at this sample
+      let any = false;
+      for (let f = 0; f < NF; f++)
+        if (s.rejected[f] === 1) {
+          rejected[f] = true;
+          any = true;
+        }
+      if (any && (sc === undefined || s.windowSize > sc.windowSize)) sc = s;
+    }
+    const w = (sc as ScaleState).windowSize;
+    const mean = new Float64Array(NF);
+    for (let f = 0; f < NF; f++) {
+      const window = (sc as ScaleState).sorted.subarray(f * w, f * w + w);
+      let sum = 0;
+      for (let i = 0; i < w; i++) sum += window[i] as number;
+      mean[f] = sum / w;
+    }
+    return checkContinuation(step, mean, w, rejected);
+  }
+
   private statusOne(g: Group, f: number): FeatureDriftStatus {
     const stat = g.statistic[f] as number;
     return new LazyStatus(
@@ -878,6 +938,21 @@ export class MultiScaleDriftDetector {
         pvalue: ks.pvalue,
       });
     }
+    const step: AdoptedStep = {
+      shift: new Float64Array(NF),
+      moved: new Uint8Array(NF),
+      mean: new Float64Array(NF),
+      sd: new Float64Array(NF),
+      samples: N,
+    };
+    for (let f = 0; f < NF; f++) {
+      const e = evidence[f] as ReferenceFeatureEvidence;
+      step.shift[f] = e.new.mean - e.old.mean;
+      step.moved[f] = e.pvalue <= MOVED_PVALUE ? 1 : 0;
+      step.mean[f] = e.new.mean;
+      step.sd[f] = e.new.sd;
+    }
+    g.step = step;
     evidence.sort((a, b) => a.pvalue - b.pvalue || b.statistic - a.statistic);
     const slot0 = g.collectedCount % N; // oldest slot of a full ring
     const newestSlot = (g.collectedCount - 1) % N;

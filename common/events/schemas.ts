@@ -97,6 +97,14 @@ export const retrainRequestSchema = z
     validationAccuracy: probability.nullable(),
     /** Detector group the alarm came from: `all` or a machine id. */
     groupKey: label(128),
+    /**
+     * Two-stage concept retraining (`retrainer/src/stages.ts`): absent, the retrainer decides (a concept
+     * request runs stage 1 on few labels, then stage 2); 2, a single training on at least `minSamples`
+     * (the retrainer's stage-2 follow-up, or the edge's re-request after a rejection).
+     */
+    stage: z.literal(2).optional(),
+    /** Fewest post-drift samples to train on (a re-request after a rejected concept retrain asks for more). */
+    minSamples: z.number().int().min(1).max(10_000_000).optional(),
   })
   .refine((r) => r.kind === 'concept' || r.features.length > 0, {
     message: 'a covariate retrain request names at least one feature',
@@ -118,6 +126,12 @@ export const modelMetricsSchema = z.object({
 export type ModelMetrics = z.infer<typeof modelMetricsSchema>;
 
 const modelEventBase = {
+  /** Two-stage concept retraining: the stage this outcome ended (1: early model on few labels, 2: the follow-up). */
+  stage: z.union([z.literal(1), z.literal(2)]).optional(),
+  /** Set on a stage-1 outcome: the stage-2 request the retrainer queued after it (same correlation id). */
+  followUpRequestId: requestIdSchema.optional(),
+  /** Post-drift samples the challenger was trained, validated and held out on (absent: no training). */
+  trainedSamples: z.number().int().min(0).optional(),
   modelName: modelNameSchema,
   correlationId: correlationIdSchema,
   /** The retrain request that caused it; null for operator actions and the bootstrap model. */

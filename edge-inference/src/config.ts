@@ -24,6 +24,7 @@ import { CORRECTIONS } from '../../common/drift/multiple-testing.ts';
 import { DEFAULT_REGISTRY_DIR } from '../../common/registry/directory.ts';
 import { keysDirField, verifyKeysField } from '../../common/model/signature.ts';
 import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
+import { DEFAULT_CONCEPT_REREQUESTS } from './concept-retry.ts';
 
 /**
  * Default stable MQTT client id: one per host (a pod name in Kubernetes), so the broker keeps this worker's
@@ -277,6 +278,14 @@ export const edgeConfigSpec = {
       'retrain that never produced a champion is asked for again',
     default: DEFAULT_EPISODE_TTL_SAMPLES,
     min: 1,
+  }),
+  conceptReRequests: int('CONCEPT_REREQUEST_MAX', {
+    description:
+      'Re-requests with twice the samples after a rejected concept retrain, per drift episode ' +
+      '(instead of waiting for EPISODE_TTL_SAMPLES)',
+    default: DEFAULT_CONCEPT_REREQUESTS,
+    min: 0,
+    max: 100,
   }),
   statusIntervalMs: int('EDGE_STATUS_INTERVAL_MS', {
     description:

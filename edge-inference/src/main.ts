@@ -133,6 +133,7 @@ runMain(async () => {
     ...(config.accuracyCusum === 'off' ? { accuracyCusumConfig: false as const } : {}),
     ...(config.dataQuality === 'off' ? { dataQualityConfig: false as const } : {}),
     episodeTtlSamples: config.episodeTtlSamples,
+    conceptReRequests: config.conceptReRequests,
     labelJoinMaxPending: config.labelJoinMaxPending,
     dedupWindow: config.dedupWindow,
     outboxMaxSamples: config.outboxMaxSamples,

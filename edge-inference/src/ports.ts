@@ -107,6 +107,10 @@ export interface EpisodePort {
   episode?(sampleIndex?: number): { requestId: string; correlationId: string } | null;
   /** The open episode ends without a new champion: the detector adopted the shift (`referenceAdopted`). */
   referenceAdopted?(): boolean;
+  /** The open episode's retrain lost: the request to publish for a training on at least `minSamples`. */
+  reRequest?(sampleIndex: number, minSamples: number): RetrainRequest | null;
+  /** Re-requests made in the open episode. */
+  readonly reRequestCount?: number;
 }
 
 /** The champion as the registry reports it (`ModelVersion` satisfies it). */

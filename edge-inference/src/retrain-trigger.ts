@@ -21,9 +21,10 @@ import { describeError } from '../../common/errors.ts';
 import { parseRetrainRequest, type ModelRejected, type RetrainRequest } from '../../common/events/schemas.ts';
 import type { Logger } from '../../common/logging/logger.ts';
 import type { LoadedModel } from '../../common/model/types.ts';
-import type { Efficiency } from '../../common/schema/features.ts';
 import type { Telemetry } from '../../common/schema/telemetry.ts';
+import { DEFAULT_CONCEPT_REREQUESTS, onConceptRejected } from './concept-retry.ts';
 import type { EdgeMetrics } from './metrics.ts';
+import type { AlarmOutcome, LabelledOutcome, ReferenceUpdateOutcome } from './trigger-outcomes.ts';
 import type { ModelHolder } from './model-holder.ts';
 import type { AccuracyPort, DriftPort, EpisodePort } from './ports.ts';
 
@@ -55,40 +56,7 @@ import type { AccuracyPort, DriftPort, EpisodePort } from './ports.ts';
  * alarm every feature of which is in a machine's fault is that fault.
  */
 
-/** What a reference update answered: the rejected challenger's request, for observers. */
-export interface ReferenceUpdateOutcome {
-  modelVersion: string;
-  /** The correlation id of the covariate request whose challenger was rejected. */
-  correlationId: string;
-  requestId: string | null;
-  /** The champion's accuracy on the retrainer's recent holdout, when the rejection carried it. */
-  championAccuracy: number | null;
-}
-
-/** How an alarm was handled, for observers (the status publisher). */
-export interface AlarmOutcome {
-  /** The model serving when the alarm was raised. */
-  modelVersion: string;
-  /**
-   * The request's correlation id when the alarm opened an episode, the open episode's when it joined one,
-   * else the alarm's own.
-   */
-  correlationId: string;
-  /** The retrain request the alarm opened, if any. */
-  requestId?: string;
-  /** Live accuracy at the alarm (the alarm's, else the monitor's). */
-  liveAccuracy: number | null | undefined;
-}
-
-/** A labelled prediction: what the accuracy monitor is fed. */
-export interface LabelledOutcome {
-  predicted: Efficiency;
-  label: Efficiency;
-  /** Model that made the prediction; only the serving model's predictions count. */
-  modelVersion: string;
-  ts: number;
-  sampleIndex: number;
-}
+export type { AlarmOutcome, LabelledOutcome, ReferenceUpdateOutcome } from './trigger-outcomes.ts';
 
 /** What a {@link RetrainTrigger} works with. */
 export interface RetrainTriggerOptions {
@@ -138,6 +106,8 @@ export interface RetrainTriggerOptions {
   onDataQuality?: (event: DataQualityAlarm | (DataQualityCleared & { kind: 'cleared' })) => void;
   /** Every adopted reference (`reference-updated`). */
   onReferenceUpdate?: (update: ReferenceUpdate, outcome: ReferenceUpdateOutcome) => void;
+  /** Most re-requests with more data after rejected concept retrains, per episode (`concept-retry.ts`). */
+  conceptReRequests?: number;
 }
 
 /** Alarm → episode → retrain request (see the module comment). */
@@ -223,12 +193,11 @@ export class RetrainTrigger {
     const championAccuracy = event.championMetrics?.accuracy ?? null;
     const floor = this.validationAccuracy === null ? null : this.validationAccuracy - accuracyConfig.maxDrop;
     const drift = this.detector;
-    if (
-      open.kind !== 'covariate' ||
-      championAccuracy === null ||
-      floor === null ||
-      championAccuracy < floor
-    ) {
+    if (open.kind === 'concept') {
+      this.conceptRejected(event, open, log);
+      return false;
+    }
+    if (championAccuracy === null || floor === null || championAccuracy < floor) {
       log.info('challenger rejected; the shift is not accepted (the detector keeps its reference)', {
         action: 'shift-accepted',
         outcome: 'skipped',
@@ -530,9 +499,22 @@ export class RetrainTrigger {
     });
   }
 
+  /** A concept retrain lost: wait for its stage 2, or re-request with more data (`concept-retry.ts`). */
+  private conceptRejected(event: ModelRejected, open: { requestId: string }, log: Logger): void {
+    const episodes = this.episodes;
+    const made = episodes?.reRequestCount ?? 0;
+    const next = onConceptRejected(event, made, this.options.conceptReRequests ?? DEFAULT_CONCEPT_REREQUESTS);
+    const { action: next_, ...detail } = next;
+    log.info(`concept challenger rejected: ${next_}`, { action: 'concept-rejected', next: next_, ...detail });
+    if (next.action === 'await-follow-up') open.requestId = next.requestId;
+    if (next.action !== 're-request' || !episodes?.reRequest) return;
+    const request = episodes.reRequest(this.options.sampleClock(), next.minSamples);
+    if (request) this.publishRequest(request, 'concept', log);
+  }
+
   /** The alarm to the episode manager; publishes and returns the retrain request when the alarm opened an episode. */
   private requestRetrain(alarm: DriftAlarm, log: Logger): RetrainRequest | undefined {
-    const { bus, modelName, metrics, logger, track, sampleClock } = this.options;
+    const { sampleClock } = this.options;
     if (!this.episodes) return undefined;
     let request: RetrainRequest | null;
     try {
@@ -548,6 +530,16 @@ export class RetrainTrigger {
       });
       return undefined;
     }
+    return this.publishRequest(request, alarm.kind, log);
+  }
+
+  /** Validates, records as the open request, and publishes a retrain request. */
+  private publishRequest(
+    request: RetrainRequest,
+    kind: 'covariate' | 'concept',
+    log: Logger,
+  ): RetrainRequest | undefined {
+    const { bus, modelName, metrics, logger, track } = this.options;
     const checked = parseRetrainRequest(request);
     if (!checked.ok) {
       log.error(`retrain request is invalid and was not published: ${checked.reason}`, {
@@ -563,7 +555,8 @@ export class RetrainTrigger {
     log.info(`publishing retrain request ${checked.value.requestId}`, {
       action: 'retrain-request',
       requestId: checked.value.requestId,
-      kind: alarm.kind,
+      kind,
+      ...(request.minSamples !== undefined ? { minSamples: request.minSamples } : {}),
     });
     const publish = this.options.publish ?? ((t, k, v) => bus.publish(t, k, v));
     track(

@@ -109,6 +109,8 @@ export interface EdgeWorkerOptions {
   dataQualityConfig?: Partial<DataQualityConfig> | false;
   /** The sequential label test beside the accuracy monitor (`AccuracyCusum`); false turns it off. */
   accuracyCusumConfig?: Partial<AccuracyCusumConfig> | false;
+  /** Re-requests with more data after rejected concept retrains, per episode (`concept-retry.ts`). Default 3. */
+  conceptReRequests?: number;
   /**
    * A ready-made drift detector, or false for none. Default: a `FeatureDriftDetector` built on the first
    * champion's reference.
@@ -384,6 +386,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     ...(options.accuracyCusumConfig !== undefined
       ? { accuracyCusumConfig: options.accuracyCusumConfig }
       : {}),
+    ...(options.conceptReRequests !== undefined ? { conceptReRequests: options.conceptReRequests } : {}),
   });
   holder.onSwap(() => status.championLoaded());
 

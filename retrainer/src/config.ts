@@ -71,6 +71,14 @@ export const retrainerConfigSpec = {
     default: 2000,
     min: 20,
   }),
+  /** Two-stage concept retraining: samples of the first stage (0 or >= minSamples: one stage). */
+  stage1MinSamples: int('RETRAIN_STAGE1_MIN_SAMPLES', {
+    description:
+      'post-drift samples of the first stage of a concept retrain (promoted if it beats the drifted champion, ' +
+      'then retrained on RETRAIN_MIN_SAMPLES and promoted only if better again); 0: one stage',
+    default: 600,
+    min: 0,
+  }),
   /** Most recent samples used (the newest of the window). */
   maxSamples: int('RETRAIN_MAX_SAMPLES', {
     description: 'most recent samples used from the window (newest kept)',
@@ -147,15 +155,15 @@ export const retrainerConfigSpec = {
   /** Wait before asking the store again when a window has too few samples, ms. */
   dataRetryMs: int('RETRAIN_DATA_RETRY_MS', {
     description: 'wait before retrying a request that had too few samples (ms)',
-    default: 5_000,
+    default: 500,
     min: 10,
   }),
   /** Attempts for a request that has too few samples before it is given up. */
   dataMaxAttempts: int('RETRAIN_DATA_MAX_ATTEMPTS', {
     description: 'attempts before a request with too few samples is given up',
-    default: 24,
+    default: 240,
     min: 1,
-    max: 1000,
+    max: 10_000,
   }),
   /** Train on the service's own thread instead of a worker thread (debugging). */
   inThread: bool('RETRAIN_IN_THREAD', {

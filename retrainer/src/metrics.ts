@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
  */
 export class RetrainerMetrics {
   readonly registry: Registry;
-  /** Retrain requests by what happened to them: accepted, duplicate, coalesced, invalid. */
+  /** Retrain requests by what happened to them: accepted, duplicate, coalesced, invalid; follow-up: a stage-2 retrain queued by the retrainer. */
   readonly requests: Counter<'result'>;
   /** Finished trainings by outcome: promoted, rejected, failed, timed-out, insufficient-data. */
   readonly trainings: Counter<'outcome'>;

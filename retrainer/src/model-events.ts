@@ -36,8 +36,16 @@ export function provisionalVersion(requestId: string): string {
  * (failed and timed-out trainings are reported as `model-rejected` with the
  * reason). Validated against the event schema.
  */
-export function modelEventFor(outcome: RetrainOutcome, request: RetrainRequest, at: number): ModelEvent {
+export function modelEventFor(
+  outcome: RetrainOutcome,
+  request: RetrainRequest,
+  at: number,
+  stage: { stage?: 1 | 2; followUpRequestId?: string } = {},
+): ModelEvent {
   const common = {
+    ...(stage.stage !== undefined ? { stage: stage.stage } : {}),
+    ...(stage.followUpRequestId !== undefined ? { followUpRequestId: stage.followUpRequestId } : {}),
+    ...(outcome.challenger !== null ? { trainedSamples: outcome.trainedOn.samples } : {}),
     modelName: outcome.modelName,
     correlationId: outcome.correlationId,
     requestId: outcome.requestId,

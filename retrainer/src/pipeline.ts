@@ -100,6 +100,8 @@ export interface RetrainOnceOptions {
   windowBy?: 'ts' | 'sample';
   /** Stops the training (rejects with the signal's reason). */
   signal?: AbortSignal;
+  /** Fewest samples for this training (a stage of `stages.ts`); default `config.minSamples`. */
+  minSamples?: number;
 }
 
 /** How a retrain ended. */
@@ -215,7 +217,7 @@ export async function retrainOnce(
       extendToLatest: options.extendToLatest,
     },
     {
-      minSamples: config.minSamples,
+      minSamples: options.minSamples ?? config.minSamples,
       maxSamples: config.maxSamples,
       oldDataShare: config.oldDataShare,
       oldDataShareConcept: config.oldDataShareConcept,

@@ -11,6 +11,7 @@ import { RequestLedger, isFinal, type RequestRecord, type RequestStatus } from '
 import { RetrainerMetrics } from './metrics.ts';
 import { failureEvent, modelEventFor } from './model-events.ts';
 import { defaultTrainer, retrainOnce, type RetrainOnceDeps, type RetrainOutcome } from './pipeline.ts';
+import { planStage, type StagePlan } from './stages.ts';
 
 /**
  * The retrainer service: consumes retrain requests from the event bus
@@ -44,6 +45,11 @@ import { defaultTrainer, retrainOnce, type RetrainOnceDeps, type RetrainOutcome 
  *   keeps serving) are retried the same way, within the same attempt budget,
  *   with an exponential backoff from `dataRetryMs` (capped at
  *   {@link MAX_INFRA_RETRY_DELAY_MS} or `dataRetryMs`, whichever is larger).
+ * - Two-stage concept retraining (`stages.ts`): a concept request first trains
+ *   on `stage1MinSamples` samples; once it has ended (promoted or rejected) a
+ *   stage-2 follow-up (same correlation id, request id `followUpRequestId`) is
+ *   recorded and queued at the front of the lane and trains on `minSamples`
+ *   against whoever is champion then. The stage-1 event names the follow-up.
  * - Shutdown (`close`): stops consuming, wakes waiting requests (they stay
  *   queued for the next start), lets a running training finish or time out.
  */
@@ -199,10 +205,12 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
 
   async function runJob(l: Lane, job: Job): Promise<void> {
     const r = job.request;
+    const plan: StagePlan = planStage(r, config);
     const log = logger.child({
       correlationId: r.correlationId,
       requestId: r.requestId,
       modelName: r.modelName,
+      ...(plan.stage !== undefined ? { stage: plan.stage } : {}),
     });
     let infraFailures = 0;
     for (;;) {
@@ -211,7 +219,10 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
       await requireLedger().update(r.requestId, { status: 'running', attempts: job.attempts });
       let outcome: RetrainOutcome;
       try {
-        outcome = await retrainOnce(r, onceDeps, { extendToLatest: job.attempts > 1 });
+        outcome = await retrainOnce(r, onceDeps, {
+          extendToLatest: job.attempts > 1,
+          minSamples: plan.minSamples,
+        });
       } catch (err) {
         const retriable = isRetriable(err);
         if (retriable && job.attempts < config.dataMaxAttempts) {
@@ -263,9 +274,43 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
         return;
       }
       await finishRecord(job, outcome.status, outcome.reason, outcome.version);
-      await publish(modelEventFor(outcome, r, now()));
+      const followUp = plan.followUp ? await queueFollowUp(l, plan.followUp, log) : undefined;
+      await publish(
+        modelEventFor(outcome, r, now(), {
+          ...(plan.stage !== undefined ? { stage: plan.stage } : {}),
+          ...(followUp ? { followUpRequestId: followUp } : {}),
+        }),
+      );
       return;
     }
+  }
+
+  /** Records and queues (first in its lane) the stage-2 follow-up of a stage-1 retrain; returns its id. */
+  async function queueFollowUp(l: Lane, followUp: RetrainRequest, log: typeof logger): Promise<string> {
+    const book = requireLedger();
+    if (!book.get(followUp.requestId)) {
+      const at = new Date().toISOString();
+      await book.put({
+        requestId: followUp.requestId,
+        correlationId: followUp.correlationId,
+        modelName: followUp.modelName,
+        championVersion: followUp.championVersion,
+        status: 'queued',
+        receivedAt: at,
+        updatedAt: at,
+        attempts: 0,
+        request: followUp,
+      });
+      l.queue.unshift({ request: followUp, attempts: 0 });
+      updateQueueGauge();
+      metrics.requests.inc({ result: 'follow-up' });
+    }
+    log.info('stage 1 ended; stage-2 retrain queued on more data', {
+      action: 'retrain-request-follow-up',
+      followUpRequestId: followUp.requestId,
+      minSamples: config.minSamples,
+    });
+    return followUp.requestId;
   }
 
   function kick(name: string): void {

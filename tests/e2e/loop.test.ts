@@ -65,13 +65,23 @@ describe('self-healing loop (in process, sample clock)', () => {
     expect((first?.at ?? Infinity) - 6000).toBeLessThan(1500);
   });
 
-  it('retrains once per episode and promotes the challenger, which starts serving', () => {
-    expect(withLoop.retrains).toHaveLength(1);
-    const r = withLoop.retrains[0];
-    expect(r?.promoted).toBe(true);
-    expect(r?.challenger?.accuracy ?? 0).toBeGreaterThan(r?.champion?.accuracy ?? 1);
-    expect(withLoop.championVersions.map((v) => v.version)).toEqual(['1', '2']);
-    expect(r?.swappedAt).toBeGreaterThan(6000);
+  it('retrains once per episode, in two stages: stage 1 promoted and serving, stage 2 judged against it', () => {
+    expect(withLoop.retrains.map((r) => [r.stage, r.minSamples])).toEqual([
+      [1, 600],
+      [2, 2_000],
+    ]);
+    const [one, two] = withLoop.retrains;
+    expect(one?.promoted).toBe(true);
+    expect(one?.challenger?.accuracy ?? 0).toBeGreaterThan(one?.champion?.accuracy ?? 1);
+    expect(one?.swappedAt).toBeGreaterThan(6000);
+    // Stage 2 waited for more data and was scored against the stage-1 champion (v2) on its own holdout:
+    // promoted only if better.
+    expect(two?.trainedOn?.samples ?? 0).toBeGreaterThanOrEqual(2_000);
+    expect(two?.requestedAt).toBe(one?.trainedAt);
+    if (two?.promoted) expect(two.challenger?.accuracy ?? 0).toBeGreaterThan(two.champion?.accuracy ?? 1);
+    expect(withLoop.championVersions.map((v) => v.version)).toEqual(
+      two?.promoted ? ['1', '2', '3'] : ['1', '2'],
+    );
   });
 
   it('recovers accuracy: healed within 10,000 samples, better than without retraining', () => {

@@ -330,3 +330,113 @@ describe('retrain trigger: the sequential label test (issue 13, part 2)', () => 
     });
   });
 });
+
+describe('retrain trigger: a rejected concept retrain is asked for again with more data (issue 13, part 2)', () => {
+  it('waits for the stage-2 follow-up, then re-requests with twice the samples, at most CONCEPT_REREQUEST_MAX times', async () => {
+    const bus = new InProcessBus();
+    const ingest = new FakeIngest();
+    const worker = createEdgeWorker({
+      http: false,
+      championPollMs: 0,
+      ingest,
+      bus,
+      modelRegistry: registry,
+      loader: async (dir): Promise<LoadedModel> =>
+        fakeModel(dir.split('/').pop() as string, { accuracy: 0.9 }),
+      drift: false,
+      dataQualityConfig: false,
+      batchSize: 10,
+      batchMaxWaitMs: 1,
+      sampleBatchMaxWaitMs: 1,
+      conceptReRequests: 1,
+    });
+    workers.push(worker);
+    await worker.start();
+    for (let seq = 0; seq < 1_300; seq++) {
+      const t = makeTelemetry('m1', seq);
+      await ingest.telemetry(t);
+      const right = ruleLabel(t);
+      const wrong = seq >= 1_000 && seq % 10 < 3;
+      await ingest.label({
+        machineId: 'm1',
+        seq,
+        efficiency: wrong ? (right === 'Low' ? 'High' : 'Low') : right,
+      });
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    const [first] = requests(bus);
+    expect(first).toMatchObject({ kind: 'concept', window: { sampleFrom: 1_000 } });
+    expect(first?.minSamples).toBeUndefined();
+    const reject = (requestId: string, extra: Record<string, unknown>): Promise<void> =>
+      bus.publish(BUS_TOPICS.modelEvents, 'driftline-efficiency', {
+        ...rejected(first as RetrainRequest, 0.7),
+        requestId,
+        ...extra,
+      });
+    // Stage 1 lost; the retrainer queued stage 2: nothing to ask.
+    const followUp = 'f'.repeat(64);
+    await reject((first as RetrainRequest).requestId, {
+      stage: 1,
+      followUpRequestId: followUp,
+      trainedSamples: 700,
+    });
+    await bus.idle();
+    expect(requests(bus)).toHaveLength(1);
+    // Stage 2 (2,000 samples) lost too: ask again at once for 4,000, same episode and correlation id.
+    await reject(followUp, { stage: 2, trainedSamples: 2_000 });
+    await bus.idle();
+    const again = requests(bus)[1] as RetrainRequest;
+    expect(again).toMatchObject({
+      kind: 'concept',
+      stage: 2,
+      minSamples: 4_000,
+      correlationId: (first as RetrainRequest).correlationId,
+      window: { sampleFrom: 1_000 },
+    });
+    expect(again.requestId).not.toBe((first as RetrainRequest).requestId);
+    expect(again.window.sampleTo).toBeGreaterThanOrEqual(1_290);
+    // The one re-request allowed is used: a third rejection asks nothing; nor does one of another request.
+    await reject(again.requestId, { trainedSamples: 4_000 });
+    await reject('e'.repeat(64), { trainedSamples: 4_000 });
+    await bus.idle();
+    expect(requests(bus)).toHaveLength(2);
+    expect(worker.stats().retrainRequests).toBe(2);
+  });
+
+  it('does not re-request when nothing was trained (not enough data)', async () => {
+    const bus = new InProcessBus();
+    const ingest = new FakeIngest();
+    const worker = createEdgeWorker({
+      http: false,
+      championPollMs: 0,
+      ingest,
+      bus,
+      modelRegistry: registry,
+      loader: async (dir): Promise<LoadedModel> =>
+        fakeModel(dir.split('/').pop() as string, { accuracy: 0.9 }),
+      drift: false,
+      dataQualityConfig: false,
+      batchSize: 10,
+      batchMaxWaitMs: 1,
+      sampleBatchMaxWaitMs: 1,
+    });
+    workers.push(worker);
+    await worker.start();
+    for (let seq = 0; seq < 1_300; seq++) {
+      const t = makeTelemetry('m1', seq);
+      await ingest.telemetry(t);
+      const right = ruleLabel(t);
+      const wrong = seq >= 1_000 && seq % 10 < 3;
+      await ingest.label({
+        machineId: 'm1',
+        seq,
+        efficiency: wrong ? (right === 'Low' ? 'High' : 'Low') : right,
+      });
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    const [first] = requests(bus);
+    await bus.publish(BUS_TOPICS.modelEvents, 'driftline-efficiency', rejected(first as RetrainRequest, 0.7));
+    await bus.idle();
+    expect(requests(bus)).toHaveLength(1);
+  });
+});

@@ -10,6 +10,7 @@ import { openFileSampleStore, type FileSampleStore } from '../../../common/sampl
 import type { RetrainerConfig } from '../../../retrainer/src/config.ts';
 import { retrainOnce } from '../../../retrainer/src/pipeline.ts';
 import { createRetrainer, infraRetryDelayMs, type Retrainer } from '../../../retrainer/src/service.ts';
+import { followUpRequestId } from '../../../retrainer/src/stages.ts';
 import {
   FakeTrainer,
   MemoryRegistry,
@@ -348,8 +349,100 @@ describe('retrainer service (fake trainer and registry)', () => {
     expect(await registry.listVersions(MODEL)).toHaveLength(1);
   });
 
+  describe('two-stage concept retraining (stages.ts)', () => {
+    /** Stage 1 on 300 samples, stage 2 on 600 (the store holds 1,000 post-drift samples). */
+    const twoStage = { minSamples: 600, stage1MinSamples: 300 };
+
+    it('promotes a better stage 1, then judges stage 2 against the stage-1 champion: not better, not promoted', async () => {
+      const trainer = new FakeTrainer(better());
+      const r = start(trainer, twoStage);
+      await r.start();
+      await r.submit(makeRequest({ requestId: hex(30), correlationId: 'drift-two' }));
+      await r.idle();
+      const [one, two] = await events();
+      const followUp = followUpRequestId(hex(30));
+      expect(one).toMatchObject({
+        type: 'model-promoted',
+        stage: 1,
+        version: '2',
+        previousVersion: '1',
+        requestId: hex(30),
+        followUpRequestId: followUp,
+        correlationId: 'drift-two',
+      });
+      // The same (oracle) model again: equal accuracy to the stage-1 champion is not better.
+      expect(two).toMatchObject({
+        type: 'model-rejected',
+        stage: 2,
+        requestId: followUp,
+        championVersion: '2',
+        correlationId: 'drift-two',
+      });
+      expect((await registry.getChampion(MODEL))?.version).toBe('2');
+      expect(r.record(followUp)).toMatchObject({ status: 'rejected', correlationId: 'drift-two' });
+    });
+
+    it('stage 2 replaces the stage-1 champion only when it beats it', async () => {
+      // Stage 1: a model that gets a share of the new rule wrong (better than the drifted champion);
+      // stage 2: the new rule itself.
+      let n = 0;
+      const trainer = new FakeTrainer({
+        spec: () =>
+          n++ === 0 ? { kind: 'oracle', speedShift: 150, errorRate: 0.1 } : (better().spec as never),
+      });
+      const r = start(trainer, twoStage);
+      await r.start();
+      await r.submit(makeRequest({ requestId: hex(31) }));
+      await r.idle();
+      const evs = await events();
+      expect(evs.map((e) => [e.type, e.stage, 'version' in e ? e.version : null])).toEqual([
+        ['model-promoted', 1, '2'],
+        ['model-promoted', 2, '3'],
+      ]);
+      expect(evs[1]).toMatchObject({ previousVersion: '2' });
+    });
+
+    it('never promotes a stage 1 worse than the drifted champion; stage 2 still follows', async () => {
+      const trainer = new FakeTrainer({ spec: { kind: 'constant', label: 'Low' } });
+      const r = start(trainer, twoStage);
+      await r.start();
+      await r.submit(makeRequest({ requestId: hex(32) }));
+      await r.idle();
+      const evs = await events();
+      expect(evs.map((e) => [e.type, e.stage])).toEqual([
+        ['model-rejected', 1],
+        ['model-rejected', 2],
+      ]);
+      expect(evs[0]).toMatchObject({ followUpRequestId: followUpRequestId(hex(32)), trainedSamples: 1_000 });
+      expect((await registry.getChampion(MODEL))?.version).toBe('1');
+    });
+
+    it('a covariate request, or a re-request asking for more, trains once and waits for its samples', async () => {
+      const trainer = new FakeTrainer(better());
+      const r = start(trainer, { ...twoStage, dataMaxAttempts: 2 });
+      await r.start();
+      await r.submit(
+        makeRequest({
+          requestId: hex(33),
+          kind: 'covariate',
+          features: [{ feature: 'vibrationHz', statistic: 0.3, pvalue: 1e-9 }],
+        }),
+      );
+      await r.idle();
+      expect((await events()).map((e) => [e.type, e.stage])).toEqual([['model-promoted', undefined]]);
+      // A re-request for 1,200 samples (the store holds 1,000): one stage, and it waits for them.
+      await r.submit(makeRequest({ requestId: hex(34), championVersion: '2', stage: 2, minSamples: 1_200 }));
+      await r.idle();
+      expect(r.record(hex(34))).toMatchObject({
+        status: 'insufficient-data',
+        reason: 'not enough data: 1000 of 1200 samples after 2 attempt(s)',
+      });
+      expect(trainer.jobs).toHaveLength(1);
+    });
+  });
+
   it('gives up after the capped attempts when the data never suffices', async () => {
-    const r = start(new FakeTrainer(), { minSamples: 5000, dataMaxAttempts: 3 });
+    const r = start(new FakeTrainer(), { minSamples: 5000, dataMaxAttempts: 3, stage1MinSamples: 0 });
     await r.start();
     await r.submit(makeRequest({ requestId: hex(14) }));
     await r.idle();

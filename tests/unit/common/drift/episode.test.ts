@@ -181,3 +181,37 @@ describe('DriftEpisodeManager', () => {
     });
   });
 });
+
+describe('DriftEpisodeManager.reRequest (a rejected concept retrain asks again with more data)', () => {
+  it('repeats the open episode’s request for more samples: new id, same correlation id and window start', () => {
+    const m = manager();
+    const first = m.onAlarm(alarm(1_200, { kind: 'concept', features: [] }), 1_200);
+    expect(first).not.toBeNull();
+    expect(m.reRequestCount).toBe(0);
+    const again = m.reRequest(3_500, 4_000);
+    expect(again).toMatchObject({
+      kind: 'concept',
+      correlationId: first?.correlationId,
+      sampleIndex: 3_500,
+      stage: 2,
+      minSamples: 4_000,
+      window: { sampleFrom: first?.window.sampleFrom, sampleTo: 3_500 },
+    });
+    expect(again?.requestId).not.toBe(first?.requestId);
+    expect(parseRetrainRequest(again).ok).toBe(true);
+    const third = m.reRequest(6_000, 8_000);
+    expect(third?.requestId).not.toBe(again?.requestId);
+    expect(m.reRequestCount).toBe(2);
+    expect(m.stats.requests).toBe(3);
+    expect(m.stats.episodes).toBe(1);
+  });
+
+  it('asks nothing without an open episode, and a new champion ends it', () => {
+    const m = manager();
+    expect(m.reRequest(100, 4_000)).toBeNull();
+    m.onAlarm(alarm(1_200, { kind: 'concept', features: [] }), 1_200);
+    m.championLoaded('2', 0.97);
+    expect(m.reRequest(3_500, 4_000)).toBeNull();
+    expect(m.reRequestCount).toBe(0);
+  });
+});

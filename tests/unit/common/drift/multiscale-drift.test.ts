@@ -308,6 +308,70 @@ describe('MultiScaleDriftDetector adopting a new reference (acceptShift)', () =>
     expect(alarms).toEqual([5_199, 35_349, 40_349, 45_349, 50_349, 55_349]);
   });
 
+  it('a different change while settling alarms at once: a feature the adopted shift did not move', () => {
+    // As above, but the second shift (powerKw + 0.5 sd) starts at 15,000: inside the settle window that
+    // the adoption at 10,199 opened (until 20,199). It used to become a 'continuing' reference update.
+    const detector = new FeatureDriftDetector(REFERENCE);
+    const sdV = seedSd('vibrationHz');
+    const checks: { at: number; reason: string; feature: string | null }[] = [];
+    const stream = new SeedStream({ seed: 4 });
+    const alarms: number[] = [];
+    const updates: [number, string][] = [];
+    for (let i = 0; i < 21_000; i++) {
+      const row = { ...stream.next() };
+      if (i >= 5_000) row.vibrationHz += sdV;
+      if (i >= 15_000) row.powerKw += 0.5 * seedSd('powerKw');
+      const u = detector.update(row);
+      if (u.alarm) alarms.push(i);
+      if (u.referenceUpdate) updates.push([i, u.referenceUpdate.reason]);
+      const c = detector.multiscale?.settleCheck;
+      if (c) checks.push({ at: c.at, reason: c.reason, feature: c.feature });
+      if (i === 7_000) detector.acceptShift();
+    }
+    expect(updates).toEqual([[10_199, 'accepted']]);
+    expect(checks).toEqual([{ at: 15_299, reason: 'feature-did-not-move', feature: 'powerKw' }]);
+    // Found 299 samples after it starts (the 600 goal), as a normal alarm; then every cooldown.
+    expect(alarms).toEqual([5_199, 15_299, 20_299]);
+    expect(detector.settleState()).toBe('normal');
+  });
+
+  it('a different change while settling alarms: the shift turns back, or moves one feature of two', () => {
+    const sdV = seedSd('vibrationHz');
+    const sdT = seedSd('temperatureC');
+    const back = run(
+      new FeatureDriftDetector(REFERENCE),
+      16_000,
+      (i, row) => {
+        if (i >= 5_000 && i < 15_000) row.vibrationHz += sdV; // the worn bearing replaced at 15,000
+      },
+      7_000,
+    );
+    expect(back.updates.map((u) => u.at)).toEqual([10_199]);
+    expect(back.alarms).toEqual([5_199, 15_149]);
+    const detector = new MultiScaleDriftDetector(REFERENCE);
+    const stream = new SeedStream({ seed: 4 });
+    const alarms: number[] = [];
+    let check = null as MultiScaleDriftDetector['settleCheck'];
+    for (let i = 0; i < 16_000; i++) {
+      const row = { ...stream.next() };
+      // Vibration +1 sd and temperature +0.5 sd together, then temperature alone another +0.5 sd.
+      if (i >= 5_000) {
+        row.vibrationHz += sdV;
+        row.temperatureC += 0.5 * sdT;
+      }
+      if (i >= 15_000) row.temperatureC += 0.5 * sdT;
+      const u = detector.update(row);
+      if (u.alarm) alarms.push(i);
+      check = detector.settleCheck ?? check;
+      if (i === 7_000) detector.acceptShift();
+    }
+    // A ramp would have moved vibration about as far again (r = 0.93); it stayed put.
+    expect(alarms).toEqual([5_199, 15_399]);
+    expect(check?.reason).toBe('size');
+    expect(check?.feature).toBe('vibrationHz');
+    expect(check?.ratio).toBeCloseTo(0.93, 2);
+  });
+
   it('reports old and new reference summaries and their KS test', () => {
     const detector = new MultiScaleDriftDetector(REFERENCE);
     const stream = new SeedStream({ seed: 4 });
