@@ -273,8 +273,10 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
         await publish(failureEvent(r, reason, now()));
         return;
       }
-      await finishRecord(job, outcome.status, outcome.reason, outcome.version);
+      // The follow-up is queued before the record is final, so whoever sees this request's final status
+      // (the ledger, /status, a test) also finds its model event published right after, with no await between.
       const followUp = plan.followUp ? await queueFollowUp(l, plan.followUp, log) : undefined;
+      await finishRecord(job, outcome.status, outcome.reason, outcome.version);
       await publish(
         modelEventFor(outcome, r, now(), {
           ...(plan.stage !== undefined ? { stage: plan.stage } : {}),
