@@ -188,7 +188,11 @@ async function scenario(kind: 'unwritable' | 'full'): Promise<void> {
       expect(after.map((v) => v.version)).toEqual(['1', '2']);
       await createTrust([signer.publicKey]).verifyArtifact(await registry.fetchArtifact(MODEL, '2'));
       expect(champion?.version).toBe(run.result.record.status === 'promoted' ? '2' : '1');
-      expect(servedDuringRun).toEqual(new Set(['1', ...(edge.holder.version === '2' ? ['2'] : [])]));
+      // v1 served throughout the fault; v2, once promoted, may or may not have reached the edge by the time
+      // the retrainer's process exited (its poll), but it serves the champion now.
+      expect(servedDuringRun.has('1')).toBe(true);
+      expect([...servedDuringRun].filter((v) => v !== '1' && v !== '2')).toEqual([]);
+      expect(edge.holder.version).toBe(champion?.version);
     }
     expect(run.result.tmpLeftovers).toBe(0);
   } finally {
