@@ -165,6 +165,8 @@ describe('fault: MLflow stopped during a retrain', () => {
     await retrainer.start();
     const request = makeRequest({
       requestId: randomBytes(16).toString('hex'),
+      // One training, no stage-2 follow-up (retrainer/src/stages.ts): the fault is about this retrain.
+      stage: 2,
       modelName: MODEL,
       championVersion: old.version,
       window: { fromTs: 1_700_000_000_000, toTs: 1_700_000_000_000 + 3000 * 1000 },
@@ -197,11 +199,17 @@ describe('fault: MLflow stopped during a retrain', () => {
       'the retried retrain to promote',
     );
     const done = retrainer.record(request.requestId);
+    // This request's model events (a stage-2 follow-up under the same correlation id has its own request
+    // id). The ledger is the truth and is written first; the event follows it, so wait for it.
+    const eventsOfRequest = (): string[] =>
+      bus
+        .retained(BUS_TOPICS.modelEvents)
+        .map((m) => parseModelEvent(m.value))
+        .filter((e) => !e.ok || e.value.requestId === request.requestId)
+        .map((e) => (e.ok ? e.value.type : e.reason));
+    await waitFor(() => eventsOfRequest().length > 0, 30_000, 'the model event of the retried retrain');
     await bus.idle();
-    const events = bus
-      .retained(BUS_TOPICS.modelEvents)
-      .map((m) => parseModelEvent(m.value))
-      .map((e) => (e.ok ? e.value.type : e.reason));
+    const events = eventsOfRequest();
     const versions = await direct.listVersions(MODEL);
     const champion = await direct.getChampion(MODEL);
     let statuses = await runStatuses(request.requestId);
