@@ -5,7 +5,6 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CredentialStore } from '../../broker/src/credentials.ts';
 import { silentLogger } from '../../common/logging/logger.ts';
-import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../common/model/bootstrap.ts';
 import { createSigner, generateSigningKey } from '../../common/model/signature.ts';
 import { DEFAULT_MODEL_NAME } from '../../common/model/types.ts';
 import { connectMqtt } from '../../common/mqtt/connect.ts';
@@ -17,6 +16,7 @@ import { STATUS_TOPICS } from '../../common/schema/status.ts';
 import { TOPICS, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
 import { metricValue, startService, type ServiceProcess } from './helpers/processes.ts';
 import { settled, waitFor } from './helpers/services.ts';
+import { trainSmallChampion } from './helpers/champion.ts';
 
 /**
  * Fault: the edge worker — `npm run edge` (edge-inference/src/main.ts) as its own OS process — is killed with
@@ -77,15 +77,7 @@ beforeAll(async () => {
 
   // A signed champion in a directory registry: the bootstrap model, trained on the stationary scenario.
   const bootstrapDir = path.join(tmp, 'bootstrap');
-  await runBootstrapTraining({
-    out: bootstrapDir,
-    scenarioFile: DEFAULT_SCENARIO_FILE,
-    samples: 4_000,
-    epochs: 8,
-    seed: 1,
-    holdout: 1_000,
-    force: true,
-  });
+  await trainSmallChampion(bootstrapDir);
   const signer = createSigner(generateSigningKey());
   const registryDir = path.join(tmp, 'registry');
   await ensureChampion(

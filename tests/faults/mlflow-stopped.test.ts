@@ -9,7 +9,6 @@ import { BUS_TOPICS } from '../../common/bus/types.ts';
 import { parseModelEvent } from '../../common/events/schemas.ts';
 import { silentLogger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
-import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../common/model/bootstrap.ts';
 import { createSigner, createTrust, generateSigningKey } from '../../common/model/signature.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import { MlflowRegistry } from '../../common/registry/mlflow.ts';
@@ -21,6 +20,7 @@ import { createRetrainer, type Retrainer } from '../../retrainer/src/service.ts'
 import { makeRequest, makeSamples, seedLabel } from '../../retrainer/src/testing/fakes.ts';
 import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
 import { service, waitFor } from './helpers/services.ts';
+import { trainSmallChampion } from './helpers/champion.ts';
 
 /**
  * Fault: the MLflow server (scripts/services/mlflow.sh) is stopped while a retrain trains, and started
@@ -46,15 +46,7 @@ beforeAll(async () => {
   tmp = await mkdtemp(path.join(tmpdir(), 'driftline-fault-mlflow-'));
   ({ tf } = await loadTf());
   bootstrapDir = path.join(tmp, 'bootstrap');
-  await runBootstrapTraining({
-    out: bootstrapDir,
-    scenarioFile: DEFAULT_SCENARIO_FILE,
-    samples: 4_000,
-    epochs: 8,
-    seed: 1,
-    holdout: 1_000,
-    force: true,
-  });
+  await trainSmallChampion(bootstrapDir);
 }, 300_000);
 
 afterAll(async () => {

@@ -7,13 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InProcessBus } from '../../common/bus/in-process.ts';
 import { silentLogger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
-import { DEFAULT_SCENARIO_FILE, runBootstrapTraining } from '../../common/model/bootstrap.ts';
 import { createSigner, createTrust, generateSigningKey } from '../../common/model/signature.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
 import { ensureChampion } from '../../common/registry/bootstrap.ts';
 import { DirectoryRegistry } from '../../common/registry/directory.ts';
 import { FakeIngest, makeTelemetry } from '../../edge-inference/src/testing/fakes.ts';
 import { createEdgeWorker, type EdgeWorker } from '../../edge-inference/src/worker.ts';
+import { trainSmallChampion } from './helpers/champion.ts';
 import { waitFor } from './helpers/services.ts';
 
 /**
@@ -43,15 +43,7 @@ beforeAll(async () => {
   await chmod(tmp, 0o755);
   ({ tf } = await loadTf());
   bootstrapDir = path.join(tmp, 'bootstrap');
-  await runBootstrapTraining({
-    out: bootstrapDir,
-    scenarioFile: DEFAULT_SCENARIO_FILE,
-    samples: 4_000,
-    epochs: 8,
-    seed: 1,
-    holdout: 1_000,
-    force: true,
-  });
+  await trainSmallChampion(bootstrapDir);
 }, 300_000);
 
 afterAll(async () => {
