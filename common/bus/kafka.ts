@@ -15,6 +15,7 @@ import { ConfigError, TransportError, ValidationError, describeError, isRetriabl
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { retry } from '../util/retry.ts';
 import { sleep } from '../util/sleep.ts';
+import { startSeeks, uncommittedEndOffsets, uncommittedPartitions } from './kafka-start-offsets.ts';
 import {
   BUS_TOPICS,
   type BusHandler,
@@ -682,6 +683,16 @@ export class KafkaBus implements EventBus {
     });
   }
 
+  /** @internal Start offsets of a new `fromBeginning: false` group (kafka-start-offsets.ts). */
+  pinStart(groupId: string, topic: string): Promise<Map<number, string>> {
+    return uncommittedEndOffsets(this.admin, groupId, topic);
+  }
+
+  /** @internal */
+  uncommitted(groupId: string, topic: string): Promise<Set<number>> {
+    return uncommittedPartitions(this.admin, groupId, topic);
+  }
+
   /** @internal */
   forget(sub: ConsumerSubscription): void {
     this.subscriptions.delete(sub);
@@ -779,6 +790,9 @@ class ConsumerSubscription implements KafkaSubscription {
         );
       }),
     );
+    // A new group that starts at the end is pinned to the end as of now (kafka-start-offsets.ts).
+    const pinned =
+      this.options.fromBeginning === false ? await this.bus.pinStart(this.groupId, this.topic) : undefined;
     await this.consumer.connect();
     await this.consumer.subscribe({
       topics: [this.topic],
@@ -803,6 +817,16 @@ class ConsumerSubscription implements KafkaSubscription {
         }
       },
     });
+    if (pinned && pinned.size > 0) {
+      const seeks = startSeeks(pinned, this.assigned, await this.bus.uncommitted(this.groupId, this.topic));
+      for (const s of seeks) this.consumer.seek({ topic: this.topic, ...s });
+      if (seeks.length > 0)
+        this.logger.debug('kafka bus: new group pinned to the end offsets', {
+          topic: this.logicalTopic,
+          group: this.options.group,
+          seeks,
+        });
+    }
   }
 
   private async commit(partition: number, message: KafkaMessage): Promise<void> {

@@ -15,10 +15,11 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Kafka, Partitioners, logLevel, type Admin } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Admin, type Consumer } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createBus } from '../../common/bus/factory.ts';
 import { KafkaBus, type BusDeadLetter, type KafkaBusOptions } from '../../common/bus/kafka.ts';
+import { uncommittedEndOffsets, uncommittedPartitions } from '../../common/bus/kafka-start-offsets.ts';
 import { BUS_TOPICS, type BusHandler, type BusMessage, type EventBus } from '../../common/bus/types.ts';
 import { parseModelEvent, type ModelEvent } from '../../common/events/schemas.ts';
 import { TransportError, ValidationError, describeError } from '../../common/errors.ts';
@@ -340,6 +341,83 @@ describe('KafkaBus against a real broker', () => {
       reason: 'TransportError: downstream unavailable',
       attempts: 3,
     });
+  });
+});
+
+describe('where a new fromBeginning: false group starts (common/bus/kafka-start-offsets.ts)', () => {
+  it('kafkajs alone resolves "latest" at the first fetch after the join, so a message published in between is skipped', async () => {
+    await kafkaUp();
+    const topic = `${prefix('lazy')}t`;
+    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+    const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    cleanups.push(() => producer.disconnect());
+    await producer.send({ topic, messages: [{ key: 'k', value: 'old' }] });
+    const consumer = kafka.consumer({ groupId: `${prefix('lazy')}g`, maxWaitTimeInMs: 200 });
+    cleanups.push(() => consumer.disconnect());
+    const got: string[] = [];
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: false });
+    // Hold the first fetch: the group has joined, its offsets are not resolved yet.
+    consumer.on(consumer.events.GROUP_JOIN, () => consumer.pause([{ topic }]));
+    await consumer.run({ eachMessage: async ({ message }) => void got.push(String(message.value)) });
+    await producer.send({ topic, messages: [{ key: 'k', value: 'after-join' }] });
+    consumer.resume([{ topic }]);
+    await producer.send({ topic, messages: [{ key: 'k', value: 'after-fetch' }] });
+    await waitFor(() => got.includes('after-fetch'), 'the message after the first fetch');
+    expect(got).toEqual(['after-fetch']); // 'after-join' was published after the join and is lost
+  });
+
+  it('reads the end offsets of the partitions the group has not committed, and only those', async () => {
+    await kafkaUp();
+    const topic = `${prefix('pin')}t`;
+    const groupId = `${prefix('pin')}g`;
+    await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
+    const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    cleanups.push(() => producer.disconnect());
+    await producer.send({
+      topic,
+      messages: [
+        { partition: 0, value: 'a' },
+        { partition: 1, value: 'b' },
+        { partition: 1, value: 'c' },
+      ],
+    });
+    expect(await uncommittedEndOffsets(admin, groupId, topic)).toEqual(
+      new Map([
+        [0, '1'],
+        [1, '2'],
+        [2, '0'],
+      ]),
+    );
+    await admin.setOffsets({ groupId, topic, partitions: [{ partition: 1, offset: '1' }] });
+    expect(await uncommittedPartitions(admin, groupId, topic)).toEqual(new Set([0, 2]));
+    expect(await uncommittedEndOffsets(admin, groupId, topic)).toEqual(
+      new Map([
+        [0, '1'],
+        [2, '0'],
+      ]),
+    );
+  });
+
+  it('KafkaBus: a fromBeginning: false subscription whose first fetch is held still gets what was published after subscribe()', async () => {
+    await kafkaUp();
+    const bus = newBus('pinned', { partitions: 1 });
+    cleanups.push(() => bus.close());
+    await bus.publish('log', 'k', 'old');
+    const live: unknown[] = [];
+    const sub = await bus.subscribe('log', { group: 'live', fromBeginning: false }, async (m) => {
+      live.push(m.value);
+    });
+    // The same hold as above, on the subscription's own consumer (a white-box hook: the seek is pending).
+    const consumer = (sub as unknown as { consumer: Consumer }).consumer;
+    consumer.pause([{ topic: sub.topic }]);
+    await bus.publish('log', 'k', 'after-subscribe');
+    consumer.resume([{ topic: sub.topic }]);
+    await waitFor(() => live.length >= 1, 'the message published after subscribe()');
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(live).toEqual(['after-subscribe']);
   });
 });
 
