@@ -1,7 +1,7 @@
 import type { ReferenceSample } from '../model/types.ts';
 import { FEATURES, type Feature } from '../schema/features.ts';
 import { gcd, latticeStatistic } from '../stats/ks-exact.ts';
-import { ReferenceIndex, cachedExactPvalue, criticalLattice } from './ks-budget.ts';
+import { ReferenceIndex, cachedExactPvalue, criticalLattice, criticalLowerBound } from './ks-budget.ts';
 import { sortReference } from './reference.ts';
 import type { DriftInput } from './feature-drift.ts';
 import type { SamplePoint } from './types.ts';
@@ -481,8 +481,12 @@ export class DataQualityDetector {
       const n2 = mine.length;
       if (n1 < 1 || n2 < 1) return null;
       const lcm = (n1 / gcd(n1, n2)) * n2;
-      const crit = criticalLattice(n1, n2, alpha);
-      return { h: latticeStatistic(fleet, mine, lcm / n1, lcm / n2), lcm, crit: crit.h, n1, n2 };
+      const h = latticeStatistic(fleet, mine, lcm / n1, lcm / n2);
+      // Nowhere near rejecting: a bound below the critical h is enough (its ratio h / crit stays < 1, so the
+      // choice of the most significant rejecting machine below is unchanged).
+      const lb = criticalLowerBound(n1, n2, alpha);
+      const crit = h <= lb ? lb + 1 : criticalLattice(n1, n2, alpha).h;
+      return { h, lcm, crit, n1, n2 };
     };
     // Machines in any fault are never part of the fleet; one already in this fault is tested to keep it open.
     const clean = tested.filter((m) => m.faults.size === 0);

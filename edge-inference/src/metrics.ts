@@ -16,8 +16,13 @@ export interface EdgeMetrics {
   readonly latency: Histogram;
   /** Predictions published, by efficiency class. */
   readonly predictions: Counter<'efficiency'>;
-  /** p-value of the last window tested, per feature. */
+  /**
+   * p-value of the last window tested, per feature. Exact KS p-values cost ~1 ms each, so they are computed
+   * when the registry is scraped, from {@link driftPValueSource}, not per tested window.
+   */
   readonly driftPValue: Gauge<'feature'>;
+  /** What the p-value gauge reads at scrape time: the statuses of the last tested window (set by the trigger). */
+  driftPValueSource: (() => readonly { feature: string; pvalue: number | null }[] | undefined) | undefined;
   /** Test statistic of the last window tested, per feature. */
   readonly driftStatistic: Gauge<'feature'>;
   /** Drift windows tested. */
@@ -113,7 +118,11 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       help: 'Drift test p-value of the last window tested, per feature',
       labelNames: ['feature'],
       registers,
+      collect() {
+        for (const f of metrics.driftPValueSource?.() ?? []) this.set({ feature: f.feature }, f.pvalue ?? Number.NaN);
+      },
     }),
+    driftPValueSource: undefined,
     driftStatistic: new Gauge({
       name: 'driftline_edge_drift_statistic',
       help: 'Drift test statistic of the last window tested, per feature',

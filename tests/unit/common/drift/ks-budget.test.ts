@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  criticalLowerBound,
   ReferenceIndex,
   cachedExactPvalue,
   conditionalRejectionProbability,
@@ -94,5 +95,31 @@ describe('exact KS arithmetic for the false-alarm budget', () => {
         latticeStatistic(ref, win, lcm / n, lcm / w),
       );
     }
+  });
+});
+
+describe('criticalLowerBound', () => {
+  it('is below the critical h, its exact p-value above alpha, and close enough to skip most tests', () => {
+    for (const [n, w, alpha] of [
+      [1900, 100, 1e-6],
+      [1880, 120, 3e-8],
+      [5000, 400, 1e-7],
+      [95, 5, 1e-3],
+      [40, 40, 0.01],
+    ] as const) {
+      const crit = criticalLattice(n, w, alpha).h;
+      const lb = criticalLowerBound(n, w, alpha);
+      expect(lb).toBeLessThan(crit);
+      if (lb > 0) expect(exactTwoSidedPvalue(n, w, lb)).toBeGreaterThan(alpha);
+      if (n >= 100) expect(lb).toBeGreaterThan(0.5 * crit);
+    }
+  });
+
+  it('a test at or below the bound does not reject (the decision the data-quality check skips)', () => {
+    const [n, w, alpha] = [1700, 300, 2e-7];
+    const lb = criticalLowerBound(n, w, alpha);
+    const crit = criticalLattice(n, w, alpha).h;
+    expect(lb).toBeGreaterThan(0);
+    for (const h of [1, Math.floor(lb / 2), lb]) expect(h >= crit).toBe(false);
   });
 });
