@@ -75,6 +75,7 @@ interface SinkWindow extends SubscriberCounts {
 }
 interface EdgeStats {
   predictions: number;
+  batches: number;
   queued: number;
   labelJoin: { hits: number; misses: number; evictions: number; pending: number };
   deadLetters: number;
@@ -273,6 +274,8 @@ interface Segment {
    * worker gets a fraction of a core, so this is the figure that compares runs.
    */
   edgePerCpuSecond: number | null;
+  /** Predictions per model call over the measured part (the micro-batch size the worker got). */
+  edgeMeanBatch: number | null;
   latencyMs?: Percentiles;
   losses: Record<string, number>;
 }
@@ -310,13 +313,18 @@ async function segment(
     edge: cpuBetween(s0.edgeUsage, s1.edgeUsage, dt),
     broker: cpuBetween(s0.brokerUsage, s1.brokerUsage, dt),
     edgePerCpuSecond: null,
+    edgeMeanBatch:
+      s1.edge.batches > s0.edge.batches
+        ? round((s1.edge.predictions - s0.edge.predictions) / (s1.edge.batches - s0.edge.batches), 1)
+        : null,
     ...(win ? { latencyMs: win.latencyMs } : {}),
     losses: { ...losses(before, after), drained: drained ? 1 : 0 },
   };
   if (seg.edge.cpu) seg.edgePerCpuSecond = Math.round(seg.outPerSec / seg.edge.cpu);
   log(
     `  rate ${rate}: in ${seg.inPerSec}/s out ${seg.outPerSec}/s backlog ${seg.backlogStart}→${seg.backlogEnd}` +
-      ` behind ${seg.behind} edge cpu ${seg.edge.cpu} (${seg.edgePerCpuSecond}/cpu-s) rss ${seg.edge.rssMb} MB` +
+      ` behind ${seg.behind} edge cpu ${seg.edge.cpu} (${seg.edgePerCpuSecond}/cpu-s, batch ${seg.edgeMeanBatch})` +
+      ` rss ${seg.edge.rssMb} MB` +
       (seg.latencyMs
         ? ` p50/p95/p99 ${seg.latencyMs.p50}/${seg.latencyMs.p95}/${seg.latencyMs.p99} ms`
         : '') +
@@ -378,7 +386,7 @@ async function pipeline(
     // The probe overloads the edge (its queue and the broker's session queue fill), and an overloaded worker
     // gets less through than a paced one: the first sustained rate is a floor, so step up from it while
     // the rate holds, up to the goal.
-    for (let i = 0; best && i < 3; i++) {
+    for (let i = 0; best && i < 6; i++) {
       const up = Math.min(goal, Math.round(((best.rate as number) * 1.4) / 50) * 50);
       if (up <= (best.rate as number)) break;
       const s = await segment(p, up, SUSTAIN_SECONDS);

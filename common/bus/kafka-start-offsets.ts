@@ -26,11 +26,13 @@ export async function uncommittedEndOffsets(
 }
 
 /** The partitions of `topic` with no committed offset in `groupId`. */
-export async function uncommittedPartitions(admin: Admin, groupId: string, topic: string): Promise<Set<number>> {
+export async function uncommittedPartitions(
+  admin: Admin,
+  groupId: string,
+  topic: string,
+): Promise<Set<number>> {
   const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
-  return new Set(
-    (offsets?.partitions ?? []).filter((p) => Number(p.offset) < 0).map((p) => p.partition),
-  );
+  return new Set((offsets?.partitions ?? []).filter((p) => Number(p.offset) < 0).map((p) => p.partition));
 }
 
 /**

@@ -119,7 +119,8 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       labelNames: ['feature'],
       registers,
       collect() {
-        for (const f of metrics.driftPValueSource?.() ?? []) this.set({ feature: f.feature }, f.pvalue ?? Number.NaN);
+        for (const f of metrics.driftPValueSource?.() ?? [])
+          this.set({ feature: f.feature }, f.pvalue ?? Number.NaN);
       },
     }),
     driftPValueSource: undefined,
