@@ -446,6 +446,10 @@ async function startMosquitto(): Promise<BrokerHandle> {
     ...process.env,
     MOSQUITTO_PORT: String(MOSQUITTO_PORT),
     MOSQUITTO_DEVICES: String(MACHINES),
+    // The overload probe queues more than the default 100,000 for the edge's session; past the limit Mosquitto
+    // drops QoS 1 messages, which would show as predictions missing (the aedes broker role has no such limit
+    // for a connected session).
+    MOSQUITTO_MAX_QUEUED: env.BENCH_MOSQUITTO_MAX_QUEUED ?? '2000000',
   };
   await exec(script, ['start'], { env: menv });
   const pidText = await readFile(path.join(root, '.services/mosquitto/mosquitto.pid'), 'utf8').catch(

@@ -24,6 +24,8 @@
 #   MOSQUITTO_DEV_PASSWORD   password prefix (default driftline-dev)
 #   MOSQUITTO_DEVICES        number of device accounts m-000… (default 32)
 #   MOSQUITTO_START_TIMEOUT  seconds to wait for the port (default 15)
+#   MOSQUITTO_MAX_QUEUED     QoS 1 messages queued per client before Mosquitto drops (default 100000;
+#                            the pipeline benchmark raises it so its overload probe loses nothing)
 #   MOSQUITTO_PERSISTENCE    true: persistent sessions and their queued QoS 1 messages are saved in
 #                            .services/mosquitto/data/ on stop (SIGTERM) and restored on start (the broker
 #                            restart fault test, tests/faults/broker-restart.test.ts); default false
@@ -119,7 +121,7 @@ acl_file $acl
 listener $port 127.0.0.1
 persistence $persistence
 persistence_location $base/data/
-max_queued_messages 100000
+max_queued_messages ${MOSQUITTO_MAX_QUEUED:-100000}
 max_inflight_messages 100
 log_dest stdout
 log_type error
