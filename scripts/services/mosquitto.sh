@@ -26,6 +26,9 @@
 #   MOSQUITTO_START_TIMEOUT  seconds to wait for the port (default 15)
 #   MOSQUITTO_MAX_QUEUED     QoS 1 messages queued per client before Mosquitto drops (default 100000;
 #                            the pipeline benchmark raises it so its overload probe loses nothing)
+#   MOSQUITTO_MAX_INFLIGHT   unacknowledged QoS 1 messages in flight per client (default 100). The edge
+#                            acknowledges a reading after its prediction is acknowledged, so its rate is
+#                            at most this / the batch latency (~30 ms): ~3,300 msg/s at 100 (BENCHMARKS.md)
 #   MOSQUITTO_PERSISTENCE    true: persistent sessions and their queued QoS 1 messages are saved in
 #                            .services/mosquitto/data/ on stop (SIGTERM) and restored on start (the broker
 #                            restart fault test, tests/faults/broker-restart.test.ts); default false
@@ -122,7 +125,7 @@ listener $port 127.0.0.1
 persistence $persistence
 persistence_location $base/data/
 max_queued_messages ${MOSQUITTO_MAX_QUEUED:-100000}
-max_inflight_messages 100
+max_inflight_messages ${MOSQUITTO_MAX_INFLIGHT:-100}
 log_dest stdout
 log_type error
 log_type warning
