@@ -354,7 +354,9 @@ export function kafkaError(what: string, err: unknown): TransportError {
  * The topics' metadata once every partition has a leader. `createTopics({ waitForLeaders })`
  * returns when the controller has elected them, but a loaded broker may still answer
  * "This server does not host this topic-partition" for a moment after; a produce in that
- * moment failed, so wait (up to `timeoutMs`) until the metadata agrees.
+ * moment failed, so wait (up to `timeoutMs`) until the metadata agrees. The metadata request
+ * itself may fail that way too (seen in CI on a freshly started broker under load): retried
+ * within the same deadline.
  */
 async function topicsWithLeaders(
   admin: Admin,
@@ -363,7 +365,15 @@ async function topicsWithLeaders(
 ): Promise<Awaited<ReturnType<Admin['fetchTopicMetadata']>>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const metadata = await admin.fetchTopicMetadata({ topics });
+    let metadata: Awaited<ReturnType<Admin['fetchTopicMetadata']>>;
+    try {
+      metadata = await admin.fetchTopicMetadata({ topics });
+    } catch (err) {
+      // The metadata request itself may answer that error (code 3, retriable) on a loaded broker.
+      if (!kafkaRetriable(err) || Date.now() >= deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      continue;
+    }
     const ready = metadata.topics.every(
       (t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0),
     );

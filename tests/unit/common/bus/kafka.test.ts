@@ -12,11 +12,13 @@ import {
   deadLetterRecord,
   decodeValue,
   encodeValue,
+  ensureTopics,
   kafkaLogCreator,
   redeliveryDelay,
   resolveKafkaBusOptions,
 } from '../../../../common/bus/kafka.ts';
 import { BUS_TOPICS } from '../../../../common/bus/types.ts';
+import { silentLogger } from '../../../../common/logging/logger.ts';
 import { loadConfig } from '../../../../common/config/env.ts';
 import { ConfigError, ValidationError } from '../../../../common/errors.ts';
 import { createSampleStore } from '../../../../common/samples/factory.ts';
@@ -253,5 +255,46 @@ describe('bus factory and config', () => {
       },
       { level: 'debug', message: 'kafkajs: [Consumer] Starting' },
     ]);
+  });
+});
+
+describe('ensureTopics on a broker that is still settling', () => {
+  /** An Admin stand-in: topics exist; the metadata request fails like a loaded broker's, then answers. */
+  function settlingAdmin(failures: number, retriable = true) {
+    let calls = 0;
+    const admin = {
+      listTopics: async () => ['t'],
+      createTopics: async () => true,
+      fetchTopicMetadata: async () => {
+        calls++;
+        if (calls <= failures)
+          throw Object.assign(new Error('This server does not host this topic-partition'), {
+            name: 'KafkaJSProtocolError',
+            retriable,
+            code: 3,
+          });
+        return { topics: [{ name: 't', partitions: [{ partitionId: 0, leader: 1 }] }] };
+      },
+    };
+    return { admin: admin as unknown as Parameters<typeof ensureTopics>[0], calls: () => calls };
+  }
+
+  it('retries a retriable metadata failure ("does not host this topic-partition") and returns the counts', async () => {
+    const { admin, calls } = settlingAdmin(3);
+    const counts = await ensureTopics(
+      admin,
+      [{ topic: 't', partitions: 1, retentionMs: 1000 }],
+      silentLogger(),
+    );
+    expect(counts.get('t')).toBe(1);
+    expect(calls()).toBe(4);
+  });
+
+  it('does not retry a non-retriable one', async () => {
+    const { admin, calls } = settlingAdmin(1, false);
+    await expect(
+      ensureTopics(admin, [{ topic: 't', partitions: 1, retentionMs: 1000 }], silentLogger()),
+    ).rejects.toThrow(/does not host/);
+    expect(calls()).toBe(1);
   });
 });
