@@ -17,7 +17,7 @@ import { VERSION } from '../common/version.ts';
 import { accuracyConfigOf, driftConfigOf, edgeConfigSpec } from '../edge-inference/src/config.ts';
 import { loadScenarioFile } from '../common/scenario/scenario.ts';
 import { DEFAULT_BOOTSTRAP_DIR, ensureBootstrapArtifact } from '../common/registry/bootstrap.ts';
-import { replayScenario, type ReplayResult } from './lib/replay.ts';
+import { DEFAULT_RETRAIN_LATENCY_SAMPLES, replayScenario, type ReplayResult } from './lib/replay.ts';
 
 const USAGE = `usage: npm run evaluate -- --scenario-file F [--json] [--retrain] [--label-delay-samples N] [--retrain-latency-samples N] [--retrain-min-samples N] [--retrain-epochs N] [--retry-every-samples N] [--stage1-min-samples N] [--concept-rerequests N] [--no-concept-cusum] [--model-dir DIR]`;
 
@@ -58,9 +58,15 @@ runMain(async () => {
   const file = values['scenario-file'];
   if (!file) throw new ConfigError(`--scenario-file is required\n${USAGE}`);
   const labelDelaySamples = intArg('label-delay-samples', values['label-delay-samples'], 100);
-  const retrainLatencySamples = intArg('retrain-latency-samples', values['retrain-latency-samples'], 2_500);
-  // 250 samples = RETRAIN_DATA_RETRY_MS (500 ms) at 500 msg/s.
-  const retryEverySamples = intArg('retry-every-samples', values['retry-every-samples'], 250);
+  // Training + promotion + the edge's model load, as the live system measures them (stage 1 at 500 msg/s:
+  // 1.57 + 0.49 + 0.38 s = 2.44 s at load ~5; docs/drift-detector-design.md, section 6): 1,250 samples = 2.5 s.
+  const retrainLatencySamples = intArg(
+    'retrain-latency-samples',
+    values['retrain-latency-samples'],
+    DEFAULT_RETRAIN_LATENCY_SAMPLES,
+  );
+  // 125 samples = RETRAIN_DATA_RETRY_MS (250 ms) at 500 msg/s.
+  const retryEverySamples = intArg('retry-every-samples', values['retry-every-samples'], 125);
   const retrainerConfig = {
     ...(values['retrain-min-samples'] !== undefined
       ? { minSamples: intArg('retrain-min-samples', values['retrain-min-samples'], 2_000) }

@@ -32,6 +32,14 @@ import { generateStream, phaseBounds, type GeneratedSample } from '../../common/
 import { phaseChangesAnything, type Scenario } from '../../common/scenario/scenario.ts';
 
 /**
+ * The default of {@link ReplayOptions.retrainLatencySamples}: 1,250 samples = 2.5 s at 500 msg/s, what the
+ * live system measured from stage 1's training start to the edge serving its model (training 1.57 s,
+ * gate/registration/promotion 0.49 s, the edge's fetch and load 0.38 s at load ~5 on the shared 2-core
+ * machine; docs/drift-detector-design.md, section 6). Was 2,500 (5 s) before training took ~0.5-1.6 s.
+ */
+export const DEFAULT_RETRAIN_LATENCY_SAMPLES = 1_250;
+
+/**
  * The offline replay behind `npm run evaluate`: a scenario runs through the
  * classifier, the drift detector, the accuracy monitor and the episode manager
  * on the sample clock (no broker, no wall clock, so it is fast and exact), and
@@ -56,11 +64,11 @@ export interface ReplayOptions {
   /** Predict batch size (the edge's micro-batch). Default 64. */
   batchSize?: number;
   /**
-   * Samples between a promotion and the swap (time the live system spends training and loading). Default
-   * 2,500 (5 s at 500 msg/s).
+   * Samples between reading a retrain's data and serving its model (time the live system spends training,
+   * promoting and loading). Default {@link DEFAULT_RETRAIN_LATENCY_SAMPLES}.
    */
   retrainLatencySamples?: number;
-  /** Samples between retries of a request whose window holds too little data. Default 250 (`RETRAIN_DATA_RETRY_MS` 500 at 500 msg/s). */
+  /** Samples between retries of a request whose window holds too little data. Default 125 (`RETRAIN_DATA_RETRY_MS` 250 at 500 msg/s). */
   retryEverySamples?: number;
   driftConfig?: Partial<FeatureDriftConfig>;
   /** Per-machine data-quality checks; `false` turns them off (every row reaches the pooled detector). */
@@ -204,8 +212,8 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
   const modelName = options.modelName ?? DEFAULT_MODEL_NAME;
   const labelDelay = options.labelDelaySamples ?? 100;
   const batchSize = options.batchSize ?? 64;
-  const latency = options.retrainLatencySamples ?? 2_500;
-  const retryEvery = options.retryEverySamples ?? 250;
+  const latency = options.retrainLatencySamples ?? DEFAULT_RETRAIN_LATENCY_SAMPLES;
+  const retryEvery = options.retryEverySamples ?? 125;
   const retrainerConfig = resolveRetrainerConfig(options.retrainerConfig ?? {});
   const maxReRequests = options.conceptReRequests ?? DEFAULT_CONCEPT_REREQUESTS;
   const { scenario, tf } = options;
@@ -398,7 +406,12 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
             workDir: path.join(workDir, 'work'),
             config: { stateDir: path.join(workDir, 'state'), ...(options.retrainerConfig ?? {}) },
           },
-          { extendToLatest: p.attempts > 1, windowBy: 'sample', minSamples: p.plan.minSamples },
+          {
+            extendToLatest: p.attempts > 1,
+            windowBy: 'sample',
+            minSamples: p.plan.minSamples,
+            ...(p.plan.stage !== undefined ? { stage: p.plan.stage } : {}),
+          },
         );
         const r = p.record;
         r.trainedAt = index;

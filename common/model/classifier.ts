@@ -75,6 +75,11 @@ export interface TrainOptions extends NetworkOptions {
   /** Maximum rows in the drift reference sample. Default 5000. */
   referenceSize?: number;
   /**
+   * Rows the drift reference sample is drawn from. Default: the training rows. Given when the training rows
+   * do not represent the input distribution (replayed older samples of some classes only: `retrainer/src/dataset.ts`).
+   */
+  referenceRows?: readonly LabelledRow[];
+  /**
    * Warm start: begin from these weights (a champion's, same architecture) and
    * keep its scaler instead of fitting one, so a retrain adapts what the
    * champion knows instead of learning the whole task again from a small window.
@@ -207,6 +212,13 @@ export async function trainClassifier(
   const y = new Int32Array(n);
   for (let i = 0; i < n; i++) y[i] = classIndex((train[i] as LabelledRow).label);
   const weights = classWeights(y, o.classWeight);
+  for (let i = 0; i < n; i++) {
+    const w = (train[i] as LabelledRow).weight;
+    if (w === undefined) continue;
+    if (!(Number.isFinite(w) && w >= 0))
+      throw new RangeError(`training row ${i} has an invalid weight: ${w}`);
+    weights[i] = (weights[i] as number) * w;
+  }
   const valRows = validation.map((d) => d.row);
   const valX = encodeBatch(valRows, scaler);
   const valY = validation.map((d) => classIndex(d.label));
@@ -338,7 +350,11 @@ export async function trainClassifier(
     scaler,
     validation: validationMetrics,
     history,
-    reference: buildReference(train, o.referenceSize, o.seed),
+    reference: buildReference(
+      options.referenceRows && options.referenceRows.length > 0 ? options.referenceRows : train,
+      o.referenceSize,
+      o.seed,
+    ),
     backend: tf.getBackend(),
     samples: n,
     epochs: history.length,

@@ -15,6 +15,8 @@ export type FeatureRow = { operationMode: OperationMode } & Record<Feature, numb
 export interface LabelledRow {
   row: FeatureRow;
   label: Efficiency;
+  /** Loss weight of this row in training (multiplies the class weight); default 1. Ignored in evaluation. */
+  weight?: number;
 }
 
 /** Classification quality on one data set. */

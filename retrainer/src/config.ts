@@ -99,6 +99,22 @@ export const retrainerConfigSpec = {
     min: 0,
     max: 0.9,
   }),
+  /** Selective replay after concept drift: pool of older samples, as a multiple of the recent training rows. */
+  conceptReplay: num('RETRAIN_CONCEPT_REPLAY', {
+    description:
+      'after concept drift, older samples of the classes the change did not shrink are replayed in training, from ' +
+      'the newest RETRAIN_CONCEPT_REPLAY x (recent training rows) before the window; 0: none',
+    default: 1,
+    min: 0,
+    max: 10,
+  }),
+  /** Loss weight of a recent training row relative to an older (replayed) one. */
+  conceptRecentWeight: num('RETRAIN_CONCEPT_RECENT_WEIGHT', {
+    description: 'loss weight of a recent training row relative to a replayed older one (concept drift)',
+    default: 2,
+    min: 1,
+    max: 100,
+  }),
   /** Share of the recent window held out for the champion/challenger comparison. */
   holdoutShare: num('RETRAIN_HOLDOUT_SHARE', {
     description: 'share of the recent window held out to compare champion and challenger',
@@ -131,17 +147,40 @@ export const retrainerConfigSpec = {
     min: 0,
     max: 2 ** 31 - 1,
   }),
-  /** Class weighting of the loss. */
+  /** Fine-tune the champion instead of training from scratch. */
   warmStart: bool('RETRAIN_WARM_START', {
     description: "fine-tune from the champion's weights and scaler instead of training from scratch",
     default: true,
   }),
+  /** Initial Adam learning rate when warm-starting (stage 1 of a concept retrain: `stage1LearningRate`). */
   warmLearningRate: num('RETRAIN_WARM_LEARNING_RATE', {
     description: 'initial Adam learning rate when warm-starting from the champion',
     default: 0.003,
     min: 1e-6,
     max: 1,
   }),
+  /** Stage 1 of a concept retrain: training epochs (a short fine-tune of the champion on few samples). */
+  stage1Epochs: int('RETRAIN_STAGE1_EPOCHS', {
+    description: 'training epochs of the first stage of a concept retrain',
+    default: 20,
+    min: 1,
+    max: 1000,
+  }),
+  /** Stage 1 of a concept retrain: mini-batch size. */
+  stage1BatchSize: int('RETRAIN_STAGE1_BATCH_SIZE', {
+    description: 'mini-batch size of the first stage of a concept retrain',
+    default: 128,
+    min: 1,
+    max: 65_536,
+  }),
+  /** Stage 1 of a concept retrain: initial Adam learning rate (warm-started or not). */
+  stage1LearningRate: num('RETRAIN_STAGE1_LEARNING_RATE', {
+    description: 'initial Adam learning rate of the first stage of a concept retrain',
+    default: 0.01,
+    min: 1e-6,
+    max: 1,
+  }),
+  /** Class weighting of the loss. */
   classWeight: oneOf('RETRAIN_CLASS_WEIGHT', ['none', 'balanced'] as const, {
     description: 'class weighting of the training loss',
     default: 'none',
@@ -155,15 +194,21 @@ export const retrainerConfigSpec = {
   /** Wait before asking the store again when a window has too few samples, ms. */
   dataRetryMs: int('RETRAIN_DATA_RETRY_MS', {
     description: 'wait before retrying a request that had too few samples (ms)',
-    default: 500,
+    default: 250,
     min: 10,
   }),
   /** Attempts for a request that has too few samples before it is given up. */
   dataMaxAttempts: int('RETRAIN_DATA_MAX_ATTEMPTS', {
     description: 'attempts before a request with too few samples is given up',
-    default: 240,
+    default: 480,
     min: 1,
     max: 10_000,
+  }),
+  /** Keep a training worker thread started (tfjs loaded) ahead of the next training. */
+  prewarmWorker: bool('RETRAIN_PREWARM_WORKER', {
+    description:
+      'keep one training worker thread started, with tfjs loaded, ahead of the next training (saves its ~1 s start-up)',
+    default: true,
   }),
   /** Train on the service's own thread instead of a worker thread (debugging). */
   inThread: bool('RETRAIN_IN_THREAD', {

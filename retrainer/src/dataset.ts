@@ -1,7 +1,7 @@
 import { DriftlineError } from '../../common/errors.ts';
 import type { LabelledRow } from '../../common/model/types.ts';
 import type { LabelledSample, LabelledSampleStore, SampleWindowQuery } from '../../common/samples/types.ts';
-import { EFFICIENCY_CLASSES } from '../../common/schema/features.ts';
+import { EFFICIENCY_CLASSES, type Efficiency } from '../../common/schema/features.ts';
 import { Rng } from '../../common/util/rng.ts';
 
 /**
@@ -15,8 +15,11 @@ import { Rng } from '../../common/util/rng.ts';
  *   train / validation / holdout (default 70/15/15; stratified so the rare
  *   `High` class is present in every part in its recent proportion).
  * - Holdout and validation come only from the recent window: the champion and
- *   the challenger are both judged on what the machines do now, and the best
- *   epoch is picked on it too.
+ *   the challenger are both judged on what the machines do now, and the
+ *   model's reported (validation) quality is measured on it too. Stage 1 of a
+ *   concept retrain trains on the validation part as well and reports the
+ *   holdout instead (`trainOnValidation`): nothing is selected on the
+ *   validation set, and 600 labels are too few to keep 15 % of them aside twice.
  * - Older data (before the window) is mixed into the *training* part only,
  *   as `oldDataShare` of it. Choice: after **covariate** drift the labelling
  *   rule is unchanged, so older samples are still correct and keep the model
@@ -24,6 +27,19 @@ import { Rng } from '../../common/util/rng.ts';
  *   **concept** drift older samples carry the old labels for the same inputs:
  *   they teach exactly what is now wrong, so the default share is 0
  *   (`RETRAIN_OLD_DATA_SHARE_CONCEPT`).
+ * - **Selective replay after concept drift** (`RETRAIN_CONCEPT_REPLAY`): a
+ *   rule change rarely moves every class. Where a class's region did not
+ *   shrink, its older samples still carry the right label, and they keep a
+ *   warm-started model from forgetting a class the few recent samples hardly
+ *   show (a rare class whose boundary did not move). Such classes are found
+ *   by {@link replayableClasses}: among the recent training samples the
+ *   drifted champion predicted as class c, the share labelled otherwise is
+ *   no higher than it was before the window (one-sided exact binomial test).
+ *   The older samples of those classes, from the newest
+ *   `conceptReplay` × (recent training rows) before the window, join the
+ *   training part; each recent row weighs `conceptRecentWeight` times a
+ *   replayed one, so where a changed class was missed by the test the recent
+ *   labels still outweigh the replayed ones.
  */
 
 /** The part of the sample stream a retrain request names. Bounds inclusive; any may be absent. */
@@ -54,6 +70,20 @@ export interface DatasetOptions {
   validationShare: number;
   /** Seed of the split and of the old-data draw. */
   seed: number;
+  /**
+   * Selective replay after concept drift: the pool of older samples searched for replayable classes, as a
+   * multiple of the recent training rows; 0 (default) none. `RETRAIN_CONCEPT_REPLAY`.
+   */
+  conceptReplay?: number;
+  /** Loss weight of a recent training row relative to a replayed one. `RETRAIN_CONCEPT_RECENT_WEIGHT`, default 1. */
+  conceptRecentWeight?: number;
+  /**
+   * Train on the validation part too, and report the holdout as the validation set (stage 1 of a concept
+   * retrain, where every label counts). Sound because nothing is selected on the validation set (the trainer
+   * keeps the last epoch's weights): it only reports the model's quality, and the holdout, which training
+   * never sees, reports it as well. Default false.
+   */
+  trainOnValidation?: boolean;
 }
 
 /** What a retrain asks for. */
@@ -67,6 +97,11 @@ export interface DatasetRequest {
    * for more data.
    */
   extendToLatest?: boolean;
+  /**
+   * The champion that drifted (the request's `championVersion`): selective replay judges the classes by the
+   * predictions this version made (the samples' `prediction` and `modelVersion`). Absent: no replay.
+   */
+  championVersion?: string;
 }
 
 /** Where the samples of a dataset came from. */
@@ -85,16 +120,23 @@ export interface DatasetProvenance {
   oldSamples: number;
   /** The old-data share that applied. */
   oldDataShare: number;
+  /** Classes whose older samples were replayed (concept drift, `conceptReplay` > 0); absent: no replay. */
+  replayedClasses?: Efficiency[];
 }
 
 /** The three parts of a retrain's data. */
 export interface Dataset {
   /** Recent training rows plus the older rows mixed in, shuffled. */
   train: LabelledRow[];
-  /** Recent rows only; picks the best epoch. */
+  /** Recent rows only; the model's reported quality (the holdout's rows with `trainOnValidation`). */
   validation: LabelledRow[];
   /** Recent samples only; never seen in training. */
   holdout: LabelledRow[];
+  /**
+   * The rows the model's drift reference is drawn from, when not `train`: the training rows without the
+   * replayed ones (replay takes older samples of some classes only, so they do not represent the inputs).
+   */
+  reference?: LabelledRow[];
   provenance: DatasetProvenance;
 }
 
@@ -194,6 +236,73 @@ export function olderQuery(window: SampleWindow, limit: number): SampleWindowQue
   return undefined;
 }
 
+const sampleId = (s: LabelledSample): string => `${s.machineId}\u0000${s.seq}`;
+
+/** Significance of the test of {@link replayableClasses}: a class is replayed unless the test rejects at it. */
+export const REPLAY_TEST_ALPHA = 0.05;
+/** Fewest recent samples the drifted champion must have predicted as a class before the class can be replayed. */
+export const REPLAY_MIN_PREDICTED = 5;
+/** Fewest older samples predicted by the drifted champion needed to estimate its error rates before the window. */
+export const REPLAY_MIN_POOL = 50;
+
+/**
+ * The classes whose older samples still carry the right label after a concept drift, judged by the drifted
+ * champion's predictions (`championVersion`; samples it did not predict are ignored).
+ *
+ * For class c: before the window, a share q_c of the samples the champion predicted as c were labelled
+ * otherwise (its error on c; estimated from `older` as (e + 1) / (n + 2)). If the rule change moved part of
+ * c's old region to another class, the recent samples it predicts as c are labelled otherwise more often.
+ * c is replayable unless the exact one-sided binomial test rejects "recent error rate ≤ q_c" at
+ * {@link REPLAY_TEST_ALPHA}, and only when the champion predicted c at least {@link REPLAY_MIN_PREDICTED} times
+ * in `recent` (no evidence, no replay) and `older` holds at least {@link REPLAY_MIN_POOL} of its predictions.
+ */
+export function replayableClasses(
+  recent: readonly LabelledSample[],
+  older: readonly LabelledSample[],
+  championVersion: string,
+): Efficiency[] {
+  const count = (samples: readonly LabelledSample[]): Map<Efficiency, { n: number; wrong: number }> => {
+    const out = new Map<Efficiency, { n: number; wrong: number }>(
+      EFFICIENCY_CLASSES.map((c) => [c, { n: 0, wrong: 0 }]),
+    );
+    for (const s of samples) {
+      if (s.modelVersion !== championVersion || s.prediction === undefined) continue;
+      const c = out.get(s.prediction);
+      if (!c) continue;
+      c.n++;
+      if (s.label !== s.prediction) c.wrong++;
+    }
+    return out;
+  };
+  const before = count(older);
+  const poolSize = [...before.values()].reduce((n, c) => n + c.n, 0);
+  if (poolSize < REPLAY_MIN_POOL) return [];
+  const now = count(recent);
+  return EFFICIENCY_CLASSES.filter((c) => {
+    const b = before.get(c) as { n: number; wrong: number };
+    const r = now.get(c) as { n: number; wrong: number };
+    if (r.n < REPLAY_MIN_PREDICTED) return false;
+    const q = (b.wrong + 1) / (b.n + 2);
+    return binomialUpperTail(r.n, r.wrong, q) >= REPLAY_TEST_ALPHA;
+  });
+}
+
+/** P(X ≥ k) for X ~ Binomial(n, p), 0 < p < 1. */
+export function binomialUpperTail(n: number, k: number, p: number): number {
+  if (k <= 0) return 1;
+  if (k > n) return 0;
+  // Sum the lower part P(X ≤ k − 1) in log space (n is at most a few thousand here).
+  const logP = Math.log(p);
+  const logQ = Math.log1p(-p);
+  let logTerm = n * logQ; // log P(X = 0)
+  let lower = Math.exp(logTerm);
+  for (let i = 1; i < k; i++) {
+    logTerm += Math.log((n - i + 1) / i) + logP - logQ;
+    lower += Math.exp(logTerm);
+  }
+  return Math.max(0, 1 - lower);
+}
+
 /** Reads the window from `store` and builds the dataset (see the module comment). */
 export async function buildDataset(
   store: LabelledSampleStore,
@@ -203,21 +312,52 @@ export async function buildDataset(
   const recent = await store.readWindow(recentQuery(request, options.maxSamples));
   if (recent.length < options.minSamples) throw new NotEnoughDataError(recent.length, options.minSamples);
   const split = splitRecent(recent, options);
+  // The recent samples trained on: the training part, and the validation part too when it is not kept apart.
+  const recentTrain = options.trainOnValidation ? [...split.train, ...split.validation] : split.train;
 
   const share = request.kind === 'concept' ? options.oldDataShareConcept : options.oldDataShare;
   let old: LabelledSample[] = [];
-  const wanted = share > 0 && share < 1 ? Math.round((share / (1 - share)) * split.train.length) : 0;
+  const wanted = share > 0 && share < 1 ? Math.round((share / (1 - share)) * recentTrain.length) : 0;
   const query = wanted > 0 ? olderQuery(request.window, wanted * 4) : undefined;
   if (query) {
     // The newest pre-window samples, thinned at random to the wanted count.
     const pool = canonicalOrder(await store.readWindow(query));
     old = pool.length > wanted ? new Rng(options.seed ^ 0x01d).shuffle(pool).slice(0, wanted) : pool;
   }
-  const train = split.train.map(toRow);
-  if (old.length > 0) {
-    train.push(...old.map(toRow));
-    new Rng(options.seed ^ 0x7a1).shuffle(train);
+
+  // Selective replay after concept drift (module comment).
+  let replayed: LabelledSample[] = [];
+  let replayedClasses: Efficiency[] | undefined;
+  const replayPool = request.kind === 'concept' ? (options.conceptReplay ?? 0) : 0;
+  const replayQuery =
+    replayPool > 0 && request.championVersion !== undefined
+      ? olderQuery(request.window, Math.round(replayPool * recentTrain.length))
+      : undefined;
+  if (replayQuery && request.championVersion !== undefined) {
+    const pool = canonicalOrder(await store.readWindow(replayQuery));
+    replayedClasses = replayableClasses(recentTrain, pool, request.championVersion);
+    const classes = new Set<Efficiency>(replayedClasses);
+    // A sample the random old-data share already took is not taken twice.
+    const taken = new Set(old.map(sampleId));
+    replayed = pool.filter((s) => classes.has(s.label) && !taken.has(sampleId(s)));
   }
+
+  let train: LabelledRow[] = recentTrain.map(toRow);
+  let reference: LabelledRow[] | undefined;
+  if (replayed.length > 0) {
+    reference = [...recentTrain, ...old].map(toRow);
+    // A recent row weighs `conceptRecentWeight` times an older one; scaled so that the mean weight is 1.
+    const older = old.length + replayed.length;
+    const recentWeight = options.conceptRecentWeight ?? 1;
+    const scale = (train.length + older) / (recentWeight * train.length + older);
+    train = train.map((r) => ({ ...r, weight: recentWeight * scale }));
+    for (const s of [...old, ...replayed]) train.push({ ...toRow(s), weight: scale });
+  } else {
+    train.push(...old.map(toRow));
+  }
+  if (old.length + replayed.length > 0 || options.trainOnValidation)
+    new Rng(options.seed ^ 0x7a1).shuffle(train);
+  const olderSamples = old.length + replayed.length;
 
   let fromTs = Number.POSITIVE_INFINITY;
   let toTs = Number.NEGATIVE_INFINITY;
@@ -233,15 +373,17 @@ export async function buildDataset(
   }
   return {
     train,
-    validation: split.validation.map(toRow),
+    validation: (options.trainOnValidation ? split.holdout : split.validation).map(toRow),
     holdout: split.holdout.map(toRow),
+    ...(reference ? { reference } : {}),
     provenance: {
       samples: recent.length,
       fromTs,
       toTs,
       ...(fromSample !== undefined ? { fromSample, toSample } : {}),
-      oldSamples: old.length,
-      oldDataShare: old.length > 0 ? old.length / train.length : 0,
+      oldSamples: olderSamples,
+      oldDataShare: olderSamples > 0 ? olderSamples / train.length : 0,
+      ...(replayedClasses !== undefined ? { replayedClasses } : {}),
     },
   };
 }

@@ -102,6 +102,11 @@ export interface RetrainOnceOptions {
   signal?: AbortSignal;
   /** Fewest samples for this training (a stage of `stages.ts`); default `config.minSamples`. */
   minSamples?: number;
+  /**
+   * The stage of a two-stage concept retrain (`stages.ts`): stage 1 trains with the `stage1*` hyper-parameters
+   * (a short fine-tune); default: the configured ones.
+   */
+  stage?: 1 | 2;
 }
 
 /** How a retrain ended. */
@@ -162,8 +167,14 @@ export function scoreModel(model: LoadedModel, rows: readonly LabelledRow[], bat
 }
 
 /** The defaults of {@link RetrainOnceDeps.trainer}. */
-export function defaultTrainer(config: Pick<RetrainerConfig, 'inThread'>, tf?: Tf): Trainer {
-  return config.inThread ? createInThreadTrainer(tf ? { tf } : {}) : createWorkerTrainer();
+export function defaultTrainer(
+  config: Pick<RetrainerConfig, 'inThread'>,
+  tf?: Tf,
+  options: { prewarm?: boolean } = {},
+): Trainer {
+  return config.inThread
+    ? createInThreadTrainer(tf ? { tf } : {})
+    : createWorkerTrainer({ prewarm: options.prewarm ?? false });
 }
 
 /** What the steps of one retrain share. */
@@ -178,13 +189,41 @@ interface RetrainContext {
   championAtStart: ModelVersion | undefined;
 }
 
-/** The hyper-parameters of a training: the configured ones, with the warm-start learning rate when warm. */
-interface Hyperparameters {
+/** The hyper-parameters of a training ({@link hyperparametersFor}). */
+export interface Hyperparameters {
   epochs: number;
   batchSize: number;
   learningRate: number;
   seed: number;
   classWeight: RetrainerConfig['classWeight'];
+}
+
+/**
+ * The hyper-parameters of one training. Stage 1 of a concept retrain is a short fine-tune (`stage1Epochs`,
+ * `stage1BatchSize`, `stage1LearningRate`: about 100 steps instead of ~360 on its ~500 rows, so it serves
+ * sooner; docs/drift-detector-design.md, section 5); any other training uses the configured epochs and batch
+ * size, and the warm-start learning rate when warm-started.
+ */
+export function hyperparametersFor(
+  config: RetrainerConfig,
+  stage: 1 | 2 | undefined,
+  warm: boolean,
+): Hyperparameters {
+  if (stage === 1)
+    return {
+      epochs: config.stage1Epochs,
+      batchSize: config.stage1BatchSize,
+      learningRate: config.stage1LearningRate,
+      seed: config.seed,
+      classWeight: config.classWeight,
+    };
+  return {
+    epochs: config.epochs,
+    batchSize: config.batchSize,
+    learningRate: warm ? config.warmLearningRate : config.learningRate,
+    seed: config.seed,
+    classWeight: config.classWeight,
+  };
 }
 
 /**
@@ -215,12 +254,17 @@ export async function retrainOnce(
       window: requestWindow(request, options.windowBy),
       kind: request.kind,
       extendToLatest: options.extendToLatest,
+      championVersion: request.championVersion,
     },
     {
       minSamples: options.minSamples ?? config.minSamples,
       maxSamples: config.maxSamples,
       oldDataShare: config.oldDataShare,
       oldDataShareConcept: config.oldDataShareConcept,
+      conceptReplay: config.conceptReplay,
+      conceptRecentWeight: config.conceptRecentWeight,
+      // Stage 1 trains on every label it has but the holdout (dataset.ts, `trainOnValidation`).
+      trainOnValidation: options.stage === 1,
       holdoutShare: config.holdoutShare,
       validationShare: config.validationShare,
       seed: config.seed,
@@ -254,13 +298,7 @@ export async function retrainOnce(
   const jobDir = await fs.mkdtemp(path.join(workDir, 'job-'));
   const loaded: LoadedModel[] = [];
   const warmStartVersion = config.warmStart && championAtStart ? championAtStart.version : undefined;
-  const hyperparameters: Hyperparameters = {
-    epochs: config.epochs,
-    batchSize: config.batchSize,
-    learningRate: warmStartVersion !== undefined ? config.warmLearningRate : config.learningRate,
-    seed: config.seed,
-    classWeight: config.classWeight,
-  };
+  const hyperparameters = hyperparametersFor(config, options.stage, warmStartVersion !== undefined);
   const run = await RetrainRun.start(
     deps.tracking,
     {
@@ -277,9 +315,13 @@ export async function retrainOnce(
   );
   const ctx: RetrainContext = { request, deps, config, log, run, trainedOn, championAtStart };
 
+  // The champion is scored on the holdout while the challenger trains (it does not depend on it).
+  let championScore: Promise<ChampionScore> | undefined;
   try {
+    championScore = scoreChampion(ctx, dataset.holdout, loaded);
     // ---- train ------------------------------------------------------------------
     const training = await trainChallenger(ctx, dataset, trainer, {
+      startedAt: started,
       hyperparameters,
       warmStartVersion,
       outDir: path.join(jobDir, 'artifact'),
@@ -297,7 +339,7 @@ export async function retrainOnce(
     const { trained, trainingMs } = training;
 
     // ---- evaluate both on the same holdout ----------------------------------------
-    const scores = await evaluateBoth(ctx, dataset.holdout, trained, loaded);
+    const scores = await evaluateBoth(ctx, dataset.holdout, trained, await championScore, loaded);
     if (!scores.ok)
       return finish({
         status: 'failed',
@@ -385,6 +427,8 @@ export async function retrainOnce(
     run.error(err);
     throw err;
   } finally {
+    // A training that failed did not wait for the champion's score: let it settle before disposing.
+    await championScore;
     for (const m of loaded) m.dispose();
     await fs.rm(jobDir, { recursive: true, force: true }).catch(() => undefined);
     await run.finish();
@@ -412,6 +456,8 @@ async function trainChallenger(
   dataset: Dataset,
   trainer: Trainer,
   job: {
+    /** `performance.now()` when the retrain began. */
+    startedAt: number;
     hyperparameters: Hyperparameters;
     warmStartVersion: string | undefined;
     outDir: string;
@@ -426,6 +472,9 @@ async function trainChallenger(
   log.info('training started', {
     action: 'training-started',
     trainer: trainer.kind,
+    // Since the retrain began: reading the window and building the dataset (the part of the wait for data
+    // that is not waiting).
+    preparedMs: Math.round(performance.now() - job.startedAt),
     train: trainedOn.train,
     validation: trainedOn.validation,
     holdout: trainedOn.holdout,
@@ -458,6 +507,7 @@ async function trainChallenger(
       {
         train: dataset.train,
         validation: dataset.validation,
+        ...(dataset.reference ? { reference: dataset.reference } : {}),
         hyperparameters: job.hyperparameters,
         ...(warmStartDir !== undefined ? { warmStartDir } : {}),
         outDir: job.outDir,
@@ -509,6 +559,8 @@ async function trainChallenger(
     action: 'training-finished',
     outcome: 'success',
     durationMs: Math.round(trainingMs),
+    // The training itself, in the trainer's thread (the rest: fetching the warm start, the thread's hand-over).
+    trainerMs: Math.round(trained.durationMs),
     epochs: trained.epochs,
     bestEpoch: trained.bestEpoch,
     backend: trained.backend,
@@ -518,42 +570,68 @@ async function trainChallenger(
   return { ok: true, trained, trainingMs };
 }
 
+/** The champion's score on the holdout, or why there is none ({@link scoreChampion}). */
+type ChampionScore =
+  { ok: true; metrics: EvalMetrics | null } | { ok: false; reason: string } | { ok: false; thrown: unknown };
+
 /**
- * Scores the champion and the challenger on the same holdout and applies the gate. Without the
- * champion's score there is no fair comparison: a champion that cannot be evaluated fails the
- * retrain (the champion stays), unless the registry is only unreachable for now (thrown: retried).
+ * Loads the champion of the retrain's start and scores it on the holdout. It does not depend on the
+ * challenger, so it runs while the challenger trains (in its worker thread), off the critical path. Never
+ * rejects: a champion that cannot be evaluated is a reason (the retrain fails, the champion stays), a
+ * registry that is only unreachable for now is returned as `thrown` (rethrown after the training: retried).
+ */
+async function scoreChampion(
+  ctx: RetrainContext,
+  holdout: readonly LabelledRow[],
+  loaded: LoadedModel[],
+): Promise<ChampionScore> {
+  const { deps, log, championAtStart, request } = ctx;
+  if (!championAtStart) return { ok: true, metrics: null };
+  try {
+    const model = await loaderOf(ctx)(
+      await deps.registry.fetchArtifact(request.modelName, championAtStart.version),
+    );
+    loaded.push(model);
+    return { ok: true, metrics: scoreModel(model, holdout) };
+  } catch (err) {
+    // The registry is unreachable for now: the request is retried later (the champion stays meanwhile).
+    if (isRetriable(err)) return { ok: false, thrown: err };
+    // Fail safe: without the champion's score there is no fair comparison, and the champion stays.
+    const reason = `cannot evaluate champion ${championAtStart.version}: ${describeError(err)}`;
+    log.error('evaluation failed', { action: 'evaluation', outcome: 'failure', reason });
+    return { ok: false, reason };
+  }
+}
+
+/** How models are loaded for scoring: `deps.loadModel`, else `loadArtifact` (checksums verified). */
+function loaderOf(ctx: RetrainContext): (dir: string) => Promise<LoadedModel> {
+  const { deps, log } = ctx;
+  return deps.loadModel ?? (async (dir: string) => loadArtifact(dir, deps.tf ?? (await loadTf(log)).tf));
+}
+
+/**
+ * Scores the challenger on the holdout the champion was scored on ({@link scoreChampion}) and applies the
+ * gate. Without the champion's score there is no fair comparison: a champion that cannot be evaluated
+ * fails the retrain (the champion stays), unless the registry is only unreachable for now (thrown: retried).
  */
 async function evaluateBoth(
   ctx: RetrainContext,
   holdout: readonly LabelledRow[],
   trained: TrainResult,
+  champion: ChampionScore,
   loaded: LoadedModel[],
 ): Promise<
   | { ok: true; championMetrics: EvalMetrics | null; challengerMetrics: EvalMetrics; decision: GateDecision }
   | { ok: false; reason: string }
 > {
-  const { deps, config, log, championAtStart, request } = ctx;
+  const { deps, config, log, championAtStart } = ctx;
   const metrics = deps.metrics;
-  const loadModel =
-    deps.loadModel ?? (async (dir: string) => loadArtifact(dir, deps.tf ?? (await loadTf(log)).tf));
-  let championMetrics: EvalMetrics | null = null;
-  if (championAtStart) {
-    try {
-      const model = await loadModel(
-        await deps.registry.fetchArtifact(request.modelName, championAtStart.version),
-      );
-      loaded.push(model);
-      championMetrics = scoreModel(model, holdout);
-    } catch (err) {
-      // The registry is unreachable for now: the request is retried later (the champion stays meanwhile).
-      if (isRetriable(err)) throw err;
-      // Fail safe: without the champion's score there is no fair comparison, and the champion stays.
-      const reason = `cannot evaluate champion ${championAtStart.version}: ${describeError(err)}`;
-      log.error('evaluation failed', { action: 'evaluation', outcome: 'failure', reason });
-      return { ok: false, reason };
-    }
+  if (!champion.ok) {
+    if ('thrown' in champion) throw champion.thrown;
+    return { ok: false, reason: champion.reason };
   }
-  const challengerModel = await loadModel(trained.dir);
+  const championMetrics = champion.metrics;
+  const challengerModel = await loaderOf(ctx)(trained.dir);
   loaded.push(challengerModel);
   const challengerMetrics = scoreModel(challengerModel, holdout);
   if (championMetrics) metrics?.lastHoldoutAccuracy.set({ role: 'champion' }, championMetrics.accuracy);

@@ -138,7 +138,9 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
   const logger = deps.logger ?? silentLogger();
   const metrics = deps.metrics ?? new RetrainerMetrics();
   const now = deps.now ?? Date.now;
-  const trainer = deps.trainer ?? defaultTrainer(config, deps.tf);
+  // The service's own trainer keeps a worker started ahead of the next training (RETRAIN_PREWARM_WORKER).
+  const trainer = deps.trainer ?? defaultTrainer(config, deps.tf, { prewarm: config.prewarmWorker });
+  const ownsTrainer = deps.trainer === undefined;
   const onceDeps: RetrainOnceDeps = { ...deps, config, logger, trainer, metrics };
   const lanes = new Map<string, Lane>();
   const stopping = new AbortController();
@@ -222,6 +224,7 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
         outcome = await retrainOnce(r, onceDeps, {
           extendToLatest: job.attempts > 1,
           minSamples: plan.minSamples,
+          ...(plan.stage !== undefined ? { stage: plan.stage } : {}),
         });
       } catch (err) {
         const retriable = isRetriable(err);
@@ -449,6 +452,7 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
     async start() {
       if (started) return;
       ledger = await RequestLedger.open(config.stateDir, { logger, maxFinished: config.ledgerMaxFinished });
+      trainer.prepare?.();
       for (const rec of ledger.pending()) {
         if (!rec.request) continue;
         logger.info('resuming retrain request', {
@@ -547,6 +551,7 @@ export function createRetrainer(deps: RetrainerDeps): Retrainer {
       await Promise.all(running);
       const left = [...lanes.values()].reduce((n, l) => n + l.queue.length, 0);
       if (left > 0) logger.info('retrain requests left queued for the next start', { queued: left });
+      if (ownsTrainer) await trainer.close?.();
     },
   };
 }

@@ -6,7 +6,8 @@ import { DriftlineError, TimeoutError, describeError } from '../../common/errors
 import { loadWarmStart, saveArtifact, type WarmStart } from '../../common/model/artifact.ts';
 import { trainClassifier, type EpochLog, type TrainedClassifier } from '../../common/model/classifier.ts';
 import { loadTf, type Tf } from '../../common/model/tf.ts';
-import type { EvalMetrics, LabelledRow } from '../../common/model/types.ts';
+import type { EvalMetrics, FeatureRow, LabelledRow } from '../../common/model/types.ts';
+import { EFFICIENCY_CLASSES, FEATURES, OPERATION_MODES, SEED_RANGES } from '../../common/schema/features.ts';
 
 /**
  * Trainers: run `trainClassifier` on a dataset and save the result as an
@@ -37,8 +38,10 @@ export interface TrainHyperparameters {
 export interface TrainJob {
   /** Training rows. */
   train: LabelledRow[];
-  /** Validation rows (best-epoch selection). */
+  /** Validation rows: the model's reported quality (nothing is selected on them; stage 1: the holdout's). */
   validation: LabelledRow[];
+  /** Rows of the drift reference sample when they are not the training rows (`Dataset.reference`). */
+  reference?: LabelledRow[];
   /** Hyper-parameters. */
   hyperparameters: TrainHyperparameters;
   /** Where the artifact is written; must not exist yet. */
@@ -88,6 +91,13 @@ export interface Trainer {
   /** `worker` or `in-thread`; for logs. */
   readonly kind: string;
   train(job: TrainJob, options: TrainRunOptions): Promise<TrainResult>;
+  /**
+   * Gets ready for the next training ahead of time (a worker trainer with `prewarm` starts its spare
+   * worker); idempotent, optional. The retrainer service calls it when it starts.
+   */
+  prepare?(): void;
+  /** Releases what the trainer holds between trainings (a spare worker); optional. */
+  close?(): Promise<void>;
 }
 
 /** A training ran past its time limit; the champion stays. */
@@ -126,6 +136,7 @@ export async function trainAndSave(
       seed: h.seed,
       classWeight: h.classWeight,
       validation: job.validation,
+      ...(job.reference ? { referenceRows: job.reference } : {}),
       signal: options.signal,
       onEpoch: options.onEpoch ? (_epoch, log) => options.onEpoch?.(log) : undefined,
     });
@@ -147,6 +158,30 @@ export async function trainAndSave(
     trained?.model.dispose();
     warm?.dispose();
   }
+}
+
+/**
+ * A throw-away training on a few synthetic rows (12 short epochs), run by a spare worker before its job
+ * arrives: the first training in a fresh thread pays for compiling tfjs's JavaScript and WASM paths (about
+ * 0.3 s here); the warm-up pays it ahead of time.
+ */
+export async function warmUpTraining(tf: Tf): Promise<void> {
+  const rows: LabelledRow[] = Array.from({ length: 256 }, (_, i) => {
+    const row = { operationMode: OPERATION_MODES[i % OPERATION_MODES.length] } as FeatureRow;
+    FEATURES.forEach((f, j) => {
+      const [lo, hi] = SEED_RANGES[f];
+      row[f] = lo + ((hi - lo) * ((i * (j + 3)) % 17)) / 16;
+    });
+    return { row, label: EFFICIENCY_CLASSES[i % EFFICIENCY_CLASSES.length] as LabelledRow['label'] };
+  });
+  const trained = await trainClassifier(tf, rows, {
+    epochs: 12,
+    batchSize: 128,
+    learningRate: 0.01,
+    validation: rows.slice(0, 64),
+    referenceSize: 16,
+  });
+  trained.model.dispose();
 }
 
 /** Options of {@link createInThreadTrainer}. */
@@ -185,9 +220,13 @@ export function createInThreadTrainer(options: InThreadTrainerOptions = {}): Tra
 
 /** Messages from the training worker. */
 export type WorkerMessage =
+  | { type: 'ready' }
   | { type: 'epoch'; log: EpochLog }
   | { type: 'done'; result: TrainResult }
   | { type: 'error'; name: string; message: string; code?: string };
+
+/** Messages to the training worker: its one job. */
+export type WorkerRequest = { type: 'job'; job: TrainJob };
 
 /** Options of {@link createWorkerTrainer}. */
 export interface WorkerTrainerOptions {
@@ -195,6 +234,21 @@ export interface WorkerTrainerOptions {
   execArgv?: string[];
   /** V8 heap limits of the worker. Default: Node's. */
   resourceLimits?: { maxOldGenerationSizeMb?: number; maxYoungGenerationSizeMb?: number };
+  /**
+   * Keep one worker started ahead of the next training (a spare: thread up, tsx hooks registered, tfjs
+   * loaded, waiting for its job), so a training does not wait ~1 s for the thread and tfjs to start
+   * (`RETRAIN_PREWARM_WORKER`). The spare is started by {@link Trainer.prepare} and again
+   * `prewarmDelayMs` after each training; every training still runs in a thread of its own, terminated
+   * when it ends. {@link Trainer.close} terminates the spare. Default false.
+   */
+  prewarm?: boolean;
+  /**
+   * Wait after a training ends before the next spare starts, ms, so its start-up does not compete with
+   * the promotion and the edge's model load that follow a training. Default 1,000.
+   */
+  prewarmDelayMs?: number;
+  /** Called when a worker thread starts: `spare` ahead of a training, `job` for a training that found none. */
+  onWorkerStart?: (role: 'spare' | 'job') => void;
 }
 
 /**
@@ -220,29 +274,101 @@ export function workerBootstrap(entry: URL = new URL('./train-worker.ts', import
   ].join('\n');
 }
 
-/** A trainer that runs each training in a fresh worker thread and terminates it at the time limit. */
+/**
+ * A trainer that runs each training in a worker thread of its own and terminates it at the time limit
+ * (and when the training ends). With `prewarm`, the thread of the next training is started ahead of time.
+ */
 export function createWorkerTrainer(options: WorkerTrainerOptions = {}): Trainer {
   const execArgv = options.execArgv ?? [...process.execArgv];
   const bootstrap = workerBootstrap();
+  const prewarm = options.prewarm ?? false;
+  const prewarmDelayMs = options.prewarmDelayMs ?? 1_000;
+  let spare: Worker | undefined;
+  let spareTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  const spawn = (spareThread = false): Worker => {
+    options.onWorkerStart?.(spareThread ? 'spare' : 'job');
+    return new Worker(bootstrap, {
+      eval: true,
+      execArgv,
+      // A spare warms tfjs up with a throw-away training while it waits (`warmUpTraining`).
+      workerData: { warmUp: spareThread },
+      ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
+    });
+  };
+
+  /** Starts the spare unless there is one; an idle spare does not keep the process alive. */
+  const startSpare = (): void => {
+    if (closed || spare) return;
+    const worker = spawn(true);
+    worker.unref();
+    // A spare that fails or exits while idle is dropped; the next training starts a thread of its own.
+    const drop = (): void => {
+      if (spare !== worker) return;
+      spare = undefined;
+      void worker.terminate();
+    };
+    worker.on('message', (msg: WorkerMessage) => {
+      if (msg.type === 'error') drop();
+    });
+    worker.on('error', drop);
+    worker.on('exit', drop);
+    spare = worker;
+  };
+
+  const scheduleSpare = (): void => {
+    if (!prewarm || closed || spare || spareTimer) return;
+    spareTimer = setTimeout(() => {
+      spareTimer = undefined;
+      startSpare();
+    }, prewarmDelayMs);
+    spareTimer.unref();
+  };
+
+  /** The spare (detached from its idle listeners), or a new thread. */
+  const takeWorker = (): Worker => {
+    const worker = spare;
+    if (!worker) return spawn();
+    spare = undefined;
+    worker.removeAllListeners('message');
+    worker.removeAllListeners('error');
+    worker.removeAllListeners('exit');
+    worker.ref();
+    return worker;
+  };
+
   return {
     kind: 'worker',
+    prepare() {
+      if (prewarm) startSpare();
+    },
+    async close() {
+      closed = true;
+      if (spareTimer) clearTimeout(spareTimer);
+      spareTimer = undefined;
+      const worker = spare;
+      spare = undefined;
+      await worker?.terminate();
+    },
     train(job, run) {
       return new Promise<TrainResult>((resolve, reject) => {
         run.signal?.throwIfAborted();
-        const worker = new Worker(bootstrap, {
-          eval: true,
-          workerData: job,
-          execArgv,
-          ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
-        });
+        const worker = takeWorker();
         let settled = false;
         const finish = (err: unknown, result?: TrainResult): void => {
           if (settled) return;
           settled = true;
           clearTimeout(timer);
           run.signal?.removeEventListener('abort', onAbort);
-          // terminate() resolves once the thread is gone: never leave one running (it holds the tfjs heap).
-          void worker.terminate().finally(() => (err ? reject(err) : resolve(result as TrainResult)));
+          // Never leave a thread running (it holds the tfjs heap). A result does not wait for the thread to be
+          // gone (10-40 ms); a failure does, so nothing of a failed or timed-out training outlives the call.
+          const gone = worker
+            .terminate()
+            .catch(() => undefined)
+            .then(scheduleSpare);
+          if (err) void gone.then(() => reject(err));
+          else resolve(result as TrainResult);
         };
         const timer = setTimeout(() => finish(new TrainingTimeoutError(run.timeoutMs)), run.timeoutMs);
         const onAbort = (): void => finish(run.signal?.reason ?? new Error('training aborted'));
@@ -263,6 +389,8 @@ export function createWorkerTrainer(options: WorkerTrainerOptions = {}): Trainer
             ),
           ),
         );
+        const request: WorkerRequest = { type: 'job', job };
+        worker.postMessage(request);
       });
     },
   };

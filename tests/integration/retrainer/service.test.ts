@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { InProcessBus } from '../../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../../common/bus/types.ts';
 import { parseModelEvent, type ModelEvent } from '../../../common/events/schemas.ts';
@@ -258,6 +258,52 @@ describe('retrainer on real tfjs', () => {
     expect((await env.registry.getChampion(MODEL))?.version).toBe('1');
     expect(await env.registry.listVersions(MODEL)).toHaveLength(1);
     await retrainer.close();
+  });
+
+  it('trains on a prewarmed spare worker, starts the next spare after a training, and close() ends it', async () => {
+    const starts: string[] = [];
+    const trainer = createWorkerTrainer({
+      prewarm: true,
+      prewarmDelayMs: 0,
+      onWorkerStart: (role) => starts.push(role),
+    });
+    const rows = makeSamples(300, { seed: 3, label: drifted }).map((x) => ({ row: x.row, label: x.label }));
+    const job = (n: number) => ({
+      train: rows.slice(0, 240),
+      validation: rows.slice(240),
+      hyperparameters: {
+        epochs: 3,
+        batchSize: 128,
+        learningRate: 0.01,
+        seed: 1,
+        classWeight: 'none' as const,
+      },
+      outDir: path.join(root, `prewarm-${n}`),
+      modelName: MODEL,
+      source: {},
+      warmStartDir: championDir,
+    });
+    trainer.prepare?.();
+    trainer.prepare?.();
+    expect(starts).toEqual(['spare']);
+    const first = await trainer.train(job(1), { timeoutMs: 60_000 });
+    expect(starts).toEqual(['spare']);
+    await vi.waitFor(() => expect(starts).toEqual(['spare', 'spare']), { timeout: 5_000 });
+    const second = await trainer.train(job(2), { timeoutMs: 60_000 });
+    expect(starts).toEqual(['spare', 'spare']);
+    for (const r of [first, second]) {
+      expect(r.epochs).toBe(3);
+      (await loadArtifact(r.dir, tf)).dispose();
+    }
+    // The same job trains the same model on a spare as in-thread (the warm-up leaves nothing behind).
+    const inThread = await createInThreadTrainer({ tf }).train(job(3), { timeoutMs: 60_000 });
+    expect(inThread.validation).toEqual(first.validation);
+    await vi.waitFor(() => expect(starts).toHaveLength(3), { timeout: 5_000 });
+    await trainer.close?.();
+    // After close(): a training still runs, in a thread of its own, and no spare follows it.
+    await trainer.train(job(4), { timeoutMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(starts).toEqual(['spare', 'spare', 'spare', 'job']);
   });
 
   it('reports an error raised inside the training worker', async () => {

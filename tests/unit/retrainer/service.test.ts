@@ -307,6 +307,19 @@ describe('retrainer service (fake trainer and registry)', () => {
     expect(await events()).toHaveLength(1);
   });
 
+  it('prepares the trainer when it starts and leaves a trainer it was given open', async () => {
+    const calls: string[] = [];
+    const trainer = Object.assign(new FakeTrainer(), {
+      prepare: () => void calls.push('prepare'),
+      close: async () => void calls.push('close'),
+    });
+    const r = start(trainer);
+    await r.start();
+    expect(calls).toEqual(['prepare']);
+    await r.close();
+    expect(calls).toEqual(['prepare']);
+  });
+
   it('dead-letters a malformed request', async () => {
     const r = start(new FakeTrainer());
     await r.start();
@@ -402,6 +415,28 @@ describe('retrainer service (fake trainer and registry)', () => {
       expect(evs[1]).toMatchObject({ previousVersion: '2' });
     });
 
+    it('trains stage 1 with the stage-1 hyper-parameters (a short fine-tune), stage 2 with the configured ones', async () => {
+      const trainer = new FakeTrainer(better());
+      const r = start(trainer, {
+        ...twoStage,
+        epochs: 40,
+        batchSize: 64,
+        warmLearningRate: 0.003,
+        stage1Epochs: 20,
+        stage1BatchSize: 128,
+        stage1LearningRate: 0.01,
+      });
+      await r.start();
+      await r.submit(makeRequest({ requestId: hex(35) }));
+      await r.idle();
+      expect(trainer.jobs.map((j) => j.hyperparameters)).toEqual([
+        expect.objectContaining({ epochs: 20, batchSize: 128, learningRate: 0.01 }),
+        expect.objectContaining({ epochs: 40, batchSize: 64, learningRate: 0.003 }),
+      ]);
+      // Both warm-start from the champion of their time.
+      expect(trainer.jobs.every((j) => j.warmStartDir !== undefined)).toBe(true);
+    });
+
     it('never promotes a stage 1 worse than the drifted champion; stage 2 still follows', async () => {
       const trainer = new FakeTrainer({ spec: { kind: 'constant', label: 'Low' } });
       const r = start(trainer, twoStage);
@@ -487,6 +522,70 @@ describe('retrainOnce', () => {
     await store.close();
     await registry.close();
     await fs.rm(dir, { recursive: true, force: true });
+  });
+});
+
+describe('retrainOnce: the champion is scored while the challenger trains', () => {
+  async function env(): Promise<{ dir: string; store: FileSampleStore; registry: MemoryRegistry }> {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'driftline-once-'));
+    const store = await openFileSampleStore({ dir: path.join(dir, 'samples') });
+    await store.append(makeSamples(600, { label: (r) => seedLabel(r, 150) }));
+    const registry = new MemoryRegistry();
+    await registry.seedChampion(MODEL, { kind: 'oracle' });
+    return { dir, store, registry };
+  }
+  async function done(e: { dir: string; store: FileSampleStore; registry: MemoryRegistry }): Promise<void> {
+    await e.store.close();
+    await e.registry.close();
+    await fs.rm(e.dir, { recursive: true, force: true });
+  }
+
+  it('loads and scores the champion before the training ends; the gate is unchanged', async () => {
+    const e = await env();
+    const loads: string[] = [];
+    const inner = new FakeTrainer({ spec: { kind: 'oracle', speedShift: 150 } });
+    const trainer = {
+      kind: 'waits-for-champion',
+      async train(job: Parameters<FakeTrainer['train']>[0], run: Parameters<FakeTrainer['train']>[1]) {
+        // The training does not end before the champion has been loaded for scoring.
+        for (let i = 0; i < 200 && loads.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+        expect(loads).toHaveLength(1);
+        return inner.train(job, run);
+      },
+    };
+    const outcome = await retrainOnce(makeRequest({ requestId: hex(21) }), {
+      store: e.store,
+      registry: e.registry,
+      trainer,
+      loadModel: async (dir) => {
+        loads.push(dir);
+        return loadFakeModel(dir);
+      },
+      config: { stateDir: path.join(e.dir, 'state'), minSamples: 200 },
+    });
+    expect(loads).toHaveLength(2);
+    expect(outcome).toMatchObject({ status: 'promoted', promoted: true, version: '2' });
+    expect(outcome.champion?.accuracy).toBeLessThan(0.9);
+    await done(e);
+  });
+
+  it('a champion that cannot be evaluated fails the retrain after the training, and the champion stays', async () => {
+    const e = await env();
+    const outcome = await retrainOnce(makeRequest({ requestId: hex(22) }), {
+      store: e.store,
+      registry: e.registry,
+      trainer: new FakeTrainer({ spec: { kind: 'oracle', speedShift: 150 } }),
+      loadModel: async (dir) => {
+        if (!dir.endsWith('artifact')) throw new Error('corrupt champion');
+        return loadFakeModel(dir);
+      },
+      config: { stateDir: path.join(e.dir, 'state'), minSamples: 200 },
+    });
+    expect(outcome).toMatchObject({ status: 'failed', promoted: false, challenger: null });
+    expect(outcome.reason).toMatch(/^cannot evaluate champion 1: .*corrupt champion/);
+    expect((await e.registry.getChampion(MODEL))?.version).toBe('1');
+    expect(e.registry.calls).toEqual([]);
+    await done(e);
   });
 });
 

@@ -139,6 +139,56 @@ describe('trainClassifier', () => {
   });
 });
 
+describe('trainClassifier row weights and reference rows', () => {
+  it('weighs each row by its weight: weight 1 is as if unweighted, a row of weight 0 pulls nowhere', async () => {
+    const data = seedProfile(400, 11);
+    const validation = seedProfile(100, 12);
+    // Rows with the wrong label, weighted 0, must not change the model.
+    const wrong = seedProfile(200, 13).map((d) => ({
+      ...d,
+      label: (d.label === 'Low' ? 'High' : 'Low') as Efficiency,
+      weight: 0,
+    }));
+    const opts = { epochs: 2, batchSize: 600, seed: 3, validation };
+    const plain = await trainClassifier(tf, data, opts);
+    const ones = await trainClassifier(
+      tf,
+      data.map((d) => ({ ...d, weight: 1 })),
+      opts,
+    );
+    const zeroed = await trainClassifier(tf, [...data, ...wrong], opts);
+    const rows = validation.slice(0, 30).map((d) => d.row);
+    const p = (t: typeof plain) =>
+      predictRows(tf, t.model, t.scaler, rows).map((x) => x.probabilities.Low.toFixed(5));
+    expect(p(ones)).toEqual(p(plain));
+    // One batch per epoch: the zero-weight rows only dilute the mean loss, they pull nowhere.
+    const counted = await trainClassifier(tf, [...data, ...wrong.map((d) => ({ ...d, weight: 1 }))], opts);
+    expect(evaluateModel(tf, zeroed.model, zeroed.scaler, validation).accuracy).toBeGreaterThan(
+      evaluateModel(tf, counted.model, counted.scaler, validation).accuracy,
+    );
+    for (const t of [plain, ones, zeroed, counted]) t.model.dispose();
+    await expect(
+      trainClassifier(tf, [{ ...data[0]!, weight: -1 }, ...data.slice(1)], { epochs: 1, validation }),
+    ).rejects.toThrow(/training row 0 has an invalid weight/);
+  });
+
+  it('draws the drift reference from referenceRows when given', async () => {
+    const data = seedProfile(300, 14);
+    const reference = seedProfile(40, 15);
+    const t = await trainClassifier(tf, data, {
+      epochs: 1,
+      validation: seedProfile(50, 16),
+      referenceRows: reference,
+    });
+    expect(t.reference.size).toBe(40);
+    expect(new Set(t.reference.features.productionSpeedUph)).toEqual(
+      new Set(reference.map((d) => d.row.productionSpeedUph)),
+    );
+    expect(t.samples).toBe(300);
+    t.model.dispose();
+  });
+});
+
 describe('buildReference', () => {
   it('samples up to `size` rows per feature and the class shares of all rows', () => {
     const data = seedProfile(200, 9);
