@@ -39,7 +39,7 @@
  * worker had published but not yet acknowledged.
  */
 export class RepeatFilter {
-  /** key → [remembered value, generation of its latest insertion]. */
+  /** key → the remembered value and the generation of its latest insertion. */
   private readonly seen = new Map<string, { value: number | string; gen: number }>();
   /** Keys in insertion order with the generation they were inserted with (older copies are stale). */
   private order: { key: string; gen: number }[] = [];
@@ -51,14 +51,17 @@ export class RepeatFilter {
       throw new RangeError(`RepeatFilter: maxEntries must be an integer ≥ 1, got ${String(maxEntries)}`);
   }
 
+  /** Entries remembered. */
   get size(): number {
     return this.seen.size;
   }
 
+  /** True when this telemetry reading was taken in before (and is remembered); otherwise remembers it. */
   telemetryRepeat(machineId: string, seq: number, ts: number): boolean {
     return this.check(`t\u0000${machineId}\u0000${seq}`, ts);
   }
 
+  /** True when this label was taken in before (and is remembered); otherwise remembers it. */
   labelRepeat(machineId: string, seq: number, efficiency: string): boolean {
     return this.check(`l\u0000${machineId}\u0000${seq}`, efficiency);
   }
@@ -82,6 +85,7 @@ export class RepeatFilter {
     return false;
   }
 
+  /** Forgets the oldest key still current (stale queue entries of re-inserted keys are skipped). */
   private evictOldest(): void {
     for (;;) {
       const e = this.order[this.head++] as { key: string; gen: number };
