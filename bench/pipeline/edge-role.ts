@@ -44,7 +44,14 @@ serve({
       metricsRegistry: new Registry(),
       initialModel: model,
       initialModelVersion: '1',
-      mqtt: { url: init.url, clientId: init.clientId, username: init.username, password: init.password },
+      mqtt: {
+        url: init.url,
+        clientId: init.clientId,
+        username: init.username,
+        password: init.password,
+        // A/B switch of the benchmark (the edge's own setting, read here because the role builds the worker).
+        publishConnection: process.env.EDGE_MQTT_PUBLISH_CONNECTION === 'shared' ? 'shared' : 'separate',
+      },
       http: false,
       backend,
       workerId: init.clientId,

@@ -324,6 +324,7 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
         clientId: edgeCfg.clientId,
         username: accounts.edge.username,
         ...(accounts.edge.password ? { password: accounts.edge.password } : {}),
+        publishConnection: edgeCfg.publishConnection,
       },
       batchSize: edgeCfg.batchSize,
       batchMaxWaitMs: edgeCfg.batchMaxWaitMs,

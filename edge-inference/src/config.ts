@@ -82,6 +82,12 @@ export const edgeConfigSpec = {
     pattern: /^[A-Za-z0-9_.:-]{1,64}$/,
     allowed: '1-64 letters, digits, _ . : -',
   }),
+  publishConnection: oneOf('EDGE_MQTT_PUBLISH_CONNECTION', ['separate', 'shared'] as const, {
+    description:
+      'Connection the predictions go out on with EDGE_INGEST=mqtt: separate (a second client, ' +
+      '<EDGE_CLIENT_ID>-pub, so their PUBACKs never wait behind telemetry) or shared (the intake connection)',
+    default: 'separate',
+  }),
   ingest: oneOf('EDGE_INGEST', ['mqtt', 'kafka'] as const, {
     description:
       'Where telemetry comes from: mqtt (subscribe on the broker; one worker) or kafka (driftline.telemetry ' +

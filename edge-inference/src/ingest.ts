@@ -47,14 +47,22 @@ import { publishJson } from './mqtt-publish.ts';
  * back on the broker, the broker keeps the rest in the session. The
  * unacknowledged messages are those queued (at most the batcher's `maxQueue`),
  * the batch being predicted and the predictions waiting for the broker's
- * PUBACK; the intake never waits on the latter (their PUBACKs arrive on the
- * socket it would stop reading). They count towards the broker's per-session
+ * PUBACK; the intake never waits on the latter. They count towards the broker's per-session
  * limits — aedes: no in-flight window for QoS 1, a queue of 10,000 per session
  * (`BROKER_MAX_QUEUED_PER_CLIENT`); Mosquitto: `max_inflight_messages` (20 by
  * default, 100 in scripts/services/mosquitto.sh) — so keep `EDGE_BATCH_SIZE`
  * within the in-flight window (else each batch waits `EDGE_BATCH_MAX_WAIT_MS`)
  * and the queue well below the session queue. While stopping, new messages are
  * not acknowledged: the broker redelivers them to the next session.
+ *
+ * Two connections: predictions, dead letters and status go out on a second
+ * client (`<clientId>-pub`, clean session, no subscriptions) unless
+ * `publishConnection: 'shared'`. mqtt.js handles a connection's incoming
+ * packets strictly in order, so on the intake's connection the broker's PUBACK
+ * for a prediction waits behind every telemetry message the intake holds while
+ * the queue is full — and the readings' own PUBACKs wait for those. On its own
+ * connection the PUBACK is read at once. An unacknowledged publish is sent again
+ * when the publisher reconnects (mqtt.js keeps it in its outgoing store).
  */
 
 /** A taken message whose acknowledgement waits for {@link Delivery.release}; {@link HeldPuback} over MQTT. */
@@ -112,7 +120,19 @@ export interface MqttIngestOptions extends MqttConnection {
   metrics?: EdgeMetrics;
   /** How long close() waits for unacknowledged publishes, ms. Default 5000. */
   closeTimeoutMs?: number;
+  /**
+   * Which connection carries the predictions, dead letters and status: `separate` (default) a second
+   * connection, client id `<clientId>-pub`, clean session, no subscriptions, so the broker's PUBACKs for
+   * them never queue behind telemetry on the intake's socket; `shared` the intake connection.
+   */
+  publishConnection?: PublishConnection;
 }
+
+/** See {@link MqttIngestOptions.publishConnection}. */
+export type PublishConnection = 'separate' | 'shared';
+
+/** The client id of the separate publishing connection of the intake `clientId`. */
+export const publisherClientId = (clientId: string): string => `${clientId}-pub`;
 
 /** MQTT 3.1.1 CONNACK codes 4 (bad user name or password) and 5 (not authorized) will not change on retry. */
 function isAuthRefusal(err: unknown): boolean {
@@ -122,6 +142,9 @@ function isAuthRefusal(err: unknown): boolean {
 
 export class MqttIngest implements EdgeIngest {
   private client: MqttClient | undefined;
+  /** Where predictions, dead letters and status go: a second client, or `client` itself (`shared`). */
+  private publisher: MqttClient | undefined;
+  private publisherUp = false;
   private gate: PubackGate | undefined;
   private handlers: IngestHandlers | undefined;
   private stopping = false;
@@ -136,7 +159,7 @@ export class MqttIngest implements EdgeIngest {
   }
 
   get connected(): boolean {
-    return this.isConnected;
+    return this.isConnected && (this.publisher === this.client || this.publisherUp);
   }
 
   get unacknowledged(): number {
@@ -148,19 +171,75 @@ export class MqttIngest implements EdgeIngest {
     return this.client;
   }
 
+  /** The client predictions are published on: a second one by default, else {@link mqttClient}. */
+  get publishClient(): MqttClient | undefined {
+    return this.publisher;
+  }
+
   async start(handlers: IngestHandlers): Promise<void> {
     if (this.client) throw new Error('ingest already started');
     this.handlers = handlers;
-    const { url, clientId } = this.options;
-    const client = await retry(
+    const { clientId } = this.options;
+    const separate = (this.options.publishConnection ?? 'separate') === 'separate';
+    // The publisher first: the intake's persistent session delivers right after its CONNACK, and the first
+    // batch publishes its predictions at once.
+    if (separate) {
+      const publisher = await this.connect(publisherClientId(clientId), true);
+      if (this.closed) {
+        await publisher.endAsync(true);
+        throw new TransportError('ingest closed while connecting', { retriable: false });
+      }
+      this.watch(publisher, 'publisher', (up) => (this.publisherUp = up));
+      this.publisher = publisher;
+      this.publisherUp = true;
+    }
+    // Before CONNACK: the session's queued messages (and redeliveries) come right after it.
+    const client = await this.connect(clientId, false, (c) => this.intake(c));
+    if (this.closed) {
+      await client.endAsync(true);
+      await this.publisher?.endAsync(true);
+      throw new TransportError('ingest closed while connecting', { retriable: false });
+    }
+    this.client = client;
+    this.publisher ??= client;
+    this.isConnected = true;
+    this.watch(client, 'intake', (up) => (this.isConnected = up));
+    const { url } = this.options;
+
+    const grants = await client.subscribeAsync({
+      [TOPICS.telemetryWildcard]: { qos: 1 },
+      [TOPICS.labelWildcard]: { qos: 1 },
+    });
+    const refused = grants.filter((g) => g.qos === 128 || g.qos > 2);
+    if (refused.length > 0) {
+      await client.endAsync(true);
+      if (this.publisher !== client) await this.publisher?.endAsync(true);
+      throw new TransportError(
+        `broker refused the subscriptions ${refused.map((g) => g.topic).join(', ')} (check the edge account's role)`,
+        { retriable: false },
+      );
+    }
+    this.logger.info('connected to broker and subscribed', {
+      url,
+      clientId,
+      topics: [TOPICS.telemetryWildcard, TOPICS.labelWildcard],
+      publishConnection: separate ? publisherClientId(clientId) : 'shared',
+      action: 'mqtt-connect',
+      outcome: 'success',
+    });
+  }
+
+  /** Connects one client, retrying until it connects, the broker refuses the account, or close(). */
+  private connect(clientId: string, clean: boolean, onClient?: (c: MqttClient) => void): Promise<MqttClient> {
+    const { url } = this.options;
+    return retry(
       () =>
         connectMqtt({
           url,
           clientId,
-          clean: false,
+          clean,
           reconnectPeriodMs: this.options.reconnectPeriodMs ?? 1000,
-          // Before CONNACK: the session's queued messages (and redeliveries) come right after it.
-          onClient: (c) => this.intake(c),
+          ...(onClient ? { onClient } : {}),
           ...(this.options.username !== undefined ? { username: this.options.username } : {}),
           ...(this.options.password !== undefined ? { password: this.options.password } : {}),
           ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
@@ -181,51 +260,39 @@ export class MqttIngest implements EdgeIngest {
           this.logger.warn(`broker not reachable, retrying in ${delayMs} ms`, {
             attempt,
             url,
+            clientId,
             err: describeError(err),
           }),
       },
     );
-    if (this.closed) {
-      await client.endAsync(true);
-      throw new TransportError('ingest closed while connecting', { retriable: false });
-    }
-    this.client = client;
-    this.isConnected = true;
+  }
+
+  /** Logs a client's disconnects and reconnects (mqtt.js reconnects by itself) and reports whether it is up. */
+  private watch(client: MqttClient, role: 'intake' | 'publisher', setUp: (up: boolean) => void): void {
+    const { url } = this.options;
+    const clientId = client.options.clientId;
+    let up = true;
     client.on('connect', () => {
-      this.isConnected = true;
-      this.logger.info('reconnected to broker', { url, clientId, action: 'mqtt-connect' });
+      up = true;
+      setUp(true);
+      this.logger.info('reconnected to broker', { url, clientId, role, action: 'mqtt-connect' });
     });
     client.on('close', () => {
-      if (this.isConnected && !this.closed)
+      if (up && !this.closed)
         this.logger.warn('disconnected from broker; reconnecting', {
           url,
           clientId,
+          role,
           action: 'mqtt-disconnect',
         });
-      this.isConnected = false;
+      up = false;
+      setUp(false);
     });
-    client.on('offline', () => (this.isConnected = false));
-    client.on('error', (err) => this.logger.warn('mqtt client error', { err: describeError(err) }));
-
-    const grants = await client.subscribeAsync({
-      [TOPICS.telemetryWildcard]: { qos: 1 },
-      [TOPICS.labelWildcard]: { qos: 1 },
+    client.on('offline', () => {
+      up = false;
+      setUp(false);
     });
-    const refused = grants.filter((g) => g.qos === 128 || g.qos > 2);
-    if (refused.length > 0) {
-      await client.endAsync(true);
-      throw new TransportError(
-        `broker refused the subscriptions ${refused.map((g) => g.topic).join(', ')} (check the edge account's role)`,
-        { retriable: false },
-      );
-    }
-    this.logger.info('connected to broker and subscribed', {
-      url,
-      clientId,
-      topics: [TOPICS.telemetryWildcard, TOPICS.labelWildcard],
-      action: 'mqtt-connect',
-      outcome: 'success',
-    });
+    client.on('error', (err) => this.logger.warn('mqtt client error', { role, err: describeError(err) }));
   }
 
   /** Takes the client's messages through the PUBACK gate; called for each new client, before its CONNACK. */
@@ -301,7 +368,7 @@ export class MqttIngest implements EdgeIngest {
   }
 
   private publish(topic: string, body: unknown, qos: 0 | 1 = 1): Promise<void> {
-    return this.track(publishJson(this.client, topic, body, qos));
+    return this.track(publishJson(this.publisher, topic, body, qos));
   }
 
   publishPrediction(p: Prediction): Promise<void> {
@@ -309,7 +376,7 @@ export class MqttIngest implements EdgeIngest {
   }
 
   publishPredictions(ps: readonly Prediction[], onError: (p: Prediction, err: Error) => void): Promise<void> {
-    const client = this.client;
+    const client = this.publisher;
     if (!client) {
       for (const p of ps) onError(p, new TransportError('not connected'));
       return Promise.resolve();
@@ -337,7 +404,7 @@ export class MqttIngest implements EdgeIngest {
 
   publishStatus(topic: string, body: unknown, qos: 0 | 1): Promise<void> {
     // QoS 0 is not queued while offline (queueQoSZero: false): say so instead of relying on mqtt.js' callback.
-    if (qos === 0 && !this.isConnected)
+    if (qos === 0 && !this.connected)
       return Promise.reject(new TransportError(`not connected; status on ${topic} dropped`));
     return this.publish(topic, body, qos);
   }
@@ -367,7 +434,12 @@ export class MqttIngest implements EdgeIngest {
           timeoutMs,
         });
     }
-    await client.endAsync(this.outstanding.size > 0);
+    const force = this.outstanding.size > 0;
+    await Promise.all([
+      client.endAsync(force),
+      this.publisher && this.publisher !== client ? this.publisher.endAsync(force) : undefined,
+    ]);
     this.isConnected = false;
+    this.publisherUp = false;
   }
 }

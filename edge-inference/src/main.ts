@@ -122,7 +122,7 @@ runMain(async () => {
     modelName: config.modelName,
     loader: (dir) => loadArtifact(dir, tf),
     modelTrust,
-    mqtt,
+    mqtt: { ...mqtt, publishConnection: config.publishConnection },
     ...(ingest ? { ingest } : {}),
     batchSize: config.batchSize,
     batchMaxWaitMs: config.batchMaxWaitMs,

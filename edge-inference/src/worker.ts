@@ -24,7 +24,13 @@ import { ChampionFollower } from './champion.ts';
 import { RepeatFilter } from './dedup.ts';
 import { DEFAULT_HISTOGRAM_BINS, MAX_HISTOGRAM_BINS } from './histogram.ts';
 import { startEdgeHttp, type EdgeHttp } from './http.ts';
-import { MqttIngest, type Delivery, type EdgeIngest, type IngestHandlers } from './ingest.ts';
+import {
+  MqttIngest,
+  type Delivery,
+  type EdgeIngest,
+  type IngestHandlers,
+  type PublishConnection,
+} from './ingest.ts';
 import { LabelJoin } from './label-join.ts';
 import { createEdgeMetrics, type EdgeMetrics } from './metrics.ts';
 import { ModelHolder, type ArtifactLoader } from './model-holder.ts';
@@ -61,9 +67,10 @@ export interface EdgeWorkerOptions {
   bus: EventBus;
   /**
    * MQTT connection of the `edge` service account (one stable client id per replica); the worker
-   * builds an {@link MqttIngest} from it. Ignored when `ingest` is given.
+   * builds an {@link MqttIngest} from it (`publishConnection`: `MqttIngestOptions.publishConnection`).
+   * Ignored when `ingest` is given.
    */
-  mqtt?: MqttConnection;
+  mqtt?: MqttConnection & { publishConnection?: PublishConnection };
   /** A ready-made transport (tests pass a fake). One of `mqtt` or `ingest` is required. */
   ingest?: EdgeIngest;
   /** Logger; default silent. */
@@ -747,7 +754,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
 
 /** The MQTT ingest of `createEdgeWorker`'s `mqtt` option. */
 function mqttIngest(
-  mqtt: MqttConnection | undefined,
+  mqtt: (MqttConnection & { publishConnection?: PublishConnection }) | undefined,
   sinks: { deadLetters: DeadLetterSink; logger: Logger; metrics: EdgeMetrics },
 ): EdgeIngest {
   if (!mqtt) throw new Error('createEdgeWorker needs `mqtt` or `ingest`');
@@ -760,6 +767,7 @@ function mqttIngest(
     ...(mqtt.ca !== undefined ? { ca: mqtt.ca } : {}),
     ...(mqtt.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: mqtt.reconnectPeriodMs } : {}),
     ...(mqtt.connectAttempts !== undefined ? { connectAttempts: mqtt.connectAttempts } : {}),
+    ...(mqtt.publishConnection !== undefined ? { publishConnection: mqtt.publishConnection } : {}),
   });
 }
 
