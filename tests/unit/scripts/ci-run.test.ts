@@ -53,13 +53,6 @@ describe('.ci/run CI_CLUSTER switch', () => {
     expect(r.out).toContain('CI_CLUSTER must be auto, 1');
   });
 
-  it('default: exactly `make test`, and says the cluster stage is skipped', () => {
-    const r = run({ FAKE_MAKE_STATUS: '4' });
-    expect(r.made).toBe('test CI=true\n');
-    expect(r.status).toBe(4);
-    expect(r.out).toMatch(/CI_CLUSTER=0 .*cluster stage SKIPPED/);
-  });
-
   it('auto on an agent without the cluster toolchain: exactly `make test`, and says why', () => {
     const cache = mkdtempSync(join(tmpdir(), 'ci-run-cache-'));
     try {
@@ -72,9 +65,11 @@ describe('.ci/run CI_CLUSTER switch', () => {
     }
   });
 
-  it('auto looks for the six binaries scripts/cluster/build-binaries.sh caches (static check: running the stage needs a cluster)', () => {
+  it('default is the cluster stage, and auto looks for the six binaries scripts/cluster/build-binaries.sh caches (static check: running the stage needs a cluster)', () => {
     const text = readFileSync(ciRun, 'utf8');
-    expect(text).toContain('mode="${CI_CLUSTER:-0}"');
+    expect(text).toContain('mode="${CI_CLUSTER:-1}"');
+    expect(text).toMatch(/^make test-once$/m);
+    expect(text).toMatch(/^SKIP_TEST=1 make buildtestup/m);
     expect(text).toMatch(/for b in kube-apiserver kubelet kubeadm kubectl etcd minikube; do/);
   });
 });
