@@ -1,4 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { keepAliveWhileReceiving } from './keepalive.ts';
 
 /**
  * Where and as whom a service connects to the broker: the connection settings
@@ -20,6 +21,11 @@ export interface MqttConnection {
   ca?: string | Buffer;
   /** Delay between reconnect attempts, ms; 0 disables reconnecting. Default 1000. */
   reconnectPeriodMs?: number;
+  /**
+   * MQTT keepalive, s: a PINGREQ after this long without an acknowledgement, the connection closed when
+   * nothing is handled within half of it after that (`keepalive.ts`). Default 60 (mqtt.js').
+   */
+  keepaliveS?: number;
   /**
    * Attempts of the first connection before the client's start fails; default: keep trying
    * until it is closed. (Read by the clients that retry their first connection: the edge ingests.)
@@ -56,6 +62,7 @@ export async function connectMqtt(options: MqttConnectOptions): Promise<MqttClie
     connectTimeout: options.connectTimeoutMs ?? 10_000,
     protocolVersion: 4,
     queueQoSZero: options.queueQoSZero ?? false,
+    keepalive: options.keepaliveS ?? 60,
   };
   // mqtt.js logs every packet through `debug` (formatting arguments per call even when disabled is cheap, but
   // not free at thousands of messages a second); keep it only when DEBUG asks for mqttjs.
@@ -65,6 +72,7 @@ export async function connectMqtt(options: MqttConnectOptions): Promise<MqttClie
   if (options.ca !== undefined) opts.ca = options.ca;
   if (options.rejectUnauthorized !== undefined) opts.rejectUnauthorized = options.rejectUnauthorized;
   const client = mqtt.connect(options.url, opts);
+  keepAliveWhileReceiving(client);
   options.onClient?.(client);
   await new Promise<void>((resolve, reject) => {
     const onConnect = (): void => {

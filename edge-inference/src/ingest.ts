@@ -278,13 +278,15 @@ export class MqttIngest implements EdgeIngest {
       this.logger.info('reconnected to broker', { url, clientId, role, action: 'mqtt-connect' });
     });
     client.on('close', () => {
-      if (up && !this.closed)
+      if (up && !this.closed) {
+        this.options.metrics?.mqttDisconnects.inc({ role });
         this.logger.warn('disconnected from broker; reconnecting', {
           url,
           clientId,
           role,
           action: 'mqtt-disconnect',
         });
+      }
       up = false;
       setUp(false);
     });

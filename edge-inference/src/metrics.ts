@@ -10,6 +10,8 @@ export interface EdgeMetrics {
   readonly registry: Registry;
   /** Valid messages taken in, by kind (`telemetry`, `label`). */
   readonly messagesIn: Counter<'kind'>;
+  /** Broker connections lost (not closed by the worker), by role (`intake`, `publisher`). */
+  readonly mqttDisconnects: Counter<'role'>;
   /** Rows per `predict` call of the stream. */
   readonly batchSize: Histogram;
   /** Telemetry timestamp → prediction published, seconds. */
@@ -188,6 +190,12 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     queueDepth: new Gauge({
       name: 'driftline_edge_queue_depth',
       help: 'Telemetry messages waiting for a batch',
+      registers,
+    }),
+    mqttDisconnects: new Counter({
+      name: 'driftline_edge_mqtt_disconnects_total',
+      help: 'Broker connections lost (not closed by the worker), by role (intake, publisher)',
+      labelNames: ['role'],
       registers,
     }),
     backpressure: new Counter({
