@@ -24,6 +24,14 @@ export interface EdgeInit {
 
 let worker: EdgeWorker | undefined;
 let backend = 'unknown';
+const registry = new Registry();
+
+/** Broker connections the worker lost (`driftline_edge_mqtt_disconnects_total`, both roles). */
+async function disconnects(): Promise<number> {
+  const m = registry.getSingleMetric('driftline_edge_mqtt_disconnects_total');
+  if (!m) return 0;
+  return (await m.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
 
 serve({
   async start(raw) {
@@ -41,7 +49,7 @@ serve({
     worker = createEdgeWorker({
       bus: new InProcessBus(),
       logger,
-      metricsRegistry: new Registry(),
+      metricsRegistry: registry,
       initialModel: model,
       initialModelVersion: '1',
       mqtt: {
@@ -59,7 +67,7 @@ serve({
     await worker.start();
     return { backend };
   },
-  stats: () => {
+  stats: async () => {
     const s = worker?.stats();
     return s === undefined
       ? undefined
@@ -69,6 +77,7 @@ serve({
           queued: s.queued,
           labelJoin: s.labelJoin,
           deadLetters: s.deadLetters,
+          disconnects: await disconnects(),
           backend,
         };
   },
