@@ -1,6 +1,7 @@
 import type { DeadLetterSink } from '../../common/deadletter.ts';
 import type { DriftInput, DriftUpdate, FeatureDriftStatus } from '../../common/drift/feature-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
+import type { SettleCheck } from '../../common/drift/multiscale-drift.ts';
 import type { RetrainRequest } from '../../common/events/schemas.ts';
 import type { ReferenceSample } from '../../common/model/types.ts';
 import type { Efficiency, Feature } from '../../common/schema/features.ts';
@@ -45,7 +46,7 @@ export interface DriftPort {
    */
   acceptShift?(options?: { groupKey?: string; since?: number }): string[];
   /** The multi-scale engine when in use (`FeatureDriftDetector.multiscale`): only it can adopt a reference. */
-  readonly multiscale?: object | null;
+  readonly multiscale?: { readonly settleCheck?: SettleCheck | null } | null;
 }
 
 /**

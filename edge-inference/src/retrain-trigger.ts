@@ -15,7 +15,7 @@ import {
   type DataQualityCleared,
   type DataQualityConfig,
 } from '../../common/drift/data-quality.ts';
-import type { ReferenceUpdate } from '../../common/drift/multiscale-drift.ts';
+import type { ReferenceUpdate, SettleCheck } from '../../common/drift/multiscale-drift.ts';
 import type { DriftAlarm } from '../../common/drift/types.ts';
 import { describeError } from '../../common/errors.ts';
 import { parseRetrainRequest, type ModelRejected, type RetrainRequest } from '../../common/events/schemas.ts';
@@ -300,6 +300,8 @@ export class RetrainTrigger {
         this.options.onWindow(u.window);
       }
       if (u.referenceUpdate) this.onReferenceUpdate(u.referenceUpdate);
+      const settle = u.tested ? drift.multiscale?.settleCheck : null;
+      if (settle) this.onSettleCheck(settle);
       if (u.alarm) {
         // A pooled alarm every feature of which is in a machine's data-quality fault is that fault, not drift.
         const q = this.quality;
@@ -436,6 +438,35 @@ export class RetrainTrigger {
     // Pending predictions stay in the label join: their labelled samples are still training data
     // (only the accuracy of the model now serving is measured, see recordOutcome).
     o.metrics.liveAccuracy.set(Number.NaN);
+  }
+
+  /**
+   * A rejection while settling on an adopted shift: the continuation of that shift (the reference follows it)
+   * or a new change, which ends settling and alarms. Logged with the rule that decided, so a user can tell
+   * why the detector went back to alarming.
+   */
+  private onSettleCheck(c: SettleCheck): void {
+    const { logger } = this.options;
+    const fields = {
+      action: 'settle-check',
+      verdict: c.continuing ? 'continuing' : 'new-change',
+      groupKey: c.groupKey,
+      at: c.at,
+      reason: c.reason,
+      feature: c.feature,
+      ratio: Number.isFinite(c.ratio) ? c.ratio : null,
+      windowShift: c.windowShift,
+    };
+    if (c.continuing)
+      logger.info(
+        `drift while settling continues the adopted shift (group ${c.groupKey}): reference follows`,
+        fields,
+      );
+    else
+      logger.info(
+        `settling ended (group ${c.groupKey}): a new change, not the adopted shift going on (${c.reason}${c.feature ? ` on ${c.feature}` : ''})`,
+        fields,
+      );
   }
 
   private onReferenceUpdate(update: ReferenceUpdate): void {

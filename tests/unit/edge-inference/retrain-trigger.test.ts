@@ -1,4 +1,6 @@
+import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../common/logging/logger.ts';
 import { InProcessBus } from '../../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../../common/bus/types.ts';
 import { parseRetrainRequest, type RetrainRequest } from '../../../common/events/schemas.ts';
@@ -51,10 +53,13 @@ const registry: RegistryPort = {
   },
 };
 
-async function setup(): Promise<{ worker: EdgeWorker; ingest: FakeIngest; bus: InProcessBus }> {
+async function setup(
+  logger?: ReturnType<typeof createLogger>,
+): Promise<{ worker: EdgeWorker; ingest: FakeIngest; bus: InProcessBus }> {
   const bus = new InProcessBus();
   const ingest = new FakeIngest();
   const worker = createEdgeWorker({
+    ...(logger ? { logger } : {}),
     http: false,
     championPollMs: 0,
     ingest,
@@ -71,11 +76,21 @@ async function setup(): Promise<{ worker: EdgeWorker; ingest: FakeIngest; bus: I
   return { worker, ingest, bus };
 }
 
-/** Rows seq from..to-1 of machine m1, temperature raised by `shift` °C. */
-async function feed(ingest: FakeIngest, from: number, to: number, shift: number): Promise<void> {
+/** Rows seq from..to-1 of machine m1, temperature raised by `shift` °C (and vibration by `vibration` Hz). */
+async function feed(
+  ingest: FakeIngest,
+  from: number,
+  to: number,
+  shift: number,
+  vibration = 0,
+): Promise<void> {
   for (let seq = from; seq < to; seq++) {
     const t = makeTelemetry('m1', seq);
-    await ingest.telemetry({ ...t, temperatureC: t.temperatureC + shift });
+    await ingest.telemetry({
+      ...t,
+      temperatureC: t.temperatureC + shift,
+      vibrationHz: t.vibrationHz + vibration,
+    });
   }
   await new Promise((r) => setTimeout(r, 20));
 }
@@ -168,6 +183,48 @@ describe('retrain trigger: a covariate shift the champion handles ends (issue 13
     ]);
     expect(requests(bus)).toHaveLength(2);
     expect(requests(bus)[1]?.features.map((f) => f.feature)).toContain('temperatureC');
+  });
+
+  it('logs why settling ended: a change on another feature while settling is a new change, and alarms', async () => {
+    const out = new PassThrough();
+    const lines: Record<string, unknown>[] = [];
+    out.on('data', (d: Buffer) => {
+      for (const l of d.toString().split('\n'))
+        if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+    });
+    const logger = createLogger({ service: 'edge-inference', level: 'info', format: 'json', stream: out });
+    const { ingest, bus } = await setup(logger);
+    await feed(ingest, 0, 300, 0);
+    await feed(ingest, 300, 600, 30);
+    const [request] = requests(bus);
+    await bus.publish(
+      BUS_TOPICS.modelEvents,
+      'driftline-efficiency',
+      rejected(request as RetrainRequest, 0.9),
+    );
+    await bus.idle();
+    // The adoption completes at 799; settling (300 samples) runs to 1,099. Vibration moves at 900.
+    await feed(ingest, 600, 900, 30);
+    expect(referenceUpdates(ingest).map((u) => u.at.sampleIndex)).toEqual([799]);
+    await feed(ingest, 900, 1_100, 30, 5);
+    type Line = {
+      message?: string;
+      event?: { action?: string; reason?: string };
+      driftline?: Record<string, unknown>;
+    };
+    const checks = (lines as Line[]).filter((l) => l.event?.action === 'settle-check');
+    expect(checks.length).toBeGreaterThan(0);
+    const [first] = checks;
+    expect(first?.event?.reason).toBe('feature-did-not-move');
+    expect(first?.driftline).toMatchObject({
+      verdict: 'new-change',
+      groupKey: 'all',
+      feature: 'vibrationHz',
+    });
+    expect(first?.message).toMatch(/settling ended \(group all\): a new change/);
+    // …and the new change alarms at the same sample.
+    const at = first?.driftline?.at as number;
+    expect(alarms(ingest).map((a) => a.at.sampleIndex)).toContain(at);
   });
 
   it('keeps its reference (and keeps alarming) when the rejected challenger’s champion lost accuracy', async () => {
