@@ -642,6 +642,7 @@ export async function run(): Promise<Record<string, unknown>> {
       let at50: Segment | null = null;
       let at90: Segment | null = null;
       let edgeRssMbEnd: number | null = null;
+      let edgeMemoryEnd: Record<string, number> | null = null;
       if (sr !== null) {
         await broker.close();
         broker = name === 'mosquitto' ? await startMosquitto() : await startAedes(accounts);
@@ -651,13 +652,24 @@ export async function run(): Promise<Record<string, unknown>> {
           at50 = await segment(p, Math.round(sr * 0.5), LATENCY_SECONDS, 3, true);
           at90 = await segment(p, Math.round(sr * 0.9), LATENCY_SECONDS, 3, true);
           edgeRssMbEnd = procUsage(p.edge.pid)?.rssMb ?? null;
+          edgeMemoryEnd = await p.edge.request<Record<string, number>>('usage');
+          log(`edge memory after the latency rows: ${JSON.stringify(edgeMemoryEnd)}`);
         } finally {
           await closePipeline(p);
         }
       }
       brokers[name] = {
         baseline: { qos0, qos1 },
-        pipeline: { backend, sustainedRate: sr, goal, tries: found.tries, at50, at90, edgeRssMbEnd },
+        pipeline: {
+          backend,
+          sustainedRate: sr,
+          goal,
+          tries: found.tries,
+          at50,
+          at90,
+          edgeRssMbEnd,
+          edgeMemoryEnd,
+        },
         ratio: sr !== null ? round(sr / (qos1.msgPerSec as number), 2) : null,
         loadAfter: loadAverage(),
       };

@@ -143,12 +143,24 @@ export async function spawnRole(
 }
 
 /** CPU seconds (user + system) and resident memory of this process. */
-export function selfUsage(): { cpuSeconds: number; rssMb: number; heapUsedMb: number } {
+export function selfUsage(): {
+  cpuSeconds: number;
+  rssMb: number;
+  heapUsedMb: number;
+  heapTotalMb: number;
+  externalMb: number;
+  arrayBuffersMb: number;
+} {
   const c = process.cpuUsage();
   const m = process.memoryUsage();
+  const mb = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
   return {
     cpuSeconds: (c.user + c.system) / 1e6,
-    rssMb: Math.round((m.rss / 2 ** 20) * 10) / 10,
-    heapUsedMb: Math.round((m.heapUsed / 2 ** 20) * 10) / 10,
+    rssMb: mb(m.rss),
+    heapUsedMb: mb(m.heapUsed),
+    // What RSS is made of: the V8 heap, memory outside it (WebAssembly memory, Buffers).
+    heapTotalMb: mb(m.heapTotal),
+    externalMb: mb(m.external),
+    arrayBuffersMb: mb(m.arrayBuffers),
   };
 }
