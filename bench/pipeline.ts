@@ -573,11 +573,13 @@ function table(result: Record<string, unknown>): string {
     ];
     const rows: [string, Segment | null][] = [
       ...((p.tries as Segment[]).map((s) => [`edge QoS 1 at ${String(s.rate)}`, s]) as [string, Segment][]),
-      ['edge QoS 1 at 50 %', p.at50 as Segment | null],
-      ['edge QoS 1 at 90 %', p.at90 as Segment | null],
+      ['edge QoS 1 at 50 % (restarted broker, new edge)', p.at50 as Segment | null],
+      ['edge QoS 1 at 90 % (same)', p.at90 as Segment | null],
     ];
-    for (const [label, s] of rows) {
+    for (const [name0, s] of rows) {
       if (!s) continue;
+      const lost = s.losses.edgeDisconnects ?? 0;
+      const label = lost > 0 ? `${name0}, ${lost} edge disconnects` : name0;
       const lat = s.latencyMs ? `${s.latencyMs.p50} / ${s.latencyMs.p95} / ${s.latencyMs.p99}` : '';
       const ratio = q1 ? round(s.outPerSec / q1, 2) : '';
       lines.push(
