@@ -398,10 +398,13 @@ describe('retrainer service (fake trainer and registry)', () => {
     it('stage 2 replaces the stage-1 champion only when it beats it', async () => {
       // Stage 1: a model that gets a share of the new rule wrong (better than the drifted champion);
       // stage 2: the new rule itself.
-      let n = 0;
+      // Chosen by the request each training is for, not by call order: a stage-1 training that is retried
+      // (a timeout under load) must not hand the stage-1 model to stage 2.
       const trainer = new FakeTrainer({
-        spec: () =>
-          n++ === 0 ? { kind: 'oracle', speedShift: 150, errorRate: 0.1 } : (better().spec as never),
+        spec: (job) =>
+          job.source.requestId === hex(31)
+            ? { kind: 'oracle', speedShift: 150, errorRate: 0.1 }
+            : (better().spec as never),
       });
       const r = start(trainer, twoStage);
       await r.start();
