@@ -347,38 +347,59 @@ describe('KafkaBus against a real broker', () => {
 describe('where a new fromBeginning: false group starts (common/bus/kafka-start-offsets.ts)', () => {
   it('kafkajs alone resolves "latest" at the first fetch after the join, so a message published in between is skipped', async () => {
     await kafkaUp();
-    const topic = `${prefix('lazy')}t`;
-    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
-    const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-    await producer.connect();
-    cleanups.push(() => producer.disconnect());
-    await producer.send({ topic, messages: [{ key: 'k', value: 'old' }] });
-    const consumer = kafka.consumer({ groupId: `${prefix('lazy')}g`, maxWaitTimeInMs: 200 });
-    cleanups.push(() => consumer.disconnect());
-    const got: string[] = [];
-    await consumer.connect();
-    await consumer.subscribe({ topics: [topic], fromBeginning: false });
-    // Hold the first fetch: the group has joined, its offsets are not resolved yet.
-    consumer.on(consumer.events.GROUP_JOIN, () => consumer.pause([{ topic }]));
-    await consumer.run({ eachMessage: async ({ message }) => void got.push(String(message.value)) });
-    await producer.send({ topic, messages: [{ key: 'k', value: 'after-join' }] });
-    // Resume and wait for a fetch to complete: its offset was resolved at its start.
-    const fetched = new Promise<void>((resolve) => {
-      const off = consumer.on(consumer.events.FETCH, () => {
-        off();
-        resolve();
+    /**
+     * One try: a new group joins, its first fetch is held (paused from the GROUP_JOIN listener), a message is
+     * published, then the fetch is let go. Returns what the group received, in order. The pause races with
+     * the runner's first fetch (kafkajs emits GROUP_JOIN and starts fetching on its own schedule): when the
+     * fetch wins, the offset is resolved before the publish and nothing is skipped. So the skip is asserted
+     * on at least one of three tries, each with its own topic and group; if kafkajs resolved the offset at
+     * the join, no try would skip and this fails (and common/bus/kafka-start-offsets.ts could go).
+     */
+    const attempt = async (n: number): Promise<string[]> => {
+      const topic = `${prefix(`lazy${n}`)}t`;
+      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+      const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+      await producer.connect();
+      cleanups.push(() => producer.disconnect());
+      await producer.send({ topic, messages: [{ key: 'k', value: 'old' }] });
+      const consumer = kafka.consumer({ groupId: `${prefix(`lazy${n}`)}g`, maxWaitTimeInMs: 200 });
+      cleanups.push(() => consumer.disconnect());
+      const got: string[] = [];
+      await consumer.connect();
+      await consumer.subscribe({ topics: [topic], fromBeginning: false });
+      // Hold the first fetch: the group has joined, its offsets are not resolved yet.
+      consumer.on(consumer.events.GROUP_JOIN, () => consumer.pause([{ topic }]));
+      await consumer.run({ eachMessage: async ({ message }) => void got.push(String(message.value)) });
+      await producer.send({ topic, messages: [{ key: 'k', value: 'after-join' }] });
+      // Resume and wait for a fetch to complete: its offset was resolved at its start.
+      const fetched = new Promise<void>((resolve) => {
+        const off = consumer.on(consumer.events.FETCH, () => {
+          off();
+          resolve();
+        });
       });
-    });
-    consumer.resume([{ topic }]);
-    await fetched;
-    // Until one arrives (a busy broker may answer the first fetch late): each is after the resolution.
-    for (let i = 0; got.length === 0 && i < 60; i++) {
-      await producer.send({ topic, messages: [{ key: 'k', value: `after-fetch-${i}` }] });
-      await new Promise((r) => setTimeout(r, 500));
+      consumer.resume([{ topic }]);
+      await fetched;
+      // Until one arrives (a busy broker may answer the first fetch late): each is after the resolution.
+      for (let i = 0; got.length === 0 && i < 60; i++) {
+        await producer.send({ topic, messages: [{ key: 'k', value: `after-fetch-${i}` }] });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      await consumer.disconnect();
+      return got;
+    };
+    const tries: string[][] = [];
+    for (let n = 0; n < 3; n++) {
+      const got = await attempt(n);
+      tries.push(got);
+      expect(got.length).toBeGreaterThan(0);
+      expect(got).not.toContain('old'); // never from the beginning
+      if (!got.includes('after-join')) break;
     }
-    expect(got.length).toBeGreaterThan(0);
-    expect(got[0]).toMatch(/^after-fetch-/);
-    expect(got).not.toContain('after-join'); // published after the join, before the first fetch: lost
+    const skipped = tries.find((got) => !got.includes('after-join'));
+    // Published after the join, before the first fetch: lost on at least one try.
+    expect(skipped, JSON.stringify(tries)).toBeDefined();
+    expect(skipped?.[0]).toMatch(/^after-fetch-/);
   });
 
   it('reads the end offsets of the partitions the group has not committed, and only those', async () => {
