@@ -129,6 +129,27 @@ function rejected(request: RetrainRequest, championAccuracy: number): Record<str
   };
 }
 
+/**
+ * +30 °C from sample 300 (the alarm at 399 asks for a retrain), then the retrainer rejects its challenger
+ * with the champion at `championAccuracy`; returns the request.
+ */
+async function shiftThenReject(
+  ingest: FakeIngest,
+  bus: InProcessBus,
+  championAccuracy: number,
+): Promise<RetrainRequest | undefined> {
+  await feed(ingest, 0, 300, 0);
+  await feed(ingest, 300, 600, 30);
+  const [request] = requests(bus);
+  await bus.publish(
+    BUS_TOPICS.modelEvents,
+    'driftline-efficiency',
+    rejected(request as RetrainRequest, championAccuracy),
+  );
+  await bus.idle();
+  return request;
+}
+
 describe('retrain trigger: a covariate shift the champion handles ends (issue 13, part 3)', () => {
   it('adopts the shift after a rejected challenger whose champion kept its accuracy, then finds a second shift', async () => {
     const { worker, ingest, bus } = await setup();
@@ -194,15 +215,7 @@ describe('retrain trigger: a covariate shift the champion handles ends (issue 13
     });
     const logger = createLogger({ service: 'edge-inference', level: 'info', format: 'json', stream: out });
     const { ingest, bus } = await setup(logger);
-    await feed(ingest, 0, 300, 0);
-    await feed(ingest, 300, 600, 30);
-    const [request] = requests(bus);
-    await bus.publish(
-      BUS_TOPICS.modelEvents,
-      'driftline-efficiency',
-      rejected(request as RetrainRequest, 0.9),
-    );
-    await bus.idle();
+    await shiftThenReject(ingest, bus, 0.9);
     // The adoption completes at 799; settling (300 samples) runs to 1,099. Vibration moves at 900.
     await feed(ingest, 600, 900, 30);
     expect(referenceUpdates(ingest).map((u) => u.at.sampleIndex)).toEqual([799]);
@@ -229,16 +242,8 @@ describe('retrain trigger: a covariate shift the champion handles ends (issue 13
 
   it('keeps its reference (and keeps alarming) when the rejected challenger’s champion lost accuracy', async () => {
     const { worker, ingest, bus } = await setup();
-    await feed(ingest, 0, 300, 0);
-    await feed(ingest, 300, 600, 30);
-    const [request] = requests(bus);
     // Validation accuracy 0.9, maxDrop 0.05: the floor is 0.85.
-    await bus.publish(
-      BUS_TOPICS.modelEvents,
-      'driftline-efficiency',
-      rejected(request as RetrainRequest, 0.84),
-    );
-    await bus.idle();
+    await shiftThenReject(ingest, bus, 0.84);
     await feed(ingest, 600, 2_000, 30);
     expect(worker.stats().adoption).toEqual({ shiftsAccepted: 0, referenceUpdates: 0 });
     expect(referenceUpdates(ingest)).toHaveLength(0);
