@@ -18,7 +18,7 @@ import { createEdgeWorker, type EdgeWorker } from '../../edge-inference/src/work
 import { mlflowTrackingFor } from '../../retrainer/src/mlflow-tracking.ts';
 import { createRetrainer, type Retrainer } from '../../retrainer/src/service.ts';
 import { makeRequest, makeSamples, seedLabel } from '../../retrainer/src/testing/fakes.ts';
-import { createInThreadTrainer } from '../../retrainer/src/trainer.ts';
+import { createInThreadTrainer, type Trainer } from '../../retrainer/src/trainer.ts';
 import { service, waitFor } from './helpers/services.ts';
 import { trainSmallChampion } from './helpers/champion.ts';
 
@@ -129,6 +129,36 @@ describe('fault: MLflow stopped during a retrain', () => {
       logger,
     });
     closers.push(() => registry.close());
+    const request = makeRequest({
+      requestId: randomBytes(16).toString('hex'),
+      // One training, no stage-2 follow-up (retrainer/src/stages.ts): the fault is about this retrain.
+      stage: 2,
+      modelName: MODEL,
+      championVersion: old.version,
+      window: { fromTs: 1_700_000_000_000, toTs: 1_700_000_000_000 + 3000 * 1000 },
+    });
+    // The fault, at a fixed point: MLflow stops while the first attempt trains. The first train() call
+    // waits until the attempt's tracked run exists (RUNNING), stops MLflow, and only then trains. Stopping
+    // it from the outside instead raced the training: a 2-3 s training could finish, register and promote
+    // before MLflow's graceful stop (~3 s) closed its port, and attempt 1 then succeeded (one CI run waited
+    // 360 s for a retry that never came).
+    let stopped: Promise<unknown> | undefined;
+    const inner = createInThreadTrainer({ tf });
+    const trainer: Trainer = {
+      kind: inner.kind,
+      async train(job, options) {
+        stopped ??= (async () => {
+          const until = Date.now() + 120_000;
+          while (!(await runStatuses(request.requestId)).includes('RUNNING')) {
+            if (Date.now() > until) throw new Error('the retrain never started a tracked run');
+            await new Promise((r) => setTimeout(r, 100));
+          }
+          await service('mlflow', 'stop');
+        })();
+        await stopped;
+        return inner.train(job, options);
+      },
+    };
     const store = new MemorySampleStore();
     await store.append(makeSamples(3000, { label: (r) => seedLabel(r, 150) }));
     const bus = new InProcessBus({ redeliveryDelayMs: 1 });
@@ -139,7 +169,7 @@ describe('fault: MLflow stopped during a retrain', () => {
       signer,
       store,
       tf,
-      trainer: createInThreadTrainer({ tf }),
+      trainer,
       logger,
       consumeSamples: false,
       config: {
@@ -155,31 +185,17 @@ describe('fault: MLflow stopped during a retrain', () => {
     });
     closers.push(() => retrainer.close());
     await retrainer.start();
-    const request = makeRequest({
-      requestId: randomBytes(16).toString('hex'),
-      // One training, no stage-2 follow-up (retrainer/src/stages.ts): the fault is about this retrain.
-      stage: 2,
-      modelName: MODEL,
-      championVersion: old.version,
-      window: { fromTs: 1_700_000_000_000, toTs: 1_700_000_000_000 + 3000 * 1000 },
-    });
     expect(await retrainer.submit(request)).toBe('accepted');
 
-    // ---- MLflow stops while the retrain trains -----------------------------------------------------
-    // Stop it once the attempt's tracked run exists: the run MLflow's outage cuts short.
-    const until = Date.now() + 120_000;
-    while (!(await runStatuses(request.requestId)).includes('RUNNING')) {
-      if (Date.now() > until) throw new Error('the retrain never started a tracked run');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await service('mlflow', 'stop');
+    // ---- MLflow stops while the retrain trains (the trainer above stops it) --------------------------
+    await waitFor(() => stopped !== undefined, 120_000, 'the first training to start');
+    await stopped;
     for (let seq = 0; seq < 50; seq++) await ingest.telemetry(makeTelemetry('m-000', seq));
     await waitFor(() => ingest.predictions.length === 50, 30_000, '50 predictions while MLflow is down');
     expect(new Set(ingest.predictions.map((p) => p.modelVersion))).toEqual(new Set([old.version]));
     await waitFor(
       () => (retrainer.record(request.requestId)?.attempts ?? 0) >= 2,
-      // The first attempt trains to the end before MLflow's absence fails it: minutes on a loaded 2-core agent
-      // (it took more than 180 s in one CI run while the cluster toolchain compiled beside it).
+      // The first attempt trains to the end before MLflow's absence fails it: slow on a loaded 2-core agent.
       360_000,
       'a retry while MLflow is down',
     );
