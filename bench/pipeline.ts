@@ -78,7 +78,7 @@ interface EdgeStats {
   predictions: number;
   batches: number;
   queued: number;
-  labelJoin: { hits: number; misses: number; evictions: number; pending: number };
+  labelJoin: { hits: number; misses: number; evictions: number; pending: number; earlyJoined?: number };
   deadLetters: number;
   /** Broker connections the edge lost (intake and publisher). */
   disconnects: number;
@@ -252,6 +252,8 @@ function losses(a: Snapshot, b: Snapshot): Record<string, number> {
     labelsJoined: joined,
     labelsEvicted: evicted,
     labelsMissed: b.edge.labelJoin.misses - a.edge.labelJoin.misses,
+    // Of the joined: labels that overtook their reading at the edge and waited for it.
+    labelsBeforeReading: (b.edge.labelJoin.earlyJoined ?? 0) - (a.edge.labelJoin.earlyJoined ?? 0),
     labelsUnexplained: labels - joined - evicted,
     deadLetters: b.edge.deadLetters - a.edge.deadLetters,
     edgeDisconnects: b.edge.disconnects - a.edge.disconnects,
@@ -336,6 +338,7 @@ async function segment(
         ? ` p50/p95/p99 ${seg.latencyMs.p50}/${seg.latencyMs.p95}/${seg.latencyMs.p99} ms`
         : '') +
       ` missing ${seg.losses.predictionsMissing} labels unexplained ${seg.losses.labelsUnexplained}` +
+      ` (before their reading ${seg.losses.labelsBeforeReading})` +
       ` edge disconnects ${seg.losses.edgeDisconnects}`,
   );
   return seg;
@@ -569,7 +572,9 @@ function table(result: Record<string, unknown>): string {
     const p = b.pipeline as Row;
     const lossCells = (s: Segment): string[] => [
       `${s.losses.predictionsMissing} / ${s.losses.predictedTwice}`,
-      `${s.losses.labelsPublished} / ${s.losses.labelsJoined} / ${s.losses.labelsEvicted} / ${s.losses.labelsUnexplained}`,
+      `${s.losses.labelsPublished} / ${s.losses.labelsJoined}` +
+        (s.losses.labelsBeforeReading ? ` (${s.losses.labelsBeforeReading} before their reading)` : '') +
+        ` / ${s.losses.labelsEvicted} / ${s.losses.labelsUnexplained}`,
     ];
     const rows: [string, Segment | null][] = [
       ...((p.tries as Segment[]).map((s) => [`edge QoS 1 at ${String(s.rate)}`, s]) as [string, Segment][]),

@@ -22,6 +22,7 @@ import { dashboardConfigSpec, loadDashboardUsers } from '../../dashboard/src/con
 import { startDashboard, type RunningDashboard } from '../../dashboard/src/dashboard.ts';
 import { accuracyConfigOf, driftConfigOf, edgeConfigSpec } from '../../edge-inference/src/config.ts';
 import { createEdgeWorker, type EdgeWorker } from '../../edge-inference/src/worker.ts';
+import type { LabelJoinStats } from '../../edge-inference/src/label-join.ts';
 import { retrainerConfigSpec } from '../../retrainer/src/config.ts';
 import { RetrainerMetrics } from '../../retrainer/src/metrics.ts';
 import { mlflowTrackingFor } from '../../retrainer/src/mlflow-tracking.ts';
@@ -336,6 +337,8 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
       episodeTtlSamples: edgeCfg.episodeTtlSamples,
       conceptReRequests: edgeCfg.conceptReRequests,
       labelJoinMaxPending: edgeCfg.labelJoinMaxPending,
+      labelJoinMaxEarly: edgeCfg.labelJoinMaxEarly,
+      labelJoinEarlyMaxAgeMs: edgeCfg.labelJoinEarlyMaxAgeMs,
       dedupWindow: edgeCfg.dedupWindow,
       outboxMaxSamples: edgeCfg.outboxMaxSamples,
       stopGraceMs: edgeCfg.stopGraceMs,
@@ -542,12 +545,13 @@ export async function startSystem(options: StartOptions): Promise<RunningSystem>
  * prediction was evicted from the observer's bounded buffer (or the label
  * itself, waiting for a prediction, was). `unexplained` = published − joined −
  * evicted: labels or predictions lost on the way; 0 in a sound run. `edge` is
- * the worker's own join (the labelled samples the retrainer gets).
+ * the worker's own join (the labelled samples the retrainer gets); `beforeReading`
+ * of its joins came before their reading and waited for it.
  */
 export function labelAccounting(
   published: number,
   observer: ObserverJoinStats,
-  edge: { hits: number; misses: number; evictions: number; pending: number },
+  edge: LabelJoinStats,
 ): Record<string, number | Record<string, number>> {
   // A label whose prediction was evicted waits for it until the end, or is evicted itself.
   const evicted = observer.evictedLabels + Math.min(observer.pendingLabels, observer.evictedPredictions);
@@ -558,6 +562,13 @@ export function labelAccounting(
     beforePrediction: observer.labelsFirst,
     evicted,
     unexplained: published - observer.joined - evicted,
-    edge: { joined: edge.hits, missed: edge.misses, evicted: edge.evictions, pending: edge.pending },
+    edge: {
+      joined: edge.hits,
+      beforeReading: edge.earlyJoined,
+      missed: edge.misses,
+      evicted: edge.evictions,
+      pending: edge.pending,
+      waitingForReading: edge.early,
+    },
   };
 }

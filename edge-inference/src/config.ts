@@ -306,6 +306,20 @@ export const edgeConfigSpec = {
     min: 1,
     max: 10_000_000,
   }),
+  labelJoinMaxEarly: int('LABEL_JOIN_MAX_EARLY', {
+    description:
+      'Labels that arrived before their reading (MQTT and Kafka do not order the two topics), kept waiting ' +
+      'for it; the oldest counts as a miss beyond it (0: a label without its reading is a miss at once)',
+    default: 50_000,
+    min: 0,
+    max: 10_000_000,
+  }),
+  labelJoinEarlyMaxAgeMs: int('LABEL_JOIN_EARLY_MAX_AGE_MS', {
+    description: 'A label waits this long for its reading before it counts as a miss, ms',
+    default: 120_000,
+    min: 1,
+    max: 86_400_000,
+  }),
   dedupWindow: int('EDGE_DEDUP_WINDOW', {
     description:
       'Telemetry and label keys (machineId + seq) remembered to recognise repeats ' +

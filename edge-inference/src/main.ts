@@ -135,6 +135,8 @@ runMain(async () => {
     episodeTtlSamples: config.episodeTtlSamples,
     conceptReRequests: config.conceptReRequests,
     labelJoinMaxPending: config.labelJoinMaxPending,
+    labelJoinMaxEarly: config.labelJoinMaxEarly,
+    labelJoinEarlyMaxAgeMs: config.labelJoinEarlyMaxAgeMs,
     dedupWindow: config.dedupWindow,
     outboxMaxSamples: config.outboxMaxSamples,
     stopGraceMs: config.stopGraceMs,

@@ -178,7 +178,9 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     }),
     labelJoin: new Counter({
       name: 'driftline_edge_label_join_total',
-      help: 'Label join outcomes (hit, miss, evicted)',
+      help:
+        'Label join outcomes: hit, miss (the label never found its reading), evicted (a reading pushed out ' +
+        'before its label), early (a label held for its reading; counted again as hit or miss)',
       labelNames: ['outcome'],
       registers,
     }),
@@ -276,7 +278,7 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
     metrics.busPublishRetries.inc({ topic }, 0);
     metrics.busPublishDropped.inc({ topic }, 0);
   }
-  for (const outcome of ['hit', 'miss', 'evicted']) metrics.labelJoin.inc({ outcome }, 0);
+  for (const outcome of ['hit', 'miss', 'evicted', 'early']) metrics.labelJoin.inc({ outcome }, 0);
   for (const kind of STATUS_KINDS) {
     metrics.statusPublished.inc({ kind }, 0);
     metrics.statusPublishFailures.inc({ kind }, 0);

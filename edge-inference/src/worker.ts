@@ -31,7 +31,7 @@ import {
   type IngestHandlers,
   type PublishConnection,
 } from './ingest.ts';
-import { LabelJoin } from './label-join.ts';
+import { LabelJoin, type LabelJoinStats } from './label-join.ts';
 import { createEdgeMetrics, type EdgeMetrics } from './metrics.ts';
 import { ModelHolder, type ArtifactLoader } from './model-holder.ts';
 import type { AccuracyPort, DriftPort, EpisodePort, IngestHooks, RegistryPort } from './ports.ts';
@@ -140,6 +140,13 @@ export interface EdgeWorkerOptions {
   /** Predictions kept waiting for their delayed label, at most (the oldest is evicted). Default 50,000. */
   labelJoinMaxPending?: number;
   /**
+   * Labels that arrived before their reading (another topic, another publisher: MQTT and Kafka do not order
+   * them), kept waiting for it, at most; 0: such a label is a miss at once. Default 50,000.
+   */
+  labelJoinMaxEarly?: number;
+  /** A label waits this long for its reading before it counts as a miss, ms. Default 120,000. */
+  labelJoinEarlyMaxAgeMs?: number;
+  /**
    * HTTP server for /predict, /healthz, /readyz, /metrics; false: none. Default `{ host: '127.0.0.1', port:
    * 9102 }`.
    */
@@ -220,7 +227,7 @@ export interface EdgeWorkerStats {
   modelVersion: string | undefined;
   refusedLoads: number;
   deadLetters: number;
-  labelJoin: { hits: number; misses: number; evictions: number; pending: number };
+  labelJoin: LabelJoinStats;
   alarms: { covariate: number; concept: number };
   retrainRequests: number;
   /** Covariate shifts accepted (rejected challenger, champion kept its accuracy) and references adopted. */
@@ -254,7 +261,7 @@ interface JoinRecord {
   predicted?: Efficiency;
   modelVersion?: string;
   sampleIndex?: number;
-  /** A label that arrived before the prediction. */
+  /** A label that arrived before the prediction (or before the reading itself: held by the join). */
   label?: Efficiency;
   /** Its machine was in a data-quality fault when it was predicted: not training data, not scored. */
   faulty?: boolean;
@@ -313,8 +320,10 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
   };
   /** `samples` is the sample clock of drift windows, retrain requests and labelled samples: rows predicted. */
   const counts = { predictions: 0, batches: 0, samples: 0 };
-  const labelJoin = new LabelJoin<JoinRecord>({
+  const labelJoin = new LabelJoin<JoinRecord, Efficiency>({
     maxPending: options.labelJoinMaxPending ?? 50_000,
+    maxEarly: options.labelJoinMaxEarly ?? 50_000,
+    earlyMaxAgeMs: options.labelJoinEarlyMaxAgeMs ?? 120_000,
     onOutcome: (outcome) => metrics.labelJoin.inc({ outcome }),
   });
 
@@ -562,7 +571,9 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       return undefined;
     }
     const rec: JoinRecord = { telemetry: t, delivery };
-    labelJoin.put(t.machineId, t.seq, rec);
+    // A label that overtook its reading was held by the join: the record is complete once predicted.
+    const early = labelJoin.put(t.machineId, t.seq, rec);
+    if (early !== undefined) rec.label = early;
     return batcher.push(rec);
   }
 
@@ -573,7 +584,8 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
       metrics.duplicates.inc({ kind: 'label' });
       return undefined;
     }
-    const rec = labelJoin.lookup(l.machineId, l.seq);
+    // No reading yet: the join holds the label until it comes (or counts a miss when it never does).
+    const rec = labelJoin.lookup(l.machineId, l.seq, l.efficiency);
     if (!rec) return undefined;
     rec.label = l.efficiency;
     // Still queued for prediction: completed by processBatch.

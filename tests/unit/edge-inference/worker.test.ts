@@ -4,7 +4,7 @@ import { BUS_TOPICS } from '../../../common/bus/types.ts';
 import { ArtifactError } from '../../../common/errors.ts';
 import { parseRetrainRequest } from '../../../common/events/schemas.ts';
 import type { LoadedModel } from '../../../common/model/types.ts';
-import { labelledSampleSchema } from '../../../common/samples/types.ts';
+import { labelledSampleSchema, type LabelledSample } from '../../../common/samples/types.ts';
 import { predictionSchema, type Telemetry } from '../../../common/schema/telemetry.ts';
 import type { ChampionRef, RegistryPort } from '../../../edge-inference/src/ports.ts';
 import {
@@ -130,8 +130,66 @@ describe('edge worker (fake transport)', () => {
     expect(samples).toHaveLength(10);
     for (const s of samples) expect(labelledSampleSchema.safeParse(s).success).toBe(true);
     expect(samples[0]).toMatchObject({ machineId: 'm1', seq: 0, modelVersion: '1', sampleIndex: 0 });
-    expect(worker.stats().labelJoin).toMatchObject({ hits: 10, misses: 1 });
+    // seq 999 never had a reading: its label waits for one (held), not yet a miss.
+    expect(worker.stats().labelJoin).toMatchObject({ hits: 10, misses: 0, early: 1, earlyJoined: 0 });
     expect(worker.stats().liveAccuracy).toBe(1);
+  });
+
+  it('joins a label that overtook its reading (another topic, another publisher) once the reading comes', async () => {
+    const bus = new InProcessBus();
+    const ingest = new FakeIngest();
+    const worker = make({
+      ingest,
+      bus,
+      initialModel: fakeModel('1'),
+      batchMaxWaitMs: 1,
+      sampleBatchMaxWaitMs: 1,
+    });
+    await worker.start();
+    // Labels first, for readings 0-9; then the readings (5-9 with their labels given twice over: the
+    // second copy is a repeat, not a second sample).
+    for (let seq = 0; seq < 10; seq++)
+      await ingest.label({ machineId: 'm1', seq, efficiency: ruleLabel(makeTelemetry('m1', seq)) });
+    expect(worker.stats().labelJoin).toMatchObject({ hits: 0, misses: 0, early: 10 });
+    for (let seq = 0; seq < 10; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
+    await new Promise((r) => setTimeout(r, 20));
+    await worker.stop();
+    const samples = bus
+      .retained(BUS_TOPICS.labelledSamples)
+      .flatMap((m) => (m.value as { samples: LabelledSample[] }).samples);
+    expect(samples.map((s) => s.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+    for (const s of samples) {
+      expect(labelledSampleSchema.safeParse(s).success).toBe(true);
+      expect(s.label).toBe(ruleLabel(makeTelemetry('m1', s.seq)));
+      expect(s.prediction).toBeDefined();
+    }
+    expect(worker.stats().labelJoin).toMatchObject({
+      hits: 10,
+      misses: 0,
+      early: 0,
+      earlyJoined: 10,
+      pending: 0,
+    });
+    expect(worker.stats().liveAccuracy).toBe(1);
+  });
+
+  it('counts a held label as a miss once it waited longer than labelJoinEarlyMaxAgeMs', async () => {
+    const ingest = new FakeIngest();
+    const worker = make({
+      ingest,
+      bus: new InProcessBus(),
+      initialModel: fakeModel('1'),
+      labelJoinEarlyMaxAgeMs: 30,
+    });
+    await worker.start();
+    await ingest.label({ machineId: 'm1', seq: 7, efficiency: 'Low' });
+    expect(worker.stats().labelJoin).toMatchObject({ misses: 0, early: 1 });
+    await new Promise((r) => setTimeout(r, 60));
+    expect(worker.stats().labelJoin).toMatchObject({ misses: 1, early: 0 });
+    // Its reading, late: predicted, and waits for a label like any other.
+    await ingest.telemetry(makeTelemetry('m1', 7));
+    await worker.stop();
+    expect(worker.stats().labelJoin).toMatchObject({ hits: 0, misses: 1, earlyJoined: 0 });
   });
 
   it('dead-letters a batch the model fails on instead of losing it, and keeps going', async () => {
