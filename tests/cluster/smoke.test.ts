@@ -180,12 +180,26 @@ describe(`Driftline deployed in namespace ${NAMESPACE}`, () => {
       'app.kubernetes.io/name=edge-inference',
     ]);
     for (const p of edgePods.items) checks.push([`pod/${p.metadata.name}`, 9102, '/readyz']);
+    // Each target gets a few tries on a new port-forward: a forward's first connection can be closed while
+    // kubectl sets up its streams (one CI run: "fetch failed: other side closed" right after the deploy). A
+    // workload that does not answer 200 within the tries fails, with what it answered last.
     const results: string[] = [];
     for (const [target, port, p] of checks) {
-      const f = await forward(target, port);
-      const r = await get(`${f.url}${p}`);
-      results.push(`${target} ${p} ${r.status}`);
-      f.close();
+      let last = '';
+      for (let attempt = 1; attempt <= 5; attempt++) {
+        const f = await forward(target, port);
+        try {
+          last = String((await get(`${f.url}${p}`)).status);
+        } catch (err) {
+          const e = err as Error & { cause?: Error };
+          last = `error: ${e.message}${e.cause ? ` (${e.cause.message})` : ''}`;
+        } finally {
+          f.close();
+        }
+        if (last === '200') break;
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+      results.push(`${target} ${p} ${last}`);
     }
     // Kafka: its port answers (clients need SASL; the bridge and the edge being ready proves they log in).
     const kafka = await forward('svc/kafka', 9092);
