@@ -337,7 +337,8 @@ async function segment(
       (seg.latencyMs
         ? ` p50/p95/p99 ${seg.latencyMs.p50}/${seg.latencyMs.p95}/${seg.latencyMs.p99} ms`
         : '') +
-      ` missing ${seg.losses.predictionsMissing} labels unexplained ${seg.losses.labelsUnexplained}` +
+      ` missing ${seg.losses.predictionsMissing}${drained ? '' : ' (not drained in 60 s: not arrived yet)'}` +
+      ` labels unexplained ${seg.losses.labelsUnexplained}` +
       ` (before their reading ${seg.losses.labelsBeforeReading})` +
       ` edge disconnects ${seg.losses.edgeDisconnects}`,
   );
@@ -571,10 +572,14 @@ function table(result: Record<string, unknown>): string {
     }
     const p = b.pipeline as Row;
     const lossCells = (s: Segment): string[] => [
-      `${s.losses.predictionsMissing} / ${s.losses.predictedTwice}`,
+      // Not drained within 60 s of the step's end: "missing" is what had not arrived yet, not what was lost.
+      s.losses.drained === 0
+        ? `${s.losses.predictionsMissing} not arrived (not drained in 60 s) / ${s.losses.predictedTwice}`
+        : `${s.losses.predictionsMissing} / ${s.losses.predictedTwice}`,
       `${s.losses.labelsPublished} / ${s.losses.labelsJoined}` +
         (s.losses.labelsBeforeReading ? ` (${s.losses.labelsBeforeReading} before their reading)` : '') +
-        ` / ${s.losses.labelsEvicted} / ${s.losses.labelsUnexplained}`,
+        ` / ${s.losses.labelsEvicted} / ` +
+        (s.losses.drained === 0 ? 'not accounted (not drained)' : `${s.losses.labelsUnexplained}`),
     ];
     const rows: [string, Segment | null][] = [
       ...((p.tries as Segment[]).map((s) => [`edge QoS 1 at ${String(s.rate)}`, s]) as [string, Segment][]),
