@@ -32,6 +32,31 @@ function make(options: Partial<EdgeWorkerOptions> & { ingest: FakeIngest; bus: I
   return w;
 }
 
+/** A started worker on model 1 with 1 ms batch waits (or `options`), its bus and ingest: the label-join tests' set-up. */
+async function startLabelWorker(
+  options: Omit<Partial<EdgeWorkerOptions>, 'ingest' | 'bus'> = {},
+): Promise<{ bus: InProcessBus; ingest: FakeIngest; worker: EdgeWorker }> {
+  const bus = new InProcessBus();
+  const ingest = new FakeIngest();
+  const worker = make({
+    ingest,
+    bus,
+    initialModel: fakeModel('1'),
+    batchMaxWaitMs: 1,
+    sampleBatchMaxWaitMs: 1,
+    ...options,
+  });
+  await worker.start();
+  return { bus, ingest, worker };
+}
+
+/** Every labelled sample the worker published on the bus, in order. */
+function labelledSamples(bus: InProcessBus): LabelledSample[] {
+  return bus
+    .retained(BUS_TOPICS.labelledSamples)
+    .flatMap((m) => (m.value as { samples: LabelledSample[] }).samples);
+}
+
 /** A registry whose artifacts are fake models; `corrupt` versions fail their checksum. */
 function fakeRegistry(
   champion: string | undefined,
@@ -108,25 +133,14 @@ describe('edge worker (fake transport)', () => {
   });
 
   it('joins delayed labels and publishes labelled samples; counts misses', async () => {
-    const bus = new InProcessBus();
-    const ingest = new FakeIngest();
-    const worker = make({
-      ingest,
-      bus,
-      initialModel: fakeModel('1'),
-      batchMaxWaitMs: 1,
-      sampleBatchMaxWaitMs: 1,
-    });
-    await worker.start();
+    const { bus, ingest, worker } = await startLabelWorker();
     for (let seq = 0; seq < 10; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
     await new Promise((r) => setTimeout(r, 20));
     for (let seq = 0; seq < 10; seq++)
       await ingest.label({ machineId: 'm1', seq, efficiency: ruleLabel(makeTelemetry('m1', seq)) });
     await ingest.label({ machineId: 'm1', seq: 999, efficiency: 'Low' });
     await worker.stop();
-    const samples = bus
-      .retained(BUS_TOPICS.labelledSamples)
-      .flatMap((m) => (m.value as { samples: unknown[] }).samples);
+    const samples = labelledSamples(bus);
     expect(samples).toHaveLength(10);
     for (const s of samples) expect(labelledSampleSchema.safeParse(s).success).toBe(true);
     expect(samples[0]).toMatchObject({ machineId: 'm1', seq: 0, modelVersion: '1', sampleIndex: 0 });
@@ -136,27 +150,15 @@ describe('edge worker (fake transport)', () => {
   });
 
   it('joins a label that overtook its reading (another topic, another publisher) once the reading comes', async () => {
-    const bus = new InProcessBus();
-    const ingest = new FakeIngest();
-    const worker = make({
-      ingest,
-      bus,
-      initialModel: fakeModel('1'),
-      batchMaxWaitMs: 1,
-      sampleBatchMaxWaitMs: 1,
-    });
-    await worker.start();
-    // Labels first, for readings 0-9; then the readings (5-9 with their labels given twice over: the
-    // second copy is a repeat, not a second sample).
+    const { bus, ingest, worker } = await startLabelWorker();
+    // Labels first, for readings 0-9; then the readings.
     for (let seq = 0; seq < 10; seq++)
       await ingest.label({ machineId: 'm1', seq, efficiency: ruleLabel(makeTelemetry('m1', seq)) });
     expect(worker.stats().labelJoin).toMatchObject({ hits: 0, misses: 0, early: 10 });
     for (let seq = 0; seq < 10; seq++) await ingest.telemetry(makeTelemetry('m1', seq));
     await new Promise((r) => setTimeout(r, 20));
     await worker.stop();
-    const samples = bus
-      .retained(BUS_TOPICS.labelledSamples)
-      .flatMap((m) => (m.value as { samples: LabelledSample[] }).samples);
+    const samples = labelledSamples(bus);
     expect(samples.map((s) => s.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i));
     for (const s of samples) {
       expect(labelledSampleSchema.safeParse(s).success).toBe(true);
@@ -224,24 +226,12 @@ describe('edge worker (fake transport)', () => {
   });
 
   it('matches a label that overtakes its reading still queued for prediction', async () => {
-    const bus = new InProcessBus();
-    const ingest = new FakeIngest();
-    const worker = make({
-      ingest,
-      bus,
-      initialModel: fakeModel('1'),
-      batchSize: 64,
-      batchMaxWaitMs: 60_000,
-      sampleBatchMaxWaitMs: 1,
-    });
-    await worker.start();
+    const { bus, ingest, worker } = await startLabelWorker({ batchSize: 64, batchMaxWaitMs: 60_000 });
     for (let seq = 0; seq < 5; seq++) await ingest.telemetry(makeTelemetry('m2', seq));
     expect(ingest.predictions).toHaveLength(0); // still queued
     for (let seq = 0; seq < 5; seq++) await ingest.label({ machineId: 'm2', seq, efficiency: 'Low' });
     await worker.stop(); // drains the batch: predictions made, the parked labels complete their samples
-    const samples = bus
-      .retained(BUS_TOPICS.labelledSamples)
-      .flatMap((m) => (m.value as { samples: unknown[] }).samples);
+    const samples = labelledSamples(bus);
     expect(samples).toHaveLength(5);
     expect(samples.map((x) => (x as { seq: number }).seq).sort()).toEqual([0, 1, 2, 3, 4]);
     expect(worker.stats().labelJoin).toMatchObject({ hits: 5, misses: 0, pending: 0 });
