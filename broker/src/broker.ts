@@ -182,16 +182,25 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
           onDrop: (clientId, packet, first) => {
             metrics.queueDropped.inc();
             if (first)
-              logger.warn('outgoing queue full: dropping messages for this session until it drains', {
-                clientId,
-                limit: limits.maxQueuedPerClient,
-                topic: packet.topic,
-              });
+              // Not queued means: sent once to a connected client (no redelivery if its connection drops
+              // before it acknowledges), dropped for an offline one. Each is counted in queueDropped.
+              logger.warn(
+                'outgoing queue full: new messages for this session are not queued until it drains',
+                {
+                  clientId,
+                  limit: limits.maxQueuedPerClient,
+                  topic: packet.topic,
+                  connected:
+                    (current.aedes as { clients?: Record<string, unknown> } | undefined)?.clients?.[
+                      clientId
+                    ] !== undefined,
+                },
+              );
           },
           onRecover: (clientId, dropped) =>
             logger.warn('outgoing queue has room again', {
               clientId,
-              dropped,
+              notQueued: dropped,
               limit: limits.maxQueuedPerClient,
             }),
         })

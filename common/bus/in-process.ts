@@ -31,7 +31,15 @@ interface Group {
 }
 
 interface Topic {
+  name: string;
+  /** Absolute offset of the oldest retained message, `log[head]`. */
   base: number;
+  /**
+   * Messages beyond retention still at the front of `log`, removed in one splice once they are as many
+   * as the retention: trimming one message per publish shifted the whole array each time (O(retention)
+   * per message; 2.8 % of the edge's CPU in the pipeline benchmark at 7,000 msg/s).
+   */
+  head: number;
   log: BusMessage[];
   groups: Map<string, Group>;
 }
@@ -61,7 +69,7 @@ export class InProcessBus implements EventBus {
   private topic(name: string): Topic {
     let t = this.topics.get(name);
     if (!t) {
-      t = { base: 0, log: [], groups: new Map() };
+      t = { name, base: 0, head: 0, log: [], groups: new Map() };
       this.topics.set(name, t);
     }
     return t;
@@ -72,11 +80,16 @@ export class InProcessBus implements EventBus {
     const t = this.topic(topic);
     // Values cross a (logical) process boundary: copy them as JSON so no sender can mutate what a consumer sees.
     const copy: unknown = JSON.parse(JSON.stringify(value));
-    t.log.push({ topic, key, value: copy, offset: String(t.base + t.log.length), timestamp: Date.now() });
-    if (t.log.length > this.retention) {
-      const drop = t.log.length - this.retention;
-      t.log.splice(0, drop);
-      t.base += drop;
+    const end = t.base + t.log.length - t.head;
+    t.log.push({ topic, key, value: copy, offset: String(end), timestamp: Date.now() });
+    const excess = t.log.length - t.head - this.retention;
+    if (excess > 0) {
+      t.head += excess;
+      t.base += excess;
+      if (t.head >= this.retention) {
+        t.log.splice(0, t.head);
+        t.head = 0;
+      }
     }
     for (const g of t.groups.values()) this.pump(t, g);
   }
@@ -87,7 +100,7 @@ export class InProcessBus implements EventBus {
     if (!g) {
       g = {
         name: options.group,
-        next: options.fromBeginning === false ? t.base + t.log.length : t.base,
+        next: options.fromBeginning === false ? t.base + t.log.length - t.head : t.base,
         handlers: [],
         rr: 0,
         running: false,
@@ -113,8 +126,17 @@ export class InProcessBus implements EventBus {
     g.inFlight = (async () => {
       try {
         while (!this.closed && g.handlers.length > 0) {
-          if (g.next < t.base) g.next = t.base;
-          const msg = t.log[g.next - t.base];
+          if (g.next < t.base) {
+            // Never silent: the group was slower than the retention, and these messages are gone for it.
+            this.logger.warn('bus group fell behind the retention: messages skipped', {
+              topic: t.name,
+              group: g.name,
+              skipped: t.base - g.next,
+              retention: this.retention,
+            });
+            g.next = t.base;
+          }
+          const msg = t.log[t.head + g.next - t.base];
           if (!msg) break;
           await this.deliver(g, msg);
           g.next++;
@@ -164,7 +186,9 @@ export class InProcessBus implements EventBus {
 
   /** Messages currently retained on a topic (tests and the dashboard use it). */
   retained(topic: string): readonly BusMessage[] {
-    return this.topics.get(topic)?.log ?? [];
+    const t = this.topics.get(topic);
+    if (!t) return [];
+    return t.head === 0 ? t.log : t.log.slice(t.head);
   }
 
   /** Resolves when every group has caught up with every topic. */
@@ -172,7 +196,7 @@ export class InProcessBus implements EventBus {
     for (;;) {
       const pending = [...this.topics.values()].flatMap((t) =>
         [...t.groups.values()].filter(
-          (g) => g.running || (g.handlers.length > 0 && g.next < t.base + t.log.length),
+          (g) => g.running || (g.handlers.length > 0 && g.next < t.base + t.log.length - t.head),
         ),
       );
       if (pending.length === 0) return;

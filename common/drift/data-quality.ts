@@ -469,14 +469,13 @@ export class DataQualityDetector {
     at: SamplePoint,
   ): DataQualityAlarm[] {
     const out: DataQualityAlarm[] = [];
-    const sortedOf = new Map<Machine, Float64Array>();
-    for (const m of tested) sortedOf.set(m, Float64Array.from(m.block[f] as number[]).sort());
+    const pools = new PooledReadings(tested, f);
     const test = (
       m: Machine,
       pool: Machine[],
     ): { h: number; lcm: number; crit: number; n1: number; n2: number } | null => {
-      const mine = sortedOf.get(m) as Float64Array;
-      const fleet = mergeSorted(pool.filter((o) => o !== m).map((o) => sortedOf.get(o) as Float64Array));
+      const mine = pools.sorted(m);
+      const fleet = pools.without(pool, m);
       const n1 = fleet.length;
       const n2 = mine.length;
       if (n1 < 1 || n2 < 1) return null;
@@ -523,23 +522,60 @@ export class DataQualityDetector {
   }
 }
 
-/** Merges sorted arrays into one sorted array. */
-function mergeSorted(parts: Float64Array[]): Float64Array {
-  let out = parts[0] ?? new Float64Array(0);
-  for (let p = 1; p < parts.length; p++) {
-    const b = parts[p] as Float64Array;
-    const a = out;
-    const m = new Float64Array(a.length + b.length);
+/**
+ * The tested machines' readings of one feature in the block, sorted: each machine's own, and the sorted
+ * union of a pool of machines (built once per pool: in a block, most machines are tested against the same
+ * clean fleet). A leave-one-out fleet is that union minus the machine's own sorted readings, one pass over
+ * N values. Merging the other machines' arrays for every machine tested cost O(machines × N) per test
+ * (5 % of the edge's CPU with 20 machines in the pipeline benchmark).
+ */
+class PooledReadings {
+  private readonly own = new Map<Machine, Float64Array>();
+  private readonly unions = new Map<string, Float64Array>();
+  private readonly order = new Map<Machine, number>();
+
+  constructor(tested: Machine[], f: number) {
+    tested.forEach((m, i) => {
+      this.order.set(m, i);
+      this.own.set(m, Float64Array.from(m.block[f] as number[]).sort());
+    });
+  }
+
+  sorted(m: Machine): Float64Array {
+    return this.own.get(m) as Float64Array;
+  }
+
+  /** The sorted readings of every machine in `pool` but `m` (`m` may or may not be in `pool`). */
+  without(pool: Machine[], m: Machine): Float64Array {
+    const members = pool.includes(m) ? pool : [...pool, m];
+    const key = members
+      .map((o) => this.order.get(o) as number)
+      .sort((a, b) => a - b)
+      .join(',');
+    let union = this.unions.get(key);
+    if (!union) {
+      let n = 0;
+      for (const o of members) n += this.sorted(o).length;
+      union = new Float64Array(n);
+      let k = 0;
+      for (const o of members) {
+        union.set(this.sorted(o), k);
+        k += this.sorted(o).length;
+      }
+      union.sort();
+      this.unions.set(key, union);
+    }
+    // The union minus m's readings: both sorted, and m's readings are in the union (a multiset difference).
+    const mine = this.sorted(m);
+    const out = new Float64Array(union.length - mine.length);
     let i = 0;
     let j = 0;
-    let k = 0;
-    while (i < a.length && j < b.length)
-      m[k++] = (a[i] as number) <= (b[j] as number) ? (a[i++] as number) : (b[j++] as number);
-    while (i < a.length) m[k++] = a[i++] as number;
-    while (j < b.length) m[k++] = b[j++] as number;
-    out = m;
+    for (const v of union) {
+      if (i < mine.length && v === mine[i]) i++;
+      else out[j++] = v;
+    }
+    return out;
   }
-  return out;
 }
 
 const logFactorials: number[] = [0];

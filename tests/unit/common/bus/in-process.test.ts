@@ -1,7 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { InProcessBus } from '../../../../common/bus/in-process.ts';
 import { BUS_TOPICS, type BusMessage } from '../../../../common/bus/types.ts';
 import { TransportError } from '../../../../common/errors.ts';
+import { silentLogger } from '../../../../common/logging/logger.ts';
 
 describe('InProcessBus', () => {
   it('delivers in order to each group, once per group', async () => {
@@ -66,5 +67,54 @@ describe('InProcessBus', () => {
     value.n = 2;
     await bus.idle();
     expect(got).toEqual({ n: 1 });
+  });
+
+  it('keeps the last `retention` messages with their offsets, across many trims', async () => {
+    const bus = new InProcessBus({ retention: 4 });
+    const live: string[] = [];
+    await bus.subscribe('t', { group: 'live' }, async (m) => void live.push(m.offset));
+    for (let i = 0; i < 23; i++) {
+      await bus.idle(); // the live group keeps up: it sees every message
+      await bus.publish('t', 'k', i);
+      const kept = bus.retained('t');
+      expect(kept.map((m) => m.value)).toEqual(
+        Array.from({ length: Math.min(4, i + 1) }, (_, j) => i - Math.min(3, i) + j),
+      );
+      expect(kept.map((m) => Number(m.offset))).toEqual(kept.map((m) => m.value));
+    }
+    await bus.idle();
+    expect(live).toEqual(Array.from({ length: 23 }, (_, i) => String(i)));
+    // A group that subscribes now replays what is retained; one from the end gets only what comes next.
+    const late: unknown[] = [];
+    const fromEnd: unknown[] = [];
+    await bus.subscribe('t', { group: 'late' }, async (m) => void late.push(m.value));
+    await bus.subscribe('t', { group: 'end', fromBeginning: false }, async (m) => void fromEnd.push(m.value));
+    await bus.publish('t', 'k', 23);
+    await bus.idle();
+    expect(late).toEqual([19, 20, 21, 22, 23]);
+    expect(fromEnd).toEqual([23]);
+  });
+
+  it('a group that fell behind the retention goes on from the oldest message retained, and says so', async () => {
+    const logger = silentLogger();
+    const warn = vi.spyOn(logger, 'warn');
+    const bus = new InProcessBus({ retention: 3, logger });
+    const got: unknown[] = [];
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    await bus.subscribe('t', { group: 'slow' }, async (m) => {
+      if (m.value === 0) await gate;
+      got.push(m.value);
+    });
+    for (let i = 0; i < 10; i++) await bus.publish('t', 'k', i);
+    release();
+    await bus.idle();
+    expect(got).toEqual([0, 7, 8, 9]);
+    expect(warn).toHaveBeenCalledWith('bus group fell behind the retention: messages skipped', {
+      topic: 't',
+      group: 'slow',
+      skipped: 6,
+      retention: 3,
+    });
   });
 });

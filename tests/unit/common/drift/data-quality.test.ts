@@ -11,18 +11,22 @@ import { FEATURES } from '../../../../common/schema/features.ts';
 const REFERENCE = seedReference(1, 5_000);
 
 /**
- * Four machines in turn (sample i is machine i % 4, as the simulator does), seed 8, values rounded
- * to 4 decimals as telemetry is; `fault` edits a reading. Returns every alarm and clearance.
+ * Four machines (or `machines`) in turn (sample i is machine i % 4, as the simulator does), seed 8, values
+ * rounded to 4 decimals as telemetry is; `fault` edits a reading. Returns every alarm and clearance.
  */
-function run(n: number, fault: (i: number, machine: number, row: MutableRow) => void = () => {}): string[] {
+function run(
+  n: number,
+  fault: (i: number, machine: number, row: MutableRow) => void = () => {},
+  machines = 4,
+): string[] {
   const dq = new DataQualityDetector(REFERENCE);
   const stream = new SeedStream({ seed: 8 });
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     const row = { ...stream.next() };
     for (const f of FEATURES) row[f] = Math.round(row[f] * 1e4) / 1e4;
-    fault(i, i % 4, row);
-    const u = dq.update(row, `m-00${i % 4}`);
+    fault(i, i % machines, row);
+    const u = dq.update(row, `m-${String(i % machines).padStart(3, '0')}`);
     for (const a of u.alarms) out.push(`${i} ${a.machineId} ${a.feature} ${a.check}`);
     for (const c of u.cleared) out.push(`cleared ${i} ${c.machineId} ${c.feature} ${c.check}`);
   }
@@ -107,6 +111,12 @@ describe('DataQualityDetector on seeded fleets', () => {
     expect(
       run(12_000, (i, m, row) => void (m === 1 && i >= 8_000 && (row.powerKw += seedSd('powerKw')))),
     ).toEqual(['9999 m-001 powerKw spikes', '9999 m-001 powerKw machine-vs-fleet']);
+  });
+
+  it('in a fleet of 20, a 1 sd offset on one machine names that machine only, at a fixed sample', () => {
+    expect(
+      run(30_000, (i, m, row) => void (m === 13 && i >= 8_000 && (row.powerKw += 1 * seedSd('powerKw'))), 20),
+    ).toEqual(['9999 m-013 powerKw spikes', '9999 m-013 powerKw machine-vs-fleet']);
   });
 
   it('a fault clears clearAfter samples after its check last fired', () => {
