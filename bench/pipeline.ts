@@ -655,6 +655,7 @@ export async function run(): Promise<Record<string, unknown>> {
       let at90: Segment | null = null;
       let edgeRssMbEnd: number | null = null;
       let edgeMemoryEnd: Record<string, number> | null = null;
+      let edgeMemorySettled: Record<string, number> | null = null;
       if (sr !== null) {
         await broker.close();
         broker = name === 'mosquitto' ? await startMosquitto() : await startAedes(accounts);
@@ -666,6 +667,9 @@ export async function run(): Promise<Record<string, unknown>> {
           edgeRssMbEnd = procUsage(p.edge.pid)?.rssMb ?? null;
           edgeMemoryEnd = await p.edge.request<Record<string, number>>('usage');
           log(`edge memory after the latency rows: ${JSON.stringify(edgeMemoryEnd)}`);
+          // What it holds live, and the RSS it keeps, once the load stops: 5 s idle, full GCs.
+          edgeMemorySettled = await p.edge.request<Record<string, number>>('settledUsage', undefined, 30_000);
+          log(`edge memory 5 s later, after full GCs: ${JSON.stringify(edgeMemorySettled)}`);
         } finally {
           await closePipeline(p);
         }
@@ -681,6 +685,7 @@ export async function run(): Promise<Record<string, unknown>> {
           at90,
           edgeRssMbEnd,
           edgeMemoryEnd,
+          edgeMemorySettled,
         },
         ratio: sr !== null ? round(sr / (qos1.msgPerSec as number), 2) : null,
         loadAfter: loadAverage(),

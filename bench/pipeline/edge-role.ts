@@ -5,7 +5,7 @@ import { createLogger } from '../../common/logging/logger.ts';
 import { loadArtifact } from '../../common/model/artifact.ts';
 import { loadTf } from '../../common/model/tf.ts';
 import { createEdgeWorker, type EdgeWorker } from '../../edge-inference/src/worker.ts';
-import { selfUsage, serve } from './ipc.ts';
+import { selfUsage, serve, settledUsage } from './ipc.ts';
 
 /**
  * The edge worker in its own process, as `npm run edge` runs it: MQTT ingest
@@ -82,6 +82,7 @@ serve({
         };
   },
   usage: () => selfUsage(),
+  settledUsage: () => settledUsage(5_000),
   async stop() {
     await worker?.stop();
   },

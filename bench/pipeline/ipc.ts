@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -143,6 +145,20 @@ export async function spawnRole(
 }
 
 /** CPU seconds (user + system) and resident memory of this process. */
+/**
+ * {@link selfUsage} after a full garbage collection and `settleMs` of idling: what the process holds
+ * live (heap used) and what RSS it keeps once the load has stopped. `gc` is reached without
+ * `--expose-gc` on the command line (the flag set at run time, the function taken from a new context).
+ */
+export async function settledUsage(settleMs: number): Promise<ReturnType<typeof selfUsage>> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  gc();
+  return selfUsage();
+}
+
 export function selfUsage(): {
   cpuSeconds: number;
   rssMb: number;
