@@ -124,9 +124,25 @@ async function initialise(choice: TfBackendChoice, logger: Logger): Promise<Load
   throw new TfBackendError(`no tfjs backend could be initialised: ${failures.join('; ')}`);
 }
 
+/**
+ * Imports a tfjs bundle with Node's source maps off. tsx turns them on for the whole process, and Node
+ * then keeps the map each tfjs bundle names (`tf-core.node.js.map` and the rest, `sourcesContent`
+ * included): ~18 MB of heap in every service for stack traces into minified tfjs. Our own code keeps its
+ * maps: the setting is restored as soon as the bundles are loaded.
+ */
+async function importWithoutSourceMaps<T>(load: () => Promise<T>): Promise<T> {
+  if (!process.sourceMapsEnabled) return load();
+  process.setSourceMapsEnabled(false);
+  try {
+    return await load();
+  } finally {
+    process.setSourceMapsEnabled(true);
+  }
+}
+
 const TRIES: Record<TfBackend, () => Promise<Tf>> = {
   async tensorflow() {
-    const mod = (await import(TFJS_NODE)) as Tf & { default?: Tf };
+    const mod = (await importWithoutSourceMaps(() => import(TFJS_NODE))) as Tf & { default?: Tf };
     const tf = typeof mod.setBackend === 'function' ? mod : mod.default;
     if (!tf || typeof tf.setBackend !== 'function')
       throw new Error(`${TFJS_NODE} did not export the tfjs API`);
@@ -135,8 +151,10 @@ const TRIES: Record<TfBackend, () => Promise<Tf>> = {
     return tf;
   },
   async wasm() {
-    const tf = await import('@tensorflow/tfjs');
-    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    const [tf, wasm] = await importWithoutSourceMaps(async () => {
+      const core = await import('@tensorflow/tfjs');
+      return [core, await import('@tensorflow/tfjs-backend-wasm')] as const;
+    });
     // In Node the Emscripten loader reads the .wasm binary with fs.readFileSync
     // from `prefix + file name`, so a plain directory path with a trailing
     // separator keeps everything local (no fetch).
@@ -147,7 +165,7 @@ const TRIES: Record<TfBackend, () => Promise<Tf>> = {
     return tf;
   },
   async cpu() {
-    const tf = await import('@tensorflow/tfjs');
+    const tf = await importWithoutSourceMaps(() => import('@tensorflow/tfjs'));
     if (!(await tf.setBackend('cpu'))) throw new Error('tf.setBackend("cpu") returned false');
     await tf.ready();
     return tf;

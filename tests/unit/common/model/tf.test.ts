@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../../common/errors.ts';
 import { loadTf, TfBackendError, wasmDistDir } from '../../../../common/model/tf.ts';
 import { existsSync } from 'node:fs';
+import { createRequire, findSourceMap } from 'node:module';
 import path from 'node:path';
 
 async function tfjsNodeInstalled(): Promise<boolean> {
@@ -34,7 +35,15 @@ describe('loadTf', () => {
       debug: () => undefined,
     } as unknown as Parameters<typeof loadTf>[0];
     const expected = (await tfjsNodeInstalled()) ? 'tensorflow' : 'wasm';
+    process.setSourceMapsEnabled(true); // as tsx sets it in every service
     const a = await loadTf(logger, { backend: 'auto' });
+    // tfjs' bundles load without their multi-megabyte source maps; the process keeps source maps on.
+    expect(process.sourceMapsEnabled).toBe(true);
+    const requireHere = createRequire(import.meta.url);
+    expect(findSourceMap(requireHere.resolve('@tensorflow/tfjs-core/dist/tf-core.node.js'))).toBeUndefined();
+    expect(
+      findSourceMap(requireHere.resolve('@tensorflow/tfjs-layers/dist/tf-layers.node.js')),
+    ).toBeUndefined();
     expect(a.backend).toBe(expected);
     expect(a.tf.getBackend()).toBe(expected);
     expect(lines).toContain(`tf backend: ${expected}`);
