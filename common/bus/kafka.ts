@@ -409,9 +409,14 @@ export async function ensureTopics(
         })),
       });
     } catch (err) {
-      // A concurrent creator wins the race: fine, as long as the topics exist now.
-      const now = new Set(await admin.listTopics());
-      if (!missing.every((s) => now.has(s.topic))) throw err;
+      // A retriable failure (kafkajs' waitForLeaders answered "This server does not host this topic-partition":
+      // a loaded broker created the topic but its metadata does not show it yet — listTopics neither; seen in
+      // CI) goes on to topicsWithLeaders below, which waits for the metadata and fails if the topic never
+      // appears. Otherwise a concurrent creator won the race: fine, as long as the topics exist now.
+      if (!kafkaRetriable(err)) {
+        const now = new Set(await admin.listTopics());
+        if (!missing.every((s) => now.has(s.topic))) throw err;
+      }
     }
     logger.info('kafka topics created', {
       topics: missing.map((s) => `${s.topic} (${s.partitions} partitions, retention ${s.retentionMs} ms)`),

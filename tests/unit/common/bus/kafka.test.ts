@@ -290,6 +290,40 @@ describe('ensureTopics on a broker that is still settling', () => {
     expect(calls()).toBe(4);
   });
 
+  it('a creation that fails while the broker settles waits for the metadata instead of failing', async () => {
+    // kafkajs' createTopics({ waitForLeaders }) can answer code 3 for a topic it has just created, and
+    // listTopics does not show it yet either (a CI run failed a subscribe this way).
+    let created = false;
+    let metadataCalls = 0;
+    const notHosted = () =>
+      Object.assign(new Error('This server does not host this topic-partition'), {
+        name: 'KafkaJSProtocolError',
+        retriable: true,
+        code: 3,
+      });
+    const admin = {
+      listTopics: async () => [],
+      createTopics: async () => {
+        created = true;
+        throw notHosted();
+      },
+      fetchTopicMetadata: async () => {
+        if (++metadataCalls <= 2) throw notHosted();
+        return {
+          topics: [{ name: 'new', partitions: [0, 1].map((partitionId) => ({ partitionId, leader: 1 })) }],
+        };
+      },
+    } as unknown as Parameters<typeof ensureTopics>[0];
+    const counts = await ensureTopics(
+      admin,
+      [{ topic: 'new', partitions: 2, retentionMs: 1000 }],
+      silentLogger(),
+    );
+    expect(created).toBe(true);
+    expect(counts.get('new')).toBe(2);
+    expect(metadataCalls).toBe(3);
+  });
+
   it('does not retry a non-retriable one', async () => {
     const { admin, calls } = settlingAdmin(1, false);
     await expect(
