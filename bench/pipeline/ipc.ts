@@ -145,20 +145,6 @@ export async function spawnRole(
 }
 
 /** CPU seconds (user + system) and resident memory of this process. */
-/**
- * {@link selfUsage} after a full garbage collection and `settleMs` of idling: what the process holds
- * live (heap used) and what RSS it keeps once the load has stopped. `gc` is reached without
- * `--expose-gc` on the command line (the flag set at run time, the function taken from a new context).
- */
-export async function settledUsage(settleMs: number): Promise<ReturnType<typeof selfUsage>> {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  gc();
-  await new Promise((resolve) => setTimeout(resolve, settleMs));
-  gc();
-  return selfUsage();
-}
-
 export function selfUsage(): {
   cpuSeconds: number;
   rssMb: number;
@@ -179,4 +165,18 @@ export function selfUsage(): {
     externalMb: mb(m.external),
     arrayBuffersMb: mb(m.arrayBuffers),
   };
+}
+
+/**
+ * {@link selfUsage} after a full garbage collection and `settleMs` of idling: what the process holds
+ * live (heap used) and what RSS it keeps once the load has stopped. `gc` is reached without
+ * `--expose-gc` on the command line (the flag set at run time, the function taken from a new context).
+ */
+export async function settledUsage(settleMs: number): Promise<ReturnType<typeof selfUsage>> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  gc();
+  return selfUsage();
 }
