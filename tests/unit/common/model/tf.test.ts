@@ -46,6 +46,15 @@ describe('loadTf', () => {
     ).toBeUndefined();
     expect(a.backend).toBe(expected);
     expect(a.tf.getBackend()).toBe(expected);
+    if (expected === 'wasm') {
+      // tfjs-core and tfjs-layers only: the bundle's converter, data and WebGL packages are not loaded.
+      const loaded = Object.keys(requireHere.cache);
+      expect(loaded.some((f) => f.includes(`${path.sep}tfjs-layers${path.sep}`))).toBe(true);
+      for (const pkg of ['tfjs-converter', 'tfjs-data', 'tfjs-backend-webgl'])
+        expect(loaded.filter((f) => f.includes(`${path.sep}${pkg}${path.sep}`))).toEqual([]);
+      expect(typeof a.tf.sequential).toBe('function');
+      expect(typeof a.tf.io.fromMemory).toBe('function');
+    }
     expect(lines).toContain(`tf backend: ${expected}`);
     const b = await loadTf();
     expect(b.tf).toBe(a.tf);
