@@ -266,7 +266,11 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
     const cusum =
       options.conceptCusum === false
         ? null
-        : new AccuracyCusum(model.metadata.validation.accuracy, options.conceptCusum ?? {});
+        : new AccuracyCusum(
+            model.metadata.validation.accuracy,
+            options.conceptCusum ?? {},
+            model.metadata.validation.samples,
+          );
     const episodes = new DriftEpisodeManager(
       { modelName, championVersion: version, validationAccuracy: model.metadata.validation.accuracy },
       { now: () => clock, liveAccuracy: () => accuracy.liveAccuracy },
@@ -491,7 +495,7 @@ export async function replayScenario(options: ReplayOptions): Promise<ReplayResu
       detector.reset(model.reference);
       dq?.reset(model.reference);
       accuracy.reset(model.metadata.validation.accuracy);
-      cusum?.reset(model.metadata.validation.accuracy);
+      cusum?.reset(model.metadata.validation.accuracy, model.metadata.validation.samples);
       episodes.championLoaded(version, model.metadata.validation.accuracy);
       championVersions.push({ version, from: index });
       const record = retrains.find((r) => r.version === version);

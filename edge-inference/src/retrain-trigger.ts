@@ -399,6 +399,8 @@ export class RetrainTrigger {
     }
     const acc = model.metadata.validation?.accuracy;
     const validationAccuracy = typeof acc === 'number' && acc > 0 && acc <= 1 ? acc : null;
+    const n = model.metadata.validation?.samples;
+    const validationSamples = typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : undefined;
     this.validationAccuracy = validationAccuracy;
     this.openRequest = null;
     this.accepted = null;
@@ -414,8 +416,9 @@ export class RetrainTrigger {
     if (o.accuracyCusumConfig !== false && this.monitor) {
       try {
         if (validationAccuracy === null) this.cusum = undefined;
-        else if (this.cusum) this.cusum.reset(validationAccuracy);
-        else this.cusum = new AccuracyCusum(validationAccuracy, o.accuracyCusumConfig ?? {});
+        else if (this.cusum) this.cusum.reset(validationAccuracy, validationSamples);
+        else
+          this.cusum = new AccuracyCusum(validationAccuracy, o.accuracyCusumConfig ?? {}, validationSamples);
       } catch (err) {
         o.logger.error(`sequential label test off for model ${version}: ${describeError(err)}`, {
           modelVersion: version,

@@ -66,10 +66,10 @@ export function makeReference(size = 200): ReferenceSample {
   return { size, features, classShares };
 }
 
-function metrics(accuracy: number): EvalMetrics {
+function metrics(accuracy: number, samples: number): EvalMetrics {
   const per = { Low: accuracy, Medium: accuracy, High: accuracy };
   return {
-    samples: 100,
+    samples,
     accuracy,
     macroF1: accuracy,
     perClassRecall: per,
@@ -98,6 +98,8 @@ export interface FakeModel extends LoadedModel {
 export interface FakeModelOptions {
   /** Validation accuracy in the metadata. Default 0.9. */
   accuracy?: number;
+  /** Validation samples in the metadata. Default 100. */
+  validationSamples?: number;
   /** Delay each predict call by busy-waiting this long, ms (simulates a slow model). */
   busyMs?: number;
   /** Shared log of calls across models (to check ordering across a swap). */
@@ -124,7 +126,7 @@ export function fakeModel(version: string, options: FakeModelOptions = {}): Fake
     modes: OPERATION_MODES,
     classes: options.classes ?? EFFICIENCY_CLASSES,
     scaler: { mean: FEATURES.map(() => 0), std: FEATURES.map(() => 1) },
-    validation: metrics(options.accuracy ?? 0.9),
+    validation: metrics(options.accuracy ?? 0.9, options.validationSamples ?? 100),
     training: { samples: 100, epochs: 1, seed: 1, source: { fake: true } },
     files: {},
   };

@@ -393,6 +393,46 @@ describe('retrain trigger: the sequential label test (issue 13, part 2)', () => 
   });
 });
 
+describe('retrain trigger: the label test trusts a champion as far as its validation set vouches (issue 13)', () => {
+  /** A champion validated at 99 % on `validationSamples`; from seq 1,000 every 20th label disagrees (a 4-point drop). */
+  async function firstConceptAlarm(validationSamples: number): Promise<number | undefined> {
+    const ingest = new FakeIngest();
+    const worker = createEdgeWorker({
+      http: false,
+      championPollMs: 0,
+      ingest,
+      bus: new InProcessBus(),
+      initialModel: fakeModel('1', { accuracy: 0.99, validationSamples }),
+      drift: false,
+      dataQualityConfig: false,
+      batchSize: 50,
+      batchMaxWaitMs: 1,
+      sampleBatchMaxWaitMs: 1,
+    });
+    workers.push(worker);
+    await worker.start();
+    for (let seq = 0; seq < 4_000; seq++) {
+      const t = makeTelemetry('m1', seq);
+      await ingest.telemetry(t);
+      const right = ruleLabel(t);
+      const wrong = seq >= 1_000 && seq % 20 === 0;
+      await ingest.label({
+        machineId: 'm1',
+        seq,
+        efficiency: wrong ? (right === 'Low' ? 'High' : 'Low') : right,
+      });
+    }
+    await worker.stop();
+    return alarms(ingest).find((a) => a.kind === 'concept')?.at.sampleIndex;
+  }
+
+  it('finds a 4-point drop in half the labels when 8,000 validation samples back the champion, not when 100 do', async () => {
+    // Margin 0.75 points (the floor; the Wilson bound at z = 3 over 8,000 samples is under it) vs 1.5 (the ceiling).
+    expect(await firstConceptAlarm(8_000)).toBe(1_880);
+    expect(await firstConceptAlarm(100)).toBe(2_860);
+  });
+});
+
 describe('retrain trigger: a rejected concept retrain is asked for again with more data (issue 13, part 2)', () => {
   it('waits for the stage-2 follow-up, then re-requests with twice the samples, at most CONCEPT_REREQUEST_MAX times', async () => {
     const bus = new InProcessBus();
