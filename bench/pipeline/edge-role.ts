@@ -63,6 +63,11 @@ serve({
       http: false,
       backend,
       workerId: init.clientId,
+      // The edge's batching settings, read here for the same reason (A/B of latency against throughput).
+      ...(process.env.EDGE_BATCH_MAX_WAIT_MS
+        ? { batchMaxWaitMs: Number(process.env.EDGE_BATCH_MAX_WAIT_MS) }
+        : {}),
+      ...(process.env.EDGE_BATCH_SIZE ? { batchSize: Number(process.env.EDGE_BATCH_SIZE) } : {}),
     });
     await worker.start();
     return { backend };
