@@ -25,7 +25,9 @@ import type { SubscriberInit } from './pipeline/subscriber-role.ts';
  *   received) does not grow over BENCH_SUSTAIN_SECONDS (default 30), on a ramp from
  *   BENCH_START_RATE (400/s) by BENCH_RAMP_FACTOR (1.5) while it holds, up to the goal (0.6 x the
  *   no-op QoS 1 rate); the first step that does not hold ends it; then the
- *   telemetry-timestamp → prediction-receipt latency at 50 % and 90 % of it;
+ *   telemetry-timestamp → prediction-receipt latency at 50 % and 90 % of it
+ *   (BENCH_SUSTAINED_RATE=R skips the ramp and takes R as the sustained rate, for A/B runs of the
+ *   latency rows; BENCH_EDGE_NODE_OPTIONS sets NODE_OPTIONS of the edge's process only);
  * - loss accounting for every row: predictions missing and duplicated, labels
  *   published vs joined vs evicted by the edge.
  *
@@ -55,6 +57,10 @@ const LATENCY_SECONDS = num('BENCH_LATENCY_SECONDS', 15);
 const BRIDGE_SECONDS = num('BENCH_BRIDGE_SECONDS', 15);
 const MOSQUITTO_PORT = num('BENCH_MOSQUITTO_PORT', 21884);
 const BROKERS = (env.BENCH_BROKERS ?? 'aedes,mosquitto').split(',').filter(Boolean);
+/** A sustained rate given instead of searched: no ramp, only the latency rows at 50 % and 90 % of it (A/B runs). */
+const GIVEN_RATE = env.BENCH_SUSTAINED_RATE ? Number(env.BENCH_SUSTAINED_RATE) : undefined;
+/** Node and V8 flags for the edge's process only (`NODE_OPTIONS` there), e.g. a smaller young generation. */
+const EDGE_NODE_OPTIONS = env.BENCH_EDGE_NODE_OPTIONS;
 const PASSWORD_PREFIX = env.MOSQUITTO_DEV_PASSWORD ?? 'driftline-dev';
 
 const machineIds = Array.from({ length: MACHINES }, (_, i) => `m-${String(i).padStart(3, '0')}`);
@@ -363,7 +369,11 @@ async function openPipeline(
   brokerPid: number | undefined,
   brokerName: string,
 ): Promise<Pipeline> {
-  const edge = await spawnRole('edge-role', `edge-${brokerName}`);
+  const edge = await spawnRole(
+    'edge-role',
+    `edge-${brokerName}`,
+    EDGE_NODE_OPTIONS ? { env: { NODE_OPTIONS: EDGE_NODE_OPTIONS } } : {},
+  );
   const sink = await subscriber(url, accounts.dashboard, {
     qos: 1,
     topics: ['factory/+/prediction'],
@@ -597,7 +607,7 @@ function table(result: Record<string, unknown>): string {
       );
     }
     lines.push(
-      `| ${name} | **sustained** (backend ${String(p.backend)}) | **${String(p.sustainedRate)}** | **${String(b.ratio)}** | | | | |`,
+      `| ${name} | **sustained**${p.sustainedRateGiven === true ? ' (given, not measured)' : ''} (backend ${String(p.backend)}) | **${String(p.sustainedRate)}** | **${String(b.ratio)}** | | | | |`,
     );
   }
   const br = result.bridge as Row;
@@ -642,13 +652,14 @@ export async function run(): Promise<Record<string, unknown>> {
       const goal = Math.round(((qos1.msgPerSec as number) * 0.6) / 50) * 50;
       let p = await openPipeline(broker.url, accounts, broker.pid, name);
       const backend = p.backend;
-      let found: { tries: Segment[]; best?: Segment };
+      let found: { tries: Segment[]; best?: Segment } = { tries: [] };
       try {
-        found = await ramp(p, broker.url, goal);
+        if (GIVEN_RATE === undefined) found = await ramp(p, broker.url, goal);
+        else log(`sustained rate given (BENCH_SUSTAINED_RATE): ${GIVEN_RATE} msg/s, no ramp`);
       } finally {
         await closePipeline(p);
       }
-      const sr = found.best ? (found.best.rate as number) : null;
+      const sr = GIVEN_RATE ?? (found.best ? (found.best.rate as number) : null);
       // The latency rows run on a restarted broker and a new pipeline: what the failing ramp step left queued
       // (in the broker's session for the edge, and in the edge) would otherwise be measured as latency.
       let at50: Segment | null = null;
@@ -679,6 +690,7 @@ export async function run(): Promise<Record<string, unknown>> {
         pipeline: {
           backend,
           sustainedRate: sr,
+          sustainedRateGiven: GIVEN_RATE !== undefined,
           goal,
           tries: found.tries,
           at50,
