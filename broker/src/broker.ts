@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { describeError } from '../../common/errors.ts';
 import { startOpsServer, type OpsServer } from '../../common/http/ops-server.ts';
 import type { Logger } from '../../common/logging/logger.ts';
+import '../../common/mqtt/packet-numbers.ts';
 import { MAX_PAYLOAD_BYTES } from '../../common/schema/telemetry.ts';
 import { DEFAULT_ACL_POLICY, isSysTopic, type AclPolicy, type Role } from './acl.ts';
 import type { CredentialStore } from './credentials.ts';

@@ -1,5 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { keepAliveWhileReceiving } from './keepalive.ts';
+import './packet-numbers.ts';
 
 /**
  * Where and as whom a service connects to the broker: the connection settings

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { DeadLetterRecord } from '../../common/deadletter.ts';
 import { describeError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logging/logger.ts';
+import '../../common/mqtt/packet-numbers.ts';
 import {
   driftAlarmMessageSchema,
   referenceUpdatedMessageSchema,
