@@ -116,7 +116,8 @@ export class RepeatFilter {
     const at = slot >= 0 ? (this.table[slot] as number) : EMPTY;
     if (at !== EMPTY && this.ringValue[at] === value) return true;
     // New key, or a changed value (re-inserted as the newest; its old ring entry goes stale).
-    if (this.filled === this.maxEntries) this.evictOldest();
+    const evicting = this.filled === this.maxEntries;
+    if (evicting) this.evictOldest();
     const m = this.intern(machineId);
     const pos = (this.head + this.filled) % this.maxEntries;
     this.filled++;
@@ -125,8 +126,8 @@ export class RepeatFilter {
     this.ringSeq[pos] = seq;
     this.ringValue[pos] = value;
     this.machineRefs[m] = (this.machineRefs[m] as number) + 1;
-    // The eviction may have moved or removed the key's slot: look it up again.
-    slot = this.find(m, kind, seq);
+    // An eviction may have moved or removed the key's slot, and a new machine had no lookup: look it up again.
+    if (evicting || known === undefined) slot = this.find(m, kind, seq);
     if (slot >= 0 && this.table[slot] !== EMPTY) {
       this.table[slot] = pos;
     } else {
