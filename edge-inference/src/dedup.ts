@@ -118,7 +118,8 @@ export class RepeatFilter {
     // New key, or a changed value (re-inserted as the newest; its old ring entry goes stale).
     const evicting = this.filled === this.maxEntries;
     if (evicting) this.evictOldest();
-    const m = this.intern(machineId);
+    // Without an eviction a known machine keeps its number: no second Map lookup.
+    const m = evicting || known === undefined ? this.intern(machineId) : known;
     const pos = (this.head + this.filled) % this.maxEntries;
     this.filled++;
     this.ringMachine[pos] = m;
