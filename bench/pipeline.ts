@@ -59,6 +59,10 @@ const MOSQUITTO_PORT = num('BENCH_MOSQUITTO_PORT', 21884);
 const BROKERS = (env.BENCH_BROKERS ?? 'aedes,mosquitto').split(',').filter(Boolean);
 /** A sustained rate given instead of searched: no ramp, only the latency rows at 50 % and 90 % of it (A/B runs). */
 const GIVEN_RATE = env.BENCH_SUSTAINED_RATE ? Number(env.BENCH_SUSTAINED_RATE) : undefined;
+if (GIVEN_RATE !== undefined && !(Number.isInteger(GIVEN_RATE) && GIVEN_RATE > 0))
+  throw new Error(
+    `BENCH_SUSTAINED_RATE="${String(env.BENCH_SUSTAINED_RATE)}" is invalid: expected a positive integer (msg/s)`,
+  );
 /** Node and V8 flags for the edge's process only (`NODE_OPTIONS` there), e.g. a smaller young generation. */
 const EDGE_NODE_OPTIONS = env.BENCH_EDGE_NODE_OPTIONS;
 const PASSWORD_PREFIX = env.MOSQUITTO_DEV_PASSWORD ?? 'driftline-dev';
