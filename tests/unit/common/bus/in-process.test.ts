@@ -69,6 +69,36 @@ describe('InProcessBus', () => {
     expect(got).toEqual({ n: 1 });
   });
 
+  it('gives every group and every redelivery its own copy of the value', async () => {
+    const bus = new InProcessBus({ redeliveryDelayMs: 1 });
+    const seenByB: unknown[] = [];
+    const attemptsOfA: unknown[] = [];
+    await bus.subscribe('t', { group: 'a' }, async (m) => {
+      const v = m.value as { n: number };
+      attemptsOfA.push({ ...v });
+      v.n += 100; // a handler that mutates what it got, then fails once
+      if (attemptsOfA.length === 1) throw new TransportError('try again');
+    });
+    await bus.subscribe('t', { group: 'b' }, async (m) => void seenByB.push(m.value));
+    await bus.publish('t', 'k', { n: 1 });
+    await bus.idle();
+    expect(attemptsOfA).toEqual([{ n: 1 }, { n: 1 }]);
+    expect(seenByB).toEqual([{ n: 1 }]);
+    expect(bus.retained('t').map((m) => m.value)).toEqual([{ n: 1 }]);
+  });
+
+  it('refuses a value that has no JSON form, and keeps nothing of it', async () => {
+    const bus = new InProcessBus();
+    await expect(bus.publish('t', 'k', undefined)).rejects.toThrow(
+      /t is not JSON-serialisable \(undefined\)/,
+    );
+    await expect(bus.publish('t', 'k', () => 1)).rejects.toThrow(/not JSON-serialisable \(function\)/);
+    await expect(bus.publish('t', 'k', { n: 1n })).rejects.toThrow(TypeError);
+    expect(bus.retained('t')).toEqual([]);
+    await bus.publish('t', 'k', null);
+    expect(bus.retained('t').map((m) => [m.value, m.offset])).toEqual([[null, '0']]);
+  });
+
   it('keeps the last `retention` messages with their offsets, across many trims', async () => {
     const bus = new InProcessBus({ retention: 4 });
     const live: string[] = [];
