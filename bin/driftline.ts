@@ -9,7 +9,7 @@
  * run stops after the scenario's last phase and prints its summary as one JSON
  * line on stdout (logs go to stderr then).
  */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { applyVaultEnv } from '../common/config/vault.ts';
 import { ConfigError } from '../common/errors.ts';
 import { createLogger, type Logger } from '../common/logging/logger.ts';
@@ -29,10 +29,21 @@ function positive(name: string, raw: string | undefined): number | undefined {
   return n;
 }
 
+/** `parseArgs`, whose errors (an unknown flag, a value that starts with a dash) are one-line ConfigErrors. */
+function parseArgsOrExplain<const T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    if (err instanceof TypeError && typeof (err as { code?: unknown }).code === 'string')
+      throw new ConfigError(`${err.message.replace(/\s*\n\s*/g, ' ')}\n${USAGE}`);
+    throw err;
+  }
+}
+
 runMain(async () => {
   const [command = 'start', ...rest] = process.argv.slice(2);
   if (command !== 'start') throw new ConfigError(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
-  const { values } = parseArgs({
+  const { values } = parseArgsOrExplain({
     args: rest,
     options: {
       'scenario-file': { type: 'string' },

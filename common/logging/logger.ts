@@ -1,5 +1,6 @@
 import winston from 'winston';
 import type Transport from 'winston-transport';
+import { ConfigError } from '../errors.ts';
 
 /** Options for {@link createLogger}. */
 export interface LoggerOptions {
@@ -22,6 +23,13 @@ export interface LoggerOptions {
 export type Logger = winston.Logger;
 
 const ECS_VERSION = '8.11.0';
+
+/** The levels a logger takes (winston's npm levels; the documented ones are error, warn, info, debug). */
+const LEVELS: readonly string[] = Object.keys(winston.config.npm.levels);
+
+function isFormat(mode: string): mode is NonNullable<LoggerOptions['format']> {
+  return mode === 'json' || mode === 'pretty' || mode === 'auto';
+}
 
 /** Fields callers pass that map to ECS names. */
 const FIELD_MAP: Record<string, string> = {
@@ -83,8 +91,19 @@ export function toEcs(
  */
 export function createLogger(options: LoggerOptions): Logger {
   const service = { name: options.service, version: options.version };
-  const envFormat = process.env.LOG_FORMAT as LoggerOptions['format'] | undefined;
-  const mode = options.format ?? envFormat ?? 'auto';
+  const level = options.level ?? process.env.LOG_LEVEL ?? 'info';
+  const mode = options.format ?? process.env.LOG_FORMAT ?? 'auto';
+  // A level winston does not know logged nothing at all, and an unknown format was JSON: both silently.
+  const problems = [
+    ...(LEVELS.includes(level)
+      ? []
+      : [`LOG_LEVEL=${JSON.stringify(level)} is invalid: expected error, warn, info or debug`]),
+    ...(isFormat(mode)
+      ? []
+      : [`LOG_FORMAT=${JSON.stringify(mode)} is invalid: expected json, pretty or auto`]),
+  ];
+  if (problems.length > 0 || !isFormat(mode))
+    throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
   const stream = options.stream ?? process.stdout;
   const pretty = mode === 'pretty' || (mode === 'auto' && (stream as NodeJS.WriteStream).isTTY === true);
 
@@ -128,7 +147,7 @@ export function createLogger(options: LoggerOptions): Logger {
   if (options.transports) transports.push(...options.transports);
 
   return winston.createLogger({
-    level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+    level,
     defaultMeta: { service: options.service },
     transports,
     exitOnError: false,

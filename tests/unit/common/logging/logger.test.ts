@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { ConfigError } from '../../../../common/errors.ts';
 import { createLogger } from '../../../../common/logging/logger.ts';
 
 function capture(format: 'json' | 'pretty'): {
@@ -20,6 +21,24 @@ function capture(format: 'json' | 'pretty'): {
 }
 
 describe('logger', () => {
+  it('refuses a LOG_LEVEL or LOG_FORMAT it cannot honour with a one-line configuration error', () => {
+    // Before: an unknown level logged nothing at all, an unknown format fell back to JSON, both silently.
+    vi.stubEnv('LOG_LEVEL', 'loud');
+    vi.stubEnv('LOG_FORMAT', 'xml');
+    try {
+      expect(() => createLogger({ service: 's' })).toThrow(ConfigError);
+      expect(() => createLogger({ service: 's' })).toThrow(
+        'Invalid configuration: LOG_LEVEL="loud" is invalid: expected error, warn, info or debug; ' +
+          'LOG_FORMAT="xml" is invalid: expected json, pretty or auto',
+      );
+      vi.stubEnv('LOG_LEVEL', 'debug');
+      vi.stubEnv('LOG_FORMAT', 'json');
+      expect(createLogger({ service: 's' }).level).toBe('debug');
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
   it('writes ECS JSON with service, level, correlation id as trace.id', async () => {
     const { logger, lines } = capture('json');
     logger
