@@ -112,6 +112,11 @@ export default tseslint.config(
     },
   },
   {
+    // Plain Node scripts (scripts/build.mjs runs before anything is installed beyond npm ci).
+    files: ['scripts/**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', performance: 'readonly', console: 'readonly' } },
+  },
+  {
     files: ['dashboard/public/**/*.js'],
     languageOptions: {
       globals: {

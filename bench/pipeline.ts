@@ -27,7 +27,9 @@ import type { SubscriberInit } from './pipeline/subscriber-role.ts';
  *   no-op QoS 1 rate); the first step that does not hold ends it; then the
  *   telemetry-timestamp → prediction-receipt latency at 50 % and 90 % of it
  *   (BENCH_SUSTAINED_RATE=R skips the ramp and takes R as the sustained rate, for A/B runs of the
- *   latency rows; BENCH_EDGE_NODE_OPTIONS sets NODE_OPTIONS of the edge's process only);
+ *   latency rows; BENCH_EDGE_NODE_OPTIONS sets NODE_OPTIONS of the edge's process only); the edge's
+ *   process runs its role built into one module on plain node, as the service images run the edge
+ *   (scripts/build.mjs); BENCH_EDGE_RUNTIME=tsx runs it under `node --import tsx` instead;
  * - loss accounting for every row: predictions missing and duplicated, labels
  *   published vs joined vs evicted by the edge.
  *
@@ -65,6 +67,10 @@ if (GIVEN_RATE !== undefined && !(Number.isInteger(GIVEN_RATE) && GIVEN_RATE > 0
   );
 /** Node and V8 flags for the edge's process only (`NODE_OPTIONS` there), e.g. a smaller young generation. */
 const EDGE_NODE_OPTIONS = env.BENCH_EDGE_NODE_OPTIONS;
+/** How the edge's process runs its code: `built` (a bundle on plain node, as deployed) or `tsx`. */
+const EDGE_RUNTIME = env.BENCH_EDGE_RUNTIME ?? 'built';
+if (EDGE_RUNTIME !== 'built' && EDGE_RUNTIME !== 'tsx')
+  throw new Error(`BENCH_EDGE_RUNTIME="${EDGE_RUNTIME}" is invalid: expected built or tsx`);
 const PASSWORD_PREFIX = env.MOSQUITTO_DEV_PASSWORD ?? 'driftline-dev';
 
 const machineIds = Array.from({ length: MACHINES }, (_, i) => `m-${String(i).padStart(3, '0')}`);
@@ -373,11 +379,10 @@ async function openPipeline(
   brokerPid: number | undefined,
   brokerName: string,
 ): Promise<Pipeline> {
-  const edge = await spawnRole(
-    'edge-role',
-    `edge-${brokerName}`,
-    EDGE_NODE_OPTIONS ? { env: { NODE_OPTIONS: EDGE_NODE_OPTIONS } } : {},
-  );
+  const edge = await spawnRole('edge-role', `edge-${brokerName}`, {
+    built: EDGE_RUNTIME === 'built',
+    ...(EDGE_NODE_OPTIONS ? { env: { NODE_OPTIONS: EDGE_NODE_OPTIONS } } : {}),
+  });
   const sink = await subscriber(url, accounts.dashboard, {
     qos: 1,
     topics: ['factory/+/prediction'],
@@ -407,7 +412,9 @@ async function closePipeline(p: Pipeline): Promise<void> {
  * thousands of readings and every row after it measured that backlog.)
  */
 async function ramp(p: Pipeline, url: string, goal: number): Promise<{ tries: Segment[]; best?: Segment }> {
-  log(`${url} pipeline (edge on ${p.backend}): ramp from ${START_RATE}/s x${RAMP_FACTOR} up to ${goal}/s`);
+  log(
+    `${url} pipeline (edge on ${p.backend}, ${EDGE_RUNTIME}): ramp from ${START_RATE}/s x${RAMP_FACTOR} up to ${goal}/s`,
+  );
   const tries: Segment[] = [];
   let best: Segment | undefined;
   for (let rate = Math.min(START_RATE, goal); ;) {
@@ -693,6 +700,7 @@ export async function run(): Promise<Record<string, unknown>> {
         baseline: { qos0, qos1 },
         pipeline: {
           backend,
+          edgeRuntime: EDGE_RUNTIME,
           sustainedRate: sr,
           sustainedRateGiven: GIVEN_RATE !== undefined,
           goal,

@@ -4,15 +4,18 @@
  *   npx tsx scripts/check-image-imports.ts --verbose   also list what each image needs
  *
  * For each image:
- * 1. Entry points: every `.ts` path its Dockerfile names (CMD, ENTRYPOINT, RUN, and the
- *    `docker run … npx tsx <file>` examples in its comments), every `.ts` path a Kubernetes
+ * 1. Entry points: every `.ts` path its Dockerfile names (CMD, ENTRYPOINT, RUN — the service's
+ *    entry module is named where `RUN node scripts/build.mjs <entry>` bundles it —, and the
+ *    `docker run … npx tsx <file>` examples in its comments), every script a command runs with
+ *    `node <file>.mjs`, every `.ts` path a Kubernetes
  *    manifest runs in a container of the image (`image: driftline/<service>` in `k8s/`), the
  *    files the code loads at run time in ways no import shows ({@link RUNTIME_FILES}), and every
  *    module of the service's own folder the image holds: code in an image must load there (a CLI
  *    of the service, a module only tests use).
  * 2. What they need: the import graph from the entry points — static imports and re-exports
  *    (`import type` / `export type` are erased and not followed), `import('…')` with a literal, and
- *    `new URL('…', import.meta.url)` (a worker entry, `package.json`, a data file or folder) —
+ *    `new URL('…', import.meta.url)` (a worker entry, a data file or folder), `projectPath('…')` with
+ *    literal segments (common/paths.ts: `package.json`, scenarios, the dashboard's public files) —
  *    followed through relative paths. A bare specifier must be a package `npm ci` installs in the
  *    image (`package-lock.json`, minus dev and, with `--omit=optional`, optional packages).
  * 3. What the image holds: the Dockerfile's COPY / ADD instructions, multi-stage `COPY --from`
@@ -315,6 +318,17 @@ export function runtimeImports(file: string, source: string): { relative: string
         spec.text.startsWith('.')
       )
         specifiers.push(spec.text);
+    } else if (
+      ts.isCallExpression(node) &&
+      ts.isIdentifier(node.expression) &&
+      node.expression.text === 'projectPath' &&
+      node.arguments.length > 0 &&
+      node.arguments.every((a) => ts.isStringLiteralLike(a))
+    ) {
+      // projectPath('scenarios', 'x.json') (common/paths.ts): a file at that path under the project root.
+      const target = node.arguments.map((a) => (a as ts.StringLiteralLike).text).join('/');
+      const rel = posix.relative(posix.dirname(file), target);
+      specifiers.push(rel.startsWith('.') ? rel : `./${rel}`);
     }
     ts.forEachChild(node, visit);
   };
@@ -388,6 +402,15 @@ function importGraph(
 
 // ---- one image, every image ---------------------------------------------------------------------
 
+/** JavaScript files a command runs with `node <file>` (scripts/build.mjs, which the service images run). */
+// eslint-disable-next-line security/detect-unsafe-regex -- linear, as TS_PATH
+const NODE_SCRIPT = /\bnode\s+((?:\.\/)?[\w.-]+(?:\/[\w.-]+)*\.m?js)\b/g;
+
+/** The scripts a text runs with node. */
+function nodeScripts(text: string): string[] {
+  return [...text.matchAll(NODE_SCRIPT)].map((m) => (m[1] as string).replace(/^\.\//, ''));
+}
+
 /** The `.ts` paths a text names (commands, comments, manifests). */
 function tsPaths(text: string): string[] {
   return [...text.matchAll(TS_PATH)].map((m) => (m[1] as string).replace(/^\.\//, ''));
@@ -428,6 +451,7 @@ export function checkImage(root: string, service: string, files: readonly string
   const entries = [
     ...new Set([
       ...tsPaths(commands.join('\n')),
+      ...nodeScripts(commands.join('\n')),
       ...documented,
       ...manifestEntries(root, files, service),
       ...(RUNTIME_FILES[service] ?? []),

@@ -77,14 +77,41 @@ function profileArgs(name: string): string[] {
   return ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, `${name}-${Date.now()}`)}`];
 }
 
-/** Forks `bench/pipeline/<file>.ts` as `name` and waits until it listens. */
+/**
+ * `bench/pipeline/<file>.ts` built into one module, `dist/bench/<file>.mjs`, the way scripts/build.mjs
+ * builds the services (packages external, source map), so the role runs on plain node as the images
+ * run the services. Under dist/, so the code finds the project root above it (common/paths.ts).
+ */
+async function builtRole(file: string): Promise<string> {
+  const outfile = path.resolve(here, '../../dist/bench', `${file}.mjs`);
+  // Imported here, not at the top: every role loads this module, and the edge's memory is measured.
+  const { build } = await import('esbuild');
+  await build({
+    entryPoints: [path.join(here, `${file}.ts`)],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: 'linked',
+    logLevel: 'warning',
+  });
+  return outfile;
+}
+
+/**
+ * Forks `bench/pipeline/<file>.ts` as `name` and waits until it listens: under tsx, or with `built`
+ * from its bundle on plain node (`--enable-source-maps`, as the service images run).
+ */
 export async function spawnRole(
   file: string,
   name: string,
-  options: { env?: NodeJS.ProcessEnv; heapMb?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; heapMb?: number; built?: boolean } = {},
 ): Promise<Role> {
-  const child: ChildProcess = fork(path.join(here, `${file}.ts`), [], {
-    execArgv: ['--import', 'tsx', ...profileArgs(name)],
+  const entry = options.built ? await builtRole(file) : path.join(here, `${file}.ts`);
+  const child: ChildProcess = fork(entry, [], {
+    execArgv: [...(options.built ? ['--enable-source-maps'] : ['--import', 'tsx']), ...profileArgs(name)],
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

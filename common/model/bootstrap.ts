@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, ValidationError } from '../errors.ts';
+import { projectPath } from '../paths.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { generateStream } from '../scenario/generator.ts';
 import { defaultScenario, loadScenarioFile, type Scenario } from '../scenario/scenario.ts';
@@ -21,9 +21,7 @@ import type { EvalMetrics, LabelledRow, ModelMetadata } from './types.ts';
  */
 
 /** The scenario used when `--scenario-file` is not given (relative to the repository root). */
-export const DEFAULT_SCENARIO_FILE = fileURLToPath(
-  new URL('../../scenarios/stationary.json', import.meta.url),
-);
+export const DEFAULT_SCENARIO_FILE = projectPath('scenarios', 'stationary.json');
 
 /** What {@link runBootstrapTraining} trains from and where it writes (the flags of `npm run train`). */
 export interface BootstrapTrainingOptions {

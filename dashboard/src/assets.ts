@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { projectPath } from '../../common/paths.ts';
 
 /**
  * The browser side of the dashboard, held in memory: the TypeScript client
@@ -20,9 +20,8 @@ export interface Asset {
   etag: string;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const publicDir = path.resolve(here, '../public');
-const clientDir = path.resolve(here, 'client');
+const publicDir = projectPath('dashboard', 'public');
+const clientDir = projectPath('dashboard', 'src', 'client');
 
 function asset(body: Buffer | string, contentType: string): Asset {
   const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;

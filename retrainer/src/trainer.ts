@@ -249,6 +249,8 @@ export interface WorkerTrainerOptions {
   prewarmDelayMs?: number;
   /** Called when a worker thread starts: `spare` ahead of a training, `job` for a training that found none. */
   onWorkerStart?: (role: 'spare' | 'job') => void;
+  /** The training thread's module. Default {@link trainWorkerEntry}: the sources, or the bundle beside a bundle. */
+  entry?: URL;
 }
 
 /**
@@ -264,7 +266,8 @@ export interface WorkerTrainerOptions {
  * API) before a dynamic import works under `tsx`, under vitest and under plain
  * node alike.
  */
-export function workerBootstrap(entry: URL = new URL('./train-worker.ts', import.meta.url)): string {
+export function workerBootstrap(entry: URL = trainWorkerEntry()): string {
+  if (!entry.pathname.endsWith('.ts')) return builtWorkerBootstrap(entry);
   const tsxDir = path.dirname(createRequire(import.meta.url).resolve('tsx/package.json'));
   const api = pathToFileURL(path.join(tsxDir, 'dist', 'esm', 'api', 'index.mjs')).href;
   return [
@@ -275,12 +278,29 @@ export function workerBootstrap(entry: URL = new URL('./train-worker.ts', import
 }
 
 /**
+ * The training thread's module: `train-worker.ts` beside this one, or, when this code runs from a
+ * bundle (`dist/retrainer.mjs`, `dist/driftline.mjs`: scripts/build.mjs), the bundle built from it,
+ * `dist/train-worker.mjs`, which plain node loads without tsx.
+ */
+export function trainWorkerEntry(self: string = import.meta.url): URL {
+  return new URL(self.endsWith('.ts') ? './train-worker.ts' : './train-worker.mjs', self);
+}
+
+/** The bootstrap of a built training thread: import the bundle, report a failure as `train-worker.ts` would. */
+function builtWorkerBootstrap(entry: URL): string {
+  return [
+    `import(${JSON.stringify(entry.href)})`,
+    `  .catch((err) => { require('node:worker_threads').parentPort.postMessage({ type: 'error', name: err && err.name || 'Error', message: 'cannot start the training worker: ' + (err && err.message || String(err)) }); });`,
+  ].join('\n');
+}
+
+/**
  * A trainer that runs each training in a worker thread of its own and terminates it at the time limit
  * (and when the training ends). With `prewarm`, the thread of the next training is started ahead of time.
  */
 export function createWorkerTrainer(options: WorkerTrainerOptions = {}): Trainer {
   const execArgv = options.execArgv ?? [...process.execArgv];
-  const bootstrap = workerBootstrap();
+  const bootstrap = workerBootstrap(options.entry ?? trainWorkerEntry());
   const prewarm = options.prewarm ?? false;
   const prewarmDelayMs = options.prewarmDelayMs ?? 1_000;
   let spare: Worker | undefined;

@@ -1,8 +1,10 @@
 /**
  * The images `make images` built (their references: $DRIFTLINE_CACHE/deploy/images.yml), on the local
  * docker engine, before anything is deployed:
- * - each is non-root (uid 1000), labelled with its version and git commit, and runs its program as
- *   `node --import tsx <entry>` behind tini (no npx, no shell): the program gets the signals;
+ * - each is non-root (uid 1000), labelled with its version and git commit, and runs its program
+ *   behind tini (no npx, no shell), so the program gets the signals: a service its bundle,
+ *   `node --enable-source-maps dist/<service>.mjs` (scripts/build.mjs, built in the image), the jobs
+ *   image `node --import tsx <entry>`;
  * - each service's command, started in a private docker network next to a broker (and Kafka for the
  *   bridge), logs its clean-stop line "stopped cleanly" and exits 0 on SIGTERM (`docker stop`);
  * - Kafka, MLflow and Elasticsearch stop on SIGTERM with their own shutdown lines;
@@ -158,7 +160,7 @@ describe('the images make images built', () => {
     }
   });
 
-  it('service images: uid 1000, tini → node --import tsx (no npx), OCI version and revision labels', async () => {
+  it('service images: uid 1000, tini → node on the built service (no npx, no tsx), OCI version and revision labels', async () => {
     const head = (await run('git', ['rev-parse', 'HEAD'])).stdout.trim();
     for (const name of SERVICES) {
       const cfg = JSON.parse(
@@ -173,7 +175,11 @@ describe('the images make images built', () => {
       };
       expect(cfg.User, name).toBe('1000:1000');
       expect(cfg.Entrypoint, name).toEqual(['/usr/bin/tini', '--']);
-      expect(cfg.Cmd.slice(0, 3), name).toEqual(['node', '--import', 'tsx']);
+      expect(cfg.Cmd, name).toEqual(
+        name === 'jobs'
+          ? ['node', '--import', 'tsx', 'jobs/src/kafka-provision.ts']
+          : ['node', '--enable-source-maps', `dist/${name}.mjs`],
+      );
       expect(cfg.Cmd.join(' '), name).not.toMatch(/npx|npm|sh -c/);
       expect(cfg.StopSignal, name).toBe('SIGTERM');
       expect(cfg.Labels['org.opencontainers.image.version'], name).toMatch(/^\d+\.\d+\.\d+/);

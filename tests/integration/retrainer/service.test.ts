@@ -1,7 +1,10 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { InProcessBus } from '../../../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../../../common/bus/types.ts';
 import { parseModelEvent, type ModelEvent } from '../../../common/events/schemas.ts';
@@ -18,6 +21,8 @@ import {
   createInThreadTrainer,
   createWorkerTrainer,
   trainAndSave,
+  trainWorkerEntry,
+  workerBootstrap,
   type Trainer,
 } from '../../../retrainer/src/trainer.ts';
 
@@ -27,6 +32,7 @@ import {
  * registry and the in-process bus.
  */
 
+const run = promisify(execFile);
 const MODEL = 'driftline-efficiency';
 const T0 = 1_700_000_000_000;
 const hex = (n: number): string => n.toString(16).padStart(32, '0');
@@ -134,6 +140,39 @@ function shuffledLabels(inner: Trainer): Trainer {
 }
 
 describe('retrainer on real tfjs', () => {
+  it('trains in the built training thread (dist/train-worker.mjs, plain node, no tsx) as the images and npm start run it', async () => {
+    const outdir = `dist/.test-${process.pid}-retrainer`;
+    await run(process.execPath, ['scripts/build.mjs', '--outdir', outdir, 'train-worker']);
+    onTestFinished(() => fs.rm(outdir, { recursive: true, force: true }));
+    const entry = pathToFileURL(path.resolve(outdir, 'train-worker.mjs'));
+    expect(trainWorkerEntry(pathToFileURL(path.resolve(outdir, 'retrainer.mjs')).href).href).toBe(entry.href);
+    expect(workerBootstrap(entry)).not.toMatch(/tsx/);
+    const env = await setup('built', { concept: true });
+    const retrainer = createRetrainer({
+      bus: env.bus,
+      registry: env.registry,
+      store: env.store,
+      tf,
+      config: env.config,
+      trainer: createWorkerTrainer({ entry }),
+    });
+    await retrainer.start();
+    await env.bus.publish(
+      BUS_TOPICS.retrainRequests,
+      MODEL,
+      makeRequest({
+        requestId: hex(9),
+        correlationId: 'built',
+        window: { fromTs: T0, toTs: T0 + 2000 * 1000 },
+      }),
+    );
+    await env.bus.idle();
+    await retrainer.idle();
+    const rec = retrainer.record(hex(9));
+    expect(rec?.status, rec?.reason).toBe('promoted');
+    await retrainer.close();
+  });
+
   it('promotes a better challenger trained in a worker thread and publishes model-promoted with the correlation id', async () => {
     const env = await setup('promote', { concept: true });
     const retrainer = createRetrainer({

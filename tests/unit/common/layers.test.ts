@@ -9,7 +9,7 @@ import { listFiles, runtimeImports } from '../../../scripts/check-image-imports.
  * is erased.
  */
 const LAYERS: readonly (readonly string[])[] = [
-  ['errors'],
+  ['errors', 'paths'],
   ['version', 'util', 'schema', 'stats'],
   ['config'],
   ['logging', 'events', 'scenario', 'mqtt', 'http', 'security'],

@@ -71,9 +71,10 @@ describe('check-image-imports: the repository', () => {
         'broker/src/kafka-bridge-main.ts',
       ]),
     );
-    // The bridge's own image holds the bridge and common/ only; the jobs image its two programs.
+    // The bridge's own image holds the bridge and common/ only (built there by scripts/build.mjs); the jobs
+    // image its two programs.
     const bridge = reports.find((r) => r.service === 'kafka-bridge');
-    expect(bridge?.entries).toEqual(['broker/src/kafka-bridge-main.ts']);
+    expect(bridge?.entries).toEqual(['broker/src/kafka-bridge-main.ts', 'scripts/build.mjs']);
     expect(bridge?.needed.filter((f) => f.startsWith('broker/'))).toEqual([
       'broker/src/kafka-bridge-main.ts',
       'broker/src/kafka-bridge.ts',
@@ -111,12 +112,21 @@ describe('check-image-imports: what it catches', () => {
       "import './side-effect.ts';",
       "const y = await import('./y.ts');",
       "const z = new URL('./z.json', import.meta.url);",
+      "const p = projectPath('package.json'), s = projectPath('scenarios', 's.json'), d = projectPath(dir);",
       "import fs from 'node:fs';",
       "import { z as zod } from 'zod';",
       "import { Kafka } from 'kafkajs/sub';",
     ].join('\n');
     expect(runtimeImports('m.ts', src)).toEqual({
-      relative: ['./w.ts', './x.ts', './side-effect.ts', './y.ts', './z.json'],
+      relative: [
+        './w.ts',
+        './x.ts',
+        './side-effect.ts',
+        './y.ts',
+        './z.json',
+        './package.json',
+        './scenarios/s.json',
+      ],
       packages: ['zod', 'kafkajs'],
     });
   });
