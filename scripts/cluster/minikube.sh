@@ -2,7 +2,9 @@
 # The local Minikube cluster's lifecycle.
 #
 # Usage: scripts/cluster/minikube.sh up|stop|down|status|load IMAGE...|images
-#   up      brings the cluster up, building what is missing, and reuses a running one. Phases
+#   up      brings the cluster up, building what is missing, and reuses a running one; a stale
+#           profile (node container or its kubeconfigs gone) is deleted first, and a failed start is
+#           retried once on a fresh node. Phases
 #           (each timed): docker engine (docker.sh), binaries (build-binaries.sh), node images
 #           (build-node-images.sh), minikube start, storage + metrics-server, metrics ready.
 #           Offline mode (no usable minikube of yours): minikube is started with the locally
@@ -88,6 +90,30 @@ start_offline() {
     --cpus="$CPUS" --memory="$MEMORY" --disk-size="$DISK" --interactive=false \
     --wait=apiserver,system_pods,node_ready
 }
+# stale_node: a node that cannot start again, because it lost half of itself: its container is gone
+# while minikube keeps the profile or docker keeps the node's /var volume (dockerd lost its containers,
+# or a delete was cut short), or the container was made anew over an old /var volume, so /var holds a
+# cluster (certificates, etcd) whose kubeconfigs under /etc/kubernetes are gone. minikube then takes its
+# restart path and waits 6 minutes for a kubelet that fails on "bootstrap-kubelet.conf: no such file".
+file_in_node() { docker cp "$PROFILE:$1" - >/dev/null 2>&1; }
+stale_node() {
+  if ! docker container inspect "$PROFILE" >/dev/null 2>&1; then
+    [ -d "$MK_HOME/profiles/$PROFILE" ] || docker volume inspect "$PROFILE" >/dev/null 2>&1
+    return
+  fi
+  file_in_node /var/lib/minikube/certs/ca.crt && ! file_in_node /etc/kubernetes/admin.conf
+}
+# start: a stale node is deleted first; a start that fails is retried once on a fresh node.
+start() {
+  if stale_node; then
+    log "profile $PROFILE is stale (node container or its kubeconfigs gone): deleting it first"
+    mk delete >/dev/null 2>&1 || true
+  fi
+  "start_$MODE" && return 0
+  log "minikube start failed: deleting profile $PROFILE and starting once more on a fresh node"
+  mk delete >/dev/null 2>&1 || true
+  "start_$MODE"
+}
 start_online() {
   mk start --driver=docker --kubernetes-version="$K8S_VERSION" --cpus="$CPUS" --memory="$MEMORY" \
     --addons=metrics-server,storage-provisioner,default-storageclass --interactive=false
@@ -154,7 +180,7 @@ up() {
   if running; then
     log "cluster $PROFILE already running"
   else
-    timed "phase minikube start" "start_$MODE"
+    timed "phase minikube start" start
   fi
   if [ "$MODE" = offline ]; then
     mk addons disable storage-provisioner >/dev/null 2>&1 || true
