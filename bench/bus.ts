@@ -9,23 +9,13 @@
  *
  * Run through `npm run bench -- bus`.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { InProcessBus } from '../common/bus/in-process.ts';
 import { BUS_TOPICS } from '../common/bus/types.ts';
 import { EFFICIENCY_CLASSES, FEATURES } from '../common/schema/features.ts';
+import { heapUsedMb } from './heap.ts';
 
 const RETENTION = 10_000;
 const SAMPLES_PER_MESSAGE = 3;
-
-/** Heap used after full collections, MB. */
-function heapUsedMb(): number {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed / 2 ** 20;
-}
 
 /** A batch of labelled samples as the edge worker publishes it; values vary so nothing is shared. */
 function batch(i: number): { samples: unknown[] } {

@@ -9,18 +9,8 @@
  *
  * Run through `npm run bench -- dedup`.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { RepeatFilter } from '../edge-inference/src/dedup.ts';
-
-/** Heap used after full collections, MB. */
-function heapUsedMb(): number {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed / 2 ** 20;
-}
+import { heapUsedMb } from './heap.ts';
 
 export async function run(): Promise<Record<string, unknown>> {
   const before = heapUsedMb();
