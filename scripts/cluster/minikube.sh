@@ -2,9 +2,9 @@
 # The local Minikube cluster's lifecycle.
 #
 # Usage: scripts/cluster/minikube.sh up|stop|down|status|load IMAGE...|images
-#   up      brings the cluster up, building what is missing, and reuses a running one; a stale
-#           profile (node container or its kubeconfigs gone) is deleted first, and a failed start is
-#           retried once on a fresh node. Phases
+#   up      brings the cluster up, building what is missing, and reuses a running one; offline, a
+#           stale profile (node container or its kubeconfigs gone) is deleted first, and a failed start
+#           is retried once on a fresh node (online, your profile is never deleted). Phases
 #           (each timed): docker engine (docker.sh), binaries (build-binaries.sh), node images
 #           (build-node-images.sh), minikube start, storage + metrics-server, metrics ready.
 #           Offline mode (no usable minikube of yours): minikube is started with the locally
@@ -103,16 +103,18 @@ stale_node() {
   fi
   file_in_node /var/lib/minikube/certs/ca.crt && ! file_in_node /etc/kubernetes/admin.conf
 }
-# start: a stale node is deleted first; a start that fails is retried once on a fresh node.
+# start: offline, a stale node is deleted first and a start that fails is retried once on a fresh node.
+# Online the profile may be the user's own cluster: it is never deleted here, the error is theirs to read.
 start() {
+  [ "$MODE" = offline ] || { start_online; return; }
   if stale_node; then
     log "profile $PROFILE is stale (node container or its kubeconfigs gone): deleting it first"
     mk delete >/dev/null 2>&1 || true
   fi
-  "start_$MODE" && return 0
+  start_offline && return 0
   log "minikube start failed: deleting profile $PROFILE and starting once more on a fresh node"
   mk delete >/dev/null 2>&1 || true
-  "start_$MODE"
+  start_offline
 }
 start_online() {
   mk start --driver=docker --kubernetes-version="$K8S_VERSION" --cpus="$CPUS" --memory="$MEMORY" \
