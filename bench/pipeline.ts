@@ -5,9 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { benchAccounts, type Accounts } from './pipeline/accounts.ts';
-import { spawnRole, type Role } from './pipeline/ipc.ts';
+import { spawnRole, type GcPauses, type Role } from './pipeline/ipc.ts';
 import type { PublisherCounts, PublisherInit, PublisherRun } from './pipeline/publisher-role.ts';
-import { loadAverage, procUsage, round, type Percentiles } from './pipeline/stats.ts';
+import { loadAverage, pct, procUsage, round, type Percentiles } from './pipeline/stats.ts';
 import type { SubscriberInit } from './pipeline/subscriber-role.ts';
 
 /**
@@ -89,6 +89,14 @@ interface SubscriberCounts {
 interface SinkWindow extends SubscriberCounts {
   latencyMs: Percentiles;
   latencySamples: number;
+  latencyPartsMs: LatencyParts;
+}
+/** The end-to-end latency split at the prediction's `predictedAt` (bench/pipeline/subscriber-role.ts). */
+interface LatencyParts {
+  /** Reading published → prediction made: publisher, broker, edge intake, batch wait, model. */
+  toPredicted: Percentiles;
+  /** Prediction made → received by the sink: the edge's publish, the broker, the sink. */
+  delivery: Percentiles;
 }
 interface EdgeStats {
   predictions: number;
@@ -219,6 +227,7 @@ interface Pipeline {
   sink: Role;
   edge: Role;
   brokerPid: number | undefined;
+  brokerRole?: Role;
   backend: string;
 }
 
@@ -301,6 +310,9 @@ interface Segment {
   /** Predictions per model call over the measured part (the micro-batch size the worker got). */
   edgeMeanBatch: number | null;
   latencyMs?: Percentiles;
+  latencyPartsMs?: LatencyParts;
+  /** Per role (edge, sink, publisher), the GC pauses over the measured seconds of a latency row. */
+  gcPauses?: Record<string, GcPauses>;
   losses: Record<string, number>;
 }
 
@@ -315,11 +327,17 @@ async function segment(
   const before = await snapshot(p);
   const running = p.pub.request<PublisherRun>('run', { rate, seconds: warmup + seconds }, 300_000);
   await sleep(warmup * 1000);
-  if (latency) await p.sink.request('reset');
+  const gcRoles = [p.edge, ...(p.brokerRole ? [p.brokerRole] : []), p.sink, p.pub];
+  if (latency) await Promise.all([p.sink.request('reset'), ...gcRoles.map((r) => r.request('gcPauses'))]);
   const s0 = await snapshot(p);
   await sleep(seconds * 1000);
   const s1 = await snapshot(p);
   const win = latency ? await p.sink.request<SinkWindow>('window') : undefined;
+  const gc = latency
+    ? Object.fromEntries(
+        await Promise.all(gcRoles.map(async (r) => [r.name, await r.request<GcPauses>('gcPauses')] as const)),
+      )
+    : undefined;
   const r = await running;
   const drained = await drain(p);
   const after = await snapshot(p);
@@ -342,7 +360,8 @@ async function segment(
       s1.edge.batches > s0.edge.batches
         ? round((s1.edge.predictions - s0.edge.predictions) / (s1.edge.batches - s0.edge.batches), 1)
         : null,
-    ...(win ? { latencyMs: win.latencyMs } : {}),
+    ...(win ? { latencyMs: win.latencyMs, latencyPartsMs: win.latencyPartsMs } : {}),
+    ...(gc ? { gcPauses: gc } : {}),
     losses: { ...losses(before, after), drained: drained ? 1 : 0 },
   };
   if (seg.edge.cpu) seg.edgePerCpuSecond = Math.round(seg.outPerSec / seg.edge.cpu);
@@ -351,7 +370,18 @@ async function segment(
       ` behind ${seg.behind} edge cpu ${seg.edge.cpu} (${seg.edgePerCpuSecond}/cpu-s, batch ${seg.edgeMeanBatch})` +
       ` rss ${seg.edge.rssMb} MB broker cpu ${seg.broker.cpu}` +
       (seg.latencyMs
-        ? ` p50/p95/p99 ${seg.latencyMs.p50}/${seg.latencyMs.p95}/${seg.latencyMs.p99} ms`
+        ? ` p50/p95/p99 ${seg.latencyMs.p50}/${seg.latencyMs.p95}/${seg.latencyMs.p99} ms` +
+          (seg.latencyPartsMs
+            ? ` (to predicted ${pct(seg.latencyPartsMs.toPredicted)}, delivery ${pct(seg.latencyPartsMs.delivery)})`
+            : '')
+        : '') +
+      (gc
+        ? ` gc ${Object.entries(gc)
+            .map(
+              ([n, g]) =>
+                `${n} ${g.minor.count}/${g.minor.totalMs}/${g.minor.maxMs} ${g.major.count}/${g.major.totalMs}/${g.major.maxMs} loop ${g.loopDelay.p50}/${g.loopDelay.p99}/${g.loopDelay.max}`,
+            )
+            .join(', ')} (gc minor, major: count/total/max ms; event-loop delay p50/p99/max ms)`
         : '') +
       ` missing ${seg.losses.predictionsMissing}${drained ? '' : ' (not drained in 60 s: not arrived yet)'}` +
       ` labels unexplained ${seg.losses.labelsUnexplained}` +
@@ -373,12 +403,8 @@ function sustained(s: Segment, rate: number): boolean {
 }
 
 /** The edge, a sink and the publishers on `url`, each in its own process, with a new edge client id. */
-async function openPipeline(
-  url: string,
-  accounts: Accounts,
-  brokerPid: number | undefined,
-  brokerName: string,
-): Promise<Pipeline> {
+async function openPipeline(broker: BrokerHandle, accounts: Accounts, brokerName: string): Promise<Pipeline> {
+  const { url } = broker;
   const edge = await spawnRole('edge-role', `edge-${brokerName}`, {
     built: EDGE_RUNTIME === 'built',
     ...(EDGE_NODE_OPTIONS ? { env: { NODE_OPTIONS: EDGE_NODE_OPTIONS } } : {}),
@@ -395,7 +421,14 @@ async function openPipeline(
     clientId: `bench-edge-${tag()}`,
   });
   const pub = await publisher(url, accounts, 1, true);
-  return { pub, sink, edge, brokerPid, backend: started.backend };
+  return {
+    pub,
+    sink,
+    edge,
+    brokerPid: broker.pid,
+    ...(broker.role ? { brokerRole: broker.role } : {}),
+    backend: started.backend,
+  };
 }
 
 async function closePipeline(p: Pipeline): Promise<void> {
@@ -434,6 +467,8 @@ async function ramp(p: Pipeline, url: string, goal: number): Promise<{ tries: Se
 interface BrokerHandle {
   url: string;
   pid: number | undefined;
+  /** The aedes broker's role process (its GC and event-loop delay are reported); none for Mosquitto. */
+  role?: Role;
   close(): Promise<void>;
 }
 
@@ -443,6 +478,7 @@ async function startAedes(accounts: Accounts): Promise<BrokerHandle> {
   return {
     url,
     pid: role.pid,
+    role,
     close: async () => {
       await role.request('stop').catch(() => undefined);
       await role.close();
@@ -661,7 +697,7 @@ export async function run(): Promise<Record<string, unknown>> {
       const qos0 = await baseline(broker.url, accounts, 0, broker.pid);
       const qos1 = await baseline(broker.url, accounts, 1, broker.pid);
       const goal = Math.round(((qos1.msgPerSec as number) * 0.6) / 50) * 50;
-      let p = await openPipeline(broker.url, accounts, broker.pid, name);
+      let p = await openPipeline(broker, accounts, name);
       const backend = p.backend;
       let found: { tries: Segment[]; best?: Segment } = { tries: [] };
       try {
@@ -681,7 +717,7 @@ export async function run(): Promise<Record<string, unknown>> {
       if (sr !== null) {
         await broker.close();
         broker = name === 'mosquitto' ? await startMosquitto() : await startAedes(accounts);
-        p = await openPipeline(broker.url, accounts, broker.pid, name);
+        p = await openPipeline(broker, accounts, name);
         try {
           log(`${broker.url} latency rows on a restarted broker and a new edge`);
           at50 = await segment(p, Math.round(sr * 0.5), LATENCY_SECONDS, 3, true);

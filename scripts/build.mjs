@@ -32,6 +32,21 @@ export const BUNDLES = {
   driftline: 'bin/driftline.ts',
 };
 
+/**
+ * The esbuild settings of every bundle: the services' here, and the pipeline benchmark's roles
+ * (bench/pipeline/ipc.ts imports them, so its edge runs built exactly as the edge image does).
+ */
+export const BUNDLE_OPTIONS = Object.freeze({
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+  legalComments: 'none',
+});
+
 /** Bundles a bundle needs beside it: the retrainer (and the all-in-one) start the training thread's. */
 const COMPANIONS = { retrainer: ['train-worker'], driftline: ['train-worker'] };
 
@@ -79,15 +94,8 @@ async function main() {
       absWorkingDir: root,
       entryPoints: [entry],
       outfile: path.join(outdir, `${name}.mjs`),
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      packages: 'external',
-      sourcemap: 'linked',
+      ...BUNDLE_OPTIONS,
       metafile: true,
-      logLevel: 'warning',
-      legalComments: 'none',
     });
     const inputs = Object.keys(result.metafile.inputs);
     const stray = inputs.filter((f) => f !== entry && PROGRAMS.includes(f));
@@ -104,4 +112,5 @@ async function main() {
   );
 }
 
-await main();
+// Run as a program (`node scripts/build.mjs`), not when imported for BUNDLE_OPTIONS.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -1,3 +1,4 @@
+import { PerformanceObserver, constants as perf, monitorEventLoopDelay } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -26,9 +27,62 @@ interface Response {
   error?: string;
 }
 
-/** Child side: answers the parent's requests with `handlers`; `exit` ends the process after answering. */
+/**
+ * What may make a latency tail in this process, since the last `gcPauses` request: garbage-collection
+ * pauses, and how late the event loop ran its timers (blocked by work, GC, or waiting for a CPU).
+ */
+export interface GcPauses {
+  /** Young-generation collections (scavenges): count, total and longest pause, ms. */
+  minor: { count: number; totalMs: number; maxMs: number };
+  /** Mark-sweep-compact and the rest. */
+  major: { count: number; totalMs: number; maxMs: number };
+  /** Event-loop delay (perf_hooks.monitorEventLoopDelay, 10 ms resolution), ms. */
+  loopDelay: { p50: number; p99: number; max: number };
+}
+
+function watchGc(): () => GcPauses {
+  const empty = (): GcPauses => ({
+    minor: { count: 0, totalMs: 0, maxMs: 0 },
+    major: { count: 0, totalMs: 0, maxMs: 0 },
+    loopDelay: { p50: 0, p99: 0, max: 0 },
+  });
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  let pauses = empty();
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+      const p = kind === perf.NODE_PERFORMANCE_GC_MINOR ? pauses.minor : pauses.major;
+      p.count++;
+      p.totalMs += e.duration;
+      p.maxMs = Math.max(p.maxMs, e.duration);
+    }
+  }).observe({ entryTypes: ['gc'] });
+  return () => {
+    const r = pauses;
+    pauses = empty();
+    const ms = (x: number): number => Math.round(x * 10) / 10;
+    for (const p of [r.minor, r.major]) {
+      p.totalMs = ms(p.totalMs);
+      p.maxMs = ms(p.maxMs);
+    }
+    r.loopDelay = {
+      p50: ms(loop.percentile(50) / 1e6),
+      p99: ms(loop.percentile(99) / 1e6),
+      max: ms(loop.max / 1e6),
+    };
+    loop.reset();
+    return r;
+  };
+}
+
+/**
+ * Child side: answers the parent's requests with `handlers`; `exit` ends the process after answering;
+ * `gcPauses` answers (and restarts) the process's {@link GcPauses}.
+ */
 export function serve(handlers: Record<string, Handler>): void {
   if (!process.send) throw new Error('a benchmark role runs as a forked child (bench/pipeline.ts)');
+  const gcPauses = watchGc();
   process.on('message', (raw: unknown) => {
     const req = raw as Request;
     const reply = (r: Omit<Response, 'id'>): void => {
@@ -39,7 +93,7 @@ export function serve(handlers: Record<string, Handler>): void {
       setTimeout(() => process.exit(0), 50);
       return;
     }
-    const h = handlers[req.cmd];
+    const h = req.cmd === 'gcPauses' ? gcPauses : handlers[req.cmd];
     if (!h) {
       reply({ ok: false, error: `unknown command ${req.cmd}` });
       return;
@@ -85,18 +139,12 @@ function profileArgs(name: string): string[] {
 async function builtRole(file: string): Promise<string> {
   const outfile = path.resolve(here, '../../dist/bench', `${file}.mjs`);
   // Imported here, not at the top: every role loads this module, and the edge's memory is measured.
-  const { build } = await import('esbuild');
-  await build({
-    entryPoints: [path.join(here, `${file}.ts`)],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: 'linked',
-    logLevel: 'warning',
-  });
+  const [{ build }, { BUNDLE_OPTIONS }] = await Promise.all([
+    import('esbuild'),
+    import('../../scripts/build.mjs'),
+  ]);
+  // The services' settings (scripts/build.mjs), so the bench's edge runs built as the edge image does.
+  await build({ ...BUNDLE_OPTIONS, entryPoints: [path.join(here, `${file}.ts`)], outfile });
   return outfile;
 }
 

@@ -18,6 +18,9 @@ export function percentiles(values: ArrayLike<number>): Percentiles {
   return { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: round(sorted[sorted.length - 1] as number, 1) };
 }
 
+/** `p50/p95/p99` for a log line. */
+export const pct = (p: Percentiles): string => `${p.p50}/${p.p95}/${p.p99}`;
+
 export const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /** CPU seconds (user + system) and RSS of another process, from /proc (Linux); undefined elsewhere. */

@@ -9,7 +9,10 @@ import { percentiles } from './stats.ts';
  *   it receives per kind (telemetry, label) and lets mqtt.js acknowledge them;
  * - `sink`: the prediction consumer — parses every prediction message (one
  *   prediction, or a batch `{ predictions: [...] }`), counts each (machineId,
- *   seq) once and its repeats, and records telemetry `ts` → receipt latency.
+ *   seq) once and its repeats, and records telemetry `ts` → receipt latency,
+ *   split at the prediction's `predictedAt` into reading → prediction made (the
+ *   publisher, broker, intake, batch wait and model) and prediction made →
+ *   received (the edge's publish, the broker, the sink).
  *
  * `clean: false` sessions are removed at `stop` (a clean reconnect), so a
  * finished run leaves nothing queued in the broker for the next one.
@@ -36,8 +39,23 @@ let duplicates = 0;
 let invalid = 0;
 /** Per machine, one bit per seq seen. */
 const seen = new Map<string, Uint8Array>();
-let latencies = new Float64Array(1 << 16);
-let latencyCount = 0;
+/** Latencies of the current window: end to end, and its two parts (see the header). */
+class Samples {
+  values = new Float64Array(1 << 16);
+  count = 0;
+  add(ms: number): void {
+    if (this.count === this.values.length) {
+      const grown = new Float64Array(this.values.length * 2);
+      grown.set(this.values);
+      this.values = grown;
+    }
+    this.values[this.count++] = ms;
+  }
+  percentiles(): ReturnType<typeof percentiles> {
+    return percentiles(this.values.subarray(0, this.count));
+  }
+}
+const latency = { total: new Samples(), toPredicted: new Samples(), delivery: new Samples() };
 let perSecond: number[] = [];
 let windowStart = Date.now();
 
@@ -76,16 +94,10 @@ function mark(machineId: string, seq: number): boolean {
   return true;
 }
 
-function latency(ms: number): void {
-  if (latencyCount === latencies.length) {
-    const grown = new Float64Array(latencies.length * 2);
-    grown.set(latencies);
-    latencies = grown;
-  }
-  latencies[latencyCount++] = ms;
-}
-
-function onPrediction(p: { machineId?: unknown; seq?: unknown; ts?: unknown }, now: number): void {
+function onPrediction(
+  p: { machineId?: unknown; seq?: unknown; ts?: unknown; predictedAt?: unknown },
+  now: number,
+): void {
   if (typeof p.machineId !== 'string' || typeof p.seq !== 'number' || typeof p.ts !== 'number') {
     invalid++;
     return;
@@ -93,7 +105,11 @@ function onPrediction(p: { machineId?: unknown; seq?: unknown; ts?: unknown }, n
   received.prediction++;
   if (mark(p.machineId, p.seq)) unique++;
   else duplicates++;
-  latency(now - p.ts);
+  latency.total.add(now - p.ts);
+  if (typeof p.predictedAt === 'number') {
+    latency.toPredicted.add(p.predictedAt - p.ts);
+    latency.delivery.add(now - p.predictedAt);
+  }
   const sec = Math.floor((now - windowStart) / 1000);
   perSecond[sec] = (perSecond[sec] ?? 0) + 1;
 }
@@ -135,7 +151,7 @@ serve({
 
   /** Starts a new measurement window (latencies and the per-second timeline). */
   reset() {
-    latencyCount = 0;
+    for (const l of Object.values(latency)) l.count = 0;
     perSecond = [];
     windowStart = Date.now();
   },
@@ -154,8 +170,12 @@ serve({
       duplicates,
       invalid,
       perSecond: perSecond.map((x) => x ?? 0),
-      latencyMs: percentiles(latencies.subarray(0, latencyCount)),
-      latencySamples: latencyCount,
+      latencyMs: latency.total.percentiles(),
+      latencySamples: latency.total.count,
+      latencyPartsMs: {
+        toPredicted: latency.toPredicted.percentiles(),
+        delivery: latency.delivery.percentiles(),
+      },
     };
   },
 
