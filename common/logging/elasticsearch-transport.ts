@@ -1,4 +1,4 @@
-import { Client } from '@elastic/elasticsearch';
+import type { Client } from '@elastic/elasticsearch';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import TransportStream from 'winston-transport';
 import { int, loadConfig, optionalStr, optionalUrl, str } from '../config/env.ts';
@@ -229,7 +229,13 @@ function safeStringify(doc: Record<string, unknown>): string {
 export class ElasticsearchTransport extends TransportStream {
   readonly indexPrefix: string;
   private readonly service: { name: string; version?: string };
-  private readonly client: Client;
+  /**
+   * The client, created on first use: `@elastic/elasticsearch` (with undici and OpenTelemetry, ~400 modules)
+   * is imported only by a process that ships logs, not by every service that merely could.
+   */
+  private client: Client | undefined;
+  private clientLoading: Promise<Client> | undefined;
+  private readonly clientOptions: EsClientOptions | undefined;
   private readonly ownsClient: boolean;
   private readonly nodeText: string;
   private readonly flushDocs: number;
@@ -297,6 +303,7 @@ export class ElasticsearchTransport extends TransportStream {
 
     if (options.client) {
       this.client = options.client;
+      this.clientOptions = undefined;
       this.ownsClient = false;
     } else {
       if (
@@ -306,7 +313,7 @@ export class ElasticsearchTransport extends TransportStream {
       ) {
         throw new ConfigError('ElasticsearchTransport needs `node` (the Elasticsearch URL) or a `client`');
       }
-      this.client = new Client({
+      this.clientOptions = {
         ...(options.node !== undefined ? { node: options.node } : {}),
         ...(options.auth !== undefined ? { auth: options.auth } : {}),
         // Retries are this transport's job (with backoff, per document); the
@@ -314,7 +321,7 @@ export class ElasticsearchTransport extends TransportStream {
         maxRetries: 0,
         requestTimeout: options.requestTimeoutMs ?? 10_000,
         ...options.clientOptions,
-      });
+      } as EsClientOptions;
       this.ownsClient = true;
     }
     const nodes = options.node ?? options.clientOptions?.node ?? '(client)';
@@ -543,9 +550,21 @@ export class ElasticsearchTransport extends TransportStream {
     return this.templateAttempt;
   }
 
+  /** The client: the injected one, or this transport's own, created (and its package loaded) once. */
+  private es(): Promise<Client> {
+    if (this.client) return Promise.resolve(this.client);
+    this.clientLoading ??= import('@elastic/elasticsearch').then(({ Client: EsClient }) => {
+      this.client = new EsClient(this.clientOptions as EsClientOptions);
+      return this.client;
+    });
+    return this.clientLoading;
+  }
+
   private async putTemplate(): Promise<boolean> {
     try {
-      await this.client.indices.putIndexTemplate(indexTemplateBody(this.indexPrefix, this.templateOptions));
+      await (
+        await this.es()
+      ).indices.putIndexTemplate(indexTemplateBody(this.indexPrefix, this.templateOptions));
       this.templateDone = true;
       this.templateInstalled = true;
       return true;
@@ -584,7 +603,8 @@ export class ElasticsearchTransport extends TransportStream {
     this.abortController = controller;
     this.inFlight = batch.length;
     try {
-      const result = await this.client.helpers.bulk<Entry>(
+      const client = await this.es();
+      const result = await client.helpers.bulk<Entry>(
         {
           datasource: batch,
           onDocument: (e) => [{ index: { _index: e.index, _id: e.id } }, e.body],
@@ -758,7 +778,11 @@ export class ElasticsearchTransport extends TransportStream {
         this.buffer = [];
         this.state = 'closed';
       }
-      if (this.ownsClient) await this.client.close().catch(() => undefined);
+      if (this.ownsClient) {
+        // A client still loading is closed once it exists.
+        const client = this.client ?? (await this.clientLoading?.catch(() => undefined));
+        await client?.close().catch(() => undefined);
+      }
     }
   }
 }
