@@ -19,7 +19,7 @@ import { defaultScenario } from '../common/scenario/scenario.ts';
  * Edge worker figures (`npm run bench -- edge`): messages per second and
  * enqueue→prediction latency percentiles through the micro-batcher and a real
  * model artifact (a small network trained here on simulator data), per batch
- * size; latency at a paced arrival rate with the default batching (64 / 20 ms);
+ * size; latency at a paced arrival rate with batches of 64 / 20 ms (the default wait until 6 December; it is 10 ms now);
  * and throughput of the whole worker path (batcher, model, drift detector, label
  * join, accuracy monitor) on an in-memory transport. MQTT is not included: the
  * broker's own figures are in its benchmark.

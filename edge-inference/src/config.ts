@@ -109,8 +109,10 @@ export const edgeConfigSpec = {
     max: 4096,
   }),
   batchMaxWaitMs: int('EDGE_BATCH_MAX_WAIT_MS', {
-    description: 'Flush a batch this long after its first message, ms',
-    default: 20,
+    description:
+      'Flush a batch this long after its first message, ms (shorter: lower latency, smaller batches, more CPU ' +
+      'per message at moderate rates)',
+    default: 10,
     min: 0,
     max: 10_000,
   }),

@@ -103,7 +103,7 @@ export interface EdgeWorkerOptions {
   championPollMs?: number;
   /** Flush a batch at this many messages. Default 64. */
   batchSize?: number;
-  /** Flush a batch this long after its first message, ms. Default 20. */
+  /** Flush a batch this long after its first message, ms. Default 10. */
   batchMaxWaitMs?: number;
   /** Queue length at which the intake pauses (backpressure onto the broker). Default 16 × batchSize. */
   maxQueue?: number;
@@ -512,7 +512,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
 
   const batcher = new MicroBatcher<JoinRecord>({
     maxBatchSize: batchSize,
-    maxWaitMs: options.batchMaxWaitMs ?? 20,
+    maxWaitMs: options.batchMaxWaitMs ?? 10,
     maxQueue: options.maxQueue ?? batchSize * 16,
     process: processBatch,
     logger,
