@@ -12,6 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../../common/version.ts';
+import { runProcess, type ProcessResult } from '../../helpers/run-process.ts';
 
 const run = promisify(execFile);
 const OUT = `dist/.test-${process.pid}-build`;
@@ -26,21 +27,11 @@ const SERVICES = [
 ];
 
 /** Runs a bundle of OUT with `env` added; its exit code and output (never throws on a non-zero exit). */
-async function node(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--enable-source-maps', ...args], {
-      env: { ...process.env, ...env },
-      timeout: 30_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+const node = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<ProcessResult> =>
+  runProcess(process.execPath, ['--enable-source-maps', ...args], {
+    env: { ...process.env, ...env },
+    timeoutMs: 30_000,
+  });
 
 beforeAll(async () => {
   const { stdout } = await run(process.execPath, ['scripts/build.mjs', '--outdir', OUT]);

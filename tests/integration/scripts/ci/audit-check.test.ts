@@ -8,7 +8,6 @@
  * passes when each one is accepted, fails on a stale or expired exception, on a
  * malformed exceptions file and when the advisory endpoint fails.
  */
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -22,6 +21,7 @@ import {
   parseExceptions,
   type AuditException,
 } from '../../../../scripts/ci/audit-check.ts';
+import { runProcess } from '../../../helpers/run-process.ts';
 
 interface Advisory {
   id: number;
@@ -189,17 +189,8 @@ async function check(
     '--today',
     today,
   ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code: code ?? -1, out, report }));
-  });
+  const { code, out } = await runProcess(process.execPath, args, { env });
+  return { code, out, report };
 }
 
 describe('npm audit gate with the real npm client', () => {

@@ -3,28 +3,20 @@
  * vitest configs): a real vitest run with JUNIT=1 writes the XML and still prints
  * the default console report; the switch follows JUNIT, then CI.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { junitEnabled, junitReporting } from '../../../../scripts/ci/vitest-junit.ts';
+import { runProcess, type ProcessResult } from '../../../helpers/run-process.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code: code ?? -1, out }));
-  });
-}
+const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<ProcessResult> =>
+  runProcess(cmd, args, { env });
 
 describe('JUnit reporting switch', () => {
   it('follows JUNIT when set, else CI', () => {

@@ -4,12 +4,12 @@
  * `createServiceLogger`, and most run without `ELASTICSEARCH_URL`. Observed from a child process with a
  * module-resolution hook that reports each `@elastic/elasticsearch` import on stderr.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runProcess, type ProcessResult } from '../../../helpers/run-process.ts';
 
 let dir: string;
 let register: string;
@@ -35,7 +35,7 @@ export async function resolve(specifier, context, next) {
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 /** Creates a service logger in a child process with `env`, logs a line, exits 0.5 s later; its stderr. */
-function run(env: NodeJS.ProcessEnv): Promise<{ code: number; stderr: string }> {
+function run(env: NodeJS.ProcessEnv): Promise<ProcessResult> {
   const script = `
     const { createServiceLogger } = await import(${JSON.stringify(pathToFileURL(path.resolve('common/logging/service-logger.ts')).href)});
     const logger = createServiceLogger({ service: 'lazy-test', level: 'info', format: 'json', stream: process.stdout });
@@ -43,18 +43,13 @@ function run(env: NodeJS.ProcessEnv): Promise<{ code: number; stderr: string }> 
     await new Promise((resolve) => setTimeout(resolve, 500));
     process.exit(0);
   `;
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', '--import', register, '--input-type=module', '-e', script],
-      { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.stdout.resume();
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code: code ?? -1, stderr }));
-  });
+  return runProcess(
+    process.execPath,
+    ['--import', 'tsx', '--import', register, '--input-type=module', '-e', script],
+    {
+      env: { ...process.env, ...env },
+    },
+  );
 }
 
 describe('the Elasticsearch client is loaded only when logs are shipped', () => {
