@@ -15,7 +15,7 @@ import { openFileSampleStore, type FileSampleStore } from '../../../common/sampl
 import { Rng } from '../../../common/util/rng.ts';
 import type { RetrainerConfig } from '../../../retrainer/src/config.ts';
 import { retrainOnce } from '../../../retrainer/src/pipeline.ts';
-import { createRetrainer } from '../../../retrainer/src/service.ts';
+import { createRetrainer, type Retrainer } from '../../../retrainer/src/service.ts';
 import { makeRequest, makeSamples, seedLabel } from '../../../retrainer/src/testing/fakes.ts';
 import {
   createInThreadTrainer,
@@ -109,6 +109,24 @@ async function setup(
   return env;
 }
 
+/** A retrainer on env's bus, registry and store with `trainer` (and env's config with `config` over it), started. */
+async function startRetrainer(
+  env: Env,
+  trainer: Trainer,
+  config: Partial<Env['config']> = {},
+): Promise<Retrainer> {
+  const retrainer = createRetrainer({
+    bus: env.bus,
+    registry: env.registry,
+    store: env.store,
+    tf,
+    config: { ...env.config, ...config },
+    trainer,
+  });
+  await retrainer.start();
+  return retrainer;
+}
+
 afterEach(async () => {
   for (const e of envs.splice(0)) {
     await e.bus.close();
@@ -148,15 +166,7 @@ describe('retrainer on real tfjs', () => {
     expect(trainWorkerEntry(pathToFileURL(path.resolve(outdir, 'retrainer.mjs')).href).href).toBe(entry.href);
     expect(workerBootstrap(entry)).not.toMatch(/tsx/);
     const env = await setup('built', { concept: true });
-    const retrainer = createRetrainer({
-      bus: env.bus,
-      registry: env.registry,
-      store: env.store,
-      tf,
-      config: env.config,
-      trainer: createWorkerTrainer({ entry }),
-    });
-    await retrainer.start();
+    const retrainer = await startRetrainer(env, createWorkerTrainer({ entry }));
     await env.bus.publish(
       BUS_TOPICS.retrainRequests,
       MODEL,
@@ -175,15 +185,7 @@ describe('retrainer on real tfjs', () => {
 
   it('promotes a better challenger trained in a worker thread and publishes model-promoted with the correlation id', async () => {
     const env = await setup('promote', { concept: true });
-    const retrainer = createRetrainer({
-      bus: env.bus,
-      registry: env.registry,
-      store: env.store,
-      tf,
-      config: env.config,
-      trainer: createWorkerTrainer(),
-    });
-    await retrainer.start();
+    const retrainer = await startRetrainer(env, createWorkerTrainer());
     const req = makeRequest({
       requestId: hex(1),
       correlationId: 'drift-episode-1',
@@ -272,15 +274,7 @@ describe('retrainer on real tfjs', () => {
 
   it('stops a training at the time limit, reports it and keeps the champion', async () => {
     const env = await setup('timeout', { concept: true });
-    const retrainer = createRetrainer({
-      bus: env.bus,
-      registry: env.registry,
-      store: env.store,
-      tf,
-      config: { ...env.config, timeoutMs: 200 },
-      trainer: createWorkerTrainer(),
-    });
-    await retrainer.start();
+    const retrainer = await startRetrainer(env, createWorkerTrainer(), { timeoutMs: 200 });
     const started = Date.now();
     await retrainer.submit(makeRequest({ requestId: hex(4) }));
     await retrainer.idle();
@@ -369,15 +363,7 @@ describe('retrainer on real tfjs', () => {
 
   it('trains once when the same request is delivered twice', async () => {
     const env = await setup('duplicate', { concept: true });
-    const retrainer = createRetrainer({
-      bus: env.bus,
-      registry: env.registry,
-      store: env.store,
-      tf,
-      config: env.config,
-      trainer: createInThreadTrainer({ tf }),
-    });
-    await retrainer.start();
+    const retrainer = await startRetrainer(env, createInThreadTrainer({ tf }));
     const req = makeRequest({ requestId: hex(5) });
     await env.bus.publish(BUS_TOPICS.retrainRequests, MODEL, req);
     await env.bus.publish(BUS_TOPICS.retrainRequests, MODEL, req);
