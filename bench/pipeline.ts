@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { benchAccounts, type Accounts } from './pipeline/accounts.ts';
-import { spawnRole, type GcPauses, type Role } from './pipeline/ipc.ts';
+import { spawnRole, type Pauses, type Role } from './pipeline/ipc.ts';
 import type { PublisherCounts, PublisherInit, PublisherRun } from './pipeline/publisher-role.ts';
 import { loadAverage, pct, procUsage, round, type Percentiles } from './pipeline/stats.ts';
 import type { SubscriberInit } from './pipeline/subscriber-role.ts';
@@ -311,8 +311,8 @@ interface Segment {
   edgeMeanBatch: number | null;
   latencyMs?: Percentiles;
   latencyPartsMs?: LatencyParts;
-  /** Per role (edge, sink, publisher), the GC pauses over the measured seconds of a latency row. */
-  gcPauses?: Record<string, GcPauses>;
+  /** Per role (edge, broker, sink, publisher), GC pauses and event-loop delay over the measured seconds of a latency row. */
+  pauses?: Record<string, Pauses>;
   losses: Record<string, number>;
 }
 
@@ -328,14 +328,14 @@ async function segment(
   const running = p.pub.request<PublisherRun>('run', { rate, seconds: warmup + seconds }, 300_000);
   await sleep(warmup * 1000);
   const gcRoles = [p.edge, ...(p.brokerRole ? [p.brokerRole] : []), p.sink, p.pub];
-  if (latency) await Promise.all([p.sink.request('reset'), ...gcRoles.map((r) => r.request('gcPauses'))]);
+  if (latency) await Promise.all([p.sink.request('reset'), ...gcRoles.map((r) => r.request('pauses'))]);
   const s0 = await snapshot(p);
   await sleep(seconds * 1000);
   const s1 = await snapshot(p);
   const win = latency ? await p.sink.request<SinkWindow>('window') : undefined;
   const gc = latency
     ? Object.fromEntries(
-        await Promise.all(gcRoles.map(async (r) => [r.name, await r.request<GcPauses>('gcPauses')] as const)),
+        await Promise.all(gcRoles.map(async (r) => [r.name, await r.request<Pauses>('pauses')] as const)),
       )
     : undefined;
   const r = await running;
@@ -361,7 +361,7 @@ async function segment(
         ? round((s1.edge.predictions - s0.edge.predictions) / (s1.edge.batches - s0.edge.batches), 1)
         : null,
     ...(win ? { latencyMs: win.latencyMs, latencyPartsMs: win.latencyPartsMs } : {}),
-    ...(gc ? { gcPauses: gc } : {}),
+    ...(gc ? { pauses: gc } : {}),
     losses: { ...losses(before, after), drained: drained ? 1 : 0 },
   };
   if (seg.edge.cpu) seg.edgePerCpuSecond = Math.round(seg.outPerSec / seg.edge.cpu);

@@ -28,10 +28,10 @@ interface Response {
 }
 
 /**
- * What may make a latency tail in this process, since the last `gcPauses` request: garbage-collection
+ * What may make a latency tail in this process, since the last `pauses` request: garbage-collection
  * pauses, and how late the event loop ran its timers (blocked by work, GC, or waiting for a CPU).
  */
-export interface GcPauses {
+export interface Pauses {
   /** Young-generation collections (scavenges): count, total and longest pause, ms. */
   minor: { count: number; totalMs: number; maxMs: number };
   /** Mark-sweep-compact and the rest. */
@@ -40,8 +40,8 @@ export interface GcPauses {
   loopDelay: { p50: number; p99: number; max: number };
 }
 
-function watchGc(): () => GcPauses {
-  const empty = (): GcPauses => ({
+function watchPauses(): () => Pauses {
+  const empty = (): Pauses => ({
     minor: { count: 0, totalMs: 0, maxMs: 0 },
     major: { count: 0, totalMs: 0, maxMs: 0 },
     loopDelay: { p50: 0, p99: 0, max: 0 },
@@ -78,11 +78,11 @@ function watchGc(): () => GcPauses {
 
 /**
  * Child side: answers the parent's requests with `handlers`; `exit` ends the process after answering;
- * `gcPauses` answers (and restarts) the process's {@link GcPauses}.
+ * `pauses` answers (and restarts) the process's {@link Pauses}.
  */
 export function serve(handlers: Record<string, Handler>): void {
   if (!process.send) throw new Error('a benchmark role runs as a forked child (bench/pipeline.ts)');
-  const gcPauses = watchGc();
+  const pauses = watchPauses();
   process.on('message', (raw: unknown) => {
     const req = raw as Request;
     const reply = (r: Omit<Response, 'id'>): void => {
@@ -93,7 +93,7 @@ export function serve(handlers: Record<string, Handler>): void {
       setTimeout(() => process.exit(0), 50);
       return;
     }
-    const h = req.cmd === 'gcPauses' ? gcPauses : handlers[req.cmd];
+    const h = req.cmd === 'pauses' ? pauses : handlers[req.cmd];
     if (!h) {
       reply({ ok: false, error: `unknown command ${req.cmd}` });
       return;
