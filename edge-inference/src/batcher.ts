@@ -17,6 +17,9 @@ import { silentLogger, type Logger } from '../../common/logging/logger.ts';
  * persistent session (QoS 1, `clean: false`). Each pause is counted
  * (`onBackpressure`). Memory is bounded by `maxQueue` + one batch in flight.
  */
+/** The edge's default batch wait, ms (`EDGE_BATCH_MAX_WAIT_MS`; BENCHMARKS.md, thirteenth session). */
+export const DEFAULT_BATCH_MAX_WAIT_MS = 10;
+
 export interface BatcherOptions<T> {
   /** Flush when this many items are queued. */
   maxBatchSize: number;

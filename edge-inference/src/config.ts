@@ -18,6 +18,7 @@ import {
 } from '../../common/drift/feature-drift.ts';
 import type { DriftScale } from '../../common/drift/multiscale-drift.ts';
 import { ConfigError } from '../../common/errors.ts';
+import { DEFAULT_BATCH_MAX_WAIT_MS } from './batcher.ts';
 import { DEFAULT_ACCURACY_CONFIG, type AccuracyMonitorConfig } from '../../common/drift/accuracy-monitor.ts';
 import { DEFAULT_EPISODE_TTL_SAMPLES } from '../../common/drift/episode.ts';
 import { CORRECTIONS } from '../../common/drift/multiple-testing.ts';
@@ -112,7 +113,7 @@ export const edgeConfigSpec = {
     description:
       'Flush a batch this long after its first message, ms (shorter: lower latency, smaller batches, more CPU ' +
       'per message at moderate rates)',
-    default: 10,
+    default: DEFAULT_BATCH_MAX_WAIT_MS,
     min: 0,
     max: 10_000,
   }),

@@ -18,7 +18,7 @@ import type { MqttConnection } from '../../common/mqtt/connect.ts';
 import type { LabelledSample } from '../../common/samples/types.ts';
 import { FEATURES, type Efficiency } from '../../common/schema/features.ts';
 import { TOPICS, type Label, type Prediction, type Telemetry } from '../../common/schema/telemetry.ts';
-import { MicroBatcher, type BatchInfo } from './batcher.ts';
+import { DEFAULT_BATCH_MAX_WAIT_MS, MicroBatcher, type BatchInfo } from './batcher.ts';
 import { publishUntilDelivered } from './bus-retry.ts';
 import { ChampionFollower } from './champion.ts';
 import { RepeatFilter } from './dedup.ts';
@@ -512,7 +512,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
 
   const batcher = new MicroBatcher<JoinRecord>({
     maxBatchSize: batchSize,
-    maxWaitMs: options.batchMaxWaitMs ?? 10,
+    maxWaitMs: options.batchMaxWaitMs ?? DEFAULT_BATCH_MAX_WAIT_MS,
     maxQueue: options.maxQueue ?? batchSize * 16,
     process: processBatch,
     logger,
