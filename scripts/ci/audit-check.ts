@@ -265,8 +265,37 @@ function isMain(): boolean {
   );
 }
 
-async function main(): Promise<number> {
+/** Where {@link auditCheck} writes and how it gets the report (the defaults: the process's streams, npm). */
+export interface AuditCheckIo {
+  /** Runs `npm audit --json` in a folder; default {@link runNpmAudit}. */
+  runAudit?: (cwd: string) => Promise<unknown>;
+  stdout?: (text: string) => void;
+  stderr?: (text: string) => void;
+}
+
+/**
+ * The command: reads the options in `argv` (as `process.argv.slice(2)`), runs the audit, writes the
+ * verdict, and returns the exit code: 0 nothing at the gate without a current exception, 1 a finding, a
+ * stale or expired exception, or no report, 2 a malformed exceptions file (npm is not asked).
+ */
+export async function auditCheck(argv: string[], io: AuditCheckIo = {}): Promise<number> {
+  const stdout = io.stdout ?? ((t: string) => void process.stdout.write(t));
+  const stderr = io.stderr ?? ((t: string) => void process.stderr.write(t));
+  try {
+    return await check(argv, io.runAudit ?? ((cwd) => runNpmAudit(cwd)), stdout);
+  } catch (err) {
+    stderr(`audit-check: ${err instanceof Error ? err.message : String(err)}\n`);
+    return err instanceof ExceptionsFileError ? 2 : 1;
+  }
+}
+
+async function check(
+  argv: string[],
+  runAudit: (cwd: string) => Promise<unknown>,
+  stdout: (text: string) => void,
+): Promise<number> {
   const { values } = parseArgs({
+    args: argv,
     options: {
       exceptions: { type: 'string', default: 'security/audit-exceptions.json' },
       level: { type: 'string', default: 'high' },
@@ -287,7 +316,7 @@ async function main(): Promise<number> {
     throw new AuditError(`cannot read ${exceptionsFile}: ${(err as Error).message}`);
   }
   const exceptions = parseExceptions(text, exceptionsFile);
-  const report = await runNpmAudit(path.resolve(values.cwd));
+  const report = await runAudit(path.resolve(values.cwd));
   if (values.report) {
     await mkdir(values.report, { recursive: true });
     await writeFile(path.join(values.report, 'npm-audit.json'), `${JSON.stringify(report, null, 2)}\n`);
@@ -295,16 +324,8 @@ async function main(): Promise<number> {
   const ev = evaluate(findingsOf(report), exceptions, level, today);
   if (values.report)
     await writeFile(path.join(values.report, 'audit-check.json'), `${JSON.stringify(ev, null, 2)}\n`);
-  process.stdout.write(`${formatEvaluation(ev, exceptionsFile)}\n`);
+  stdout(`${formatEvaluation(ev, exceptionsFile)}\n`);
   return ev.ok ? 0 : 1;
 }
 
-if (isMain()) {
-  main().then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`audit-check: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(err instanceof ExceptionsFileError ? 2 : 1);
-    },
-  );
-}
+if (isMain()) void auditCheck(process.argv.slice(2)).then((code) => process.exit(code));

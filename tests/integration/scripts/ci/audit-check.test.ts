@@ -6,7 +6,10 @@
  * GHSA ids; which ones the stub reports is up to each test. Checked: the gate
  * fails on an unaccepted high/critical finding (dev dependencies included),
  * passes when each one is accepted, fails on a stale or expired exception, on a
- * malformed exceptions file and when the advisory endpoint fails.
+ * malformed exceptions file and when the advisory endpoint fails. Two runs are
+ * the command as its own process, as CI runs it; the others vary only the
+ * exceptions and the day, so they run it in this process (`auditCheck`) on the
+ * report the real npm gave for the fixture.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,9 +19,11 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  auditCheck,
   evaluate,
   findingsOf,
   parseExceptions,
+  runNpmAudit,
   type AuditException,
 } from '../../../../scripts/ci/audit-check.ts';
 import { runProcess } from '../../../helpers/run-process.ts';
@@ -165,37 +170,62 @@ const HIGH: AuditException = {
 };
 
 let run = 0;
-async function check(
-  exceptions: unknown,
-  today = '2026-02-01',
-): Promise<{ code: number; out: string; report: string }> {
+/** The environment npm runs in: this stub as its registry, a cache of its own, no npm_* of the parent run. */
+function npmEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k)) env[k] = v;
+  return Object.assign(env, {
+    npm_config_registry: registry,
+    npm_config_cache: path.join(root, 'npm-cache'),
+  });
+}
+
+/** Writes `exceptions` to a file of its own; returns the command's arguments for it. */
+async function argsFor(exceptions: unknown, today: string): Promise<{ args: string[]; report: string }> {
   run += 1;
   const file = path.join(root, `exceptions-${run}.json`);
   await writeFile(file, typeof exceptions === 'string' ? exceptions : JSON.stringify({ exceptions }));
   const report = path.join(root, `report-${run}`);
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k)) env[k] = v;
-  Object.assign(env, { npm_config_registry: registry, npm_config_cache: path.join(root, 'npm-cache') });
-  const args = [
-    '--import',
-    'tsx',
-    path.resolve('scripts/ci/audit-check.ts'),
-    '--exceptions',
-    file,
-    '--cwd',
-    project,
-    '--report',
+  return {
+    args: ['--exceptions', file, '--cwd', project, '--report', report, '--today', today],
     report,
-    '--today',
-    today,
-  ];
-  const { code, out } = await runProcess(process.execPath, args, { env });
+  };
+}
+
+/** The command as CI runs it: its own node process, which runs the real `npm audit`. */
+async function checkProcess(exceptions: unknown, today = '2026-02-01') {
+  const { args, report } = await argsFor(exceptions, today);
+  const { code, out } = await runProcess(
+    process.execPath,
+    ['--import', 'tsx', path.resolve('scripts/ci/audit-check.ts'), ...args],
+    { env: npmEnv() },
+  );
   return { code, out, report };
 }
 
-describe('npm audit gate with the real npm client', () => {
+let npmReport: Promise<unknown> | undefined;
+/**
+ * The command in this process, on the report the real `npm audit` gives for the fixture (asked once and
+ * shared: the tests below vary only the exceptions and the day). `asked` counts the audits it wanted.
+ */
+async function check(exceptions: unknown, today = '2026-02-01') {
+  const { args } = await argsFor(exceptions, today);
+  let out = '';
+  let asked = 0;
+  const code = await auditCheck(args, {
+    runAudit: (cwd) => {
+      asked += 1;
+      return (npmReport ??= runNpmAudit(cwd, npmEnv()));
+    },
+    stdout: (t) => void (out += t),
+    stderr: (t) => void (out += t),
+  });
+  return { code, out, asked };
+}
+
+describe('npm audit gate with the real npm client, as its own process', () => {
   it('fails on unaccepted high and critical findings, dev dependencies included, not on moderate ones', async () => {
-    const { code, out, report } = await check([]);
+    const { code, out, report } = await checkProcess([]);
     expect(code, out).toBe(1);
     expect(out).toMatch(/FAIL: 2 finding\(s\) at high or above/);
     expect(out).toMatch(/critical\s+minimist GHSA-xvch-5gv4-984h Prototype Pollution in minimist/);
@@ -213,6 +243,19 @@ describe('npm audit gate with the real npm client', () => {
     expect(ev.ok).toBe(false);
   }, 120_000);
 
+  it('fails closed when the advisory endpoint fails', async () => {
+    bulkStatus = 405;
+    try {
+      const { code, out } = await checkProcess([]);
+      expect(code, out).toBe(1);
+      expect(out).toMatch(/npm audit gave no report: 405 Method Not Allowed - POST .*advisories\/bulk/);
+    } finally {
+      bulkStatus = 200;
+    }
+  }, 120_000);
+});
+
+describe('npm audit gate on the real npm report, exceptions and days varied', () => {
   it('passes when every finding at the gate has a current exception', async () => {
     const { code, out } = await check([CRITICAL, HIGH]);
     expect(code, out).toBe(0);
@@ -242,28 +285,16 @@ describe('npm audit gate with the real npm client', () => {
   }, 120_000);
 
   it('refuses a malformed exceptions file (exit 2) before asking npm', async () => {
-    const before = requests.length;
-    const { code, out } = await check([
-      { package: 'minimist', advisory: 'GHSA-xvch-5gv4-984h', reason: 'ok' },
-    ]);
-    expect(code, out).toBe(2);
-    expect(out).toMatch(/is invalid:/);
-    expect(out).toMatch(/exceptions\.0\.reason: say why/);
-    expect(out).toMatch(/exceptions\.0\.acceptedBy/);
-    expect((await check('{ not json')).code).toBe(2);
-    expect(requests.length).toBe(before);
-  }, 120_000);
-
-  it('fails closed when the advisory endpoint fails', async () => {
-    bulkStatus = 405;
-    try {
-      const { code, out } = await check([]);
-      expect(code, out).toBe(1);
-      expect(out).toMatch(/npm audit gave no report: 405 Method Not Allowed - POST .*advisories\/bulk/);
-    } finally {
-      bulkStatus = 200;
-    }
-  }, 120_000);
+    const bad = await check([{ package: 'minimist', advisory: 'GHSA-xvch-5gv4-984h', reason: 'ok' }]);
+    expect(bad.code, bad.out).toBe(2);
+    expect(bad.out).toMatch(/is invalid:/);
+    expect(bad.out).toMatch(/exceptions\.0\.reason: say why/);
+    expect(bad.out).toMatch(/exceptions\.0\.acceptedBy/);
+    expect(bad.asked).toBe(0);
+    const notJson = await check('{ not json');
+    expect(notJson.code).toBe(2);
+    expect(notJson.asked).toBe(0);
+  });
 });
 
 describe('reading an npm audit report', () => {

@@ -28,6 +28,20 @@ describe('exact KS arithmetic for the false-alarm budget', () => {
     expect(c.statistic).toBe(c.h / c.lcm);
   });
 
+  it('criticalLattice finds the definition on 60 random sizes and levels, tiny samples included (no h rejects: lcm + 1)', () => {
+    const rng = new Rng(41);
+    const levels = [0.2, 0.05, 1e-3, 1e-5, 1e-8];
+    for (let i = 0; i < 60; i++) {
+      const n = i < 6 ? 1 + i : 1 + Math.floor(rng.uniform(0, 2_000));
+      const w = i < 6 ? 1 + (i % 3) : 1 + Math.floor(rng.uniform(0, 400));
+      const alpha = levels[i % levels.length] as number;
+      const c = criticalLattice(n, w, alpha);
+      const p = (h: number): number => (h > c.lcm ? 0 : exactTwoSidedPvalue(n, w, h));
+      expect(p(c.h), `${n}, ${w}, ${alpha}`).toBeLessThanOrEqual(alpha);
+      if (c.h > 1) expect(p(c.h - 1), `${n}, ${w}, ${alpha}`).toBeGreaterThan(alpha);
+    }
+  });
+
   it('the current default window test rejects at D >= 0.1036 (exact p 1.076e-4), as its module comment says', () => {
     const c = criticalLattice(5_000, 500, 1e-3 / 9);
     expect(c.statistic).toBe(0.1036);

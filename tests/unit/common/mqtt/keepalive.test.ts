@@ -2,7 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import { connectMqtt } from '../../../../common/mqtt/connect.ts';
 
 /**
@@ -12,25 +12,35 @@ import { connectMqtt } from '../../../../common/mqtt/connect.ts';
  */
 
 const MESSAGES = 2000;
-const servers: Server[] = [];
-const clients: MqttClient[] = [];
-const brokers: Aedes[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.endAsync(true);
-  for (const s of servers.splice(0)) await new Promise<void>((resolve) => s.close(() => resolve()));
-  for (const b of brokers.splice(0)) await new Promise<void>((resolve) => b.close(() => resolve()));
-});
 
-async function listen(server: Server): Promise<string> {
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+/**
+ * What one test opened, closed when it finishes. The tests run concurrently (each mostly waits on timers:
+ * the burst, the keepalive), so each has its own scope and its own broker.
+ */
+class Scope {
+  readonly servers: Server[] = [];
+  readonly clients: MqttClient[] = [];
+  readonly brokers: Aedes[] = [];
+  constructor(ctx: TestContext) {
+    ctx.onTestFinished(() => this.close());
+  }
+  async close(): Promise<void> {
+    for (const c of this.clients.splice(0)) await c.endAsync(true);
+    for (const s of this.servers.splice(0)) await new Promise<void>((resolve) => s.close(() => resolve()));
+    for (const b of this.brokers.splice(0)) await new Promise<void>((resolve) => b.close(() => resolve()));
+  }
 
-async function aedes(): Promise<string> {
-  const broker = await Aedes.createBroker();
-  brokers.push(broker);
-  return listen(createServer(broker.handle));
+  async listen(server: Server): Promise<string> {
+    this.servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  async aedes(): Promise<string> {
+    const broker = await Aedes.createBroker();
+    this.brokers.push(broker);
+    return this.listen(createServer(broker.handle));
+  }
 }
 
 interface Watch {
@@ -41,8 +51,8 @@ interface Watch {
 }
 
 /** A slow receiver subscribed at QoS 1; then a burst of MESSAGES published to it. */
-async function slowReceiver(client: MqttClient, url: string): Promise<Watch> {
-  clients.push(client);
+async function slowReceiver(scope: Scope, client: MqttClient, url: string): Promise<Watch> {
+  scope.clients.push(client);
   const w: Watch = { handled: 0, pings: 0, errors: [], closes: 0 };
   client.handleMessage = (_packet, callback) => {
     w.handled++;
@@ -54,7 +64,7 @@ async function slowReceiver(client: MqttClient, url: string): Promise<Watch> {
   if (!client.connected) await new Promise((resolve) => client.once('connect', resolve));
   await client.subscribeAsync('burst', { qos: 1 });
   const pub = await mqtt.connectAsync(url, { clientId: 'burst-publisher', log: () => undefined });
-  clients.push(pub);
+  scope.clients.push(pub);
   await Promise.all(
     Array.from({ length: MESSAGES }, (_, i) => pub.publishAsync('burst', `m${i}`, { qos: 1 })),
   );
@@ -66,9 +76,10 @@ async function until(ok: () => boolean, ms: number): Promise<void> {
   while (!ok() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
-describe('keepAliveWhileReceiving (installed by connectMqtt)', () => {
-  it('plain mqtt.js: the PINGRESP queued behind the burst times the connection out', async () => {
-    const url = await aedes();
+describe.concurrent('keepAliveWhileReceiving (installed by connectMqtt)', () => {
+  it('plain mqtt.js: the PINGRESP queued behind the burst times the connection out', async (ctx) => {
+    const scope = new Scope(ctx);
+    const url = await scope.aedes();
     const client = mqtt.connect(url, {
       clientId: 'plain',
       clean: false,
@@ -76,15 +87,16 @@ describe('keepAliveWhileReceiving (installed by connectMqtt)', () => {
       reconnectPeriod: 0,
       log: () => undefined,
     });
-    const w = await slowReceiver(client, url);
+    const w = await slowReceiver(scope, client, url);
     await until(() => w.closes > 0, 20_000);
     // If this starts failing, mqtt.js handles keepalive differently now: re-check keepalive.ts.
     expect(w.errors).toContain('Keepalive timeout');
     expect(w.handled).toBeLessThan(MESSAGES);
   });
 
-  it('connectMqtt: the receiver stays connected through the burst and still sends PINGREQs', async () => {
-    const url = await aedes();
+  it('connectMqtt: the receiver stays connected through the burst and still sends PINGREQs', async (ctx) => {
+    const scope = new Scope(ctx);
+    const url = await scope.aedes();
     const client = await connectMqtt({
       url,
       clientId: 'kept',
@@ -92,7 +104,7 @@ describe('keepAliveWhileReceiving (installed by connectMqtt)', () => {
       keepaliveS: 1,
       reconnectPeriodMs: 0,
     });
-    const w = await slowReceiver(client, url);
+    const w = await slowReceiver(scope, client, url);
     await until(() => w.handled >= MESSAGES || w.closes > 0, 30_000);
     expect(w.errors).toEqual([]);
     expect(w.closes).toBe(0);
@@ -100,9 +112,10 @@ describe('keepAliveWhileReceiving (installed by connectMqtt)', () => {
     expect(w.pings).toBeGreaterThanOrEqual(2); // ≥ 4 s of burst at keepalive 1 s: one PINGREQ a second
   });
 
-  it('connectMqtt: a broker that answers nothing after CONNACK still times out', async () => {
+  it('connectMqtt: a broker that answers nothing after CONNACK still times out', async (ctx) => {
+    const scope = new Scope(ctx);
     const sockets: Socket[] = [];
-    const url = await listen(
+    const url = await scope.listen(
       createServer((socket) => {
         sockets.push(socket);
         const parser = mqttPacket.parser({ protocolVersion: 4 });
@@ -115,7 +128,7 @@ describe('keepAliveWhileReceiving (installed by connectMqtt)', () => {
       }),
     );
     const client = await connectMqtt({ url, clientId: 'mute', keepaliveS: 1, reconnectPeriodMs: 0 });
-    clients.push(client);
+    scope.clients.push(client);
     const errors: string[] = [];
     client.on('error', (e) => errors.push(e.message));
     const t0 = Date.now();
